@@ -1,0 +1,107 @@
+//! First start: system tables, the `_superusers` and `users` collections, settings; later starts: load.
+
+use std::sync::Arc;
+
+use basalt_core::schema::{Collection, CollectionType, Field, FieldType};
+use basalt_core::sql::Value;
+use serde_json::{json, Value as Json};
+
+use crate::error::ApiResult;
+use crate::{collections, ddl, settings, AppCtx};
+
+pub async fn run(ctx: &AppCtx) -> ApiResult<()> {
+    let mut tx = ctx.store.begin().await?;
+    for s in ddl::system_tables(ctx.dialect()) {
+        tx.execute(&s).await?;
+    }
+    tx.commit().await?;
+    ctx.reload_collections().await?;
+    if ctx.collection("_superusers").is_none() {
+        let mut su = Collection::scaffold(CollectionType::Auth, "_superusers");
+        su.id = basalt_core::id::collection_id("auth", "_superusers");
+        su.system = true;
+        su.indexes = su.default_auth_indexes();
+        su.fields.extend(Collection::autodate_fields());
+        collections::insert_collection(ctx, su).await?;
+    }
+    if ctx.collection("users").is_none() {
+        let mut u = Collection::scaffold(CollectionType::Auth, "users");
+        u.id = "_pb_users_auth_".into();
+        let mut name = Field::new("name", FieldType::Text);
+        name.max = json!(255);
+        let mut avatar = Field::new("avatar", FieldType::File);
+        avatar.max_select = 1;
+        avatar.mime_types = vec!["image/jpeg".into(), "image/png".into(), "image/svg+xml".into(), "image/gif".into(), "image/webp".into()];
+        u.fields.push(name);
+        u.fields.push(avatar);
+        u.fields.extend(Collection::autodate_fields());
+        u.indexes = u.default_auth_indexes();
+        let own = Some("id = @request.auth.id".to_string());
+        u.list_rule = own.clone();
+        u.view_rule = own.clone();
+        u.create_rule = Some(String::new());
+        u.update_rule = own.clone();
+        u.delete_rule = own;
+        collections::insert_collection(ctx, u).await?;
+    }
+    settings::load(ctx).await?;
+    Ok(())
+}
+
+/// Creates or updates a superuser (the CLI's `superuser upsert`).
+pub async fn upsert_superuser(ctx: &AppCtx, email: &str, password: &str) -> ApiResult<()> {
+    let coll: Arc<Collection> = ctx.collection("_superusers").ok_or_else(|| crate::error::bad("missing _superusers"))?;
+    if !basalt_core::record::is_email(email) {
+        return Err(crate::error::bad("Invalid email address."));
+    }
+    if password.chars().count() < 8 {
+        return Err(crate::error::bad("The password must be at least 8 characters."));
+    }
+    let hash = crate::auth::hash_password_blocking(password.to_string()).await?;
+    let mut q = ctx.sql();
+    q.push("SELECT \"id\" FROM \"_superusers\" WHERE LOWER(\"email\") = LOWER(").bind(Value::Text(email.into())).push(")");
+    let existing = ctx.store.query(&q).await?.rows.into_iter().next().and_then(|r| r.into_iter().next());
+    let mut tx = ctx.store.begin().await?;
+    let now = basalt_core::time::now();
+    match existing {
+        Some(id) => {
+            let mut s = ctx.sql();
+            s.push("UPDATE \"_superusers\" SET \"password\" = ").bind(Value::Text(hash));
+            s.push(", \"tokenKey\" = ").bind(Value::Text(basalt_core::id::random_id(50)));
+            s.push(", \"updated\" = ").bind(Value::Text(now)).push(" WHERE \"id\" = ").bind(id);
+            tx.execute(&s).await?;
+        }
+        None => {
+            let mut data = basalt_core::record::Data::new();
+            for f in &coll.fields {
+                data.insert(f.name.clone(), basalt_core::record::zero(f));
+            }
+            data.insert("id".into(), Json::String(basalt_core::id::new_record_id()));
+            data.insert("email".into(), Json::String(email.into()));
+            data.insert("password".into(), Json::String(hash));
+            data.insert("tokenKey".into(), Json::String(basalt_core::id::random_id(50)));
+            data.insert("verified".into(), Json::Bool(true));
+            data.insert("created".into(), Json::String(now.clone()));
+            data.insert("updated".into(), Json::String(now));
+            let mut s = ctx.sql();
+            s.push("INSERT INTO \"_superusers\" (");
+            for (i, f) in coll.fields.iter().enumerate() {
+                if i > 0 {
+                    s.push(", ");
+                }
+                s.ident(&f.name);
+            }
+            s.push(") VALUES (");
+            for (i, f) in coll.fields.iter().enumerate() {
+                if i > 0 {
+                    s.push(", ");
+                }
+                s.bind(basalt_core::record::json_to_column(f, &data[&f.name]));
+            }
+            s.push(")");
+            tx.execute(&s).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}

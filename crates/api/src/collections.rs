@@ -1,0 +1,265 @@
+//! Collection management: definitions in `_collections`, real tables and indexes altered online in
+//! the same transaction as the definition change.
+
+use std::sync::Arc;
+
+use basalt_core::schema::{Collection, CollectionType, Field, FieldType, Index};
+use basalt_core::sql::Value;
+use basalt_core::{Error, FieldError, FieldErrors};
+use serde_json::Value as Json;
+
+use crate::error::{bad, not_found, ApiError, ApiResult};
+use crate::{ddl, AppCtx};
+
+fn invalid(fields: FieldErrors, creating: bool) -> ApiError {
+    let msg = if creating { "Failed to create collection." } else { "Failed to update collection." };
+    ApiError(Error::validation(msg, fields))
+}
+
+/// Inserts a definition and creates its table (bootstrap and create).
+pub async fn insert_collection(ctx: &AppCtx, mut c: Collection) -> ApiResult<Arc<Collection>> {
+    let now = basalt_core::time::now();
+    c.created = now.clone();
+    c.updated = now;
+    let mut tx = ctx.store.begin().await?;
+    let mut s = ctx.sql();
+    s.push("INSERT INTO _collections (id, name, type, system, data, created, updated) VALUES (");
+    s.bind(Value::Text(c.id.clone())).push(", ").bind(Value::Text(c.name.clone())).push(", ");
+    s.bind(Value::Text(c.kind.as_str().into())).push(", ").bind(Value::Bool(c.system)).push(", ");
+    s.bind(Value::Text(c.to_storage_json().to_string())).push(", ");
+    s.bind(Value::Text(c.created.clone())).push(", ").bind(Value::Text(c.updated.clone())).push(")");
+    tx.execute(&s).await.map_err(|e| match e {
+        basalt_store::StoreError::Unique(_) => {
+            let mut f = FieldErrors::new();
+            f.insert("name".into(), FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."));
+            invalid(f, true)
+        }
+        other => other.into(),
+    })?;
+    for st in ddl::create_table(ctx.dialect(), &c) {
+        tx.execute(&st).await.map_err(|e| ddl_error(e, true))?;
+    }
+    tx.commit().await?;
+    ctx.reload_collections().await?;
+    ctx.collection(&c.id).ok_or_else(not_found)
+}
+
+fn ddl_error(e: basalt_store::StoreError, creating: bool) -> ApiError {
+    let mut f = FieldErrors::new();
+    let msg = match &e {
+        basalt_store::StoreError::Unique(d) => format!("Failed to create a unique index: duplicate values ({d})."),
+        other => format!("Failed to apply the schema change: {other}."),
+    };
+    tracing::warn!(error = %e, "schema change rejected by the database");
+    f.insert("indexes".into(), FieldError::new("validation_invalid_index_expression", msg));
+    invalid(f, creating)
+}
+
+fn ensure_auth_indexes(c: &mut Collection) {
+    let has = |c: &Collection, col: &str| {
+        c.indexes.iter().filter_map(|i| Index::parse(i).ok()).any(|i| i.unique && i.columns == [col.to_string()])
+    };
+    let defaults = c.default_auth_indexes();
+    if !has(c, "tokenKey") {
+        c.indexes.push(defaults[0].clone());
+    }
+    if !has(c, "email") {
+        c.indexes.push(defaults[1].clone());
+    }
+}
+
+pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
+    let kind = match body.get("type") {
+        None => CollectionType::Base,
+        Some(t) => serde_json::from_value(t.clone()).map_err(|_| {
+            let mut f = FieldErrors::new();
+            f.insert("type".into(), FieldError::new("validation_in_invalid", "Must be a valid value."));
+            invalid(f, true)
+        })?,
+    };
+    let mut c = Collection::scaffold(kind, "");
+    // A client-provided fields list replaces the scaffold's, but system fields are kept.
+    let system_fields: Vec<Field> = c.fields.clone();
+    c.apply_json(body, false).map_err(|f| invalid(f, true))?;
+    for sf in system_fields.iter().rev() {
+        if c.field(&sf.name).is_none() {
+            c.fields.insert(0, sf.clone());
+        } else if let Some(f) = c.fields.iter_mut().find(|f| f.name == sf.name) {
+            f.system = true;
+            if sf.name == "id" || (kind == CollectionType::Auth && basalt_core::schema::AUTH_SYSTEM_FIELDS.contains(&sf.name.as_str())) {
+                let keep_opts = f.clone();
+                *f = sf.clone();
+                f.hidden = keep_opts.hidden && sf.name != "id";
+                if sf.name == "email" {
+                    f.only_domains = keep_opts.only_domains;
+                    f.except_domains = keep_opts.except_domains;
+                }
+            }
+        }
+    }
+    // The id field first.
+    if let Some(pos) = c.fields.iter().position(|f| f.name == "id") {
+        let idf = c.fields.remove(pos);
+        c.fields.insert(0, idf);
+    }
+    if c.id.is_empty() {
+        c.id = basalt_core::id::collection_id(kind.as_str(), &c.name);
+    }
+    if c.is_auth() {
+        ensure_auth_indexes(&mut c);
+    }
+    let cols = ctx.collections();
+    if cols.get(&c.id).is_some() {
+        let mut f = FieldErrors::new();
+        f.insert("id".into(), FieldError::new("validation_invalid_id", "The id is invalid or already exists."));
+        return Err(invalid(f, true));
+    }
+    c.validate(&cols.list).map_err(|f| invalid(f, true))?;
+    normalize_relations(ctx, &mut c);
+    insert_collection(ctx, c).await
+}
+
+/// Relation fields may name their target by name; store the id.
+fn normalize_relations(ctx: &AppCtx, c: &mut Collection) {
+    let self_id = c.id.clone();
+    let self_name = c.name.clone();
+    for f in c.fields.iter_mut().filter(|f| f.ty() == FieldType::Relation) {
+        if f.collection_id == self_name {
+            f.collection_id = self_id.clone();
+        } else if let Some(t) = ctx.collection(&f.collection_id) {
+            f.collection_id = t.id.clone();
+        }
+    }
+}
+
+pub async fn update(ctx: &AppCtx, old: &Arc<Collection>, body: &Json) -> ApiResult<Arc<Collection>> {
+    let mut c: Collection = (**old).clone();
+    if let Some(t) = body.get("type").and_then(Json::as_str) {
+        if t != old.kind.as_str() {
+            let mut f = FieldErrors::new();
+            f.insert("type".into(), FieldError::new("validation_collection_type_change", "Changing the collection type is not allowed."));
+            return Err(invalid(f, false));
+        }
+    }
+    if old.system && body.get("name").and_then(Json::as_str).is_some_and(|n| n != old.name) {
+        let mut f = FieldErrors::new();
+        f.insert("name".into(), FieldError::new("validation_collection_system_name_change", "System collection name cannot be changed."));
+        return Err(invalid(f, false));
+    }
+    c.apply_json(body, false).map_err(|f| invalid(f, false))?;
+    let mut errs = FieldErrors::new();
+    for (i, nf) in c.fields.iter().enumerate() {
+        if let Some(of) = old.fields.iter().find(|f| f.id == nf.id) {
+            if of.ty() != nf.ty() {
+                errs.insert(format!("fields.{i}.type"), FieldError::new("validation_field_type_change", "Field type cannot be changed."));
+            }
+            if of.system && of.name != nf.name {
+                errs.insert(format!("fields.{i}.name"), FieldError::new("validation_system_field_change", "System field name cannot be changed."));
+            }
+        }
+    }
+    if !errs.is_empty() {
+        return Err(invalid(errs, false));
+    }
+    if c.is_auth() {
+        ensure_auth_indexes(&mut c);
+    }
+    let cols = ctx.collections();
+    c.validate(&cols.list).map_err(|f| invalid(f, false))?;
+    normalize_relations(ctx, &mut c);
+    c.updated = basalt_core::time::now();
+    let mut tx = ctx.store.begin().await?;
+    for st in ddl::alter_table(ctx.dialect(), old, &c) {
+        tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
+    }
+    let mut s = ctx.sql();
+    s.push("UPDATE _collections SET name = ").bind(Value::Text(c.name.clone()));
+    s.push(", data = ").bind(Value::Text(c.to_storage_json().to_string()));
+    s.push(", updated = ").bind(Value::Text(c.updated.clone()));
+    s.push(" WHERE id = ").bind(Value::Text(c.id.clone()));
+    tx.execute(&s).await?;
+    tx.commit().await?;
+    ctx.reload_collections().await?;
+    ctx.collection(&c.id).ok_or_else(not_found)
+}
+
+pub async fn delete(ctx: &AppCtx, c: &Arc<Collection>) -> ApiResult<()> {
+    if c.system {
+        return Err(bad("System collections cannot be deleted."));
+    }
+    for other in ctx.collections().list.iter().filter(|o| o.id != c.id) {
+        if other.fields.iter().any(|f| f.ty() == FieldType::Relation && f.collection_id == c.id) {
+            return Err(bad(&format!("The collection is referenced by a relation field of \"{}\".", other.name)));
+        }
+    }
+    let mut tx = ctx.store.begin().await?;
+    tx.execute(&ddl::drop_table(ctx.dialect(), c)).await?;
+    let mut s = ctx.sql();
+    s.push("DELETE FROM _collections WHERE id = ").bind(Value::Text(c.id.clone()));
+    tx.execute(&s).await?;
+    tx.commit().await?;
+    ctx.reload_collections().await?;
+    Ok(())
+}
+
+pub async fn truncate(ctx: &AppCtx, c: &Arc<Collection>) -> ApiResult<()> {
+    if c.is_superusers() {
+        return Err(bad("The superusers collection cannot be truncated."));
+    }
+    let mut tx = ctx.store.begin().await?;
+    let mut s = ctx.sql();
+    s.push("DELETE FROM ").ident(&c.name);
+    tx.execute(&s).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `PUT /api/collections/import`: creates or updates each collection (matched by id, then name);
+/// with `deleteMissing`, deletes the non-system collections not listed.
+pub async fn import(ctx: &AppCtx, body: &Json) -> ApiResult<()> {
+    let Some(list) = body.get("collections").and_then(Json::as_array) else {
+        let mut f = FieldErrors::new();
+        f.insert("collections".into(), FieldError::required());
+        return Err(ApiError(Error::validation("Failed to import the collections configuration.", f)));
+    };
+    let delete_missing = body.get("deleteMissing").and_then(Json::as_bool).unwrap_or(false);
+    let mut kept = vec![];
+    // Two passes so relations to collections later in the list resolve: create shells first.
+    for (i, item) in list.iter().enumerate() {
+        let key_id = item.get("id").and_then(Json::as_str).unwrap_or("");
+        let key_name = item.get("name").and_then(Json::as_str).unwrap_or("");
+        let existing = ctx.collection(key_id).or_else(|| ctx.collection(key_name));
+        let res = match existing {
+            Some(e) => update(ctx, &e, item).await,
+            None => create(ctx, item).await,
+        };
+        match res {
+            Ok(c) => kept.push(c.id.clone()),
+            Err(ApiError(Error::Validation { fields, .. })) => {
+                let mut f = FieldErrors::new();
+                let detail = fields.iter().map(|(k, v)| format!("{k}: {}", v.message)).collect::<Vec<_>>().join("; ");
+                f.insert("collections".into(), FieldError::new("validation_collections_import_failure", format!("Failed to import collection {i}: {detail}")));
+                return Err(ApiError(Error::validation("Failed to import the collections configuration.", f)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if delete_missing {
+        for c in ctx.collections().list.iter() {
+            if !c.system && !kept.contains(&c.id) {
+                delete(ctx, c).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `_collections` table described as a collection, so collection lists reuse the filter compiler.
+pub fn meta_collection() -> Collection {
+    let mut c = Collection::scaffold(CollectionType::Base, "_collections");
+    c.id = "_collections".into();
+    let mut sys = Field::new("system", FieldType::Bool);
+    sys.system = true;
+    c.fields.extend([Field::new("name", FieldType::Text), Field::new("type", FieldType::Text), sys, Field::new("created", FieldType::Text), Field::new("updated", FieldType::Text)]);
+    c
+}

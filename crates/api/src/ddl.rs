@@ -1,0 +1,158 @@
+//! Collections as real tables: CREATE/ALTER/DROP statements per dialect, and the system tables.
+//!
+//! **Architecture Invariant:** every identifier written here passed `is_valid_name` (collection and
+//! field names are validated before any DDL is built); no value is ever formatted into the text.
+
+use basalt_core::schema::{Collection, ColumnKind, Field, Index};
+use basalt_core::sql::{ident, Dialect, Sql};
+
+pub fn column_type(d: Dialect, f: &Field) -> String {
+    if f.name == "id" {
+        return "TEXT PRIMARY KEY NOT NULL".into();
+    }
+    match (d, f.column_kind()) {
+        (_, ColumnKind::Text) => "TEXT DEFAULT '' NOT NULL".into(),
+        (Dialect::Sqlite, ColumnKind::Number) => "NUMERIC DEFAULT 0 NOT NULL".into(),
+        (Dialect::Postgres, ColumnKind::Number) => "DOUBLE PRECISION DEFAULT 0 NOT NULL".into(),
+        (_, ColumnKind::Bool) => "BOOLEAN DEFAULT FALSE NOT NULL".into(),
+        (Dialect::Sqlite, ColumnKind::Json) if f.is_multiple() => "JSON DEFAULT '[]' NOT NULL".into(),
+        (Dialect::Sqlite, ColumnKind::Json) => "JSON DEFAULT NULL".into(),
+        (Dialect::Postgres, ColumnKind::Json) if f.is_multiple() => "JSONB DEFAULT '[]'::jsonb NOT NULL".into(),
+        (Dialect::Postgres, ColumnKind::Json) => "JSONB DEFAULT NULL".into(),
+    }
+}
+
+pub fn system_tables(d: Dialect) -> Vec<Sql> {
+    let json = match d {
+        Dialect::Sqlite => "TEXT",
+        Dialect::Postgres => "TEXT",
+    };
+    let mk = |t: String| {
+        let mut s = Sql::new(d);
+        s.push(&t);
+        s
+    };
+    vec![
+        mk(format!(
+            "CREATE TABLE IF NOT EXISTS _collections (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL, system BOOLEAN DEFAULT FALSE NOT NULL, data {json} NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL)"
+        )),
+        mk("CREATE TABLE IF NOT EXISTS _params (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)".into()),
+    ]
+}
+
+pub fn create_table(d: Dialect, c: &Collection) -> Vec<Sql> {
+    let mut s = Sql::new(d);
+    s.push("CREATE TABLE ").ident(&c.name).push(" (");
+    for (i, f) in c.fields.iter().enumerate() {
+        if i > 0 {
+            s.push(", ");
+        }
+        s.ident(&f.name).push(" ").push(&column_type(d, f));
+    }
+    s.push(")");
+    let mut out = vec![s];
+    out.extend(create_indexes(d, c));
+    out
+}
+
+pub fn create_indexes(d: Dialect, c: &Collection) -> Vec<Sql> {
+    c.indexes
+        .iter()
+        .filter_map(|ix| Index::parse(ix).ok())
+        .map(|ix| {
+            let mut s = Sql::new(d);
+            s.push(if ix.unique { "CREATE UNIQUE INDEX " } else { "CREATE INDEX " });
+            s.ident(&ix.name).push(" ON ").ident(&c.name).push(" (");
+            for (i, col) in ix.columns.iter().enumerate() {
+                if i > 0 {
+                    s.push(", ");
+                }
+                s.ident(col);
+                if ix.desc.get(i).copied().unwrap_or(false) {
+                    s.push(" DESC");
+                }
+            }
+            s.push(")");
+            if let Some(w) = &ix.where_not_empty {
+                s.push(" WHERE ").ident(w).push(" != ''");
+            }
+            s
+        })
+        .collect()
+}
+
+pub fn drop_indexes(d: Dialect, c: &Collection) -> Vec<Sql> {
+    c.indexes
+        .iter()
+        .filter_map(|ix| Index::parse(ix).ok())
+        .map(|ix| {
+            let mut s = Sql::new(d);
+            s.push("DROP INDEX IF EXISTS ").ident(&ix.name);
+            s
+        })
+        .collect()
+}
+
+/// The statements that turn `old`'s table into `new`'s, keeping the data of fields that stay.
+/// Fields are matched by id, so a rename keeps its column's data.
+pub fn alter_table(d: Dialect, old: &Collection, new: &Collection) -> Vec<Sql> {
+    let mut out = drop_indexes(d, old);
+    let mk = |t: String| {
+        let mut s = Sql::new(d);
+        s.push(&t);
+        s
+    };
+    let table = ident(&new.name);
+    if old.name != new.name {
+        out.push(mk(format!("ALTER TABLE {} RENAME TO {}", ident(&old.name), table)));
+    }
+    for of in &old.fields {
+        if !new.fields.iter().any(|f| f.id == of.id) {
+            out.push(mk(format!("ALTER TABLE {table} DROP COLUMN {}", ident(&of.name))));
+        }
+    }
+    for nf in &new.fields {
+        match old.fields.iter().find(|f| f.id == nf.id) {
+            None => {
+                out.push(mk(format!("ALTER TABLE {table} ADD COLUMN {} {}", ident(&nf.name), column_type(d, nf))));
+            }
+            Some(of) => {
+                if of.name != nf.name {
+                    out.push(mk(format!("ALTER TABLE {table} RENAME COLUMN {} TO {}", ident(&of.name), ident(&nf.name))));
+                }
+                let col = ident(&nf.name);
+                match (of.is_multiple(), nf.is_multiple(), d) {
+                    (false, true, Dialect::Sqlite) => out.push(mk(format!(
+                        "UPDATE {table} SET {col} = CASE WHEN COALESCE({col}, '') = '' THEN '[]' ELSE json_array({col}) END"
+                    ))),
+                    (true, false, Dialect::Sqlite) => out.push(mk(format!(
+                        "UPDATE {table} SET {col} = COALESCE(json_extract({col}, '$[#-1]'), '')"
+                    ))),
+                    (false, true, Dialect::Postgres) => {
+                        out.push(mk(format!("ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT")));
+                        out.push(mk(format!(
+                            "ALTER TABLE {table} ALTER COLUMN {col} TYPE JSONB USING (CASE WHEN {col} = '' THEN '[]'::jsonb ELSE jsonb_build_array({col}) END)"
+                        )));
+                        out.push(mk(format!("ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT '[]'::jsonb")));
+                    }
+                    (true, false, Dialect::Postgres) => {
+                        out.push(mk(format!("ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT")));
+                        out.push(mk(format!(
+                            "ALTER TABLE {table} ALTER COLUMN {col} TYPE TEXT USING COALESCE({col} ->> -1, '')"
+                        )));
+                        out.push(mk(format!("ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT ''")));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out.extend(create_indexes(d, new));
+    out
+}
+
+pub fn drop_table(d: Dialect, c: &Collection) -> Sql {
+    let mut s = Sql::new(d);
+    s.push("DROP TABLE IF EXISTS ").ident(&c.name);
+    s
+}

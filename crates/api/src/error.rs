@@ -1,0 +1,176 @@
+//! The one place where errors become HTTP responses: `{"status","message","data"}` for every failure.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use basalt_core::Error;
+use basalt_store::StoreError;
+use serde_json::{json, Map, Value as Json};
+
+/// Every handler returns this error type.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unique(detail) => {
+                let field = unique_field(&detail).unwrap_or_default();
+                let mut f = basalt_core::FieldErrors::new();
+                f.insert(field, basalt_core::FieldError::new("validation_not_unique", "Value must be unique."));
+                ApiError(Error::validation("Failed to save record.", f))
+            }
+            other => ApiError(Error::Internal(other.to_string())),
+        }
+    }
+}
+
+/// Which column a unique-constraint failure names: SQLite says `UNIQUE constraint failed: t.col`,
+/// Postgres `Key (col)=(…) already exists.`.
+fn unique_field(detail: &str) -> Option<String> {
+    if let Some(i) = detail.find("Key (") {
+        let rest = &detail[i + 5..];
+        return rest.split(')').next().map(|s| s.trim_matches('"').to_string());
+    }
+    detail.rsplit('.').next().map(|s| s.trim().to_string())
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+pub fn error_body(status: StatusCode, message: &str, data: Json) -> Response {
+    let body = json!({"data": data, "message": message, "status": status.as_u16()});
+    (status, axum::Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self.0 {
+            Error::Validation { message, fields } => {
+                let data = serde_json::to_value(&fields).unwrap_or(Json::Object(Map::new()));
+                error_body(StatusCode::BAD_REQUEST, &message, data)
+            }
+            Error::BadRequest(m) => error_body(StatusCode::BAD_REQUEST, &sentence(&m), json!({})),
+            Error::Forbidden(m) => error_body(StatusCode::FORBIDDEN, &sentence(&m), json!({})),
+            Error::Unauthorized(m) => error_body(StatusCode::UNAUTHORIZED, &sentence(&m), json!({})),
+            Error::NotFound(m) => error_body(StatusCode::NOT_FOUND, &sentence(&m), json!({})),
+            Error::TooManyRequests => error_body(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests.", json!({})),
+            Error::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                error_body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong while processing your request.",
+                    json!({}),
+                )
+            }
+        }
+    }
+}
+
+/// Sentence-cases a message and ends it with a period, as the protocol's messages are.
+fn sentence(m: &str) -> String {
+    let mut s = m.trim().to_string();
+    if let Some(c) = s.get(0..1) {
+        let up = c.to_uppercase();
+        s.replace_range(0..1, &up);
+    }
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    s
+}
+
+pub fn bad(msg: &str) -> ApiError {
+    ApiError(Error::BadRequest(msg.into()))
+}
+pub fn not_found() -> ApiError {
+    ApiError(Error::not_found())
+}
+pub fn forbidden(msg: &str) -> ApiError {
+    ApiError(Error::Forbidden(msg.into()))
+}
+pub fn unauthorized(msg: &str) -> ApiError {
+    ApiError(Error::Unauthorized(msg.into()))
+}
+
+/// JSON body extractor whose rejections use the protocol's error shape.
+pub struct JsonBody(pub Json);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
+    type Rejection = Response;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ct = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(e) => {
+                let status = e.status();
+                let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "Request entity too large."
+                } else {
+                    "Failed to read request body."
+                };
+                return Err(error_body(if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::BAD_REQUEST }, msg, json!({})));
+            }
+        };
+        if bytes.is_empty() {
+            return Ok(JsonBody(Json::Object(Map::new())));
+        }
+        if ct.starts_with("application/x-www-form-urlencoded") {
+            let mut m = Map::new();
+            for (k, v) in url_pairs(&bytes) {
+                m.insert(k, infer(&v));
+            }
+            return Ok(JsonBody(Json::Object(m)));
+        }
+        if ct.starts_with("multipart/form-data") {
+            return Err(error_body(
+                StatusCode::BAD_REQUEST,
+                "Multipart bodies are not supported on this endpoint yet.",
+                json!({}),
+            ));
+        }
+        match serde_json::from_slice::<Json>(&bytes) {
+            Ok(v @ Json::Object(_)) => Ok(JsonBody(v)),
+            Ok(_) => Err(error_body(StatusCode::BAD_REQUEST, "The request body must be a JSON object.", json!({}))),
+            Err(_) => Err(error_body(
+                StatusCode::BAD_REQUEST,
+                "Failed to load the submitted data due to invalid formatting.",
+                json!({}),
+            )),
+        }
+    }
+}
+
+fn url_pairs(b: &[u8]) -> Vec<(String, String)> {
+    let s = String::from_utf8_lossy(b);
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |x: &str| percent_encoding::percent_decode_str(&x.replace('+', " ")).decode_utf8_lossy().into_owned();
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+/// Multipart and urlencoded values are inferred as the protocol says: true/false → bool, a canonical
+/// number → number.
+pub fn infer(v: &str) -> Json {
+    match v {
+        "true" => Json::Bool(true),
+        "false" => Json::Bool(false),
+        _ => match v.parse::<f64>() {
+            Ok(f) if f.is_finite() && basalt_core::record::num_json(f).to_string() == v => basalt_core::record::num_json(f),
+            _ => Json::String(v.to_string()),
+        },
+    }
+}

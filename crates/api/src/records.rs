@@ -1,0 +1,704 @@
+//! Record reads and writes: rules, filters, expand and the one write path (validate, check rules,
+//! write, commit).
+
+use std::sync::Arc;
+
+use basalt_core::filter::ast::SortItem;
+use basalt_core::filter::compile::{Compiler, RequestInfo, MAIN};
+use basalt_core::record::{self, column_to_json, json_to_column, Data, WriteCtx};
+use basalt_core::schema::{Collection, FieldType};
+use basalt_core::sql::{ident, Sql, Value};
+use basalt_core::{filter, Error, FieldError, FieldErrors};
+use basalt_store::{Rows, Tx};
+use serde_json::{Map, Value as Json};
+
+use crate::auth::Caller;
+use crate::error::{bad, forbidden, not_found, ApiError, ApiResult};
+use crate::AppCtx;
+
+pub const SUPERUSERS_ONLY: &str = "Only superusers can perform this action.";
+
+/// Converts result rows into record data keyed by field name.
+pub fn rows_to_data(coll: &Collection, rows: Rows) -> Vec<Data> {
+    let map: Vec<Option<usize>> = rows.columns.iter().map(|c| coll.fields.iter().position(|f| &f.name == c)).collect();
+    rows.rows
+        .into_iter()
+        .map(|r| {
+            let mut d = Data::new();
+            for (i, v) in r.into_iter().enumerate() {
+                if let Some(Some(fi)) = map.get(i) {
+                    let f = &coll.fields[*fi];
+                    d.insert(f.name.clone(), column_to_json(f, v));
+                }
+            }
+            d
+        })
+        .collect()
+}
+
+fn select_all(ctx: &AppCtx, coll: &Collection) -> Sql {
+    let mut s = ctx.sql();
+    s.push("SELECT ");
+    for (i, f) in coll.fields.iter().enumerate() {
+        if i > 0 {
+            s.push(", ");
+        }
+        s.push(MAIN).push(".").ident(&f.name);
+    }
+    s.push(" FROM ").ident(&coll.name).push(" AS ").push(MAIN);
+    s
+}
+
+/// Loads a record by id with no rule (internal use).
+pub async fn load_record(ctx: &AppCtx, coll: &Collection, id: &str) -> ApiResult<Option<Data>> {
+    let mut s = select_all(ctx, coll);
+    s.push(" WHERE ").push(MAIN).push(".\"id\" = ").bind(Value::Text(id.to_string())).push(" LIMIT 1");
+    let rows = ctx.store.query(&s).await?;
+    Ok(rows_to_data(coll, rows).into_iter().next())
+}
+
+/// The request facts rules may reference.
+pub fn request_info(caller: &Option<Caller>, method: &str, query: &Map<String, Json>, headers: &axum::http::HeaderMap, body: Option<&Data>, context: &str) -> RequestInfo {
+    let mut h = Map::new();
+    for (k, v) in headers {
+        if let Ok(s) = v.to_str() {
+            h.insert(k.as_str().to_ascii_lowercase().replace('-', "_"), Json::String(s.to_string()));
+        }
+    }
+    RequestInfo {
+        auth: caller.as_ref().map(|c| (c.collection.clone(), c.record.clone())),
+        body: body.cloned().unwrap_or_default(),
+        query: query.clone(),
+        headers: h,
+        method: method.to_string(),
+        context: context.to_string(),
+        existing: None,
+    }
+}
+
+/// A rule as it applies to this caller: `None` means no condition (public or superuser).
+pub fn rule_condition(ctx: &AppCtx, coll: &Collection, rule: &Option<String>, info: &RequestInfo) -> ApiResult<Option<Sql>> {
+    if info.is_superuser() {
+        return Ok(None);
+    }
+    match rule {
+        None => Err(forbidden(SUPERUSERS_ONLY)),
+        Some(r) if r.trim().is_empty() => Ok(None),
+        Some(r) => {
+            let e = filter::parse(r).map_err(|e| ApiError(Error::internal(format!("stored rule: {e}"))))?;
+            let cols = ctx.collections();
+            let mut c = Compiler::new(ctx.dialect(), cols.as_ref(), info, true);
+            Ok(Some(c.compile(coll, &e)?))
+        }
+    }
+}
+
+fn client_filter(ctx: &AppCtx, coll: &Collection, f: &str, info: &RequestInfo) -> ApiResult<Option<Sql>> {
+    if f.trim().is_empty() {
+        return Ok(None);
+    }
+    let e = filter::parse(f).map_err(|e| bad(&format!("Invalid filter: {e}")))?;
+    let cols = ctx.collections();
+    let mut c = Compiler::new(ctx.dialect(), cols.as_ref(), info, false);
+    c.compile(coll, &e).map(Some).map_err(|e| match e {
+        Error::BadRequest(m) => bad(&format!("Invalid filter: {m}")),
+        other => ApiError(other),
+    })
+}
+
+pub struct ListParams {
+    pub page: i64,
+    pub per_page: i64,
+    pub sort: String,
+    pub filter: String,
+    pub skip_total: bool,
+}
+
+pub struct ListResult {
+    pub items: Vec<Data>,
+    pub page: i64,
+    pub per_page: i64,
+    pub total_items: i64,
+    pub total_pages: i64,
+}
+
+pub async fn list(ctx: &AppCtx, coll: &Arc<Collection>, p: &ListParams, info: &RequestInfo) -> ApiResult<ListResult> {
+    let rule = rule_condition(ctx, coll, &coll.list_rule, info)?;
+    let filt = client_filter(ctx, coll, &p.filter, info)?;
+    let sort: Vec<SortItem> = filter::parse_sort(&p.sort).map_err(|e| bad(&format!("Invalid sort: {e}")))?;
+    let cols = ctx.collections();
+    let mut comp = Compiler::new(ctx.dialect(), cols.as_ref(), info, false);
+    let order = comp.order_by(coll, &sort).map_err(|e| match e {
+        Error::BadRequest(m) => bad(&format!("Invalid sort: {m}")),
+        other => ApiError(other),
+    })?;
+    let mut where_ = ctx.sql();
+    let mut parts = 0;
+    for c in [rule, filt].into_iter().flatten() {
+        where_.push(if parts == 0 { " WHERE (" } else { " AND (" });
+        where_.append(c);
+        where_.push(")");
+        parts += 1;
+    }
+    let mut q = select_all(ctx, coll);
+    q.append(where_.clone());
+    if !order.text.is_empty() {
+        q.push(" ORDER BY ");
+        q.append(order);
+    }
+    let offset = (p.page - 1).max(0) * p.per_page;
+    q.push(" LIMIT ").bind(Value::Int(p.per_page)).push(" OFFSET ").bind(Value::Int(offset));
+    let rows = ctx.store.query(&q).await?;
+    let items = rows_to_data(coll, rows);
+    let (total_items, total_pages) = if p.skip_total {
+        (-1, -1)
+    } else {
+        let mut cq = ctx.sql();
+        cq.push("SELECT COUNT(*) FROM ").ident(&coll.name).push(" AS ").push(MAIN);
+        cq.append(where_);
+        let r = ctx.store.query(&cq).await?;
+        let n = r.rows.first().and_then(|r| r.first()).and_then(Value::as_f64).unwrap_or(0.0) as i64;
+        (n, (n + p.per_page - 1) / p.per_page)
+    };
+    Ok(ListResult { items, page: p.page, per_page: p.per_page, total_items, total_pages })
+}
+
+/// Fetches one record under a rule: `Ok(None)` when missing or not allowed (both are 404).
+pub async fn fetch_with_rule(
+    ctx: &AppCtx,
+    coll: &Collection,
+    id: &str,
+    rule: &Option<String>,
+    info: &RequestInfo,
+    tx: Option<&mut Box<dyn Tx>>,
+) -> ApiResult<Option<Data>> {
+    let cond = rule_condition(ctx, coll, rule, info)?;
+    let mut s = select_all(ctx, coll);
+    s.push(" WHERE ").push(MAIN).push(".\"id\" = ").bind(Value::Text(id.to_string()));
+    if let Some(c) = cond {
+        s.push(" AND (");
+        s.append(c);
+        s.push(")");
+    }
+    s.push(" LIMIT 1");
+    let rows = match tx {
+        Some(t) => t.query(&s).await?,
+        None => ctx.store.query(&s).await?,
+    };
+    Ok(rows_to_data(coll, rows).into_iter().next())
+}
+
+/// Whether the caller matches the auth collection's manageRule for this record.
+pub async fn is_manager(ctx: &AppCtx, coll: &Collection, id: &str, info: &RequestInfo) -> ApiResult<bool> {
+    if info.is_superuser() {
+        return Ok(true);
+    }
+    let Some(rule) = coll.auth.as_ref().and_then(|a| a.manage_rule.clone()) else { return Ok(false) };
+    if rule.trim().is_empty() || info.auth.is_none() {
+        return Ok(false);
+    }
+    Ok(fetch_with_rule(ctx, coll, id, &Some(rule), info, None).await?.is_some())
+}
+
+async fn check_relations(ctx: &AppCtx, tx: &mut Box<dyn Tx>, rels: &[(String, String, Vec<String>)]) -> ApiResult<()> {
+    let mut errs = FieldErrors::new();
+    for (field, target, ids) in rels {
+        let Some(tc) = ctx.collection(target) else {
+            errs.insert(field.clone(), FieldError::new("validation_missing_rel_records", "Failed to find all relation records with the provided ids."));
+            continue;
+        };
+        let mut s = ctx.sql();
+        s.push("SELECT COUNT(*) FROM ").ident(&tc.name).push(" WHERE \"id\" IN (");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                s.push(", ");
+            }
+            s.bind(Value::Text(id.clone()));
+        }
+        s.push(")");
+        let r = tx.query(&s).await?;
+        let n = r.rows.first().and_then(|r| r.first()).and_then(Value::as_f64).unwrap_or(0.0) as usize;
+        if n != ids.len() {
+            errs.insert(field.clone(), FieldError::new("validation_missing_rel_records", "Failed to find all relation records with the provided ids."));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError(Error::validation("Failed to save record.", errs)))
+    }
+}
+
+fn insert_sql(ctx: &AppCtx, coll: &Collection, data: &Data) -> Sql {
+    let mut s = ctx.sql();
+    s.push("INSERT INTO ").ident(&coll.name).push(" (");
+    for (i, f) in coll.fields.iter().enumerate() {
+        if i > 0 {
+            s.push(", ");
+        }
+        s.ident(&f.name);
+    }
+    s.push(") VALUES (");
+    for (i, f) in coll.fields.iter().enumerate() {
+        if i > 0 {
+            s.push(", ");
+        }
+        let v = data.get(&f.name).cloned().unwrap_or_else(|| record::zero(f));
+        s.bind(json_to_column(f, &v));
+    }
+    s.push(")");
+    s
+}
+
+fn update_sql(ctx: &AppCtx, coll: &Collection, id: &str, data: &Data) -> Sql {
+    let mut s = ctx.sql();
+    s.push("UPDATE ").ident(&coll.name).push(" SET ");
+    let mut first = true;
+    for f in coll.fields.iter().filter(|f| f.name != "id") {
+        if !first {
+            s.push(", ");
+        }
+        first = false;
+        let v = data.get(&f.name).cloned().unwrap_or_else(|| record::zero(f));
+        s.ident(&f.name).push(" = ").bind(json_to_column(f, &v));
+    }
+    s.push(" WHERE \"id\" = ").bind(Value::Text(id.to_string()));
+    s
+}
+
+/// Creates a record: validate, insert, check createRule against the inserted row, commit.
+pub async fn create(ctx: &AppCtx, coll: &Arc<Collection>, body: &Data, info: &RequestInfo) -> ApiResult<Data> {
+    if !info.is_superuser() && coll.create_rule.is_none() {
+        return Err(forbidden(SUPERUSERS_ONLY));
+    }
+    if coll.is_superusers() && !info.is_superuser() {
+        return Err(forbidden(SUPERUSERS_ONLY));
+    }
+    let wctx = WriteCtx { coll, existing: None, is_manager: info.is_superuser(), is_superuser: info.is_superuser() };
+    let mut prepared = record::prepare(&wctx, body)?;
+    if let Some(pw) = prepared.new_password.take() {
+        let h = crate::auth::hash_password_blocking(pw).await?;
+        prepared.data.insert("password".into(), Json::String(h));
+    }
+    if coll.is_auth() {
+        let email = prepared.data.get("email").and_then(Json::as_str).unwrap_or("").to_string();
+        if !email.is_empty() && email_taken(ctx, coll, &email, None).await? {
+            let mut f = FieldErrors::new();
+            f.insert("email".into(), FieldError::new("validation_not_unique", "Value must be unique."));
+            return Err(ApiError(Error::validation("Failed to create record.", f)));
+        }
+    }
+    let mut tx = ctx.store.begin().await?;
+    check_relations(ctx, &mut tx, &prepared.relations).await?;
+    tx.execute(&insert_sql(ctx, coll, &prepared.data)).await.map_err(|e| unique_error(e, "Failed to create record."))?;
+    let id = prepared.data.get("id").and_then(Json::as_str).unwrap_or("").to_string();
+    if let Some(Some(cond)) = (!info.is_superuser()).then(|| rule_condition(ctx, coll, &coll.create_rule, info)).transpose()? {
+        let mut s = ctx.sql();
+        s.push("SELECT 1 FROM ").ident(&coll.name).push(" AS ").push(MAIN).push(" WHERE ").push(MAIN);
+        s.push(".\"id\" = ").bind(Value::Text(id.clone())).push(" AND (");
+        s.append(cond);
+        s.push(")");
+        if tx.query(&s).await?.rows.is_empty() {
+            return Err(bad("Failed to create record."));
+        }
+    }
+    tx.commit().await?;
+    Ok(prepared.data)
+}
+
+fn unique_error(e: basalt_store::StoreError, msg: &str) -> ApiError {
+    match ApiError::from(e) {
+        ApiError(Error::Validation { fields, .. }) => ApiError(Error::validation(msg, fields)),
+        other => other,
+    }
+}
+
+async fn email_taken(ctx: &AppCtx, coll: &Collection, email: &str, except: Option<&str>) -> ApiResult<bool> {
+    let mut s = ctx.sql();
+    s.push("SELECT 1 FROM ").ident(&coll.name).push(" WHERE LOWER(\"email\") = LOWER(").bind(Value::Text(email.into())).push(")");
+    if let Some(id) = except {
+        s.push(" AND \"id\" != ").bind(Value::Text(id.into()));
+    }
+    s.push(" LIMIT 1");
+    Ok(!ctx.store.query(&s).await?.rows.is_empty())
+}
+
+/// Updates a record under updateRule (404 when it does not match).
+pub async fn update(ctx: &AppCtx, coll: &Arc<Collection>, id: &str, body: &Data, info: &RequestInfo) -> ApiResult<Data> {
+    if coll.is_superusers() && !info.is_superuser() {
+        return Err(forbidden(SUPERUSERS_ONLY));
+    }
+    let existing = fetch_with_rule(ctx, coll, id, &coll.update_rule, info, None).await?.ok_or_else(not_found)?;
+    let manager = coll.is_auth() && is_manager(ctx, coll, id, info).await?;
+    let wctx = WriteCtx { coll, existing: Some(&existing), is_manager: manager || info.is_superuser(), is_superuser: info.is_superuser() };
+    let mut prepared = record::prepare(&wctx, body)?;
+    let mut rotate = false;
+    if let Some(pw) = prepared.new_password.take() {
+        if !wctx.is_manager {
+            let old = body.get("oldPassword").and_then(Json::as_str).unwrap_or("").to_string();
+            let hash = existing.get("password").and_then(Json::as_str).unwrap_or("").to_string();
+            if !crate::auth::verify_password_blocking(old, hash).await {
+                let mut f = FieldErrors::new();
+                f.insert("oldPassword".into(), FieldError::new("validation_invalid_old_password", "Missing or invalid old password."));
+                return Err(ApiError(Error::validation("Failed to update record.", f)));
+            }
+        }
+        let h = crate::auth::hash_password_blocking(pw).await?;
+        prepared.data.insert("password".into(), Json::String(h));
+        rotate = true;
+    }
+    if coll.is_auth() {
+        let new_email = prepared.data.get("email").and_then(Json::as_str).unwrap_or("");
+        if Some(new_email) != existing.get("email").and_then(Json::as_str) {
+            rotate = true;
+            if !new_email.is_empty() && email_taken(ctx, coll, new_email, Some(id)).await? {
+                let mut f = FieldErrors::new();
+                f.insert("email".into(), FieldError::new("validation_not_unique", "Value must be unique."));
+                return Err(ApiError(Error::validation("Failed to update record.", f)));
+            }
+        }
+    }
+    if rotate {
+        prepared.data.insert("tokenKey".into(), Json::String(basalt_core::id::random_id(50)));
+    }
+    let mut tx = ctx.store.begin().await?;
+    check_relations(ctx, &mut tx, &prepared.relations).await?;
+    let n = tx.execute(&update_sql(ctx, coll, id, &prepared.data)).await.map_err(|e| unique_error(e, "Failed to update record."))?;
+    if n == 0 && ctx.dialect() == basalt_core::sql::Dialect::Sqlite {
+        return Err(not_found());
+    }
+    tx.commit().await?;
+    Ok(prepared.data)
+}
+
+/// Deletes a record under deleteRule, then clears or cascades references to it, in one transaction.
+pub async fn delete(ctx: &AppCtx, coll: &Arc<Collection>, id: &str, info: &RequestInfo) -> ApiResult<()> {
+    if coll.is_superusers() && !info.is_superuser() {
+        return Err(forbidden(SUPERUSERS_ONLY));
+    }
+    fetch_with_rule(ctx, coll, id, &coll.delete_rule, info, None).await?.ok_or_else(not_found)?;
+    let mut tx = ctx.store.begin().await?;
+    if coll.is_superusers() {
+        let mut s = ctx.sql();
+        s.push("SELECT COUNT(*) FROM \"_superusers\"");
+        let n = tx.query(&s).await?.rows.first().and_then(|r| r.first()).and_then(Value::as_f64).unwrap_or(0.0);
+        if n <= 1.0 {
+            return Err(bad("You can't delete the only existing superuser."));
+        }
+    }
+    delete_in_tx(ctx, &mut tx, coll, id, 0).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn delete_in_tx<'a>(
+    ctx: &'a AppCtx,
+    tx: &'a mut Box<dyn Tx>,
+    coll: &'a Collection,
+    id: &'a str,
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>> {
+    Box::pin(async move {
+        if depth > 16 {
+            return Err(bad("Too deep cascade delete."));
+        }
+        let mut s = ctx.sql();
+        s.push("DELETE FROM ").ident(&coll.name).push(" WHERE \"id\" = ").bind(Value::Text(id.to_string()));
+        tx.execute(&s).await?;
+        let cols = ctx.collections();
+        for other in &cols.list {
+            for f in other.fields.iter().filter(|f| f.ty() == FieldType::Relation && (f.collection_id == coll.id)) {
+                let col = ident(&f.name);
+                // Find referencing rows.
+                let mut q = ctx.sql();
+                q.push("SELECT \"id\" FROM ").ident(&other.name).push(" AS ").push(MAIN).push(" WHERE ");
+                refs_condition(ctx, &mut q, &col, f.is_multiple(), id);
+                let ids: Vec<String> = tx.query(&q).await?.rows.into_iter().filter_map(|r| r.into_iter().next()).map(Value::into_string).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                if f.cascade_delete {
+                    for rid in ids {
+                        delete_in_tx(ctx, tx, other, &rid, depth + 1).await?;
+                    }
+                    continue;
+                }
+                if f.required {
+                    return Err(bad("The record cannot be deleted because it is part of a required reference in another record."));
+                }
+                let mut u = ctx.sql();
+                u.push("UPDATE ").ident(&other.name).push(" SET ").push(&col).push(" = ");
+                match (f.is_multiple(), ctx.dialect()) {
+                    (false, _) => {
+                        u.push("''");
+                    }
+                    (true, basalt_core::sql::Dialect::Sqlite) => {
+                        u.push("(SELECT json_group_array(value) FROM json_each(").push(&col).push(") WHERE value != ");
+                        u.bind(Value::Text(id.to_string())).push(")");
+                    }
+                    (true, basalt_core::sql::Dialect::Postgres) => {
+                        u.push(&col).push(" - ").bind(Value::Text(id.to_string()));
+                    }
+                }
+                u.push(" WHERE \"id\" IN (");
+                for (i, rid) in ids.iter().enumerate() {
+                    if i > 0 {
+                        u.push(", ");
+                    }
+                    u.bind(Value::Text(rid.clone()));
+                }
+                u.push(")");
+                tx.execute(&u).await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn refs_condition(ctx: &AppCtx, q: &mut Sql, col: &str, multi: bool, id: &str) {
+    let qual = format!("{MAIN}.{col}");
+    match (multi, ctx.dialect()) {
+        (false, _) => {
+            q.push(&qual).push(" = ").bind(Value::Text(id.to_string()));
+        }
+        (true, basalt_core::sql::Dialect::Sqlite) => {
+            q.push("EXISTS (SELECT 1 FROM json_each(").push(&qual).push(") WHERE value = ").bind(Value::Text(id.to_string())).push(")");
+        }
+        (true, basalt_core::sql::Dialect::Postgres) => {
+            q.push(&qual).push(" @> jsonb_build_array(").bind(Value::Text(id.to_string())).push(")");
+        }
+    }
+}
+
+/// Expands relation paths into `expand`, each related collection's viewRule applied.
+pub async fn expand(ctx: &AppCtx, coll: &Arc<Collection>, items: &mut [Map<String, Json>], raw: &[Data], paths: &str, info: &RequestInfo) -> ApiResult<()> {
+    let mut tree: Vec<Vec<String>> = vec![];
+    for p in paths.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let segs: Vec<String> = p.split('.').map(str::to_string).collect();
+        if segs.len() > 6 {
+            continue;
+        }
+        tree.push(segs);
+    }
+    if tree.is_empty() {
+        return Ok(());
+    }
+    for (item, data) in items.iter_mut().zip(raw.iter()) {
+        expand_one(ctx, coll, item, data, &tree, info, 0).await?;
+    }
+    Ok(())
+}
+
+fn expand_one<'a>(
+    ctx: &'a AppCtx,
+    coll: &'a Arc<Collection>,
+    item: &'a mut Map<String, Json>,
+    data: &'a Data,
+    paths: &'a [Vec<String>],
+    info: &'a RequestInfo,
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>> {
+    Box::pin(async move {
+        // Group by first segment.
+        let mut firsts: Vec<&str> = vec![];
+        for p in paths {
+            if let Some(f) = p.first() {
+                if !firsts.contains(&f.as_str()) {
+                    firsts.push(f);
+                }
+            }
+        }
+        let mut expand_obj = item.get("expand").and_then(Json::as_object).cloned().unwrap_or_default();
+        for first in firsts {
+            let rest: Vec<Vec<String>> = paths.iter().filter(|p| p[0] == first && p.len() > 1).map(|p| p[1..].to_vec()).collect();
+            let (target, related, multi) = if let Some(f) = coll.field(first).filter(|f| f.ty() == FieldType::Relation) {
+                let Some(target) = ctx.collection(&f.collection_id) else { continue };
+                let ids: Vec<String> = match data.get(first) {
+                    Some(Json::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                    Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
+                    _ => vec![],
+                };
+                if ids.is_empty() {
+                    continue;
+                }
+                let recs = fetch_many(ctx, &target, &ids, info).await?;
+                (target, recs, f.is_multiple())
+            } else if let Some((other, via)) = first.split_once("_via_") {
+                let Some(target) = ctx.collection(other) else { continue };
+                let Some(rf) = target.field(via).filter(|f| f.ty() == FieldType::Relation && f.collection_id == coll.id) else { continue };
+                let my_id = data.get("id").and_then(Json::as_str).unwrap_or("");
+                let recs = fetch_back(ctx, &target, &ident(&rf.name), rf.is_multiple(), my_id, info).await?;
+                if recs.is_empty() {
+                    continue;
+                }
+                (target, recs, true)
+            } else {
+                continue;
+            };
+            let mut outs = vec![];
+            for r in &related {
+                let mut o = output(ctx, &target, r, info).await;
+                if !rest.is_empty() && depth < 6 {
+                    expand_one(ctx, &target, &mut o, r, &rest, info, depth + 1).await?;
+                }
+                outs.push(Json::Object(o));
+            }
+            if outs.is_empty() {
+                continue;
+            }
+            let v = if multi { Json::Array(outs) } else { outs.into_iter().next().unwrap_or(Json::Null) };
+            expand_obj.insert(first.to_string(), v);
+        }
+        if !expand_obj.is_empty() {
+            item.insert("expand".into(), Json::Object(expand_obj));
+        }
+        Ok(())
+    })
+}
+
+async fn fetch_many(ctx: &AppCtx, coll: &Arc<Collection>, ids: &[String], info: &RequestInfo) -> ApiResult<Vec<Data>> {
+    let cond = match rule_condition(ctx, coll, &coll.view_rule, info) {
+        Ok(c) => c,
+        Err(_) => return Ok(vec![]),
+    };
+    let mut s = select_all(ctx, coll);
+    s.push(" WHERE ").push(MAIN).push(".\"id\" IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(", ");
+        }
+        s.bind(Value::Text(id.clone()));
+    }
+    s.push(")");
+    if let Some(c) = cond {
+        s.push(" AND (");
+        s.append(c);
+        s.push(")");
+    }
+    let mut recs = rows_to_data(coll, ctx.store.query(&s).await?);
+    // Keep the order of the relation's ids.
+    recs.sort_by_key(|r| ids.iter().position(|i| Some(i.as_str()) == r.get("id").and_then(Json::as_str)));
+    Ok(recs)
+}
+
+async fn fetch_back(ctx: &AppCtx, coll: &Arc<Collection>, col: &str, multi: bool, id: &str, info: &RequestInfo) -> ApiResult<Vec<Data>> {
+    let cond = match rule_condition(ctx, coll, &coll.view_rule, info) {
+        Ok(c) => c,
+        Err(_) => return Ok(vec![]),
+    };
+    let mut s = select_all(ctx, coll);
+    s.push(" WHERE ");
+    refs_condition(ctx, &mut s, col, multi, id);
+    if let Some(c) = cond {
+        s.push(" AND (");
+        s.append(c);
+        s.push(")");
+    }
+    s.push(" LIMIT 1000");
+    Ok(rows_to_data(coll, ctx.store.query(&s).await?))
+}
+
+/// Record JSON for this viewer: hidden fields for superusers; email for self, superusers and managers.
+pub async fn output(ctx: &AppCtx, coll: &Collection, data: &Data, info: &RequestInfo) -> Map<String, Json> {
+    let su = info.is_superuser();
+    let mut show_email = su;
+    if coll.is_auth() && !show_email {
+        let me = info.auth.as_ref().and_then(|(c, r)| (c.id == coll.id).then(|| r.get("id").cloned()).flatten());
+        show_email = me.is_some() && me.as_ref() == data.get("id");
+        if !show_email && info.auth.is_some() {
+            let id = data.get("id").and_then(Json::as_str).unwrap_or("");
+            show_email = is_manager(ctx, coll, id, info).await.unwrap_or(false);
+        }
+    }
+    record::to_output(coll, data, su, show_email)
+}
+
+/// Applies the `fields` query parameter to a JSON object (dot paths, `*`, `:excerpt(n,bool)`).
+pub fn pick_fields(v: &mut Json, fields: &str) {
+    let list: Vec<&str> = fields.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if list.is_empty() {
+        return;
+    }
+    let paths: Vec<Vec<&str>> = list.iter().map(|p| p.split('.').collect()).collect();
+    apply_paths(v, &paths);
+}
+
+fn apply_paths(v: &mut Json, paths: &[Vec<&str>]) {
+    match v {
+        Json::Array(a) => {
+            for x in a {
+                apply_paths(x, paths);
+            }
+        }
+        Json::Object(o) => {
+            let mut keep = Map::new();
+            let star = paths.iter().any(|p| p.len() == 1 && (p[0] == "*" || p[0].starts_with("*:")));
+            for (k, val) in std::mem::take(o) {
+                let mut matched = star;
+                let mut sub: Vec<Vec<&str>> = vec![];
+                let mut excerpt: Option<(usize, bool)> = None;
+                for p in paths {
+                    let (name, modifier) = p[0].split_once(':').map(|(a, b)| (a, Some(b))).unwrap_or((p[0], None));
+                    if name == k || name == "*" {
+                        if p.len() == 1 {
+                            matched = true;
+                            if let Some(m) = modifier.and_then(parse_excerpt) {
+                                excerpt = Some(m);
+                            }
+                        } else {
+                            sub.push(p[1..].to_vec());
+                        }
+                    }
+                }
+                if matched && sub.is_empty() {
+                    let mut val = val;
+                    if let (Some((n, ell)), Json::String(s)) = (excerpt, &val) {
+                        val = Json::String(excerpt_text(s, n, ell));
+                    }
+                    keep.insert(k, val);
+                } else if !sub.is_empty() {
+                    let mut val = val;
+                    if !matched {
+                        apply_paths(&mut val, &sub);
+                    }
+                    keep.insert(k, val);
+                }
+            }
+            *o = keep;
+        }
+        _ => {}
+    }
+}
+
+fn parse_excerpt(m: &str) -> Option<(usize, bool)> {
+    let inner = m.strip_prefix("excerpt(")?.strip_suffix(')')?;
+    let mut it = inner.split(',');
+    let n = it.next()?.trim().parse().ok()?;
+    let ell = it.next().map(|s| s.trim() == "true").unwrap_or(false);
+    Some((n, ell))
+}
+
+fn excerpt_text(s: &str, n: usize, ellipsis: bool) -> String {
+    let mut plain = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                plain.push(' ');
+            }
+            _ if !in_tag => plain.push(c),
+            _ => {}
+        }
+    }
+    let plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    if plain.chars().count() <= n {
+        return plain;
+    }
+    let mut out: String = plain.chars().take(n).collect();
+    if ellipsis {
+        out.push_str("...");
+    }
+    out
+}

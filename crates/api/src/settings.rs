@@ -1,0 +1,137 @@
+//! The protocol's settings object, stored as one JSON document in `_params`. Secrets are kept but never
+//! returned.
+
+use basalt_core::sql::Value;
+use serde_json::{json, Map, Value as Json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppCtx;
+
+pub fn defaults() -> Json {
+    json!({
+        "meta": {"appName": "Basalt", "appURL": "http://localhost:8090", "senderName": "Support", "senderAddress": "support@example.com", "hideControls": false},
+        "logs": {"maxDays": 5, "minLevel": 0, "logIP": true, "logAuthId": false},
+        "smtp": {"enabled": false, "port": 587, "host": "smtp.example.com", "username": "", "authMethod": "", "tls": false, "localName": ""},
+        "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false},
+        "backups": {"cron": "", "cronMaxKeep": 3, "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false}},
+        "batch": {"enabled": false, "maxRequests": 50, "timeout": 3, "maxBodySize": 0},
+        "rateLimits": {"enabled": false, "rules": []},
+        "trustedProxy": {"headers": [], "useLeftmostIP": false},
+        "superuserIPs": []
+    })
+}
+
+const SECRET_KEYS: [&str; 2] = ["password", "secret"];
+
+/// Settings as returned to clients: secrets removed.
+pub fn public_view(v: &Json) -> Json {
+    let mut v = v.clone();
+    strip(&mut v);
+    v
+}
+
+fn strip(v: &mut Json) {
+    if let Json::Object(o) = v {
+        for k in SECRET_KEYS {
+            o.remove(k);
+        }
+        for (_, x) in o.iter_mut() {
+            strip(x);
+        }
+    }
+}
+
+fn merge(dst: &mut Json, src: &Json) {
+    match (dst, src) {
+        (Json::Object(d), Json::Object(s)) => {
+            for (k, v) in s {
+                match d.get_mut(k) {
+                    Some(x) if x.is_object() && v.is_object() => merge(x, v),
+                    _ => {
+                        d.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (d, s) => *d = s.clone(),
+    }
+}
+
+pub async fn load(ctx: &AppCtx) -> ApiResult<()> {
+    let mut q = ctx.sql();
+    q.push("SELECT value FROM _params WHERE key = 'settings'");
+    let mut s = defaults();
+    if let Some(v) = ctx.store.query(&q).await?.rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+        if let Ok(stored) = serde_json::from_str::<Json>(&v.into_string()) {
+            merge(&mut s, &stored);
+        }
+    }
+    *ctx.settings.write().map_err(|_| ApiError(basalt_core::Error::internal("settings lock")))? = s;
+    Ok(())
+}
+
+/// Validates a partial settings body against the shape of the defaults: known top-level keys, and
+/// each value of the same JSON type as its default.
+fn validate(patch: &Map<String, Json>) -> Result<(), basalt_core::FieldErrors> {
+    let d = defaults();
+    let mut errs = basalt_core::FieldErrors::new();
+    for (k, v) in patch {
+        match d.get(k) {
+            None => {}
+            Some(def) => check_shape(k, def, v, &mut errs),
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
+fn check_shape(path: &str, def: &Json, v: &Json, errs: &mut basalt_core::FieldErrors) {
+    let same = matches!(
+        (def, v),
+        (Json::Object(_), Json::Object(_))
+            | (Json::Array(_), Json::Array(_))
+            | (Json::String(_), Json::String(_))
+            | (Json::Number(_), Json::Number(_))
+            | (Json::Bool(_), Json::Bool(_))
+    );
+    if !same {
+        errs.insert(path.to_string(), basalt_core::FieldError::new("validation_invalid_value", "Invalid value type."));
+        return;
+    }
+    if let (Json::Object(d), Json::Object(o)) = (def, v) {
+        for (k, x) in o {
+            if let Some(dd) = d.get(k) {
+                check_shape(&format!("{path}.{k}"), dd, x, errs);
+            }
+        }
+    }
+    if let Json::Number(n) = v {
+        if n.as_f64().is_some_and(|f| f < 0.0) {
+            errs.insert(path.to_string(), basalt_core::FieldError::new("validation_min_greater_equal_than_required", "Must be no less than 0."));
+        }
+    }
+}
+
+pub async fn patch(ctx: &AppCtx, body: &Json) -> ApiResult<Json> {
+    let Some(obj) = body.as_object() else { return Err(crate::error::bad("Invalid settings.")) };
+    validate(obj).map_err(|f| ApiError(basalt_core::Error::validation("An error occurred while submitting the form.", f)))?;
+    let mut s = ctx.settings();
+    for (k, v) in obj {
+        if let Some(slot) = s.get_mut(k) {
+            merge(slot, v);
+        }
+    }
+    let mut tx = ctx.store.begin().await?;
+    let mut del = ctx.sql();
+    del.push("DELETE FROM _params WHERE key = 'settings'");
+    tx.execute(&del).await?;
+    let mut ins = ctx.sql();
+    ins.push("INSERT INTO _params (key, value) VALUES ('settings', ").bind(Value::Text(s.to_string())).push(")");
+    tx.execute(&ins).await?;
+    tx.commit().await?;
+    *ctx.settings.write().map_err(|_| ApiError(basalt_core::Error::internal("settings lock")))? = s.clone();
+    Ok(public_view(&s))
+}

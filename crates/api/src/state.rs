@@ -1,0 +1,97 @@
+//! Shared application state: the store, the collection cache and settings.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use basalt_core::filter::compile::Schema;
+use basalt_core::schema::Collection;
+use basalt_core::sql::{Dialect, Sql, Value};
+use basalt_store::Store;
+use serde_json::Value as Json;
+
+use crate::error::ApiResult;
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    collections: RwLock<Arc<Collections>>,
+    pub settings: RwLock<Json>,
+}
+
+/// An immutable snapshot of every collection, indexed by id and by name.
+#[derive(Default)]
+pub struct Collections {
+    pub list: Vec<Arc<Collection>>,
+    by_key: HashMap<String, Arc<Collection>>,
+}
+
+impl Collections {
+    pub fn new(list: Vec<Arc<Collection>>) -> Self {
+        let mut by_key = HashMap::new();
+        for c in &list {
+            by_key.insert(c.id.clone(), c.clone());
+            by_key.insert(c.name.clone(), c.clone());
+            by_key.insert(c.name.to_ascii_lowercase(), c.clone());
+        }
+        Collections { list, by_key }
+    }
+    pub fn get(&self, key: &str) -> Option<Arc<Collection>> {
+        self.by_key.get(key).or_else(|| self.by_key.get(&key.to_ascii_lowercase())).cloned()
+    }
+}
+
+impl Schema for Collections {
+    fn collection(&self, name_or_id: &str) -> Option<Arc<Collection>> {
+        self.get(name_or_id)
+    }
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        AppState { store, collections: RwLock::new(Arc::new(Collections::default())), settings: RwLock::new(Json::Null) }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.store.dialect()
+    }
+
+    pub fn sql(&self) -> Sql {
+        Sql::new(self.dialect())
+    }
+
+    pub fn collections(&self) -> Arc<Collections> {
+        match self.collections.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn collection(&self, key: &str) -> Option<Arc<Collection>> {
+        self.collections().get(key)
+    }
+
+    /// Reloads the collection cache from the database.
+    pub async fn reload_collections(&self) -> ApiResult<()> {
+        let mut q = self.sql();
+        q.push("SELECT data FROM _collections ORDER BY created, name");
+        let rows = self.store.query(&q).await?;
+        let mut list = Vec::with_capacity(rows.rows.len());
+        for r in rows.rows {
+            let text = r.into_iter().next().unwrap_or(Value::Null).into_string();
+            let j: Json = serde_json::from_str(&text).map_err(basalt_core::Error::internal)?;
+            list.push(Arc::new(Collection::from_storage_json(&j)?));
+        }
+        let snap = Arc::new(Collections::new(list));
+        match self.collections.write() {
+            Ok(mut g) => *g = snap,
+            Err(p) => *p.into_inner() = snap,
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self) -> Json {
+        match self.settings.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}

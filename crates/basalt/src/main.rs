@@ -1,0 +1,137 @@
+//! The `basalt` binary: CLI, typed settings (file < `BASALT_*` env < flags), roles, graceful shutdown.
+//!
+//! Layout: [`settings`] holds the typed settings tree; `main` parses the CLI, builds the app through
+//! `basalt_api::build` and serves it until SIGTERM/SIGINT.
+
+mod settings;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use settings::{Settings, StorageArgs};
+
+#[derive(Parser, Debug)]
+#[command(name = "basalt", version, about = "Basalt: a backend in one binary, speaking PocketBase's HTTP protocol.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Starts the server.
+    Serve {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Address to listen on.
+        #[arg(long, env = "BASALT_HTTP")]
+        http: Option<String>,
+        /// Roles to run: all (default) or api. worker and gateway arrive with later issues.
+        #[arg(long, env = "BASALT_TARGET")]
+        target: Option<String>,
+        /// Lists the roles and what each runs, then exits.
+        #[arg(long)]
+        list_targets: bool,
+    },
+    /// Manages superusers.
+    Superuser {
+        #[command(subcommand)]
+        action: SuperuserCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SuperuserCmd {
+    /// Creates a superuser, or updates the password of an existing one.
+    Upsert {
+        email: String,
+        password: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+const TARGETS: &[(&str, &str)] = &[
+    ("all", "api (the default; what a laptop runs)"),
+    ("api", "HTTP API: collections, records, rules, auth"),
+];
+
+fn init_logging(s: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&s.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if s.log.format == "json" {
+        b.json().init();
+    } else {
+        b.with_ansi(false).init();
+    }
+}
+
+async fn open_app(s: &Settings) -> anyhow::Result<basalt_api::AppCtx> {
+    let store = basalt_store::open(&s.dir, s.database_url.as_ref().map(|u| u.expose()))
+        .await
+        .with_context(|| format!("opening the database ({})", s.storage_description()))?;
+    basalt_api::build(store).await.map_err(|e| anyhow::anyhow!("bootstrapping the database: {:?}", e.0))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received, draining in-flight requests");
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { storage, http, target, list_targets } => {
+            if list_targets {
+                for (t, d) in TARGETS {
+                    println!("{t:8} {d}");
+                }
+                return Ok(());
+            }
+            let s = Settings::load(&storage, http, target)?;
+            init_logging(&s);
+            let ctx = open_app(&s).await?;
+            let addr: SocketAddr = s.http.parse().with_context(|| format!("invalid --http address {:?}", s.http))?;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            tracing::info!(address = %listener.local_addr()?, storage = %s.storage_description(), target = %s.target, "basalt serving");
+            println!("Server started at http://{}\n├─ REST API: http://{}/api/", listener.local_addr()?, listener.local_addr()?);
+            basalt_api::serve(ctx, listener, shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Superuser { action: SuperuserCmd::Upsert { email, password, storage } } => {
+            let s = Settings::load(&storage, None, None)?;
+            init_logging(&s);
+            let ctx = open_app(&s).await?;
+            basalt_api::bootstrap::upsert_superuser(&ctx, &email, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.0))?;
+            println!("Successfully saved superuser \"{email}\"!");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,897 @@
+//! Compiles a filter AST to a parameterised SQL boolean expression for one dialect.
+//!
+//! The main table is aliased `_m`. Relation paths become correlated sub-queries; multi-valued sides
+//! (multi select/relation/file, back-relations `x_via_y`, literal arrays) become `EXISTS` (any, `?op`)
+//! or `NOT EXISTS … IS NOT TRUE` (all, plain op). `@collection.*` references share one LEFT JOIN per
+//! name/alias around the whole expression, as PocketBase joins them, so conditions on the same alias
+//! apply to the same row.
+//!
+//! **Invariant:** values are bound with [`Sql::bind`]; SQL text receives only identifiers that passed
+//! [`crate::id::is_valid_name`], aliases generated here and fixed keywords.
+
+use std::sync::Arc;
+
+use chrono::{Datelike, Duration, Timelike, Utc};
+use serde_json::{Map, Value as Json};
+
+use super::ast::{Cmp, Expr, Op, Operand, SortItem};
+use crate::error::{Error, Result};
+use crate::id::is_valid_name;
+use crate::schema::{Collection, ColumnKind, Field, FieldType};
+use crate::sql::{ident, Dialect, Sql, Value};
+
+pub const MAIN: &str = "_m";
+const MAX_PATH_HOPS: usize = 6;
+
+/// What the compiler may know about the request (`@request.*`).
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// The authenticated record as stored (all fields), with its collection; `None` for guests.
+    pub auth: Option<(Arc<Collection>, Map<String, Json>)>,
+    pub body: Map<String, Json>,
+    pub query: Map<String, Json>,
+    pub headers: Map<String, Json>,
+    pub method: String,
+    pub context: String,
+    /// Stored values of the record being updated (for `:changed`).
+    pub existing: Option<Map<String, Json>>,
+}
+
+impl RequestInfo {
+    pub fn is_superuser(&self) -> bool {
+        self.auth.as_ref().is_some_and(|(c, _)| c.is_superusers())
+    }
+}
+
+/// Looks collections up by name or id.
+pub trait Schema: Send + Sync {
+    fn collection(&self, name_or_id: &str) -> Option<Arc<Collection>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Text,
+    Num,
+    Bool,
+    Any,
+}
+
+fn ty_of(f: &Field) -> Ty {
+    match f.column_kind() {
+        ColumnKind::Text => Ty::Text,
+        ColumnKind::Number => Ty::Num,
+        ColumnKind::Bool => Ty::Bool,
+        ColumnKind::Json => Ty::Any,
+    }
+}
+
+enum Res {
+    /// A literal value (from the filter, a macro or the request).
+    Lit(Json),
+    /// A scalar SQL expression.
+    Col(Sql, Ty),
+    /// A set of values: `from` is `FROM … WHERE …` (always with a WHERE), `val` the element expression.
+    Multi { from: Sql, val: String, ty: Ty },
+}
+
+pub struct Compiler<'a> {
+    pub dialect: Dialect,
+    schema: &'a dyn Schema,
+    req: &'a RequestInfo,
+    /// Whether hidden fields may be referenced (rules and superusers: yes; client filters: no).
+    allow_hidden: bool,
+    /// Whether `@request.*` / `@collection.*` may appear (client filters of non-superusers: no).
+    allow_request: bool,
+    next_alias: usize,
+    collection_joins: Vec<(String, String, Arc<Collection>)>,
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(dialect: Dialect, schema: &'a dyn Schema, req: &'a RequestInfo, trusted: bool) -> Self {
+        let su = req.is_superuser();
+        Compiler {
+            dialect,
+            schema,
+            req,
+            allow_hidden: trusted || su,
+            allow_request: trusted || su,
+            next_alias: 0,
+            collection_joins: vec![],
+        }
+    }
+
+    fn alias(&mut self, p: &str) -> String {
+        self.next_alias += 1;
+        format!("_{p}{}", self.next_alias)
+    }
+
+    fn bad(&self, msg: impl Into<String>) -> Error {
+        Error::BadRequest(msg.into())
+    }
+
+    /// Compiles a filter or rule into a boolean SQL expression over the main alias `_m`.
+    pub fn compile(&mut self, coll: &Collection, e: &Expr) -> Result<Sql> {
+        let inner = self.expr(coll, e)?;
+        if self.collection_joins.is_empty() {
+            return Ok(inner);
+        }
+        let mut s = Sql::new(self.dialect);
+        s.push("EXISTS (SELECT 1 FROM (SELECT 1 AS _one) AS _d");
+        for (name, alias, _) in std::mem::take(&mut self.collection_joins) {
+            s.push(" LEFT JOIN ").ident(&name).push(" AS ").ident(&alias).push(" ON 1=1");
+        }
+        s.push(" WHERE ");
+        s.append(inner);
+        s.push(")");
+        Ok(s)
+    }
+
+    fn expr(&mut self, coll: &Collection, e: &Expr) -> Result<Sql> {
+        match e {
+            Expr::And(items) | Expr::Or(items) => {
+                let joiner = if matches!(e, Expr::And(_)) { " AND " } else { " OR " };
+                let mut s = Sql::new(self.dialect);
+                s.push("(");
+                for (i, it) in items.iter().enumerate() {
+                    if i > 0 {
+                        s.push(joiner);
+                    }
+                    let part = self.expr(coll, it)?;
+                    s.append(part);
+                }
+                s.push(")");
+                Ok(s)
+            }
+            Expr::Cmp(c) => self.cmp(coll, c),
+        }
+    }
+
+    fn cmp(&mut self, coll: &Collection, c: &Cmp) -> Result<Sql> {
+        let l = self.operand(coll, &c.left)?;
+        let r = self.operand(coll, &c.right)?;
+        Ok(self.combine(l, c.op, c.any, r))
+    }
+
+    fn combine(&mut self, l: Res, op: Op, any: bool, r: Res) -> Res2 {
+        match (l, r) {
+            (Res::Multi { from, val, ty }, other) => {
+                let elem = Res::Col(self.raw(&val), ty);
+                self.quantify(from, elem, op, any, other, false)
+            }
+            (other, Res::Multi { from, val, ty }) => {
+                let elem = Res::Col(self.raw(&val), ty);
+                self.quantify(from, elem, op, any, other, true)
+            }
+            (Res::Lit(Json::Array(items)), other) if !matches!(other, Res::Lit(_)) => {
+                let (from, val) = self.literal_set(items);
+                let elem = Res::Col(self.raw(&val), Ty::Text);
+                self.quantify(from, elem, op, any, other, false)
+            }
+            (l, r) => self.scalar_cmp(l, op, r),
+        }
+    }
+
+    fn raw(&self, text: &str) -> Sql {
+        let mut s = Sql::new(self.dialect);
+        s.push(text);
+        s
+    }
+
+    /// any: EXISTS(one element matches); all: every element matches (an empty set compares as NULL).
+    fn quantify(&mut self, from: Sql, elem: Res, op: Op, any: bool, other: Res, swapped: bool) -> Sql {
+        let cmp = |me: &mut Self, e: Res, o: Res| -> Sql {
+            if swapped {
+                me.combine(o, op, any, e)
+            } else {
+                me.combine(e, op, any, o)
+            }
+        };
+        let other2 = clone_res(&other);
+        let elem2 = clone_res(&elem);
+        let inner = cmp(self, elem, other);
+        let mut s = Sql::new(self.dialect);
+        if any {
+            s.push("EXISTS (SELECT 1 ");
+            s.append(from);
+            s.push(" AND (");
+            s.append(inner);
+            s.push("))");
+        } else {
+            let null_case = cmp(self, Res::Lit(Json::Null), other2);
+            let _ = elem2;
+            s.push("(CASE WHEN EXISTS (SELECT 1 ");
+            s.append(from.clone());
+            s.push(") THEN NOT EXISTS (SELECT 1 ");
+            s.append(from);
+            s.push(" AND (");
+            s.append(inner);
+            s.push(") IS NOT TRUE) ELSE ");
+            s.append(null_case);
+            s.push(" END)");
+        }
+        s
+    }
+
+    fn literal_set(&mut self, items: Vec<Json>) -> (Sql, String) {
+        let a = self.alias("l");
+        let mut s = Sql::new(self.dialect);
+        let arr: Vec<Json> =
+            items.into_iter().map(|v| if let Json::String(_) = v { v } else { Json::String(json_text(&v)) }).collect();
+        let text = Json::Array(arr).to_string();
+        match self.dialect {
+            Dialect::Sqlite => {
+                s.push("FROM json_each(").bind(Value::Text(text)).push(") AS ").ident(&a).push(" WHERE 1=1");
+                (s, format!("{}.value", ident(&a)))
+            }
+            Dialect::Postgres => {
+                s.push("FROM jsonb_array_elements_text(").bind(Value::Json(text)).push(") AS ").ident(&a);
+                s.push("(value) WHERE TRUE");
+                (s, format!("{}.value", ident(&a)))
+            }
+        }
+    }
+
+    fn scalar_cmp(&mut self, l: Res, op: Op, r: Res) -> Sql {
+        let is_like = matches!(op, Op::Like | Op::NotLike);
+        let r = match r {
+            Res::Lit(v) if is_like => Res::Lit(Json::String(like_pattern(&json_text(&v)))),
+            Res::Col(c, _) if is_like => {
+                let mut w = Sql::new(self.dialect);
+                w.push("('%' || ");
+                self.as_text(&mut w, c);
+                w.push(" || '%')");
+                Res::Col(w, Ty::Text)
+            }
+            other => other,
+        };
+        let l = match l {
+            Res::Lit(v) if is_like => Res::Lit(Json::String(json_text(&v))),
+            other => other,
+        };
+        let lt = if is_like { res_ty(&l).map(|_| Ty::Text) } else { res_ty(&l) };
+        let rt = if is_like { res_ty(&r).map(|_| Ty::Text) } else { res_ty(&r) };
+        // The type both sides are compared as.
+        let ty = match (lt, rt) {
+            (Some(a), None) | (None, Some(a)) => a,
+            (Some(a), Some(b)) if a == b => a,
+            (Some(_), Some(_)) => Ty::Text,
+            (None, None) => match (&l, &r) {
+                (Res::Lit(a), Res::Lit(b)) => literal_pair_ty(a, b),
+                _ => Ty::Text,
+            },
+        };
+        let l_null = matches!(l, Res::Lit(Json::Null));
+        let r_null = matches!(r, Res::Lit(Json::Null));
+        let ls = self.to_sql(l, ty, lt.is_some() && rt.is_some() && lt != rt);
+        let rs = self.to_sql(r, ty, lt.is_some() && rt.is_some() && lt != rt);
+        let mut s = Sql::new(self.dialect);
+        let text_like = matches!(ty, Ty::Text | Ty::Any);
+        match op {
+            Op::Eq | Op::Neq => {
+                let neg = op == Op::Neq;
+                if l_null || r_null {
+                    let side = if l_null { rs } else { ls };
+                    if l_null && r_null {
+                        s.push(if neg { "1=0" } else { "1=1" });
+                        return s;
+                    }
+                    s.push(if neg { "NOT " } else { "" }).push("(");
+                    if text_like {
+                        let side2 = side.clone();
+                        s.append(side).push(" IS NULL OR ");
+                        self.as_text(&mut s, side2);
+                        s.push(" = ''");
+                    } else {
+                        s.append(side).push(" IS NULL");
+                    }
+                    s.push(")");
+                } else if text_like {
+                    s.push("COALESCE(");
+                    self.as_text(&mut s, ls);
+                    s.push(", '') ").push(if neg { "!=" } else { "=" }).push(" COALESCE(");
+                    self.as_text(&mut s, rs);
+                    s.push(", '')");
+                } else {
+                    let kw = match (self.dialect, neg) {
+                        (Dialect::Sqlite, false) => " IS ",
+                        (Dialect::Sqlite, true) => " IS NOT ",
+                        (Dialect::Postgres, false) => " IS NOT DISTINCT FROM ",
+                        (Dialect::Postgres, true) => " IS DISTINCT FROM ",
+                    };
+                    s.append(ls).push(kw).append(rs);
+                }
+            }
+            Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
+                let o = match op {
+                    Op::Gt => " > ",
+                    Op::Gte => " >= ",
+                    Op::Lt => " < ",
+                    _ => " <= ",
+                };
+                s.append(ls).push(o).append(rs);
+            }
+            Op::Like | Op::NotLike => {
+                let like = match self.dialect {
+                    Dialect::Sqlite => " LIKE ",
+                    Dialect::Postgres => " ILIKE ",
+                };
+                if op == Op::NotLike {
+                    s.push("NOT ");
+                }
+                s.push("(COALESCE(");
+                self.as_text(&mut s, ls);
+                s.push(", '')").push(like);
+                s.append(rs);
+                s.push(" ESCAPE '\\')");
+            }
+        }
+        s
+    }
+
+    fn as_text(&self, s: &mut Sql, inner: Sql) {
+        match self.dialect {
+            Dialect::Sqlite => {
+                s.append(inner);
+            }
+            Dialect::Postgres => {
+                s.push("CAST(").append(inner).push(" AS TEXT)");
+            }
+        }
+    }
+
+    /// Writes one side. Literals are converted to the comparison type; columns are cast to text
+    /// when the two sides' types differ.
+    fn to_sql(&mut self, r: Res, ty: Ty, cast_text: bool) -> Sql {
+        match r {
+            Res::Lit(v) => {
+                let mut s = Sql::new(self.dialect);
+                s.bind(lit_value(&v, ty, self.dialect));
+                s
+            }
+            Res::Col(sql, _) if cast_text && self.dialect == Dialect::Postgres => {
+                let mut s = Sql::new(self.dialect);
+                s.push("CAST(").append(sql).push(" AS TEXT)");
+                s
+            }
+            Res::Col(sql, _) => sql,
+            Res::Multi { .. } => self.raw("NULL"),
+        }
+    }
+
+    fn operand(&mut self, coll: &Collection, o: &Operand) -> Result<Res> {
+        Ok(match o {
+            Operand::Num(n) => Res::Lit(serde_json::Number::from_f64(*n).map(Json::Number).unwrap_or(Json::Null)),
+            Operand::Str(s) => Res::Lit(Json::String(s.clone())),
+            Operand::Bool(b) => Res::Lit(Json::Bool(*b)),
+            Operand::Null => Res::Lit(Json::Null),
+            Operand::Func(name, _) => return Err(self.bad(format!("unsupported function {name}()"))),
+            Operand::Ident(id) => self.ident(coll, id)?,
+        })
+    }
+
+    fn ident(&mut self, coll: &Collection, id: &str) -> Result<Res> {
+        if let Some(rest) = id.strip_prefix('@') {
+            if let Some(v) = macro_value(rest) {
+                return Ok(Res::Lit(v));
+            }
+            if let Some(r) = rest.strip_prefix("request.") {
+                if !self.allow_request {
+                    return Err(Error::Forbidden(format!("Only superusers can filter by @request.{r}.")));
+                }
+                return self.request_ident(r);
+            }
+            if let Some(r) = rest.strip_prefix("collection.") {
+                if !self.allow_request {
+                    return Err(Error::Forbidden("Only superusers can filter by @collection.".into()));
+                }
+                return self.collection_ident(r);
+            }
+            return Err(self.bad(format!("unknown identifier {id}")));
+        }
+        let segs: Vec<&str> = id.split('.').collect();
+        self.path(coll, MAIN, &segs, None)
+    }
+
+    fn request_ident(&mut self, r: &str) -> Result<Res> {
+        let (path, modifier) = split_modifier(r);
+        let segs: Vec<&str> = path.split('.').collect();
+        let req = self.req;
+        let v = match segs[0] {
+            "method" => Json::String(req.method.clone()),
+            "context" => Json::String(req.context.clone()),
+            "auth" => {
+                let key = segs.get(1).copied().unwrap_or("id");
+                match &req.auth {
+                    None => Json::Null,
+                    Some((c, rec)) => {
+                        if segs.len() > 2 {
+                            // @request.auth.rel.field: walk from the auth record's own row.
+                            let id = rec.get("id").and_then(Json::as_str).unwrap_or("").to_string();
+                            return self.auth_path(c.clone(), &id, &segs[1..], modifier);
+                        }
+                        if c.field(key).is_none() && key != "collectionId" && key != "collectionName" {
+                            return Err(self.bad(format!("unknown field @request.auth.{key}")));
+                        }
+                        match key {
+                            "collectionId" => Json::String(c.id.clone()),
+                            "collectionName" => Json::String(c.name.clone()),
+                            _ => rec.get(key).cloned().unwrap_or(Json::Null),
+                        }
+                    }
+                }
+            }
+            "body" | "query" | "headers" => {
+                let map = match segs[0] {
+                    "body" => &req.body,
+                    "query" => &req.query,
+                    _ => &req.headers,
+                };
+                let key = segs.get(1).copied().ok_or_else(|| self.bad("missing @request key"))?;
+                if modifier == Some("isset") {
+                    return Ok(Res::Lit(Json::Bool(map.contains_key(key))));
+                }
+                if modifier == Some("changed") {
+                    let new = map.get(key);
+                    let old = req.existing.as_ref().and_then(|e| e.get(key));
+                    return Ok(Res::Lit(Json::Bool(new.is_some() && new != old)));
+                }
+                let mut v = map.get(key).cloned().unwrap_or(Json::Null);
+                for s in &segs[2..] {
+                    v = v.get(*s).cloned().unwrap_or(Json::Null);
+                }
+                v
+            }
+            other => return Err(self.bad(format!("unknown identifier @request.{other}"))),
+        };
+        Ok(match modifier {
+            Some("length") => Res::Lit(Json::from(v.as_array().map(Vec::len).unwrap_or(0) as i64)),
+            Some("lower") => Res::Lit(Json::String(json_text(&v).to_lowercase())),
+            Some("each") | None => Res::Lit(v),
+            Some(m) => return Err(self.bad(format!("unsupported modifier :{m}"))),
+        })
+    }
+
+    fn auth_path(&mut self, c: Arc<Collection>, id: &str, segs: &[&str], modifier: Option<&str>) -> Result<Res> {
+        let a = self.alias("a");
+        let mut from = Sql::new(self.dialect);
+        from.push("FROM ").ident(&c.name).push(" AS ").ident(&a);
+        from.push(" JOIN (SELECT 1 AS _x) AS ").ident(&format!("{a}x")).push(" ON ").ident(&a).push(".\"id\" = ");
+        from.bind(Value::Text(id.to_string()));
+        let mut segs: Vec<String> = segs.iter().map(|s| s.to_string()).collect();
+        if let (Some(m), Some(last)) = (modifier, segs.last_mut()) {
+            last.push(':');
+            last.push_str(m);
+        }
+        let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let inner = self.path(&c, &a, &seg_refs, None)?;
+        Ok(self.wrap_chain(Chain { from, multi: false }, inner))
+    }
+
+    fn collection_ident(&mut self, r: &str) -> Result<Res> {
+        let segs: Vec<&str> = r.split('.').collect();
+        if segs.len() < 2 {
+            return Err(self.bad("@collection needs a field"));
+        }
+        let (name, alias_name) = match segs[0].split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (segs[0], None),
+        };
+        let c = self.schema.collection(name).ok_or_else(|| self.bad(format!("unknown collection {name}")))?;
+        let key = format!("{}:{}", c.name, alias_name.unwrap_or(""));
+        let alias = match self.collection_joins.iter().find(|(_, k, _)| k.ends_with(&format!("__{key}"))) {
+            Some((_, a, _)) => a.clone(),
+            None => {
+                if !alias_name.map(is_valid_name).unwrap_or(true) {
+                    return Err(self.bad("invalid @collection alias"));
+                }
+                self.next_alias += 1;
+                let a = format!("_c{}__{}", self.next_alias, key.replace(':', "_"));
+                self.collection_joins.push((c.name.clone(), a.clone(), c.clone()));
+                a
+            }
+        };
+        // Joined rows are scalar within the shared join: plain operators act per joined row.
+        self.path(&c, &alias, &segs[1..], None)
+    }
+
+    /// Resolves a field path starting at `alias` (a row of `coll`).
+    fn path(&mut self, coll: &Collection, alias: &str, segs: &[&str], chain: Option<Chain>) -> Result<Res> {
+        if segs.len() > MAX_PATH_HOPS + 1 {
+            return Err(self.bad("relation path too deep"));
+        }
+        let (name, modifier) = split_modifier(segs[0]);
+        let rest = &segs[1..];
+        if let Some(f) = coll.field(name) {
+            if f.hidden && !self.allow_hidden {
+                return Err(self.bad(format!("field {name} cannot be filtered")));
+            }
+            let col = format!("{}.{}", ident(alias), ident(&f.name));
+            if rest.is_empty() {
+                let res = self.terminal(f, col, modifier)?;
+                return Ok(match chain {
+                    Some(ch) => self.wrap_chain(ch, res),
+                    None => res,
+                });
+            }
+            match f.ty() {
+                FieldType::Relation => {
+                    let target = self
+                        .schema
+                        .collection(&f.collection_id)
+                        .ok_or_else(|| self.bad(format!("missing relation target of {name}")))?;
+                    let ja = self.alias("j");
+                    let mut ch = chain.unwrap_or_else(|| Chain { from: Sql::new(self.dialect), multi: false });
+                    let first = ch.from.text.is_empty();
+                    if f.is_multiple() {
+                        let ea = self.alias("e");
+                        ch.from.push(if first { "FROM " } else { " CROSS JOIN " });
+                        self.json_each_from(&mut ch.from, &col, &ea);
+                        ch.from.push(" JOIN ").ident(&target.name).push(" AS ").ident(&ja);
+                        ch.from.push(" ON ").ident(&ja).push(".\"id\" = ").ident(&ea).push(".value");
+                        ch.multi = true;
+                    } else if first {
+                        ch.from.push("FROM ").ident(&target.name).push(" AS ").ident(&ja);
+                        ch.from.push(" JOIN (SELECT 1 AS _x) AS ").ident(&format!("{ja}x")).push(" ON ");
+                        ch.from.ident(&ja).push(".\"id\" = ").push(&col);
+                    } else {
+                        ch.from.push(" JOIN ").ident(&target.name).push(" AS ").ident(&ja);
+                        ch.from.push(" ON ").ident(&ja).push(".\"id\" = ").push(&col);
+                    }
+                    self.path(&target, &ja, rest, Some(ch))
+                }
+                FieldType::Json | FieldType::GeoPoint => {
+                    let res = self.json_path(&col, rest)?;
+                    Ok(match chain {
+                        Some(ch) => self.wrap_chain(ch, res),
+                        None => res,
+                    })
+                }
+                _ => Err(self.bad(format!("{name} has no sub-fields"))),
+            }
+        } else if let Some((other, via)) = name.split_once("_via_") {
+            let oc = self.schema.collection(other).ok_or_else(|| self.bad(format!("unknown collection {other}")))?;
+            let rf = oc
+                .field(via)
+                .filter(|f| f.ty() == FieldType::Relation && (f.collection_id == coll.id || f.collection_id == coll.name))
+                .ok_or_else(|| self.bad(format!("invalid back-relation {name}")))?
+                .clone();
+            let ja = self.alias("j");
+            let mut ch = chain.unwrap_or_else(|| Chain { from: Sql::new(self.dialect), multi: true });
+            let first = ch.from.text.is_empty();
+            ch.multi = true;
+            let rcol = format!("{}.{}", ident(&ja), ident(&rf.name));
+            let me = format!("{}.\"id\"", ident(alias));
+            ch.from.push(if first { "FROM " } else { " JOIN " }).ident(&oc.name).push(" AS ").ident(&ja);
+            ch.from.push(if first { " JOIN (SELECT 1 AS _x) AS " } else { "" });
+            if first {
+                ch.from.ident(&format!("{ja}x"));
+            }
+            ch.from.push(" ON ");
+            if rf.is_multiple() {
+                match self.dialect {
+                    Dialect::Sqlite => {
+                        ch.from.push("EXISTS (SELECT 1 FROM json_each(").push(&rcol).push(") WHERE value = ").push(&me).push(")");
+                    }
+                    Dialect::Postgres => {
+                        ch.from.push(&rcol).push(" @> jsonb_build_array(").push(&me).push(")");
+                    }
+                }
+            } else {
+                ch.from.push(&rcol).push(" = ").push(&me);
+            }
+            if rest.is_empty() {
+                if modifier == Some("length") {
+                    let mut s = Sql::new(self.dialect);
+                    s.push("(SELECT COUNT(*) ");
+                    s.append(ch.from);
+                    s.push(" WHERE 1=1)");
+                    return Ok(Res::Col(s, Ty::Num));
+                }
+                let res = Res::Col(self.raw(&format!("{}.\"id\"", ident(&ja))), Ty::Text);
+                return Ok(self.wrap_chain(ch, res));
+            }
+            self.path(&oc, &ja, rest, Some(ch))
+        } else {
+            Err(self.bad(format!("unknown field {name:?}")))
+        }
+    }
+
+    fn json_each_from(&self, s: &mut Sql, col: &str, alias: &str) {
+        match self.dialect {
+            Dialect::Sqlite => {
+                s.push("json_each(").push(col).push(") AS ").ident(alias);
+            }
+            Dialect::Postgres => {
+                s.push("jsonb_array_elements_text(").push(col).push(") AS ").ident(alias).push("(value)");
+            }
+        }
+    }
+
+    fn terminal(&mut self, f: &Field, col: String, modifier: Option<&str>) -> Result<Res> {
+        if f.is_multiple() {
+            return match modifier {
+                Some("length") => {
+                    let fun = match self.dialect {
+                        Dialect::Sqlite => "json_array_length",
+                        Dialect::Postgres => "jsonb_array_length",
+                    };
+                    Ok(Res::Col(self.raw(&format!("COALESCE({fun}({col}), 0)")), Ty::Num))
+                }
+                None | Some("each") => {
+                    let ea = self.alias("e");
+                    let mut from = Sql::new(self.dialect);
+                    from.push("FROM ");
+                    self.json_each_from(&mut from, &col, &ea);
+                    from.push(" WHERE 1=1");
+                    Ok(Res::Multi { from, val: format!("{}.value", ident(&ea)), ty: Ty::Text })
+                }
+                Some("lower") => Ok(Res::Col(self.raw(&format!("LOWER(CAST({col} AS TEXT))")), Ty::Text)),
+                Some(m) => Err(self.bad(format!("unsupported modifier :{m}"))),
+            };
+        }
+        let ty = ty_of(f);
+        match modifier {
+            None => {
+                if ty == Ty::Any && self.dialect == Dialect::Postgres {
+                    return Ok(Res::Col(self.raw(&format!("({col} #>> '{{}}')")), Ty::Text));
+                }
+                Ok(Res::Col(self.raw(&col), ty))
+            }
+            Some("lower") => Ok(Res::Col(self.raw(&format!("LOWER(CAST({col} AS TEXT))")), Ty::Text)),
+            Some("length") => {
+                let fun = match self.dialect {
+                    Dialect::Sqlite => "json_array_length",
+                    Dialect::Postgres => "jsonb_array_length",
+                };
+                if ty == Ty::Any {
+                    if self.dialect == Dialect::Postgres {
+                        return Ok(Res::Col(
+                            self.raw(&format!("(CASE WHEN jsonb_typeof({col}) = 'array' THEN jsonb_array_length({col}) ELSE 0 END)")),
+                            Ty::Num,
+                        ));
+                    }
+                    return Ok(Res::Col(self.raw(&format!("COALESCE({fun}({col}), 0)")), Ty::Num));
+                }
+                // A single value counts as one item when set.
+                Ok(Res::Col(self.raw(&format!("(CASE WHEN COALESCE(CAST({col} AS TEXT), '') = '' THEN 0 ELSE 1 END)")), Ty::Num))
+            }
+            Some("each") => Ok(Res::Col(self.raw(&col), ty)),
+            Some(m) => Err(self.bad(format!("unsupported modifier :{m}"))),
+        }
+    }
+
+    fn json_path(&mut self, col: &str, segs: &[&str]) -> Result<Res> {
+        let mut keys = vec![];
+        for s in segs {
+            let (k, m) = split_modifier(s);
+            if m.is_some() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || k.is_empty() {
+                return Err(self.bad("invalid json path"));
+            }
+            keys.push(k.to_string());
+        }
+        let mut s = Sql::new(self.dialect);
+        match self.dialect {
+            Dialect::Sqlite => {
+                let mut p = String::from("$");
+                for k in &keys {
+                    if k.bytes().all(|b| b.is_ascii_digit()) {
+                        p.push_str(&format!("[{k}]"));
+                    } else {
+                        p.push('.');
+                        p.push_str(k);
+                    }
+                }
+                s.push("json_extract(").push(col).push(", ").bind(Value::Text(p)).push(")");
+                Ok(Res::Col(s, Ty::Any))
+            }
+            Dialect::Postgres => {
+                let p = format!("{{{}}}", keys.join(","));
+                s.push("(").push(col).push(" #>> (").bind(Value::Text(p)).push(")::text[])");
+                Ok(Res::Col(s, Ty::Text))
+            }
+        }
+    }
+
+    /// Turns a resolved value at the end of a relation chain into a scalar sub-query or a set.
+    fn wrap_chain(&mut self, ch: Chain, res: Res) -> Res {
+        match res {
+            Res::Lit(v) => Res::Lit(v),
+            Res::Col(val, ty) => {
+                if ch.multi {
+                    let mut from = ch.from;
+                    from.push(" WHERE 1=1");
+                    // `val` may carry bound parameters (json paths): fold them into the FROM side.
+                    if val.params.is_empty() {
+                        Res::Multi { from, val: val.text, ty }
+                    } else {
+                        let mut sub = Sql::new(self.dialect);
+                        sub.push("(SELECT ");
+                        sub.append(val);
+                        sub.push(" ");
+                        sub.append(from);
+                        sub.push(" LIMIT 1)");
+                        Res::Col(sub, ty)
+                    }
+                } else {
+                    let mut s = Sql::new(self.dialect);
+                    s.push("(SELECT ");
+                    s.append(val);
+                    s.push(" ");
+                    s.append(ch.from);
+                    s.push(" LIMIT 1)");
+                    Res::Col(s, ty)
+                }
+            }
+            Res::Multi { from: inner, val, ty } => {
+                // A multi field at the end of a chain: join its elements onto the chain.
+                let mut from = ch.from;
+                let inner_text = inner.text.trim_start_matches("FROM ").trim_end_matches(" WHERE 1=1").to_string();
+                from.push(" CROSS JOIN ").push(&inner_text).push(" WHERE 1=1");
+                Res::Multi { from, val, ty }
+            }
+        }
+    }
+
+    /// Compiles a sort list into an ORDER BY body (without the keyword). Empty input → empty output.
+    pub fn order_by(&mut self, coll: &Collection, items: &[SortItem]) -> Result<Sql> {
+        let mut s = Sql::new(self.dialect);
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                s.push(", ");
+            }
+            match it.field.as_str() {
+                "@random" => {
+                    s.push("RANDOM()");
+                    continue;
+                }
+                "@rowid" => {
+                    s.push(match self.dialect {
+                        Dialect::Sqlite => "_m.rowid",
+                        Dialect::Postgres => "_m.ctid",
+                    });
+                }
+                f => {
+                    if f.starts_with('@') {
+                        return Err(self.bad(format!("invalid sort field {f}")));
+                    }
+                    let segs: Vec<&str> = f.split('.').collect();
+                    match self.path(coll, MAIN, &segs, None)? {
+                        Res::Col(sql, _) => {
+                            s.append(sql);
+                        }
+                        _ => return Err(self.bad(format!("cannot sort by multi-valued {f}"))),
+                    }
+                }
+            }
+            s.push(if it.desc { " DESC" } else { " ASC" });
+            if self.dialect == Dialect::Postgres {
+                s.push(if it.desc { " NULLS LAST" } else { " NULLS FIRST" });
+            }
+        }
+        Ok(s)
+    }
+}
+
+type Res2 = Sql;
+
+struct Chain {
+    from: Sql,
+    multi: bool,
+}
+
+fn clone_res(r: &Res) -> Res {
+    match r {
+        Res::Lit(v) => Res::Lit(v.clone()),
+        Res::Col(s, t) => Res::Col(s.clone(), *t),
+        Res::Multi { from, val, ty } => Res::Multi { from: from.clone(), val: val.clone(), ty: *ty },
+    }
+}
+
+fn res_ty(r: &Res) -> Option<Ty> {
+    match r {
+        Res::Col(_, t) => Some(*t),
+        Res::Multi { ty, .. } => Some(*ty),
+        Res::Lit(_) => None,
+    }
+}
+
+fn literal_pair_ty(a: &Json, b: &Json) -> Ty {
+    match (a, b) {
+        (Json::Number(_), Json::Number(_)) => Ty::Num,
+        (Json::Bool(_), Json::Bool(_)) => Ty::Bool,
+        _ => Ty::Text,
+    }
+}
+
+fn json_text(v: &Json) -> String {
+    match v {
+        Json::Null => String::new(),
+        Json::String(s) => s.clone(),
+        Json::Number(n) => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if f.fract() == 0.0 && f.abs() < 1e15 {
+                format!("{}", f as i64)
+            } else {
+                n.to_string()
+            }
+        }
+        Json::Bool(b) => b.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Converts a literal into a bound value of the comparison type.
+fn lit_value(v: &Json, ty: Ty, d: Dialect) -> Value {
+    match (v, ty) {
+        (Json::Null, _) => Value::Null,
+        (Json::Number(n), Ty::Num) => Value::Real(n.as_f64().unwrap_or(0.0)),
+        (Json::Bool(b), Ty::Num) => Value::Real(if *b { 1.0 } else { 0.0 }),
+        (Json::String(s), Ty::Num) => match s.trim().parse::<f64>() {
+            Ok(f) => Value::Real(f),
+            Err(_) => Value::Real(0.0),
+        },
+        (Json::Bool(b), Ty::Bool) => bool_value(*b, d),
+        (Json::Number(n), Ty::Bool) => bool_value(n.as_f64().unwrap_or(0.0) != 0.0, d),
+        (Json::String(s), Ty::Bool) => bool_value(s == "true" || s == "1", d),
+        (Json::Number(n), Ty::Any) if d == Dialect::Sqlite => Value::Real(n.as_f64().unwrap_or(0.0)),
+        (Json::Bool(b), Ty::Any) if d == Dialect::Sqlite => Value::Int(*b as i64),
+        (other, _) => Value::Text(json_text(other)),
+    }
+}
+
+fn bool_value(b: bool, d: Dialect) -> Value {
+    match d {
+        Dialect::Sqlite => Value::Int(b as i64),
+        Dialect::Postgres => Value::Bool(b),
+    }
+}
+
+fn split_modifier(s: &str) -> (&str, Option<&str>) {
+    match s.split_once(':') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    }
+}
+
+fn macro_value(name: &str) -> Option<Json> {
+    let now = Utc::now();
+    let day_start = now.date_naive().and_hms_opt(0, 0, 0)?.and_utc();
+    let fmt = |t: chrono::DateTime<Utc>| Json::String(crate::time::format(t));
+    Some(match name {
+        "now" => fmt(now),
+        "yesterday" => fmt(now - Duration::days(1)),
+        "tomorrow" => fmt(now + Duration::days(1)),
+        "todayStart" => fmt(day_start),
+        "todayEnd" => fmt(day_start + Duration::days(1) - Duration::milliseconds(1)),
+        "monthStart" => fmt(day_start.with_day(1)?),
+        "monthEnd" => {
+            let first = day_start.with_day(1)?;
+            let next = if first.month() == 12 {
+                first.with_year(first.year() + 1)?.with_month(1)?
+            } else {
+                first.with_month(first.month() + 1)?
+            };
+            fmt(next - Duration::milliseconds(1))
+        }
+        "yearStart" => fmt(day_start.with_day(1)?.with_month(1)?),
+        "yearEnd" => fmt(day_start.with_day(1)?.with_month(1)?.with_year(now.year() + 1)? - Duration::milliseconds(1)),
+        "second" => Json::from(now.second()),
+        "minute" => Json::from(now.minute()),
+        "hour" => Json::from(now.hour()),
+        "day" => Json::from(now.day()),
+        "month" => Json::from(now.month()),
+        "weekday" => Json::from(now.weekday().num_days_from_sunday()),
+        "year" => Json::from(now.year()),
+        _ => return None,
+    })
+}
+
+/// Wraps a LIKE operand: `%v%` unless the value already has `%`. Exposed for the compiler's callers
+/// that build literals.
+pub fn like_pattern(v: &str) -> String {
+    if v.contains('%') {
+        v.to_string()
+    } else {
+        format!("%{}%", v.replace('\\', "\\\\").replace('_', "\\_"))
+    }
+}

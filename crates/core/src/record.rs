@@ -1,0 +1,624 @@
+//! Records: request bodies → validated, typed column values; stored rows → record JSON.
+
+use serde_json::{Map, Value as Json};
+
+use crate::error::{Error, FieldError, FieldErrors, Result};
+use crate::schema::{Collection, ColumnKind, Field, FieldType};
+use crate::sql::Value;
+use crate::{id, time};
+
+/// A record's values keyed by field name, already in their JSON output types.
+pub type Data = Map<String, Json>;
+
+/// Converts a stored column value to the field's JSON type.
+pub fn column_to_json(f: &Field, v: Value) -> Json {
+    match f.column_kind() {
+        ColumnKind::Number => num_json(v.as_f64().unwrap_or(0.0)),
+        ColumnKind::Bool => Json::Bool(v.as_bool()),
+        ColumnKind::Json => match v {
+            Value::Null => {
+                if f.is_multiple() {
+                    Json::Array(vec![])
+                } else {
+                    Json::Null
+                }
+            }
+            Value::Text(s) | Value::Json(s) => serde_json::from_str(&s).unwrap_or(Json::Null),
+            other => Json::String(other.into_string()),
+        },
+        ColumnKind::Text => Json::String(match v {
+            Value::Null => String::new(),
+            other => other.into_string(),
+        }),
+    }
+}
+
+pub fn num_json(f: f64) -> Json {
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        Json::from(f as i64)
+    } else {
+        serde_json::Number::from_f64(f).map(Json::Number).unwrap_or(Json::from(0))
+    }
+}
+
+/// Converts a field's JSON value to the value bound for its column.
+pub fn json_to_column(f: &Field, v: &Json) -> Value {
+    match f.column_kind() {
+        ColumnKind::Number => Value::Real(v.as_f64().unwrap_or(0.0)),
+        ColumnKind::Bool => Value::Bool(v.as_bool().unwrap_or(false)),
+        ColumnKind::Json => {
+            if v.is_null() {
+                if f.is_multiple() {
+                    Value::Json("[]".into())
+                } else {
+                    Value::Null
+                }
+            } else {
+                Value::Json(v.to_string())
+            }
+        }
+        ColumnKind::Text => Value::Text(match v {
+            Json::String(s) => s.clone(),
+            Json::Null => String::new(),
+            other => other.to_string(),
+        }),
+    }
+}
+
+/// The zero value of a field.
+pub fn zero(f: &Field) -> Json {
+    if f.is_multiple() {
+        return Json::Array(vec![]);
+    }
+    match f.column_kind() {
+        ColumnKind::Number => Json::from(0),
+        ColumnKind::Bool => Json::Bool(false),
+        ColumnKind::Json => Json::Null,
+        ColumnKind::Text => Json::String(String::new()),
+    }
+}
+
+fn as_list(v: &Json) -> Vec<String> {
+    match v {
+        Json::Array(a) => a.iter().filter_map(|x| scalar_string(x)).filter(|s| !s.is_empty()).collect(),
+        Json::Null => vec![],
+        other => scalar_string(other).into_iter().filter(|s| !s.is_empty()).collect(),
+    }
+}
+
+fn scalar_string(v: &Json) -> Option<String> {
+    match v {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Normalizes one incoming value to the field's type (lenient like the protocol: "12" → 12 for numbers,
+/// "true" → true, a single value for a multi field → [value]). Returns an error code on type mismatch.
+pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
+    let invalid = |m: &str| FieldError::new("validation_invalid_value", m.to_string());
+    Ok(match f.ty() {
+        FieldType::Number => match v {
+            Json::Number(n) => num_json(n.as_f64().unwrap_or(0.0)),
+            Json::String(s) if s.trim().is_empty() => Json::from(0),
+            Json::String(s) => match s.trim().parse::<f64>() {
+                Ok(x) if x.is_finite() => num_json(x),
+                _ => return Err(invalid("Must be a valid number.")),
+            },
+            Json::Bool(b) => Json::from(*b as i64),
+            Json::Null => Json::from(0),
+            _ => return Err(invalid("Must be a valid number.")),
+        },
+        FieldType::Bool => match v {
+            Json::Bool(b) => Json::Bool(*b),
+            Json::String(s) => Json::Bool(matches!(s.as_str(), "true" | "1" | "on")),
+            Json::Number(n) => Json::Bool(n.as_f64().unwrap_or(0.0) != 0.0),
+            Json::Null => Json::Bool(false),
+            _ => return Err(invalid("Must be a boolean.")),
+        },
+        FieldType::Json | FieldType::GeoPoint => v.clone(),
+        FieldType::Select | FieldType::Relation | FieldType::File => {
+            let list = as_list(v);
+            if f.is_multiple() {
+                let mut seen = Vec::with_capacity(list.len());
+                for x in list {
+                    if !seen.contains(&x) {
+                        seen.push(x);
+                    }
+                }
+                Json::Array(seen.into_iter().map(Json::String).collect())
+            } else {
+                Json::String(list.last().cloned().unwrap_or_default())
+            }
+        }
+        FieldType::Date | FieldType::Autodate => match v {
+            Json::Null => Json::String(String::new()),
+            Json::String(s) if s.is_empty() => Json::String(String::new()),
+            Json::String(s) => match time::normalize(s) {
+                Some(d) => Json::String(d),
+                None => return Err(FieldError::new("validation_invalid_date", "Must be a valid date.")),
+            },
+            _ => return Err(FieldError::new("validation_invalid_date", "Must be a valid date.")),
+        },
+        _ => match v {
+            Json::String(s) => Json::String(s.clone()),
+            Json::Null => Json::String(String::new()),
+            Json::Number(_) | Json::Bool(_) => Json::String(scalar_string(v).unwrap_or_default()),
+            _ => return Err(invalid("Must be a string.")),
+        },
+    })
+}
+
+fn is_empty(v: &Json) -> bool {
+    match v {
+        Json::Null => true,
+        Json::String(s) => s.is_empty(),
+        Json::Array(a) => a.is_empty(),
+        Json::Number(n) => n.as_f64() == Some(0.0),
+        Json::Bool(b) => !b,
+        Json::Object(o) => o.is_empty(),
+    }
+}
+
+fn len_params(k: &str, n: i64) -> serde_json::Value {
+    serde_json::json!({ k: n })
+}
+
+/// Checks one normalized value against the field's options. Relations are checked for existence by the
+/// caller (it needs the database).
+pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError> {
+    if f.required && is_empty(v) && f.ty() != FieldType::Autodate {
+        return Err(FieldError::required());
+    }
+    match f.ty() {
+        FieldType::Text | FieldType::Editor | FieldType::Password => {
+            let s = v.as_str().unwrap_or("");
+            let n = s.chars().count() as i64;
+            if f.ty() == FieldType::Editor {
+                let max = if f.max_size > 0 { f.max_size } else { 5 << 20 };
+                if s.len() as i64 > max {
+                    return Err(FieldError::new("validation_max_size_constraint", format!("Must be less than {max} bytes.")));
+                }
+                return Ok(());
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            if let Some(min) = f.min_num().filter(|m| *m > 0.0) {
+                if (n as f64) < min {
+                    return Err(FieldError::new(
+                        "validation_min_text_constraint",
+                        format!("Must be at least {} character(s).", min as i64),
+                    )
+                    .with_params(len_params("min", min as i64)));
+                }
+            }
+            let max = f.max_num().filter(|m| *m > 0.0).unwrap_or(if f.ty() == FieldType::Password { 71.0 } else { 5000.0 });
+            if (n as f64) > max {
+                return Err(FieldError::new(
+                    "validation_max_text_constraint",
+                    format!("Must be less than {} character(s).", max as i64),
+                )
+                .with_params(len_params("max", max as i64)));
+            }
+            if !f.pattern.is_empty() && !simple_pattern_match(&f.pattern, s) {
+                return Err(FieldError::new("validation_invalid_format", "Invalid value format."));
+            }
+        }
+        FieldType::Number => {
+            let x = v.as_f64().unwrap_or(0.0);
+            if f.only_int && x.fract() != 0.0 {
+                return Err(FieldError::new("validation_only_int_constraint", "Decimal numbers are not allowed."));
+            }
+            if let Some(min) = f.min_num() {
+                if x < min {
+                    return Err(FieldError::new("validation_min_number_constraint", format!("Must be larger than {min}."))
+                        .with_params(serde_json::json!({"min": min})));
+                }
+            }
+            if let Some(max) = f.max_num() {
+                if x > max {
+                    return Err(FieldError::new("validation_max_number_constraint", format!("Must be less than {max}."))
+                        .with_params(serde_json::json!({"max": max})));
+                }
+            }
+        }
+        FieldType::Email => {
+            let s = v.as_str().unwrap_or("");
+            if !s.is_empty() {
+                if !is_email(s) {
+                    return Err(FieldError::new("validation_is_email", "Must be a valid email address."));
+                }
+                domain_check(f, s.rsplit('@').next().unwrap_or(""))?;
+            }
+        }
+        FieldType::Url => {
+            let s = v.as_str().unwrap_or("");
+            if !s.is_empty() {
+                let host = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+                match host {
+                    Some(h) if !h.is_empty() && !h.starts_with('/') && !s.chars().any(char::is_whitespace) => {
+                        domain_check(f, h.split(['/', ':', '?', '#']).next().unwrap_or(""))?;
+                    }
+                    _ => return Err(FieldError::new("validation_is_url", "Must be a valid url.")),
+                }
+            }
+        }
+        FieldType::Select => {
+            for x in as_list(v) {
+                if !f.values.contains(&x) {
+                    return Err(FieldError::new("validation_invalid_value", format!("Invalid value {x}.")));
+                }
+            }
+            let n = as_list(v).len() as i64;
+            if f.is_multiple() && n > f.max_select {
+                return Err(FieldError::new("validation_too_many_values", format!("Select no more than {}.", f.max_select))
+                    .with_params(len_params("maxSelect", f.max_select)));
+            }
+        }
+        FieldType::Relation => {
+            let n = as_list(v).len() as i64;
+            if f.is_multiple() && n > f.max_select {
+                return Err(FieldError::new("validation_too_many_values", format!("Select no more than {}.", f.max_select))
+                    .with_params(len_params("maxSelect", f.max_select)));
+            }
+            if n > 0 && n < f.min_select {
+                return Err(FieldError::new("validation_not_enough_values", format!("Select at least {}.", f.min_select))
+                    .with_params(len_params("minSelect", f.min_select)));
+            }
+        }
+        FieldType::Json => {
+            let max = if f.max_size > 0 { f.max_size } else { 1 << 20 };
+            if v.to_string().len() as i64 > max {
+                return Err(FieldError::new("validation_json_size_limit", format!("The maximum allowed JSON size is {max} bytes.")));
+            }
+        }
+        FieldType::Date => {
+            let s = v.as_str().unwrap_or("");
+            if !s.is_empty() {
+                if let Some(min) = f.min.as_str().and_then(time::normalize) {
+                    if s < min.as_str() {
+                        return Err(FieldError::new("validation_min_date_constraint", format!("Must be no earlier than {min}.")));
+                    }
+                }
+                if let Some(max) = f.max.as_str().and_then(time::normalize) {
+                    if s > max.as_str() {
+                        return Err(FieldError::new("validation_max_date_constraint", format!("Must be no later than {max}.")));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn domain_check(f: &Field, domain: &str) -> std::result::Result<(), FieldError> {
+    let d = domain.to_ascii_lowercase();
+    if !f.only_domains.is_empty() && !f.only_domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
+        return Err(FieldError::new("validation_email_domain_not_allowed", "Email domain is not allowed."));
+    }
+    if f.except_domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
+        return Err(FieldError::new("validation_email_domain_not_allowed", "Email domain is not allowed."));
+    }
+    Ok(())
+}
+
+pub fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else { return false };
+    !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && s.len() <= 254
+        && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"' || c == ',')
+}
+
+/// The subset of regex the protocol's default patterns use: `^[classes]+$`, `^[classes]{n,m}$`.
+/// Anything else is accepted (unknown patterns are not enforced rather than mis-enforced).
+fn simple_pattern_match(pattern: &str, s: &str) -> bool {
+    let Some(body) = pattern.strip_prefix("^[").and_then(|p| p.split_once(']')) else { return true };
+    let (class, rest) = body;
+    if !(rest == "+$" || rest == "*$" || (rest.starts_with('{') && rest.ends_with("}$"))) {
+        return true;
+    }
+    let allowed = |c: char| {
+        let cs: Vec<char> = class.chars().collect();
+        let mut i = 0;
+        while i < cs.len() {
+            if i + 2 < cs.len() && cs[i + 1] == '-' {
+                if c >= cs[i] && c <= cs[i + 2] {
+                    return true;
+                }
+                i += 3;
+            } else {
+                if c == cs[i] {
+                    return true;
+                }
+                i += 1;
+            }
+        }
+        false
+    };
+    s.chars().all(allowed)
+}
+
+/// What a write does to one record. Built by [`prepare`].
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Full record data after the write (all fields, including hidden ones).
+    pub data: Data,
+    /// Relation ids to check for existence: (field, target collection id, ids).
+    pub relations: Vec<(String, String, Vec<String>)>,
+    /// A new plaintext password to hash, if one was set.
+    pub new_password: Option<String>,
+}
+
+pub struct WriteCtx<'a> {
+    pub coll: &'a Collection,
+    /// The stored record for updates.
+    pub existing: Option<&'a Data>,
+    /// Superuser or manageRule match: may set email/verified and change passwords without oldPassword.
+    pub is_manager: bool,
+    pub is_superuser: bool,
+}
+
+/// Applies a request body to a record (defaults for create, stored values for update), honouring
+/// modifiers, and validates the result.
+pub fn prepare(ctx: &WriteCtx, body: &Data) -> Result<Prepared> {
+    let coll = ctx.coll;
+    let creating = ctx.existing.is_none();
+    let msg = if creating { "Failed to create record." } else { "Failed to update record." };
+    let mut errs = FieldErrors::new();
+    let mut data: Data = match ctx.existing {
+        Some(e) => e.clone(),
+        None => coll.fields.iter().map(|f| (f.name.clone(), zero(f))).collect(),
+    };
+    let mut new_password = None;
+    for f in &coll.fields {
+        let name = f.name.as_str();
+        if f.ty() == FieldType::Autodate {
+            continue;
+        }
+        if name == "id" {
+            if creating {
+                match body.get("id") {
+                    Some(Json::String(s)) if !s.is_empty() => {
+                        let ok = s.len() == 15 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                        if !ok || !id::is_valid_record_id(s) {
+                            errs.insert("id".into(), FieldError::new("validation_invalid_format", "Invalid value format."));
+                        }
+                        data.insert("id".into(), Json::String(s.clone()));
+                    }
+                    Some(Json::String(_)) | None | Some(Json::Null) => {
+                        data.insert("id".into(), Json::String(id::new_record_id()));
+                    }
+                    Some(_) => {
+                        errs.insert("id".into(), FieldError::new("validation_invalid_format", "Invalid value format."));
+                    }
+                }
+            }
+            continue;
+        }
+        if coll.is_auth() {
+            match name {
+                "tokenKey" => {
+                    if creating {
+                        data.insert(name.into(), Json::String(id::random_id(50)));
+                    }
+                    continue;
+                }
+                "password" => {
+                    if let Some(pw) = body.get("password") {
+                        let pw = pw.as_str().unwrap_or("").to_string();
+                        if !creating && pw.is_empty() {
+                            continue;
+                        }
+                        if let Err(e) = validate_value(f, &Json::String(pw.clone())) {
+                            errs.insert("password".into(), e);
+                        } else if pw.is_empty() {
+                            errs.insert("password".into(), FieldError::required());
+                        }
+                        let confirm = body.get("passwordConfirm").and_then(Json::as_str).unwrap_or("");
+                        if confirm != pw {
+                            errs.insert("passwordConfirm".into(), FieldError::new("validation_values_mismatch", "Values don't match."));
+                        }
+                        if !creating && !ctx.is_manager && body.get("oldPassword").and_then(Json::as_str).unwrap_or("").is_empty() {
+                            errs.insert("oldPassword".into(), FieldError::required());
+                        }
+                        new_password = Some(pw);
+                    } else if creating {
+                        errs.insert("password".into(), FieldError::required());
+                    }
+                    continue;
+                }
+                "email" | "verified" if !creating && !ctx.is_manager => {
+                    if let Some(v) = body.get(name) {
+                        if let Ok(n) = normalize(f, v) {
+                            if Some(&n) != data.get(name) {
+                                errs.insert(
+                                    name.into(),
+                                    FieldError::new("validation_values_mismatch", "The field can be changed only by managers."),
+                                );
+                            }
+                        }
+                    }
+                    continue;
+                }
+                "verified" if creating && !ctx.is_manager => {
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if f.hidden && !ctx.is_superuser {
+            continue;
+        }
+        let current = data.get(name).cloned().unwrap_or(Json::Null);
+        let mut next: Option<Json> = None;
+        if let Some(v) = body.get(name) {
+            match normalize(f, v) {
+                Ok(n) => next = Some(n),
+                Err(e) => {
+                    errs.insert(name.into(), e);
+                    continue;
+                }
+            }
+        }
+        // Modifiers: `name+`, `+name`, `name-`.
+        let append = body.get(&format!("{name}+"));
+        let prepend = body.get(&format!("+{name}"));
+        let remove = body.get(&format!("{name}-"));
+        if append.is_some() || prepend.is_some() || remove.is_some() {
+            let base = next.clone().unwrap_or(current.clone());
+            if f.ty() == FieldType::Number {
+                let mut x = base.as_f64().unwrap_or(0.0);
+                for (v, sign) in [(append, 1.0), (prepend, 1.0), (remove, -1.0)] {
+                    if let Some(v) = v {
+                        match normalize(f, v) {
+                            Ok(n) => x += sign * n.as_f64().unwrap_or(0.0),
+                            Err(e) => {
+                                errs.insert(name.into(), e);
+                            }
+                        }
+                    }
+                }
+                next = Some(num_json(x));
+            } else if matches!(f.ty(), FieldType::Select | FieldType::Relation | FieldType::File) {
+                let mut list = as_list(&base);
+                if let Some(v) = prepend {
+                    let mut p = as_list(v);
+                    p.retain(|x| !list.contains(x));
+                    p.extend(list);
+                    list = p;
+                }
+                if let Some(v) = append {
+                    for x in as_list(v) {
+                        if !list.contains(&x) {
+                            list.push(x);
+                        }
+                    }
+                }
+                if let Some(v) = remove {
+                    let r = as_list(v);
+                    list.retain(|x| !r.contains(x));
+                }
+                next = Some(if f.is_multiple() {
+                    Json::Array(list.into_iter().map(Json::String).collect())
+                } else {
+                    Json::String(list.last().cloned().unwrap_or_default())
+                });
+            }
+        }
+        if let Some(n) = next {
+            data.insert(name.into(), n);
+        }
+    }
+    // Autodates.
+    let now = time::now();
+    for f in &coll.fields {
+        if f.ty() == FieldType::Autodate && ((creating && f.on_create) || (!creating && f.on_update)) {
+            data.insert(f.name.clone(), Json::String(now.clone()));
+        }
+    }
+    // Validate every field's final value.
+    let mut relations = vec![];
+    for f in &coll.fields {
+        if errs.contains_key(&f.name) || f.name == "id" || f.name == "tokenKey" || f.ty() == FieldType::Password {
+            continue;
+        }
+        let v = data.get(&f.name).cloned().unwrap_or(Json::Null);
+        if let Err(e) = validate_value(f, &v) {
+            errs.insert(f.name.clone(), e);
+            continue;
+        }
+        if f.ty() == FieldType::Relation {
+            let ids = as_list(&v);
+            if !ids.is_empty() {
+                relations.push((f.name.clone(), f.collection_id.clone(), ids));
+            }
+        }
+    }
+    if !errs.is_empty() {
+        return Err(Error::validation(msg, errs));
+    }
+    Ok(Prepared { data, relations, new_password })
+}
+
+/// Record JSON as a client sees it. `show_email`: the viewer may see this auth record's email.
+pub fn to_output(coll: &Collection, data: &Data, show_hidden: bool, show_email: bool) -> Map<String, Json> {
+    let mut o = Map::with_capacity(coll.fields.len() + 2);
+    o.insert("collectionId".into(), Json::String(coll.id.clone()));
+    o.insert("collectionName".into(), Json::String(coll.name.clone()));
+    for f in &coll.fields {
+        if f.ty() == FieldType::Password || (coll.is_auth() && f.name == "tokenKey") {
+            continue;
+        }
+        if f.hidden && !show_hidden {
+            continue;
+        }
+        if coll.is_auth() && f.name == "email" {
+            let visible = show_email || data.get("emailVisibility").and_then(Json::as_bool).unwrap_or(false);
+            if !visible {
+                continue;
+            }
+        }
+        o.insert(f.name.clone(), data.get(&f.name).cloned().unwrap_or_else(|| zero(f)));
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::CollectionType;
+
+    fn posts() -> Collection {
+        let mut c = Collection::scaffold(CollectionType::Base, "posts");
+        c.id = "pbc_1".into();
+        let mut t = Field::new("title", FieldType::Text);
+        t.required = true;
+        t.max = serde_json::json!(10);
+        let n = Field::new("n", FieldType::Number);
+        let mut tags = Field::new("tags", FieldType::Select);
+        tags.values = vec!["a".into(), "b".into(), "c".into()];
+        tags.max_select = 3;
+        c.fields.extend([t, n, tags]);
+        c
+    }
+
+    #[test]
+    fn create_validates_and_generates_id() {
+        let c = posts();
+        let ctx = WriteCtx { coll: &c, existing: None, is_manager: false, is_superuser: false };
+        let body: Data = serde_json::from_str(r#"{"title":"hi","n":"3","tags":"b"}"#).unwrap();
+        let p = prepare(&ctx, &body).unwrap();
+        assert_eq!(p.data["id"].as_str().unwrap().len(), 15);
+        assert_eq!(p.data["n"], serde_json::json!(3));
+        assert_eq!(p.data["tags"], serde_json::json!(["b"]));
+        let bad: Data = serde_json::from_str(r#"{"title":"","tags":["z"]}"#).unwrap();
+        let Err(Error::Validation { fields, .. }) = prepare(&ctx, &bad) else { panic!() };
+        assert_eq!(fields["title"].code, "validation_required");
+        assert_eq!(fields["tags"].code, "validation_invalid_value");
+    }
+
+    #[test]
+    fn update_applies_modifiers() {
+        let c = posts();
+        let existing: Data = serde_json::from_str(r#"{"id":"abc","title":"x","n":5,"tags":["a","b"],"created":"","updated":""}"#).unwrap();
+        let ctx = WriteCtx { coll: &c, existing: Some(&existing), is_manager: false, is_superuser: false };
+        let body: Data = serde_json::from_str(r#"{"n+":2,"tags-":"a","tags+":["c"]}"#).unwrap();
+        let p = prepare(&ctx, &body).unwrap();
+        assert_eq!(p.data["n"], serde_json::json!(7));
+        assert_eq!(p.data["tags"], serde_json::json!(["b", "c"]));
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(simple_pattern_match("^[a-z0-9]+$", "abc123"));
+        assert!(!simple_pattern_match("^[a-z0-9]+$", "abc-123"));
+    }
+}

@@ -1,0 +1,46 @@
+//! The protocol's datetime format: `2024-01-31 12:34:56.789Z`, UTC, a space instead of `T`.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+pub const FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3fZ";
+
+pub fn format(t: DateTime<Utc>) -> String {
+    t.format(FORMAT).to_string()
+}
+
+pub fn now() -> String {
+    format(Utc::now())
+}
+
+/// Parses the date forms a client may send (protocol format, RFC 3339, a bare date) into the protocol
+/// format. Returns `None` when the text is not a date.
+pub fn normalize(s: &str) -> Option<String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(format(t.with_timezone(&Utc)));
+    }
+    let t = s.trim_end_matches('Z').replacen('T', " ", 1);
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(&t, f) {
+            return Some(format(n.and_utc()));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(&t, "%Y-%m-%d") {
+        return Some(format(d.and_hms_opt(0, 0, 0)?.and_utc()));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_common_forms() {
+        assert_eq!(normalize("2024-01-31 12:34:56.789Z").as_deref(), Some("2024-01-31 12:34:56.789Z"));
+        assert_eq!(normalize("2024-01-31T12:34:56Z").as_deref(), Some("2024-01-31 12:34:56.000Z"));
+        assert_eq!(normalize("2024-01-31").as_deref(), Some("2024-01-31 00:00:00.000Z"));
+        assert_eq!(normalize("2024-01-31T14:34:56+02:00").as_deref(), Some("2024-01-31 12:34:56.000Z"));
+        assert_eq!(normalize("yesterday"), None);
+    }
+}

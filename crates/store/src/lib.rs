@@ -1,0 +1,89 @@
+//! Basalt storage: one [`Store`] trait with SQLite and PostgreSQL implementations.
+//!
+//! Layout:
+//! - [`sqlite`]: rusqlite, one writer connection (transactions serialize on it) and a pool of reader
+//!   connections with cached prepared statements; WAL journal, `synchronous=FULL` so an acknowledged
+//!   commit survives a crash.
+//! - [`postgres`]: tokio-postgres through a deadpool pool, statements prepared and cached per connection.
+//!
+//! **Architecture Invariant:** the store executes [`basalt_core::sql::Sql`] as given, binding its
+//! parameters; it never formats a value into SQL text.
+
+use async_trait::async_trait;
+pub use basalt_core::sql::{Dialect, Sql, Value};
+
+pub mod postgres;
+pub mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint failed; the text names the constraint or columns.
+    #[error("unique constraint failed: {0}")]
+    Unique(String),
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One result row: values in column order.
+pub type Row = Vec<Value>;
+
+/// Rows with their column names.
+#[derive(Debug, Default, Clone)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Row>,
+}
+
+impl Rows {
+    pub fn col(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn dialect(&self) -> Dialect;
+    /// Runs a read-only query. On SQLite this runs on a reader connection and sees every committed write.
+    async fn query(&self, sql: &Sql) -> Result<Rows>;
+    /// Starts a read-write transaction. Dropping it without [`Tx::commit`] rolls back.
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
+    /// A short description for logs (never includes credentials).
+    fn describe(&self) -> String;
+}
+
+#[async_trait]
+pub trait Tx: Send {
+    async fn query(&mut self, sql: &Sql) -> Result<Rows>;
+    async fn execute(&mut self, sql: &Sql) -> Result<u64>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Opens a store from a database URL (`postgres://…`) or, when none is given, the SQLite file in `dir`.
+pub async fn open(dir: &std::path::Path, database_url: Option<&str>) -> Result<std::sync::Arc<dyn Store>> {
+    match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
+        }
+        Some(url) => Err(StoreError::Connect(format!("unsupported database url scheme in {:?}", redact(url)))),
+        None => {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Connect(format!("{}: {e}", dir.display())))?;
+            Ok(std::sync::Arc::new(sqlite::SqliteStore::open(&dir.join("data.db"))?))
+        }
+    }
+}
+
+/// Hides the password of a URL for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}

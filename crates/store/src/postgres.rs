@@ -1,0 +1,164 @@
+//! PostgreSQL store over tokio-postgres and a deadpool pool.
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::NoTls;
+
+use crate::{Dialect, Result, Rows, Sql, Store, StoreError, Tx, Value};
+
+pub struct PgStore {
+    pool: Pool,
+    desc: String,
+}
+
+fn db_err(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+            return StoreError::Unique(format!("{} {}", db.constraint().unwrap_or(""), db.detail().unwrap_or("")));
+        }
+        return StoreError::Db(format!("{}: {}", db.code().code(), db.message()));
+    }
+    StoreError::Db(e.to_string())
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let cfg: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Connect(format!("invalid postgres url: {e}")))?;
+        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let size = std::thread::available_parallelism().map(|n| n.get() * 4).unwrap_or(8).max(8);
+        let pool = Pool::builder(mgr)
+            .max_size(size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        let desc = format!("postgres {}", crate::redact(url));
+        // Fail at start, with the url named, when the server is unreachable.
+        let c = pool.get().await.map_err(|e| StoreError::Connect(format!("{desc}: {e}")))?;
+        c.simple_query("SELECT 1").await.map_err(|e| StoreError::Connect(format!("{desc}: {e}")))?;
+        Ok(PgStore { pool, desc })
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(|e| StoreError::Db(format!("postgres pool: {e}")))
+    }
+}
+
+fn params(sql: &Sql) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    sql.params
+        .iter()
+        .map(|v| -> Box<dyn ToSql + Sync + Send> {
+            match v {
+                Value::Null => Box::new(Option::<String>::None),
+                Value::Int(i) => Box::new(*i),
+                Value::Real(f) => Box::new(*f),
+                Value::Bool(b) => Box::new(*b),
+                Value::Text(s) | Value::Json(s) => Box::new(s.clone()),
+            }
+        })
+        .collect()
+}
+
+fn convert(rows: Vec<tokio_postgres::Row>, stmt: &tokio_postgres::Statement) -> Rows {
+    let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
+    let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut row = Vec::with_capacity(types.len());
+        for (i, t) in types.iter().enumerate() {
+            let v = match *t {
+                Type::BOOL => r.try_get::<_, Option<bool>>(i).ok().flatten().map(Value::Bool),
+                Type::INT8 => r.try_get::<_, Option<i64>>(i).ok().flatten().map(Value::Int),
+                Type::INT4 => r.try_get::<_, Option<i32>>(i).ok().flatten().map(|x| Value::Int(x as i64)),
+                Type::INT2 => r.try_get::<_, Option<i16>>(i).ok().flatten().map(|x| Value::Int(x as i64)),
+                Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).ok().flatten().map(Value::Real),
+                Type::FLOAT4 => r.try_get::<_, Option<f32>>(i).ok().flatten().map(|x| Value::Real(x as f64)),
+                Type::JSONB | Type::JSON => {
+                    r.try_get::<_, Option<serde_json::Value>>(i).ok().flatten().map(|j| Value::Json(j.to_string()))
+                }
+                _ => r.try_get::<_, Option<String>>(i).ok().flatten().map(Value::Text),
+            };
+            row.push(v.unwrap_or(Value::Null));
+        }
+        out.push(row);
+    }
+    Rows { columns, rows: out }
+}
+
+async fn run_query(c: &Object, sql: &Sql) -> Result<Rows> {
+    let stmt = c.prepare_cached(&sql.text).await.map_err(db_err)?;
+    let p = params(sql);
+    let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+    let rows = c.query(&stmt, &refs).await.map_err(db_err)?;
+    Ok(convert(rows, &stmt))
+}
+
+async fn run_exec(c: &Object, sql: &Sql) -> Result<u64> {
+    if sql.params.is_empty() {
+        c.batch_execute(&sql.text).await.map_err(db_err)?;
+        return Ok(0);
+    }
+    let stmt = c.prepare_cached(&sql.text).await.map_err(db_err)?;
+    let p = params(sql);
+    let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+    c.execute(&stmt, &refs).await.map_err(db_err)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+    async fn query(&self, sql: &Sql) -> Result<Rows> {
+        let c = self.client().await?;
+        run_query(&c, sql).await
+    }
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        let c = self.client().await?;
+        c.batch_execute("BEGIN").await.map_err(db_err)?;
+        Ok(Box::new(PgTx { client: Some(c) }))
+    }
+    fn describe(&self) -> String {
+        self.desc.clone()
+    }
+}
+
+struct PgTx {
+    client: Option<Object>,
+}
+
+impl PgTx {
+    fn c(&self) -> Result<&Object> {
+        self.client.as_ref().ok_or_else(|| StoreError::Db("transaction finished".into()))
+    }
+}
+
+#[async_trait]
+impl Tx for PgTx {
+    async fn query(&mut self, sql: &Sql) -> Result<Rows> {
+        run_query(self.c()?, sql).await
+    }
+    async fn execute(&mut self, sql: &Sql) -> Result<u64> {
+        run_exec(self.c()?, sql).await
+    }
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let c = self.client.take().ok_or_else(|| StoreError::Db("transaction finished".into()))?;
+        c.batch_execute("COMMIT").await.map_err(db_err)
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            // The connection returns to the pool only after the rollback has run.
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(async move {
+                    if let Err(e) = c.batch_execute("ROLLBACK").await {
+                        tracing::warn!(error = %e, "postgres rollback failed");
+                    }
+                });
+            }
+        }
+    }
+}
