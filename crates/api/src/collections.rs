@@ -68,7 +68,21 @@ fn ensure_auth_indexes(c: &mut Collection) {
     }
 }
 
+/// A field of unknown type makes the whole body unreadable, as the protocol answers it.
+fn check_field_types(body: &Json) -> ApiResult<()> {
+    if let Some(fields) = body.get("fields").and_then(Json::as_array) {
+        for f in fields {
+            let ok = f.get("type").cloned().map(serde_json::from_value::<FieldType>).is_some_and(|r| r.is_ok());
+            if !ok {
+                return Err(bad("Failed to load the submitted data due to invalid formatting."));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
+    check_field_types(body)?;
     let kind = match body.get("type") {
         None => CollectionType::Base,
         Some(t) => serde_json::from_value(t.clone()).map_err(|_| {
@@ -78,6 +92,7 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
         })?,
     };
     let mut c = Collection::scaffold(kind, "");
+    c.indexes.clear();
     // A client-provided fields list replaces the scaffold's, but system fields are kept.
     let system_fields: Vec<Field> = c.fields.clone();
     c.apply_json(body, false).map_err(|f| invalid(f, true))?;
@@ -97,10 +112,20 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
             }
         }
     }
-    // The id field first.
+    // The id field first; on auth collections the other system fields follow the user's fields.
     if let Some(pos) = c.fields.iter().position(|f| f.name == "id") {
         let idf = c.fields.remove(pos);
         c.fields.insert(0, idf);
+    }
+    if kind == CollectionType::Auth {
+        let is_sys = |f: &Field| basalt_core::schema::AUTH_SYSTEM_FIELDS.contains(&f.name.as_str()) && f.name != "id";
+        let (sys, user): (Vec<Field>, Vec<Field>) = c.fields.drain(1..).partition(is_sys);
+        c.fields.extend(user);
+        for name in basalt_core::schema::AUTH_SYSTEM_FIELDS {
+            if let Some(f) = sys.iter().find(|f| f.name == name) {
+                c.fields.push(f.clone());
+            }
+        }
     }
     if c.id.is_empty() {
         c.id = basalt_core::id::collection_id(kind.as_str(), &c.name);
@@ -109,14 +134,59 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
         ensure_auth_indexes(&mut c);
     }
     let cols = ctx.collections();
+    if cols.list.iter().any(|x| x.name.eq_ignore_ascii_case(&c.name)) {
+        let mut f = FieldErrors::new();
+        f.insert("name".into(), FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."));
+        return Err(invalid(f, true));
+    }
+    c.validate(&cols.list).map_err(|f| invalid(f, true))?;
     if cols.get(&c.id).is_some() {
         let mut f = FieldErrors::new();
         f.insert("id".into(), FieldError::new("validation_invalid_id", "The id is invalid or already exists."));
         return Err(invalid(f, true));
     }
-    c.validate(&cols.list).map_err(|f| invalid(f, true))?;
     normalize_relations(ctx, &mut c);
+    check_rules(ctx, &c).map_err(|f| invalid(f, true))?;
     insert_collection(ctx, c).await
+}
+
+/// Compiles every rule against the new definition, so a rule naming an unknown field is rejected when
+/// it is saved rather than failing every request later.
+fn check_rules(ctx: &AppCtx, c: &Collection) -> Result<(), FieldErrors> {
+    let mut list: Vec<Arc<Collection>> = ctx.collections().list.iter().filter(|x| x.id != c.id).cloned().collect();
+    let me = Arc::new(c.clone());
+    list.push(me.clone());
+    let schema = crate::state::Collections::new(list);
+    // A stand-in caller of this collection (when it is an auth collection) so `@request.auth.*` paths resolve.
+    let auth = c.is_auth().then(|| (me.clone(), basalt_core::record::Data::new()));
+    let info = basalt_core::filter::compile::RequestInfo { auth, ..Default::default() };
+    let mut errs = FieldErrors::new();
+    let mut rules: Vec<(&str, &Option<String>)> = vec![
+        ("listRule", &c.list_rule),
+        ("viewRule", &c.view_rule),
+        ("createRule", &c.create_rule),
+        ("updateRule", &c.update_rule),
+        ("deleteRule", &c.delete_rule),
+    ];
+    if let Some(a) = &c.auth {
+        rules.push(("authRule", &a.auth_rule));
+        rules.push(("manageRule", &a.manage_rule));
+    }
+    for (key, rule) in rules {
+        let Some(r) = rule.as_ref().filter(|r| !r.trim().is_empty()) else { continue };
+        let res = basalt_core::filter::parse(r).map_err(|e| e.to_string()).and_then(|e| {
+            let mut comp = basalt_core::filter::compile::Compiler::new(ctx.dialect(), &schema, &info, true);
+            comp.compile(c, &e).map(|_| ()).map_err(|e| e.to_string())
+        });
+        if let Err(e) = res {
+            errs.insert(key.into(), FieldError::new("validation_invalid_rule", format!("Invalid rule. Raw error: {e}.")));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
 }
 
 /// Relation fields may name their target by name; store the id.
@@ -133,6 +203,7 @@ fn normalize_relations(ctx: &AppCtx, c: &mut Collection) {
 }
 
 pub async fn update(ctx: &AppCtx, old: &Arc<Collection>, body: &Json) -> ApiResult<Arc<Collection>> {
+    check_field_types(body)?;
     let mut c: Collection = (**old).clone();
     if let Some(t) = body.get("type").and_then(Json::as_str) {
         if t != old.kind.as_str() {
@@ -167,6 +238,7 @@ pub async fn update(ctx: &AppCtx, old: &Arc<Collection>, body: &Json) -> ApiResu
     let cols = ctx.collections();
     c.validate(&cols.list).map_err(|f| invalid(f, false))?;
     normalize_relations(ctx, &mut c);
+    check_rules(ctx, &c).map_err(|f| invalid(f, false))?;
     c.updated = basalt_core::time::now();
     let mut tx = ctx.store.begin().await?;
     for st in ddl::alter_table(ctx.dialect(), old, &c) {
@@ -185,11 +257,11 @@ pub async fn update(ctx: &AppCtx, old: &Arc<Collection>, body: &Json) -> ApiResu
 
 pub async fn delete(ctx: &AppCtx, c: &Arc<Collection>) -> ApiResult<()> {
     if c.system {
-        return Err(bad("System collections cannot be deleted."));
+        return Err(bad("Failed to delete collection."));
     }
     for other in ctx.collections().list.iter().filter(|o| o.id != c.id) {
         if other.fields.iter().any(|f| f.ty() == FieldType::Relation && f.collection_id == c.id) {
-            return Err(bad(&format!("The collection is referenced by a relation field of \"{}\".", other.name)));
+            return Err(bad(&format!("Failed to delete collection probably due to existing reference in {}.", other.name)));
         }
     }
     let mut tx = ctx.store.begin().await?;
@@ -217,10 +289,10 @@ pub async fn truncate(ctx: &AppCtx, c: &Arc<Collection>) -> ApiResult<()> {
 /// `PUT /api/collections/import`: creates or updates each collection (matched by id, then name);
 /// with `deleteMissing`, deletes the non-system collections not listed.
 pub async fn import(ctx: &AppCtx, body: &Json) -> ApiResult<()> {
-    let Some(list) = body.get("collections").and_then(Json::as_array) else {
+    let Some(list) = body.get("collections").and_then(Json::as_array).filter(|l| !l.is_empty()) else {
         let mut f = FieldErrors::new();
         f.insert("collections".into(), FieldError::required());
-        return Err(ApiError(Error::validation("Failed to import the collections configuration.", f)));
+        return Err(ApiError(Error::validation("An error occurred while validating the submitted data.", f)));
     };
     let delete_missing = body.get("deleteMissing").and_then(Json::as_bool).unwrap_or(false);
     let mut kept = vec![];
@@ -239,7 +311,7 @@ pub async fn import(ctx: &AppCtx, body: &Json) -> ApiResult<()> {
                 let mut f = FieldErrors::new();
                 let detail = fields.iter().map(|(k, v)| format!("{k}: {}", v.message)).collect::<Vec<_>>().join("; ");
                 f.insert("collections".into(), FieldError::new("validation_collections_import_failure", format!("Failed to import collection {i}: {detail}")));
-                return Err(ApiError(Error::validation("Failed to import the collections configuration.", f)));
+                return Err(ApiError(Error::validation("Failed to import collections.", f)));
             }
             Err(e) => return Err(e),
         }

@@ -51,8 +51,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self.0 {
             Error::Validation { message, fields } => {
-                let data = serde_json::to_value(&fields).unwrap_or(Json::Object(Map::new()));
-                error_body(StatusCode::BAD_REQUEST, &message, data)
+                // Dotted keys nest, as the protocol reports sub-object errors (`indexes.0` → {"indexes":{"0":…}}).
+                let mut data = Map::new();
+                for (k, v) in fields {
+                    let parts: Vec<&str> = k.split('.').collect();
+                    insert_nested(&mut data, &parts, serde_json::to_value(&v).unwrap_or(Json::Null));
+                }
+                error_body(StatusCode::BAD_REQUEST, &message, Json::Object(data))
             }
             Error::BadRequest(m) => error_body(StatusCode::BAD_REQUEST, &sentence(&m), json!({})),
             Error::Forbidden(m) => error_body(StatusCode::FORBIDDEN, &sentence(&m), json!({})),
@@ -66,6 +71,24 @@ impl IntoResponse for ApiError {
                     "Something went wrong while processing your request.",
                     json!({}),
                 )
+            }
+        }
+    }
+}
+
+fn insert_nested(m: &mut Map<String, Json>, path: &[&str], v: Json) {
+    match path {
+        [] => {}
+        [last] => {
+            m.insert(last.to_string(), v);
+        }
+        [first, rest @ ..] => {
+            let e = m.entry(first.to_string()).or_insert_with(|| Json::Object(Map::new()));
+            if !e.is_object() {
+                *e = Json::Object(Map::new());
+            }
+            if let Json::Object(inner) = e {
+                insert_nested(inner, rest, v);
             }
         }
     }

@@ -56,7 +56,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 async fn fallback() -> Response {
-    error_body(StatusCode::NOT_FOUND, "The requested resource wasn't found.", json!({}))
+    error_body(StatusCode::NOT_FOUND, "File not found.", json!({}))
 }
 
 /// Query string as a map; repeated keys keep the last value.
@@ -93,6 +93,11 @@ fn collection_or_404(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
     ctx.collection(key).ok_or_else(|| ApiError(Error::NotFound("Missing collection context.".into())))
 }
 
+/// Writes answer an unknown collection with the protocol's other wording.
+fn collection_for_write(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
+    ctx.collection(key).ok_or_else(|| ApiError(Error::NotFound("Missing or invalid collection context.".into())))
+}
+
 // ---------- health & settings ----------
 
 async fn health(auth: Auth) -> Response {
@@ -116,19 +121,25 @@ async fn patch_settings(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): Ra
 
 // ---------- collections ----------
 
-fn page_params(q: &Map<String, Json>) -> (i64, i64) {
-    let page = qs(q, "page").parse::<i64>().unwrap_or(1).max(1);
-    let per_page = match qs(q, "perPage").parse::<i64>() {
-        Ok(n) if n > 0 => n.min(1000),
-        _ => 30,
+fn page_params(q: &Map<String, Json>) -> ApiResult<(i64, i64)> {
+    let num = |k: &str, default: i64| -> ApiResult<i64> {
+        let v = qs(q, k);
+        if v.is_empty() {
+            return Ok(default);
+        }
+        v.parse::<i64>().map_err(|_| bad("Something went wrong while processing your request."))
     };
-    (page, per_page)
+    let page = num("page", 1)?;
+    let page = if page < 1 { 1 } else { page };
+    let per_page = num("perPage", 30)?;
+    let per_page = if per_page < 1 { 30 } else { per_page.min(1000) };
+    Ok((page, per_page))
 }
 
 async fn list_collections(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): RawQuery) -> ApiResult<Response> {
     auth.require_superuser()?;
     let q = query_map(&raw);
-    let (page, per_page) = page_params(&q);
+    let (page, per_page) = page_params(&q)?;
     let meta = collections::meta_collection();
     let info = RequestInfo { auth: auth.0.as_ref().map(|c| (c.collection.clone(), c.record.clone())), ..Default::default() };
     let schema = ctx.collections();
@@ -139,13 +150,13 @@ async fn list_collections(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): 
     cs.push("SELECT COUNT(*) FROM _collections AS ").push(MAIN);
     let f = qs(&q, "filter");
     if !f.trim().is_empty() {
-        let e = filter::parse(f).map_err(|e| bad(&format!("Invalid filter: {e}")))?;
-        let w = comp.compile(&meta, &e).map_err(|e| bad(&format!("Invalid filter: {e}")))?;
+        let e = filter::parse(f).map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
+        let w = comp.compile(&meta, &e).map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
         s.push(" WHERE ").append(w.clone());
         cs.push(" WHERE ").append(w);
     }
-    let sort = filter::parse_sort(qs(&q, "sort")).map_err(|e| bad(&format!("Invalid sort: {e}")))?;
-    let order = comp.order_by(&meta, &sort).map_err(|e| bad(&format!("Invalid sort: {e}")))?;
+    let sort = filter::parse_sort(qs(&q, "sort")).map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
+    let order = comp.order_by(&meta, &sort).map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
     if !order.text.is_empty() {
         s.push(" ORDER BY ").append(order);
     } else {
@@ -249,7 +260,7 @@ async fn render(ctx: &AppCtx, coll: &Arc<Collection>, data: Vec<Data>, q: &Map<S
 async fn list_records(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>, RawQuery(raw): RawQuery, headers: HeaderMap) -> ApiResult<Response> {
     let coll = collection_or_404(&ctx, &c)?;
     let q = query_map(&raw);
-    let (page, per_page) = page_params(&q);
+    let (page, per_page) = page_params(&q)?;
     let info = info_for(&auth, "GET", &q, &headers, None);
     let p = ListParams { page, per_page, sort: qs(&q, "sort").into(), filter: qs(&q, "filter").into(), skip_total: qbool(&q, "skipTotal") };
     let res = records::list(&ctx, &coll, &p, &info).await?;
@@ -279,7 +290,7 @@ fn body_data(body: Json) -> Data {
 }
 
 async fn create_record(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>, RawQuery(raw): RawQuery, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
-    let coll = collection_or_404(&ctx, &c)?;
+    let coll = collection_for_write(&ctx, &c)?;
     if coll.kind == CollectionType::View {
         return Err(bad("Unsupported collection type."));
     }
@@ -292,7 +303,7 @@ async fn create_record(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<Stri
 }
 
 async fn update_record(State(ctx): State<AppCtx>, auth: Auth, Path((c, id)): Path<(String, String)>, RawQuery(raw): RawQuery, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
-    let coll = collection_or_404(&ctx, &c)?;
+    let coll = collection_for_write(&ctx, &c)?;
     if coll.kind == CollectionType::View {
         return Err(bad("Unsupported collection type."));
     }
@@ -318,9 +329,11 @@ async fn delete_record(State(ctx): State<AppCtx>, auth: Auth, Path((c, id)): Pat
 // ---------- auth ----------
 
 fn auth_collection(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
-    ctx.collection(key)
-        .filter(|c| c.is_auth())
-        .ok_or_else(|| ApiError(Error::NotFound("Missing or invalid auth collection context.".into())))
+    match ctx.collection(key) {
+        None => Err(ApiError(Error::NotFound("Missing or invalid collection context.".into()))),
+        Some(c) if !c.is_auth() => Err(ApiError(Error::NotFound("Missing or invalid auth collection context.".into()))),
+        Some(c) => Ok(c),
+    }
 }
 
 /// Checks authRule for a record about to receive a token.
@@ -366,13 +379,15 @@ async fn auth_with_password(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path
         errs.insert("password".into(), basalt_core::FieldError::required());
     }
     if !errs.is_empty() {
-        return Err(ApiError(Error::validation("Something went wrong while processing your request.", errs)));
+        return Err(ApiError(Error::validation("An error occurred while validating the submitted data.", errs)));
     }
     let wanted = body.get("identityField").and_then(Json::as_str).unwrap_or("");
     let mut fields: Vec<String> = a.password_identity_fields.clone();
     if !wanted.is_empty() {
         if !fields.iter().any(|f| f == wanted) {
-            return Err(bad("Failed to authenticate."));
+            let mut f = basalt_core::FieldErrors::new();
+            f.insert("identityField".into(), basalt_core::FieldError::new("validation_in_invalid", "Must be a valid value."));
+            return Err(ApiError(Error::validation("An error occurred while validating the submitted data.", f)));
         }
         fields = vec![wanted.to_string()];
     }
@@ -409,13 +424,14 @@ async fn auth_with_password(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path
 }
 
 async fn auth_refresh(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
-    let coll = auth_collection(&ctx, &c)?;
-    let q = query_map(&raw);
     let Some(caller) = auth.0 else {
         return Err(unauthorized("The request requires valid record authorization token."));
     };
-    if caller.collection.id != coll.id {
-        return Err(forbidden("The authorized record model is not allowed to perform this action."));
+    let q = query_map(&raw);
+    let wrong = || forbidden(&format!("The request requires auth record from {} collection.", caller.collection.name));
+    let coll = ctx.collection(&c).ok_or_else(|| ApiError(Error::NotFound("Missing or invalid collection context.".into())))?;
+    if coll.id != caller.collection.id {
+        return Err(wrong());
     }
     check_auth_rule(&ctx, &coll, &caller.record, caller.is_superuser()).await?;
     let token = if caller.refreshable { new_auth_token(&coll, &caller.record, true, None) } else { caller.token.clone() };
@@ -425,12 +441,20 @@ async fn auth_refresh(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<Strin
 async fn auth_methods(State(ctx): State<AppCtx>, Path(c): Path<String>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
     let coll = auth_collection(&ctx, &c)?;
     let a = coll.auth.clone().ok_or_else(not_found)?;
-    let extra = |k: &str, f: &str| a.extra.get(k).and_then(|v| v.get(f)).cloned().unwrap_or(Json::Null);
+    // A disabled method reports duration 0, as the protocol does.
+    let method = |k: &str| {
+        let enabled = a.extra.get(k).and_then(|v| v.get("enabled")).and_then(Json::as_bool).unwrap_or(false);
+        let duration = if enabled { a.extra.get(k).and_then(|v| v.get("duration")).cloned().unwrap_or(json!(0)) } else { json!(0) };
+        json!({"duration": duration, "enabled": enabled})
+    };
     let body = json!({
-        "mfa": {"duration": extra("mfa", "duration"), "enabled": extra("mfa", "enabled")},
+        "authProviders": [],
+        "emailPassword": a.password_enabled && a.password_identity_fields.iter().any(|f| f == "email"),
+        "mfa": method("mfa"),
         "oauth2": {"enabled": false, "providers": []},
-        "otp": {"duration": extra("otp", "duration"), "enabled": extra("otp", "enabled")},
+        "otp": method("otp"),
         "password": {"enabled": a.password_enabled, "identityFields": a.password_identity_fields},
+        "usernamePassword": false,
     });
     Ok(respond(&query_map(&raw), body))
 }

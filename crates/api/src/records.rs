@@ -93,15 +93,21 @@ pub fn rule_condition(ctx: &AppCtx, coll: &Collection, rule: &Option<String>, in
     }
 }
 
+/// A malformed filter or sort: 400 with the protocol's generic message; the detail goes to the log.
+pub fn invalid_query(what: &str, detail: &str) -> ApiError {
+    tracing::debug!(what, detail, "rejected query");
+    bad("Something went wrong while processing your request.")
+}
+
 fn client_filter(ctx: &AppCtx, coll: &Collection, f: &str, info: &RequestInfo) -> ApiResult<Option<Sql>> {
     if f.trim().is_empty() {
         return Ok(None);
     }
-    let e = filter::parse(f).map_err(|e| bad(&format!("Invalid filter: {e}")))?;
+    let e = filter::parse(f).map_err(|e| invalid_query("filter", &e.to_string()))?;
     let cols = ctx.collections();
     let mut c = Compiler::new(ctx.dialect(), cols.as_ref(), info, false);
     c.compile(coll, &e).map(Some).map_err(|e| match e {
-        Error::BadRequest(m) => bad(&format!("Invalid filter: {m}")),
+        Error::BadRequest(m) => invalid_query("filter", &m),
         other => ApiError(other),
     })
 }
@@ -125,11 +131,11 @@ pub struct ListResult {
 pub async fn list(ctx: &AppCtx, coll: &Arc<Collection>, p: &ListParams, info: &RequestInfo) -> ApiResult<ListResult> {
     let rule = rule_condition(ctx, coll, &coll.list_rule, info)?;
     let filt = client_filter(ctx, coll, &p.filter, info)?;
-    let sort: Vec<SortItem> = filter::parse_sort(&p.sort).map_err(|e| bad(&format!("Invalid sort: {e}")))?;
+    let sort: Vec<SortItem> = filter::parse_sort(&p.sort).map_err(|e| invalid_query("sort", &e.to_string()))?;
     let cols = ctx.collections();
     let mut comp = Compiler::new(ctx.dialect(), cols.as_ref(), info, false);
     let order = comp.order_by(coll, &sort).map_err(|e| match e {
-        Error::BadRequest(m) => bad(&format!("Invalid sort: {m}")),
+        Error::BadRequest(m) => invalid_query("sort", &m),
         other => ApiError(other),
     })?;
     let mut where_ = ctx.sql();
@@ -200,7 +206,22 @@ pub async fn is_manager(ctx: &AppCtx, coll: &Collection, id: &str, info: &Reques
     Ok(fetch_with_rule(ctx, coll, id, &Some(rule), info, None).await?.is_some())
 }
 
-async fn check_relations(ctx: &AppCtx, tx: &mut Box<dyn Tx>, rels: &[(String, String, Vec<String>)]) -> ApiResult<()> {
+/// Validates a body like [`record::prepare`], adding missing-relation errors found in the database so
+/// the client sees every field error at once.
+async fn prepare_checked(ctx: &AppCtx, wctx: &WriteCtx<'_>, body: &Data) -> ApiResult<record::Prepared> {
+    let (p, mut errs) = record::prepare_partial(wctx, body);
+    let rel_errs = relation_errors(ctx, &p.relations).await?;
+    for (k, v) in rel_errs {
+        errs.entry(k).or_insert(v);
+    }
+    if !errs.is_empty() {
+        let msg = if wctx.existing.is_none() { "Failed to create record." } else { "Failed to update record." };
+        return Err(ApiError(Error::validation(msg, errs)));
+    }
+    Ok(p)
+}
+
+async fn relation_errors(ctx: &AppCtx, rels: &[(String, String, Vec<String>)]) -> ApiResult<FieldErrors> {
     let mut errs = FieldErrors::new();
     for (field, target, ids) in rels {
         let Some(tc) = ctx.collection(target) else {
@@ -216,17 +237,13 @@ async fn check_relations(ctx: &AppCtx, tx: &mut Box<dyn Tx>, rels: &[(String, St
             s.bind(Value::Text(id.clone()));
         }
         s.push(")");
-        let r = tx.query(&s).await?;
+        let r = ctx.store.query(&s).await?;
         let n = r.rows.first().and_then(|r| r.first()).and_then(Value::as_f64).unwrap_or(0.0) as usize;
         if n != ids.len() {
             errs.insert(field.clone(), FieldError::new("validation_missing_rel_records", "Failed to find all relation records with the provided ids."));
         }
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError(Error::validation("Failed to save record.", errs)))
-    }
+    Ok(errs)
 }
 
 fn insert_sql(ctx: &AppCtx, coll: &Collection, data: &Data) -> Sql {
@@ -275,7 +292,7 @@ pub async fn create(ctx: &AppCtx, coll: &Arc<Collection>, body: &Data, info: &Re
         return Err(forbidden(SUPERUSERS_ONLY));
     }
     let wctx = WriteCtx { coll, existing: None, is_manager: info.is_superuser(), is_superuser: info.is_superuser() };
-    let mut prepared = record::prepare(&wctx, body)?;
+    let mut prepared = prepare_checked(ctx, &wctx, body).await?;
     if let Some(pw) = prepared.new_password.take() {
         let h = crate::auth::hash_password_blocking(pw).await?;
         prepared.data.insert("password".into(), Json::String(h));
@@ -289,7 +306,6 @@ pub async fn create(ctx: &AppCtx, coll: &Arc<Collection>, body: &Data, info: &Re
         }
     }
     let mut tx = ctx.store.begin().await?;
-    check_relations(ctx, &mut tx, &prepared.relations).await?;
     tx.execute(&insert_sql(ctx, coll, &prepared.data)).await.map_err(|e| unique_error(e, "Failed to create record."))?;
     let id = prepared.data.get("id").and_then(Json::as_str).unwrap_or("").to_string();
     if let Some(Some(cond)) = (!info.is_superuser()).then(|| rule_condition(ctx, coll, &coll.create_rule, info)).transpose()? {
@@ -331,7 +347,7 @@ pub async fn update(ctx: &AppCtx, coll: &Arc<Collection>, id: &str, body: &Data,
     let existing = fetch_with_rule(ctx, coll, id, &coll.update_rule, info, None).await?.ok_or_else(not_found)?;
     let manager = coll.is_auth() && is_manager(ctx, coll, id, info).await?;
     let wctx = WriteCtx { coll, existing: Some(&existing), is_manager: manager || info.is_superuser(), is_superuser: info.is_superuser() };
-    let mut prepared = record::prepare(&wctx, body)?;
+    let mut prepared = prepare_checked(ctx, &wctx, body).await?;
     let mut rotate = false;
     if let Some(pw) = prepared.new_password.take() {
         if !wctx.is_manager {
@@ -362,7 +378,6 @@ pub async fn update(ctx: &AppCtx, coll: &Arc<Collection>, id: &str, body: &Data,
         prepared.data.insert("tokenKey".into(), Json::String(basalt_core::id::random_id(50)));
     }
     let mut tx = ctx.store.begin().await?;
-    check_relations(ctx, &mut tx, &prepared.relations).await?;
     let n = tx.execute(&update_sql(ctx, coll, id, &prepared.data)).await.map_err(|e| unique_error(e, "Failed to update record."))?;
     if n == 0 && ctx.dialect() == basalt_core::sql::Dialect::Sqlite {
         return Err(not_found());
@@ -509,6 +524,7 @@ fn expand_one<'a>(
             }
         }
         let mut expand_obj = item.get("expand").and_then(Json::as_object).cloned().unwrap_or_default();
+        let mut any_valid = false;
         for first in firsts {
             let rest: Vec<Vec<String>> = paths.iter().filter(|p| p[0] == first && p.len() > 1).map(|p| p[1..].to_vec()).collect();
             let (target, related, multi) = if let Some(f) = coll.field(first).filter(|f| f.ty() == FieldType::Relation) {
@@ -519,6 +535,8 @@ fn expand_one<'a>(
                     _ => vec![],
                 };
                 if ids.is_empty() {
+                    // An empty relation still yields `"expand": {}`, as the protocol answers.
+                    any_valid = true;
                     continue;
                 }
                 let recs = fetch_many(ctx, &target, &ids, info).await?;
@@ -549,7 +567,7 @@ fn expand_one<'a>(
             let v = if multi { Json::Array(outs) } else { outs.into_iter().next().unwrap_or(Json::Null) };
             expand_obj.insert(first.to_string(), v);
         }
-        if !expand_obj.is_empty() {
+        if !expand_obj.is_empty() || any_valid {
             item.insert("expand".into(), Json::Object(expand_obj));
         }
         Ok(())
@@ -615,7 +633,7 @@ pub async fn output(ctx: &AppCtx, coll: &Collection, data: &Data, info: &Request
 
 /// Applies the `fields` query parameter to a JSON object (dot paths, `*`, `:excerpt(n,bool)`).
 pub fn pick_fields(v: &mut Json, fields: &str) {
-    let list: Vec<&str> = fields.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let list: Vec<&str> = split_top_level(fields).into_iter().map(str::trim).filter(|s| !s.is_empty()).collect();
     if list.is_empty() {
         return;
     }
@@ -650,16 +668,15 @@ fn apply_paths(v: &mut Json, paths: &[Vec<&str>]) {
                         }
                     }
                 }
-                if matched && sub.is_empty() {
+                if !sub.is_empty() {
+                    // A nested pick (`expand.author.name`) narrows the value even under `*`.
+                    let mut val = val;
+                    apply_paths(&mut val, &sub);
+                    keep.insert(k, val);
+                } else if matched {
                     let mut val = val;
                     if let (Some((n, ell)), Json::String(s)) = (excerpt, &val) {
                         val = Json::String(excerpt_text(s, n, ell));
-                    }
-                    keep.insert(k, val);
-                } else if !sub.is_empty() {
-                    let mut val = val;
-                    if !matched {
-                        apply_paths(&mut val, &sub);
                     }
                     keep.insert(k, val);
                 }
@@ -668,6 +685,26 @@ fn apply_paths(v: &mut Json, paths: &[Vec<&str>]) {
         }
         _ => {}
     }
+}
+
+/// Splits on commas outside parentheses (`title:excerpt(5,true),id`).
+fn split_top_level(s: &str) -> Vec<&str> {
+    let mut out = vec![];
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, ch) in s.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth <= 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
 }
 
 fn parse_excerpt(m: &str) -> Option<(usize, bool)> {

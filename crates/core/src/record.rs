@@ -103,9 +103,10 @@ pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
         FieldType::Number => match v {
             Json::Number(n) => num_json(n.as_f64().unwrap_or(0.0)),
             Json::String(s) if s.trim().is_empty() => Json::from(0),
+            // The protocol coerces unparsable strings to 0 rather than failing.
             Json::String(s) => match s.trim().parse::<f64>() {
                 Ok(x) if x.is_finite() => num_json(x),
-                _ => return Err(invalid("Must be a valid number.")),
+                _ => Json::from(0),
             },
             Json::Bool(b) => Json::from(*b as i64),
             Json::Null => Json::from(0),
@@ -118,7 +119,12 @@ pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
             Json::Null => Json::Bool(false),
             _ => return Err(invalid("Must be a boolean.")),
         },
-        FieldType::Json | FieldType::GeoPoint => v.clone(),
+        FieldType::Json => match v {
+            // A string that holds JSON is parsed, as the protocol does for form values.
+            Json::String(s) if !s.is_empty() => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
+            _ => v.clone(),
+        },
+        FieldType::GeoPoint => v.clone(),
         FieldType::Select | FieldType::Relation | FieldType::File => {
             let list = as_list(v);
             if f.is_multiple() {
@@ -136,11 +142,9 @@ pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
         FieldType::Date | FieldType::Autodate => match v {
             Json::Null => Json::String(String::new()),
             Json::String(s) if s.is_empty() => Json::String(String::new()),
-            Json::String(s) => match time::normalize(s) {
-                Some(d) => Json::String(d),
-                None => return Err(FieldError::new("validation_invalid_date", "Must be a valid date.")),
-            },
-            _ => return Err(FieldError::new("validation_invalid_date", "Must be a valid date.")),
+            // Unparsable dates are stored empty, as the protocol does.
+            Json::String(s) => Json::String(time::normalize(s).unwrap_or_default()),
+            _ => Json::String(String::new()),
         },
         _ => match v {
             Json::String(s) => Json::String(s.clone()),
@@ -199,7 +203,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             if (n as f64) > max {
                 return Err(FieldError::new(
                     "validation_max_text_constraint",
-                    format!("Must be less than {} character(s).", max as i64),
+                    format!("Must be no more than {} character(s).", max as i64),
                 )
                 .with_params(len_params("max", max as i64)));
             }
@@ -214,13 +218,13 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             }
             if let Some(min) = f.min_num() {
                 if x < min {
-                    return Err(FieldError::new("validation_min_number_constraint", format!("Must be larger than {min}."))
+                    return Err(FieldError::new("validation_min_number_constraint", format!("Must be greater or equal than {}.", num_json(min)))
                         .with_params(serde_json::json!({"min": min})));
                 }
             }
             if let Some(max) = f.max_num() {
                 if x > max {
-                    return Err(FieldError::new("validation_max_number_constraint", format!("Must be less than {max}."))
+                    return Err(FieldError::new("validation_max_number_constraint", format!("Must be less or equal than {}.", num_json(max)))
                         .with_params(serde_json::json!({"max": max})));
                 }
             }
@@ -242,14 +246,15 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                     Some(h) if !h.is_empty() && !h.starts_with('/') && !s.chars().any(char::is_whitespace) => {
                         domain_check(f, h.split(['/', ':', '?', '#']).next().unwrap_or(""))?;
                     }
-                    _ => return Err(FieldError::new("validation_is_url", "Must be a valid url.")),
+                    _ => return Err(FieldError::new("validation_invalid_url", "Must be a valid url.")),
                 }
             }
         }
         FieldType::Select => {
             for x in as_list(v) {
                 if !f.values.contains(&x) {
-                    return Err(FieldError::new("validation_invalid_value", format!("Invalid value {x}.")));
+                    return Err(FieldError::new("validation_invalid_value", format!("Invalid value {x}."))
+                        .with_params(serde_json::json!({ "value": x })));
                 }
             }
             let n = as_list(v).len() as i64;
@@ -369,9 +374,19 @@ pub struct WriteCtx<'a> {
 /// Applies a request body to a record (defaults for create, stored values for update), honouring
 /// modifiers, and validates the result.
 pub fn prepare(ctx: &WriteCtx, body: &Data) -> Result<Prepared> {
+    let (p, errs) = prepare_partial(ctx, body);
+    if !errs.is_empty() {
+        let msg = if ctx.existing.is_none() { "Failed to create record." } else { "Failed to update record." };
+        return Err(Error::validation(msg, errs));
+    }
+    Ok(p)
+}
+
+/// Like [`prepare`], but returns the field errors beside the result so the caller can add the ones it
+/// finds in the database (missing relations) and report them all at once.
+pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
     let coll = ctx.coll;
     let creating = ctx.existing.is_none();
-    let msg = if creating { "Failed to create record." } else { "Failed to update record." };
     let mut errs = FieldErrors::new();
     let mut data: Data = match ctx.existing {
         Some(e) => e.clone(),
@@ -387,8 +402,12 @@ pub fn prepare(ctx: &WriteCtx, body: &Data) -> Result<Prepared> {
             if creating {
                 match body.get("id") {
                     Some(Json::String(s)) if !s.is_empty() => {
-                        let ok = s.len() == 15 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-                        if !ok || !id::is_valid_record_id(s) {
+                        let n = s.chars().count();
+                        if n < 15 {
+                            errs.insert("id".into(), FieldError::new("validation_min_text_constraint", "Must be at least 15 character(s).").with_params(len_params("min", 15)));
+                        } else if n > 15 {
+                            errs.insert("id".into(), FieldError::new("validation_max_text_constraint", "Must be no more than 15 character(s).").with_params(len_params("max", 15)));
+                        } else if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) || !id::is_valid_record_id(s) {
                             errs.insert("id".into(), FieldError::new("validation_invalid_format", "Invalid value format."));
                         }
                         data.insert("id".into(), Json::String(s.clone()));
@@ -449,6 +468,9 @@ pub fn prepare(ctx: &WriteCtx, body: &Data) -> Result<Prepared> {
                     continue;
                 }
                 "verified" if creating && !ctx.is_manager => {
+                    if body.get(name).map(|v| normalize(f, v).ok() == Some(Json::Bool(true))).unwrap_or(false) {
+                        errs.insert(name.into(), FieldError::new("validation_values_mismatch", "The field can be changed only by managers."));
+                    }
                     continue;
                 }
                 _ => {}
@@ -542,10 +564,7 @@ pub fn prepare(ctx: &WriteCtx, body: &Data) -> Result<Prepared> {
             }
         }
     }
-    if !errs.is_empty() {
-        return Err(Error::validation(msg, errs));
-    }
-    Ok(Prepared { data, relations, new_password })
+    (Prepared { data, relations, new_password }, errs)
 }
 
 /// Record JSON as a client sees it. `show_email`: the viewer may see this auth record's email.

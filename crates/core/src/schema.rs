@@ -189,9 +189,6 @@ impl Field {
         if f.id.is_empty() {
             f.id = id::field_id(kind.as_str(), &f.name);
         }
-        if matches!(kind, FieldType::Select | FieldType::Relation | FieldType::File) && f.max_select < 1 {
-            f.max_select = 1;
-        }
         Ok(f)
     }
 
@@ -323,10 +320,10 @@ impl AuthOptions {
             manage_rule: None,
             password_identity_fields: vec!["email".into()],
             password_enabled: true,
-            auth_token: t(if superusers { 86400 } else { 604800 }),
+            auth_token: t(if superusers { 86400 } else { 432000 }),
             password_reset_token: t(1800),
             email_change_token: t(1800),
-            verification_token: t(259200),
+            verification_token: t(86400),
             file_token: t(180),
             extra: default_auth_extra(),
         }
@@ -337,7 +334,7 @@ fn default_auth_extra() -> Map<String, Json> {
     let v = json!({
         "authAlert": {"enabled": true, "emailTemplate": {"subject": "Login from a new location", "body": ""}},
         "oauth2": {"enabled": false, "mappedFields": {"id": "", "name": "", "username": "", "avatarURL": ""}, "providers": []},
-        "mfa": {"enabled": false, "duration": 1800, "rule": ""},
+        "mfa": {"enabled": false, "duration": 600, "rule": ""},
         "otp": {"enabled": false, "duration": 180, "length": 8, "emailTemplate": {"subject": "OTP for {APP_NAME}", "body": ""}},
         "verificationTemplate": {"subject": "Verify your {APP_NAME} email", "body": ""},
         "resetPasswordTemplate": {"subject": "Reset your {APP_NAME} password", "body": ""},
@@ -452,7 +449,7 @@ impl Collection {
             created: String::new(),
             updated: String::new(),
         };
-        if kind == CollectionType::Auth && !name.is_empty() {
+        if kind == CollectionType::Auth {
             c.indexes = c.default_auth_indexes();
         }
         c
@@ -466,11 +463,12 @@ impl Collection {
         ]
     }
 
+    /// Index names carry the collection id (a random suffix while there is none yet, as in scaffolds).
     fn id_or_name_hash(&self) -> String {
         if self.id.is_empty() {
-            id::collection_id(self.kind.as_str(), &self.name).trim_start_matches("pbc_").to_string()
+            id::random_id(10)
         } else {
-            self.id.trim_start_matches("pbc_").to_string()
+            self.id.clone()
         }
     }
 
@@ -651,18 +649,21 @@ impl Collection {
                             }
                         }
                     }
+                    // A name given twice: the last definition wins, at the first one's place.
+                    let mut deduped: Vec<Field> = Vec::with_capacity(new_fields.len());
+                    for f in new_fields {
+                        match deduped.iter_mut().find(|x| x.name == f.name) {
+                            Some(slot) => *slot = f,
+                            None => deduped.push(f),
+                        }
+                    }
+                    let mut new_fields = deduped;
                     if errs.is_empty() {
-                        // System fields cannot be removed by a client.
+                        // System fields cannot be removed by a client: keep them where they were.
                         if !trusted {
-                            for ex in &self.fields {
-                                if ex.system && !new_fields.iter().any(|f| f.id == ex.id) {
-                                    errs.insert(
-                                        "fields".into(),
-                                        FieldError::new(
-                                            "validation_field_system_removed",
-                                            format!("System field \"{}\" cannot be removed.", ex.name),
-                                        ),
-                                    );
+                            for (pos, ex) in self.fields.iter().enumerate() {
+                                if ex.system && !new_fields.iter().any(|f| f.id == ex.id || f.name == ex.name) {
+                                    new_fields.insert(pos.min(new_fields.len()), ex.clone());
                                 }
                             }
                         }
@@ -737,11 +738,14 @@ impl Collection {
         let mut errs = FieldErrors::new();
         if self.name.is_empty() {
             errs.insert("name".into(), FieldError::required());
-        } else if !id::is_valid_name(&self.name) {
+        } else if self.name.chars().count() > 255 {
             errs.insert(
                 "name".into(),
-                FieldError::new("validation_invalid_name", "Invalid name. Use only letters, digits and underscores."),
+                FieldError::new("validation_length_out_of_range", "The length must be between 1 and 255.")
+                    .with_params(serde_json::json!({"min": 1, "max": 255})),
             );
+        } else if !id::is_valid_name(&self.name) {
+            errs.insert("name".into(), FieldError::new("validation_match_invalid", "Must be in a valid format."));
         } else if others.iter().any(|c| c.id != self.id && c.name.eq_ignore_ascii_case(&self.name)) {
             errs.insert("name".into(), FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."));
         }
@@ -756,7 +760,7 @@ impl Collection {
                 continue;
             }
             if !id::is_valid_name(&f.name) {
-                errs.insert(key, FieldError::new("validation_invalid_name", "Invalid field name."));
+                errs.insert(key, FieldError::new("validation_match_invalid", "Must be in a valid format."));
                 continue;
             }
             if !seen.insert(f.name.to_ascii_lowercase()) {
@@ -764,7 +768,7 @@ impl Collection {
                 continue;
             }
             if f.name == "expand" || f.name == "collectionId" || f.name == "collectionName" {
-                errs.insert(key, FieldError::new("validation_reserved_field_name", "The field name is reserved."));
+                errs.insert(key, FieldError::new("validation_not_in_invalid", "Must be a valid value."));
                 continue;
             }
             match f.ty() {
@@ -774,13 +778,19 @@ impl Collection {
                     if f.collection_id.is_empty() || !target_ok {
                         errs.insert(
                             format!("fields.{i}.collectionId"),
-                            FieldError::new("validation_missing_collection", "The relation collection doesn't exist."),
+                            FieldError::new("validation_field_relation_missing_collection", "The relation collection doesn't exist."),
                         );
                     }
                 }
                 FieldType::Select => {
                     if f.values.is_empty() {
                         errs.insert(format!("fields.{i}.values"), FieldError::required());
+                    }
+                }
+                FieldType::Autodate => {
+                    if !f.on_create && !f.on_update {
+                        errs.insert(format!("fields.{i}.onCreate"), FieldError::required());
+                        errs.insert(format!("fields.{i}.onUpdate"), FieldError::required());
                     }
                 }
                 _ => {}
@@ -803,10 +813,10 @@ impl Collection {
             .iter()
             .enumerate()
         {
-            if let Some(rule) = r {
+            if let Some(rule) = r.as_ref().filter(|r| !r.trim().is_empty()) {
                 if let Err(e) = crate::filter::parse(rule) {
                     let key = ["listRule", "viewRule", "createRule", "updateRule", "deleteRule"][i];
-                    errs.insert(key.into(), FieldError::new("validation_invalid_rule", format!("Invalid rule: {e}.")));
+                    errs.insert(key.into(), FieldError::new("validation_invalid_rule", format!("Invalid rule. Raw error: {e}.")));
                 }
             }
         }

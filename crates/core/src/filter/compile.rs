@@ -376,7 +376,7 @@ impl<'a> Compiler<'a> {
             }
             if let Some(r) = rest.strip_prefix("request.") {
                 if !self.allow_request {
-                    return Err(Error::Forbidden(format!("Only superusers can filter by @request.{r}.")));
+                    return Err(Error::Forbidden("Only superusers can filter by @request.".into()));
                 }
                 return self.request_ident(r);
             }
@@ -409,9 +409,7 @@ impl<'a> Compiler<'a> {
                             let id = rec.get("id").and_then(Json::as_str).unwrap_or("").to_string();
                             return self.auth_path(c.clone(), &id, &segs[1..], modifier);
                         }
-                        if c.field(key).is_none() && key != "collectionId" && key != "collectionName" {
-                            return Err(self.bad(format!("unknown field @request.auth.{key}")));
-                        }
+                        // A field the caller's collection lacks is null, as for guests.
                         match key {
                             "collectionId" => Json::String(c.id.clone()),
                             "collectionName" => Json::String(c.name.clone()),
@@ -519,6 +517,10 @@ impl<'a> Compiler<'a> {
                         .schema
                         .collection(&f.collection_id)
                         .ok_or_else(|| self.bad(format!("missing relation target of {name}")))?;
+                    // Client filters may only look through relations into collections they may list.
+                    if !self.allow_hidden && target.list_rule.is_none() {
+                        return Err(self.bad(format!("relation {name} cannot be filtered")));
+                    }
                     let ja = self.alias("j");
                     let mut ch = chain.unwrap_or_else(|| Chain { from: Sql::new(self.dialect), multi: false });
                     let first = ch.from.text.is_empty();
@@ -617,7 +619,10 @@ impl<'a> Compiler<'a> {
                     };
                     Ok(Res::Col(self.raw(&format!("COALESCE({fun}({col}), 0)")), Ty::Num))
                 }
-                None | Some("each") => {
+                // A bare multi-valued field compares as its serialized JSON array, as the protocol
+                // does; `:each` compares its items.
+                None => Ok(Res::Col(self.raw(&format!("CAST({col} AS TEXT)")), Ty::Text)),
+                Some("each") => {
                     let ea = self.alias("e");
                     let mut from = Sql::new(self.dialect);
                     from.push("FROM ");

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the official-SDK acceptance suite (sdk-tests/) against Basalt on SQLite and on PostgreSQL.
+# Usage: scripts/test-sdk.sh [sqlite|postgres|all]   (default: all)
+# Needs: node/npm; PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) for the postgres leg.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/basalt/target}"
+which="${1:-all}"
+PG_URL_BASE="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
+
+(cd sdk-tests && { [ -d node_modules/pocketbase ] || npm ci --no-audit --no-fund --loglevel=error; })
+cargo build --quiet -p basalt
+bin="$CARGO_TARGET_DIR/debug/basalt"
+
+SU_EMAIL=admin@example.com
+SU_PASSWORD=adminpass123
+pids=()
+cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+run_leg() {
+  local name="$1"; shift
+  local dir; dir="$(mktemp -d)"
+  local port; port="$(free_port)"
+  "$bin" superuser upsert "$SU_EMAIL" "$SU_PASSWORD" --dir "$dir" "$@" >/dev/null
+  "$bin" serve --http "127.0.0.1:$port" --dir "$dir" "$@" >"$dir/server.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/api/health" >/dev/null && break; sleep 0.1; done
+  echo "== SDK suite on $name (port $port)"
+  if ! (cd sdk-tests && BASALT_URL="http://127.0.0.1:$port" SU_EMAIL="$SU_EMAIL" SU_PASSWORD="$SU_PASSWORD" node --test --test-concurrency=1 ./*.test.mjs); then
+    echo "-- server log ($dir/server.log), last 40 lines:"; tail -40 "$dir/server.log"
+    return 1
+  fi
+}
+
+status=0
+if [ "$which" = all ] || [ "$which" = sqlite ]; then run_leg sqlite || status=1; fi
+if [ "$which" = all ] || [ "$which" = postgres ]; then
+  db="basalt_sdk_$(date +%s)_$$"
+  psql "$PG_URL_BASE/postgres" -qc "CREATE DATABASE $db" >/dev/null
+  run_leg postgres --database-url "$PG_URL_BASE/$db" || status=1
+  cleanup; pids=()
+  sleep 0.3
+  psql "$PG_URL_BASE/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
+fi
+exit $status
