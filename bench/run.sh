@@ -183,13 +183,24 @@ bench() {
     taskset -c "$LOAD_CPU" wrk "${args[@]}" -d"$WARMUP" "$url" >/dev/null
   fi
   out=$RUN_DIR/wrk-$server-$test.txt
+  local b0 s0 k0 t0 b1 s1 k1 t1 wall srv oth
+  b0=$(cpu_busy); s0=$(proc_cpu "$SERVER_PID"); k0=$(kids_cpu); t0=$(now_ns)
   taskset -c "$LOAD_CPU" wrk "${args[@]}" -d"$DURATION" "$url" >"$out"
+  t1=$(now_ns); b1=$(cpu_busy); s1=$(proc_cpu "$SERVER_PID"); k1=$(kids_cpu)
+  wall=$(( (t1 - t0) * HZ / 1000000000 + 1 ))
+  srv=$(( 100 * (s1 - s0) / wall ))                              # % of one core
+  oth=$(( 100 * ((b1 - b0) - (s1 - s0) - (k1 - k0)) / (2 * wall) ))  # % of the machine
+  ((oth < 0)) && oth=0
+  RES[$server.$test.cpu]=$srv
   local rps p50 p99 non2xx sock reqs
   read -r rps p50 p99 non2xx sock reqs < <(parse_wrk "$out")
   RES[$server.$test.rps]=$rps
   RES[$server.$test.p50]=$p50
   RES[$server.$test.p99]=$p99
-  say "$server $test: $rps req/s, p50 ${p50} ms, p99 ${p99} ms ($reqs requests, non-2xx $non2xx, socket errors $sock)"
+  say "$server $test: $rps req/s, p50 ${p50} ms, p99 ${p99} ms ($reqs requests, non-2xx $non2xx, socket errors $sock; server used ${srv}% of its core, others ${oth}% of the machine)"
+  if ((oth > 10)); then
+    NOTES+=("$server $test: other processes used ${oth}% of the machine during the run: rerun on an idle machine")
+  fi
   if ((non2xx > 0 || sock > 0)); then
     NOTES+=("$server $test: $non2xx non-2xx responses, $sock socket errors (see $out)")
   fi
@@ -197,15 +208,23 @@ bench() {
 
 NOTES=()
 
+# CPU accounting, in clock ticks: all cores busy (steal counts: it is the host
+# taking our time), one process, and this shell's waited-for children (wrk).
+HZ=$(getconf CLK_TCK)
+cpu_busy() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+proc_cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+kids_cpu() { awk '{print $16+$17}' "/proc/$$/stat"; }
+now_ns() { date +%s%N; }
+
 # busy_check WHEN : CPU use by other processes over 1 s, noted if > 10%
 busy_check() {
-  local a b
-  a=($(awk '/^cpu / {print $2+$3+$4+$6+$7+$8, $5}' /proc/stat)); sleep 1
-  b=($(awk '/^cpu / {print $2+$3+$4+$6+$7+$8, $5}' /proc/stat))
-  local pct=$(( 100 * (b[0] - a[0]) / (b[0] - a[0] + b[1] - a[1] + 1) ))
+  local a s b e pct
+  a=$(cpu_busy); s=$(proc_cpu "$SERVER_PID"); sleep 1
+  b=$(cpu_busy); e=$(proc_cpu "$SERVER_PID")
+  pct=$(( 100 * (b - a - (e - s)) / (2 * HZ) ))
   if ((pct > 10)); then
-    say "WARNING: machine ${pct}% busy $1; numbers will be noisy"
-    NOTES+=("machine was ${pct}% busy (other processes) $1: numbers are noisy, rerun on an idle machine")
+    say "WARNING: other processes used ${pct}% of the machine $1; numbers will be noisy"
+    NOTES+=("other processes used ${pct}% of the machine $1: rerun on an idle machine")
   fi
 }
 
@@ -348,8 +367,8 @@ report() {
   if [[ -n ${RES[ceiling.read.rps]:-} ]]; then
     local pct=-
     [[ -n ${RES[basalt.read.rps]:-} ]] && pct=$(awk -v a="${RES[basalt.read.rps]}" -v c="${RES[ceiling.read.rps]}" 'BEGIN { printf "%.0f%%", 100 * a / c }')
-    printf 'Ceiling (bare hyper, 1 core, same %s-byte body as %s read-by-id): %.0f rps, p50 %.2f ms, p99 %.2f ms; Basalt read-by-id = %s of ceiling (stretch target 60%%)\n' \
-      "${RES[ceiling.bytes]}" "$CEIL_SRC" "${RES[ceiling.read.rps]}" "${RES[ceiling.read.p50]}" "${RES[ceiling.read.p99]}" "$pct"
+    printf 'Ceiling (bare hyper, 1 core, same %s-byte body as %s read-by-id): %.0f rps, p50 %.2f ms, p99 %.2f ms, server core use %s%%; Basalt read-by-id = %s of ceiling (stretch target 60%%)\n' \
+      "${RES[ceiling.bytes]}" "$CEIL_SRC" "${RES[ceiling.read.rps]}" "${RES[ceiling.read.p50]}" "${RES[ceiling.read.p99]}" "${RES[ceiling.read.cpu]}" "$pct"
   else
     echo "Ceiling: - (not run)"
   fi
@@ -359,6 +378,7 @@ report() {
     [[ -n ${RES[$s.id]:-} ]] || continue
     printf -- '- %s: seeding %s records/s; create answers HTTP %s; RSS %s MB after seeding, %s MB after the run' \
       "$s" "${RES[$s.seed]:-?}" "${RES[$s.create_code]}" "${RES[$s.rss_seeded]}" "${RES[$s.rss_after]}"
+    printf '; server core use read/list/create %s%%/%s%%/%s%%' "${RES[$s.read.cpu]:-?}" "${RES[$s.list.cpu]:-?}" "${RES[$s.create.cpu]:-?}"
     [[ $s == pocketbase ]] && printf '; request-log rows: %s' "${RES[pocketbase.logrows]:-?}"
     echo
   done

@@ -6,14 +6,16 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
 use basalt_core::record::Data;
 use basalt_core::schema::Collection;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value as Json};
 use sha2::Sha256;
@@ -48,7 +50,9 @@ pub async fn hash_password_blocking(pw: String) -> ApiResult<String> {
 }
 
 pub async fn verify_password_blocking(pw: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&pw, &hash)).await.unwrap_or(false)
+    tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+        .await
+        .unwrap_or(false)
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -83,24 +87,42 @@ pub fn peek_claims(token: &str) -> Option<Json> {
 
 /// Checks the signature (constant time) and expiry.
 pub fn verify_token(token: &str, key: &str) -> bool {
-    let Some((input, sig)) = token.rsplit_once('.') else { return false };
+    let Some((input, sig)) = token.rsplit_once('.') else {
+        return false;
+    };
     let expected = sign(input, key);
     let ok: bool = subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), sig.as_bytes()).into();
     if !ok {
         return false;
     }
-    let exp = peek_claims(token).and_then(|c| c.get("exp").and_then(Json::as_i64)).unwrap_or(0);
+    let exp = peek_claims(token)
+        .and_then(|c| c.get("exp").and_then(Json::as_i64))
+        .unwrap_or(0);
     exp > chrono::Utc::now().timestamp()
 }
 
 pub fn auth_key(coll: &Collection, rec: &Data) -> String {
     let tk = rec.get("tokenKey").and_then(Json::as_str).unwrap_or("");
-    let secret = coll.auth.as_ref().map(|a| a.auth_token.secret.as_str()).unwrap_or("");
+    let secret = coll
+        .auth
+        .as_ref()
+        .map(|a| a.auth_token.secret.as_str())
+        .unwrap_or("");
     format!("{tk}{secret}")
 }
 
-pub fn new_auth_token(coll: &Collection, rec: &Data, refreshable: bool, duration: Option<i64>) -> String {
-    let d = duration.filter(|d| *d > 0).unwrap_or_else(|| coll.auth.as_ref().map(|a| a.auth_token.duration).unwrap_or(604800));
+pub fn new_auth_token(
+    coll: &Collection,
+    rec: &Data,
+    refreshable: bool,
+    duration: Option<i64>,
+) -> String {
+    let d = duration.filter(|d| *d > 0).unwrap_or_else(|| {
+        coll.auth
+            .as_ref()
+            .map(|a| a.auth_token.duration)
+            .unwrap_or(604800)
+    });
     let claims = json!({
         "collectionId": coll.id,
         "exp": chrono::Utc::now().timestamp() + d,
@@ -140,10 +162,12 @@ impl Auth {
     /// The superuser guard of the collections/settings endpoints.
     pub fn require_superuser(&self) -> ApiResult<()> {
         match &self.0 {
-            None => Err(crate::error::unauthorized("The request requires valid record authorization token.")),
-            Some(c) if !c.is_superuser() => {
-                Err(crate::error::forbidden("The authorized record is not allowed to perform this action."))
-            }
+            None => Err(crate::error::unauthorized(
+                "The request requires valid record authorization token.",
+            )),
+            Some(c) if !c.is_superuser() => Err(crate::error::forbidden(
+                "The authorized record is not allowed to perform this action.",
+            )),
             Some(_) => Ok(()),
         }
     }
@@ -151,7 +175,11 @@ impl Auth {
 
 pub async fn resolve_token(ctx: &AppCtx, raw: &str) -> Option<Caller> {
     let token = raw.trim();
-    let token = if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") { token[7..].trim() } else { token };
+    let token = if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") {
+        token[7..].trim()
+    } else {
+        token
+    };
     if token.is_empty() || token.len() > 4096 {
         return None;
     }
@@ -171,7 +199,10 @@ pub async fn resolve_token(ctx: &AppCtx, raw: &str) -> Option<Caller> {
     Some(Caller {
         collection: coll,
         record: rec,
-        refreshable: claims.get("refreshable").and_then(Json::as_bool).unwrap_or(false),
+        refreshable: claims
+            .get("refreshable")
+            .and_then(Json::as_bool)
+            .unwrap_or(false),
         token: token.to_string(),
     })
 }
@@ -179,7 +210,11 @@ pub async fn resolve_token(ctx: &AppCtx, raw: &str) -> Option<Caller> {
 impl FromRequestParts<AppCtx> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, ctx: &AppCtx) -> Result<Self, Self::Rejection> {
-        let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let Some(h) = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
             return Ok(Auth(None));
         };
         Ok(Auth(resolve_token(ctx, h).await))
@@ -192,7 +227,10 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_reject_tampering() {
-        let t = encode_token(&json!({"id":"a","exp": chrono::Utc::now().timestamp() + 60, "type":"auth"}), "k1");
+        let t = encode_token(
+            &json!({"id":"a","exp": chrono::Utc::now().timestamp() + 60, "type":"auth"}),
+            "k1",
+        );
         assert!(verify_token(&t, "k1"));
         assert!(!verify_token(&t, "k2"));
         let expired = encode_token(&json!({"exp": 1}), "k1");

@@ -31,7 +31,13 @@ pub async fn run(ctx: &AppCtx) -> ApiResult<()> {
         name.max = json!(255);
         let mut avatar = Field::new("avatar", FieldType::File);
         avatar.max_select = 1;
-        avatar.mime_types = vec!["image/jpeg".into(), "image/png".into(), "image/svg+xml".into(), "image/gif".into(), "image/webp".into()];
+        avatar.mime_types = vec![
+            "image/jpeg".into(),
+            "image/png".into(),
+            "image/svg+xml".into(),
+            "image/gif".into(),
+            "image/webp".into(),
+        ];
         u.fields.push(name);
         u.fields.push(avatar);
         u.fields.extend(Collection::autodate_fields());
@@ -50,25 +56,43 @@ pub async fn run(ctx: &AppCtx) -> ApiResult<()> {
 
 /// Creates or updates a superuser (the CLI's `superuser upsert`).
 pub async fn upsert_superuser(ctx: &AppCtx, email: &str, password: &str) -> ApiResult<()> {
-    let coll: Arc<Collection> = ctx.collection("_superusers").ok_or_else(|| crate::error::bad("missing _superusers"))?;
+    let coll: Arc<Collection> = ctx
+        .collection("_superusers")
+        .ok_or_else(|| crate::error::bad("missing _superusers"))?;
     if !basalt_core::record::is_email(email) {
         return Err(crate::error::bad("Invalid email address."));
     }
     if password.chars().count() < 8 {
-        return Err(crate::error::bad("The password must be at least 8 characters."));
+        return Err(crate::error::bad(
+            "The password must be at least 8 characters.",
+        ));
     }
     let hash = crate::auth::hash_password_blocking(password.to_string()).await?;
     let mut q = ctx.sql();
-    q.push("SELECT \"id\" FROM \"_superusers\" WHERE LOWER(\"email\") = LOWER(").bind(Value::Text(email.into())).push(")");
-    let existing = ctx.store.query(&q).await?.rows.into_iter().next().and_then(|r| r.into_iter().next());
+    q.push("SELECT \"id\" FROM \"_superusers\" WHERE LOWER(\"email\") = LOWER(")
+        .bind(Value::Text(email.into()))
+        .push(")");
+    let existing = ctx
+        .store
+        .query(&q)
+        .await?
+        .rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next());
     let mut tx = ctx.store.begin().await?;
     let now = basalt_core::time::now();
     match existing {
         Some(id) => {
             let mut s = ctx.sql();
-            s.push("UPDATE \"_superusers\" SET \"password\" = ").bind(Value::Text(hash));
-            s.push(", \"tokenKey\" = ").bind(Value::Text(basalt_core::id::random_id(50)));
-            s.push(", \"updated\" = ").bind(Value::Text(now)).push(" WHERE \"id\" = ").bind(id);
+            s.push("UPDATE \"_superusers\" SET \"password\" = ")
+                .bind(Value::Text(hash));
+            s.push(", \"tokenKey\" = ")
+                .bind(Value::Text(basalt_core::id::random_id(50)));
+            s.push(", \"updated\" = ")
+                .bind(Value::Text(now))
+                .push(" WHERE \"id\" = ")
+                .bind(id);
             tx.execute(&s).await?;
         }
         None => {
@@ -79,7 +103,10 @@ pub async fn upsert_superuser(ctx: &AppCtx, email: &str, password: &str) -> ApiR
             data.insert("id".into(), Json::String(basalt_core::id::new_record_id()));
             data.insert("email".into(), Json::String(email.into()));
             data.insert("password".into(), Json::String(hash));
-            data.insert("tokenKey".into(), Json::String(basalt_core::id::random_id(50)));
+            data.insert(
+                "tokenKey".into(),
+                Json::String(basalt_core::id::random_id(50)),
+            );
             data.insert("verified".into(), Json::Bool(true));
             data.insert("created".into(), Json::String(now.clone()));
             data.insert("updated".into(), Json::String(now));

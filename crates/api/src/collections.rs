@@ -12,7 +12,11 @@ use crate::error::{bad, not_found, ApiError, ApiResult};
 use crate::{ddl, AppCtx};
 
 fn invalid(fields: FieldErrors, creating: bool) -> ApiError {
-    let msg = if creating { "Failed to create collection." } else { "Failed to update collection." };
+    let msg = if creating {
+        "Failed to create collection."
+    } else {
+        "Failed to update collection."
+    };
     ApiError(Error::validation(msg, fields))
 }
 
@@ -24,14 +28,30 @@ pub async fn insert_collection(ctx: &AppCtx, mut c: Collection) -> ApiResult<Arc
     let mut tx = ctx.store.begin().await?;
     let mut s = ctx.sql();
     s.push("INSERT INTO _collections (id, name, type, system, data, created, updated) VALUES (");
-    s.bind(Value::Text(c.id.clone())).push(", ").bind(Value::Text(c.name.clone())).push(", ");
-    s.bind(Value::Text(c.kind.as_str().into())).push(", ").bind(Value::Bool(c.system)).push(", ");
-    s.bind(Value::Text(c.to_storage_json().to_string())).push(", ");
-    s.bind(Value::Text(c.created.clone())).push(", ").bind(Value::Text(c.updated.clone())).push(")");
+    s.bind(Value::Text(c.id.clone()))
+        .push(", ")
+        .bind(Value::Text(c.name.clone()))
+        .push(", ");
+    s.bind(Value::Text(c.kind.as_str().into()))
+        .push(", ")
+        .bind(Value::Bool(c.system))
+        .push(", ");
+    s.bind(Value::Text(c.to_storage_json().to_string()))
+        .push(", ");
+    s.bind(Value::Text(c.created.clone()))
+        .push(", ")
+        .bind(Value::Text(c.updated.clone()))
+        .push(")");
     tx.execute(&s).await.map_err(|e| match e {
         basalt_store::StoreError::Unique(_) => {
             let mut f = FieldErrors::new();
-            f.insert("name".into(), FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."));
+            f.insert(
+                "name".into(),
+                FieldError::new(
+                    "validation_collection_name_exists",
+                    "Collection name must be unique (case insensitive).",
+                ),
+            );
             invalid(f, true)
         }
         other => other.into(),
@@ -47,17 +67,25 @@ pub async fn insert_collection(ctx: &AppCtx, mut c: Collection) -> ApiResult<Arc
 fn ddl_error(e: basalt_store::StoreError, creating: bool) -> ApiError {
     let mut f = FieldErrors::new();
     let msg = match &e {
-        basalt_store::StoreError::Unique(d) => format!("Failed to create a unique index: duplicate values ({d})."),
+        basalt_store::StoreError::Unique(d) => {
+            format!("Failed to create a unique index: duplicate values ({d}).")
+        }
         other => format!("Failed to apply the schema change: {other}."),
     };
     tracing::warn!(error = %e, "schema change rejected by the database");
-    f.insert("indexes".into(), FieldError::new("validation_invalid_index_expression", msg));
+    f.insert(
+        "indexes".into(),
+        FieldError::new("validation_invalid_index_expression", msg),
+    );
     invalid(f, creating)
 }
 
 fn ensure_auth_indexes(c: &mut Collection) {
     let has = |c: &Collection, col: &str| {
-        c.indexes.iter().filter_map(|i| Index::parse(i).ok()).any(|i| i.unique && i.columns == [col.to_string()])
+        c.indexes
+            .iter()
+            .filter_map(|i| Index::parse(i).ok())
+            .any(|i| i.unique && i.columns == [col.to_string()])
     };
     let defaults = c.default_auth_indexes();
     if !has(c, "tokenKey") {
@@ -72,9 +100,15 @@ fn ensure_auth_indexes(c: &mut Collection) {
 fn check_field_types(body: &Json) -> ApiResult<()> {
     if let Some(fields) = body.get("fields").and_then(Json::as_array) {
         for f in fields {
-            let ok = f.get("type").cloned().map(serde_json::from_value::<FieldType>).is_some_and(|r| r.is_ok());
+            let ok = f
+                .get("type")
+                .cloned()
+                .map(serde_json::from_value::<FieldType>)
+                .is_some_and(|r| r.is_ok());
             if !ok {
-                return Err(bad("Failed to load the submitted data due to invalid formatting."));
+                return Err(bad(
+                    "Failed to load the submitted data due to invalid formatting.",
+                ));
             }
         }
     }
@@ -87,7 +121,10 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
         None => CollectionType::Base,
         Some(t) => serde_json::from_value(t.clone()).map_err(|_| {
             let mut f = FieldErrors::new();
-            f.insert("type".into(), FieldError::new("validation_in_invalid", "Must be a valid value."));
+            f.insert(
+                "type".into(),
+                FieldError::new("validation_in_invalid", "Must be a valid value."),
+            );
             invalid(f, true)
         })?,
     };
@@ -101,7 +138,10 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
             c.fields.insert(0, sf.clone());
         } else if let Some(f) = c.fields.iter_mut().find(|f| f.name == sf.name) {
             f.system = true;
-            if sf.name == "id" || (kind == CollectionType::Auth && basalt_core::schema::AUTH_SYSTEM_FIELDS.contains(&sf.name.as_str())) {
+            if sf.name == "id"
+                || (kind == CollectionType::Auth
+                    && basalt_core::schema::AUTH_SYSTEM_FIELDS.contains(&sf.name.as_str()))
+            {
                 let keep_opts = f.clone();
                 *f = sf.clone();
                 f.hidden = keep_opts.hidden && sf.name != "id";
@@ -118,7 +158,9 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
         c.fields.insert(0, idf);
     }
     if kind == CollectionType::Auth {
-        let is_sys = |f: &Field| basalt_core::schema::AUTH_SYSTEM_FIELDS.contains(&f.name.as_str()) && f.name != "id";
+        let is_sys = |f: &Field| {
+            basalt_core::schema::AUTH_SYSTEM_FIELDS.contains(&f.name.as_str()) && f.name != "id"
+        };
         let (sys, user): (Vec<Field>, Vec<Field>) = c.fields.drain(1..).partition(is_sys);
         c.fields.extend(user);
         for name in basalt_core::schema::AUTH_SYSTEM_FIELDS {
@@ -134,15 +176,31 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
         ensure_auth_indexes(&mut c);
     }
     let cols = ctx.collections();
-    if cols.list.iter().any(|x| x.name.eq_ignore_ascii_case(&c.name)) {
+    if cols
+        .list
+        .iter()
+        .any(|x| x.name.eq_ignore_ascii_case(&c.name))
+    {
         let mut f = FieldErrors::new();
-        f.insert("name".into(), FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."));
+        f.insert(
+            "name".into(),
+            FieldError::new(
+                "validation_collection_name_exists",
+                "Collection name must be unique (case insensitive).",
+            ),
+        );
         return Err(invalid(f, true));
     }
     c.validate(&cols.list).map_err(|f| invalid(f, true))?;
     if cols.get(&c.id).is_some() {
         let mut f = FieldErrors::new();
-        f.insert("id".into(), FieldError::new("validation_invalid_id", "The id is invalid or already exists."));
+        f.insert(
+            "id".into(),
+            FieldError::new(
+                "validation_invalid_id",
+                "The id is invalid or already exists.",
+            ),
+        );
         return Err(invalid(f, true));
     }
     normalize_relations(ctx, &mut c);
@@ -153,13 +211,24 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
 /// Compiles every rule against the new definition, so a rule naming an unknown field is rejected when
 /// it is saved rather than failing every request later.
 fn check_rules(ctx: &AppCtx, c: &Collection) -> Result<(), FieldErrors> {
-    let mut list: Vec<Arc<Collection>> = ctx.collections().list.iter().filter(|x| x.id != c.id).cloned().collect();
+    let mut list: Vec<Arc<Collection>> = ctx
+        .collections()
+        .list
+        .iter()
+        .filter(|x| x.id != c.id)
+        .cloned()
+        .collect();
     let me = Arc::new(c.clone());
     list.push(me.clone());
     let schema = crate::state::Collections::new(list);
     // A stand-in caller of this collection (when it is an auth collection) so `@request.auth.*` paths resolve.
-    let auth = c.is_auth().then(|| (me.clone(), basalt_core::record::Data::new()));
-    let info = basalt_core::filter::compile::RequestInfo { auth, ..Default::default() };
+    let auth = c
+        .is_auth()
+        .then(|| (me.clone(), basalt_core::record::Data::new()));
+    let info = basalt_core::filter::compile::RequestInfo {
+        auth,
+        ..Default::default()
+    };
     let mut errs = FieldErrors::new();
     let mut rules: Vec<(&str, &Option<String>)> = vec![
         ("listRule", &c.list_rule),
@@ -173,13 +242,28 @@ fn check_rules(ctx: &AppCtx, c: &Collection) -> Result<(), FieldErrors> {
         rules.push(("manageRule", &a.manage_rule));
     }
     for (key, rule) in rules {
-        let Some(r) = rule.as_ref().filter(|r| !r.trim().is_empty()) else { continue };
-        let res = basalt_core::filter::parse(r).map_err(|e| e.to_string()).and_then(|e| {
-            let mut comp = basalt_core::filter::compile::Compiler::new(ctx.dialect(), &schema, &info, true);
-            comp.compile(c, &e).map(|_| ()).map_err(|e| e.to_string())
-        });
+        let Some(r) = rule.as_ref().filter(|r| !r.trim().is_empty()) else {
+            continue;
+        };
+        let res = basalt_core::filter::parse(r)
+            .map_err(|e| e.to_string())
+            .and_then(|e| {
+                let mut comp = basalt_core::filter::compile::Compiler::new(
+                    ctx.dialect(),
+                    &schema,
+                    &info,
+                    true,
+                );
+                comp.compile(c, &e).map(|_| ()).map_err(|e| e.to_string())
+            });
         if let Err(e) = res {
-            errs.insert(key.into(), FieldError::new("validation_invalid_rule", format!("Invalid rule. Raw error: {e}.")));
+            errs.insert(
+                key.into(),
+                FieldError::new(
+                    "validation_invalid_rule",
+                    format!("Invalid rule. Raw error: {e}."),
+                ),
+            );
         }
     }
     if errs.is_empty() {
@@ -193,7 +277,11 @@ fn check_rules(ctx: &AppCtx, c: &Collection) -> Result<(), FieldErrors> {
 fn normalize_relations(ctx: &AppCtx, c: &mut Collection) {
     let self_id = c.id.clone();
     let self_name = c.name.clone();
-    for f in c.fields.iter_mut().filter(|f| f.ty() == FieldType::Relation) {
+    for f in c
+        .fields
+        .iter_mut()
+        .filter(|f| f.ty() == FieldType::Relation)
+    {
         if f.collection_id == self_name {
             f.collection_id = self_id.clone();
         } else if let Some(t) = ctx.collection(&f.collection_id) {
@@ -202,19 +290,40 @@ fn normalize_relations(ctx: &AppCtx, c: &mut Collection) {
     }
 }
 
-pub async fn update(ctx: &AppCtx, old: &Arc<Collection>, body: &Json) -> ApiResult<Arc<Collection>> {
+pub async fn update(
+    ctx: &AppCtx,
+    old: &Arc<Collection>,
+    body: &Json,
+) -> ApiResult<Arc<Collection>> {
     check_field_types(body)?;
     let mut c: Collection = (**old).clone();
     if let Some(t) = body.get("type").and_then(Json::as_str) {
         if t != old.kind.as_str() {
             let mut f = FieldErrors::new();
-            f.insert("type".into(), FieldError::new("validation_collection_type_change", "Changing the collection type is not allowed."));
+            f.insert(
+                "type".into(),
+                FieldError::new(
+                    "validation_collection_type_change",
+                    "Changing the collection type is not allowed.",
+                ),
+            );
             return Err(invalid(f, false));
         }
     }
-    if old.system && body.get("name").and_then(Json::as_str).is_some_and(|n| n != old.name) {
+    if old.system
+        && body
+            .get("name")
+            .and_then(Json::as_str)
+            .is_some_and(|n| n != old.name)
+    {
         let mut f = FieldErrors::new();
-        f.insert("name".into(), FieldError::new("validation_collection_system_name_change", "System collection name cannot be changed."));
+        f.insert(
+            "name".into(),
+            FieldError::new(
+                "validation_collection_system_name_change",
+                "System collection name cannot be changed.",
+            ),
+        );
         return Err(invalid(f, false));
     }
     c.apply_json(body, false).map_err(|f| invalid(f, false))?;
@@ -222,10 +331,22 @@ pub async fn update(ctx: &AppCtx, old: &Arc<Collection>, body: &Json) -> ApiResu
     for (i, nf) in c.fields.iter().enumerate() {
         if let Some(of) = old.fields.iter().find(|f| f.id == nf.id) {
             if of.ty() != nf.ty() {
-                errs.insert(format!("fields.{i}.type"), FieldError::new("validation_field_type_change", "Field type cannot be changed."));
+                errs.insert(
+                    format!("fields.{i}.type"),
+                    FieldError::new(
+                        "validation_field_type_change",
+                        "Field type cannot be changed.",
+                    ),
+                );
             }
             if of.system && of.name != nf.name {
-                errs.insert(format!("fields.{i}.name"), FieldError::new("validation_system_field_change", "System field name cannot be changed."));
+                errs.insert(
+                    format!("fields.{i}.name"),
+                    FieldError::new(
+                        "validation_system_field_change",
+                        "System field name cannot be changed.",
+                    ),
+                );
             }
         }
     }
@@ -245,8 +366,10 @@ pub async fn update(ctx: &AppCtx, old: &Arc<Collection>, body: &Json) -> ApiResu
         tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
     }
     let mut s = ctx.sql();
-    s.push("UPDATE _collections SET name = ").bind(Value::Text(c.name.clone()));
-    s.push(", data = ").bind(Value::Text(c.to_storage_json().to_string()));
+    s.push("UPDATE _collections SET name = ")
+        .bind(Value::Text(c.name.clone()));
+    s.push(", data = ")
+        .bind(Value::Text(c.to_storage_json().to_string()));
     s.push(", updated = ").bind(Value::Text(c.updated.clone()));
     s.push(" WHERE id = ").bind(Value::Text(c.id.clone()));
     tx.execute(&s).await?;
@@ -260,14 +383,22 @@ pub async fn delete(ctx: &AppCtx, c: &Arc<Collection>) -> ApiResult<()> {
         return Err(bad("Failed to delete collection."));
     }
     for other in ctx.collections().list.iter().filter(|o| o.id != c.id) {
-        if other.fields.iter().any(|f| f.ty() == FieldType::Relation && f.collection_id == c.id) {
-            return Err(bad(&format!("Failed to delete collection probably due to existing reference in {}.", other.name)));
+        if other
+            .fields
+            .iter()
+            .any(|f| f.ty() == FieldType::Relation && f.collection_id == c.id)
+        {
+            return Err(bad(&format!(
+                "Failed to delete collection probably due to existing reference in {}.",
+                other.name
+            )));
         }
     }
     let mut tx = ctx.store.begin().await?;
     tx.execute(&ddl::drop_table(ctx.dialect(), c)).await?;
     let mut s = ctx.sql();
-    s.push("DELETE FROM _collections WHERE id = ").bind(Value::Text(c.id.clone()));
+    s.push("DELETE FROM _collections WHERE id = ")
+        .bind(Value::Text(c.id.clone()));
     tx.execute(&s).await?;
     tx.commit().await?;
     ctx.reload_collections().await?;
@@ -289,12 +420,22 @@ pub async fn truncate(ctx: &AppCtx, c: &Arc<Collection>) -> ApiResult<()> {
 /// `PUT /api/collections/import`: creates or updates each collection (matched by id, then name);
 /// with `deleteMissing`, deletes the non-system collections not listed.
 pub async fn import(ctx: &AppCtx, body: &Json) -> ApiResult<()> {
-    let Some(list) = body.get("collections").and_then(Json::as_array).filter(|l| !l.is_empty()) else {
+    let Some(list) = body
+        .get("collections")
+        .and_then(Json::as_array)
+        .filter(|l| !l.is_empty())
+    else {
         let mut f = FieldErrors::new();
         f.insert("collections".into(), FieldError::required());
-        return Err(ApiError(Error::validation("An error occurred while validating the submitted data.", f)));
+        return Err(ApiError(Error::validation(
+            "An error occurred while validating the submitted data.",
+            f,
+        )));
     };
-    let delete_missing = body.get("deleteMissing").and_then(Json::as_bool).unwrap_or(false);
+    let delete_missing = body
+        .get("deleteMissing")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
     let mut kept = vec![];
     // Two passes so relations to collections later in the list resolve: create shells first.
     for (i, item) in list.iter().enumerate() {
@@ -309,9 +450,22 @@ pub async fn import(ctx: &AppCtx, body: &Json) -> ApiResult<()> {
             Ok(c) => kept.push(c.id.clone()),
             Err(ApiError(Error::Validation { fields, .. })) => {
                 let mut f = FieldErrors::new();
-                let detail = fields.iter().map(|(k, v)| format!("{k}: {}", v.message)).collect::<Vec<_>>().join("; ");
-                f.insert("collections".into(), FieldError::new("validation_collections_import_failure", format!("Failed to import collection {i}: {detail}")));
-                return Err(ApiError(Error::validation("Failed to import collections.", f)));
+                let detail = fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", v.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                f.insert(
+                    "collections".into(),
+                    FieldError::new(
+                        "validation_collections_import_failure",
+                        format!("Failed to import collection {i}: {detail}"),
+                    ),
+                );
+                return Err(ApiError(Error::validation(
+                    "Failed to import collections.",
+                    f,
+                )));
             }
             Err(e) => return Err(e),
         }
@@ -332,6 +486,12 @@ pub fn meta_collection() -> Collection {
     c.id = "_collections".into();
     let mut sys = Field::new("system", FieldType::Bool);
     sys.system = true;
-    c.fields.extend([Field::new("name", FieldType::Text), Field::new("type", FieldType::Text), sys, Field::new("created", FieldType::Text), Field::new("updated", FieldType::Text)]);
+    c.fields.extend([
+        Field::new("name", FieldType::Text),
+        Field::new("type", FieldType::Text),
+        sys,
+        Field::new("created", FieldType::Text),
+        Field::new("updated", FieldType::Text),
+    ]);
     c
 }

@@ -8,16 +8,25 @@ use basalt_core::sql::{ident, Dialect, Sql};
 
 pub fn column_type(d: Dialect, f: &Field) -> String {
     if f.name == "id" {
-        return "TEXT PRIMARY KEY NOT NULL".into();
+        return match d {
+            Dialect::Sqlite => "TEXT PRIMARY KEY NOT NULL".into(),
+            Dialect::Postgres => "TEXT COLLATE \"C\" PRIMARY KEY NOT NULL".into(),
+        };
     }
     match (d, f.column_kind()) {
-        (_, ColumnKind::Text) => "TEXT DEFAULT '' NOT NULL".into(),
+        // Binary collation on Postgres, so sorting and comparisons match SQLite's byte order.
+        (Dialect::Sqlite, ColumnKind::Text) => "TEXT DEFAULT '' NOT NULL".into(),
+        (Dialect::Postgres, ColumnKind::Text) => "TEXT COLLATE \"C\" DEFAULT '' NOT NULL".into(),
         (Dialect::Sqlite, ColumnKind::Number) => "NUMERIC DEFAULT 0 NOT NULL".into(),
         (Dialect::Postgres, ColumnKind::Number) => "DOUBLE PRECISION DEFAULT 0 NOT NULL".into(),
         (_, ColumnKind::Bool) => "BOOLEAN DEFAULT FALSE NOT NULL".into(),
-        (Dialect::Sqlite, ColumnKind::Json) if f.is_multiple() => "JSON DEFAULT '[]' NOT NULL".into(),
+        (Dialect::Sqlite, ColumnKind::Json) if f.is_multiple() => {
+            "JSON DEFAULT '[]' NOT NULL".into()
+        }
         (Dialect::Sqlite, ColumnKind::Json) => "JSON DEFAULT NULL".into(),
-        (Dialect::Postgres, ColumnKind::Json) if f.is_multiple() => "JSONB DEFAULT '[]'::jsonb NOT NULL".into(),
+        (Dialect::Postgres, ColumnKind::Json) if f.is_multiple() => {
+            "JSONB DEFAULT '[]'::jsonb NOT NULL".into()
+        }
         (Dialect::Postgres, ColumnKind::Json) => "JSONB DEFAULT NULL".into(),
     }
 }
@@ -61,7 +70,11 @@ pub fn create_indexes(d: Dialect, c: &Collection) -> Vec<Sql> {
         .filter_map(|ix| Index::parse(ix).ok())
         .map(|ix| {
             let mut s = Sql::new(d);
-            s.push(if ix.unique { "CREATE UNIQUE INDEX " } else { "CREATE INDEX " });
+            s.push(if ix.unique {
+                "CREATE UNIQUE INDEX "
+            } else {
+                "CREATE INDEX "
+            });
             s.ident(&ix.name).push(" ON ").ident(&c.name).push(" (");
             for (i, col) in ix.columns.iter().enumerate() {
                 if i > 0 {
@@ -104,21 +117,36 @@ pub fn alter_table(d: Dialect, old: &Collection, new: &Collection) -> Vec<Sql> {
     };
     let table = ident(&new.name);
     if old.name != new.name {
-        out.push(mk(format!("ALTER TABLE {} RENAME TO {}", ident(&old.name), table)));
+        out.push(mk(format!(
+            "ALTER TABLE {} RENAME TO {}",
+            ident(&old.name),
+            table
+        )));
     }
     for of in &old.fields {
         if !new.fields.iter().any(|f| f.id == of.id) {
-            out.push(mk(format!("ALTER TABLE {table} DROP COLUMN {}", ident(&of.name))));
+            out.push(mk(format!(
+                "ALTER TABLE {table} DROP COLUMN {}",
+                ident(&of.name)
+            )));
         }
     }
     for nf in &new.fields {
         match old.fields.iter().find(|f| f.id == nf.id) {
             None => {
-                out.push(mk(format!("ALTER TABLE {table} ADD COLUMN {} {}", ident(&nf.name), column_type(d, nf))));
+                out.push(mk(format!(
+                    "ALTER TABLE {table} ADD COLUMN {} {}",
+                    ident(&nf.name),
+                    column_type(d, nf)
+                )));
             }
             Some(of) => {
                 if of.name != nf.name {
-                    out.push(mk(format!("ALTER TABLE {table} RENAME COLUMN {} TO {}", ident(&of.name), ident(&nf.name))));
+                    out.push(mk(format!(
+                        "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+                        ident(&of.name),
+                        ident(&nf.name)
+                    )));
                 }
                 let col = ident(&nf.name);
                 match (of.is_multiple(), nf.is_multiple(), d) {
@@ -138,7 +166,7 @@ pub fn alter_table(d: Dialect, old: &Collection, new: &Collection) -> Vec<Sql> {
                     (true, false, Dialect::Postgres) => {
                         out.push(mk(format!("ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT")));
                         out.push(mk(format!(
-                            "ALTER TABLE {table} ALTER COLUMN {col} TYPE TEXT USING COALESCE({col} ->> -1, '')"
+                            "ALTER TABLE {table} ALTER COLUMN {col} TYPE TEXT COLLATE \"C\" USING COALESCE({col} ->> -1, '')"
                         )));
                         out.push(mk(format!("ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT ''")));
                     }

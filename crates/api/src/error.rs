@@ -22,7 +22,10 @@ impl From<StoreError> for ApiError {
             StoreError::Unique(detail) => {
                 let field = unique_field(&detail).unwrap_or_default();
                 let mut f = basalt_core::FieldErrors::new();
-                f.insert(field, basalt_core::FieldError::new("validation_not_unique", "Value must be unique."));
+                f.insert(
+                    field,
+                    basalt_core::FieldError::new("validation_not_unique", "Value must be unique."),
+                );
                 ApiError(Error::validation("Failed to save record.", f))
             }
             other => ApiError(Error::Internal(other.to_string())),
@@ -35,7 +38,10 @@ impl From<StoreError> for ApiError {
 fn unique_field(detail: &str) -> Option<String> {
     if let Some(i) = detail.find("Key (") {
         let rest = &detail[i + 5..];
-        return rest.split(')').next().map(|s| s.trim_matches('"').to_string());
+        return rest
+            .split(')')
+            .next()
+            .map(|s| s.trim_matches('"').to_string());
     }
     detail.rsplit('.').next().map(|s| s.trim().to_string())
 }
@@ -55,15 +61,25 @@ impl IntoResponse for ApiError {
                 let mut data = Map::new();
                 for (k, v) in fields {
                     let parts: Vec<&str> = k.split('.').collect();
-                    insert_nested(&mut data, &parts, serde_json::to_value(&v).unwrap_or(Json::Null));
+                    insert_nested(
+                        &mut data,
+                        &parts,
+                        serde_json::to_value(&v).unwrap_or(Json::Null),
+                    );
                 }
                 error_body(StatusCode::BAD_REQUEST, &message, Json::Object(data))
             }
             Error::BadRequest(m) => error_body(StatusCode::BAD_REQUEST, &sentence(&m), json!({})),
             Error::Forbidden(m) => error_body(StatusCode::FORBIDDEN, &sentence(&m), json!({})),
-            Error::Unauthorized(m) => error_body(StatusCode::UNAUTHORIZED, &sentence(&m), json!({})),
+            Error::Unauthorized(m) => {
+                error_body(StatusCode::UNAUTHORIZED, &sentence(&m), json!({}))
+            }
             Error::NotFound(m) => error_body(StatusCode::NOT_FOUND, &sentence(&m), json!({})),
-            Error::TooManyRequests => error_body(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests.", json!({})),
+            Error::TooManyRequests => error_body(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests.",
+                json!({}),
+            ),
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 error_body(
@@ -83,7 +99,9 @@ fn insert_nested(m: &mut Map<String, Json>, path: &[&str], v: Json) {
             m.insert(last.to_string(), v);
         }
         [first, rest @ ..] => {
-            let e = m.entry(first.to_string()).or_insert_with(|| Json::Object(Map::new()));
+            let e = m
+                .entry(first.to_string())
+                .or_insert_with(|| Json::Object(Map::new()));
             if !e.is_object() {
                 *e = Json::Object(Map::new());
             }
@@ -141,7 +159,15 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
                 } else {
                     "Failed to read request body."
                 };
-                return Err(error_body(if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::BAD_REQUEST }, msg, json!({})));
+                return Err(error_body(
+                    if status == StatusCode::PAYLOAD_TOO_LARGE {
+                        status
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    },
+                    msg,
+                    json!({}),
+                ));
             }
         };
         if bytes.is_empty() {
@@ -163,7 +189,11 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
         }
         match serde_json::from_slice::<Json>(&bytes) {
             Ok(v @ Json::Object(_)) => Ok(JsonBody(v)),
-            Ok(_) => Err(error_body(StatusCode::BAD_REQUEST, "The request body must be a JSON object.", json!({}))),
+            Ok(_) => Err(error_body(
+                StatusCode::BAD_REQUEST,
+                "The request body must be a JSON object.",
+                json!({}),
+            )),
             Err(_) => Err(error_body(
                 StatusCode::BAD_REQUEST,
                 "Failed to load the submitted data due to invalid formatting.",
@@ -179,7 +209,11 @@ fn url_pairs(b: &[u8]) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |x: &str| percent_encoding::percent_decode_str(&x.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |x: &str| {
+                percent_encoding::percent_decode_str(&x.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (dec(k), dec(v))
         })
         .collect()
@@ -192,7 +226,9 @@ pub fn infer(v: &str) -> Json {
         "true" => Json::Bool(true),
         "false" => Json::Bool(false),
         _ => match v.parse::<f64>() {
-            Ok(f) if f.is_finite() && basalt_core::record::num_json(f).to_string() == v => basalt_core::record::num_json(f),
+            Ok(f) if f.is_finite() && basalt_core::record::num_json(f) == *v => {
+                basalt_core::record::num_json(f)
+            }
             _ => Json::String(v.to_string()),
         },
     }

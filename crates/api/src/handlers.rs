@@ -18,7 +18,9 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use crate::auth::{new_auth_token, verify_password_blocking, Auth};
 use crate::collections;
-use crate::error::{bad, error_body, forbidden, not_found, unauthorized, ApiError, ApiResult, JsonBody};
+use crate::error::{
+    bad, error_body, forbidden, not_found, unauthorized, ApiError, ApiResult, JsonBody,
+};
 use crate::records::{self, ListParams};
 use crate::settings;
 use crate::AppCtx;
@@ -28,31 +30,90 @@ pub const BODY_LIMIT: usize = 32 << 20;
 pub fn router(ctx: AppCtx) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::any())
-        .allow_methods(AllowMethods::list([Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::POST, Method::DELETE]))
+        .allow_methods(AllowMethods::list([
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::PATCH,
+            Method::POST,
+            Method::DELETE,
+        ]))
         .allow_headers(AllowHeaders::any());
     Router::new()
         .route("/api/health", get(health).head(health))
         .route("/api/settings", get(get_settings).patch(patch_settings))
-        .route("/api/collections", get(list_collections).post(create_collection))
-        .route("/api/collections/import", axum::routing::put(import_collections))
+        .route(
+            "/api/collections",
+            get(list_collections).post(create_collection),
+        )
+        .route(
+            "/api/collections/import",
+            axum::routing::put(import_collections),
+        )
         .route("/api/collections/meta/scaffolds", get(scaffolds))
-        .route("/api/collections/{c}", get(view_collection).patch(update_collection).delete(delete_collection))
-        .route("/api/collections/{c}/truncate", axum::routing::delete(truncate_collection))
-        .route("/api/collections/{c}/records", get(list_records).post(create_record))
-        .route("/api/collections/{c}/records/{id}", get(view_record).patch(update_record).delete(delete_record))
-        .route("/api/collections/{c}/auth-with-password", post(auth_with_password))
+        .route(
+            "/api/collections/{c}",
+            get(view_collection)
+                .patch(update_collection)
+                .delete(delete_collection),
+        )
+        .route(
+            "/api/collections/{c}/truncate",
+            axum::routing::delete(truncate_collection),
+        )
+        .route(
+            "/api/collections/{c}/records",
+            get(list_records).post(create_record),
+        )
+        .route(
+            "/api/collections/{c}/records/{id}",
+            get(view_record).patch(update_record).delete(delete_record),
+        )
+        .route(
+            "/api/collections/{c}/auth-with-password",
+            post(auth_with_password),
+        )
         .route("/api/collections/{c}/auth-refresh", post(auth_refresh))
         .route("/api/collections/{c}/auth-methods", get(auth_methods))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(content_length_guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(cors)
         .with_state(ctx)
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    error_body(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong while processing your request.", json!({}))
+    error_body(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong while processing your request.",
+        json!({}),
+    )
+}
+
+/// Refuses a body announced as larger than the limit before reading it (chunked bodies are limited by
+/// `DefaultBodyLimit` as they are read).
+async fn content_length_guard(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let too_big = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > BODY_LIMIT as u64);
+    if too_big {
+        return error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request entity too large.",
+            json!({}),
+        );
+    }
+    next.run(req).await
 }
 
 async fn fallback() -> Response {
@@ -65,7 +126,11 @@ fn query_map(raw: &Option<String>) -> Map<String, Json> {
     if let Some(q) = raw {
         for p in q.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |x: &str| percent_encoding::percent_decode_str(&x.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |x: &str| {
+                percent_encoding::percent_decode_str(&x.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             m.insert(dec(k), Json::String(dec(v)));
         }
     }
@@ -90,12 +155,17 @@ fn respond(q: &Map<String, Json>, mut v: Json) -> Response {
 }
 
 fn collection_or_404(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
-    ctx.collection(key).ok_or_else(|| ApiError(Error::NotFound("Missing collection context.".into())))
+    ctx.collection(key)
+        .ok_or_else(|| ApiError(Error::NotFound("Missing collection context.".into())))
 }
 
 /// Writes answer an unknown collection with the protocol's other wording.
 fn collection_for_write(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
-    ctx.collection(key).ok_or_else(|| ApiError(Error::NotFound("Missing or invalid collection context.".into())))
+    ctx.collection(key).ok_or_else(|| {
+        ApiError(Error::NotFound(
+            "Missing or invalid collection context.".into(),
+        ))
+    })
 }
 
 // ---------- health & settings ----------
@@ -105,15 +175,31 @@ async fn health(auth: Auth) -> Response {
     if auth.is_superuser() {
         data.insert("canBackup".into(), Json::Bool(false));
     }
-    (StatusCode::OK, AxJson(json!({"code": 200, "data": data, "message": "API is healthy."}))).into_response()
+    (
+        StatusCode::OK,
+        AxJson(json!({"code": 200, "data": data, "message": "API is healthy."})),
+    )
+        .into_response()
 }
 
-async fn get_settings(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+async fn get_settings(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     auth.require_superuser()?;
-    Ok(respond(&query_map(&raw), settings::public_view(&ctx.settings())))
+    Ok(respond(
+        &query_map(&raw),
+        settings::public_view(&ctx.settings()),
+    ))
 }
 
-async fn patch_settings(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn patch_settings(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     auth.require_superuser()?;
     let s = settings::patch(&ctx, &body).await?;
     Ok(respond(&query_map(&raw), s))
@@ -127,7 +213,8 @@ fn page_params(q: &Map<String, Json>) -> ApiResult<(i64, i64)> {
         if v.is_empty() {
             return Ok(default);
         }
-        v.parse::<i64>().map_err(|_| bad("Something went wrong while processing your request."))
+        v.parse::<i64>()
+            .map_err(|_| bad("Something went wrong while processing your request."))
     };
     let page = num("page", 1)?;
     let page = if page < 1 { 1 } else { page };
@@ -136,12 +223,22 @@ fn page_params(q: &Map<String, Json>) -> ApiResult<(i64, i64)> {
     Ok((page, per_page))
 }
 
-async fn list_collections(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+async fn list_collections(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     auth.require_superuser()?;
     let q = query_map(&raw);
     let (page, per_page) = page_params(&q)?;
     let meta = collections::meta_collection();
-    let info = RequestInfo { auth: auth.0.as_ref().map(|c| (c.collection.clone(), c.record.clone())), ..Default::default() };
+    let info = RequestInfo {
+        auth: auth
+            .0
+            .as_ref()
+            .map(|c| (c.collection.clone(), c.record.clone())),
+        ..Default::default()
+    };
     let schema = ctx.collections();
     let mut comp = Compiler::new(ctx.dialect(), schema.as_ref(), &info, true);
     let mut s = ctx.sql();
@@ -150,19 +247,28 @@ async fn list_collections(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): 
     cs.push("SELECT COUNT(*) FROM _collections AS ").push(MAIN);
     let f = qs(&q, "filter");
     if !f.trim().is_empty() {
-        let e = filter::parse(f).map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
-        let w = comp.compile(&meta, &e).map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
+        let e = filter::parse(f)
+            .map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
+        let w = comp
+            .compile(&meta, &e)
+            .map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
         s.push(" WHERE ").append(w.clone());
         cs.push(" WHERE ").append(w);
     }
-    let sort = filter::parse_sort(qs(&q, "sort")).map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
-    let order = comp.order_by(&meta, &sort).map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
+    let sort = filter::parse_sort(qs(&q, "sort"))
+        .map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
+    let order = comp
+        .order_by(&meta, &sort)
+        .map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
     if !order.text.is_empty() {
         s.push(" ORDER BY ").append(order);
     } else {
         s.push(" ORDER BY created, name");
     }
-    s.push(" LIMIT ").bind(Value::Int(per_page)).push(" OFFSET ").bind(Value::Int((page - 1) * per_page));
+    s.push(" LIMIT ")
+        .bind(Value::Int(per_page))
+        .push(" OFFSET ")
+        .bind(Value::Int((page - 1) * per_page));
     let rows = ctx.store.query(&s).await?;
     let mut items = vec![];
     for r in rows.rows {
@@ -173,9 +279,20 @@ async fn list_collections(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): 
     let total = if qbool(&q, "skipTotal") {
         -1
     } else {
-        ctx.store.query(&cs).await?.rows.first().and_then(|r| r.first()).and_then(Value::as_f64).unwrap_or(0.0) as i64
+        ctx.store
+            .query(&cs)
+            .await?
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0) as i64
     };
-    let total_pages = if total < 0 { -1 } else { (total + per_page - 1) / per_page };
+    let total_pages = if total < 0 {
+        -1
+    } else {
+        (total + per_page - 1) / per_page
+    };
     let mut out = json!({"items": items, "page": page, "perPage": per_page, "totalItems": total, "totalPages": total_pages});
     let f = qs(&q, "fields");
     if !f.is_empty() {
@@ -186,40 +303,68 @@ async fn list_collections(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): 
     Ok((StatusCode::OK, AxJson(out)).into_response())
 }
 
-async fn create_collection(State(ctx): State<AppCtx>, auth: Auth, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn create_collection(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     auth.require_superuser()?;
     let c = collections::create(&ctx, &body).await?;
     Ok(respond(&query_map(&raw), c.to_json()))
 }
 
-async fn view_collection(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+async fn view_collection(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path(c): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     auth.require_superuser()?;
     let c = ctx.collection(&c).ok_or_else(not_found)?;
     Ok(respond(&query_map(&raw), c.to_json()))
 }
 
-async fn update_collection(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn update_collection(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path(c): Path<String>,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     auth.require_superuser()?;
     let old = ctx.collection(&c).ok_or_else(not_found)?;
     let c = collections::update(&ctx, &old, &body).await?;
     Ok(respond(&query_map(&raw), c.to_json()))
 }
 
-async fn delete_collection(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_collection(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path(c): Path<String>,
+) -> ApiResult<StatusCode> {
     auth.require_superuser()?;
     let c = ctx.collection(&c).ok_or_else(not_found)?;
     collections::delete(&ctx, &c).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn truncate_collection(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>) -> ApiResult<StatusCode> {
+async fn truncate_collection(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path(c): Path<String>,
+) -> ApiResult<StatusCode> {
     auth.require_superuser()?;
     let c = ctx.collection(&c).ok_or_else(not_found)?;
     collections::truncate(&ctx, &c).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn import_collections(State(ctx): State<AppCtx>, auth: Auth, JsonBody(body): JsonBody) -> ApiResult<StatusCode> {
+async fn import_collections(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<StatusCode> {
     auth.require_superuser()?;
     collections::import(&ctx, &body).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -236,16 +381,31 @@ async fn scaffolds(auth: Auth, RawQuery(raw): RawQuery) -> ApiResult<Response> {
         o.insert("viewQuery".into(), json!(""));
         o.insert("fields".into(), json!([]));
     }
-    Ok(respond(&query_map(&raw), json!({"auth": auth_c.to_json(), "base": base.to_json(), "view": view})))
+    Ok(respond(
+        &query_map(&raw),
+        json!({"auth": auth_c.to_json(), "base": base.to_json(), "view": view}),
+    ))
 }
 
 // ---------- records ----------
 
-fn info_for(auth: &Auth, method: &str, q: &Map<String, Json>, headers: &HeaderMap, body: Option<&Data>) -> RequestInfo {
+fn info_for(
+    auth: &Auth,
+    method: &str,
+    q: &Map<String, Json>,
+    headers: &HeaderMap,
+    body: Option<&Data>,
+) -> RequestInfo {
     records::request_info(&auth.0, method, q, headers, body, "default")
 }
 
-async fn render(ctx: &AppCtx, coll: &Arc<Collection>, data: Vec<Data>, q: &Map<String, Json>, info: &RequestInfo) -> ApiResult<Vec<Map<String, Json>>> {
+async fn render(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    data: Vec<Data>,
+    q: &Map<String, Json>,
+    info: &RequestInfo,
+) -> ApiResult<Vec<Map<String, Json>>> {
     let mut out = Vec::with_capacity(data.len());
     for d in &data {
         out.push(records::output(ctx, coll, d, info).await);
@@ -257,14 +417,32 @@ async fn render(ctx: &AppCtx, coll: &Arc<Collection>, data: Vec<Data>, q: &Map<S
     Ok(out)
 }
 
-async fn list_records(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>, RawQuery(raw): RawQuery, headers: HeaderMap) -> ApiResult<Response> {
+async fn list_records(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path(c): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let coll = collection_or_404(&ctx, &c)?;
     let q = query_map(&raw);
     let (page, per_page) = page_params(&q)?;
     let info = info_for(&auth, "GET", &q, &headers, None);
-    let p = ListParams { page, per_page, sort: qs(&q, "sort").into(), filter: qs(&q, "filter").into(), skip_total: qbool(&q, "skipTotal") };
+    let p = ListParams {
+        page,
+        per_page,
+        sort: qs(&q, "sort").into(),
+        filter: qs(&q, "filter").into(),
+        skip_total: qbool(&q, "skipTotal"),
+    };
     let res = records::list(&ctx, &coll, &p, &info).await?;
-    let mut items = Json::Array(render(&ctx, &coll, res.items, &q, &info).await?.into_iter().map(Json::Object).collect());
+    let mut items = Json::Array(
+        render(&ctx, &coll, res.items, &q, &info)
+            .await?
+            .into_iter()
+            .map(Json::Object)
+            .collect(),
+    );
     let f = qs(&q, "fields");
     if !f.is_empty() {
         records::pick_fields(&mut items, f);
@@ -273,13 +451,24 @@ async fn list_records(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<Strin
     Ok((StatusCode::OK, AxJson(body)).into_response())
 }
 
-async fn view_record(State(ctx): State<AppCtx>, auth: Auth, Path((c, id)): Path<(String, String)>, RawQuery(raw): RawQuery, headers: HeaderMap) -> ApiResult<Response> {
+async fn view_record(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path((c, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     let coll = collection_or_404(&ctx, &c)?;
     let q = query_map(&raw);
     let info = info_for(&auth, "GET", &q, &headers, None);
-    let rec = records::fetch_with_rule(&ctx, &coll, &id, &coll.view_rule, &info, None).await?.ok_or_else(not_found)?;
+    let rec = records::fetch_with_rule(&ctx, &coll, &id, &coll.view_rule, &info, None)
+        .await?
+        .ok_or_else(not_found)?;
     let out = render(&ctx, &coll, vec![rec], &q, &info).await?;
-    Ok(respond(&q, Json::Object(out.into_iter().next().unwrap_or_default())))
+    Ok(respond(
+        &q,
+        Json::Object(out.into_iter().next().unwrap_or_default()),
+    ))
 }
 
 fn body_data(body: Json) -> Data {
@@ -289,7 +478,14 @@ fn body_data(body: Json) -> Data {
     }
 }
 
-async fn create_record(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>, RawQuery(raw): RawQuery, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn create_record(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path(c): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     let coll = collection_for_write(&ctx, &c)?;
     if coll.kind == CollectionType::View {
         return Err(bad("Unsupported collection type."));
@@ -299,10 +495,20 @@ async fn create_record(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<Stri
     let info = info_for(&auth, "POST", &q, &headers, Some(&body));
     let data = records::create(&ctx, &coll, &body, &info).await?;
     let out = render(&ctx, &coll, vec![data], &q, &info).await?;
-    Ok(respond(&q, Json::Object(out.into_iter().next().unwrap_or_default())))
+    Ok(respond(
+        &q,
+        Json::Object(out.into_iter().next().unwrap_or_default()),
+    ))
 }
 
-async fn update_record(State(ctx): State<AppCtx>, auth: Auth, Path((c, id)): Path<(String, String)>, RawQuery(raw): RawQuery, headers: HeaderMap, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn update_record(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path((c, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     let coll = collection_for_write(&ctx, &c)?;
     if coll.kind == CollectionType::View {
         return Err(bad("Unsupported collection type."));
@@ -312,10 +518,19 @@ async fn update_record(State(ctx): State<AppCtx>, auth: Auth, Path((c, id)): Pat
     let info = info_for(&auth, "PATCH", &q, &headers, Some(&body));
     let data = records::update(&ctx, &coll, &id, &body, &info).await?;
     let out = render(&ctx, &coll, vec![data], &q, &info).await?;
-    Ok(respond(&q, Json::Object(out.into_iter().next().unwrap_or_default())))
+    Ok(respond(
+        &q,
+        Json::Object(out.into_iter().next().unwrap_or_default()),
+    ))
 }
 
-async fn delete_record(State(ctx): State<AppCtx>, auth: Auth, Path((c, id)): Path<(String, String)>, RawQuery(raw): RawQuery, headers: HeaderMap) -> ApiResult<StatusCode> {
+async fn delete_record(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path((c, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
     let coll = collection_or_404(&ctx, &c)?;
     if coll.kind == CollectionType::View {
         return Err(bad("Unsupported collection type."));
@@ -330,22 +545,36 @@ async fn delete_record(State(ctx): State<AppCtx>, auth: Auth, Path((c, id)): Pat
 
 fn auth_collection(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
     match ctx.collection(key) {
-        None => Err(ApiError(Error::NotFound("Missing or invalid collection context.".into()))),
-        Some(c) if !c.is_auth() => Err(ApiError(Error::NotFound("Missing or invalid auth collection context.".into()))),
+        None => Err(ApiError(Error::NotFound(
+            "Missing or invalid collection context.".into(),
+        ))),
+        Some(c) if !c.is_auth() => Err(ApiError(Error::NotFound(
+            "Missing or invalid auth collection context.".into(),
+        ))),
         Some(c) => Ok(c),
     }
 }
 
 /// Checks authRule for a record about to receive a token.
-async fn check_auth_rule(ctx: &AppCtx, coll: &Arc<Collection>, rec: &Data, requester_is_superuser: bool) -> ApiResult<()> {
+async fn check_auth_rule(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    rec: &Data,
+    requester_is_superuser: bool,
+) -> ApiResult<()> {
     let rule = coll.auth.as_ref().and_then(|a| a.auth_rule.clone());
-    let deny = || forbidden("The request doesn't satisfy the collection requirements to authenticate.");
+    let deny =
+        || forbidden("The request doesn't satisfy the collection requirements to authenticate.");
     match rule {
         None if requester_is_superuser => Ok(()),
         None => Err(deny()),
         Some(r) if r.trim().is_empty() => Ok(()),
         Some(r) => {
-            let info = RequestInfo { auth: Some((coll.clone(), rec.clone())), context: "default".into(), ..Default::default() };
+            let info = RequestInfo {
+                auth: Some((coll.clone(), rec.clone())),
+                context: "default".into(),
+                ..Default::default()
+            };
             let id = rec.get("id").and_then(Json::as_str).unwrap_or("");
             match records::fetch_with_rule(ctx, coll, id, &Some(r), &info, None).await {
                 Ok(Some(_)) => Ok(()),
@@ -356,21 +585,49 @@ async fn check_auth_rule(ctx: &AppCtx, coll: &Arc<Collection>, rec: &Data, reque
     }
 }
 
-async fn auth_response(ctx: &AppCtx, coll: &Arc<Collection>, rec: Data, token: String, q: &Map<String, Json>) -> ApiResult<Response> {
-    let info = RequestInfo { auth: Some((coll.clone(), rec.clone())), ..Default::default() };
+async fn auth_response(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    rec: Data,
+    token: String,
+    q: &Map<String, Json>,
+) -> ApiResult<Response> {
+    let info = RequestInfo {
+        auth: Some((coll.clone(), rec.clone())),
+        ..Default::default()
+    };
     let out = render(ctx, coll, vec![rec], q, &info).await?;
-    Ok(respond(q, json!({"record": out.into_iter().next().unwrap_or_default(), "token": token})))
+    Ok(respond(
+        q,
+        json!({"record": out.into_iter().next().unwrap_or_default(), "token": token}),
+    ))
 }
 
-async fn auth_with_password(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>, RawQuery(raw): RawQuery, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn auth_with_password(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path(c): Path<String>,
+    RawQuery(raw): RawQuery,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     let coll = auth_collection(&ctx, &c)?;
     let q = query_map(&raw);
     let a = coll.auth.clone().ok_or_else(not_found)?;
     if !a.password_enabled {
-        return Err(forbidden("The collection is not configured to allow password authentication."));
+        return Err(forbidden(
+            "The collection is not configured to allow password authentication.",
+        ));
     }
-    let identity = body.get("identity").and_then(Json::as_str).unwrap_or("").to_string();
-    let password = body.get("password").and_then(Json::as_str).unwrap_or("").to_string();
+    let identity = body
+        .get("identity")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    let password = body
+        .get("password")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
     let mut errs = basalt_core::FieldErrors::new();
     if identity.is_empty() {
         errs.insert("identity".into(), basalt_core::FieldError::required());
@@ -379,15 +636,27 @@ async fn auth_with_password(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path
         errs.insert("password".into(), basalt_core::FieldError::required());
     }
     if !errs.is_empty() {
-        return Err(ApiError(Error::validation("An error occurred while validating the submitted data.", errs)));
+        return Err(ApiError(Error::validation(
+            "An error occurred while validating the submitted data.",
+            errs,
+        )));
     }
-    let wanted = body.get("identityField").and_then(Json::as_str).unwrap_or("");
+    let wanted = body
+        .get("identityField")
+        .and_then(Json::as_str)
+        .unwrap_or("");
     let mut fields: Vec<String> = a.password_identity_fields.clone();
     if !wanted.is_empty() {
         if !fields.iter().any(|f| f == wanted) {
             let mut f = basalt_core::FieldErrors::new();
-            f.insert("identityField".into(), basalt_core::FieldError::new("validation_in_invalid", "Must be a valid value."));
-            return Err(ApiError(Error::validation("An error occurred while validating the submitted data.", f)));
+            f.insert(
+                "identityField".into(),
+                basalt_core::FieldError::new("validation_in_invalid", "Must be a valid value."),
+            );
+            return Err(ApiError(Error::validation(
+                "An error occurred while validating the submitted data.",
+                f,
+            )));
         }
         fields = vec![wanted.to_string()];
     }
@@ -399,21 +668,37 @@ async fn auth_with_password(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path
             continue;
         }
         let mut s = ctx.sql();
-        s.push("SELECT \"id\" FROM ").ident(&coll.name).push(" WHERE ");
+        s.push("SELECT \"id\" FROM ")
+            .ident(&coll.name)
+            .push(" WHERE ");
         if f == "email" {
-            s.push("LOWER(\"email\") = LOWER(").bind(Value::Text(identity.clone())).push(")");
+            s.push("LOWER(\"email\") = LOWER(")
+                .bind(Value::Text(identity.clone()))
+                .push(")");
         } else {
             s.ident(f).push(" = ").bind(Value::Text(identity.clone()));
         }
         s.push(" LIMIT 1");
-        if let Some(id) = ctx.store.query(&s).await?.rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+        if let Some(id) = ctx
+            .store
+            .query(&s)
+            .await?
+            .rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+        {
             found = records::load_record(&ctx, &coll, &id.into_string()).await?;
             break;
         }
     }
     // Verify against a dummy hash when no record matched, so timing does not reveal existence.
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0JtRy6Xm4w6I3r0fQ1aW3bq4x6W3mA5lq1n2b3c4d5e";
-    let hash = found.as_ref().and_then(|r| r.get("password").and_then(Json::as_str)).unwrap_or(DUMMY).to_string();
+    let hash = found
+        .as_ref()
+        .and_then(|r| r.get("password").and_then(Json::as_str))
+        .unwrap_or(DUMMY)
+        .to_string();
     let ok = verify_password_blocking(password, hash).await;
     let Some(rec) = found.filter(|_| ok) else {
         return Err(bad("Failed to authenticate."));
@@ -423,28 +708,65 @@ async fn auth_with_password(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path
     auth_response(&ctx, &coll, rec, token, &q).await
 }
 
-async fn auth_refresh(State(ctx): State<AppCtx>, auth: Auth, Path(c): Path<String>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+async fn auth_refresh(
+    State(ctx): State<AppCtx>,
+    auth: Auth,
+    Path(c): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let Some(caller) = auth.0 else {
-        return Err(unauthorized("The request requires valid record authorization token."));
+        return Err(unauthorized(
+            "The request requires valid record authorization token.",
+        ));
     };
     let q = query_map(&raw);
-    let wrong = || forbidden(&format!("The request requires auth record from {} collection.", caller.collection.name));
-    let coll = ctx.collection(&c).ok_or_else(|| ApiError(Error::NotFound("Missing or invalid collection context.".into())))?;
+    let wrong = || {
+        forbidden(&format!(
+            "The request requires auth record from {} collection.",
+            caller.collection.name
+        ))
+    };
+    let coll = ctx.collection(&c).ok_or_else(|| {
+        ApiError(Error::NotFound(
+            "Missing or invalid collection context.".into(),
+        ))
+    })?;
     if coll.id != caller.collection.id {
         return Err(wrong());
     }
     check_auth_rule(&ctx, &coll, &caller.record, caller.is_superuser()).await?;
-    let token = if caller.refreshable { new_auth_token(&coll, &caller.record, true, None) } else { caller.token.clone() };
+    let token = if caller.refreshable {
+        new_auth_token(&coll, &caller.record, true, None)
+    } else {
+        caller.token.clone()
+    };
     auth_response(&ctx, &coll, caller.record, token, &q).await
 }
 
-async fn auth_methods(State(ctx): State<AppCtx>, Path(c): Path<String>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+async fn auth_methods(
+    State(ctx): State<AppCtx>,
+    Path(c): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     let coll = auth_collection(&ctx, &c)?;
     let a = coll.auth.clone().ok_or_else(not_found)?;
     // A disabled method reports duration 0, as the protocol does.
     let method = |k: &str| {
-        let enabled = a.extra.get(k).and_then(|v| v.get("enabled")).and_then(Json::as_bool).unwrap_or(false);
-        let duration = if enabled { a.extra.get(k).and_then(|v| v.get("duration")).cloned().unwrap_or(json!(0)) } else { json!(0) };
+        let enabled = a
+            .extra
+            .get(k)
+            .and_then(|v| v.get("enabled"))
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
+        let duration = if enabled {
+            a.extra
+                .get(k)
+                .and_then(|v| v.get("duration"))
+                .cloned()
+                .unwrap_or(json!(0))
+        } else {
+            json!(0)
+        };
         json!({"duration": duration, "enabled": enabled})
     };
     let body = json!({

@@ -20,7 +20,11 @@ pub const SUPERUSERS_ONLY: &str = "Only superusers can perform this action.";
 
 /// Converts result rows into record data keyed by field name.
 pub fn rows_to_data(coll: &Collection, rows: Rows) -> Vec<Data> {
-    let map: Vec<Option<usize>> = rows.columns.iter().map(|c| coll.fields.iter().position(|f| &f.name == c)).collect();
+    let map: Vec<Option<usize>> = rows
+        .columns
+        .iter()
+        .map(|c| coll.fields.iter().position(|f| &f.name == c))
+        .collect();
     rows.rows
         .into_iter()
         .map(|r| {
@@ -52,21 +56,37 @@ fn select_all(ctx: &AppCtx, coll: &Collection) -> Sql {
 /// Loads a record by id with no rule (internal use).
 pub async fn load_record(ctx: &AppCtx, coll: &Collection, id: &str) -> ApiResult<Option<Data>> {
     let mut s = select_all(ctx, coll);
-    s.push(" WHERE ").push(MAIN).push(".\"id\" = ").bind(Value::Text(id.to_string())).push(" LIMIT 1");
+    s.push(" WHERE ")
+        .push(MAIN)
+        .push(".\"id\" = ")
+        .bind(Value::Text(id.to_string()))
+        .push(" LIMIT 1");
     let rows = ctx.store.query(&s).await?;
     Ok(rows_to_data(coll, rows).into_iter().next())
 }
 
 /// The request facts rules may reference.
-pub fn request_info(caller: &Option<Caller>, method: &str, query: &Map<String, Json>, headers: &axum::http::HeaderMap, body: Option<&Data>, context: &str) -> RequestInfo {
+pub fn request_info(
+    caller: &Option<Caller>,
+    method: &str,
+    query: &Map<String, Json>,
+    headers: &axum::http::HeaderMap,
+    body: Option<&Data>,
+    context: &str,
+) -> RequestInfo {
     let mut h = Map::new();
     for (k, v) in headers {
         if let Ok(s) = v.to_str() {
-            h.insert(k.as_str().to_ascii_lowercase().replace('-', "_"), Json::String(s.to_string()));
+            h.insert(
+                k.as_str().to_ascii_lowercase().replace('-', "_"),
+                Json::String(s.to_string()),
+            );
         }
     }
     RequestInfo {
-        auth: caller.as_ref().map(|c| (c.collection.clone(), c.record.clone())),
+        auth: caller
+            .as_ref()
+            .map(|c| (c.collection.clone(), c.record.clone())),
         body: body.cloned().unwrap_or_default(),
         query: query.clone(),
         headers: h,
@@ -77,7 +97,12 @@ pub fn request_info(caller: &Option<Caller>, method: &str, query: &Map<String, J
 }
 
 /// A rule as it applies to this caller: `None` means no condition (public or superuser).
-pub fn rule_condition(ctx: &AppCtx, coll: &Collection, rule: &Option<String>, info: &RequestInfo) -> ApiResult<Option<Sql>> {
+pub fn rule_condition(
+    ctx: &AppCtx,
+    coll: &Collection,
+    rule: &Option<String>,
+    info: &RequestInfo,
+) -> ApiResult<Option<Sql>> {
     if info.is_superuser() {
         return Ok(None);
     }
@@ -85,7 +110,8 @@ pub fn rule_condition(ctx: &AppCtx, coll: &Collection, rule: &Option<String>, in
         None => Err(forbidden(SUPERUSERS_ONLY)),
         Some(r) if r.trim().is_empty() => Ok(None),
         Some(r) => {
-            let e = filter::parse(r).map_err(|e| ApiError(Error::internal(format!("stored rule: {e}"))))?;
+            let e = filter::parse(r)
+                .map_err(|e| ApiError(Error::internal(format!("stored rule: {e}"))))?;
             let cols = ctx.collections();
             let mut c = Compiler::new(ctx.dialect(), cols.as_ref(), info, true);
             Ok(Some(c.compile(coll, &e)?))
@@ -99,7 +125,12 @@ pub fn invalid_query(what: &str, detail: &str) -> ApiError {
     bad("Something went wrong while processing your request.")
 }
 
-fn client_filter(ctx: &AppCtx, coll: &Collection, f: &str, info: &RequestInfo) -> ApiResult<Option<Sql>> {
+fn client_filter(
+    ctx: &AppCtx,
+    coll: &Collection,
+    f: &str,
+    info: &RequestInfo,
+) -> ApiResult<Option<Sql>> {
     if f.trim().is_empty() {
         return Ok(None);
     }
@@ -128,10 +159,16 @@ pub struct ListResult {
     pub total_pages: i64,
 }
 
-pub async fn list(ctx: &AppCtx, coll: &Arc<Collection>, p: &ListParams, info: &RequestInfo) -> ApiResult<ListResult> {
+pub async fn list(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    p: &ListParams,
+    info: &RequestInfo,
+) -> ApiResult<ListResult> {
     let rule = rule_condition(ctx, coll, &coll.list_rule, info)?;
     let filt = client_filter(ctx, coll, &p.filter, info)?;
-    let sort: Vec<SortItem> = filter::parse_sort(&p.sort).map_err(|e| invalid_query("sort", &e.to_string()))?;
+    let sort: Vec<SortItem> =
+        filter::parse_sort(&p.sort).map_err(|e| invalid_query("sort", &e.to_string()))?;
     let cols = ctx.collections();
     let mut comp = Compiler::new(ctx.dialect(), cols.as_ref(), info, false);
     let order = comp.order_by(coll, &sort).map_err(|e| match e {
@@ -139,12 +176,10 @@ pub async fn list(ctx: &AppCtx, coll: &Arc<Collection>, p: &ListParams, info: &R
         other => ApiError(other),
     })?;
     let mut where_ = ctx.sql();
-    let mut parts = 0;
-    for c in [rule, filt].into_iter().flatten() {
-        where_.push(if parts == 0 { " WHERE (" } else { " AND (" });
+    for (i, c) in [rule, filt].into_iter().flatten().enumerate() {
+        where_.push(if i == 0 { " WHERE (" } else { " AND (" });
         where_.append(c);
         where_.push(")");
-        parts += 1;
     }
     let mut q = select_all(ctx, coll);
     q.append(where_.clone());
@@ -153,20 +188,37 @@ pub async fn list(ctx: &AppCtx, coll: &Arc<Collection>, p: &ListParams, info: &R
         q.append(order);
     }
     let offset = (p.page - 1).max(0) * p.per_page;
-    q.push(" LIMIT ").bind(Value::Int(p.per_page)).push(" OFFSET ").bind(Value::Int(offset));
+    q.push(" LIMIT ")
+        .bind(Value::Int(p.per_page))
+        .push(" OFFSET ")
+        .bind(Value::Int(offset));
     let rows = ctx.store.query(&q).await?;
     let items = rows_to_data(coll, rows);
     let (total_items, total_pages) = if p.skip_total {
         (-1, -1)
     } else {
         let mut cq = ctx.sql();
-        cq.push("SELECT COUNT(*) FROM ").ident(&coll.name).push(" AS ").push(MAIN);
+        cq.push("SELECT COUNT(*) FROM ")
+            .ident(&coll.name)
+            .push(" AS ")
+            .push(MAIN);
         cq.append(where_);
         let r = ctx.store.query(&cq).await?;
-        let n = r.rows.first().and_then(|r| r.first()).and_then(Value::as_f64).unwrap_or(0.0) as i64;
+        let n = r
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0) as i64;
         (n, (n + p.per_page - 1) / p.per_page)
     };
-    Ok(ListResult { items, page: p.page, per_page: p.per_page, total_items, total_pages })
+    Ok(ListResult {
+        items,
+        page: p.page,
+        per_page: p.per_page,
+        total_items,
+        total_pages,
+    })
 }
 
 /// Fetches one record under a rule: `Ok(None)` when missing or not allowed (both are 404).
@@ -180,7 +232,10 @@ pub async fn fetch_with_rule(
 ) -> ApiResult<Option<Data>> {
     let cond = rule_condition(ctx, coll, rule, info)?;
     let mut s = select_all(ctx, coll);
-    s.push(" WHERE ").push(MAIN).push(".\"id\" = ").bind(Value::Text(id.to_string()));
+    s.push(" WHERE ")
+        .push(MAIN)
+        .push(".\"id\" = ")
+        .bind(Value::Text(id.to_string()));
     if let Some(c) = cond {
         s.push(" AND (");
         s.append(c);
@@ -195,41 +250,69 @@ pub async fn fetch_with_rule(
 }
 
 /// Whether the caller matches the auth collection's manageRule for this record.
-pub async fn is_manager(ctx: &AppCtx, coll: &Collection, id: &str, info: &RequestInfo) -> ApiResult<bool> {
+pub async fn is_manager(
+    ctx: &AppCtx,
+    coll: &Collection,
+    id: &str,
+    info: &RequestInfo,
+) -> ApiResult<bool> {
     if info.is_superuser() {
         return Ok(true);
     }
-    let Some(rule) = coll.auth.as_ref().and_then(|a| a.manage_rule.clone()) else { return Ok(false) };
+    let Some(rule) = coll.auth.as_ref().and_then(|a| a.manage_rule.clone()) else {
+        return Ok(false);
+    };
     if rule.trim().is_empty() || info.auth.is_none() {
         return Ok(false);
     }
-    Ok(fetch_with_rule(ctx, coll, id, &Some(rule), info, None).await?.is_some())
+    Ok(fetch_with_rule(ctx, coll, id, &Some(rule), info, None)
+        .await?
+        .is_some())
 }
 
 /// Validates a body like [`record::prepare`], adding missing-relation errors found in the database so
 /// the client sees every field error at once.
-async fn prepare_checked(ctx: &AppCtx, wctx: &WriteCtx<'_>, body: &Data) -> ApiResult<record::Prepared> {
+async fn prepare_checked(
+    ctx: &AppCtx,
+    wctx: &WriteCtx<'_>,
+    body: &Data,
+) -> ApiResult<record::Prepared> {
     let (p, mut errs) = record::prepare_partial(wctx, body);
     let rel_errs = relation_errors(ctx, &p.relations).await?;
     for (k, v) in rel_errs {
         errs.entry(k).or_insert(v);
     }
     if !errs.is_empty() {
-        let msg = if wctx.existing.is_none() { "Failed to create record." } else { "Failed to update record." };
+        let msg = if wctx.existing.is_none() {
+            "Failed to create record."
+        } else {
+            "Failed to update record."
+        };
         return Err(ApiError(Error::validation(msg, errs)));
     }
     Ok(p)
 }
 
-async fn relation_errors(ctx: &AppCtx, rels: &[(String, String, Vec<String>)]) -> ApiResult<FieldErrors> {
+async fn relation_errors(
+    ctx: &AppCtx,
+    rels: &[(String, String, Vec<String>)],
+) -> ApiResult<FieldErrors> {
     let mut errs = FieldErrors::new();
     for (field, target, ids) in rels {
         let Some(tc) = ctx.collection(target) else {
-            errs.insert(field.clone(), FieldError::new("validation_missing_rel_records", "Failed to find all relation records with the provided ids."));
+            errs.insert(
+                field.clone(),
+                FieldError::new(
+                    "validation_missing_rel_records",
+                    "Failed to find all relation records with the provided ids.",
+                ),
+            );
             continue;
         };
         let mut s = ctx.sql();
-        s.push("SELECT COUNT(*) FROM ").ident(&tc.name).push(" WHERE \"id\" IN (");
+        s.push("SELECT COUNT(*) FROM ")
+            .ident(&tc.name)
+            .push(" WHERE \"id\" IN (");
         for (i, id) in ids.iter().enumerate() {
             if i > 0 {
                 s.push(", ");
@@ -238,9 +321,20 @@ async fn relation_errors(ctx: &AppCtx, rels: &[(String, String, Vec<String>)]) -
         }
         s.push(")");
         let r = ctx.store.query(&s).await?;
-        let n = r.rows.first().and_then(|r| r.first()).and_then(Value::as_f64).unwrap_or(0.0) as usize;
+        let n = r
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0) as usize;
         if n != ids.len() {
-            errs.insert(field.clone(), FieldError::new("validation_missing_rel_records", "Failed to find all relation records with the provided ids."));
+            errs.insert(
+                field.clone(),
+                FieldError::new(
+                    "validation_missing_rel_records",
+                    "Failed to find all relation records with the provided ids.",
+                ),
+            );
         }
     }
     Ok(errs)
@@ -260,7 +354,10 @@ fn insert_sql(ctx: &AppCtx, coll: &Collection, data: &Data) -> Sql {
         if i > 0 {
             s.push(", ");
         }
-        let v = data.get(&f.name).cloned().unwrap_or_else(|| record::zero(f));
+        let v = data
+            .get(&f.name)
+            .cloned()
+            .unwrap_or_else(|| record::zero(f));
         s.bind(json_to_column(f, &v));
     }
     s.push(")");
@@ -276,7 +373,10 @@ fn update_sql(ctx: &AppCtx, coll: &Collection, id: &str, data: &Data) -> Sql {
             s.push(", ");
         }
         first = false;
-        let v = data.get(&f.name).cloned().unwrap_or_else(|| record::zero(f));
+        let v = data
+            .get(&f.name)
+            .cloned()
+            .unwrap_or_else(|| record::zero(f));
         s.ident(&f.name).push(" = ").bind(json_to_column(f, &v));
     }
     s.push(" WHERE \"id\" = ").bind(Value::Text(id.to_string()));
@@ -284,34 +384,69 @@ fn update_sql(ctx: &AppCtx, coll: &Collection, id: &str, data: &Data) -> Sql {
 }
 
 /// Creates a record: validate, insert, check createRule against the inserted row, commit.
-pub async fn create(ctx: &AppCtx, coll: &Arc<Collection>, body: &Data, info: &RequestInfo) -> ApiResult<Data> {
+pub async fn create(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    body: &Data,
+    info: &RequestInfo,
+) -> ApiResult<Data> {
     if !info.is_superuser() && coll.create_rule.is_none() {
         return Err(forbidden(SUPERUSERS_ONLY));
     }
     if coll.is_superusers() && !info.is_superuser() {
         return Err(forbidden(SUPERUSERS_ONLY));
     }
-    let wctx = WriteCtx { coll, existing: None, is_manager: info.is_superuser(), is_superuser: info.is_superuser() };
+    let wctx = WriteCtx {
+        coll,
+        existing: None,
+        is_manager: info.is_superuser(),
+        is_superuser: info.is_superuser(),
+    };
     let mut prepared = prepare_checked(ctx, &wctx, body).await?;
     if let Some(pw) = prepared.new_password.take() {
         let h = crate::auth::hash_password_blocking(pw).await?;
         prepared.data.insert("password".into(), Json::String(h));
     }
     if coll.is_auth() {
-        let email = prepared.data.get("email").and_then(Json::as_str).unwrap_or("").to_string();
+        let email = prepared
+            .data
+            .get("email")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
         if !email.is_empty() && email_taken(ctx, coll, &email, None).await? {
             let mut f = FieldErrors::new();
-            f.insert("email".into(), FieldError::new("validation_not_unique", "Value must be unique."));
+            f.insert(
+                "email".into(),
+                FieldError::new("validation_not_unique", "Value must be unique."),
+            );
             return Err(ApiError(Error::validation("Failed to create record.", f)));
         }
     }
     let mut tx = ctx.store.begin().await?;
-    tx.execute(&insert_sql(ctx, coll, &prepared.data)).await.map_err(|e| unique_error(e, "Failed to create record."))?;
-    let id = prepared.data.get("id").and_then(Json::as_str).unwrap_or("").to_string();
-    if let Some(Some(cond)) = (!info.is_superuser()).then(|| rule_condition(ctx, coll, &coll.create_rule, info)).transpose()? {
+    tx.execute(&insert_sql(ctx, coll, &prepared.data))
+        .await
+        .map_err(|e| unique_error(e, "Failed to create record."))?;
+    let id = prepared
+        .data
+        .get("id")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    if let Some(Some(cond)) = (!info.is_superuser())
+        .then(|| rule_condition(ctx, coll, &coll.create_rule, info))
+        .transpose()?
+    {
         let mut s = ctx.sql();
-        s.push("SELECT 1 FROM ").ident(&coll.name).push(" AS ").push(MAIN).push(" WHERE ").push(MAIN);
-        s.push(".\"id\" = ").bind(Value::Text(id.clone())).push(" AND (");
+        s.push("SELECT 1 FROM ")
+            .ident(&coll.name)
+            .push(" AS ")
+            .push(MAIN)
+            .push(" WHERE ")
+            .push(MAIN);
+        s.push(".\"id\" = ")
+            .bind(Value::Text(id.clone()))
+            .push(" AND (");
         s.append(cond);
         s.push(")");
         if tx.query(&s).await?.rows.is_empty() {
@@ -329,9 +464,18 @@ fn unique_error(e: basalt_store::StoreError, msg: &str) -> ApiError {
     }
 }
 
-async fn email_taken(ctx: &AppCtx, coll: &Collection, email: &str, except: Option<&str>) -> ApiResult<bool> {
+async fn email_taken(
+    ctx: &AppCtx,
+    coll: &Collection,
+    email: &str,
+    except: Option<&str>,
+) -> ApiResult<bool> {
     let mut s = ctx.sql();
-    s.push("SELECT 1 FROM ").ident(&coll.name).push(" WHERE LOWER(\"email\") = LOWER(").bind(Value::Text(email.into())).push(")");
+    s.push("SELECT 1 FROM ")
+        .ident(&coll.name)
+        .push(" WHERE LOWER(\"email\") = LOWER(")
+        .bind(Value::Text(email.into()))
+        .push(")");
     if let Some(id) = except {
         s.push(" AND \"id\" != ").bind(Value::Text(id.into()));
     }
@@ -340,22 +484,49 @@ async fn email_taken(ctx: &AppCtx, coll: &Collection, email: &str, except: Optio
 }
 
 /// Updates a record under updateRule (404 when it does not match).
-pub async fn update(ctx: &AppCtx, coll: &Arc<Collection>, id: &str, body: &Data, info: &RequestInfo) -> ApiResult<Data> {
+pub async fn update(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    id: &str,
+    body: &Data,
+    info: &RequestInfo,
+) -> ApiResult<Data> {
     if coll.is_superusers() && !info.is_superuser() {
         return Err(forbidden(SUPERUSERS_ONLY));
     }
-    let existing = fetch_with_rule(ctx, coll, id, &coll.update_rule, info, None).await?.ok_or_else(not_found)?;
+    let existing = fetch_with_rule(ctx, coll, id, &coll.update_rule, info, None)
+        .await?
+        .ok_or_else(not_found)?;
     let manager = coll.is_auth() && is_manager(ctx, coll, id, info).await?;
-    let wctx = WriteCtx { coll, existing: Some(&existing), is_manager: manager || info.is_superuser(), is_superuser: info.is_superuser() };
+    let wctx = WriteCtx {
+        coll,
+        existing: Some(&existing),
+        is_manager: manager || info.is_superuser(),
+        is_superuser: info.is_superuser(),
+    };
     let mut prepared = prepare_checked(ctx, &wctx, body).await?;
     let mut rotate = false;
     if let Some(pw) = prepared.new_password.take() {
         if !wctx.is_manager {
-            let old = body.get("oldPassword").and_then(Json::as_str).unwrap_or("").to_string();
-            let hash = existing.get("password").and_then(Json::as_str).unwrap_or("").to_string();
+            let old = body
+                .get("oldPassword")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
+            let hash = existing
+                .get("password")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string();
             if !crate::auth::verify_password_blocking(old, hash).await {
                 let mut f = FieldErrors::new();
-                f.insert("oldPassword".into(), FieldError::new("validation_invalid_old_password", "Missing or invalid old password."));
+                f.insert(
+                    "oldPassword".into(),
+                    FieldError::new(
+                        "validation_invalid_old_password",
+                        "Missing or invalid old password.",
+                    ),
+                );
                 return Err(ApiError(Error::validation("Failed to update record.", f)));
             }
         }
@@ -364,21 +535,34 @@ pub async fn update(ctx: &AppCtx, coll: &Arc<Collection>, id: &str, body: &Data,
         rotate = true;
     }
     if coll.is_auth() {
-        let new_email = prepared.data.get("email").and_then(Json::as_str).unwrap_or("");
+        let new_email = prepared
+            .data
+            .get("email")
+            .and_then(Json::as_str)
+            .unwrap_or("");
         if Some(new_email) != existing.get("email").and_then(Json::as_str) {
             rotate = true;
             if !new_email.is_empty() && email_taken(ctx, coll, new_email, Some(id)).await? {
                 let mut f = FieldErrors::new();
-                f.insert("email".into(), FieldError::new("validation_not_unique", "Value must be unique."));
+                f.insert(
+                    "email".into(),
+                    FieldError::new("validation_not_unique", "Value must be unique."),
+                );
                 return Err(ApiError(Error::validation("Failed to update record.", f)));
             }
         }
     }
     if rotate {
-        prepared.data.insert("tokenKey".into(), Json::String(basalt_core::id::random_id(50)));
+        prepared.data.insert(
+            "tokenKey".into(),
+            Json::String(basalt_core::id::random_id(50)),
+        );
     }
     let mut tx = ctx.store.begin().await?;
-    let n = tx.execute(&update_sql(ctx, coll, id, &prepared.data)).await.map_err(|e| unique_error(e, "Failed to update record."))?;
+    let n = tx
+        .execute(&update_sql(ctx, coll, id, &prepared.data))
+        .await
+        .map_err(|e| unique_error(e, "Failed to update record."))?;
     if n == 0 && ctx.dialect() == basalt_core::sql::Dialect::Sqlite {
         return Err(not_found());
     }
@@ -387,16 +571,30 @@ pub async fn update(ctx: &AppCtx, coll: &Arc<Collection>, id: &str, body: &Data,
 }
 
 /// Deletes a record under deleteRule, then clears or cascades references to it, in one transaction.
-pub async fn delete(ctx: &AppCtx, coll: &Arc<Collection>, id: &str, info: &RequestInfo) -> ApiResult<()> {
+pub async fn delete(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    id: &str,
+    info: &RequestInfo,
+) -> ApiResult<()> {
     if coll.is_superusers() && !info.is_superuser() {
         return Err(forbidden(SUPERUSERS_ONLY));
     }
-    fetch_with_rule(ctx, coll, id, &coll.delete_rule, info, None).await?.ok_or_else(not_found)?;
+    fetch_with_rule(ctx, coll, id, &coll.delete_rule, info, None)
+        .await?
+        .ok_or_else(not_found)?;
     let mut tx = ctx.store.begin().await?;
     if coll.is_superusers() {
         let mut s = ctx.sql();
         s.push("SELECT COUNT(*) FROM \"_superusers\"");
-        let n = tx.query(&s).await?.rows.first().and_then(|r| r.first()).and_then(Value::as_f64).unwrap_or(0.0);
+        let n = tx
+            .query(&s)
+            .await?
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
         if n <= 1.0 {
             return Err(bad("You can't delete the only existing superuser."));
         }
@@ -418,17 +616,35 @@ fn delete_in_tx<'a>(
             return Err(bad("Too deep cascade delete."));
         }
         let mut s = ctx.sql();
-        s.push("DELETE FROM ").ident(&coll.name).push(" WHERE \"id\" = ").bind(Value::Text(id.to_string()));
+        s.push("DELETE FROM ")
+            .ident(&coll.name)
+            .push(" WHERE \"id\" = ")
+            .bind(Value::Text(id.to_string()));
         tx.execute(&s).await?;
         let cols = ctx.collections();
         for other in &cols.list {
-            for f in other.fields.iter().filter(|f| f.ty() == FieldType::Relation && (f.collection_id == coll.id)) {
+            for f in other
+                .fields
+                .iter()
+                .filter(|f| f.ty() == FieldType::Relation && (f.collection_id == coll.id))
+            {
                 let col = ident(&f.name);
                 // Find referencing rows.
                 let mut q = ctx.sql();
-                q.push("SELECT \"id\" FROM ").ident(&other.name).push(" AS ").push(MAIN).push(" WHERE ");
+                q.push("SELECT \"id\" FROM ")
+                    .ident(&other.name)
+                    .push(" AS ")
+                    .push(MAIN)
+                    .push(" WHERE ");
                 refs_condition(ctx, &mut q, &col, f.is_multiple(), id);
-                let ids: Vec<String> = tx.query(&q).await?.rows.into_iter().filter_map(|r| r.into_iter().next()).map(Value::into_string).collect();
+                let ids: Vec<String> = tx
+                    .query(&q)
+                    .await?
+                    .rows
+                    .into_iter()
+                    .filter_map(|r| r.into_iter().next())
+                    .map(Value::into_string)
+                    .collect();
                 if ids.is_empty() {
                     continue;
                 }
@@ -442,13 +658,19 @@ fn delete_in_tx<'a>(
                     return Err(bad("The record cannot be deleted because it is part of a required reference in another record."));
                 }
                 let mut u = ctx.sql();
-                u.push("UPDATE ").ident(&other.name).push(" SET ").push(&col).push(" = ");
+                u.push("UPDATE ")
+                    .ident(&other.name)
+                    .push(" SET ")
+                    .push(&col)
+                    .push(" = ");
                 match (f.is_multiple(), ctx.dialect()) {
                     (false, _) => {
                         u.push("''");
                     }
                     (true, basalt_core::sql::Dialect::Sqlite) => {
-                        u.push("(SELECT json_group_array(value) FROM json_each(").push(&col).push(") WHERE value != ");
+                        u.push("(SELECT json_group_array(value) FROM json_each(")
+                            .push(&col)
+                            .push(") WHERE value != ");
                         u.bind(Value::Text(id.to_string())).push(")");
                     }
                     (true, basalt_core::sql::Dialect::Postgres) => {
@@ -477,16 +699,30 @@ fn refs_condition(ctx: &AppCtx, q: &mut Sql, col: &str, multi: bool, id: &str) {
             q.push(&qual).push(" = ").bind(Value::Text(id.to_string()));
         }
         (true, basalt_core::sql::Dialect::Sqlite) => {
-            q.push("EXISTS (SELECT 1 FROM json_each(").push(&qual).push(") WHERE value = ").bind(Value::Text(id.to_string())).push(")");
+            q.push("EXISTS (SELECT 1 FROM json_each(")
+                .push(&qual)
+                .push(") WHERE value = ")
+                .bind(Value::Text(id.to_string()))
+                .push(")");
         }
         (true, basalt_core::sql::Dialect::Postgres) => {
-            q.push(&qual).push(" @> jsonb_build_array(").bind(Value::Text(id.to_string())).push(")");
+            q.push(&qual)
+                .push(" @> jsonb_build_array(")
+                .bind(Value::Text(id.to_string()))
+                .push(")");
         }
     }
 }
 
 /// Expands relation paths into `expand`, each related collection's viewRule applied.
-pub async fn expand(ctx: &AppCtx, coll: &Arc<Collection>, items: &mut [Map<String, Json>], raw: &[Data], paths: &str, info: &RequestInfo) -> ApiResult<()> {
+pub async fn expand(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    items: &mut [Map<String, Json>],
+    raw: &[Data],
+    paths: &str,
+    info: &RequestInfo,
+) -> ApiResult<()> {
     let mut tree: Vec<Vec<String>> = vec![];
     for p in paths.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let segs: Vec<String> = p.split('.').map(str::to_string).collect();
@@ -523,36 +759,65 @@ fn expand_one<'a>(
                 }
             }
         }
-        let mut expand_obj = item.get("expand").and_then(Json::as_object).cloned().unwrap_or_default();
+        let mut expand_obj = item
+            .get("expand")
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default();
         let mut any_valid = false;
         for first in firsts {
-            let rest: Vec<Vec<String>> = paths.iter().filter(|p| p[0] == first && p.len() > 1).map(|p| p[1..].to_vec()).collect();
-            let (target, related, multi) = if let Some(f) = coll.field(first).filter(|f| f.ty() == FieldType::Relation) {
-                let Some(target) = ctx.collection(&f.collection_id) else { continue };
-                let ids: Vec<String> = match data.get(first) {
-                    Some(Json::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-                    Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
-                    _ => vec![],
+            let rest: Vec<Vec<String>> = paths
+                .iter()
+                .filter(|p| p[0] == first && p.len() > 1)
+                .map(|p| p[1..].to_vec())
+                .collect();
+            let (target, related, multi) =
+                if let Some(f) = coll.field(first).filter(|f| f.ty() == FieldType::Relation) {
+                    let Some(target) = ctx.collection(&f.collection_id) else {
+                        continue;
+                    };
+                    let ids: Vec<String> = match data.get(first) {
+                        Some(Json::Array(a)) => a
+                            .iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect(),
+                        Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
+                        _ => vec![],
+                    };
+                    if ids.is_empty() {
+                        // An empty relation still yields `"expand": {}`, as the protocol answers.
+                        any_valid = true;
+                        continue;
+                    }
+                    let recs = fetch_many(ctx, &target, &ids, info).await?;
+                    (target, recs, f.is_multiple())
+                } else if let Some((other, via)) = first.split_once("_via_") {
+                    let Some(target) = ctx.collection(other) else {
+                        continue;
+                    };
+                    let Some(rf) = target
+                        .field(via)
+                        .filter(|f| f.ty() == FieldType::Relation && f.collection_id == coll.id)
+                    else {
+                        continue;
+                    };
+                    let my_id = data.get("id").and_then(Json::as_str).unwrap_or("");
+                    let recs = fetch_back(
+                        ctx,
+                        &target,
+                        &ident(&rf.name),
+                        rf.is_multiple(),
+                        my_id,
+                        info,
+                    )
+                    .await?;
+                    if recs.is_empty() {
+                        continue;
+                    }
+                    (target, recs, true)
+                } else {
+                    continue;
                 };
-                if ids.is_empty() {
-                    // An empty relation still yields `"expand": {}`, as the protocol answers.
-                    any_valid = true;
-                    continue;
-                }
-                let recs = fetch_many(ctx, &target, &ids, info).await?;
-                (target, recs, f.is_multiple())
-            } else if let Some((other, via)) = first.split_once("_via_") {
-                let Some(target) = ctx.collection(other) else { continue };
-                let Some(rf) = target.field(via).filter(|f| f.ty() == FieldType::Relation && f.collection_id == coll.id) else { continue };
-                let my_id = data.get("id").and_then(Json::as_str).unwrap_or("");
-                let recs = fetch_back(ctx, &target, &ident(&rf.name), rf.is_multiple(), my_id, info).await?;
-                if recs.is_empty() {
-                    continue;
-                }
-                (target, recs, true)
-            } else {
-                continue;
-            };
             let mut outs = vec![];
             for r in &related {
                 let mut o = output(ctx, &target, r, info).await;
@@ -564,7 +829,11 @@ fn expand_one<'a>(
             if outs.is_empty() {
                 continue;
             }
-            let v = if multi { Json::Array(outs) } else { outs.into_iter().next().unwrap_or(Json::Null) };
+            let v = if multi {
+                Json::Array(outs)
+            } else {
+                outs.into_iter().next().unwrap_or(Json::Null)
+            };
             expand_obj.insert(first.to_string(), v);
         }
         if !expand_obj.is_empty() || any_valid {
@@ -574,7 +843,12 @@ fn expand_one<'a>(
     })
 }
 
-async fn fetch_many(ctx: &AppCtx, coll: &Arc<Collection>, ids: &[String], info: &RequestInfo) -> ApiResult<Vec<Data>> {
+async fn fetch_many(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    ids: &[String],
+    info: &RequestInfo,
+) -> ApiResult<Vec<Data>> {
     let cond = match rule_condition(ctx, coll, &coll.view_rule, info) {
         Ok(c) => c,
         Err(_) => return Ok(vec![]),
@@ -595,11 +869,21 @@ async fn fetch_many(ctx: &AppCtx, coll: &Arc<Collection>, ids: &[String], info: 
     }
     let mut recs = rows_to_data(coll, ctx.store.query(&s).await?);
     // Keep the order of the relation's ids.
-    recs.sort_by_key(|r| ids.iter().position(|i| Some(i.as_str()) == r.get("id").and_then(Json::as_str)));
+    recs.sort_by_key(|r| {
+        ids.iter()
+            .position(|i| Some(i.as_str()) == r.get("id").and_then(Json::as_str))
+    });
     Ok(recs)
 }
 
-async fn fetch_back(ctx: &AppCtx, coll: &Arc<Collection>, col: &str, multi: bool, id: &str, info: &RequestInfo) -> ApiResult<Vec<Data>> {
+async fn fetch_back(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    col: &str,
+    multi: bool,
+    id: &str,
+    info: &RequestInfo,
+) -> ApiResult<Vec<Data>> {
     let cond = match rule_condition(ctx, coll, &coll.view_rule, info) {
         Ok(c) => c,
         Err(_) => return Ok(vec![]),
@@ -617,11 +901,19 @@ async fn fetch_back(ctx: &AppCtx, coll: &Arc<Collection>, col: &str, multi: bool
 }
 
 /// Record JSON for this viewer: hidden fields for superusers; email for self, superusers and managers.
-pub async fn output(ctx: &AppCtx, coll: &Collection, data: &Data, info: &RequestInfo) -> Map<String, Json> {
+pub async fn output(
+    ctx: &AppCtx,
+    coll: &Collection,
+    data: &Data,
+    info: &RequestInfo,
+) -> Map<String, Json> {
     let su = info.is_superuser();
     let mut show_email = su;
     if coll.is_auth() && !show_email {
-        let me = info.auth.as_ref().and_then(|(c, r)| (c.id == coll.id).then(|| r.get("id").cloned()).flatten());
+        let me = info
+            .auth
+            .as_ref()
+            .and_then(|(c, r)| (c.id == coll.id).then(|| r.get("id").cloned()).flatten());
         show_email = me.is_some() && me.as_ref() == data.get("id");
         if !show_email && info.auth.is_some() {
             let id = data.get("id").and_then(Json::as_str).unwrap_or("");
@@ -633,7 +925,11 @@ pub async fn output(ctx: &AppCtx, coll: &Collection, data: &Data, info: &Request
 
 /// Applies the `fields` query parameter to a JSON object (dot paths, `*`, `:excerpt(n,bool)`).
 pub fn pick_fields(v: &mut Json, fields: &str) {
-    let list: Vec<&str> = split_top_level(fields).into_iter().map(str::trim).filter(|s| !s.is_empty()).collect();
+    let list: Vec<&str> = split_top_level(fields)
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     if list.is_empty() {
         return;
     }
@@ -650,13 +946,18 @@ fn apply_paths(v: &mut Json, paths: &[Vec<&str>]) {
         }
         Json::Object(o) => {
             let mut keep = Map::new();
-            let star = paths.iter().any(|p| p.len() == 1 && (p[0] == "*" || p[0].starts_with("*:")));
+            let star = paths
+                .iter()
+                .any(|p| p.len() == 1 && (p[0] == "*" || p[0].starts_with("*:")));
             for (k, val) in std::mem::take(o) {
                 let mut matched = star;
                 let mut sub: Vec<Vec<&str>> = vec![];
                 let mut excerpt: Option<(usize, bool)> = None;
                 for p in paths {
-                    let (name, modifier) = p[0].split_once(':').map(|(a, b)| (a, Some(b))).unwrap_or((p[0], None));
+                    let (name, modifier) = p[0]
+                        .split_once(':')
+                        .map(|(a, b)| (a, Some(b)))
+                        .unwrap_or((p[0], None));
                     if name == k || name == "*" {
                         if p.len() == 1 {
                             matched = true;

@@ -61,12 +61,22 @@ pub async fn load(ctx: &AppCtx) -> ApiResult<()> {
     let mut q = ctx.sql();
     q.push("SELECT value FROM _params WHERE key = 'settings'");
     let mut s = defaults();
-    if let Some(v) = ctx.store.query(&q).await?.rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+    if let Some(v) = ctx
+        .store
+        .query(&q)
+        .await?
+        .rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+    {
         if let Ok(stored) = serde_json::from_str::<Json>(&v.into_string()) {
             merge(&mut s, &stored);
         }
     }
-    *ctx.settings.write().map_err(|_| ApiError(basalt_core::Error::internal("settings lock")))? = s;
+    *ctx.settings
+        .write()
+        .map_err(|_| ApiError(basalt_core::Error::internal("settings lock")))? = s;
     Ok(())
 }
 
@@ -98,7 +108,10 @@ fn check_shape(path: &str, def: &Json, v: &Json, errs: &mut basalt_core::FieldEr
             | (Json::Bool(_), Json::Bool(_))
     );
     if !same {
-        errs.insert(path.to_string(), basalt_core::FieldError::new("validation_invalid_value", "Invalid value type."));
+        errs.insert(
+            path.to_string(),
+            basalt_core::FieldError::new("validation_invalid_value", "Invalid value type."),
+        );
         return;
     }
     if let (Json::Object(d), Json::Object(o)) = (def, v) {
@@ -110,14 +123,27 @@ fn check_shape(path: &str, def: &Json, v: &Json, errs: &mut basalt_core::FieldEr
     }
     if let Json::Number(n) = v {
         if n.as_f64().is_some_and(|f| f < 0.0) {
-            errs.insert(path.to_string(), basalt_core::FieldError::new("validation_min_greater_equal_than_required", "Must be no less than 0."));
+            errs.insert(
+                path.to_string(),
+                basalt_core::FieldError::new(
+                    "validation_min_greater_equal_than_required",
+                    "Must be no less than 0.",
+                ),
+            );
         }
     }
 }
 
 pub async fn patch(ctx: &AppCtx, body: &Json) -> ApiResult<Json> {
-    let Some(obj) = body.as_object() else { return Err(crate::error::bad("Invalid settings.")) };
-    validate(obj).map_err(|f| ApiError(basalt_core::Error::validation("An error occurred while submitting the form.", f)))?;
+    let Some(obj) = body.as_object() else {
+        return Err(crate::error::bad("Invalid settings."));
+    };
+    validate(obj).map_err(|f| {
+        ApiError(basalt_core::Error::validation(
+            "An error occurred while submitting the form.",
+            f,
+        ))
+    })?;
     let mut s = ctx.settings();
     for (k, v) in obj {
         if let Some(slot) = s.get_mut(k) {
@@ -129,9 +155,13 @@ pub async fn patch(ctx: &AppCtx, body: &Json) -> ApiResult<Json> {
     del.push("DELETE FROM _params WHERE key = 'settings'");
     tx.execute(&del).await?;
     let mut ins = ctx.sql();
-    ins.push("INSERT INTO _params (key, value) VALUES ('settings', ").bind(Value::Text(s.to_string())).push(")");
+    ins.push("INSERT INTO _params (key, value) VALUES ('settings', ")
+        .bind(Value::Text(s.to_string()))
+        .push(")");
     tx.execute(&ins).await?;
     tx.commit().await?;
-    *ctx.settings.write().map_err(|_| ApiError(basalt_core::Error::internal("settings lock")))? = s.clone();
+    *ctx.settings
+        .write()
+        .map_err(|_| ApiError(basalt_core::Error::internal("settings lock")))? = s.clone();
     Ok(public_view(&s))
 }

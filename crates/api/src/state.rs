@@ -35,7 +35,10 @@ impl Collections {
         Collections { list, by_key }
     }
     pub fn get(&self, key: &str) -> Option<Arc<Collection>> {
-        self.by_key.get(key).or_else(|| self.by_key.get(&key.to_ascii_lowercase())).cloned()
+        self.by_key
+            .get(key)
+            .or_else(|| self.by_key.get(&key.to_ascii_lowercase()))
+            .cloned()
     }
 }
 
@@ -47,7 +50,11 @@ impl Schema for Collections {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        AppState { store, collections: RwLock::new(Arc::new(Collections::default())), settings: RwLock::new(Json::Null) }
+        AppState {
+            store,
+            collections: RwLock::new(Arc::new(Collections::default())),
+            settings: RwLock::new(Json::Null),
+        }
     }
 
     pub fn dialect(&self) -> Dialect {

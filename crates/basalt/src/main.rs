@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use settings::{Settings, StorageArgs};
 
 #[derive(Parser, Debug)]
-#[command(name = "basalt", version, about = "Basalt: a backend in one binary, speaking PocketBase's HTTP protocol.")]
+#[command(
+    name = "basalt",
+    version,
+    about = "Basalt: a backend in one binary, speaking PocketBase's HTTP protocol."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,7 +64,9 @@ const TARGETS: &[(&str, &str)] = &[
 fn init_logging(s: &Settings) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&s.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if s.log.format == "json" {
         b.json().init();
     } else {
@@ -72,7 +78,9 @@ async fn open_app(s: &Settings) -> anyhow::Result<basalt_api::AppCtx> {
     let store = basalt_store::open(&s.dir, s.database_url.as_ref().map(|u| u.expose()))
         .await
         .with_context(|| format!("opening the database ({})", s.storage_description()))?;
-    basalt_api::build(store).await.map_err(|e| anyhow::anyhow!("bootstrapping the database: {:?}", e.0))
+    basalt_api::build(store)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrapping the database: {:?}", e.0))
 }
 
 async fn shutdown_signal() {
@@ -99,13 +107,20 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { storage, http, target, list_targets } => {
+        Command::Serve {
+            storage,
+            http,
+            target,
+            list_targets,
+        } => {
             if list_targets {
                 for (t, d) in TARGETS {
                     println!("{t:8} {d}");
@@ -115,15 +130,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = Settings::load(&storage, http, target)?;
             init_logging(&s);
             let ctx = open_app(&s).await?;
-            let addr: SocketAddr = s.http.parse().with_context(|| format!("invalid --http address {:?}", s.http))?;
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            let addr: SocketAddr = s
+                .http
+                .parse()
+                .with_context(|| format!("invalid --http address {:?}", s.http))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
             tracing::info!(address = %listener.local_addr()?, storage = %s.storage_description(), target = %s.target, "basalt serving");
-            println!("Server started at http://{}\n├─ REST API: http://{}/api/", listener.local_addr()?, listener.local_addr()?);
+            println!(
+                "Server started at http://{}\n├─ REST API: http://{}/api/",
+                listener.local_addr()?,
+                listener.local_addr()?
+            );
             basalt_api::serve(ctx, listener, shutdown_signal()).await?;
             tracing::info!("stopped");
             Ok(())
         }
-        Command::Superuser { action: SuperuserCmd::Upsert { email, password, storage } } => {
+        Command::Superuser {
+            action:
+                SuperuserCmd::Upsert {
+                    email,
+                    password,
+                    storage,
+                },
+        } => {
             let s = Settings::load(&storage, None, None)?;
             init_logging(&s);
             let ctx = open_app(&s).await?;

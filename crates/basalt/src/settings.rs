@@ -70,23 +70,45 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn load(storage: &StorageArgs, http: Option<String>, target: Option<String>) -> anyhow::Result<Settings> {
+    pub fn load(
+        storage: &StorageArgs,
+        http: Option<String>,
+        target: Option<String>,
+    ) -> anyhow::Result<Settings> {
         let file: FileSettings = match &storage.config {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
             }
             None => FileSettings::default(),
         };
         let flog = file.log.unwrap_or_default();
         let s = Settings {
-            http: http.or(file.http).unwrap_or_else(|| "127.0.0.1:8090".into()),
-            dir: storage.dir.clone().or(file.dir).unwrap_or_else(|| PathBuf::from("basalt_data")),
-            database_url: storage.database_url.clone().map(Secret).or(file.database_url).filter(|u| !u.expose().is_empty()),
+            http: http
+                .or(file.http)
+                .unwrap_or_else(|| "127.0.0.1:8090".into()),
+            dir: storage
+                .dir
+                .clone()
+                .or(file.dir)
+                .unwrap_or_else(|| PathBuf::from("basalt_data")),
+            database_url: storage
+                .database_url
+                .clone()
+                .map(Secret)
+                .or(file.database_url)
+                .filter(|u| !u.expose().is_empty()),
             target: target.or(file.target).unwrap_or_else(|| "all".into()),
             log: LogSettings {
-                level: std::env::var("BASALT_LOG").ok().or(flog.level).unwrap_or_else(|| "info".into()),
-                format: std::env::var("BASALT_LOG_FORMAT").ok().or(flog.format).unwrap_or_else(|| "text".into()),
+                level: std::env::var("BASALT_LOG")
+                    .ok()
+                    .or(flog.level)
+                    .unwrap_or_else(|| "info".into()),
+                format: std::env::var("BASALT_LOG_FORMAT")
+                    .ok()
+                    .or(flog.format)
+                    .unwrap_or_else(|| "text".into()),
             },
         };
         s.validate()?;
@@ -95,10 +117,16 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         if !matches!(self.target.as_str(), "all" | "api") {
-            anyhow::bail!("unknown --target {:?}: this version runs `all` or `api` (see --list-targets)", self.target);
+            anyhow::bail!(
+                "unknown --target {:?}: this version runs `all` or `api` (see --list-targets)",
+                self.target
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            anyhow::bail!("log format must be `text` or `json`, not {:?}", self.log.format);
+            anyhow::bail!(
+                "log format must be `text` or `json`, not {:?}",
+                self.log.format
+            );
         }
         Ok(())
     }

@@ -13,7 +13,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.to_string(), message: message.into(), params: None }
+        Self {
+            code: code.to_string(),
+            message: message.into(),
+            params: None,
+        }
     }
     pub fn with_params(mut self, params: serde_json::Value) -> Self {
         self.params = Some(params);
@@ -31,7 +35,10 @@ pub type FieldErrors = BTreeMap<String, FieldError>;
 pub enum Error {
     /// Body validation failed: 400 with per-field errors.
     #[error("{message}")]
-    Validation { message: String, fields: FieldErrors },
+    Validation {
+        message: String,
+        fields: FieldErrors,
+    },
     /// A malformed request (bad filter, bad sort, bad JSON): 400 with empty data.
     #[error("{0}")]
     BadRequest(String),
@@ -54,12 +61,18 @@ pub enum Error {
 
 impl Error {
     pub fn validation(message: &str, fields: FieldErrors) -> Self {
-        Error::Validation { message: message.to_string(), fields }
+        Error::Validation {
+            message: message.to_string(),
+            fields,
+        }
     }
     pub fn field(message: &str, name: &str, err: FieldError) -> Self {
         let mut f = FieldErrors::new();
         f.insert(name.to_string(), err);
-        Error::Validation { message: message.to_string(), fields: f }
+        Error::Validation {
+            message: message.to_string(),
+            fields: f,
+        }
     }
     pub fn bad(msg: impl Into<String>) -> Self {
         Error::BadRequest(msg.into())

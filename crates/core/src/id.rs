@@ -7,7 +7,9 @@ const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// A random string of `len` characters from `[a-z0-9]`.
 pub fn random_id(len: usize) -> String {
     let mut rng = rand::thread_rng();
-    (0..len).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// A new 15-character record id.
@@ -18,7 +20,10 @@ pub fn new_record_id() -> String {
 /// A record id as clients may send it: `^[a-z0-9]{15}$` by default. Custom id fields may set other
 /// lengths and patterns; the caller checks those.
 pub fn is_valid_record_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 100 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.len() <= 100
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `pbc_` + decimal CRC32 of type+name, as PocketBase derives collection ids.
@@ -52,7 +57,9 @@ mod tests {
     fn record_ids_have_the_protocol_shape() {
         let id = new_record_id();
         assert_eq!(id.len(), 15);
-        assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     }
 
     #[test]

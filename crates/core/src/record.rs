@@ -37,7 +37,9 @@ pub fn num_json(f: f64) -> Json {
     if f.fract() == 0.0 && f.abs() < 9.0e15 {
         Json::from(f as i64)
     } else {
-        serde_json::Number::from_f64(f).map(Json::Number).unwrap_or(Json::from(0))
+        serde_json::Number::from_f64(f)
+            .map(Json::Number)
+            .unwrap_or(Json::from(0))
     }
 }
 
@@ -80,9 +82,16 @@ pub fn zero(f: &Field) -> Json {
 
 fn as_list(v: &Json) -> Vec<String> {
     match v {
-        Json::Array(a) => a.iter().filter_map(|x| scalar_string(x)).filter(|s| !s.is_empty()).collect(),
+        Json::Array(a) => a
+            .iter()
+            .filter_map(scalar_string)
+            .filter(|s| !s.is_empty())
+            .collect(),
         Json::Null => vec![],
-        other => scalar_string(other).into_iter().filter(|s| !s.is_empty()).collect(),
+        other => scalar_string(other)
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect(),
     }
 }
 
@@ -99,6 +108,10 @@ fn scalar_string(v: &Json) -> Option<String> {
 /// "true" → true, a single value for a multi field → [value]). Returns an error code on type mismatch.
 pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
     let invalid = |m: &str| FieldError::new("validation_invalid_value", m.to_string());
+    // NUL cannot be stored in PostgreSQL text; refuse it on every backend alike.
+    if contains_nul(v) {
+        return Err(invalid("Must not contain null characters."));
+    }
     Ok(match f.ty() {
         FieldType::Number => match v {
             Json::Number(n) => num_json(n.as_f64().unwrap_or(0.0)),
@@ -121,7 +134,9 @@ pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
         },
         FieldType::Json => match v {
             // A string that holds JSON is parsed, as the protocol does for form values.
-            Json::String(s) if !s.is_empty() => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
+            Json::String(s) if !s.is_empty() => {
+                serde_json::from_str(s).unwrap_or_else(|_| v.clone())
+            }
             _ => v.clone(),
         },
         FieldType::GeoPoint => v.clone(),
@@ -155,6 +170,15 @@ pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
     })
 }
 
+fn contains_nul(v: &Json) -> bool {
+    match v {
+        Json::String(s) => s.contains('\0'),
+        Json::Array(a) => a.iter().any(contains_nul),
+        Json::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
 fn is_empty(v: &Json) -> bool {
     match v {
         Json::Null => true,
@@ -183,7 +207,10 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             if f.ty() == FieldType::Editor {
                 let max = if f.max_size > 0 { f.max_size } else { 5 << 20 };
                 if s.len() as i64 > max {
-                    return Err(FieldError::new("validation_max_size_constraint", format!("Must be less than {max} bytes.")));
+                    return Err(FieldError::new(
+                        "validation_max_size_constraint",
+                        format!("Must be less than {max} bytes."),
+                    ));
                 }
                 return Ok(());
             }
@@ -199,7 +226,14 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                     .with_params(len_params("min", min as i64)));
                 }
             }
-            let max = f.max_num().filter(|m| *m > 0.0).unwrap_or(if f.ty() == FieldType::Password { 71.0 } else { 5000.0 });
+            let max =
+                f.max_num()
+                    .filter(|m| *m > 0.0)
+                    .unwrap_or(if f.ty() == FieldType::Password {
+                        71.0
+                    } else {
+                        5000.0
+                    });
             if (n as f64) > max {
                 return Err(FieldError::new(
                     "validation_max_text_constraint",
@@ -208,24 +242,36 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                 .with_params(len_params("max", max as i64)));
             }
             if !f.pattern.is_empty() && !simple_pattern_match(&f.pattern, s) {
-                return Err(FieldError::new("validation_invalid_format", "Invalid value format."));
+                return Err(FieldError::new(
+                    "validation_invalid_format",
+                    "Invalid value format.",
+                ));
             }
         }
         FieldType::Number => {
             let x = v.as_f64().unwrap_or(0.0);
             if f.only_int && x.fract() != 0.0 {
-                return Err(FieldError::new("validation_only_int_constraint", "Decimal numbers are not allowed."));
+                return Err(FieldError::new(
+                    "validation_only_int_constraint",
+                    "Decimal numbers are not allowed.",
+                ));
             }
             if let Some(min) = f.min_num() {
                 if x < min {
-                    return Err(FieldError::new("validation_min_number_constraint", format!("Must be greater or equal than {}.", num_json(min)))
-                        .with_params(serde_json::json!({"min": min})));
+                    return Err(FieldError::new(
+                        "validation_min_number_constraint",
+                        format!("Must be greater or equal than {}.", num_json(min)),
+                    )
+                    .with_params(serde_json::json!({"min": min})));
                 }
             }
             if let Some(max) = f.max_num() {
                 if x > max {
-                    return Err(FieldError::new("validation_max_number_constraint", format!("Must be less or equal than {}.", num_json(max)))
-                        .with_params(serde_json::json!({"max": max})));
+                    return Err(FieldError::new(
+                        "validation_max_number_constraint",
+                        format!("Must be less or equal than {}.", num_json(max)),
+                    )
+                    .with_params(serde_json::json!({"max": max})));
                 }
             }
         }
@@ -233,7 +279,10 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             let s = v.as_str().unwrap_or("");
             if !s.is_empty() {
                 if !is_email(s) {
-                    return Err(FieldError::new("validation_is_email", "Must be a valid email address."));
+                    return Err(FieldError::new(
+                        "validation_is_email",
+                        "Must be a valid email address.",
+                    ));
                 }
                 domain_check(f, s.rsplit('@').next().unwrap_or(""))?;
             }
@@ -241,43 +290,69 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
         FieldType::Url => {
             let s = v.as_str().unwrap_or("");
             if !s.is_empty() {
-                let host = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+                let host = s
+                    .strip_prefix("https://")
+                    .or_else(|| s.strip_prefix("http://"));
                 match host {
-                    Some(h) if !h.is_empty() && !h.starts_with('/') && !s.chars().any(char::is_whitespace) => {
+                    Some(h)
+                        if !h.is_empty()
+                            && !h.starts_with('/')
+                            && !s.chars().any(char::is_whitespace) =>
+                    {
                         domain_check(f, h.split(['/', ':', '?', '#']).next().unwrap_or(""))?;
                     }
-                    _ => return Err(FieldError::new("validation_invalid_url", "Must be a valid url.")),
+                    _ => {
+                        return Err(FieldError::new(
+                            "validation_invalid_url",
+                            "Must be a valid url.",
+                        ))
+                    }
                 }
             }
         }
         FieldType::Select => {
             for x in as_list(v) {
                 if !f.values.contains(&x) {
-                    return Err(FieldError::new("validation_invalid_value", format!("Invalid value {x}."))
-                        .with_params(serde_json::json!({ "value": x })));
+                    return Err(FieldError::new(
+                        "validation_invalid_value",
+                        format!("Invalid value {x}."),
+                    )
+                    .with_params(serde_json::json!({ "value": x })));
                 }
             }
             let n = as_list(v).len() as i64;
             if f.is_multiple() && n > f.max_select {
-                return Err(FieldError::new("validation_too_many_values", format!("Select no more than {}.", f.max_select))
-                    .with_params(len_params("maxSelect", f.max_select)));
+                return Err(FieldError::new(
+                    "validation_too_many_values",
+                    format!("Select no more than {}.", f.max_select),
+                )
+                .with_params(len_params("maxSelect", f.max_select)));
             }
         }
         FieldType::Relation => {
             let n = as_list(v).len() as i64;
             if f.is_multiple() && n > f.max_select {
-                return Err(FieldError::new("validation_too_many_values", format!("Select no more than {}.", f.max_select))
-                    .with_params(len_params("maxSelect", f.max_select)));
+                return Err(FieldError::new(
+                    "validation_too_many_values",
+                    format!("Select no more than {}.", f.max_select),
+                )
+                .with_params(len_params("maxSelect", f.max_select)));
             }
             if n > 0 && n < f.min_select {
-                return Err(FieldError::new("validation_not_enough_values", format!("Select at least {}.", f.min_select))
-                    .with_params(len_params("minSelect", f.min_select)));
+                return Err(FieldError::new(
+                    "validation_not_enough_values",
+                    format!("Select at least {}.", f.min_select),
+                )
+                .with_params(len_params("minSelect", f.min_select)));
             }
         }
         FieldType::Json => {
             let max = if f.max_size > 0 { f.max_size } else { 1 << 20 };
             if v.to_string().len() as i64 > max {
-                return Err(FieldError::new("validation_json_size_limit", format!("The maximum allowed JSON size is {max} bytes.")));
+                return Err(FieldError::new(
+                    "validation_json_size_limit",
+                    format!("The maximum allowed JSON size is {max} bytes."),
+                ));
             }
         }
         FieldType::Date => {
@@ -285,12 +360,18 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             if !s.is_empty() {
                 if let Some(min) = f.min.as_str().and_then(time::normalize) {
                     if s < min.as_str() {
-                        return Err(FieldError::new("validation_min_date_constraint", format!("Must be no earlier than {min}.")));
+                        return Err(FieldError::new(
+                            "validation_min_date_constraint",
+                            format!("Must be no earlier than {min}."),
+                        ));
                     }
                 }
                 if let Some(max) = f.max.as_str().and_then(time::normalize) {
                     if s > max.as_str() {
-                        return Err(FieldError::new("validation_max_date_constraint", format!("Must be no later than {max}.")));
+                        return Err(FieldError::new(
+                            "validation_max_date_constraint",
+                            format!("Must be no later than {max}."),
+                        ));
                     }
                 }
             }
@@ -303,29 +384,41 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
 fn domain_check(f: &Field, domain: &str) -> std::result::Result<(), FieldError> {
     let d = domain.to_ascii_lowercase();
     if !f.only_domains.is_empty() && !f.only_domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
-        return Err(FieldError::new("validation_email_domain_not_allowed", "Email domain is not allowed."));
+        return Err(FieldError::new(
+            "validation_email_domain_not_allowed",
+            "Email domain is not allowed.",
+        ));
     }
     if f.except_domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
-        return Err(FieldError::new("validation_email_domain_not_allowed", "Email domain is not allowed."));
+        return Err(FieldError::new(
+            "validation_email_domain_not_allowed",
+            "Email domain is not allowed.",
+        ));
     }
     Ok(())
 }
 
 pub fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.rsplit_once('@') else { return false };
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && local.len() <= 64
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && s.len() <= 254
-        && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"' || c == ',')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"' || c == ',')
 }
 
 /// The subset of regex the protocol's default patterns use: `^[classes]+$`, `^[classes]{n,m}$`.
 /// Anything else is accepted (unknown patterns are not enforced rather than mis-enforced).
 fn simple_pattern_match(pattern: &str, s: &str) -> bool {
-    let Some(body) = pattern.strip_prefix("^[").and_then(|p| p.split_once(']')) else { return true };
+    let Some(body) = pattern.strip_prefix("^[").and_then(|p| p.split_once(']')) else {
+        return true;
+    };
     let (class, rest) = body;
     if !(rest == "+$" || rest == "*$" || (rest.starts_with('{') && rest.ends_with("}$"))) {
         return true;
@@ -376,7 +469,11 @@ pub struct WriteCtx<'a> {
 pub fn prepare(ctx: &WriteCtx, body: &Data) -> Result<Prepared> {
     let (p, errs) = prepare_partial(ctx, body);
     if !errs.is_empty() {
-        let msg = if ctx.existing.is_none() { "Failed to create record." } else { "Failed to update record." };
+        let msg = if ctx.existing.is_none() {
+            "Failed to create record."
+        } else {
+            "Failed to update record."
+        };
         return Err(Error::validation(msg, errs));
     }
     Ok(p)
@@ -390,7 +487,11 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
     let mut errs = FieldErrors::new();
     let mut data: Data = match ctx.existing {
         Some(e) => e.clone(),
-        None => coll.fields.iter().map(|f| (f.name.clone(), zero(f))).collect(),
+        None => coll
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), zero(f)))
+            .collect(),
     };
     let mut new_password = None;
     for f in &coll.fields {
@@ -404,11 +505,35 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                     Some(Json::String(s)) if !s.is_empty() => {
                         let n = s.chars().count();
                         if n < 15 {
-                            errs.insert("id".into(), FieldError::new("validation_min_text_constraint", "Must be at least 15 character(s).").with_params(len_params("min", 15)));
+                            errs.insert(
+                                "id".into(),
+                                FieldError::new(
+                                    "validation_min_text_constraint",
+                                    "Must be at least 15 character(s).",
+                                )
+                                .with_params(len_params("min", 15)),
+                            );
                         } else if n > 15 {
-                            errs.insert("id".into(), FieldError::new("validation_max_text_constraint", "Must be no more than 15 character(s).").with_params(len_params("max", 15)));
-                        } else if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) || !id::is_valid_record_id(s) {
-                            errs.insert("id".into(), FieldError::new("validation_invalid_format", "Invalid value format."));
+                            errs.insert(
+                                "id".into(),
+                                FieldError::new(
+                                    "validation_max_text_constraint",
+                                    "Must be no more than 15 character(s).",
+                                )
+                                .with_params(len_params("max", 15)),
+                            );
+                        } else if !s
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                            || !id::is_valid_record_id(s)
+                        {
+                            errs.insert(
+                                "id".into(),
+                                FieldError::new(
+                                    "validation_invalid_format",
+                                    "Invalid value format.",
+                                ),
+                            );
                         }
                         data.insert("id".into(), Json::String(s.clone()));
                     }
@@ -416,7 +541,10 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                         data.insert("id".into(), Json::String(id::new_record_id()));
                     }
                     Some(_) => {
-                        errs.insert("id".into(), FieldError::new("validation_invalid_format", "Invalid value format."));
+                        errs.insert(
+                            "id".into(),
+                            FieldError::new("validation_invalid_format", "Invalid value format."),
+                        );
                     }
                 }
             }
@@ -441,11 +569,27 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                         } else if pw.is_empty() {
                             errs.insert("password".into(), FieldError::required());
                         }
-                        let confirm = body.get("passwordConfirm").and_then(Json::as_str).unwrap_or("");
+                        let confirm = body
+                            .get("passwordConfirm")
+                            .and_then(Json::as_str)
+                            .unwrap_or("");
                         if confirm != pw {
-                            errs.insert("passwordConfirm".into(), FieldError::new("validation_values_mismatch", "Values don't match."));
+                            errs.insert(
+                                "passwordConfirm".into(),
+                                FieldError::new(
+                                    "validation_values_mismatch",
+                                    "Values don't match.",
+                                ),
+                            );
                         }
-                        if !creating && !ctx.is_manager && body.get("oldPassword").and_then(Json::as_str).unwrap_or("").is_empty() {
+                        if !creating
+                            && !ctx.is_manager
+                            && body
+                                .get("oldPassword")
+                                .and_then(Json::as_str)
+                                .unwrap_or("")
+                                .is_empty()
+                        {
                             errs.insert("oldPassword".into(), FieldError::required());
                         }
                         new_password = Some(pw);
@@ -460,7 +604,10 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                             if Some(&n) != data.get(name) {
                                 errs.insert(
                                     name.into(),
-                                    FieldError::new("validation_values_mismatch", "The field can be changed only by managers."),
+                                    FieldError::new(
+                                        "validation_values_mismatch",
+                                        "The field can be changed only by managers.",
+                                    ),
                                 );
                             }
                         }
@@ -468,8 +615,18 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                     continue;
                 }
                 "verified" if creating && !ctx.is_manager => {
-                    if body.get(name).map(|v| normalize(f, v).ok() == Some(Json::Bool(true))).unwrap_or(false) {
-                        errs.insert(name.into(), FieldError::new("validation_values_mismatch", "The field can be changed only by managers."));
+                    if body
+                        .get(name)
+                        .map(|v| normalize(f, v).ok() == Some(Json::Bool(true)))
+                        .unwrap_or(false)
+                    {
+                        errs.insert(
+                            name.into(),
+                            FieldError::new(
+                                "validation_values_mismatch",
+                                "The field can be changed only by managers.",
+                            ),
+                        );
                     }
                     continue;
                 }
@@ -509,7 +666,10 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                     }
                 }
                 next = Some(num_json(x));
-            } else if matches!(f.ty(), FieldType::Select | FieldType::Relation | FieldType::File) {
+            } else if matches!(
+                f.ty(),
+                FieldType::Select | FieldType::Relation | FieldType::File
+            ) {
                 let mut list = as_list(&base);
                 if let Some(v) = prepend {
                     let mut p = as_list(v);
@@ -542,14 +702,20 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
     // Autodates.
     let now = time::now();
     for f in &coll.fields {
-        if f.ty() == FieldType::Autodate && ((creating && f.on_create) || (!creating && f.on_update)) {
+        if f.ty() == FieldType::Autodate
+            && ((creating && f.on_create) || (!creating && f.on_update))
+        {
             data.insert(f.name.clone(), Json::String(now.clone()));
         }
     }
     // Validate every field's final value.
     let mut relations = vec![];
     for f in &coll.fields {
-        if errs.contains_key(&f.name) || f.name == "id" || f.name == "tokenKey" || f.ty() == FieldType::Password {
+        if errs.contains_key(&f.name)
+            || f.name == "id"
+            || f.name == "tokenKey"
+            || f.ty() == FieldType::Password
+        {
             continue;
         }
         let v = data.get(&f.name).cloned().unwrap_or(Json::Null);
@@ -564,11 +730,23 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
             }
         }
     }
-    (Prepared { data, relations, new_password }, errs)
+    (
+        Prepared {
+            data,
+            relations,
+            new_password,
+        },
+        errs,
+    )
 }
 
 /// Record JSON as a client sees it. `show_email`: the viewer may see this auth record's email.
-pub fn to_output(coll: &Collection, data: &Data, show_hidden: bool, show_email: bool) -> Map<String, Json> {
+pub fn to_output(
+    coll: &Collection,
+    data: &Data,
+    show_hidden: bool,
+    show_email: bool,
+) -> Map<String, Json> {
     let mut o = Map::with_capacity(coll.fields.len() + 2);
     o.insert("collectionId".into(), Json::String(coll.id.clone()));
     o.insert("collectionName".into(), Json::String(coll.name.clone()));
@@ -580,12 +758,19 @@ pub fn to_output(coll: &Collection, data: &Data, show_hidden: bool, show_email: 
             continue;
         }
         if coll.is_auth() && f.name == "email" {
-            let visible = show_email || data.get("emailVisibility").and_then(Json::as_bool).unwrap_or(false);
+            let visible = show_email
+                || data
+                    .get("emailVisibility")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(false);
             if !visible {
                 continue;
             }
         }
-        o.insert(f.name.clone(), data.get(&f.name).cloned().unwrap_or_else(|| zero(f)));
+        o.insert(
+            f.name.clone(),
+            data.get(&f.name).cloned().unwrap_or_else(|| zero(f)),
+        );
     }
     o
 }
@@ -612,14 +797,21 @@ mod tests {
     #[test]
     fn create_validates_and_generates_id() {
         let c = posts();
-        let ctx = WriteCtx { coll: &c, existing: None, is_manager: false, is_superuser: false };
+        let ctx = WriteCtx {
+            coll: &c,
+            existing: None,
+            is_manager: false,
+            is_superuser: false,
+        };
         let body: Data = serde_json::from_str(r#"{"title":"hi","n":"3","tags":"b"}"#).unwrap();
         let p = prepare(&ctx, &body).unwrap();
         assert_eq!(p.data["id"].as_str().unwrap().len(), 15);
         assert_eq!(p.data["n"], serde_json::json!(3));
         assert_eq!(p.data["tags"], serde_json::json!(["b"]));
         let bad: Data = serde_json::from_str(r#"{"title":"","tags":["z"]}"#).unwrap();
-        let Err(Error::Validation { fields, .. }) = prepare(&ctx, &bad) else { panic!() };
+        let Err(Error::Validation { fields, .. }) = prepare(&ctx, &bad) else {
+            panic!()
+        };
         assert_eq!(fields["title"].code, "validation_required");
         assert_eq!(fields["tags"].code, "validation_invalid_value");
     }
@@ -627,8 +819,16 @@ mod tests {
     #[test]
     fn update_applies_modifiers() {
         let c = posts();
-        let existing: Data = serde_json::from_str(r#"{"id":"abc","title":"x","n":5,"tags":["a","b"],"created":"","updated":""}"#).unwrap();
-        let ctx = WriteCtx { coll: &c, existing: Some(&existing), is_manager: false, is_superuser: false };
+        let existing: Data = serde_json::from_str(
+            r#"{"id":"abc","title":"x","n":5,"tags":["a","b"],"created":"","updated":""}"#,
+        )
+        .unwrap();
+        let ctx = WriteCtx {
+            coll: &c,
+            existing: Some(&existing),
+            is_manager: false,
+            is_superuser: false,
+        };
         let body: Data = serde_json::from_str(r#"{"n+":2,"tags-":"a","tags+":["c"]}"#).unwrap();
         let p = prepare(&ctx, &body).unwrap();
         assert_eq!(p.data["n"], serde_json::json!(7));

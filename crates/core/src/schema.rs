@@ -124,12 +124,20 @@ impl Field {
     }
 
     pub fn new(name: &str, ty: FieldType) -> Self {
-        Field { id: id::field_id(ty.as_str(), name), name: name.into(), kind: Some(ty), ..Default::default() }
+        Field {
+            id: id::field_id(ty.as_str(), name),
+            name: name.into(),
+            kind: Some(ty),
+            ..Default::default()
+        }
     }
 
     /// Select, relation and file fields with maxSelect > 1 hold arrays.
     pub fn is_multiple(&self) -> bool {
-        matches!(self.ty(), FieldType::Select | FieldType::Relation | FieldType::File) && self.max_select > 1
+        matches!(
+            self.ty(),
+            FieldType::Select | FieldType::Relation | FieldType::File
+        ) && self.max_select > 1
     }
 
     pub fn column_kind(&self) -> ColumnKind {
@@ -146,11 +154,20 @@ impl Field {
         let o = v.as_object().ok_or("must be an object")?;
         let s = |k: &str| o.get(k).and_then(Json::as_str).unwrap_or("").to_string();
         let b = |k: &str| o.get(k).and_then(Json::as_bool).unwrap_or(false);
-        let i = |k: &str| o.get(k).and_then(Json::as_f64).map(|f| f as i64).unwrap_or(0);
+        let i = |k: &str| {
+            o.get(k)
+                .and_then(Json::as_f64)
+                .map(|f| f as i64)
+                .unwrap_or(0)
+        };
         let list = |k: &str| -> Vec<String> {
             o.get(k)
                 .and_then(Json::as_array)
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let kind: FieldType = serde_json::from_value(o.get("type").cloned().unwrap_or(Json::Null))
@@ -203,7 +220,10 @@ impl Field {
         let num_or_zero = |v: &Json| if v.is_null() { json!(0) } else { v.clone() };
         match self.ty() {
             FieldType::Text => {
-                o.insert("autogeneratePattern".into(), json!(self.autogenerate_pattern));
+                o.insert(
+                    "autogeneratePattern".into(),
+                    json!(self.autogenerate_pattern),
+                );
                 o.insert("max".into(), num_or_zero(&self.max));
                 o.insert("min".into(), num_or_zero(&self.min));
                 o.insert("pattern".into(), json!(self.pattern));
@@ -314,7 +334,10 @@ pub struct AuthOptions {
 
 impl AuthOptions {
     pub fn defaults(superusers: bool) -> Self {
-        let t = |d: i64| TokenConfig { duration: d, secret: id::random_id(50) };
+        let t = |d: i64| TokenConfig {
+            duration: d,
+            secret: id::random_id(50),
+        };
         AuthOptions {
             auth_rule: Some(String::new()),
             manage_rule: None,
@@ -365,7 +388,14 @@ pub struct Collection {
     pub updated: String,
 }
 
-pub const AUTH_SYSTEM_FIELDS: [&str; 6] = ["id", "password", "tokenKey", "email", "emailVisibility", "verified"];
+pub const AUTH_SYSTEM_FIELDS: [&str; 6] = [
+    "id",
+    "password",
+    "tokenKey",
+    "email",
+    "emailVisibility",
+    "verified",
+];
 
 impl Collection {
     pub fn field(&self, name: &str) -> Option<&Field> {
@@ -458,8 +488,14 @@ impl Collection {
     pub fn default_auth_indexes(&self) -> Vec<String> {
         let n = &self.name;
         vec![
-            format!("CREATE UNIQUE INDEX `idx_tokenKey_{}` ON `{n}` (`tokenKey`)", self.id_or_name_hash()),
-            format!("CREATE UNIQUE INDEX `idx_email_{}` ON `{n}` (`email`) WHERE `email` != ''", self.id_or_name_hash()),
+            format!(
+                "CREATE UNIQUE INDEX `idx_tokenKey_{}` ON `{n}` (`tokenKey`)",
+                self.id_or_name_hash()
+            ),
+            format!(
+                "CREATE UNIQUE INDEX `idx_email_{}` ON `{n}` (`email`) WHERE `email` != ''",
+                self.id_or_name_hash()
+            ),
         ]
     }
 
@@ -477,7 +513,10 @@ impl Collection {
         o.insert("createRule".into(), json!(self.create_rule));
         o.insert("created".into(), json!(self.created));
         o.insert("deleteRule".into(), json!(self.delete_rule));
-        o.insert("fields".into(), Json::Array(self.fields.iter().map(Field::to_json).collect()));
+        o.insert(
+            "fields".into(),
+            Json::Array(self.fields.iter().map(Field::to_json).collect()),
+        );
         o.insert("id".into(), json!(self.id));
         o.insert("indexes".into(), json!(self.indexes));
         o.insert("listRule".into(), json!(self.list_rule));
@@ -521,7 +560,10 @@ impl Collection {
                 ("verificationToken", &a.verification_token),
                 ("fileToken", &a.file_token),
             ] {
-                o.insert(k.into(), json!({"duration": t.duration, "secret": t.secret}));
+                o.insert(
+                    k.into(),
+                    json!({"duration": t.duration, "secret": t.secret}),
+                );
             }
         }
         v
@@ -530,7 +572,8 @@ impl Collection {
     /// Reads a stored definition (trusted; written by [`Collection::to_storage_json`]).
     pub fn from_storage_json(v: &Json) -> Result<Collection> {
         let mut c = Collection::scaffold(CollectionType::Base, "");
-        c.apply_json(v, true).map_err(|e| Error::internal(format!("stored collection: {e:?}")))?;
+        c.apply_json(v, true)
+            .map_err(|e| Error::internal(format!("stored collection: {e:?}")))?;
         Ok(c)
     }
 
@@ -539,14 +582,20 @@ impl Collection {
     pub fn apply_json(&mut self, v: &Json, trusted: bool) -> std::result::Result<(), FieldErrors> {
         let mut errs = FieldErrors::new();
         let Some(o) = v.as_object() else {
-            errs.insert("".into(), FieldError::new("validation_invalid_body", "Invalid body."));
+            errs.insert(
+                "".into(),
+                FieldError::new("validation_invalid_body", "Invalid body."),
+            );
             return Err(errs);
         };
         if let Some(n) = o.get("name") {
             match n.as_str() {
                 Some(s) => self.name = s.to_string(),
                 None => {
-                    errs.insert("name".into(), FieldError::new("validation_invalid_name", "Must be a string."));
+                    errs.insert(
+                        "name".into(),
+                        FieldError::new("validation_invalid_name", "Must be a string."),
+                    );
                 }
             }
         }
@@ -566,7 +615,10 @@ impl Collection {
                     }
                 }
                 Err(_) => {
-                    errs.insert("type".into(), FieldError::new("validation_in_invalid", "Must be a valid value."));
+                    errs.insert(
+                        "type".into(),
+                        FieldError::new("validation_in_invalid", "Must be a valid value."),
+                    );
                 }
             }
         }
@@ -588,7 +640,10 @@ impl Collection {
                 if id::is_valid_name(s) {
                     self.id = s.into();
                 } else {
-                    errs.insert("id".into(), FieldError::new("validation_invalid_id", "Invalid id."));
+                    errs.insert(
+                        "id".into(),
+                        FieldError::new("validation_invalid_id", "Invalid id."),
+                    );
                 }
             }
         }
@@ -604,7 +659,10 @@ impl Collection {
                     Json::Null => *slot = None,
                     Json::String(s) => *slot = Some(s.clone()),
                     _ => {
-                        errs.insert(key.into(), FieldError::new("validation_invalid_rule", "Must be a string or null."));
+                        errs.insert(
+                            key.into(),
+                            FieldError::new("validation_invalid_rule", "Must be a string or null."),
+                        );
                     }
                 }
             }
@@ -612,10 +670,16 @@ impl Collection {
         if let Some(ix) = o.get("indexes") {
             match ix.as_array() {
                 Some(a) if a.iter().all(Json::is_string) => {
-                    self.indexes = a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
+                    self.indexes = a
+                        .iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect();
                 }
                 _ => {
-                    errs.insert("indexes".into(), FieldError::new("validation_invalid_indexes", "Must be a list of strings."));
+                    errs.insert(
+                        "indexes".into(),
+                        FieldError::new("validation_invalid_indexes", "Must be a list of strings."),
+                    );
                 }
             }
         }
@@ -644,7 +708,10 @@ impl Collection {
                             Err(e) => {
                                 errs.insert(
                                     format!("fields.{i}"),
-                                    FieldError::new("validation_invalid_field", format!("Invalid field: {e}.")),
+                                    FieldError::new(
+                                        "validation_invalid_field",
+                                        format!("Invalid field: {e}."),
+                                    ),
                                 );
                             }
                         }
@@ -662,7 +729,11 @@ impl Collection {
                         // System fields cannot be removed by a client: keep them where they were.
                         if !trusted {
                             for (pos, ex) in self.fields.iter().enumerate() {
-                                if ex.system && !new_fields.iter().any(|f| f.id == ex.id || f.name == ex.name) {
+                                if ex.system
+                                    && !new_fields
+                                        .iter()
+                                        .any(|f| f.id == ex.id || f.name == ex.name)
+                                {
                                     new_fields.insert(pos.min(new_fields.len()), ex.clone());
                                 }
                             }
@@ -674,18 +745,30 @@ impl Collection {
                     }
                 }
                 None => {
-                    errs.insert("fields".into(), FieldError::new("validation_invalid_fields", "Must be a list of fields."));
+                    errs.insert(
+                        "fields".into(),
+                        FieldError::new("validation_invalid_fields", "Must be a list of fields."),
+                    );
                 }
             }
         }
         if let Some(a) = self.auth.as_mut() {
-            for (key, slot) in [("authRule", &mut a.auth_rule), ("manageRule", &mut a.manage_rule)] {
+            for (key, slot) in [
+                ("authRule", &mut a.auth_rule),
+                ("manageRule", &mut a.manage_rule),
+            ] {
                 if let Some(r) = o.get(key) {
                     match r {
                         Json::Null => *slot = None,
                         Json::String(s) => *slot = Some(s.clone()),
                         _ => {
-                            errs.insert(key.into(), FieldError::new("validation_invalid_rule", "Must be a string or null."));
+                            errs.insert(
+                                key.into(),
+                                FieldError::new(
+                                    "validation_invalid_rule",
+                                    "Must be a string or null.",
+                                ),
+                            );
                         }
                     }
                 }
@@ -695,7 +778,10 @@ impl Collection {
                     a.password_enabled = e;
                 }
                 if let Some(l) = pa.get("identityFields").and_then(Json::as_array) {
-                    a.password_identity_fields = l.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
+                    a.password_identity_fields = l
+                        .iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect();
                 }
             }
             for (k, t) in [
@@ -716,9 +802,20 @@ impl Collection {
                     }
                 }
             }
-            for k in ["authAlert", "oauth2", "mfa", "otp", "verificationTemplate", "resetPasswordTemplate", "confirmEmailChangeTemplate"] {
+            for k in [
+                "authAlert",
+                "oauth2",
+                "mfa",
+                "otp",
+                "verificationTemplate",
+                "resetPasswordTemplate",
+                "confirmEmailChangeTemplate",
+            ] {
                 if let Some(v) = o.get(k) {
-                    if let (Some(dst), Some(src)) = (a.extra.get_mut(k).and_then(Json::as_object_mut), v.as_object()) {
+                    if let (Some(dst), Some(src)) = (
+                        a.extra.get_mut(k).and_then(Json::as_object_mut),
+                        v.as_object(),
+                    ) {
                         for (kk, vv) in src {
                             dst.insert(kk.clone(), vv.clone());
                         }
@@ -734,23 +831,47 @@ impl Collection {
     }
 
     /// Validates a definition. `others` are the other collections (for name uniqueness and relations).
-    pub fn validate(&self, others: &[std::sync::Arc<Collection>]) -> std::result::Result<(), FieldErrors> {
+    pub fn validate(
+        &self,
+        others: &[std::sync::Arc<Collection>],
+    ) -> std::result::Result<(), FieldErrors> {
         let mut errs = FieldErrors::new();
         if self.name.is_empty() {
             errs.insert("name".into(), FieldError::required());
         } else if self.name.chars().count() > 255 {
             errs.insert(
                 "name".into(),
-                FieldError::new("validation_length_out_of_range", "The length must be between 1 and 255.")
-                    .with_params(serde_json::json!({"min": 1, "max": 255})),
+                FieldError::new(
+                    "validation_length_out_of_range",
+                    "The length must be between 1 and 255.",
+                )
+                .with_params(serde_json::json!({"min": 1, "max": 255})),
             );
         } else if !id::is_valid_name(&self.name) {
-            errs.insert("name".into(), FieldError::new("validation_match_invalid", "Must be in a valid format."));
-        } else if others.iter().any(|c| c.id != self.id && c.name.eq_ignore_ascii_case(&self.name)) {
-            errs.insert("name".into(), FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."));
+            errs.insert(
+                "name".into(),
+                FieldError::new("validation_match_invalid", "Must be in a valid format."),
+            );
+        } else if others
+            .iter()
+            .any(|c| c.id != self.id && c.name.eq_ignore_ascii_case(&self.name))
+        {
+            errs.insert(
+                "name".into(),
+                FieldError::new(
+                    "validation_collection_name_exists",
+                    "Collection name must be unique (case insensitive).",
+                ),
+            );
         }
         if self.kind == CollectionType::View {
-            errs.insert("type".into(), FieldError::new("validation_unsupported_type", "View collections are not supported yet."));
+            errs.insert(
+                "type".into(),
+                FieldError::new(
+                    "validation_unsupported_type",
+                    "View collections are not supported yet.",
+                ),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for (i, f) in self.fields.iter().enumerate() {
@@ -760,75 +881,124 @@ impl Collection {
                 continue;
             }
             if !id::is_valid_name(&f.name) {
-                errs.insert(key, FieldError::new("validation_match_invalid", "Must be in a valid format."));
+                errs.insert(
+                    key,
+                    FieldError::new("validation_match_invalid", "Must be in a valid format."),
+                );
                 continue;
             }
             if !seen.insert(f.name.to_ascii_lowercase()) {
-                errs.insert(key, FieldError::new("validation_duplicated_field_name", "Duplicated or invalid field name."));
+                errs.insert(
+                    key,
+                    FieldError::new(
+                        "validation_duplicated_field_name",
+                        "Duplicated or invalid field name.",
+                    ),
+                );
                 continue;
             }
             if f.name == "expand" || f.name == "collectionId" || f.name == "collectionName" {
-                errs.insert(key, FieldError::new("validation_not_in_invalid", "Must be a valid value."));
+                errs.insert(
+                    key,
+                    FieldError::new("validation_not_in_invalid", "Must be a valid value."),
+                );
                 continue;
             }
             match f.ty() {
                 FieldType::Relation => {
                     let target_ok = f.collection_id == self.id
-                        || others.iter().any(|c| c.id == f.collection_id || c.name == f.collection_id);
+                        || others
+                            .iter()
+                            .any(|c| c.id == f.collection_id || c.name == f.collection_id);
                     if f.collection_id.is_empty() || !target_ok {
                         errs.insert(
                             format!("fields.{i}.collectionId"),
-                            FieldError::new("validation_field_relation_missing_collection", "The relation collection doesn't exist."),
+                            FieldError::new(
+                                "validation_field_relation_missing_collection",
+                                "The relation collection doesn't exist.",
+                            ),
                         );
                     }
                 }
-                FieldType::Select => {
-                    if f.values.is_empty() {
-                        errs.insert(format!("fields.{i}.values"), FieldError::required());
-                    }
+                FieldType::Select if f.values.is_empty() => {
+                    errs.insert(format!("fields.{i}.values"), FieldError::required());
                 }
-                FieldType::Autodate => {
-                    if !f.on_create && !f.on_update {
-                        errs.insert(format!("fields.{i}.onCreate"), FieldError::required());
-                        errs.insert(format!("fields.{i}.onUpdate"), FieldError::required());
-                    }
+                FieldType::Autodate if !f.on_create && !f.on_update => {
+                    errs.insert(format!("fields.{i}.onCreate"), FieldError::required());
+                    errs.insert(format!("fields.{i}.onUpdate"), FieldError::required());
                 }
                 _ => {}
             }
             if !f.pattern.is_empty() && f.pattern.len() > 1000 {
-                errs.insert(format!("fields.{i}.pattern"), FieldError::new("validation_invalid_pattern", "Pattern too long."));
+                errs.insert(
+                    format!("fields.{i}.pattern"),
+                    FieldError::new("validation_invalid_pattern", "Pattern too long."),
+                );
             }
         }
         if self.field("id").is_none() {
-            errs.insert("fields".into(), FieldError::new("validation_missing_id", "The id field is required."));
+            errs.insert(
+                "fields".into(),
+                FieldError::new("validation_missing_id", "The id field is required."),
+            );
         }
         if self.is_auth() {
             for n in AUTH_SYSTEM_FIELDS {
                 if self.field(n).is_none() {
-                    errs.insert("fields".into(), FieldError::new("validation_missing_system_field", format!("Missing system field \"{n}\".")));
+                    errs.insert(
+                        "fields".into(),
+                        FieldError::new(
+                            "validation_missing_system_field",
+                            format!("Missing system field \"{n}\"."),
+                        ),
+                    );
                 }
             }
         }
-        for (i, r) in [&self.list_rule, &self.view_rule, &self.create_rule, &self.update_rule, &self.delete_rule]
-            .iter()
-            .enumerate()
+        for (i, r) in [
+            &self.list_rule,
+            &self.view_rule,
+            &self.create_rule,
+            &self.update_rule,
+            &self.delete_rule,
+        ]
+        .iter()
+        .enumerate()
         {
             if let Some(rule) = r.as_ref().filter(|r| !r.trim().is_empty()) {
                 if let Err(e) = crate::filter::parse(rule) {
-                    let key = ["listRule", "viewRule", "createRule", "updateRule", "deleteRule"][i];
-                    errs.insert(key.into(), FieldError::new("validation_invalid_rule", format!("Invalid rule. Raw error: {e}.")));
+                    let key = [
+                        "listRule",
+                        "viewRule",
+                        "createRule",
+                        "updateRule",
+                        "deleteRule",
+                    ][i];
+                    errs.insert(
+                        key.into(),
+                        FieldError::new(
+                            "validation_invalid_rule",
+                            format!("Invalid rule. Raw error: {e}."),
+                        ),
+                    );
                 }
             }
         }
         for (i, ix) in self.indexes.iter().enumerate() {
             if let Err(e) = Index::parse(ix) {
-                errs.insert(format!("indexes.{i}"), FieldError::new("validation_invalid_index_expression", e));
+                errs.insert(
+                    format!("indexes.{i}"),
+                    FieldError::new("validation_invalid_index_expression", e),
+                );
             } else if let Ok(p) = Index::parse(ix) {
                 for c in &p.columns {
                     if self.field(c).is_none() {
                         errs.insert(
                             format!("indexes.{i}"),
-                            FieldError::new("validation_invalid_index_expression", format!("Unknown column \"{c}\".")),
+                            FieldError::new(
+                                "validation_invalid_index_expression",
+                                format!("Unknown column \"{c}\"."),
+                            ),
                         );
                     }
                 }
@@ -936,7 +1106,13 @@ impl Index {
         if i < toks.len() {
             return Err("Unexpected text after the index definition.".into());
         }
-        Ok(Index { name, unique, columns, desc, where_not_empty })
+        Ok(Index {
+            name,
+            unique,
+            columns,
+            desc,
+            where_not_empty,
+        })
     }
 }
 
@@ -991,7 +1167,10 @@ mod tests {
 
     #[test]
     fn parses_pocketbase_index_forms() {
-        let ix = Index::parse("CREATE UNIQUE INDEX `idx_email_x` ON `users` (`email`) WHERE `email` != ''").unwrap();
+        let ix = Index::parse(
+            "CREATE UNIQUE INDEX `idx_email_x` ON `users` (`email`) WHERE `email` != ''",
+        )
+        .unwrap();
         assert!(ix.unique);
         assert_eq!(ix.columns, vec!["email"]);
         assert_eq!(ix.where_not_empty.as_deref(), Some("email"));

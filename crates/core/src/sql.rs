@@ -60,8 +60,14 @@ impl Value {
 /// Quotes an identifier. Callers pass only names that passed [`crate::id::is_valid_name`] or fixed
 /// internal names; the assertion below keeps that promise checkable.
 pub fn ident(name: &str) -> String {
-    debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "bad identifier {name}");
-    let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    debug_assert!(
+        name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "bad identifier {name}"
+    );
+    let clean: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     format!("\"{clean}\"")
 }
 
@@ -75,7 +81,11 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(dialect: Dialect) -> Self {
-        Self { dialect, text: String::with_capacity(128), params: Vec::new() }
+        Self {
+            dialect,
+            text: String::with_capacity(128),
+            params: Vec::new(),
+        }
     }
     pub fn push(&mut self, s: &str) -> &mut Self {
         self.text.push_str(s);

@@ -20,7 +20,11 @@ pub fn normalize(s: &str) -> Option<String> {
         return Some(format(t.with_timezone(&Utc)));
     }
     let t = s.trim_end_matches('Z').replacen('T', " ", 1);
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(&t, f) {
             return Some(format(n.and_utc()));
         }
@@ -37,10 +41,22 @@ mod tests {
 
     #[test]
     fn normalizes_common_forms() {
-        assert_eq!(normalize("2024-01-31 12:34:56.789Z").as_deref(), Some("2024-01-31 12:34:56.789Z"));
-        assert_eq!(normalize("2024-01-31T12:34:56Z").as_deref(), Some("2024-01-31 12:34:56.000Z"));
-        assert_eq!(normalize("2024-01-31").as_deref(), Some("2024-01-31 00:00:00.000Z"));
-        assert_eq!(normalize("2024-01-31T14:34:56+02:00").as_deref(), Some("2024-01-31 12:34:56.000Z"));
+        assert_eq!(
+            normalize("2024-01-31 12:34:56.789Z").as_deref(),
+            Some("2024-01-31 12:34:56.789Z")
+        );
+        assert_eq!(
+            normalize("2024-01-31T12:34:56Z").as_deref(),
+            Some("2024-01-31 12:34:56.000Z")
+        );
+        assert_eq!(
+            normalize("2024-01-31").as_deref(),
+            Some("2024-01-31 00:00:00.000Z")
+        );
+        assert_eq!(
+            normalize("2024-01-31T14:34:56+02:00").as_deref(),
+            Some("2024-01-31 12:34:56.000Z")
+        );
         assert_eq!(normalize("yesterday"), None);
     }
 }

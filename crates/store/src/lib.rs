@@ -63,15 +63,24 @@ pub trait Tx: Send {
 }
 
 /// Opens a store from a database URL (`postgres://…`) or, when none is given, the SQLite file in `dir`.
-pub async fn open(dir: &std::path::Path, database_url: Option<&str>) -> Result<std::sync::Arc<dyn Store>> {
+pub async fn open(
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> Result<std::sync::Arc<dyn Store>> {
     match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
         }
-        Some(url) => Err(StoreError::Connect(format!("unsupported database url scheme in {:?}", redact(url)))),
+        Some(url) => Err(StoreError::Connect(format!(
+            "unsupported database url scheme in {:?}",
+            redact(url)
+        ))),
         None => {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Connect(format!("{}: {e}", dir.display())))?;
-            Ok(std::sync::Arc::new(sqlite::SqliteStore::open(&dir.join("data.db"))?))
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Connect(format!("{}: {e}", dir.display())))?;
+            Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+                &dir.join("data.db"),
+            )?))
         }
     }
 }

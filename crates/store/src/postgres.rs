@@ -15,7 +15,11 @@ pub struct PgStore {
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
-            return StoreError::Unique(format!("{} {}", db.constraint().unwrap_or(""), db.detail().unwrap_or("")));
+            return StoreError::Unique(format!(
+                "{} {}",
+                db.constraint().unwrap_or(""),
+                db.detail().unwrap_or("")
+            ));
         }
         return StoreError::Db(format!("{}: {}", db.code().code(), db.message()));
     }
@@ -24,10 +28,20 @@ fn db_err(e: tokio_postgres::Error) -> StoreError {
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
-        let cfg: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Connect(format!("invalid postgres url: {e}")))?;
-        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let size = std::thread::available_parallelism().map(|n| n.get() * 4).unwrap_or(8).max(8);
+        let cfg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Connect(format!("invalid postgres url: {e}")))?;
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let size = std::thread::available_parallelism()
+            .map(|n| n.get() * 4)
+            .unwrap_or(8)
+            .max(8);
         let pool = Pool::builder(mgr)
             .max_size(size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -35,13 +49,21 @@ impl PgStore {
             .map_err(|e| StoreError::Connect(e.to_string()))?;
         let desc = format!("postgres {}", crate::redact(url));
         // Fail at start, with the url named, when the server is unreachable.
-        let c = pool.get().await.map_err(|e| StoreError::Connect(format!("{desc}: {e}")))?;
-        c.simple_query("SELECT 1").await.map_err(|e| StoreError::Connect(format!("{desc}: {e}")))?;
+        let c = pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Connect(format!("{desc}: {e}")))?;
+        c.simple_query("SELECT 1")
+            .await
+            .map_err(|e| StoreError::Connect(format!("{desc}: {e}")))?;
         Ok(PgStore { pool, desc })
     }
 
     async fn client(&self) -> Result<Object> {
-        self.pool.get().await.map_err(|e| StoreError::Db(format!("postgres pool: {e}")))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Db(format!("postgres pool: {e}")))
     }
 }
 
@@ -61,23 +83,57 @@ fn params(sql: &Sql) -> Vec<Box<dyn ToSql + Sync + Send>> {
 }
 
 fn convert(rows: Vec<tokio_postgres::Row>, stmt: &tokio_postgres::Statement) -> Rows {
-    let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
+    let columns: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
     let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let mut row = Vec::with_capacity(types.len());
         for (i, t) in types.iter().enumerate() {
             let v = match *t {
-                Type::BOOL => r.try_get::<_, Option<bool>>(i).ok().flatten().map(Value::Bool),
-                Type::INT8 => r.try_get::<_, Option<i64>>(i).ok().flatten().map(Value::Int),
-                Type::INT4 => r.try_get::<_, Option<i32>>(i).ok().flatten().map(|x| Value::Int(x as i64)),
-                Type::INT2 => r.try_get::<_, Option<i16>>(i).ok().flatten().map(|x| Value::Int(x as i64)),
-                Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).ok().flatten().map(Value::Real),
-                Type::FLOAT4 => r.try_get::<_, Option<f32>>(i).ok().flatten().map(|x| Value::Real(x as f64)),
-                Type::JSONB | Type::JSON => {
-                    r.try_get::<_, Option<serde_json::Value>>(i).ok().flatten().map(|j| Value::Json(j.to_string()))
-                }
-                _ => r.try_get::<_, Option<String>>(i).ok().flatten().map(Value::Text),
+                Type::BOOL => r
+                    .try_get::<_, Option<bool>>(i)
+                    .ok()
+                    .flatten()
+                    .map(Value::Bool),
+                Type::INT8 => r
+                    .try_get::<_, Option<i64>>(i)
+                    .ok()
+                    .flatten()
+                    .map(Value::Int),
+                Type::INT4 => r
+                    .try_get::<_, Option<i32>>(i)
+                    .ok()
+                    .flatten()
+                    .map(|x| Value::Int(x as i64)),
+                Type::INT2 => r
+                    .try_get::<_, Option<i16>>(i)
+                    .ok()
+                    .flatten()
+                    .map(|x| Value::Int(x as i64)),
+                Type::FLOAT8 => r
+                    .try_get::<_, Option<f64>>(i)
+                    .ok()
+                    .flatten()
+                    .map(Value::Real),
+                Type::FLOAT4 => r
+                    .try_get::<_, Option<f32>>(i)
+                    .ok()
+                    .flatten()
+                    .map(|x| Value::Real(x as f64)),
+                Type::JSONB | Type::JSON => r
+                    .try_get::<_, Option<serde_json::Value>>(i)
+                    .ok()
+                    .flatten()
+                    .map(|j| Value::Json(j.to_string())),
+                _ => r
+                    .try_get::<_, Option<String>>(i)
+                    .ok()
+                    .flatten()
+                    .map(Value::Text),
             };
             row.push(v.unwrap_or(Value::Null));
         }
@@ -86,12 +142,32 @@ fn convert(rows: Vec<tokio_postgres::Row>, stmt: &tokio_postgres::Statement) -> 
     Rows { columns, rows: out }
 }
 
+/// A cached statement whose result columns changed type (after an online schema change, on this node
+/// or another) fails with 0A000; the cache is dropped and the statement prepared again, once.
+fn is_stale_plan(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        d.code() == &tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED
+            && d.message().contains("cached plan")
+    })
+}
+
 async fn run_query(c: &Object, sql: &Sql) -> Result<Rows> {
-    let stmt = c.prepare_cached(&sql.text).await.map_err(db_err)?;
     let p = params(sql);
-    let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-    let rows = c.query(&stmt, &refs).await.map_err(db_err)?;
-    Ok(convert(rows, &stmt))
+    let refs: Vec<&(dyn ToSql + Sync)> = p
+        .iter()
+        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let stmt = c.prepare_cached(&sql.text).await.map_err(db_err)?;
+    match c.query(&stmt, &refs).await {
+        Ok(rows) => Ok(convert(rows, &stmt)),
+        Err(e) if is_stale_plan(&e) => {
+            c.statement_cache.clear();
+            let stmt = c.prepare_cached(&sql.text).await.map_err(db_err)?;
+            let rows = c.query(&stmt, &refs).await.map_err(db_err)?;
+            Ok(convert(rows, &stmt))
+        }
+        Err(e) => Err(db_err(e)),
+    }
 }
 
 async fn run_exec(c: &Object, sql: &Sql) -> Result<u64> {
@@ -99,10 +175,20 @@ async fn run_exec(c: &Object, sql: &Sql) -> Result<u64> {
         c.batch_execute(&sql.text).await.map_err(db_err)?;
         return Ok(0);
     }
-    let stmt = c.prepare_cached(&sql.text).await.map_err(db_err)?;
     let p = params(sql);
-    let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-    c.execute(&stmt, &refs).await.map_err(db_err)
+    let refs: Vec<&(dyn ToSql + Sync)> = p
+        .iter()
+        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let stmt = c.prepare_cached(&sql.text).await.map_err(db_err)?;
+    match c.execute(&stmt, &refs).await {
+        Err(e) if is_stale_plan(&e) => {
+            c.statement_cache.clear();
+            let stmt = c.prepare_cached(&sql.text).await.map_err(db_err)?;
+            c.execute(&stmt, &refs).await.map_err(db_err)
+        }
+        other => other.map_err(db_err),
+    }
 }
 
 #[async_trait]
@@ -130,7 +216,9 @@ struct PgTx {
 
 impl PgTx {
     fn c(&self) -> Result<&Object> {
-        self.client.as_ref().ok_or_else(|| StoreError::Db("transaction finished".into()))
+        self.client
+            .as_ref()
+            .ok_or_else(|| StoreError::Db("transaction finished".into()))
     }
 }
 
@@ -143,7 +231,10 @@ impl Tx for PgTx {
         run_exec(self.c()?, sql).await
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let c = self.client.take().ok_or_else(|| StoreError::Db("transaction finished".into()))?;
+        let c = self
+            .client
+            .take()
+            .ok_or_else(|| StoreError::Db("transaction finished".into()))?;
         c.batch_execute("COMMIT").await.map_err(db_err)
     }
 }

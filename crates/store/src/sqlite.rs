@@ -38,13 +38,20 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
-        let writer = Connection::open(path).map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))?;
+        let writer = Connection::open(path)
+            .map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))?;
         configure(&writer).map_err(db_err)?;
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 8);
         let mut readers = Vec::with_capacity(n);
         for _ in 0..n {
-            let r = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            let r = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
             configure(&r).map_err(db_err)?;
             r.execute_batch("PRAGMA query_only=1;").map_err(db_err)?;
             readers.push(Mutex::new(r));
@@ -77,7 +84,9 @@ fn run_query(c: &Connection, sql: &Sql) -> Result<Rows> {
     let columns: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
     let n = columns.len();
     let params: Vec<P> = sql.params.iter().map(P).collect();
-    let mut rows = st.query(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
+    let mut rows = st
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(db_err)?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(db_err)? {
         let mut row = Vec::with_capacity(n);
@@ -103,7 +112,9 @@ fn run_exec(c: &Connection, sql: &Sql) -> Result<u64> {
     }
     let mut st = c.prepare_cached(&sql.text).map_err(db_err)?;
     let params: Vec<P> = sql.params.iter().map(P).collect();
-    let n = st.execute(rusqlite::params_from_iter(params.iter())).map_err(db_err)?;
+    let n = st
+        .execute(rusqlite::params_from_iter(params.iter()))
+        .map_err(db_err)?;
     Ok(n as u64)
 }
 
@@ -122,7 +133,9 @@ impl Store for SqliteStore {
                 return run_query(&c, sql);
             }
         }
-        let c = self.readers[start % n].lock().map_err(|_| StoreError::Db("reader poisoned".into()))?;
+        let c = self.readers[start % n]
+            .lock()
+            .map_err(|_| StoreError::Db("reader poisoned".into()))?;
         run_query(&c, sql)
     }
 
@@ -144,15 +157,24 @@ struct SqliteTx {
 #[async_trait]
 impl Tx for SqliteTx {
     async fn query(&mut self, sql: &Sql) -> Result<Rows> {
-        let c = self.conn.as_ref().ok_or_else(|| StoreError::Db("transaction finished".into()))?;
+        let c = self
+            .conn
+            .as_ref()
+            .ok_or_else(|| StoreError::Db("transaction finished".into()))?;
         run_query(c, sql)
     }
     async fn execute(&mut self, sql: &Sql) -> Result<u64> {
-        let c = self.conn.as_ref().ok_or_else(|| StoreError::Db("transaction finished".into()))?;
+        let c = self
+            .conn
+            .as_ref()
+            .ok_or_else(|| StoreError::Db("transaction finished".into()))?;
         run_exec(c, sql)
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let c = self.conn.take().ok_or_else(|| StoreError::Db("transaction finished".into()))?;
+        let c = self
+            .conn
+            .take()
+            .ok_or_else(|| StoreError::Db("transaction finished".into()))?;
         // The commit fsyncs the WAL; keep it off the async workers.
         tokio::task::spawn_blocking(move || c.execute_batch("COMMIT").map_err(db_err))
             .await

@@ -87,7 +87,12 @@ pub struct Compiler<'a> {
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(dialect: Dialect, schema: &'a dyn Schema, req: &'a RequestInfo, trusted: bool) -> Self {
+    pub fn new(
+        dialect: Dialect,
+        schema: &'a dyn Schema,
+        req: &'a RequestInfo,
+        trusted: bool,
+    ) -> Self {
         let su = req.is_superuser();
         Compiler {
             dialect,
@@ -118,7 +123,11 @@ impl<'a> Compiler<'a> {
         let mut s = Sql::new(self.dialect);
         s.push("EXISTS (SELECT 1 FROM (SELECT 1 AS _one) AS _d");
         for (name, alias, _) in std::mem::take(&mut self.collection_joins) {
-            s.push(" LEFT JOIN ").ident(&name).push(" AS ").ident(&alias).push(" ON 1=1");
+            s.push(" LEFT JOIN ")
+                .ident(&name)
+                .push(" AS ")
+                .ident(&alias)
+                .push(" ON 1=1");
         }
         s.push(" WHERE ");
         s.append(inner);
@@ -129,7 +138,11 @@ impl<'a> Compiler<'a> {
     fn expr(&mut self, coll: &Collection, e: &Expr) -> Result<Sql> {
         match e {
             Expr::And(items) | Expr::Or(items) => {
-                let joiner = if matches!(e, Expr::And(_)) { " AND " } else { " OR " };
+                let joiner = if matches!(e, Expr::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
                 let mut s = Sql::new(self.dialect);
                 s.push("(");
                 for (i, it) in items.iter().enumerate() {
@@ -178,7 +191,15 @@ impl<'a> Compiler<'a> {
     }
 
     /// any: EXISTS(one element matches); all: every element matches (an empty set compares as NULL).
-    fn quantify(&mut self, from: Sql, elem: Res, op: Op, any: bool, other: Res, swapped: bool) -> Sql {
+    fn quantify(
+        &mut self,
+        from: Sql,
+        elem: Res,
+        op: Op,
+        any: bool,
+        other: Res,
+        swapped: bool,
+    ) -> Sql {
         let cmp = |me: &mut Self, e: Res, o: Res| -> Sql {
             if swapped {
                 me.combine(o, op, any, e)
@@ -215,16 +236,31 @@ impl<'a> Compiler<'a> {
     fn literal_set(&mut self, items: Vec<Json>) -> (Sql, String) {
         let a = self.alias("l");
         let mut s = Sql::new(self.dialect);
-        let arr: Vec<Json> =
-            items.into_iter().map(|v| if let Json::String(_) = v { v } else { Json::String(json_text(&v)) }).collect();
+        let arr: Vec<Json> = items
+            .into_iter()
+            .map(|v| {
+                if let Json::String(_) = v {
+                    v
+                } else {
+                    Json::String(json_text(&v))
+                }
+            })
+            .collect();
         let text = Json::Array(arr).to_string();
         match self.dialect {
             Dialect::Sqlite => {
-                s.push("FROM json_each(").bind(Value::Text(text)).push(") AS ").ident(&a).push(" WHERE 1=1");
+                s.push("FROM json_each(")
+                    .bind(Value::Text(text))
+                    .push(") AS ")
+                    .ident(&a)
+                    .push(" WHERE 1=1");
                 (s, format!("{}.value", ident(&a)))
             }
             Dialect::Postgres => {
-                s.push("FROM jsonb_array_elements_text(").bind(Value::Json(text)).push(") AS ").ident(&a);
+                s.push("FROM jsonb_array_elements_text(")
+                    .bind(Value::Json(text))
+                    .push(") AS ")
+                    .ident(&a);
                 s.push("(value) WHERE TRUE");
                 (s, format!("{}.value", ident(&a)))
             }
@@ -248,8 +284,16 @@ impl<'a> Compiler<'a> {
             Res::Lit(v) if is_like => Res::Lit(Json::String(json_text(&v))),
             other => other,
         };
-        let lt = if is_like { res_ty(&l).map(|_| Ty::Text) } else { res_ty(&l) };
-        let rt = if is_like { res_ty(&r).map(|_| Ty::Text) } else { res_ty(&r) };
+        let lt = if is_like {
+            res_ty(&l).map(|_| Ty::Text)
+        } else {
+            res_ty(&l)
+        };
+        let rt = if is_like {
+            res_ty(&r).map(|_| Ty::Text)
+        } else {
+            res_ty(&r)
+        };
         // The type both sides are compared as.
         let ty = match (lt, rt) {
             (Some(a), None) | (None, Some(a)) => a,
@@ -262,8 +306,8 @@ impl<'a> Compiler<'a> {
         };
         let l_null = matches!(l, Res::Lit(Json::Null));
         let r_null = matches!(r, Res::Lit(Json::Null));
-        let ls = self.to_sql(l, ty, lt.is_some() && rt.is_some() && lt != rt);
-        let rs = self.to_sql(r, ty, lt.is_some() && rt.is_some() && lt != rt);
+        let ls = self.side_sql(l, ty, lt.is_some() && rt.is_some() && lt != rt);
+        let rs = self.side_sql(r, ty, lt.is_some() && rt.is_some() && lt != rt);
         let mut s = Sql::new(self.dialect);
         let text_like = matches!(ty, Ty::Text | Ty::Any);
         match op {
@@ -288,7 +332,9 @@ impl<'a> Compiler<'a> {
                 } else if text_like {
                     s.push("COALESCE(");
                     self.as_text(&mut s, ls);
-                    s.push(", '') ").push(if neg { "!=" } else { "=" }).push(" COALESCE(");
+                    s.push(", '') ")
+                        .push(if neg { "!=" } else { "=" })
+                        .push(" COALESCE(");
                     self.as_text(&mut s, rs);
                     s.push(", '')");
                 } else {
@@ -341,7 +387,7 @@ impl<'a> Compiler<'a> {
 
     /// Writes one side. Literals are converted to the comparison type; columns are cast to text
     /// when the two sides' types differ.
-    fn to_sql(&mut self, r: Res, ty: Ty, cast_text: bool) -> Sql {
+    fn side_sql(&mut self, r: Res, ty: Ty, cast_text: bool) -> Sql {
         match r {
             Res::Lit(v) => {
                 let mut s = Sql::new(self.dialect);
@@ -360,11 +406,17 @@ impl<'a> Compiler<'a> {
 
     fn operand(&mut self, coll: &Collection, o: &Operand) -> Result<Res> {
         Ok(match o {
-            Operand::Num(n) => Res::Lit(serde_json::Number::from_f64(*n).map(Json::Number).unwrap_or(Json::Null)),
+            Operand::Num(n) => Res::Lit(
+                serde_json::Number::from_f64(*n)
+                    .map(Json::Number)
+                    .unwrap_or(Json::Null),
+            ),
             Operand::Str(s) => Res::Lit(Json::String(s.clone())),
             Operand::Bool(b) => Res::Lit(Json::Bool(*b)),
             Operand::Null => Res::Lit(Json::Null),
-            Operand::Func(name, _) => return Err(self.bad(format!("unsupported function {name}()"))),
+            Operand::Func(name, _) => {
+                return Err(self.bad(format!("unsupported function {name}()")))
+            }
             Operand::Ident(id) => self.ident(coll, id)?,
         })
     }
@@ -376,13 +428,17 @@ impl<'a> Compiler<'a> {
             }
             if let Some(r) = rest.strip_prefix("request.") {
                 if !self.allow_request {
-                    return Err(Error::Forbidden("Only superusers can filter by @request.".into()));
+                    return Err(Error::Forbidden(
+                        "Only superusers can filter by @request.".into(),
+                    ));
                 }
                 return self.request_ident(r);
             }
             if let Some(r) = rest.strip_prefix("collection.") {
                 if !self.allow_request {
-                    return Err(Error::Forbidden("Only superusers can filter by @collection.".into()));
+                    return Err(Error::Forbidden(
+                        "Only superusers can filter by @collection.".into(),
+                    ));
                 }
                 return self.collection_ident(r);
             }
@@ -406,7 +462,11 @@ impl<'a> Compiler<'a> {
                     Some((c, rec)) => {
                         if segs.len() > 2 {
                             // @request.auth.rel.field: walk from the auth record's own row.
-                            let id = rec.get("id").and_then(Json::as_str).unwrap_or("").to_string();
+                            let id = rec
+                                .get("id")
+                                .and_then(Json::as_str)
+                                .unwrap_or("")
+                                .to_string();
                             return self.auth_path(c.clone(), &id, &segs[1..], modifier);
                         }
                         // A field the caller's collection lacks is null, as for guests.
@@ -424,7 +484,10 @@ impl<'a> Compiler<'a> {
                     "query" => &req.query,
                     _ => &req.headers,
                 };
-                let key = segs.get(1).copied().ok_or_else(|| self.bad("missing @request key"))?;
+                let key = segs
+                    .get(1)
+                    .copied()
+                    .ok_or_else(|| self.bad("missing @request key"))?;
                 if modifier == Some("isset") {
                     return Ok(Res::Lit(Json::Bool(map.contains_key(key))));
                 }
@@ -449,11 +512,21 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    fn auth_path(&mut self, c: Arc<Collection>, id: &str, segs: &[&str], modifier: Option<&str>) -> Result<Res> {
+    fn auth_path(
+        &mut self,
+        c: Arc<Collection>,
+        id: &str,
+        segs: &[&str],
+        modifier: Option<&str>,
+    ) -> Result<Res> {
         let a = self.alias("a");
         let mut from = Sql::new(self.dialect);
         from.push("FROM ").ident(&c.name).push(" AS ").ident(&a);
-        from.push(" JOIN (SELECT 1 AS _x) AS ").ident(&format!("{a}x")).push(" ON ").ident(&a).push(".\"id\" = ");
+        from.push(" JOIN (SELECT 1 AS _x) AS ")
+            .ident(&format!("{a}x"))
+            .push(" ON ")
+            .ident(&a)
+            .push(".\"id\" = ");
         from.bind(Value::Text(id.to_string()));
         let mut segs: Vec<String> = segs.iter().map(|s| s.to_string()).collect();
         if let (Some(m), Some(last)) = (modifier, segs.last_mut()) {
@@ -474,17 +547,25 @@ impl<'a> Compiler<'a> {
             Some((n, a)) => (n, Some(a)),
             None => (segs[0], None),
         };
-        let c = self.schema.collection(name).ok_or_else(|| self.bad(format!("unknown collection {name}")))?;
-        let key = format!("{}:{}", c.name, alias_name.unwrap_or(""));
-        let alias = match self.collection_joins.iter().find(|(_, k, _)| k.ends_with(&format!("__{key}"))) {
+        let c = self
+            .schema
+            .collection(name)
+            .ok_or_else(|| self.bad(format!("unknown collection {name}")))?;
+        let key = format!("{}_{}", c.name, alias_name.unwrap_or(""));
+        let alias = match self
+            .collection_joins
+            .iter()
+            .find(|(_, k, _)| k.ends_with(&format!("__{key}")))
+        {
             Some((_, a, _)) => a.clone(),
             None => {
                 if !alias_name.map(is_valid_name).unwrap_or(true) {
                     return Err(self.bad("invalid @collection alias"));
                 }
                 self.next_alias += 1;
-                let a = format!("_c{}__{}", self.next_alias, key.replace(':', "_"));
-                self.collection_joins.push((c.name.clone(), a.clone(), c.clone()));
+                let a = format!("_c{}__{}", self.next_alias, key);
+                self.collection_joins
+                    .push((c.name.clone(), a.clone(), c.clone()));
                 a
             }
         };
@@ -493,7 +574,13 @@ impl<'a> Compiler<'a> {
     }
 
     /// Resolves a field path starting at `alias` (a row of `coll`).
-    fn path(&mut self, coll: &Collection, alias: &str, segs: &[&str], chain: Option<Chain>) -> Result<Res> {
+    fn path(
+        &mut self,
+        coll: &Collection,
+        alias: &str,
+        segs: &[&str],
+        chain: Option<Chain>,
+    ) -> Result<Res> {
         if segs.len() > MAX_PATH_HOPS + 1 {
             return Err(self.bad("relation path too deep"));
         }
@@ -522,22 +609,49 @@ impl<'a> Compiler<'a> {
                         return Err(self.bad(format!("relation {name} cannot be filtered")));
                     }
                     let ja = self.alias("j");
-                    let mut ch = chain.unwrap_or_else(|| Chain { from: Sql::new(self.dialect), multi: false });
+                    let mut ch = chain.unwrap_or_else(|| Chain {
+                        from: Sql::new(self.dialect),
+                        multi: false,
+                    });
                     let first = ch.from.text.is_empty();
                     if f.is_multiple() {
                         let ea = self.alias("e");
                         ch.from.push(if first { "FROM " } else { " CROSS JOIN " });
                         self.json_each_from(&mut ch.from, &col, &ea);
-                        ch.from.push(" JOIN ").ident(&target.name).push(" AS ").ident(&ja);
-                        ch.from.push(" ON ").ident(&ja).push(".\"id\" = ").ident(&ea).push(".value");
+                        ch.from
+                            .push(" JOIN ")
+                            .ident(&target.name)
+                            .push(" AS ")
+                            .ident(&ja);
+                        ch.from
+                            .push(" ON ")
+                            .ident(&ja)
+                            .push(".\"id\" = ")
+                            .ident(&ea)
+                            .push(".value");
                         ch.multi = true;
                     } else if first {
-                        ch.from.push("FROM ").ident(&target.name).push(" AS ").ident(&ja);
-                        ch.from.push(" JOIN (SELECT 1 AS _x) AS ").ident(&format!("{ja}x")).push(" ON ");
+                        ch.from
+                            .push("FROM ")
+                            .ident(&target.name)
+                            .push(" AS ")
+                            .ident(&ja);
+                        ch.from
+                            .push(" JOIN (SELECT 1 AS _x) AS ")
+                            .ident(&format!("{ja}x"))
+                            .push(" ON ");
                         ch.from.ident(&ja).push(".\"id\" = ").push(&col);
                     } else {
-                        ch.from.push(" JOIN ").ident(&target.name).push(" AS ").ident(&ja);
-                        ch.from.push(" ON ").ident(&ja).push(".\"id\" = ").push(&col);
+                        ch.from
+                            .push(" JOIN ")
+                            .ident(&target.name)
+                            .push(" AS ")
+                            .ident(&ja);
+                        ch.from
+                            .push(" ON ")
+                            .ident(&ja)
+                            .push(".\"id\" = ")
+                            .push(&col);
                     }
                     self.path(&target, &ja, rest, Some(ch))
                 }
@@ -551,20 +665,37 @@ impl<'a> Compiler<'a> {
                 _ => Err(self.bad(format!("{name} has no sub-fields"))),
             }
         } else if let Some((other, via)) = name.split_once("_via_") {
-            let oc = self.schema.collection(other).ok_or_else(|| self.bad(format!("unknown collection {other}")))?;
+            let oc = self
+                .schema
+                .collection(other)
+                .ok_or_else(|| self.bad(format!("unknown collection {other}")))?;
             let rf = oc
                 .field(via)
-                .filter(|f| f.ty() == FieldType::Relation && (f.collection_id == coll.id || f.collection_id == coll.name))
+                .filter(|f| {
+                    f.ty() == FieldType::Relation
+                        && (f.collection_id == coll.id || f.collection_id == coll.name)
+                })
                 .ok_or_else(|| self.bad(format!("invalid back-relation {name}")))?
                 .clone();
             let ja = self.alias("j");
-            let mut ch = chain.unwrap_or_else(|| Chain { from: Sql::new(self.dialect), multi: true });
+            let mut ch = chain.unwrap_or_else(|| Chain {
+                from: Sql::new(self.dialect),
+                multi: true,
+            });
             let first = ch.from.text.is_empty();
             ch.multi = true;
             let rcol = format!("{}.{}", ident(&ja), ident(&rf.name));
             let me = format!("{}.\"id\"", ident(alias));
-            ch.from.push(if first { "FROM " } else { " JOIN " }).ident(&oc.name).push(" AS ").ident(&ja);
-            ch.from.push(if first { " JOIN (SELECT 1 AS _x) AS " } else { "" });
+            ch.from
+                .push(if first { "FROM " } else { " JOIN " })
+                .ident(&oc.name)
+                .push(" AS ")
+                .ident(&ja);
+            ch.from.push(if first {
+                " JOIN (SELECT 1 AS _x) AS "
+            } else {
+                ""
+            });
             if first {
                 ch.from.ident(&format!("{ja}x"));
             }
@@ -572,10 +703,19 @@ impl<'a> Compiler<'a> {
             if rf.is_multiple() {
                 match self.dialect {
                     Dialect::Sqlite => {
-                        ch.from.push("EXISTS (SELECT 1 FROM json_each(").push(&rcol).push(") WHERE value = ").push(&me).push(")");
+                        ch.from
+                            .push("EXISTS (SELECT 1 FROM json_each(")
+                            .push(&rcol)
+                            .push(") WHERE value = ")
+                            .push(&me)
+                            .push(")");
                     }
                     Dialect::Postgres => {
-                        ch.from.push(&rcol).push(" @> jsonb_build_array(").push(&me).push(")");
+                        ch.from
+                            .push(&rcol)
+                            .push(" @> jsonb_build_array(")
+                            .push(&me)
+                            .push(")");
                     }
                 }
             } else {
@@ -604,7 +744,11 @@ impl<'a> Compiler<'a> {
                 s.push("json_each(").push(col).push(") AS ").ident(alias);
             }
             Dialect::Postgres => {
-                s.push("jsonb_array_elements_text(").push(col).push(") AS ").ident(alias).push("(value)");
+                s.push("jsonb_array_elements_text(")
+                    .push(col)
+                    .push(") AS ")
+                    .ident(alias)
+                    .push("(value)");
             }
         }
     }
@@ -617,20 +761,33 @@ impl<'a> Compiler<'a> {
                         Dialect::Sqlite => "json_array_length",
                         Dialect::Postgres => "jsonb_array_length",
                     };
-                    Ok(Res::Col(self.raw(&format!("COALESCE({fun}({col}), 0)")), Ty::Num))
+                    Ok(Res::Col(
+                        self.raw(&format!("COALESCE({fun}({col}), 0)")),
+                        Ty::Num,
+                    ))
                 }
                 // A bare multi-valued field compares as its serialized JSON array, as the protocol
                 // does; `:each` compares its items.
-                None => Ok(Res::Col(self.raw(&format!("CAST({col} AS TEXT)")), Ty::Text)),
+                None => Ok(Res::Col(
+                    self.raw(&format!("CAST({col} AS TEXT)")),
+                    Ty::Text,
+                )),
                 Some("each") => {
                     let ea = self.alias("e");
                     let mut from = Sql::new(self.dialect);
                     from.push("FROM ");
                     self.json_each_from(&mut from, &col, &ea);
                     from.push(" WHERE 1=1");
-                    Ok(Res::Multi { from, val: format!("{}.value", ident(&ea)), ty: Ty::Text })
+                    Ok(Res::Multi {
+                        from,
+                        val: format!("{}.value", ident(&ea)),
+                        ty: Ty::Text,
+                    })
                 }
-                Some("lower") => Ok(Res::Col(self.raw(&format!("LOWER(CAST({col} AS TEXT))")), Ty::Text)),
+                Some("lower") => Ok(Res::Col(
+                    self.raw(&format!("LOWER(CAST({col} AS TEXT))")),
+                    Ty::Text,
+                )),
                 Some(m) => Err(self.bad(format!("unsupported modifier :{m}"))),
             };
         }
@@ -642,7 +799,10 @@ impl<'a> Compiler<'a> {
                 }
                 Ok(Res::Col(self.raw(&col), ty))
             }
-            Some("lower") => Ok(Res::Col(self.raw(&format!("LOWER(CAST({col} AS TEXT))")), Ty::Text)),
+            Some("lower") => Ok(Res::Col(
+                self.raw(&format!("LOWER(CAST({col} AS TEXT))")),
+                Ty::Text,
+            )),
             Some("length") => {
                 let fun = match self.dialect {
                     Dialect::Sqlite => "json_array_length",
@@ -655,10 +815,18 @@ impl<'a> Compiler<'a> {
                             Ty::Num,
                         ));
                     }
-                    return Ok(Res::Col(self.raw(&format!("COALESCE({fun}({col}), 0)")), Ty::Num));
+                    return Ok(Res::Col(
+                        self.raw(&format!("COALESCE({fun}({col}), 0)")),
+                        Ty::Num,
+                    ));
                 }
                 // A single value counts as one item when set.
-                Ok(Res::Col(self.raw(&format!("(CASE WHEN COALESCE(CAST({col} AS TEXT), '') = '' THEN 0 ELSE 1 END)")), Ty::Num))
+                Ok(Res::Col(
+                    self.raw(&format!(
+                        "(CASE WHEN COALESCE(CAST({col} AS TEXT), '') = '' THEN 0 ELSE 1 END)"
+                    )),
+                    Ty::Num,
+                ))
             }
             Some("each") => Ok(Res::Col(self.raw(&col), ty)),
             Some(m) => Err(self.bad(format!("unsupported modifier :{m}"))),
@@ -669,7 +837,10 @@ impl<'a> Compiler<'a> {
         let mut keys = vec![];
         for s in segs {
             let (k, m) = split_modifier(s);
-            if m.is_some() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || k.is_empty() {
+            if m.is_some()
+                || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                || k.is_empty()
+            {
                 return Err(self.bad("invalid json path"));
             }
             keys.push(k.to_string());
@@ -686,12 +857,20 @@ impl<'a> Compiler<'a> {
                         p.push_str(k);
                     }
                 }
-                s.push("json_extract(").push(col).push(", ").bind(Value::Text(p)).push(")");
+                s.push("json_extract(")
+                    .push(col)
+                    .push(", ")
+                    .bind(Value::Text(p))
+                    .push(")");
                 Ok(Res::Col(s, Ty::Any))
             }
             Dialect::Postgres => {
                 let p = format!("{{{}}}", keys.join(","));
-                s.push("(").push(col).push(" #>> (").bind(Value::Text(p)).push(")::text[])");
+                s.push("(")
+                    .push(col)
+                    .push(" #>> (")
+                    .bind(Value::Text(p))
+                    .push(")::text[])");
                 Ok(Res::Col(s, Ty::Text))
             }
         }
@@ -707,7 +886,11 @@ impl<'a> Compiler<'a> {
                     from.push(" WHERE 1=1");
                     // `val` may carry bound parameters (json paths): fold them into the FROM side.
                     if val.params.is_empty() {
-                        Res::Multi { from, val: val.text, ty }
+                        Res::Multi {
+                            from,
+                            val: val.text,
+                            ty,
+                        }
                     } else {
                         let mut sub = Sql::new(self.dialect);
                         sub.push("(SELECT ");
@@ -727,11 +910,21 @@ impl<'a> Compiler<'a> {
                     Res::Col(s, ty)
                 }
             }
-            Res::Multi { from: inner, val, ty } => {
+            Res::Multi {
+                from: inner,
+                val,
+                ty,
+            } => {
                 // A multi field at the end of a chain: join its elements onto the chain.
                 let mut from = ch.from;
-                let inner_text = inner.text.trim_start_matches("FROM ").trim_end_matches(" WHERE 1=1").to_string();
-                from.push(" CROSS JOIN ").push(&inner_text).push(" WHERE 1=1");
+                let inner_text = inner
+                    .text
+                    .trim_start_matches("FROM ")
+                    .trim_end_matches(" WHERE 1=1")
+                    .to_string();
+                from.push(" CROSS JOIN ")
+                    .push(&inner_text)
+                    .push(" WHERE 1=1");
                 Res::Multi { from, val, ty }
             }
         }
@@ -770,7 +963,11 @@ impl<'a> Compiler<'a> {
             }
             s.push(if it.desc { " DESC" } else { " ASC" });
             if self.dialect == Dialect::Postgres {
-                s.push(if it.desc { " NULLS LAST" } else { " NULLS FIRST" });
+                s.push(if it.desc {
+                    " NULLS LAST"
+                } else {
+                    " NULLS FIRST"
+                });
             }
         }
         Ok(s)
@@ -788,7 +985,11 @@ fn clone_res(r: &Res) -> Res {
     match r {
         Res::Lit(v) => Res::Lit(v.clone()),
         Res::Col(s, t) => Res::Col(s.clone(), *t),
-        Res::Multi { from, val, ty } => Res::Multi { from: from.clone(), val: val.clone(), ty: *ty },
+        Res::Multi { from, val, ty } => Res::Multi {
+            from: from.clone(),
+            val: val.clone(),
+            ty: *ty,
+        },
     }
 }
 
@@ -838,7 +1039,9 @@ fn lit_value(v: &Json, ty: Ty, d: Dialect) -> Value {
         (Json::Bool(b), Ty::Bool) => bool_value(*b, d),
         (Json::Number(n), Ty::Bool) => bool_value(n.as_f64().unwrap_or(0.0) != 0.0, d),
         (Json::String(s), Ty::Bool) => bool_value(s == "true" || s == "1", d),
-        (Json::Number(n), Ty::Any) if d == Dialect::Sqlite => Value::Real(n.as_f64().unwrap_or(0.0)),
+        (Json::Number(n), Ty::Any) if d == Dialect::Sqlite => {
+            Value::Real(n.as_f64().unwrap_or(0.0))
+        }
         (Json::Bool(b), Ty::Any) if d == Dialect::Sqlite => Value::Int(*b as i64),
         (other, _) => Value::Text(json_text(other)),
     }
@@ -879,7 +1082,11 @@ fn macro_value(name: &str) -> Option<Json> {
             fmt(next - Duration::milliseconds(1))
         }
         "yearStart" => fmt(day_start.with_day(1)?.with_month(1)?),
-        "yearEnd" => fmt(day_start.with_day(1)?.with_month(1)?.with_year(now.year() + 1)? - Duration::milliseconds(1)),
+        "yearEnd" => fmt(day_start
+            .with_day(1)?
+            .with_month(1)?
+            .with_year(now.year() + 1)?
+            - Duration::milliseconds(1)),
         "second" => Json::from(now.second()),
         "minute" => Json::from(now.minute()),
         "hour" => Json::from(now.hour()),

@@ -118,7 +118,9 @@ fn lex(src: &str) -> Result<Vec<Tok>, ParseError> {
                 out.push(Tok::Op(op, any));
                 i = j + len;
             }
-            _ if ch.is_ascii_digit() || (ch == '-' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit())) => {
+            _ if ch.is_ascii_digit()
+                || (ch == '-' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 let start = i;
                 i += 1;
                 while i < c.len() && c[i].is_ascii_digit() {
@@ -144,6 +146,12 @@ fn lex(src: &str) -> Result<Vec<Tok>, ParseError> {
                 out.push(Tok::Ident(c[start..i].iter().collect()));
             }
             _ => return err(format!("unexpected character {ch:?}")),
+        }
+        if out
+            .last()
+            .is_some_and(|t| matches!(t, Tok::Str(s) if s.contains('\0')))
+        {
+            return err("null characters are not allowed");
         }
     }
     Ok(out)
@@ -172,7 +180,11 @@ impl Parser {
             self.pos += 1;
             items.push(self.and()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Expr::Or(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::Or(items)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
@@ -181,7 +193,11 @@ impl Parser {
             self.pos += 1;
             items.push(self.primary()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Expr::And(items) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(items)
+        })
     }
 
     fn primary(&mut self) -> Result<Expr, ParseError> {
@@ -208,7 +224,12 @@ impl Parser {
             _ => return err("expected a comparison operator"),
         };
         let right = self.operand(0)?;
-        Ok(Expr::Cmp(Cmp { left, op, any, right }))
+        Ok(Expr::Cmp(Cmp {
+            left,
+            op,
+            any,
+            right,
+        }))
     }
 
     fn operand(&mut self, fdepth: usize) -> Result<Operand, ParseError> {
@@ -263,7 +284,12 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
     if toks.is_empty() {
         return err("empty expression");
     }
-    let mut p = Parser { toks, pos: 0, exprs: 0, depth: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        exprs: 0,
+        depth: 0,
+    };
     let e = p.or()?;
     if p.pos != p.toks.len() {
         return err("unexpected trailing input");
@@ -293,7 +319,10 @@ pub fn parse_sort(src: &str) -> Result<Vec<SortItem>, ParseError> {
         if !ok {
             return err(format!("invalid sort field {name:?}"));
         }
-        out.push(SortItem { field: name.to_string(), desc });
+        out.push(SortItem {
+            field: name.to_string(),
+            desc,
+        });
         if out.len() > MAX_SORT_FIELDS {
             return err(format!("too many sort fields (max {MAX_SORT_FIELDS})"));
         }
@@ -308,29 +337,51 @@ mod tests {
     #[test]
     fn parses_precedence_and_groups() {
         let e = parse("a = 1 && (b != 'x' || c ?~ \"y\") // trailing comment").unwrap();
-        let Expr::And(items) = e else { panic!("not and") };
+        let Expr::And(items) = e else {
+            panic!("not and")
+        };
         assert_eq!(items.len(), 2);
         assert!(matches!(items[1], Expr::Or(_)));
     }
 
     #[test]
     fn parses_operands() {
-        let e = parse("@request.auth.id != '' && tags:length > -2.5 && created > @now && x = null").unwrap();
+        let e = parse("@request.auth.id != '' && tags:length > -2.5 && created > @now && x = null")
+            .unwrap();
         let Expr::And(items) = e else { panic!() };
         assert_eq!(items.len(), 4);
         let Expr::Cmp(c) = &items[1] else { panic!() };
         assert_eq!(c.left, Operand::Ident("tags:length".into()));
         assert_eq!(c.right, Operand::Num(-2.5));
         let e = parse("geoDistance(lon, lat, 1, 2) < 25").unwrap();
-        assert!(matches!(e, Expr::Cmp(Cmp { left: Operand::Func(..), .. })));
+        assert!(matches!(
+            e,
+            Expr::Cmp(Cmp {
+                left: Operand::Func(..),
+                ..
+            })
+        ));
     }
 
     #[test]
     fn rejects_malformed_input() {
-        for bad in ["", "a", "a =", "= 1", "a = 'x", "(a = 1", "a = 1)", "a == 1 &&", "a = 1 b = 2", "a;b = 1", "a = 1 | b = 2", "a. = 1"] {
+        for bad in [
+            "",
+            "a",
+            "a =",
+            "= 1",
+            "a = 'x",
+            "(a = 1",
+            "a = 1)",
+            "a == 1 &&",
+            "a = 1 b = 2",
+            "a;b = 1",
+            "a = 1 | b = 2",
+            "a. = 1",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should fail");
         }
-        assert!(parse(&"a = 1 && ".repeat(201).trim_end_matches("&& ").to_string()).is_err());
+        assert!(parse("a = 1 && ".repeat(201).trim_end_matches("&& ")).is_err());
         assert!(parse(&format!("{}a = 1{}", "(".repeat(100), ")".repeat(100))).is_err());
         assert!(parse(&"x".repeat(3501)).is_err());
     }

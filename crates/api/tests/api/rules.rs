@@ -1,0 +1,210 @@
+//! Access rules with the protocol's exact outcomes.
+
+use serde_json::json;
+
+use crate::helpers::{assert_error, TestApp};
+
+async fn owned(app: &TestApp) {
+    app.collection(json!({
+        "name": "docs",
+        "listRule": "owner = @request.auth.id",
+        "viewRule": "owner = @request.auth.id",
+        "createRule": "@request.auth.id != '' && owner = @request.auth.id",
+        "updateRule": "owner = @request.auth.id",
+        "deleteRule": "owner = @request.auth.id",
+        "fields": [
+            {"name": "title", "type": "text"},
+            {"name": "secret", "type": "text", "hidden": true},
+            {"name": "owner", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 1}
+        ]
+    }))
+    .await;
+}
+
+async fn owner_rules(app: TestApp) {
+    owned(&app).await;
+    let (alice, ta) = app.user("alice@example.com").await;
+    let (_bob, tb) = app.user("bob@example.com").await;
+    // create: rule fails for guests and for someone else's owner → 400
+    assert_error(
+        &app.post(
+            "/api/collections/docs/records",
+            None,
+            json!({"title": "x", "owner": alice}),
+        )
+        .await,
+        400,
+    );
+    assert_error(
+        &app.post(
+            "/api/collections/docs/records",
+            Some(&tb),
+            json!({"title": "x", "owner": alice}),
+        )
+        .await,
+        400,
+    );
+    let d = app
+        .post(
+            "/api/collections/docs/records",
+            Some(&ta),
+            json!({"title": "mine", "owner": alice, "secret": "s"}),
+        )
+        .await;
+    assert_eq!(d.0, 200, "{}", d.1);
+    let id = d.1["id"].as_str().unwrap().to_string();
+    assert!(
+        d.1.get("secret").is_none(),
+        "hidden fields are not shown to users"
+    );
+    // list filters; view/update/delete → 404 for others
+    assert_eq!(app.ids("docs", Some(&ta), &[]).await, vec![id.clone()]);
+    assert!(app.ids("docs", Some(&tb), &[]).await.is_empty());
+    assert!(app.ids("docs", None, &[]).await.is_empty());
+    let path = format!("/api/collections/docs/records/{id}");
+    assert_error(&app.get(&path, Some(&tb)).await, 404);
+    assert_error(
+        &app.patch(&path, Some(&tb), json!({"title": "stolen"}))
+            .await,
+        404,
+    );
+    assert_error(&app.delete(&path, Some(&tb)).await, 404);
+    assert_eq!(app.get(&path, Some(&ta)).await.1["title"], "mine");
+    // superusers bypass and see hidden fields (values sent by users were dropped)
+    let su = app.get(&path, app.su()).await;
+    assert_eq!(su.1["secret"], "");
+    assert_eq!(
+        app.patch(&path, Some(&ta), json!({"title": "edited"}))
+            .await
+            .1["title"],
+        "edited"
+    );
+    assert_eq!(app.delete(&path, Some(&ta)).await.0, 204);
+}
+
+async fn null_and_empty_rules(app: TestApp) {
+    app.collection(json!({"name": "locked", "fields": [{"name": "v", "type": "text"}]}))
+        .await;
+    let (_, tok) = app.user("carl@example.com").await;
+    for t in [None, Some(tok.as_str())] {
+        let r = app.get("/api/collections/locked/records", t).await;
+        assert_eq!(r.1["message"], "Only superusers can perform this action.");
+        assert_error(&r, 403);
+        assert_error(
+            &app.post("/api/collections/locked/records", t, json!({"v": "x"}))
+                .await,
+            403,
+        );
+    }
+    assert_eq!(
+        app.get("/api/collections/locked/records", app.su()).await.0,
+        200
+    );
+    app.collection(json!({"name": "open", "listRule": "", "viewRule": "", "createRule": "", "fields": [{"name": "v", "type": "text"}]})).await;
+    assert_eq!(
+        app.post("/api/collections/open/records", None, json!({"v": "x"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(app.ids("open", None, &[]).await.len(), 1);
+}
+
+async fn request_body_and_collection_rules(app: TestApp) {
+    app.collection(json!({"name": "teams", "listRule": "", "viewRule": "", "fields": [{"name": "name", "type": "text"}]})).await;
+    let teams = app.get("/api/collections/teams", app.su()).await.1;
+    app.collection(json!({"name": "members", "fields": [
+        {"name": "user", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 1},
+        {"name": "team", "type": "relation", "collectionId": teams["id"], "maxSelect": 1}
+    ]}))
+    .await;
+    app.collection(json!({
+        "name": "boards",
+        "listRule": "@collection.members.user ?= @request.auth.id && @collection.members.team ?= team",
+        "createRule": "@request.body.title:isset = true && @request.body.title != 'forbidden'",
+        "fields": [{"name": "title", "type": "text"}, {"name": "team", "type": "relation", "collectionId": teams["id"], "maxSelect": 1}]
+    }))
+    .await;
+    let (u1, t1) = app.user("m1@example.com").await;
+    let (u2, t2) = app.user("m2@example.com").await;
+    let red = app.record("teams", json!({"name": "red"})).await["id"].clone();
+    let blue = app.record("teams", json!({"name": "blue"})).await["id"].clone();
+    app.record("members", json!({"user": u1, "team": red}))
+        .await;
+    app.record("members", json!({"user": u2, "team": blue}))
+        .await;
+    let b_red = app
+        .record("boards", json!({"title": "r", "team": red}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.record("boards", json!({"title": "b", "team": blue}))
+        .await;
+    // the two conditions on @collection.members must hold for the same member row
+    assert_eq!(app.ids("boards", Some(&t1), &[]).await, vec![b_red]);
+    assert_eq!(app.ids("boards", Some(&t2), &[]).await.len(), 1);
+    // @request.body in createRule
+    assert_error(
+        &app.post(
+            "/api/collections/boards/records",
+            Some(&t1),
+            json!({"team": red}),
+        )
+        .await,
+        400,
+    );
+    assert_error(
+        &app.post(
+            "/api/collections/boards/records",
+            Some(&t1),
+            json!({"title": "forbidden"}),
+        )
+        .await,
+        400,
+    );
+    assert_eq!(
+        app.post(
+            "/api/collections/boards/records",
+            Some(&t1),
+            json!({"title": "ok"})
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+async fn email_visibility(app: TestApp) {
+    app.patch(
+        "/api/collections/users",
+        app.su(),
+        json!({"listRule": "", "viewRule": ""}),
+    )
+    .await;
+    let (a, _ta) = app.user("vis-a@example.com").await;
+    let (_b, tb) = app.user("vis-b@example.com").await;
+    let seen = app
+        .get(&format!("/api/collections/users/records/{a}"), Some(&tb))
+        .await;
+    assert!(seen.1.get("email").is_none(), "{}", seen.1);
+    let (_, ta) = (0, _ta);
+    app.patch(
+        &format!("/api/collections/users/records/{a}"),
+        app.su(),
+        json!({"emailVisibility": true}),
+    )
+    .await;
+    let seen = app
+        .get(&format!("/api/collections/users/records/{a}"), Some(&tb))
+        .await;
+    assert_eq!(seen.1["email"], "vis-a@example.com");
+    let _ = ta;
+}
+
+crate::both!(
+    owner_rules,
+    null_and_empty_rules,
+    request_body_and_collection_rules,
+    email_visibility
+);
