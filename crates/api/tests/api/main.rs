@@ -1,7 +1,8 @@
 //! Integration tests of the HTTP API: the real server on port 0, a fresh SQLite file or a fresh
-#![allow(clippy::unwrap_used)]
 //! PostgreSQL database per test. Every test runs on both backends (see [`both!`]).
 //! Set `TEST_LOG=1` for server logs; `BASALT_TEST_PG` points at the Postgres server.
+
+#![allow(clippy::unwrap_used)]
 
 mod helpers;
 

@@ -1,0 +1,297 @@
+//! Tests of the `basalt` binary as a user runs it: CLI words, settings errors, graceful shutdown, and
+//! durability under `kill -9` on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_basalt");
+
+struct Dir(std::path::PathBuf);
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmp() -> Dir {
+    let d = std::env::temp_dir().join(format!("basalt-cli-{}", basalt_core::id::random_id(10)));
+    std::fs::create_dir_all(&d).unwrap();
+    Dir(d)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pg_base() -> String {
+    std::env::var("BASALT_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+async fn fresh_pg() -> String {
+    let name = format!("basalt_cli_{}", basalt_core::id::random_id(10));
+    let (c, conn) =
+        tokio_postgres::connect(&format!("{}/postgres", pg_base()), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    format!("{}/{name}", pg_base())
+}
+
+fn storage_args(dir: &Dir, db: &Option<String>) -> Vec<String> {
+    let mut a = vec!["--dir".to_string(), dir.0.display().to_string()];
+    if let Some(u) = db {
+        a.push("--database-url".into());
+        a.push(u.clone());
+    }
+    a
+}
+
+fn upsert(dir: &Dir, db: &Option<String>) {
+    let out = Command::new(BIN)
+        .args(["superuser", "upsert", "admin@example.com", "password123"])
+        .args(storage_args(dir, db))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Successfully saved superuser"));
+}
+
+async fn serve(dir: &Dir, db: &Option<String>) -> (Child, String) {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["serve", "--http", &format!("127.0.0.1:{port}")])
+        .args(storage_args(dir, db))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{url}/api/health"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not start");
+}
+
+async fn su_token(url: &str) -> String {
+    let r: Value = reqwest::Client::new()
+        .post(format!(
+            "{url}/api/collections/_superusers/auth-with-password"
+        ))
+        .json(&json!({"identity": "admin@example.com", "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn version_and_targets() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("basalt "));
+    let out = Command::new(BIN)
+        .args(["serve", "--list-targets"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("all") && text.contains("api"), "{text}");
+}
+
+#[test]
+fn bad_settings_fail_with_a_clear_message() {
+    let d = tmp();
+    let cfg = d.0.join("basalt.toml");
+    std::fs::write(&cfg, "htp = \"127.0.0.1:1\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown field") && err.contains("htp"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--dir",
+            d.0.to_str().unwrap(),
+            "--database-url",
+            "postgres://nobody:secretpw@127.0.0.1:1/x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("postgres") && err.contains("127.0.0.1:1"),
+        "names the database: {err}"
+    );
+    assert!(
+        !err.contains("secretpw"),
+        "never prints the password: {err}"
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--target", "warp"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_cleanly() {
+    let d = tmp();
+    upsert(&d, &None);
+    let (mut child, url) = serve(&d, &None).await;
+    assert!(su_token(&url).await.len() > 20);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Creates records from several concurrent writers, kills the server with SIGKILL in the middle,
+/// restarts it, and checks that every create answered 200 is there.
+async fn kill9_loses_no_acknowledged_write(db: Option<String>) {
+    let d = tmp();
+    upsert(&d, &db);
+    let (mut child, url) = serve(&d, &db).await;
+    let tok = su_token(&url).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{url}/api/collections"))
+        .header("Authorization", &tok)
+        .json(&json!({"name": "events", "createRule": "", "fields": [{"name": "n", "type": "number"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = vec![];
+    for w in 0..4 {
+        let (client, url, acked) = (client.clone(), url.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..100_000 {
+                let res = client
+                    .post(format!("{url}/api/collections/events/records"))
+                    .json(&json!({"n": w * 1_000_000 + i}))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == 200 => {
+                        let v: Value = match r.json().await {
+                            Ok(v) => v,
+                            Err(_) => return,
+                        };
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(v["id"].as_str().unwrap().to_string());
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Let writes flow, then SIGKILL mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for w in writers {
+        let _ = w.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 50,
+        "enough writes were acknowledged before the kill: {}",
+        acked.len()
+    );
+    let (mut child, url) = serve(&d, &db).await;
+    let tok = su_token(&url).await;
+    let mut stored = std::collections::HashSet::new();
+    let mut page = 1;
+    loop {
+        let r: Value = client
+            .get(format!("{url}/api/collections/events/records?perPage=1000&page={page}&fields=id&skipTotal=1"))
+            .header("Authorization", &tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = r["items"].as_array().unwrap();
+        for i in items {
+            stored.insert(i["id"].as_str().unwrap().to_string());
+        }
+        if items.len() < 1000 {
+            break;
+        }
+        page += 1;
+    }
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged creates lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+    println!(
+        "kill -9: {} acknowledged, {} stored, 0 lost",
+        acked.len(),
+        stored.len()
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_sqlite() {
+    kill9_loses_no_acknowledged_write(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_postgres() {
+    kill9_loses_no_acknowledged_write(Some(fresh_pg().await)).await;
+}
