@@ -1,7 +1,7 @@
 //! Tests of the `basalt` binary as a user runs it: CLI words, settings errors, graceful shutdown, and
 //! durability under `kill -9` on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::zombie_processes)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
