@@ -1,31 +1,50 @@
 #!/usr/bin/env bash
-# Makes sure the services the test suite talks to are up: PostgreSQL on 127.0.0.1:5432 (user postgres,
-# trust auth). Starts a local Debian cluster when it is installed but stopped; otherwise says how to
-# install it. Later components (Redis, NATS, Kafka, S3) add their checks here.
+# Prints a PostgreSQL URL (user postgres, trust auth) the test suite can use, starting a server first
+# when needed:
+#   1. $BASALT_TEST_PG (default postgres://postgres@127.0.0.1:5432) if it answers;
+#   2. else the machine's Debian cluster, started with pg_ctlcluster, if it then answers;
+#   3. else a private throwaway cluster under ~/.cache/basalt/pg on port 54329 (initdb, trust auth),
+#      installing Debian's postgresql package first when it is missing and we are root.
+# Later components (Redis, NATS, Kafka, S3) add their checks here.
 set -euo pipefail
-PG_URL="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
+url="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
+say() { echo "services: $*" >&2; }
+up() { psql "$1/postgres" -qtAc "SELECT 1" >/dev/null 2>&1; }
 
-pg_up() { psql "$PG_URL/postgres" -qtAc "SELECT 1" >/dev/null 2>&1; }
-
-if ! command -v psql >/dev/null 2>&1; then
-  echo "psql not found. On Debian: apt-get install -y postgresql postgresql-client" >&2
-  exit 1
-fi
-if ! pg_up; then
-  if command -v pg_ctlcluster >/dev/null 2>&1; then
-    ver="$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)"
-    echo "starting PostgreSQL $ver cluster 'main'" >&2
-    pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
-    for _ in $(seq 1 50); do pg_up && break; sleep 0.2; done
+need_pkg() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing $*"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    say "missing $*: install with apt-get install $*"; exit 1
   fi
+}
+
+command -v psql >/dev/null || need_pkg postgresql postgresql-client
+if up "$url"; then say "PostgreSQL ok at $url"; echo "$url"; exit 0; fi
+
+if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+  ver="$(ls /etc/postgresql | sort -n | tail -1)"
+  say "starting the Debian PostgreSQL $ver cluster"
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start >/dev/null 2>&1 || true
+  for _ in $(seq 1 50); do up "$url" && { echo "$url"; exit 0; }; sleep 0.2; done
 fi
-if ! pg_up; then
-  cat >&2 <<MSG
-PostgreSQL is not reachable at $PG_URL.
-Install and start it (Debian):
-  apt-get install -y postgresql && pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start
-and allow trust auth for 127.0.0.1 in pg_hba.conf, or set BASALT_TEST_PG=postgres://user:pass@host:port
-MSG
-  exit 1
+
+# A private cluster: never touches the system's configuration.
+bindir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+[ -x "$bindir/initdb" ] || need_pkg postgresql
+bindir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+data="$HOME/.cache/basalt/pg"
+port=54329
+priv="postgres://postgres@127.0.0.1:$port"
+if up "$priv"; then echo "$priv"; exit 0; fi
+run() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+mkdir -p "$data"
+[ "$(id -u)" = 0 ] && chown postgres "$data"
+if [ ! -f "$data/PG_VERSION" ]; then
+  say "creating a private PostgreSQL cluster in $data"
+  run "$bindir/initdb" -D "$data" -U postgres -A trust >/dev/null
 fi
-echo "PostgreSQL ok at $PG_URL" >&2
+run "$bindir/pg_ctl" -D "$data" -o "-p $port -k /tmp -c listen_addresses=127.0.0.1" -l "$data/log" start >/dev/null
+for _ in $(seq 1 50); do up "$priv" && { say "PostgreSQL ok at $priv"; echo "$priv"; exit 0; }; sleep 0.2; done
+say "PostgreSQL did not come up; see $data/log"; exit 1

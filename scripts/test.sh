@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: services check, Rust unit + integration tests (SQLite and
-# PostgreSQL), bounded property tests of the filter parser, and the official-SDK suite on both backends.
+# The whole test suite, as CI runs it: services, lint, Rust unit/property/integration tests on SQLite and
+# PostgreSQL, the CLI durability tests, and the official-SDK suite on both backends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/basalt/target}"
-export BASALT_TEST_PG="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
 
-scripts/services.sh
-command -v node >/dev/null || { echo "node not found: apt-get install -y nodejs npm" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+if ! command -v cc >/dev/null || ! command -v node >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential nodejs npm >/dev/null
+  else
+    echo "need a C compiler and Node.js: apt-get install build-essential nodejs npm" >&2; exit 1
+  fi
+fi
+BASALT_TEST_PG="$(scripts/services.sh)"
+export BASALT_TEST_PG
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== cargo test (unit, property, integration on SQLite and PostgreSQL)"
-cargo test --workspace --quiet
+echo "== cargo test: unit, property (parser/compiler fuzz), integration on SQLite and PostgreSQL, CLI"
+cargo test --workspace
 
-echo "== official JS SDK suite"
+echo "== official JS SDK suite (npm pocketbase) on SQLite and PostgreSQL"
 scripts/test-sdk.sh all
 echo "== all tests passed"
