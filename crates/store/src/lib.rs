@@ -15,7 +15,7 @@ pub use basalt_core::sql::{Dialect, Sql, Value};
 pub mod postgres;
 pub mod sqlite;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A unique constraint failed; the text names the constraint or columns.
     #[error("unique constraint failed: {0}")]

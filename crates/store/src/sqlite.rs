@@ -1,5 +1,11 @@
 //! SQLite store: one writer connection guarded by an async mutex (transactions serialize there, as
 //! SQLite allows one writer), and reader connections used round-robin for queries.
+//!
+//! Group commit: each `Tx` is a SAVEPOINT inside one open transaction. `commit` releases the savepoint,
+//! queues its waiter and lets the writers already queued on the mutex run their work into the same
+//! transaction; the first committer to get the mutex back issues one `COMMIT` (one fsync) and answers
+//! every waiter. A `Tx` dropped without commit rolls back only its savepoint. No caller is answered
+//! before the `COMMIT` that holds its write has returned, so an acknowledged write is durable.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,9 +17,19 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{Dialect, Result, Rows, Sql, Store, StoreError, Tx, Value};
 
+struct Writer {
+    conn: Connection,
+    /// Whether a group transaction is open.
+    open: bool,
+    /// Committed savepoints waiting for the group's COMMIT.
+    pending: Vec<tokio::sync::oneshot::Sender<Result<()>>>,
+}
+
+type WriterGuard = tokio::sync::OwnedMutexGuard<Writer>;
+
 pub struct SqliteStore {
     path: String,
-    writer: Arc<tokio::sync::Mutex<Connection>>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
 }
@@ -58,7 +74,11 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             path: path.display().to_string(),
-            writer: Arc::new(tokio::sync::Mutex::new(writer)),
+            writer: Arc::new(tokio::sync::Mutex::new(Writer {
+                conn: writer,
+                open: false,
+                pending: Vec::new(),
+            })),
             readers,
             next: AtomicUsize::new(0),
         })
@@ -140,9 +160,18 @@ impl Store for SqliteStore {
     }
 
     async fn begin(&self) -> Result<Box<dyn Tx>> {
-        let guard = self.writer.clone().lock_owned().await;
-        guard.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
-        Ok(Box::new(SqliteTx { conn: Some(guard) }))
+        let mut g = self.writer.clone().lock_owned().await;
+        if !g.open {
+            g.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+            g.open = true;
+        }
+        g.conn
+            .execute_batch("SAVEPOINT basalt_tx")
+            .map_err(db_err)?;
+        Ok(Box::new(SqliteTx {
+            guard: Some(g),
+            writer: self.writer.clone(),
+        }))
     }
 
     fn describe(&self) -> String {
@@ -151,43 +180,177 @@ impl Store for SqliteStore {
 }
 
 struct SqliteTx {
-    conn: Option<tokio::sync::OwnedMutexGuard<Connection>>,
+    guard: Option<WriterGuard>,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+}
+
+impl SqliteTx {
+    fn conn(&self) -> Result<&Connection> {
+        self.guard
+            .as_ref()
+            .map(|g| &g.conn)
+            .ok_or_else(|| StoreError::Db("transaction finished".into()))
+    }
+}
+
+/// Commits the open group transaction (fsync off the async workers) and answers every waiter.
+async fn flush(g: WriterGuard) {
+    let joined = tokio::task::spawn_blocking(move || {
+        let r = g.conn.execute_batch("COMMIT").map_err(db_err);
+        (g, r)
+    })
+    .await;
+    let Ok((mut g, res)) = joined else {
+        tracing::error!("sqlite commit task failed");
+        return;
+    };
+    if res.is_err() {
+        let _ = g.conn.execute_batch("ROLLBACK");
+    }
+    g.open = false;
+    for w in g.pending.drain(..) {
+        let _ = w.send(res.clone());
+    }
 }
 
 #[async_trait]
 impl Tx for SqliteTx {
     async fn query(&mut self, sql: &Sql) -> Result<Rows> {
-        let c = self
-            .conn
-            .as_ref()
-            .ok_or_else(|| StoreError::Db("transaction finished".into()))?;
-        run_query(c, sql)
+        run_query(self.conn()?, sql)
     }
     async fn execute(&mut self, sql: &Sql) -> Result<u64> {
-        let c = self
-            .conn
-            .as_ref()
-            .ok_or_else(|| StoreError::Db("transaction finished".into()))?;
-        run_exec(c, sql)
+        run_exec(self.conn()?, sql)
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let c = self
-            .conn
+        let mut g = self
+            .guard
             .take()
             .ok_or_else(|| StoreError::Db("transaction finished".into()))?;
-        // The commit fsyncs the WAL; keep it off the async workers.
-        tokio::task::spawn_blocking(move || c.execute_batch("COMMIT").map_err(db_err))
-            .await
-            .map_err(|e| StoreError::Db(e.to_string()))?
+        if let Err(e) = g.conn.execute_batch("RELEASE basalt_tx") {
+            let _ = g
+                .conn
+                .execute_batch("ROLLBACK TO basalt_tx; RELEASE basalt_tx");
+            return Err(db_err(e));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        g.pending.push(tx);
+        drop(g);
+        // Writers queued before us now add their savepoints to this transaction; then whoever gets the
+        // lock first with the transaction still open commits the whole group.
+        let g = self.writer.clone().lock_owned().await;
+        if g.open {
+            flush(g).await;
+        } else {
+            drop(g);
+        }
+        rx.await
+            .map_err(|_| StoreError::Db("commit outcome lost".into()))?
     }
 }
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            if let Err(e) = c.execute_batch("ROLLBACK") {
-                tracing::warn!(error = %e, "sqlite rollback failed");
+        if let Some(g) = self.guard.take() {
+            if let Err(e) = g
+                .conn
+                .execute_batch("ROLLBACK TO basalt_tx; RELEASE basalt_tx")
+            {
+                tracing::warn!(error = %e, "sqlite savepoint rollback failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql(text: &str, params: Vec<Value>) -> Sql {
+        let mut s = Sql::new(Dialect::Sqlite);
+        s.push(text);
+        s.params = params;
+        s
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commit_keeps_each_transaction_atomic_and_visible_once_acknowledged() {
+        let dir =
+            std::env::temp_dir().join(format!("basalt-store-{}", basalt_core::id::random_id(8)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap());
+        let mut tx = store.begin().await.unwrap();
+        tx.execute(&sql(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let mut tasks = vec![];
+        for i in 0..200i64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = store.begin().await.unwrap();
+                tx.execute(&sql(
+                    "INSERT INTO t (id, v) VALUES (?, 'a')",
+                    vec![Value::Int(i)],
+                ))
+                .await
+                .unwrap();
+                tx.execute(&sql(
+                    "INSERT INTO t (id, v) VALUES (?, 'b')",
+                    vec![Value::Int(i + 1000)],
+                ))
+                .await
+                .unwrap();
+                if i % 5 == 0 {
+                    drop(tx); // rolls back both inserts of this transaction only
+                    return None;
+                }
+                tx.commit().await.unwrap();
+                // Acknowledged: a reader connection sees it.
+                let r = store
+                    .query(&sql(
+                        "SELECT COUNT(*) FROM t WHERE id = ? OR id = ?",
+                        vec![Value::Int(i), Value::Int(i + 1000)],
+                    ))
+                    .await
+                    .unwrap();
+                assert_eq!(r.rows[0][0], Value::Int(2));
+                Some(i)
+            }));
+        }
+        let mut committed = 0;
+        for t in tasks {
+            if t.await.unwrap().is_some() {
+                committed += 1;
+            }
+        }
+        let r = store
+            .query(&sql("SELECT COUNT(*) FROM t", vec![]))
+            .await
+            .unwrap();
+        assert_eq!(r.rows[0][0], Value::Int(committed * 2));
+        let r = store
+            .query(&sql(
+                "SELECT COUNT(*) FROM t WHERE id % 5 = 0 AND id < 1000",
+                vec![],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.rows[0][0],
+            Value::Int(0),
+            "rolled-back transactions left nothing"
+        );
+        // A failing statement fails its own transaction, not the group.
+        let mut tx = store.begin().await.unwrap();
+        assert!(matches!(
+            tx.execute(&sql("INSERT INTO t (id, v) VALUES (1, 'dup')", vec![]))
+                .await,
+            Err(StoreError::Unique(_))
+        ));
+        drop(tx);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
