@@ -390,13 +390,14 @@ async fn scaffolds(auth: Auth, RawQuery(raw): RawQuery) -> ApiResult<Response> {
 // ---------- records ----------
 
 fn info_for(
+    coll: &Collection,
     auth: &Auth,
     method: &str,
     q: &Map<String, Json>,
     headers: &HeaderMap,
     body: Option<&Data>,
 ) -> RequestInfo {
-    records::request_info(&auth.0, method, q, headers, body, "default")
+    records::request_info(coll, &auth.0, method, q, headers, body, "default")
 }
 
 async fn render(
@@ -407,13 +408,17 @@ async fn render(
     info: &RequestInfo,
 ) -> ApiResult<Vec<Map<String, Json>>> {
     let mut out = Vec::with_capacity(data.len());
-    for d in &data {
-        out.push(records::output(ctx, coll, d, info).await);
-    }
     let e = qs(q, "expand");
-    if !e.is_empty() {
-        records::expand(ctx, coll, &mut out, &data, e, info).await?;
+    if e.is_empty() {
+        for d in data {
+            out.push(records::output(ctx, coll, d, info).await);
+        }
+        return Ok(out);
     }
+    for d in &data {
+        out.push(records::output(ctx, coll, d.clone(), info).await);
+    }
+    records::expand(ctx, coll, &mut out, &data, e, info).await?;
     Ok(out)
 }
 
@@ -427,7 +432,7 @@ async fn list_records(
     let coll = collection_or_404(&ctx, &c)?;
     let q = query_map(&raw);
     let (page, per_page) = page_params(&q)?;
-    let info = info_for(&auth, "GET", &q, &headers, None);
+    let info = info_for(&coll, &auth, "GET", &q, &headers, None);
     let p = ListParams {
         page,
         per_page,
@@ -460,7 +465,7 @@ async fn view_record(
 ) -> ApiResult<Response> {
     let coll = collection_or_404(&ctx, &c)?;
     let q = query_map(&raw);
-    let info = info_for(&auth, "GET", &q, &headers, None);
+    let info = info_for(&coll, &auth, "GET", &q, &headers, None);
     let rec = records::fetch_with_rule(&ctx, &coll, &id, &coll.view_rule, &info, None)
         .await?
         .ok_or_else(not_found)?;
@@ -492,7 +497,7 @@ async fn create_record(
     }
     let q = query_map(&raw);
     let body = body_data(body);
-    let info = info_for(&auth, "POST", &q, &headers, Some(&body));
+    let info = info_for(&coll, &auth, "POST", &q, &headers, Some(&body));
     let data = records::create(&ctx, &coll, &body, &info).await?;
     let out = render(&ctx, &coll, vec![data], &q, &info).await?;
     Ok(respond(
@@ -515,7 +520,7 @@ async fn update_record(
     }
     let q = query_map(&raw);
     let body = body_data(body);
-    let info = info_for(&auth, "PATCH", &q, &headers, Some(&body));
+    let info = info_for(&coll, &auth, "PATCH", &q, &headers, Some(&body));
     let data = records::update(&ctx, &coll, &id, &body, &info).await?;
     let out = render(&ctx, &coll, vec![data], &q, &info).await?;
     Ok(respond(
@@ -536,7 +541,7 @@ async fn delete_record(
         return Err(bad("Unsupported collection type."));
     }
     let q = query_map(&raw);
-    let info = info_for(&auth, "DELETE", &q, &headers, None);
+    let info = info_for(&coll, &auth, "DELETE", &q, &headers, None);
     records::delete(&ctx, &coll, &id, &info).await?;
     Ok(StatusCode::NO_CONTENT)
 }

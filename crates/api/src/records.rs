@@ -67,6 +67,7 @@ pub async fn load_record(ctx: &AppCtx, coll: &Collection, id: &str) -> ApiResult
 
 /// The request facts rules may reference.
 pub fn request_info(
+    coll: &Collection,
     caller: &Option<Caller>,
     method: &str,
     query: &Map<String, Json>,
@@ -74,8 +75,14 @@ pub fn request_info(
     body: Option<&Data>,
     context: &str,
 ) -> RequestInfo {
+    // Headers are copied only when a rule or filter can read them (`@request.headers.*`).
     let mut h = Map::new();
-    for (k, v) in headers {
+    let wanted = query
+        .get("filter")
+        .and_then(Json::as_str)
+        .is_some_and(|f| f.contains("@request.headers"))
+        || rules_mention(coll, "@request.headers");
+    for (k, v) in headers.iter().filter(|_| wanted) {
         if let Ok(s) = v.to_str() {
             h.insert(
                 k.as_str().to_ascii_lowercase().replace('-', "_"),
@@ -94,6 +101,24 @@ pub fn request_info(
         context: context.to_string(),
         existing: None,
     }
+}
+
+/// Whether any rule of the collection contains `needle`.
+pub fn rules_mention(coll: &Collection, needle: &str) -> bool {
+    let auth_rules = coll
+        .auth
+        .iter()
+        .flat_map(|a| [&a.auth_rule, &a.manage_rule]);
+    [
+        &coll.list_rule,
+        &coll.view_rule,
+        &coll.create_rule,
+        &coll.update_rule,
+        &coll.delete_rule,
+    ]
+    .into_iter()
+    .chain(auth_rules)
+    .any(|r| r.as_deref().is_some_and(|r| r.contains(needle)))
 }
 
 /// A rule as it applies to this caller: `None` means no condition (public or superuser).
@@ -820,7 +845,7 @@ fn expand_one<'a>(
                 };
             let mut outs = vec![];
             for r in &related {
-                let mut o = output(ctx, &target, r, info).await;
+                let mut o = output(ctx, &target, r.clone(), info).await;
                 if !rest.is_empty() && depth < 6 {
                     expand_one(ctx, &target, &mut o, r, &rest, info, depth + 1).await?;
                 }
@@ -904,7 +929,7 @@ async fn fetch_back(
 pub async fn output(
     ctx: &AppCtx,
     coll: &Collection,
-    data: &Data,
+    data: Data,
     info: &RequestInfo,
 ) -> Map<String, Json> {
     let su = info.is_superuser();

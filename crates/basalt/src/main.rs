@@ -5,6 +5,11 @@
 
 mod settings;
 
+/// mimalloc: the request path allocates many small JSON maps and strings; glibc malloc took ~35% of
+/// a list request's CPU in `perf` (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 
 use anyhow::Context;

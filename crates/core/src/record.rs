@@ -72,6 +72,9 @@ pub fn zero(f: &Field) -> Json {
     if f.is_multiple() {
         return Json::Array(vec![]);
     }
+    if f.ty() == FieldType::GeoPoint {
+        return serde_json::json!({"lon": 0, "lat": 0});
+    }
     match f.column_kind() {
         ColumnKind::Number => Json::from(0),
         ColumnKind::Bool => Json::Bool(false),
@@ -743,13 +746,19 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
 /// Record JSON as a client sees it. `show_email`: the viewer may see this auth record's email.
 pub fn to_output(
     coll: &Collection,
-    data: &Data,
+    mut data: Data,
     show_hidden: bool,
     show_email: bool,
 ) -> Map<String, Json> {
+    // Values are moved, not cloned: this runs for every record of every response.
     let mut o = Map::with_capacity(coll.fields.len() + 2);
     o.insert("collectionId".into(), Json::String(coll.id.clone()));
     o.insert("collectionName".into(), Json::String(coll.name.clone()));
+    let email_visible = show_email
+        || data
+            .get("emailVisibility")
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
     for f in &coll.fields {
         if f.ty() == FieldType::Password || (coll.is_auth() && f.name == "tokenKey") {
             continue;
@@ -757,20 +766,11 @@ pub fn to_output(
         if f.hidden && !show_hidden {
             continue;
         }
-        if coll.is_auth() && f.name == "email" {
-            let visible = show_email
-                || data
-                    .get("emailVisibility")
-                    .and_then(Json::as_bool)
-                    .unwrap_or(false);
-            if !visible {
-                continue;
-            }
+        if coll.is_auth() && f.name == "email" && !email_visible {
+            continue;
         }
-        o.insert(
-            f.name.clone(),
-            data.get(&f.name).cloned().unwrap_or_else(|| zero(f)),
-        );
+        let v = data.remove(&f.name).unwrap_or_else(|| zero(f));
+        o.insert(f.name.clone(), v);
     }
     o
 }

@@ -2,7 +2,7 @@
 //!
 //! Layout:
 //! - [`sqlite`]: rusqlite, one writer connection (transactions serialize on it) and a pool of reader
-//!   connections with cached prepared statements; WAL journal, `synchronous=FULL` so an acknowledged
+//!   connections with cached prepared statements; WAL journal; group fsync of the WAL before any commit is acknowledged, so an acknowledged
 //!   commit survives a crash.
 //! - [`postgres`]: tokio-postgres through a deadpool pool, statements prepared and cached per connection.
 //!

@@ -121,6 +121,9 @@ impl TestApp {
         };
         (status, v)
     }
+    pub async fn send_with(&self, rb: reqwest::RequestBuilder) -> Resp {
+        self.send(rb, None).await
+    }
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
         self.send(self.client.get(format!("{}{path}", self.url)), token)
             .await

@@ -202,7 +202,22 @@ async fn email_visibility(app: TestApp) {
     let _ = ta;
 }
 
+async fn header_rules(app: TestApp) {
+    app.collection(json!({"name": "gated", "listRule": "@request.headers.x_api_key = 'k1'", "fields": [{"name": "v", "type": "text"}]})).await;
+    app.record("gated", json!({"v": "x"})).await;
+    assert!(app.ids("gated", None, &[]).await.is_empty());
+    let r = app
+        .send_with(
+            app.client
+                .get(format!("{}/api/collections/gated/records", app.url))
+                .header("X-Api-Key", "k1"),
+        )
+        .await;
+    assert_eq!(r.1["items"].as_array().map(Vec::len), Some(1), "{}", r.1);
+}
+
 crate::both!(
+    header_rules,
     owner_rules,
     null_and_empty_rules,
     request_body_and_collection_rules,
