@@ -53,6 +53,67 @@ fn select_all(ctx: &AppCtx, coll: &Collection) -> Sql {
     s
 }
 
+/// Writes rows as record JSON objects, comma-separated, straight from the stored values: the fast path
+/// for reads without `expand`/`fields`. Produces exactly what [`output`] produces for a viewer who may
+/// see hidden fields iff `show_hidden`; callers use it only where email visibility needs no per-record
+/// check (base collections, or superusers).
+pub fn write_rows_json(coll: &Collection, rows: Rows, show_hidden: bool, out: &mut Vec<u8>) {
+    let fields: Vec<Option<&basalt_core::schema::Field>> = rows
+        .columns
+        .iter()
+        .map(|c| {
+            coll.fields.iter().find(|f| &f.name == c).filter(|f| {
+                f.ty() != FieldType::Password
+                    && !(coll.is_auth() && f.name == "tokenKey")
+                    && (show_hidden || !f.hidden)
+            })
+        })
+        .collect();
+    let mut head = Vec::with_capacity(64);
+    head.extend_from_slice(b"{\"collectionId\":");
+    let _ = serde_json::to_writer(&mut head, &coll.id);
+    head.extend_from_slice(b",\"collectionName\":");
+    let _ = serde_json::to_writer(&mut head, &coll.name);
+    let keys: Vec<Vec<u8>> = fields
+        .iter()
+        .map(|f| {
+            f.map(|f| serde_json::to_vec(&f.name).unwrap_or_default())
+                .unwrap_or_default()
+        })
+        .collect();
+    for (n, row) in rows.rows.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&head);
+        for (i, v) in row.into_iter().enumerate() {
+            let Some(Some(f)) = fields.get(i) else {
+                continue;
+            };
+            out.push(b',');
+            out.extend_from_slice(&keys[i]);
+            out.push(b':');
+            write_value(f, v, out);
+        }
+        out.push(b'}');
+    }
+}
+
+fn write_value(f: &basalt_core::schema::Field, v: Value, out: &mut Vec<u8>) {
+    use basalt_core::schema::ColumnKind;
+    match (f.column_kind(), v) {
+        (ColumnKind::Json, Value::Text(s) | Value::Json(s)) if !s.is_empty() => {
+            out.extend_from_slice(s.as_bytes())
+        }
+        (ColumnKind::Text, Value::Text(s)) => {
+            let _ = serde_json::to_writer(&mut *out, &s);
+        }
+        (_, v) => {
+            let _ = serde_json::to_writer(&mut *out, &column_to_json(f, v));
+        }
+    }
+}
+
 /// Loads a record by id with no rule (internal use).
 pub async fn load_record(ctx: &AppCtx, coll: &Collection, id: &str) -> ApiResult<Option<Data>> {
     let mut s = select_all(ctx, coll);
@@ -177,7 +238,8 @@ pub struct ListParams {
 }
 
 pub struct ListResult {
-    pub items: Vec<Data>,
+    /// The page's rows, as stored; see [`rows_to_data`] and [`write_rows_json`].
+    pub rows: Rows,
     pub page: i64,
     pub per_page: i64,
     pub total_items: i64,
@@ -218,7 +280,6 @@ pub async fn list(
         .push(" OFFSET ")
         .bind(Value::Int(offset));
     let rows = ctx.store.query(&q).await?;
-    let items = rows_to_data(coll, rows);
     let (total_items, total_pages) = if p.skip_total {
         (-1, -1)
     } else {
@@ -238,7 +299,7 @@ pub async fn list(
         (n, (n + p.per_page - 1) / p.per_page)
     };
     Ok(ListResult {
-        items,
+        rows,
         page: p.page,
         per_page: p.per_page,
         total_items,
@@ -255,6 +316,19 @@ pub async fn fetch_with_rule(
     info: &RequestInfo,
     tx: Option<&mut Box<dyn Tx>>,
 ) -> ApiResult<Option<Data>> {
+    let rows = fetch_rows_with_rule(ctx, coll, id, rule, info, tx).await?;
+    Ok(rows_to_data(coll, rows).into_iter().next())
+}
+
+/// [`fetch_with_rule`] returning the stored row (zero or one) for [`write_rows_json`].
+pub async fn fetch_rows_with_rule(
+    ctx: &AppCtx,
+    coll: &Collection,
+    id: &str,
+    rule: &Option<String>,
+    info: &RequestInfo,
+    tx: Option<&mut Box<dyn Tx>>,
+) -> ApiResult<Rows> {
     let cond = rule_condition(ctx, coll, rule, info)?;
     let mut s = select_all(ctx, coll);
     s.push(" WHERE ")
@@ -267,11 +341,10 @@ pub async fn fetch_with_rule(
         s.push(")");
     }
     s.push(" LIMIT 1");
-    let rows = match tx {
+    Ok(match tx {
         Some(t) => t.query(&s).await?,
         None => ctx.store.query(&s).await?,
-    };
-    Ok(rows_to_data(coll, rows).into_iter().next())
+    })
 }
 
 /// Whether the caller matches the auth collection's manageRule for this record.
