@@ -144,12 +144,14 @@ pub struct JsonBody(pub Json);
 impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
     type Rejection = Response;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
+        // The boundary is case-sensitive: keep the raw header beside the lowercased one.
+        let ct_raw = req
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
-            .to_ascii_lowercase();
+            .to_string();
+        let ct = ct_raw.to_ascii_lowercase();
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(b) => b,
             Err(e) => {
@@ -181,11 +183,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
             return Ok(JsonBody(Json::Object(m)));
         }
         if ct.starts_with("multipart/form-data") {
-            return Err(error_body(
-                StatusCode::BAD_REQUEST,
-                "Multipart bodies are not supported on this endpoint yet.",
-                json!({}),
-            ));
+            return multipart_body(ct_raw, bytes).await.map(JsonBody);
         }
         match serde_json::from_slice::<Json>(&bytes) {
             Ok(v @ Json::Object(_)) => Ok(JsonBody(v)),
@@ -201,6 +199,59 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
             )),
         }
     }
+}
+
+/// A multipart body as the protocol reads it: plain values inferred (bool, number), `@jsonPayload`
+/// merged verbatim, repeated keys collected into a list. File parts are refused until file fields
+/// arrive (issue: files).
+async fn multipart_body(content_type: String, bytes: axum::body::Bytes) -> Result<Json, Response> {
+    let bad = |m: &str| error_body(StatusCode::BAD_REQUEST, m, json!({}));
+    let boundary =
+        multer::parse_boundary(&content_type).map_err(|_| bad("Invalid multipart boundary."))?;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
+    let mut mp = multer::Multipart::new(stream, boundary);
+    let mut m = Map::new();
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "multipart");
+                return Err(bad("Failed to read the multipart body."));
+            }
+        };
+        let name = field.name().unwrap_or("").to_string();
+        if field.file_name().is_some() {
+            return Err(bad("File uploads are not supported yet."));
+        }
+        let text = field
+            .text()
+            .await
+            .map_err(|_| bad("Failed to read the multipart body."))?;
+        if name == "@jsonPayload" {
+            match serde_json::from_str::<Json>(&text) {
+                Ok(Json::Object(o)) => m.extend(o),
+                _ => {
+                    return Err(bad(
+                        "Failed to load the submitted data due to invalid formatting.",
+                    ))
+                }
+            }
+            continue;
+        }
+        let v = infer(&text);
+        match m.get_mut(&name) {
+            Some(Json::Array(a)) => a.push(v),
+            Some(prev) => {
+                let first = prev.take();
+                *prev = Json::Array(vec![first, v]);
+            }
+            None => {
+                m.insert(name, v);
+            }
+        }
+    }
+    Ok(Json::Object(m))
 }
 
 fn url_pairs(b: &[u8]) -> Vec<(String, String)> {

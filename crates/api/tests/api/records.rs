@@ -215,6 +215,49 @@ async fn relations_are_checked_and_cleared(app: TestApp) {
     );
 }
 
+async fn multipart_bodies(app: TestApp) {
+    setup(&app).await;
+    let a = app.record("authors", json!({"name": "Mo"})).await;
+    let b = "XyZbOuNdArY";
+    let part = |name: &str, value: &str| {
+        format!("--{b}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+    };
+    let body = [
+        part("title", "from a form"),
+        part("views", "3"),
+        part("tags", "a"),
+        part("tags", "c"),
+        part("@jsonPayload", &json!({"author": a["id"]}).to_string()),
+        format!("--{b}--\r\n"),
+    ]
+    .concat();
+    let r = app
+        .raw(
+            reqwest::Method::POST,
+            "/api/collections/posts/records",
+            None,
+            &format!("multipart/form-data; boundary={b}"),
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["title"], "from a form");
+    assert_eq!(r.1["views"], 3, "numbers are inferred");
+    assert_eq!(r.1["tags"], json!(["a", "c"]), "repeated keys make a list");
+    assert_eq!(r.1["author"], a["id"], "@jsonPayload is merged");
+    let file = format!("--{b}\r\nContent-Disposition: form-data; name=\"doc\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhi\r\n--{b}--\r\n");
+    let r = app
+        .raw(
+            reqwest::Method::POST,
+            "/api/collections/posts/records",
+            None,
+            &format!("multipart/form-data; boundary={b}"),
+            file.into_bytes(),
+        )
+        .await;
+    assert_error(&r, 400);
+}
+
 async fn auth_records_hide_secrets(app: TestApp) {
     let (id, tok) = app.user("me@example.com").await;
     let me = app
@@ -232,6 +275,7 @@ async fn auth_records_hide_secrets(app: TestApp) {
 }
 
 crate::both!(
+    multipart_bodies,
     crud,
     paging_and_sorting,
     expand_and_fields,
