@@ -110,22 +110,7 @@ pub async fn upsert_superuser(ctx: &AppCtx, email: &str, password: &str) -> ApiR
             data.insert("verified".into(), Json::Bool(true));
             data.insert("created".into(), Json::String(now.clone()));
             data.insert("updated".into(), Json::String(now));
-            let mut s = ctx.sql();
-            s.push("INSERT INTO \"_superusers\" (");
-            for (i, f) in coll.fields.iter().enumerate() {
-                if i > 0 {
-                    s.push(", ");
-                }
-                s.ident(&f.name);
-            }
-            s.push(") VALUES (");
-            for (i, f) in coll.fields.iter().enumerate() {
-                if i > 0 {
-                    s.push(", ");
-                }
-                s.bind(basalt_core::record::json_to_column(f, &data[&f.name]));
-            }
-            s.push(")");
+            let s = crate::records::insert_sql(ctx, &coll, &data);
             tx.execute(&s).await?;
         }
     }

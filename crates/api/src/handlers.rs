@@ -279,14 +279,7 @@ async fn list_collections(
     let total = if qbool(&q, "skipTotal") {
         -1
     } else {
-        ctx.store
-            .query(&cs)
-            .await?
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0) as i64
+        records::first_count(&ctx.store.query(&cs).await?)
     };
     let total_pages = if total < 0 {
         -1

@@ -289,13 +289,7 @@ pub async fn list(
             .push(" AS ")
             .push(MAIN);
         cq.append(where_);
-        let r = ctx.store.query(&cq).await?;
-        let n = r
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0) as i64;
+        let n = first_count(&ctx.store.query(&cq).await?) as i64;
         (n, (n + p.per_page - 1) / p.per_page)
     };
     Ok(ListResult {
@@ -418,13 +412,7 @@ async fn relation_errors(
             s.bind(Value::Text(id.clone()));
         }
         s.push(")");
-        let r = ctx.store.query(&s).await?;
-        let n = r
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0) as usize;
+        let n = first_count(&ctx.store.query(&s).await?) as usize;
         if n != ids.len() {
             errs.insert(
                 field.clone(),
@@ -438,7 +426,17 @@ async fn relation_errors(
     Ok(errs)
 }
 
-fn insert_sql(ctx: &AppCtx, coll: &Collection, data: &Data) -> Sql {
+/// The first column of the first row as a count (`SELECT COUNT(*) …`), 0 when absent.
+pub fn first_count(rows: &Rows) -> i64 {
+    rows.rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0) as i64
+}
+
+/// The INSERT of one record, every field bound.
+pub fn insert_sql(ctx: &AppCtx, coll: &Collection, data: &Data) -> Sql {
     let mut s = ctx.sql();
     s.push("INSERT INTO ").ident(&coll.name).push(" (");
     for (i, f) in coll.fields.iter().enumerate() {
@@ -685,15 +683,7 @@ pub async fn delete(
     if coll.is_superusers() {
         let mut s = ctx.sql();
         s.push("SELECT COUNT(*) FROM \"_superusers\"");
-        let n = tx
-            .query(&s)
-            .await?
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0);
-        if n <= 1.0 {
+        if first_count(&tx.query(&s).await?) <= 1 {
             return Err(bad("You can't delete the only existing superuser."));
         }
     }
