@@ -57,7 +57,45 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-2000;",
     )?;
     c.set_prepared_statement_cache_capacity(256);
-    Ok(())
+    register_functions(c)
+}
+
+/// SQL functions the filter compiler may emit on SQLite.
+fn register_functions(c: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    // geoDistance(lonA, latA, lonB, latB) in km (haversine); NULL when an argument is not a number.
+    c.create_scalar_function(
+        "geo_distance",
+        4,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let mut v = [0f64; 4];
+            for (i, slot) in v.iter_mut().enumerate() {
+                *slot = match ctx.get_raw(i) {
+                    ValueRef::Integer(n) => n as f64,
+                    ValueRef::Real(f) => f,
+                    ValueRef::Text(t) => match std::str::from_utf8(t)
+                        .ok()
+                        .and_then(|t| t.trim().parse().ok())
+                    {
+                        Some(f) => f,
+                        None => return Ok(None),
+                    },
+                    _ => return Ok(None),
+                };
+            }
+            Ok(Some(haversine_km(v[0], v[1], v[2], v[3])))
+        },
+    )
+}
+
+/// Great-circle distance between two lon/lat points, in km.
+pub fn haversine_km(lon_a: f64, lat_a: f64, lon_b: f64, lat_b: f64) -> f64 {
+    let (la, lb) = (lat_a.to_radians(), lat_b.to_radians());
+    let dlat = lb - la;
+    let dlon = (lon_b - lon_a).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + la.cos() * lb.cos() * (dlon / 2.0).sin().powi(2);
+    12742.0 * h.sqrt().asin()
 }
 
 impl SqliteStore {

@@ -149,6 +149,8 @@ async fn random_filters_never_fail_the_server(app: TestApp) {
         "@request.auth.id",
         "nope",
         "cat.nope",
+        "geoDistance(meta.k, n, 1, 2)",
+        "geoDistance(title, 0, cat.label, -1)",
     ];
     const LITS: &[&str] = &[
         "'a'",
@@ -225,4 +227,63 @@ async fn random_filters_never_fail_the_server(app: TestApp) {
     );
 }
 
-crate::both!(expressions, random_filters_never_fail_the_server);
+async fn geo_distance(app: TestApp) {
+    app.collection(json!({"name": "places", "listRule": "", "fields": [{"name": "name", "type": "text"}, {"name": "at", "type": "geoPoint"}]})).await;
+    // Sofia, Plovdiv (~130 km), Paris (~1,750 km)
+    app.record(
+        "places",
+        json!({"name": "sofia", "at": {"lon": 23.3219, "lat": 42.6977}}),
+    )
+    .await;
+    app.record(
+        "places",
+        json!({"name": "plovdiv", "at": {"lon": 24.7453, "lat": 42.1354}}),
+    )
+    .await;
+    app.record(
+        "places",
+        json!({"name": "paris", "at": {"lon": 2.3522, "lat": 48.8566}}),
+    )
+    .await;
+    let names = |r: &crate::helpers::Resp| -> Vec<String> {
+        r.1["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let r = app
+        .get_q(
+            "/api/collections/places/records",
+            None,
+            &[
+                (
+                    "filter",
+                    "geoDistance(at.lon, at.lat, 23.3219, 42.6977) < 200",
+                ),
+                ("sort", "name"),
+            ],
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(names(&r), vec!["plovdiv", "sofia"]);
+    let r = app
+        .get_q("/api/collections/places/records", None, &[("filter", "geoDistance(at.lon, at.lat, 23.3219, 42.6977) > 1700 && geoDistance(at.lon, at.lat, 23.3219, 42.6977) < 1800")])
+        .await;
+    assert_eq!(names(&r), vec!["paris"]);
+    let r = app
+        .get_q(
+            "/api/collections/places/records",
+            None,
+            &[("filter", "geoDistance(1, 2, 3) < 1")],
+        )
+        .await;
+    crate::helpers::assert_error(&r, 400);
+}
+
+crate::both!(
+    expressions,
+    random_filters_never_fail_the_server,
+    geo_distance
+);

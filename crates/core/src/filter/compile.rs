@@ -414,11 +414,95 @@ impl<'a> Compiler<'a> {
             Operand::Str(s) => Res::Lit(Json::String(s.clone())),
             Operand::Bool(b) => Res::Lit(Json::Bool(*b)),
             Operand::Null => Res::Lit(Json::Null),
+            Operand::Func(name, args) if name == "geoDistance" => self.geo_distance(coll, args)?,
             Operand::Func(name, _) => {
                 return Err(self.bad(format!("unsupported function {name}()")))
             }
             Operand::Ident(id) => self.ident(coll, id)?,
         })
+    }
+
+    /// `geoDistance(lonA, latA, lonB, latB)`: the haversine distance in km. SQLite calls the
+    /// `geo_distance` function the store registers on every connection; Postgres computes it inline.
+    fn geo_distance(&mut self, coll: &Collection, args: &[Operand]) -> Result<Res> {
+        if args.len() != 4 {
+            return Err(self.bad("geoDistance takes 4 arguments: lonA, latA, lonB, latB"));
+        }
+        let mut nums = Vec::with_capacity(4);
+        for a in args {
+            let r = self.operand(coll, a)?;
+            nums.push(self.number_sql(r)?);
+        }
+        let mut s = Sql::new(self.dialect);
+        match self.dialect {
+            Dialect::Sqlite => {
+                s.push("geo_distance(");
+                for (i, n) in nums.into_iter().enumerate() {
+                    if i > 0 {
+                        s.push(", ");
+                    }
+                    s.append(n);
+                }
+                s.push(")");
+            }
+            Dialect::Postgres => {
+                let (lon_a, lat_a, lon_b, lat_b) = (&nums[0], &nums[1], &nums[2], &nums[3]);
+                let d = |s: &mut Sql, x: &Sql| {
+                    s.push("radians(").append(x.clone()).push(")");
+                };
+                s.push("(12742.0 * asin(sqrt(power(sin((");
+                d(&mut s, lat_b);
+                s.push(" - ");
+                d(&mut s, lat_a);
+                s.push(") / 2), 2) + cos(");
+                d(&mut s, lat_a);
+                s.push(") * cos(");
+                d(&mut s, lat_b);
+                s.push(") * power(sin((");
+                d(&mut s, lon_b);
+                s.push(" - ");
+                d(&mut s, lon_a);
+                s.push(") / 2), 2))))");
+            }
+        }
+        Ok(Res::Col(s, Ty::Num))
+    }
+
+    /// A numeric SQL expression for a function argument; non-numeric text becomes NULL, never an error.
+    fn number_sql(&mut self, r: Res) -> Result<Sql> {
+        let mut s = Sql::new(self.dialect);
+        match r {
+            Res::Lit(v) => {
+                let f = match &v {
+                    Json::Number(n) => n.as_f64(),
+                    Json::String(t) => t.trim().parse().ok(),
+                    _ => None,
+                };
+                match f {
+                    Some(f) => s.bind(Value::Real(f)),
+                    None => s.push("NULL"),
+                };
+            }
+            Res::Col(c, Ty::Num) => {
+                s.push("CAST(").append(c).push(" AS DOUBLE PRECISION)");
+            }
+            Res::Col(c, _) => match self.dialect {
+                Dialect::Sqlite => {
+                    s.push("CAST(").append(c).push(" AS REAL)");
+                }
+                Dialect::Postgres => {
+                    let c2 = c.clone();
+                    s.push("(CASE WHEN CAST(")
+                        .append(c)
+                        .push(" AS TEXT) ~ '^-?[0-9]+(\\.[0-9]+)?\\Z' THEN CAST(CAST(");
+                    s.append(c2).push(" AS TEXT) AS DOUBLE PRECISION) END)");
+                }
+            },
+            Res::Multi { .. } => {
+                return Err(self.bad("geoDistance arguments must be single values"))
+            }
+        }
+        Ok(s)
     }
 
     fn ident(&mut self, coll: &Collection, id: &str) -> Result<Res> {
@@ -1176,6 +1260,8 @@ mod tests {
         "@year",
         "unknown",
         "cat.nope",
+        "geoDistance(meta.k, n, 1, 2)",
+        "geoDistance(tags, n, 1, 2)",
     ];
     const OPS: &[&str] = &[
         "=", "!=", ">", ">=", "<", "<=", "~", "!~", "?=", "?!=", "?>", "?>=", "?<", "?<=", "?~",
