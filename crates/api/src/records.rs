@@ -136,27 +136,34 @@ pub fn request_info(
     body: Option<&Data>,
     context: &str,
 ) -> RequestInfo {
-    // Headers are copied only when a rule or filter can read them (`@request.headers.*`).
+    // Request parts are copied only when a rule or the filter can read them (`@request.<part>.*`).
+    let filter = query.get("filter").and_then(Json::as_str).unwrap_or("");
+    let wanted = |part: &str| filter.contains(part) || rules_mention(coll, part);
     let mut h = Map::new();
-    let wanted = query
-        .get("filter")
-        .and_then(Json::as_str)
-        .is_some_and(|f| f.contains("@request.headers"))
-        || rules_mention(coll, "@request.headers");
-    for (k, v) in headers.iter().filter(|_| wanted) {
-        if let Ok(s) = v.to_str() {
-            h.insert(
-                k.as_str().to_ascii_lowercase().replace('-', "_"),
-                Json::String(s.to_string()),
-            );
+    if wanted("@request.headers") {
+        for (k, v) in headers {
+            if let Ok(s) = v.to_str() {
+                h.insert(
+                    k.as_str().to_ascii_lowercase().replace('-', "_"),
+                    Json::String(s.to_string()),
+                );
+            }
         }
     }
     RequestInfo {
         auth: caller
             .as_ref()
             .map(|c| (c.collection.clone(), c.record.clone())),
-        body: body.cloned().unwrap_or_default(),
-        query: query.clone(),
+        body: if wanted("@request.body") {
+            body.cloned().unwrap_or_default()
+        } else {
+            Data::new()
+        },
+        query: if wanted("@request.query") {
+            query.clone()
+        } else {
+            Map::new()
+        },
         headers: h,
         method: method.to_string(),
         context: context.to_string(),

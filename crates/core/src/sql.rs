@@ -92,8 +92,16 @@ impl Sql {
         self
     }
     pub fn ident(&mut self, name: &str) -> &mut Self {
-        let q = ident(name);
-        self.text.push_str(&q);
+        debug_assert!(
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "bad identifier {name}"
+        );
+        self.text.push('"');
+        self.text.extend(
+            name.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_'),
+        );
+        self.text.push('"');
         self
     }
     /// Binds a value and writes its placeholder. On Postgres the placeholder carries a cast so the
