@@ -216,7 +216,46 @@ async fn header_rules(app: TestApp) {
     assert_eq!(r.1["items"].as_array().map(Vec::len), Some(1), "{}", r.1);
 }
 
+/// A client filter cannot look through a relation at rows the related collection's listRule hides.
+async fn filters_through_relations_respect_the_related_list_rule(app: TestApp) {
+    // users: listRule "id = @request.auth.id" (the default)
+    app.collection(json!({"name": "notes", "listRule": "", "fields": [
+        {"name": "title", "type": "text"},
+        {"name": "author", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 1}
+    ]}))
+    .await;
+    let (alice, ta) = app.user("alice-rel@example.com").await;
+    app.record("notes", json!({"title": "a", "author": alice}))
+        .await;
+    let probe = [("filter", "author.email = 'alice-rel@example.com'")];
+    assert!(
+        app.ids("notes", None, &probe).await.is_empty(),
+        "guests cannot probe users' emails"
+    );
+    let (_, tb) = app.user("bob-rel@example.com").await;
+    assert!(
+        app.ids("notes", Some(&tb), &probe).await.is_empty(),
+        "nor can other users"
+    );
+    assert_eq!(
+        app.ids("notes", Some(&ta), &probe).await.len(),
+        1,
+        "alice sees her own"
+    );
+    assert_eq!(
+        app.ids("notes", app.su(), &probe).await.len(),
+        1,
+        "superusers see all"
+    );
+    let back = [("filter", "notes_via_author.title ?= 'a'")];
+    let r = app
+        .get_q("/api/collections/users/records", Some(&ta), &back)
+        .await;
+    assert_eq!(r.1["items"].as_array().map(Vec::len), Some(1), "{}", r.1);
+}
+
 crate::both!(
+    filters_through_relations_respect_the_related_list_rule,
     header_rules,
     owner_rules,
     null_and_empty_rules,

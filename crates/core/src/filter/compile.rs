@@ -84,6 +84,9 @@ pub struct Compiler<'a> {
     allow_request: bool,
     next_alias: usize,
     collection_joins: Vec<(String, String, Arc<Collection>)>,
+    /// The alias plain field names resolve against: `_m`, or a joined row while a joined collection's
+    /// listRule is compiled into its join.
+    base: String,
 }
 
 impl<'a> Compiler<'a> {
@@ -102,6 +105,7 @@ impl<'a> Compiler<'a> {
             allow_request: trusted || su,
             next_alias: 0,
             collection_joins: vec![],
+            base: MAIN.to_string(),
         }
     }
 
@@ -529,7 +533,8 @@ impl<'a> Compiler<'a> {
             return Err(self.bad(format!("unknown identifier {id}")));
         }
         let segs: Vec<&str> = id.split('.').collect();
-        self.path(coll, MAIN, &segs, None)
+        let base = self.base.clone();
+        self.path(coll, &base, &segs, None)
     }
 
     fn request_ident(&mut self, r: &str) -> Result<Res> {
@@ -737,6 +742,9 @@ impl<'a> Compiler<'a> {
                             .push(".\"id\" = ")
                             .push(&col);
                     }
+                    if let Some(cond) = self.joined_list_rule(&target, &ja)? {
+                        ch.from.push(" AND (").append(cond).push(")");
+                    }
                     self.path(&target, &ja, rest, Some(ch))
                 }
                 FieldType::Json | FieldType::GeoPoint => {
@@ -761,6 +769,9 @@ impl<'a> Compiler<'a> {
                 })
                 .ok_or_else(|| self.bad(format!("invalid back-relation {name}")))?
                 .clone();
+            if !self.allow_hidden && oc.list_rule.is_none() {
+                return Err(self.bad(format!("back-relation {name} cannot be filtered")));
+            }
             let ja = self.alias("j");
             let mut ch = chain.unwrap_or_else(|| Chain {
                 from: Sql::new(self.dialect),
@@ -805,6 +816,9 @@ impl<'a> Compiler<'a> {
             } else {
                 ch.from.push(&rcol).push(" = ").push(&me);
             }
+            if let Some(cond) = self.joined_list_rule(&oc, &ja)? {
+                ch.from.push(" AND (").append(cond).push(")");
+            }
             if rest.is_empty() {
                 if modifier == Some("length") {
                     let mut s = Sql::new(self.dialect);
@@ -820,6 +834,29 @@ impl<'a> Compiler<'a> {
         } else {
             Err(self.bad(format!("unknown field {name:?}")))
         }
+    }
+
+    /// For client filters: the joined collection's listRule, compiled against the joined row `alias`,
+    /// to AND into the join, so a filter cannot see through a relation what a list of that collection
+    /// would not show (protocol v0.31+). `None` when the rule is public or the filter is trusted.
+    fn joined_list_rule(&mut self, target: &Collection, alias: &str) -> Result<Option<Sql>> {
+        if self.allow_hidden {
+            return Ok(None);
+        }
+        let Some(rule) = target.list_rule.as_deref().filter(|r| !r.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let e = super::parse(rule).map_err(|e| self.bad(format!("stored rule: {e}")))?;
+        let saved = (
+            std::mem::replace(&mut self.base, alias.to_string()),
+            self.allow_hidden,
+            self.allow_request,
+        );
+        self.allow_hidden = true;
+        self.allow_request = true;
+        let res = self.expr(target, &e);
+        (self.base, self.allow_hidden, self.allow_request) = saved;
+        res.map(Some)
     }
 
     fn json_each_from(&self, s: &mut Sql, col: &str, alias: &str) {
