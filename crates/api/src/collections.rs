@@ -437,7 +437,40 @@ pub async fn import(ctx: &AppCtx, body: &Json) -> ApiResult<()> {
         .and_then(Json::as_bool)
         .unwrap_or(false);
     let mut kept = vec![];
-    // Two passes so relations to collections later in the list resolve: create shells first.
+    // Pass 1: create the new collections as shells (no relation fields, rules or indexes), so that
+    // relations to collections later in the list, or in cycles, resolve in pass 2.
+    for item in list {
+        let key_id = item.get("id").and_then(Json::as_str).unwrap_or("");
+        let key_name = item.get("name").and_then(Json::as_str).unwrap_or("");
+        if ctx
+            .collection(key_id)
+            .or_else(|| ctx.collection(key_name))
+            .is_some()
+        {
+            continue;
+        }
+        let mut shell = item.clone();
+        if let Some(o) = shell.as_object_mut() {
+            if let Some(Json::Array(fields)) = o.get_mut("fields") {
+                fields.retain(|f| f.get("type").and_then(Json::as_str) != Some("relation"));
+            }
+            for k in [
+                "indexes",
+                "listRule",
+                "viewRule",
+                "createRule",
+                "updateRule",
+                "deleteRule",
+                "authRule",
+                "manageRule",
+            ] {
+                o.remove(k);
+            }
+        }
+        // A shell that fails is reported by pass 2 with the full definition.
+        let _ = create(ctx, &shell).await;
+    }
+    // Pass 2: every collection gets its full definition.
     for (i, item) in list.iter().enumerate() {
         let key_id = item.get("id").and_then(Json::as_str).unwrap_or("");
         let key_name = item.get("name").and_then(Json::as_str).unwrap_or("");

@@ -20,10 +20,11 @@ pub fn column_type(d: Dialect, f: &Field) -> String {
         (Dialect::Sqlite, ColumnKind::Number) => "NUMERIC DEFAULT 0 NOT NULL".into(),
         (Dialect::Postgres, ColumnKind::Number) => "DOUBLE PRECISION DEFAULT 0 NOT NULL".into(),
         (_, ColumnKind::Bool) => "BOOLEAN DEFAULT FALSE NOT NULL".into(),
+        // TEXT affinity: a declared type of `JSON` would get NUMERIC affinity and turn "5" into 5.
         (Dialect::Sqlite, ColumnKind::Json) if f.is_multiple() => {
-            "JSON DEFAULT '[]' NOT NULL".into()
+            "TEXT DEFAULT '[]' NOT NULL".into()
         }
-        (Dialect::Sqlite, ColumnKind::Json) => "JSON DEFAULT NULL".into(),
+        (Dialect::Sqlite, ColumnKind::Json) => "TEXT DEFAULT NULL".into(),
         (Dialect::Postgres, ColumnKind::Json) if f.is_multiple() => {
             "JSONB DEFAULT '[]'::jsonb NOT NULL".into()
         }

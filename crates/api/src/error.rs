@@ -28,6 +28,12 @@ impl From<StoreError> for ApiError {
                 );
                 ApiError(Error::validation("Failed to save record.", f))
             }
+            StoreError::BadValue(m) => {
+                tracing::debug!(detail = %m, "rejected value");
+                ApiError(Error::BadRequest(
+                    "Something went wrong while processing your request.".into(),
+                ))
+            }
             other => ApiError(Error::Internal(other.to_string())),
         }
     }

@@ -268,7 +268,7 @@ async fn list_collections(
     s.push(" LIMIT ")
         .bind(Value::Int(per_page))
         .push(" OFFSET ")
-        .bind(Value::Int((page - 1) * per_page));
+        .bind(Value::Int((page - 1).saturating_mul(per_page)));
     let rows = ctx.store.query(&s).await?;
     let mut items = vec![];
     for r in rows.rows {
@@ -383,14 +383,22 @@ async fn scaffolds(auth: Auth, RawQuery(raw): RawQuery) -> ApiResult<Response> {
 // ---------- records ----------
 
 fn info_for(
-    coll: &Collection,
+    ctx: &AppCtx,
     auth: &Auth,
     method: &str,
     q: &Map<String, Json>,
     headers: &HeaderMap,
     body: Option<&Data>,
 ) -> RequestInfo {
-    records::request_info(coll, &auth.0, method, q, headers, body, "default")
+    records::request_info(
+        &ctx.collections(),
+        &auth.0,
+        method,
+        q,
+        headers,
+        body,
+        "default",
+    )
 }
 
 async fn render(
@@ -425,7 +433,7 @@ async fn list_records(
     let coll = collection_or_404(&ctx, &c)?;
     let q = query_map(&raw);
     let (page, per_page) = page_params(&q)?;
-    let info = info_for(&coll, &auth, "GET", &q, &headers, None);
+    let info = info_for(&ctx, &auth, "GET", &q, &headers, None);
     let p = ListParams {
         page,
         per_page,
@@ -501,7 +509,7 @@ async fn view_record(
 ) -> ApiResult<Response> {
     let coll = collection_or_404(&ctx, &c)?;
     let q = query_map(&raw);
-    let info = info_for(&coll, &auth, "GET", &q, &headers, None);
+    let info = info_for(&ctx, &auth, "GET", &q, &headers, None);
     let rows =
         records::fetch_rows_with_rule(&ctx, &coll, &id, &coll.view_rule, &info, None).await?;
     if rows.rows.is_empty() {
@@ -541,7 +549,7 @@ async fn create_record(
     }
     let q = query_map(&raw);
     let body = body_data(body);
-    let info = info_for(&coll, &auth, "POST", &q, &headers, Some(&body));
+    let info = info_for(&ctx, &auth, "POST", &q, &headers, Some(&body));
     let data = records::create(&ctx, &coll, &body, &info).await?;
     let out = render(&ctx, &coll, vec![data], &q, &info).await?;
     Ok(respond(
@@ -564,7 +572,7 @@ async fn update_record(
     }
     let q = query_map(&raw);
     let body = body_data(body);
-    let info = info_for(&coll, &auth, "PATCH", &q, &headers, Some(&body));
+    let info = info_for(&ctx, &auth, "PATCH", &q, &headers, Some(&body));
     let data = records::update(&ctx, &coll, &id, &body, &info).await?;
     let out = render(&ctx, &coll, vec![data], &q, &info).await?;
     Ok(respond(
@@ -585,7 +593,7 @@ async fn delete_record(
         return Err(bad("Unsupported collection type."));
     }
     let q = query_map(&raw);
-    let info = info_for(&coll, &auth, "DELETE", &q, &headers, None);
+    let info = info_for(&ctx, &auth, "DELETE", &q, &headers, None);
     records::delete(&ctx, &coll, &id, &info).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -128,7 +128,7 @@ pub async fn load_record(ctx: &AppCtx, coll: &Collection, id: &str) -> ApiResult
 
 /// The request facts rules may reference.
 pub fn request_info(
-    coll: &Collection,
+    cols: &crate::state::Collections,
     caller: &Option<Caller>,
     method: &str,
     query: &Map<String, Json>,
@@ -138,7 +138,12 @@ pub fn request_info(
 ) -> RequestInfo {
     // Request parts are copied only when a rule or the filter can read them (`@request.<part>.*`).
     let filter = query.get("filter").and_then(Json::as_str).unwrap_or("");
-    let wanted = |part: &str| filter.contains(part) || rules_mention(coll, part);
+    let wanted = |part: &str| {
+        let i = ["@request.headers", "@request.query", "@request.body"]
+            .iter()
+            .position(|p| *p == part);
+        filter.contains(part) || i.is_none_or(|i| cols.rules_read[i])
+    };
     let mut h = Map::new();
     if wanted("@request.headers") {
         for (k, v) in headers {
@@ -281,7 +286,7 @@ pub async fn list(
         q.push(" ORDER BY ");
         q.append(order);
     }
-    let offset = (p.page - 1).max(0) * p.per_page;
+    let offset = (p.page - 1).max(0).saturating_mul(p.per_page);
     q.push(" LIMIT ")
         .bind(Value::Int(p.per_page))
         .push(" OFFSET ")
@@ -597,6 +602,16 @@ pub async fn update(
     if coll.is_superusers() && !info.is_superuser() {
         return Err(forbidden(SUPERUSERS_ONLY));
     }
+    // `@request.body.x:changed` compares with the stored row, so the rule sees it.
+    let with_existing;
+    let info = if rules_mention(coll, ":changed") {
+        let mut i = info.clone();
+        i.existing = load_record(ctx, coll, id).await?;
+        with_existing = i;
+        &with_existing
+    } else {
+        info
+    };
     let existing = fetch_with_rule(ctx, coll, id, &coll.update_rule, info, None)
         .await?
         .ok_or_else(not_found)?;
@@ -666,7 +681,7 @@ pub async fn update(
         .execute(&update_sql(ctx, coll, id, &prepared.data))
         .await
         .map_err(|e| unique_error(e, "Failed to update record."))?;
-    if n == 0 && ctx.dialect() == basalt_core::sql::Dialect::Sqlite {
+    if n == 0 {
         return Err(not_found());
     }
     tx.commit().await?;
@@ -866,53 +881,55 @@ fn expand_one<'a>(
                 .filter(|p| p[0] == first && p.len() > 1)
                 .map(|p| p[1..].to_vec())
                 .collect();
-            let (target, related, multi) =
-                if let Some(f) = coll.field(first).filter(|f| f.ty() == FieldType::Relation) {
-                    let Some(target) = ctx.collection(&f.collection_id) else {
-                        continue;
-                    };
-                    let ids: Vec<String> = match data.get(first) {
-                        Some(Json::Array(a)) => a
-                            .iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect(),
-                        Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
-                        _ => vec![],
-                    };
-                    if ids.is_empty() {
-                        // An empty relation still yields `"expand": {}`, as the protocol answers.
-                        any_valid = true;
-                        continue;
-                    }
-                    let recs = fetch_many(ctx, &target, &ids, info).await?;
-                    (target, recs, f.is_multiple())
-                } else if let Some((other, via)) = first.split_once("_via_") {
-                    let Some(target) = ctx.collection(other) else {
-                        continue;
-                    };
-                    let Some(rf) = target
-                        .field(via)
-                        .filter(|f| f.ty() == FieldType::Relation && f.collection_id == coll.id)
-                    else {
-                        continue;
-                    };
-                    let my_id = data.get("id").and_then(Json::as_str).unwrap_or("");
-                    let recs = fetch_back(
-                        ctx,
-                        &target,
-                        &ident(&rf.name),
-                        rf.is_multiple(),
-                        my_id,
-                        info,
-                    )
-                    .await?;
-                    if recs.is_empty() {
-                        continue;
-                    }
-                    (target, recs, true)
-                } else {
+            let su = info.is_superuser();
+            let (target, related, multi) = if let Some(f) = coll
+                .field(first)
+                .filter(|f| f.ty() == FieldType::Relation && (su || !f.hidden))
+            {
+                let Some(target) = ctx.collection(&f.collection_id) else {
                     continue;
                 };
+                let ids: Vec<String> = match data.get(first) {
+                    Some(Json::Array(a)) => a
+                        .iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect(),
+                    Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
+                    _ => vec![],
+                };
+                if ids.is_empty() {
+                    // An empty relation still yields `"expand": {}`, as the protocol answers.
+                    any_valid = true;
+                    continue;
+                }
+                let recs = fetch_many(ctx, &target, &ids, info).await?;
+                (target, recs, f.is_multiple())
+            } else if let Some((other, via)) = first.split_once("_via_") {
+                let Some(target) = ctx.collection(other) else {
+                    continue;
+                };
+                let Some(rf) = target.field(via).filter(|f| {
+                    f.ty() == FieldType::Relation && f.collection_id == coll.id && (su || !f.hidden)
+                }) else {
+                    continue;
+                };
+                let my_id = data.get("id").and_then(Json::as_str).unwrap_or("");
+                let recs = fetch_back(
+                    ctx,
+                    &target,
+                    &ident(&rf.name),
+                    rf.is_multiple(),
+                    my_id,
+                    info,
+                )
+                .await?;
+                if recs.is_empty() {
+                    continue;
+                }
+                (target, recs, true)
+            } else {
+                continue;
+            };
             let mut outs = vec![];
             for r in &related {
                 let mut o = output(ctx, &target, r.clone(), info).await;

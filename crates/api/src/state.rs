@@ -22,6 +22,10 @@ pub struct AppState {
 pub struct Collections {
     pub list: Vec<Arc<Collection>>,
     by_key: HashMap<String, Arc<Collection>>,
+    /// Whether any collection's rule reads `@request.headers`, `@request.query`, `@request.body`: only
+    /// then are those parts copied into each request's `RequestInfo` (related collections' rules run
+    /// in expand and in filters through relations, so all collections count).
+    pub rules_read: [bool; 3],
 }
 
 impl Collections {
@@ -32,7 +36,17 @@ impl Collections {
             by_key.insert(c.name.clone(), c.clone());
             by_key.insert(c.name.to_ascii_lowercase(), c.clone());
         }
-        Collections { list, by_key }
+        let read = |part: &str| list.iter().any(|c| crate::records::rules_mention(c, part));
+        let rules_read = [
+            read("@request.headers"),
+            read("@request.query"),
+            read("@request.body"),
+        ];
+        Collections {
+            list,
+            by_key,
+            rules_read,
+        }
     }
     pub fn get(&self, key: &str) -> Option<Arc<Collection>> {
         self.by_key

@@ -24,6 +24,8 @@ pub fn column_to_json(f: &Field, v: Value) -> Json {
                 }
             }
             Value::Text(s) | Value::Json(s) => serde_json::from_str(&s).unwrap_or(Json::Null),
+            Value::Int(i) => Json::from(i),
+            Value::Real(f) => num_json(f),
             other => Json::String(other.into_string()),
         },
         ColumnKind::Text => Json::String(match v {

@@ -24,9 +24,27 @@ pub enum StoreError {
     Db(String),
     #[error("cannot connect to the database: {0}")]
     Connect(String),
+    /// A value no backend can store as given (text with a NUL character): the request is at fault.
+    #[error("invalid value: {0}")]
+    BadValue(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Refuses parameters that PostgreSQL cannot store (NUL in text), on every backend alike, so the same
+/// request gets the same answer whatever the database.
+pub fn check_params(sql: &Sql) -> Result<()> {
+    if sql
+        .params
+        .iter()
+        .any(|v| matches!(v, Value::Text(s) | Value::Json(s) if s.contains('\0')))
+    {
+        return Err(StoreError::BadValue(
+            "text must not contain NUL characters".into(),
+        ));
+    }
+    Ok(())
+}
 
 /// One result row: values in column order.
 pub type Row = Vec<Value>;

@@ -152,6 +152,7 @@ fn is_stale_plan(e: &tokio_postgres::Error) -> bool {
 }
 
 async fn run_query(c: &Object, sql: &Sql) -> Result<Rows> {
+    crate::check_params(sql)?;
     let p = params(sql);
     let refs: Vec<&(dyn ToSql + Sync)> = p
         .iter()
@@ -171,6 +172,7 @@ async fn run_query(c: &Object, sql: &Sql) -> Result<Rows> {
 }
 
 async fn run_exec(c: &Object, sql: &Sql) -> Result<u64> {
+    crate::check_params(sql)?;
     if sql.params.is_empty() {
         c.batch_execute(&sql.text).await.map_err(db_err)?;
         return Ok(0);
@@ -201,9 +203,12 @@ impl Store for PgStore {
         run_query(&c, sql).await
     }
     async fn begin(&self) -> Result<Box<dyn Tx>> {
-        let c = self.client().await?;
-        c.batch_execute("BEGIN").await.map_err(db_err)?;
-        Ok(Box::new(PgTx { client: Some(c) }))
+        // The guard exists before BEGIN is awaited: a cancelled begin still rolls back.
+        let tx = PgTx {
+            client: Some(self.client().await?),
+        };
+        tx.c()?.batch_execute("BEGIN").await.map_err(db_err)?;
+        Ok(Box::new(tx))
     }
     fn describe(&self) -> String {
         self.desc.clone()

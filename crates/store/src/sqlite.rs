@@ -182,6 +182,7 @@ impl rusqlite::ToSql for P<'_> {
 }
 
 fn run_query(c: &Connection, sql: &Sql) -> Result<Rows> {
+    crate::check_params(sql)?;
     let mut st = c.prepare_cached(&sql.text).map_err(db_err)?;
     let columns: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
     let n = columns.len();
@@ -207,6 +208,7 @@ fn run_query(c: &Connection, sql: &Sql) -> Result<Rows> {
 }
 
 fn run_exec(c: &Connection, sql: &Sql) -> Result<u64> {
+    crate::check_params(sql)?;
     if sql.params.is_empty() && !sql.text.contains('?') {
         // DDL and multi-statement batches.
         c.execute_batch(&sql.text).map_err(db_err)?;
@@ -249,8 +251,11 @@ impl Store for SqliteStore {
             writer: self.writer.clone(),
             flow: self.flow.clone(),
         };
-        let g = self.writer.clone().lock_owned().await;
+        let mut g = self.writer.clone().lock_owned().await;
         if g.conn.is_autocommit() {
+            // Released savepoints still waiting while no transaction is open were rolled back by
+            // SQLite (an I/O, full-disk or memory error aborts the whole transaction): fail them.
+            fail_lost(&mut g);
             g.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
         }
         g.conn
@@ -280,20 +285,30 @@ impl SqliteTx {
     }
 }
 
+/// Answers every pending caller with an error: their transaction was rolled back before its COMMIT.
+fn fail_lost(g: &mut Writer) {
+    for w in g.pending.drain(..) {
+        let _ = w.send(Err(StoreError::Db(
+            "the transaction was rolled back by SQLite before commit".into(),
+        )));
+    }
+}
+
 /// Leads one group: lets in-flight writers join, then COMMITs the group (one fsync, off the async
 /// workers, writer held) and answers its callers.
 async fn lead(writer: Arc<tokio::sync::Mutex<Writer>>, flow: Arc<Flow>) {
     flow.wait_idle(tokio::time::Instant::now() + GROUP_WINDOW)
         .await;
-    let g = writer.lock_owned().await;
+    let mut g = writer.lock_owned().await;
+    if g.conn.is_autocommit() {
+        // Nothing open to commit: the group's transaction was rolled back under it.
+        fail_lost(&mut g);
+        return;
+    }
     let started = std::time::Instant::now();
     let joined = tokio::task::spawn_blocking(move || {
         let mut g = g;
-        let res = if g.conn.is_autocommit() {
-            Ok(())
-        } else {
-            g.conn.execute_batch("COMMIT").map_err(db_err)
-        };
+        let res = g.conn.execute_batch("COMMIT").map_err(db_err);
         if res.is_err() && !g.conn.is_autocommit() {
             let _ = g.conn.execute_batch("ROLLBACK");
         }

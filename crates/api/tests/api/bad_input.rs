@@ -236,6 +236,28 @@ async fn invalid_ids_and_params(app: TestApp) {
         400,
     );
     assert_error(&app.get("/api/nope", None).await, 404);
+    // NUL never reaches a database (Postgres cannot store it): a clear 400 on both backends.
+    assert_error(
+        &app.get("/api/collections/things/records/%00", None).await,
+        400,
+    );
+    let r = app
+        .get_q(
+            "/api/collections/things/records",
+            None,
+            &[("page", "9223372036854775807")],
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["items"], json!([]));
+    let r = app
+        .get_q(
+            "/api/collections/things/records",
+            None,
+            &[("filter", "name ~ '%\\'")],
+        )
+        .await;
+    assert!(r.0 == 200 || r.0 == 400, "{} {}", r.0, r.1);
 }
 
 fn urlencode(s: &str) -> String {

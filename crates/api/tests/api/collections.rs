@@ -189,6 +189,21 @@ async fn truncate_and_import(app: TestApp) {
         .await;
     assert_eq!(r.0, 204, "{}", r.1);
     assert_eq!(app.get("/api/collections/imp_a", app.su()).await.0, 200);
+    // a relation to a collection later in the list resolves
+    let r = app
+        .raw(
+            reqwest::Method::PUT,
+            "/api/collections/import",
+            app.su(),
+            "application/json",
+            serde_json::to_vec(&json!({"collections": [
+                {"name": "imp_child", "type": "base", "fields": [{"name": "parent", "type": "relation", "collectionId": "imp_parent", "maxSelect": 1}]},
+                {"name": "imp_parent", "type": "base", "fields": [{"name": "n", "type": "text"}]}
+            ]}))
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(r.0, 204, "{}", r.1);
     let t1 = app.get("/api/collections/t1", app.su()).await.1;
     assert!(t1["fields"]
         .as_array()

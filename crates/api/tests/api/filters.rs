@@ -71,6 +71,8 @@ async fn expressions(app: TestApp) {
         ("tags ~ 'b'", vec![b]),
         ("meta.k = 2", vec![b]),
         ("meta.s = 'x'", vec![a]),
+        ("meta.k > 1", vec![b]),
+        ("meta.k < 10", vec![a, b]),
         ("cat.label = 'Red'", vec![a]),
         ("cat.label ~ 'BLU'", vec![b]),
         ("cats.label ?= 'Red'", vec![a]),

@@ -258,6 +258,34 @@ async fn multipart_bodies(app: TestApp) {
     assert_error(&r, 400);
 }
 
+async fn json_values_round_trip(app: TestApp) {
+    app.collection(
+        json!({"name": "docs", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+        "fields": [{"name": "t", "type": "text"}, {"name": "meta", "type": "json"}]}),
+    )
+    .await;
+    // A string holding JSON is parsed, as the protocol does ("5" → 5); other strings stay strings.
+    for (sent, v) in [
+        (json!(5), json!(5)),
+        (json!("5"), json!(5)),
+        (json!("five"), json!("five")),
+        (json!(1.5), json!(1.5)),
+        (json!({"a": [1, "x"]}), json!({"a": [1, "x"]})),
+        (json!(true), json!(true)),
+        (json!(null), json!(null)),
+    ] {
+        let r = app.record("docs", json!({"meta": sent})).await;
+        let path = format!(
+            "/api/collections/docs/records/{}",
+            r["id"].as_str().unwrap()
+        );
+        assert_eq!(app.get(&path, None).await.1["meta"], v, "read back");
+        let u = app.patch(&path, None, json!({"t": "touch"})).await;
+        assert_eq!(u.1["meta"], v, "an unrelated update keeps it");
+        assert_eq!(app.get(&path, None).await.1["meta"], v, "and it stays");
+    }
+}
+
 async fn auth_records_hide_secrets(app: TestApp) {
     let (id, tok) = app.user("me@example.com").await;
     let me = app
@@ -275,6 +303,7 @@ async fn auth_records_hide_secrets(app: TestApp) {
 }
 
 crate::both!(
+    json_values_round_trip,
     multipart_bodies,
     crud,
     paging_and_sorting,

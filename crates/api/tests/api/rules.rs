@@ -254,7 +254,68 @@ async fn filters_through_relations_respect_the_related_list_rule(app: TestApp) {
     assert_eq!(r.1["items"].as_array().map(Vec::len), Some(1), "{}", r.1);
 }
 
+/// Emails hidden by emailVisibility cannot be probed with filters or sorts by other users.
+async fn hidden_emails_cannot_be_probed(app: TestApp) {
+    app.patch(
+        "/api/collections/users",
+        app.su(),
+        json!({"listRule": "@request.auth.id != ''"}),
+    )
+    .await;
+    let (_, _ta) = app.user("secret-alice@example.com").await;
+    let (bob, tb) = app.user("bob-probe@example.com").await;
+    let probe = [("filter", "email ~ 'secret-alice'")];
+    assert!(
+        app.ids("users", Some(&tb), &probe).await.is_empty(),
+        "hidden email matches nothing"
+    );
+    let own = [("filter", "email = 'bob-probe@example.com'")];
+    assert_eq!(
+        app.ids("users", Some(&tb), &own).await,
+        vec![bob.clone()],
+        "own email is visible"
+    );
+    assert_eq!(
+        app.ids("users", app.su(), &probe).await.len(),
+        1,
+        "superusers see all"
+    );
+}
+
+/// `:changed` compares with the stored value; hidden relations are not expanded for users.
+async fn changed_modifier_and_hidden_relations(app: TestApp) {
+    app.collection(json!({"name": "tickets", "listRule": "", "viewRule": "", "createRule": "",
+        "updateRule": "@request.body.locked:changed = false",
+        "fields": [{"name": "title", "type": "text"}, {"name": "locked", "type": "bool"},
+                   {"name": "owner", "type": "relation", "collectionId": "_pb_users_auth_", "maxSelect": 1, "hidden": true}]}))
+    .await;
+    let (u, _) = app.user("ticket-owner@example.com").await;
+    let t = app
+        .record("tickets", json!({"title": "t", "locked": true, "owner": u}))
+        .await;
+    let path = format!(
+        "/api/collections/tickets/records/{}",
+        t["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        app.patch(&path, None, json!({"title": "t2", "locked": true}))
+            .await
+            .0,
+        200,
+        "same value: not changed"
+    );
+    assert_error(&app.patch(&path, None, json!({"locked": false})).await, 404);
+    let r = app.get_q(&path, None, &[("expand", "owner")]).await;
+    assert!(
+        r.1.get("expand").is_none() && r.1.get("owner").is_none(),
+        "{}",
+        r.1
+    );
+}
+
 crate::both!(
+    hidden_emails_cannot_be_probed,
+    changed_modifier_and_hidden_relations,
     filters_through_relations_respect_the_related_list_rule,
     header_rules,
     owner_rules,

@@ -53,7 +53,10 @@ enum Ty {
     Text,
     Num,
     Bool,
+    /// SQLite JSON values (`json_extract` keeps their type).
     Any,
+    /// A Postgres `jsonb` value; [`Compiler::json_as`] turns it into the type it is compared with.
+    Json,
 }
 
 fn ty_of(f: &Field) -> Ty {
@@ -273,6 +276,17 @@ impl<'a> Compiler<'a> {
 
     fn scalar_cmp(&mut self, l: Res, op: Op, r: Res) -> Sql {
         let is_like = matches!(op, Op::Like | Op::NotLike);
+        // A Postgres jsonb side takes the type of the other side: numbers compare as numbers.
+        let want = |other: &Res| -> Ty {
+            match other {
+                _ if is_like => Ty::Text,
+                Res::Lit(Json::Number(_)) | Res::Col(_, Ty::Num) => Ty::Num,
+                Res::Lit(Json::Bool(_)) | Res::Col(_, Ty::Bool) => Ty::Bool,
+                _ => Ty::Text,
+            }
+        };
+        let (lw, rw) = (want(&r), want(&l));
+        let (l, r) = (self.json_as(l, lw), self.json_as(r, rw));
         let r = match r {
             Res::Lit(v) if is_like => Res::Lit(Json::String(like_pattern(&json_text(&v)))),
             Res::Col(c, _) if is_like => {
@@ -376,6 +390,32 @@ impl<'a> Compiler<'a> {
             }
         }
         s
+    }
+
+    /// Converts a Postgres `jsonb` side to a typed SQL value; a JSON value of another type is NULL.
+    fn json_as(&self, r: Res, want: Ty) -> Res {
+        let Res::Col(x, Ty::Json) = r else { return r };
+        let mut o = Sql::new(self.dialect);
+        match want {
+            Ty::Num | Ty::Bool => {
+                let (kind, cast) = if want == Ty::Num {
+                    ("number", "float8")
+                } else {
+                    ("boolean", "bool")
+                };
+                o.push("(CASE WHEN jsonb_typeof(")
+                    .append(x.clone())
+                    .push(") = '")
+                    .push(kind)
+                    .push("' THEN (");
+                o.append(x).push(" #>> '{}')::").push(cast).push(" END)");
+                Res::Col(o, want)
+            }
+            _ => {
+                o.push("(").append(x).push(" #>> '{}')");
+                Res::Col(o, Ty::Text)
+            }
+        }
     }
 
     fn as_text(&self, s: &mut Sql, inner: Sql) {
@@ -581,9 +621,15 @@ impl<'a> Compiler<'a> {
                     return Ok(Res::Lit(Json::Bool(map.contains_key(key))));
                 }
                 if modifier == Some("changed") {
+                    // Sent and different from the stored value (compared as text, so "5" and 5 match).
                     let new = map.get(key);
                     let old = req.existing.as_ref().and_then(|e| e.get(key));
-                    return Ok(Res::Lit(Json::Bool(new.is_some() && new != old)));
+                    let changed = match (new, old) {
+                        (None, _) => false,
+                        (Some(n), Some(o)) => json_text(n) != json_text(o),
+                        (Some(_), None) => true,
+                    };
+                    return Ok(Res::Lit(Json::Bool(changed)));
                 }
                 let mut v = map.get(key).cloned().unwrap_or(Json::Null);
                 for s in &segs[2..] {
@@ -681,6 +727,42 @@ impl<'a> Compiler<'a> {
             }
             let col = format!("{}.{}", ident(alias), ident(&f.name));
             if rest.is_empty() {
+                if coll.is_auth() && f.name == "email" && !self.allow_hidden {
+                    // A client filter or sort sees an email only where the viewer may: emailVisibility on,
+                    // or the viewer's own record. Otherwise it compares as NULL.
+                    let me = self
+                        .req
+                        .auth
+                        .as_ref()
+                        .filter(|(c, _)| c.id == coll.id)
+                        .and_then(|(_, r)| r.get("id").and_then(Json::as_str))
+                        .unwrap_or("")
+                        .to_string();
+                    let a = ident(alias);
+                    let mut s = Sql::new(self.dialect);
+                    s.push("(CASE WHEN ")
+                        .push(&a)
+                        .push(".\"emailVisibility\" OR ")
+                        .push(&a)
+                        .push(".\"id\" = ");
+                    s.bind(Value::Text(me))
+                        .push(" THEN ")
+                        .push(&col)
+                        .push(" END)");
+                    let res = match modifier {
+                        Some("lower") => {
+                            let mut l = Sql::new(self.dialect);
+                            l.push("LOWER(").append(s).push(")");
+                            Res::Col(l, Ty::Text)
+                        }
+                        None => Res::Col(s, Ty::Text),
+                        Some(m) => return Err(self.bad(format!("unsupported modifier :{m}"))),
+                    };
+                    return Ok(match chain {
+                        Some(ch) => self.wrap_chain(ch, res),
+                        None => res,
+                    });
+                }
                 let res = self.terminal(f, col, modifier)?;
                 return Ok(match chain {
                     Some(ch) => self.wrap_chain(ch, res),
@@ -769,7 +851,7 @@ impl<'a> Compiler<'a> {
                 })
                 .ok_or_else(|| self.bad(format!("invalid back-relation {name}")))?
                 .clone();
-            if !self.allow_hidden && oc.list_rule.is_none() {
+            if !self.allow_hidden && (oc.list_rule.is_none() || rf.hidden) {
                 return Err(self.bad(format!("back-relation {name} cannot be filtered")));
             }
             let ja = self.alias("j");
@@ -916,7 +998,7 @@ impl<'a> Compiler<'a> {
         match modifier {
             None => {
                 if ty == Ty::Any && self.dialect == Dialect::Postgres {
-                    return Ok(Res::Col(self.raw(&format!("({col} #>> '{{}}')")), Ty::Text));
+                    return Ok(Res::Col(self.raw(&col), Ty::Json));
                 }
                 Ok(Res::Col(self.raw(&col), ty))
             }
@@ -948,6 +1030,9 @@ impl<'a> Compiler<'a> {
                     )),
                     Ty::Num,
                 ))
+            }
+            Some("each") if ty == Ty::Any && self.dialect == Dialect::Postgres => {
+                Ok(Res::Col(self.raw(&col), Ty::Json))
             }
             Some("each") => Ok(Res::Col(self.raw(&col), ty)),
             Some(m) => Err(self.bad(format!("unsupported modifier :{m}"))),
@@ -989,10 +1074,10 @@ impl<'a> Compiler<'a> {
                 let p = format!("{{{}}}", keys.join(","));
                 s.push("(")
                     .push(col)
-                    .push(" #>> (")
+                    .push(" #> (")
                     .bind(Value::Text(p))
                     .push(")::text[])");
-                Ok(Res::Col(s, Ty::Text))
+                Ok(Res::Col(s, Ty::Json))
             }
         }
     }
@@ -1081,6 +1166,12 @@ impl<'a> Compiler<'a> {
                         _ => return Err(self.bad(format!("cannot sort by multi-valued {f}"))),
                     }
                 }
+            }
+            if !self.collection_joins.is_empty() {
+                return Err(self.bad(format!(
+                    "cannot sort by {}: a rule on its path uses @collection",
+                    it.field
+                )));
             }
             s.push(if it.desc { " DESC" } else { " ASC" });
             if self.dialect == Dialect::Postgres {
@@ -1223,7 +1314,13 @@ fn macro_value(name: &str) -> Option<Json> {
 /// that build literals.
 pub fn like_pattern(v: &str) -> String {
     if v.contains('%') {
-        v.to_string()
+        // Used as given, but never ending in a lone escape character (Postgres rejects that).
+        let trailing = v.chars().rev().take_while(|c| *c == '\\').count();
+        if trailing % 2 == 1 {
+            format!("{v}\\")
+        } else {
+            v.to_string()
+        }
     } else {
         format!("%{}%", v.replace('\\', "\\\\").replace('_', "\\_"))
     }
