@@ -32,7 +32,7 @@ pub fn column_type(d: Dialect, f: &Field) -> String {
     }
 }
 
-pub fn system_tables(d: Dialect) -> Vec<Sql> {
+fn base_tables(d: Dialect) -> Vec<Sql> {
     let json = match d {
         Dialect::Sqlite => "TEXT",
         Dialect::Postgres => "TEXT",
@@ -48,6 +48,23 @@ pub fn system_tables(d: Dialect) -> Vec<Sql> {
         )),
         mk("CREATE TABLE IF NOT EXISTS _params (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)".into()),
     ]
+}
+
+/// System tables, and on Postgres the SQL helpers the filter compiler may call.
+pub fn system_tables(d: Dialect) -> Vec<Sql> {
+    let mut v = base_tables(d);
+    if d == Dialect::Postgres {
+        // `basalt_ts(text)`: a protocol date string as a timestamp, NULL when it is not one (used by
+        // `strftime()` filters; a plain cast would fail the whole query on one bad value).
+        let mut f = Sql::new(d);
+        f.push(
+            "CREATE OR REPLACE FUNCTION basalt_ts(t text) RETURNS timestamp LANGUAGE plpgsql IMMUTABLE AS $f$ \
+             BEGIN IF t IS NULL OR t = '' THEN RETURN NULL; END IF; RETURN rtrim(t, 'Z')::timestamp; \
+             EXCEPTION WHEN others THEN RETURN NULL; END $f$",
+        );
+        v.push(f);
+    }
+    v
 }
 
 pub fn create_table(d: Dialect, c: &Collection) -> Vec<Sql> {

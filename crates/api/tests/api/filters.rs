@@ -63,6 +63,9 @@ async fn expressions(app: TestApp) {
         ("when > '2024-06-01'", vec![b]),
         ("when = ''", vec![g]),
         ("when = null", vec![g]),
+        ("strftime('%Y-%m', when) = '2024-01'", vec![a]),
+        ("strftime('%H:%M on %d', when) = '00:00 on 01'", vec![b]),
+        ("strftime('%Y', title) != ''", vec![]),
         ("when < @now && when != ''", vec![a, b]),
         ("tags:each ?= 'b'", vec![b]),
         ("tags:each = 'a'", vec![a]),
@@ -152,6 +155,8 @@ async fn random_filters_never_fail_the_server(app: TestApp) {
         "nope",
         "cat.nope",
         "geoDistance(meta.k, n, 1, 2)",
+        "strftime('%Y-%m', when)",
+        "strftime('%w \\\"x', created, 'start of month')",
         "geoDistance(title, 0, cat.label, -1)",
     ];
     const LITS: &[&str] = &[

@@ -459,6 +459,7 @@ impl<'a> Compiler<'a> {
             Operand::Bool(b) => Res::Lit(Json::Bool(*b)),
             Operand::Null => Res::Lit(Json::Null),
             Operand::Func(name, args) if name == "geoDistance" => self.geo_distance(coll, args)?,
+            Operand::Func(name, args) if name == "strftime" => self.strftime(coll, args)?,
             Operand::Func(name, _) => {
                 return Err(self.bad(format!("unsupported function {name}()")))
             }
@@ -510,6 +511,55 @@ impl<'a> Compiler<'a> {
             }
         }
         Ok(Res::Col(s, Ty::Num))
+    }
+
+    /// `strftime(format, time, modifiers…)` as SQLite defines it. On Postgres the format must be a literal
+    /// and is translated to `to_char` (%Y %m %d %H %M %S %f %j %%; modifiers are not supported there);
+    /// a time that is not a valid date gives NULL on both backends.
+    fn strftime(&mut self, coll: &Collection, args: &[Operand]) -> Result<Res> {
+        if args.len() < 2 {
+            return Err(self.bad("strftime takes a format and a time"));
+        }
+        let Operand::Str(fmt) = &args[0] else {
+            return Err(self.bad("strftime's format must be a string literal"));
+        };
+        let time = match self.operand(coll, &args[1])? {
+            Res::Lit(v) => {
+                let mut s = Sql::new(self.dialect);
+                s.bind(Value::Text(json_text(&v)));
+                s
+            }
+            Res::Col(c, _) => c,
+            Res::Multi { .. } => return Err(self.bad("strftime's time must be a single value")),
+        };
+        let mut s = Sql::new(self.dialect);
+        match self.dialect {
+            Dialect::Sqlite => {
+                s.push("strftime(")
+                    .bind(Value::Text(fmt.clone()))
+                    .push(", ")
+                    .append(time);
+                for m in &args[2..] {
+                    let Operand::Str(m) = m else {
+                        return Err(self.bad("strftime's modifiers must be string literals"));
+                    };
+                    s.push(", ").bind(Value::Text(m.clone()));
+                }
+                s.push(")");
+            }
+            Dialect::Postgres => {
+                if args.len() > 2 {
+                    return Err(self.bad("strftime modifiers are not supported on PostgreSQL"));
+                }
+                let pg = strftime_to_char(fmt).map_err(|e| self.bad(e))?;
+                s.push("to_char(basalt_ts(CAST(")
+                    .append(time)
+                    .push(" AS TEXT)), ")
+                    .bind(Value::Text(pg))
+                    .push(")");
+            }
+        }
+        Ok(Res::Col(s, Ty::Text))
     }
 
     /// A numeric SQL expression for a function argument; non-numeric text becomes NULL, never an error.
@@ -1266,6 +1316,47 @@ fn bool_value(b: bool, d: Dialect) -> Value {
     }
 }
 
+/// Translates a SQLite strftime format to a Postgres `to_char` pattern, literal text double-quoted.
+fn strftime_to_char(fmt: &str) -> std::result::Result<String, String> {
+    let mut out = String::new();
+    let mut lit = String::new();
+    let flush = |out: &mut String, lit: &mut String| {
+        if !lit.is_empty() {
+            out.push('"');
+            out.push_str(&lit.replace('\\', "\\\\").replace('"', "\\\""));
+            out.push('"');
+            lit.clear();
+        }
+    };
+    let mut it = fmt.chars();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            lit.push(c);
+            continue;
+        }
+        let spec = match it.next() {
+            Some('Y') => "YYYY",
+            Some('m') => "MM",
+            Some('d') => "DD",
+            Some('H') => "HH24",
+            Some('M') => "MI",
+            Some('S') => "SS",
+            Some('f') => "SS.MS",
+            Some('j') => "DDD",
+            Some('%') => {
+                lit.push('%');
+                continue;
+            }
+            Some(other) => return Err(format!("strftime %{other} is not supported on PostgreSQL")),
+            None => return Err("strftime format ends with %".into()),
+        };
+        flush(&mut out, &mut lit);
+        out.push_str(spec);
+    }
+    flush(&mut out, &mut lit);
+    Ok(out)
+}
+
 fn split_modifier(s: &str) -> (&str, Option<&str>) {
     match s.split_once(':') {
         Some((a, b)) => (a, Some(b)),
@@ -1395,6 +1486,7 @@ mod tests {
         "unknown",
         "cat.nope",
         "geoDistance(meta.k, n, 1, 2)",
+        "strftime('%Y-%m \\\"%H', title)",
         "geoDistance(tags, n, 1, 2)",
     ];
     const OPS: &[&str] = &[
@@ -1455,6 +1547,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strftime_formats_translate_for_postgres() {
+        assert_eq!(
+            strftime_to_char("%Y-%m-%d %H:%M:%f").unwrap(),
+            "YYYY\"-\"MM\"-\"DD\" \"HH24\":\"MI\":\"SS.MS"
+        );
+        assert_eq!(strftime_to_char("at %H%%").unwrap(), "\"at \"HH24\"%\"");
+        assert!(strftime_to_char("%s").is_err());
+        assert!(strftime_to_char("%").is_err());
     }
 
     #[test]
