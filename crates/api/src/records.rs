@@ -824,7 +824,8 @@ fn refs_condition(ctx: &AppCtx, q: &mut Sql, col: &str, multi: bool, id: &str) {
     }
 }
 
-/// Expands relation paths into `expand`, each related collection's viewRule applied.
+/// Expands relation paths into `expand`, each related collection's viewRule applied. Batched: one query
+/// per path segment for all the records of the response (not one per record).
 pub async fn expand(
     ctx: &AppCtx,
     coll: &Arc<Collection>,
@@ -833,34 +834,33 @@ pub async fn expand(
     paths: &str,
     info: &RequestInfo,
 ) -> ApiResult<()> {
-    let mut tree: Vec<Vec<String>> = vec![];
-    for p in paths.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let segs: Vec<String> = p.split('.').map(str::to_string).collect();
-        if segs.len() > 6 {
-            continue;
-        }
-        tree.push(segs);
-    }
+    let tree: Vec<Vec<String>> = paths
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split('.').map(str::to_string).collect::<Vec<_>>())
+        .filter(|segs| segs.len() <= 6)
+        .collect();
     if tree.is_empty() {
         return Ok(());
     }
-    for (item, data) in items.iter_mut().zip(raw.iter()) {
-        expand_one(ctx, coll, item, data, &tree, info, 0).await?;
-    }
-    Ok(())
+    expand_batch(ctx, coll, items, raw, &tree, info, 0).await
 }
 
-fn expand_one<'a>(
+fn id_of(d: &Data) -> &str {
+    d.get("id").and_then(Json::as_str).unwrap_or("")
+}
+
+fn expand_batch<'a>(
     ctx: &'a AppCtx,
     coll: &'a Arc<Collection>,
-    item: &'a mut Map<String, Json>,
-    data: &'a Data,
+    items: &'a mut [Map<String, Json>],
+    raws: &'a [Data],
     paths: &'a [Vec<String>],
     info: &'a RequestInfo,
     depth: usize,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>> {
     Box::pin(async move {
-        // Group by first segment.
         let mut firsts: Vec<&str> = vec![];
         for p in paths {
             if let Some(f) = p.first() {
@@ -869,90 +869,148 @@ fn expand_one<'a>(
                 }
             }
         }
-        let mut expand_obj = item
-            .get("expand")
-            .and_then(Json::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let mut any_valid = false;
+        let su = info.is_superuser();
+        let mut objs: Vec<Map<String, Json>> = items
+            .iter()
+            .map(|i| {
+                i.get("expand")
+                    .and_then(Json::as_object)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut any_valid = vec![false; items.len()];
         for first in firsts {
             let rest: Vec<Vec<String>> = paths
                 .iter()
                 .filter(|p| p[0] == first && p.len() > 1)
                 .map(|p| p[1..].to_vec())
                 .collect();
-            let su = info.is_superuser();
-            let (target, related, multi) = if let Some(f) = coll
+            // Per response record: the related ids, in relation order; then one fetch for all of them.
+            let (target, per_item, multi) = if let Some(f) = coll
                 .field(first)
                 .filter(|f| f.ty() == FieldType::Relation && (su || !f.hidden))
             {
                 let Some(target) = ctx.collection(&f.collection_id) else {
                     continue;
                 };
-                let ids: Vec<String> = match data.get(first) {
-                    Some(Json::Array(a)) => a
-                        .iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect(),
-                    Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
-                    _ => vec![],
-                };
-                if ids.is_empty() {
+                let per_item: Vec<Vec<String>> = raws
+                    .iter()
+                    .map(|d| match d.get(first) {
+                        Some(Json::Array(a)) => a
+                            .iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect(),
+                        Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
+                        _ => vec![],
+                    })
+                    .collect();
+                for (i, ids) in per_item.iter().enumerate() {
                     // An empty relation still yields `"expand": {}`, as the protocol answers.
-                    any_valid = true;
-                    continue;
+                    any_valid[i] |= ids.is_empty();
                 }
-                let recs = fetch_many(ctx, &target, &ids, info).await?;
-                (target, recs, f.is_multiple())
+                (target, Target::Forward(per_item), f.is_multiple())
             } else if let Some((other, via)) = first.split_once("_via_") {
                 let Some(target) = ctx.collection(other) else {
                     continue;
                 };
-                let Some(rf) = target.field(via).filter(|f| {
-                    f.ty() == FieldType::Relation && f.collection_id == coll.id && (su || !f.hidden)
-                }) else {
+                let Some(rf) = target
+                    .field(via)
+                    .filter(|f| {
+                        f.ty() == FieldType::Relation
+                            && f.collection_id == coll.id
+                            && (su || !f.hidden)
+                    })
+                    .cloned()
+                else {
                     continue;
                 };
-                let my_id = data.get("id").and_then(Json::as_str).unwrap_or("");
-                let recs = fetch_back(
-                    ctx,
-                    &target,
-                    &ident(&rf.name),
-                    rf.is_multiple(),
-                    my_id,
-                    info,
-                )
-                .await?;
-                if recs.is_empty() {
+                (target, Target::Back(Box::new(rf)), true)
+            } else {
+                continue;
+            };
+            let recs = match &per_item {
+                Target::Forward(per_item) => {
+                    let mut all: Vec<String> = vec![];
+                    for id in per_item.iter().flatten() {
+                        if !all.contains(id) {
+                            all.push(id.clone());
+                        }
+                    }
+                    if all.is_empty() {
+                        continue;
+                    }
+                    fetch_many(ctx, &target, &all, info).await?
+                }
+                Target::Back(rf) => {
+                    let mine: Vec<String> = raws.iter().map(|d| id_of(d).to_string()).collect();
+                    fetch_back(ctx, &target, rf, &mine, info).await?
+                }
+            };
+            if recs.is_empty() {
+                continue;
+            }
+            let mut outs = Vec::with_capacity(recs.len());
+            for r in &recs {
+                outs.push(output(ctx, &target, r.clone(), info).await);
+            }
+            if !rest.is_empty() && depth < 6 {
+                expand_batch(ctx, &target, &mut outs, &recs, &rest, info, depth + 1).await?;
+            }
+            let by_id: std::collections::HashMap<&str, usize> = recs
+                .iter()
+                .enumerate()
+                .map(|(k, r)| (id_of(r), k))
+                .collect();
+            for (i, raw) in raws.iter().enumerate() {
+                let picked: Vec<Json> = match &per_item {
+                    Target::Forward(per_item) => per_item[i]
+                        .iter()
+                        .filter_map(|id| {
+                            by_id
+                                .get(id.as_str())
+                                .map(|k| Json::Object(outs[*k].clone()))
+                        })
+                        .collect(),
+                    Target::Back(rf) => {
+                        let me = id_of(raw);
+                        recs.iter()
+                            .zip(outs.iter())
+                            .filter(|(r, _)| match r.get(&rf.name) {
+                                Some(Json::Array(a)) => a.iter().any(|x| x.as_str() == Some(me)),
+                                Some(Json::String(s)) => s == me,
+                                _ => false,
+                            })
+                            .take(1000)
+                            .map(|(_, o)| Json::Object(o.clone()))
+                            .collect()
+                    }
+                };
+                if picked.is_empty() {
                     continue;
                 }
-                (target, recs, true)
-            } else {
-                continue;
-            };
-            let mut outs = vec![];
-            for r in &related {
-                let mut o = output(ctx, &target, r.clone(), info).await;
-                if !rest.is_empty() && depth < 6 {
-                    expand_one(ctx, &target, &mut o, r, &rest, info, depth + 1).await?;
-                }
-                outs.push(Json::Object(o));
+                let v = if multi {
+                    Json::Array(picked)
+                } else {
+                    picked.into_iter().next().unwrap_or(Json::Null)
+                };
+                objs[i].insert(first.to_string(), v);
             }
-            if outs.is_empty() {
-                continue;
-            }
-            let v = if multi {
-                Json::Array(outs)
-            } else {
-                outs.into_iter().next().unwrap_or(Json::Null)
-            };
-            expand_obj.insert(first.to_string(), v);
         }
-        if !expand_obj.is_empty() || any_valid {
-            item.insert("expand".into(), Json::Object(expand_obj));
+        for ((item, obj), valid) in items.iter_mut().zip(objs).zip(any_valid) {
+            if !obj.is_empty() || valid {
+                item.insert("expand".into(), Json::Object(obj));
+            }
         }
         Ok(())
     })
+}
+
+/// What an expand segment follows: a relation field of the record (related ids per record), or a
+/// relation field of another collection pointing back at it.
+enum Target {
+    Forward(Vec<Vec<String>>),
+    Back(Box<basalt_core::schema::Field>),
 }
 
 async fn fetch_many(
@@ -979,36 +1037,59 @@ async fn fetch_many(
         s.append(c);
         s.push(")");
     }
-    let mut recs = rows_to_data(coll, ctx.store.query(&s).await?);
-    // Keep the order of the relation's ids.
-    recs.sort_by_key(|r| {
-        ids.iter()
-            .position(|i| Some(i.as_str()) == r.get("id").and_then(Json::as_str))
-    });
-    Ok(recs)
+    Ok(rows_to_data(coll, ctx.store.query(&s).await?))
 }
 
+/// Records of `coll` whose relation field `rf` points at any of `ids`, under its viewRule.
 async fn fetch_back(
     ctx: &AppCtx,
     coll: &Arc<Collection>,
-    col: &str,
-    multi: bool,
-    id: &str,
+    rf: &basalt_core::schema::Field,
+    ids: &[String],
     info: &RequestInfo,
 ) -> ApiResult<Vec<Data>> {
     let cond = match rule_condition(ctx, coll, &coll.view_rule, info) {
         Ok(c) => c,
         Err(_) => return Ok(vec![]),
     };
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let col = format!("{MAIN}.{}", ident(&rf.name));
     let mut s = select_all(ctx, coll);
     s.push(" WHERE ");
-    refs_condition(ctx, &mut s, col, multi, id);
+    let mut list = ctx.sql();
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            list.push(", ");
+        }
+        list.bind(Value::Text(id.clone()));
+    }
+    match (rf.is_multiple(), ctx.dialect()) {
+        (false, _) => {
+            s.push(&col).push(" IN (").append(list).push(")");
+        }
+        (true, basalt_core::sql::Dialect::Sqlite) => {
+            s.push("EXISTS (SELECT 1 FROM json_each(")
+                .push(&col)
+                .push(") WHERE value IN (")
+                .append(list)
+                .push("))");
+        }
+        (true, basalt_core::sql::Dialect::Postgres) => {
+            s.push("EXISTS (SELECT 1 FROM jsonb_array_elements_text(")
+                .push(&col)
+                .push(") AS _v(value) WHERE _v.value IN (");
+            s.append(list).push("))");
+        }
+    }
     if let Some(c) = cond {
         s.push(" AND (");
         s.append(c);
         s.push(")");
     }
-    s.push(" LIMIT 1000");
+    let cap = (ids.len() * 1000).min(100_000) as i64;
+    s.push(" LIMIT ").bind(Value::Int(cap));
     Ok(rows_to_data(coll, ctx.store.query(&s).await?))
 }
 

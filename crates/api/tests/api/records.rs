@@ -171,6 +171,80 @@ async fn expand_and_fields(app: TestApp) {
     assert_eq!(r.1["totalItems"], 1);
 }
 
+/// Expand on a list is batched: every record still gets exactly its own related records.
+async fn expand_on_lists(app: TestApp) {
+    setup(&app).await;
+    let ann = app.record("authors", json!({"name": "Ann"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bo = app.record("authors", json!({"name": "Bo"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (t, a) in [
+        ("p1", &ann),
+        ("p2", &bo),
+        ("p3", &ann),
+        ("p4", &String::new()),
+    ] {
+        app.record("posts", json!({"title": t, "author": a})).await;
+    }
+    let r = app
+        .get_q(
+            "/api/collections/posts/records",
+            None,
+            &[("expand", "author"), ("sort", "title")],
+        )
+        .await;
+    let got: Vec<(String, Option<String>)> = r.1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["title"].as_str().unwrap().to_string(),
+                i["expand"]["author"]["name"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("p1".into(), Some("Ann".into())),
+            ("p2".into(), Some("Bo".into())),
+            ("p3".into(), Some("Ann".into())),
+            ("p4".into(), None)
+        ]
+    );
+    assert_eq!(
+        r.1["items"][3]["expand"],
+        json!({}),
+        "empty relation: expand is {{}}"
+    );
+    let r = app
+        .get_q(
+            "/api/collections/authors/records",
+            None,
+            &[("expand", "posts_via_author"), ("sort", "name")],
+        )
+        .await;
+    let titles = |i: usize| -> Vec<String> {
+        let mut v: Vec<String> = r.1["items"][i]["expand"]["posts_via_author"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| p["title"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(titles(0), vec!["p1", "p3"]);
+    assert_eq!(titles(1), vec!["p2"]);
+}
+
 async fn relations_are_checked_and_cleared(app: TestApp) {
     setup(&app).await;
     let r = app
@@ -303,6 +377,7 @@ async fn auth_records_hide_secrets(app: TestApp) {
 }
 
 crate::both!(
+    expand_on_lists,
     json_values_round_trip,
     multipart_bodies,
     crud,
