@@ -499,6 +499,9 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
             .collect(),
     };
     let mut new_password = None;
+    let has_modifiers = body
+        .keys()
+        .any(|k| k.starts_with('+') || k.ends_with('+') || k.ends_with('-'));
     for f in &coll.fields {
         let name = f.name.as_str();
         if f.ty() == FieldType::Autodate {
@@ -652,10 +655,16 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                 }
             }
         }
-        // Modifiers: `name+`, `+name`, `name-`.
-        let append = body.get(&format!("{name}+"));
-        let prepend = body.get(&format!("+{name}"));
-        let remove = body.get(&format!("{name}-"));
+        // Modifiers: `name+`, `+name`, `name-` (looked up only when the body has any).
+        let (append, prepend, remove) = if has_modifiers {
+            (
+                body.get(&format!("{name}+")),
+                body.get(&format!("+{name}")),
+                body.get(&format!("{name}-")),
+            )
+        } else {
+            (None, None, None)
+        };
         if append.is_some() || prepend.is_some() || remove.is_some() {
             let base = next.clone().unwrap_or(current.clone());
             if f.ty() == FieldType::Number {
