@@ -58,9 +58,11 @@ pub fn system_tables(d: Dialect) -> Vec<Sql> {
         // `strftime()` filters; a plain cast would fail the whole query on one bad value).
         let mut f = Sql::new(d);
         f.push(
-            "CREATE OR REPLACE FUNCTION basalt_ts(t text) RETURNS timestamp LANGUAGE plpgsql IMMUTABLE AS $f$ \
+            // Created only when missing, so nodes starting together do not race on CREATE OR REPLACE.
+            "DO $do$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'basalt_ts') THEN \
+             CREATE FUNCTION basalt_ts(t text) RETURNS timestamp LANGUAGE plpgsql IMMUTABLE AS $f$ \
              BEGIN IF t IS NULL OR t = '' THEN RETURN NULL; END IF; RETURN rtrim(t, 'Z')::timestamp; \
-             EXCEPTION WHEN others THEN RETURN NULL; END $f$",
+             EXCEPTION WHEN others THEN RETURN NULL; END $f$; END IF; END $do$",
         );
         v.push(f);
     }

@@ -844,7 +844,10 @@ pub async fn expand(
     if tree.is_empty() {
         return Ok(());
     }
-    expand_batch(ctx, coll, items, raw, &tree, info, 0).await
+    // Related viewRules see `@request.context = "expand"`, as the protocol defines.
+    let mut info = info.clone();
+    info.context = "expand".into();
+    expand_batch(ctx, coll, items, raw, &tree, &info, 0).await
 }
 
 fn id_of(d: &Data) -> &str {
@@ -931,12 +934,13 @@ fn expand_batch<'a>(
             };
             let recs = match &per_item {
                 Target::Forward(per_item) => {
-                    let mut all: Vec<String> = vec![];
-                    for id in per_item.iter().flatten() {
-                        if !all.contains(id) {
-                            all.push(id.clone());
-                        }
-                    }
+                    let mut seen = std::collections::HashSet::new();
+                    let all: Vec<String> = per_item
+                        .iter()
+                        .flatten()
+                        .filter(|id| seen.insert(id.as_str()))
+                        .cloned()
+                        .collect();
                     if all.is_empty() {
                         continue;
                     }
@@ -1024,20 +1028,34 @@ async fn fetch_many(
         Err(_) => return Ok(vec![]),
     };
     let mut s = select_all(ctx, coll);
-    s.push(" WHERE ").push(MAIN).push(".\"id\" IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            s.push(", ");
-        }
-        s.bind(Value::Text(id.clone()));
-    }
-    s.push(")");
+    s.push(" WHERE ")
+        .push(MAIN)
+        .push(".\"id\" IN ")
+        .append(id_set(ctx, ids));
     if let Some(c) = cond {
         s.push(" AND (");
         s.append(c);
         s.push(")");
     }
     Ok(rows_to_data(coll, ctx.store.query(&s).await?))
+}
+
+/// `(SELECT value FROM <the ids as one bound JSON array>)`: any number of ids in one parameter, so
+/// large expands stay under the drivers' parameter limits and reuse one prepared statement.
+fn id_set(ctx: &AppCtx, ids: &[String]) -> Sql {
+    let arr = Value::Json(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()));
+    let mut s = ctx.sql();
+    match ctx.dialect() {
+        basalt_core::sql::Dialect::Sqlite => {
+            s.push("(SELECT value FROM json_each(").bind(arr).push("))");
+        }
+        basalt_core::sql::Dialect::Postgres => {
+            s.push("(SELECT jsonb_array_elements_text(")
+                .bind(arr)
+                .push("))");
+        }
+    }
+    s
 }
 
 /// Records of `coll` whose relation field `rf` points at any of `ids`, under its viewRule.
@@ -1056,41 +1074,51 @@ async fn fetch_back(
         return Ok(vec![]);
     }
     let col = format!("{MAIN}.{}", ident(&rf.name));
-    let mut s = select_all(ctx, coll);
-    s.push(" WHERE ");
-    let mut list = ctx.sql();
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            list.push(", ");
+    let query = |ids: &[String], limit: i64| {
+        let mut s = select_all(ctx, coll);
+        s.push(" WHERE ");
+        match (rf.is_multiple(), ctx.dialect()) {
+            (false, _) => {
+                s.push(&col).push(" IN ").append(id_set(ctx, ids));
+            }
+            (true, basalt_core::sql::Dialect::Sqlite) => {
+                s.push("EXISTS (SELECT 1 FROM json_each(")
+                    .push(&col)
+                    .push(") WHERE value IN ");
+                s.append(id_set(ctx, ids)).push(")");
+            }
+            (true, basalt_core::sql::Dialect::Postgres) => {
+                s.push("EXISTS (SELECT 1 FROM jsonb_array_elements_text(")
+                    .push(&col);
+                s.push(") AS _v(value) WHERE _v.value IN ")
+                    .append(id_set(ctx, ids))
+                    .push(")");
+            }
         }
-        list.bind(Value::Text(id.clone()));
-    }
-    match (rf.is_multiple(), ctx.dialect()) {
-        (false, _) => {
-            s.push(&col).push(" IN (").append(list).push(")");
+        if let Some(c) = cond.clone() {
+            s.push(" AND (");
+            s.append(c);
+            s.push(")");
         }
-        (true, basalt_core::sql::Dialect::Sqlite) => {
-            s.push("EXISTS (SELECT 1 FROM json_each(")
-                .push(&col)
-                .push(") WHERE value IN (")
-                .append(list)
-                .push("))");
-        }
-        (true, basalt_core::sql::Dialect::Postgres) => {
-            s.push("EXISTS (SELECT 1 FROM jsonb_array_elements_text(")
-                .push(&col)
-                .push(") AS _v(value) WHERE _v.value IN (");
-            s.append(list).push("))");
-        }
-    }
-    if let Some(c) = cond {
-        s.push(" AND (");
-        s.append(c);
-        s.push(")");
-    }
+        s.push(" LIMIT ").bind(Value::Int(limit));
+        s
+    };
+    // One query for the whole batch; if it reaches the cap, some parent may have been starved of its
+    // (up to) 1000, so fall back to one query per parent.
     let cap = (ids.len() * 1000).min(100_000) as i64;
-    s.push(" LIMIT ").bind(Value::Int(cap));
-    Ok(rows_to_data(coll, ctx.store.query(&s).await?))
+    let rows = ctx.store.query(&query(ids, cap)).await?;
+    if (rows.rows.len() as i64) < cap {
+        return Ok(rows_to_data(coll, rows));
+    }
+    let mut out = vec![];
+    for id in ids {
+        let one = [id.clone()];
+        out.extend(rows_to_data(
+            coll,
+            ctx.store.query(&query(&one, 1000)).await?,
+        ));
+    }
+    Ok(out)
 }
 
 /// Record JSON for this viewer: hidden fields for superusers; email for self, superusers and managers.

@@ -66,6 +66,7 @@ async fn expressions(app: TestApp) {
         ("strftime('%Y-%m', when) = '2024-01'", vec![a]),
         ("strftime('%H:%M on %d', when) = '00:00 on 01'", vec![b]),
         ("strftime('%Y', title) != ''", vec![]),
+        ("strftime('%d%d', when) = '0101'", vec![a, b]),
         ("when < @now && when != ''", vec![a, b]),
         ("tags:each ?= 'b'", vec![b]),
         ("tags:each = 'a'", vec![a]),
@@ -234,6 +235,43 @@ async fn random_filters_never_fail_the_server(app: TestApp) {
     );
 }
 
+/// A json field holding a scalar compares by value on both backends.
+async fn json_scalars(app: TestApp) {
+    app.collection(json!({"name": "vals", "listRule": "", "fields": [{"name": "label", "type": "text"}, {"name": "v", "type": "json"}]})).await;
+    for (l, v) in [
+        ("five", json!(5)),
+        ("ten", json!(10)),
+        ("abc", json!("abc")),
+        ("yes", json!(true)),
+        ("none", json!(null)),
+    ] {
+        app.record("vals", json!({"label": l, "v": v})).await;
+    }
+    let labels = |r: crate::helpers::Resp| -> Vec<String> {
+        let mut v: Vec<String> = r.1["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["label"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    for (f, want) in [
+        ("v = 5", vec!["five"]),
+        ("v > 3", vec!["five", "ten"]),
+        ("v < 7", vec!["five"]),
+        ("v = 'abc'", vec!["abc"]),
+        ("v = true", vec!["yes"]),
+    ] {
+        let r = app
+            .get_q("/api/collections/vals/records", None, &[("filter", f)])
+            .await;
+        assert_eq!(r.0, 200, "{f}: {}", r.1);
+        assert_eq!(labels(r), want, "{:?}: {f}", app.backend);
+    }
+}
+
 async fn geo_distance(app: TestApp) {
     app.collection(json!({"name": "places", "listRule": "", "fields": [{"name": "name", "type": "text"}, {"name": "at", "type": "geoPoint"}]})).await;
     // Sofia, Plovdiv (~130 km), Paris (~1,750 km)
@@ -292,5 +330,6 @@ async fn geo_distance(app: TestApp) {
 crate::both!(
     expressions,
     random_filters_never_fail_the_server,
-    geo_distance
+    geo_distance,
+    json_scalars
 );

@@ -394,6 +394,29 @@ impl<'a> Compiler<'a> {
 
     /// Converts a Postgres `jsonb` side to a typed SQL value; a JSON value of another type is NULL.
     fn json_as(&self, r: Res, want: Ty) -> Res {
+        // SQLite JSON values keep their own type; compare them like Postgres does: numbers only with
+        // numbers, and as text otherwise.
+        if let Res::Col(x, Ty::Any) = &r {
+            let mut o = Sql::new(self.dialect);
+            match want {
+                Ty::Num => {
+                    // Every SQLite Ty::Any value is a `json_extract(...)`; the same call as
+                    // `json_type(...)` tells a JSON number from `true` (which extracts as 1).
+                    let mut kind = x.clone();
+                    kind.text = kind.text.replace("json_extract(", "json_type(");
+                    o.push("(CASE WHEN ")
+                        .append(kind)
+                        .push(" IN ('integer', 'real') THEN ");
+                    o.append(x.clone()).push(" END)");
+                    return Res::Col(o, Ty::Num);
+                }
+                Ty::Text => {
+                    o.push("CAST(").append(x.clone()).push(" AS TEXT)");
+                    return Res::Col(o, Ty::Text);
+                }
+                _ => return r,
+            }
+        }
         let Res::Col(x, Ty::Json) = r else { return r };
         let mut o = Sql::new(self.dialect);
         match want {
@@ -529,7 +552,10 @@ impl<'a> Compiler<'a> {
                 s.bind(Value::Text(json_text(&v)));
                 s
             }
-            Res::Col(c, _) => c,
+            r @ Res::Col(..) => match self.json_as(r, Ty::Text) {
+                Res::Col(c, _) => c,
+                _ => return Err(self.bad("strftime's time must be a single value")),
+            },
             Res::Multi { .. } => return Err(self.bad("strftime's time must be a single value")),
         };
         let mut s = Sql::new(self.dialect);
@@ -1050,6 +1076,15 @@ impl<'a> Compiler<'a> {
                 if ty == Ty::Any && self.dialect == Dialect::Postgres {
                     return Ok(Res::Col(self.raw(&col), Ty::Json));
                 }
+                if ty == Ty::Any {
+                    // The stored JSON text, read as its value (as PocketBase does).
+                    return Ok(Res::Col(
+                        self.raw(&format!(
+                            "(CASE WHEN json_valid({col}) THEN json_extract({col}, '$') END)"
+                        )),
+                        Ty::Any,
+                    ));
+                }
                 Ok(Res::Col(self.raw(&col), ty))
             }
             Some("lower") => Ok(Res::Col(
@@ -1350,6 +1385,10 @@ fn strftime_to_char(fmt: &str) -> std::result::Result<String, String> {
             Some(other) => return Err(format!("strftime %{other} is not supported on PostgreSQL")),
             None => return Err("strftime format ends with %".into()),
         };
+        if lit.is_empty() && !out.is_empty() {
+            // Keep adjacent specifiers apart (`SSSS` would be seconds since midnight).
+            out.push_str("\"\"");
+        }
         flush(&mut out, &mut lit);
         out.push_str(spec);
     }
@@ -1556,6 +1595,7 @@ mod tests {
             "YYYY\"-\"MM\"-\"DD\" \"HH24\":\"MI\":\"SS.MS"
         );
         assert_eq!(strftime_to_char("at %H%%").unwrap(), "\"at \"HH24\"%\"");
+        assert_eq!(strftime_to_char("%S%S").unwrap(), "SS\"\"SS");
         assert!(strftime_to_char("%s").is_err());
         assert!(strftime_to_char("%").is_err());
     }
