@@ -528,6 +528,29 @@ async fn view_record(
     ))
 }
 
+/// One record as the response body (output rules, expand, fields).
+async fn render_one(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    data: Data,
+    q: &Map<String, Json>,
+    info: &RequestInfo,
+) -> ApiResult<Response> {
+    let out = render(ctx, coll, vec![data], q, info).await?;
+    Ok(respond(
+        q,
+        Json::Object(out.into_iter().next().unwrap_or_default()),
+    ))
+}
+
+/// Record writes are refused on view collections.
+fn writable(coll: &Collection) -> ApiResult<()> {
+    if coll.kind == CollectionType::View {
+        return Err(bad("Unsupported collection type."));
+    }
+    Ok(())
+}
+
 fn body_data(body: Json) -> Data {
     match body {
         Json::Object(m) => m,
@@ -544,18 +567,12 @@ async fn create_record(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let coll = collection_for_write(&ctx, &c)?;
-    if coll.kind == CollectionType::View {
-        return Err(bad("Unsupported collection type."));
-    }
+    writable(&coll)?;
     let q = query_map(&raw);
     let body = body_data(body);
     let info = info_for(&ctx, &auth, "POST", &q, &headers, Some(&body));
     let data = records::create(&ctx, &coll, &body, &info).await?;
-    let out = render(&ctx, &coll, vec![data], &q, &info).await?;
-    Ok(respond(
-        &q,
-        Json::Object(out.into_iter().next().unwrap_or_default()),
-    ))
+    render_one(&ctx, &coll, data, &q, &info).await
 }
 
 async fn update_record(
@@ -567,18 +584,12 @@ async fn update_record(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let coll = collection_for_write(&ctx, &c)?;
-    if coll.kind == CollectionType::View {
-        return Err(bad("Unsupported collection type."));
-    }
+    writable(&coll)?;
     let q = query_map(&raw);
     let body = body_data(body);
     let info = info_for(&ctx, &auth, "PATCH", &q, &headers, Some(&body));
     let data = records::update(&ctx, &coll, &id, &body, &info).await?;
-    let out = render(&ctx, &coll, vec![data], &q, &info).await?;
-    Ok(respond(
-        &q,
-        Json::Object(out.into_iter().next().unwrap_or_default()),
-    ))
+    render_one(&ctx, &coll, data, &q, &info).await
 }
 
 async fn delete_record(
@@ -589,9 +600,7 @@ async fn delete_record(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let coll = collection_or_404(&ctx, &c)?;
-    if coll.kind == CollectionType::View {
-        return Err(bad("Unsupported collection type."));
-    }
+    writable(&coll)?;
     let q = query_map(&raw);
     let info = info_for(&ctx, &auth, "DELETE", &q, &headers, None);
     records::delete(&ctx, &coll, &id, &info).await?;
