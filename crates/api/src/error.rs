@@ -28,6 +28,9 @@ impl From<StoreError> for ApiError {
                 );
                 ApiError(Error::validation("Failed to save record.", f))
             }
+            StoreError::Timeout => ApiError(Error::BadRequest(
+                "The query took too long. Narrow the filter or add an index.".into(),
+            )),
             StoreError::BadValue(m) => {
                 tracing::debug!(detail = %m, "rejected value");
                 ApiError(Error::BadRequest(

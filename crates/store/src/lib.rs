@@ -24,6 +24,9 @@ pub enum StoreError {
     Db(String),
     #[error("cannot connect to the database: {0}")]
     Connect(String),
+    /// A read ran past its deadline and was interrupted.
+    #[error("the query took too long")]
+    Timeout,
     /// A value no backend can store as given (text with a NUL character): the request is at fault.
     #[error("invalid value: {0}")]
     BadValue(String),

@@ -16,7 +16,7 @@
 //! writer is free again at once).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -24,6 +24,33 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::{Dialect, Result, Rows, Sql, Store, StoreError, Tx, Value};
+
+/// The longest a read may run before SQLite interrupts it: client filters can be arbitrarily expensive,
+/// and reads run on the async workers.
+pub const READ_TIMEOUT_MS: u64 = 5_000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A reader connection and the deadline its progress handler enforces (0: none).
+struct Reader {
+    conn: Connection,
+    deadline: Arc<AtomicU64>,
+}
+
+impl Reader {
+    fn query(&self, sql: &Sql, timeout_ms: u64) -> Result<Rows> {
+        self.deadline
+            .store(now_ms() + timeout_ms, Ordering::Relaxed);
+        let r = run_query(&self.conn, sql);
+        self.deadline.store(0, Ordering::Relaxed);
+        r
+    }
+}
 
 /// The writer connection and the released savepoints waiting for their group's COMMIT.
 struct Writer {
@@ -38,11 +65,17 @@ pub struct SqliteStore {
     path: String,
     writer: Arc<tokio::sync::Mutex<Writer>>,
     flow: Arc<Flow>,
-    readers: Vec<Mutex<Connection>>,
+    readers: Vec<Mutex<Reader>>,
+    read_timeout_ms: u64,
     next: AtomicUsize,
 }
 
 fn db_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::OperationInterrupted {
+            return StoreError::Timeout;
+        }
+    }
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
         if f.extended_code == 2067 || f.extended_code == 1555 {
             return StoreError::Unique(msg.clone().unwrap_or_default());
@@ -99,6 +132,12 @@ pub fn haversine_km(lon_a: f64, lat_a: f64, lon_b: f64, lat_b: f64) -> f64 {
 }
 
 impl SqliteStore {
+    /// Sets the read deadline (default [`READ_TIMEOUT_MS`]).
+    pub fn with_read_timeout(mut self, ms: u64) -> Self {
+        self.read_timeout_ms = ms;
+        self
+    }
+
     pub fn open(path: &Path) -> Result<Self> {
         let writer = Connection::open(path)
             .map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))?;
@@ -116,7 +155,17 @@ impl SqliteStore {
             .map_err(|e| StoreError::Connect(e.to_string()))?;
             configure(&r).map_err(db_err)?;
             r.execute_batch("PRAGMA query_only=1;").map_err(db_err)?;
-            readers.push(Mutex::new(r));
+            // Interrupts a read that runs past its deadline (checked every 10,000 VM steps).
+            let deadline = Arc::new(AtomicU64::new(0));
+            let d = deadline.clone();
+            r.progress_handler(
+                10_000,
+                Some(move || {
+                    let until = d.load(Ordering::Relaxed);
+                    until != 0 && now_ms() > until
+                }),
+            );
+            readers.push(Mutex::new(Reader { conn: r, deadline }));
         }
         Ok(SqliteStore {
             path: path.display().to_string(),
@@ -126,6 +175,7 @@ impl SqliteStore {
             })),
             flow: Arc::new(Flow::default()),
             readers,
+            read_timeout_ms: READ_TIMEOUT_MS,
             next: AtomicUsize::new(0),
         })
     }
@@ -234,13 +284,13 @@ impl Store for SqliteStore {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for k in 0..n {
             if let Ok(c) = self.readers[(start + k) % n].try_lock() {
-                return run_query(&c, sql);
+                return c.query(sql, self.read_timeout_ms);
             }
         }
         let c = self.readers[start % n]
             .lock()
             .map_err(|_| StoreError::Db("reader poisoned".into()))?;
-        run_query(&c, sql)
+        c.query(sql, self.read_timeout_ms)
     }
 
     async fn begin(&self) -> Result<Box<dyn Tx>> {
@@ -462,6 +512,23 @@ mod tests {
             Value::Int(0),
             "rolled-back transactions left nothing"
         );
+        // A read past its deadline is interrupted, and the reader works again afterwards.
+        let slow = SqliteStore::open(&dir.join("t.db"))
+            .unwrap()
+            .with_read_timeout(200);
+        let forever = sql("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", vec![]);
+        let t = std::time::Instant::now();
+        assert!(matches!(
+            slow.query(&forever).await,
+            Err(StoreError::Timeout)
+        ));
+        assert!(t.elapsed() < std::time::Duration::from_secs(3));
+        for _ in 0..4 {
+            assert!(slow
+                .query(&sql("SELECT COUNT(*) FROM t", vec![]))
+                .await
+                .is_ok());
+        }
         // A failing statement fails its own transaction, not the group.
         let mut tx = store.begin().await.unwrap();
         assert!(matches!(
