@@ -732,13 +732,10 @@ impl<'a> Compiler<'a> {
     ) -> Result<Res> {
         let a = self.alias("a");
         let mut from = Sql::new(self.dialect);
-        from.push("FROM ").ident(&c.name).push(" AS ").ident(&a);
-        from.push(" JOIN (SELECT 1 AS _x) AS ")
-            .ident(&format!("{a}x"))
-            .push(" ON ")
-            .ident(&a)
-            .push(".\"id\" = ");
-        from.bind(Value::Text(id.to_string()));
+        join_on(&mut from, &c.name, &a);
+        from.ident(&a)
+            .push(".\"id\" = ")
+            .bind(Value::Text(id.to_string()));
         let mut segs: Vec<String> = segs.iter().map(|s| s.to_string()).collect();
         if let (Some(m), Some(last)) = (modifier, segs.last_mut()) {
             last.push(':');
@@ -860,45 +857,24 @@ impl<'a> Compiler<'a> {
                         from: Sql::new(self.dialect),
                         multi: false,
                     });
-                    let first = ch.from.text.is_empty();
                     if f.is_multiple() {
                         let ea = self.alias("e");
-                        ch.from.push(if first { "FROM " } else { " CROSS JOIN " });
+                        ch.from.push(if ch.from.text.is_empty() {
+                            "FROM "
+                        } else {
+                            " CROSS JOIN "
+                        });
                         self.json_each_from(&mut ch.from, &col, &ea);
+                        join_on(&mut ch.from, &target.name, &ja);
                         ch.from
-                            .push(" JOIN ")
-                            .ident(&target.name)
-                            .push(" AS ")
-                            .ident(&ja);
-                        ch.from
-                            .push(" ON ")
                             .ident(&ja)
                             .push(".\"id\" = ")
                             .ident(&ea)
                             .push(".value");
                         ch.multi = true;
-                    } else if first {
-                        ch.from
-                            .push("FROM ")
-                            .ident(&target.name)
-                            .push(" AS ")
-                            .ident(&ja);
-                        ch.from
-                            .push(" JOIN (SELECT 1 AS _x) AS ")
-                            .ident(&format!("{ja}x"))
-                            .push(" ON ");
-                        ch.from.ident(&ja).push(".\"id\" = ").push(&col);
                     } else {
-                        ch.from
-                            .push(" JOIN ")
-                            .ident(&target.name)
-                            .push(" AS ")
-                            .ident(&ja);
-                        ch.from
-                            .push(" ON ")
-                            .ident(&ja)
-                            .push(".\"id\" = ")
-                            .push(&col);
+                        join_on(&mut ch.from, &target.name, &ja);
+                        ch.from.ident(&ja).push(".\"id\" = ").push(&col);
                     }
                     if let Some(cond) = self.joined_list_rule(&target, &ja)? {
                         ch.from.push(" AND (").append(cond).push(")");
@@ -935,24 +911,10 @@ impl<'a> Compiler<'a> {
                 from: Sql::new(self.dialect),
                 multi: true,
             });
-            let first = ch.from.text.is_empty();
             ch.multi = true;
             let rcol = format!("{}.{}", ident(&ja), ident(&rf.name));
             let me = format!("{}.\"id\"", ident(alias));
-            ch.from
-                .push(if first { "FROM " } else { " JOIN " })
-                .ident(&oc.name)
-                .push(" AS ")
-                .ident(&ja);
-            ch.from.push(if first {
-                " JOIN (SELECT 1 AS _x) AS "
-            } else {
-                ""
-            });
-            if first {
-                ch.from.ident(&format!("{ja}x"));
-            }
-            ch.from.push(" ON ");
+            join_on(&mut ch.from, &oc.name, &ja);
             if rf.is_multiple() {
                 match self.dialect {
                     Dialect::Sqlite => {
@@ -1276,6 +1238,24 @@ type Res2 = Sql;
 struct Chain {
     from: Sql,
     multi: bool,
+}
+
+/// Adds `table AS alias` to a relation chain and leaves it open at `ON `, for the caller's join
+/// condition. The first table of a chain gets a one-row partner so its condition, too, sits in an ON
+/// clause, and the chain can always be closed with ` WHERE …`.
+fn join_on(from: &mut Sql, table: &str, alias: &str) {
+    if from.text.is_empty() {
+        from.push("FROM ").ident(table).push(" AS ").ident(alias);
+        from.push(" JOIN (SELECT 1 AS _x) AS ")
+            .ident(&format!("{alias}x"))
+            .push(" ON ");
+    } else {
+        from.push(" JOIN ")
+            .ident(table)
+            .push(" AS ")
+            .ident(alias)
+            .push(" ON ");
+    }
 }
 
 fn clone_res(r: &Res) -> Res {
