@@ -75,6 +75,25 @@ pub fn router(ctx: AppCtx) -> Router {
         )
         .route("/api/collections/{c}/auth-refresh", post(auth_refresh))
         .route("/api/collections/{c}/auth-methods", get(auth_methods))
+        .route(
+            "/api/realtime",
+            get(crate::realtime::sse).post(crate::realtime::subscribe),
+        )
+        .route(
+            "/api/webhooks",
+            get(crate::webhooks::list).post(crate::webhooks::create),
+        )
+        .route("/api/webhooks/deliveries", get(crate::webhooks::deliveries))
+        .route(
+            "/api/webhooks/deliveries/{id}/replay",
+            post(crate::webhooks::replay),
+        )
+        .route(
+            "/api/webhooks/{id}",
+            get(crate::webhooks::view)
+                .patch(crate::webhooks::update)
+                .delete(crate::webhooks::delete),
+        )
         .fallback(fallback)
         .layer(axum::middleware::from_fn(content_length_guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -121,7 +140,7 @@ async fn fallback() -> Response {
 }
 
 /// Query string as a map; repeated keys keep the last value.
-fn query_map(raw: &Option<String>) -> Map<String, Json> {
+pub fn query_map(raw: &Option<String>) -> Map<String, Json> {
     let mut m = Map::new();
     if let Some(q) = raw {
         for p in q.split('&').filter(|p| !p.is_empty()) {
@@ -170,10 +189,18 @@ fn collection_for_write(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
 
 // ---------- health & settings ----------
 
-async fn health(auth: Auth) -> Response {
+async fn health(State(ctx): State<AppCtx>, auth: Auth) -> Response {
     let mut data = Map::new();
     if auth.is_superuser() {
         data.insert("canBackup".into(), Json::Bool(false));
+        if let Some(bus) = ctx.events.get() {
+            let mut ev = bus.health();
+            if let (Some(o), Some(w)) = (ev.as_object_mut(), ctx.webhooks.get()) {
+                o.insert("webhooks".into(), w.health());
+            }
+            data.insert("events".into(), ev);
+        }
+        data.insert("realtime".into(), json!({"clients": ctx.realtime.len()}));
     }
     (
         StatusCode::OK,

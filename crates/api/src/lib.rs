@@ -17,9 +17,11 @@ pub mod collections;
 pub mod ddl;
 pub mod error;
 pub mod handlers;
+pub mod realtime;
 pub mod records;
 pub mod settings;
 pub mod state;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -28,10 +30,59 @@ pub use state::AppState;
 /// The handle every handler receives.
 pub type AppCtx = Arc<AppState>;
 
-/// Opens the store, bootstraps system tables and loads the caches.
+/// What the binary configures beyond the store.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub events: basalt_events::EventsConfig,
+    pub realtime: realtime::RealtimeConfig,
+}
+
+/// Bootstraps with default options (SQLite or Postgres as given, no external sinks).
 pub async fn build(store: Arc<dyn basalt_store::Store>) -> Result<AppCtx, error::ApiError> {
-    let ctx = Arc::new(AppState::new(store));
+    build_with(store, Options::default()).await
+}
+
+/// Bootstraps system tables, loads the caches and starts the event bus, its sinks and the realtime
+/// fan-out. A configured sink that cannot be reached is a startup error.
+pub async fn build_with(
+    store: Arc<dyn basalt_store::Store>,
+    opts: Options,
+) -> Result<AppCtx, error::ApiError> {
+    use basalt_events::sink::Sink;
+    let ctx = Arc::new(AppState::new(store.clone(), opts.realtime));
     bootstrap::run(&ctx).await?;
+    let ev = opts.events;
+    let bus = basalt_events::EventBus::new(store.clone(), ev.clone()).await?;
+    let hooks =
+        basalt_events::webhook::Webhooks::new(store, ev.webhooks.clone(), &ev.source).await?;
+    tokio::spawn(hooks.clone().run());
+    bus.add_sink(Arc::new(basalt_events::webhook::WebhookSink(hooks.clone())))
+        .await?;
+    let mut extra: Vec<Arc<dyn Sink>> = Vec::new();
+    if let Some(k) = &ev.kafka {
+        extra.push(Arc::new(basalt_events::kafka::KafkaSink::new(
+            k.clone(),
+            &ev.source,
+        )));
+    }
+    if let Some(n) = &ev.nats {
+        extra.push(Arc::new(basalt_events::nats::NatsSink::new(
+            n.clone(),
+            &ev.source,
+        )));
+    }
+    for s in extra {
+        s.probe().await.map_err(|e| {
+            error::ApiError(basalt_core::Error::internal(format!(
+                "events sink {} is configured but unreachable: {e}",
+                s.name()
+            )))
+        })?;
+        bus.add_sink(s).await?;
+    }
+    let _ = ctx.webhooks.set(hooks);
+    let _ = ctx.events.set(bus.clone());
+    tokio::spawn(realtime::run(ctx.clone(), bus));
     Ok(ctx)
 }
 
@@ -43,7 +94,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(ctx);
+    let app = router(ctx.clone());
+    // Realtime streams never end by themselves: close them when shutdown starts, so draining finishes
+    // (the SDK reconnects elsewhere).
+    let shutdown = async move {
+        shutdown.await;
+        ctx.realtime.close_all();
+    };
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

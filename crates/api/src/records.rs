@@ -9,6 +9,7 @@ use basalt_core::record::{self, column_to_json, json_to_column, Data, WriteCtx};
 use basalt_core::schema::{Collection, FieldType};
 use basalt_core::sql::{ident, Sql, Value};
 use basalt_core::{filter, Error, FieldError, FieldErrors};
+use basalt_events::Action;
 use basalt_store::{Rows, Tx};
 use serde_json::{Map, Value as Json};
 
@@ -223,7 +224,7 @@ pub fn invalid_query(what: &str, detail: &str) -> ApiError {
     bad("Something went wrong while processing your request.")
 }
 
-fn client_filter(
+pub fn client_filter(
     ctx: &AppCtx,
     coll: &Collection,
     f: &str,
@@ -561,7 +562,17 @@ pub async fn create(
             return Err(bad("Failed to create record."));
         }
     }
+    emit(
+        ctx,
+        &mut tx,
+        coll,
+        Action::Create,
+        Some(&prepared.data),
+        None,
+    )
+    .await?;
     tx.commit().await?;
+    ctx.committed();
     Ok(prepared.data)
 }
 
@@ -684,7 +695,17 @@ pub async fn update(
     if n == 0 {
         return Err(not_found());
     }
+    emit(
+        ctx,
+        &mut tx,
+        coll,
+        Action::Update,
+        Some(&prepared.data),
+        Some(&existing),
+    )
+    .await?;
     tx.commit().await?;
+    ctx.committed();
     Ok(prepared.data)
 }
 
@@ -711,6 +732,7 @@ pub async fn delete(
     }
     delete_in_tx(ctx, &mut tx, coll, id, 0).await?;
     tx.commit().await?;
+    ctx.committed();
     Ok(())
 }
 
@@ -725,12 +747,16 @@ fn delete_in_tx<'a>(
         if depth > 16 {
             return Err(bad("Too deep cascade delete."));
         }
+        let before = load_in_tx(ctx, tx, coll, &[id.to_string()]).await?;
         let mut s = ctx.sql();
         s.push("DELETE FROM ")
             .ident(&coll.name)
             .push(" WHERE \"id\" = ")
             .bind(Value::Text(id.to_string()));
         tx.execute(&s).await?;
+        for b in &before {
+            emit(ctx, tx, coll, Action::Delete, None, Some(b)).await?;
+        }
         let cols = ctx.collections();
         for other in &cols.list {
             for f in other
@@ -795,7 +821,12 @@ fn delete_in_tx<'a>(
                     u.bind(Value::Text(rid.clone()));
                 }
                 u.push(")");
+                let before = load_in_tx(ctx, tx, other, &ids).await?;
                 tx.execute(&u).await?;
+                let after = load_in_tx(ctx, tx, other, &ids).await?;
+                for (b, a) in before.iter().zip(after.iter()) {
+                    emit(ctx, tx, other, Action::Update, Some(a), Some(b)).await?;
+                }
             }
         }
         Ok(())
@@ -1260,4 +1291,110 @@ fn excerpt_text(s: &str, n: usize, ellipsis: bool) -> String {
         out.push_str("...");
     }
     out
+}
+
+/// Rows by id inside a transaction, in id order.
+async fn load_in_tx(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn Tx>,
+    coll: &Collection,
+    ids: &[String],
+) -> ApiResult<Vec<Data>> {
+    let mut s = select_all(ctx, coll);
+    s.push(" WHERE ").push(MAIN).push(".\"id\" IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(", ");
+        }
+        s.bind(Value::Text(id.clone()));
+    }
+    s.push(") ORDER BY ").push(MAIN).push(".\"id\"");
+    Ok(rows_to_data(coll, tx.query(&s).await?))
+}
+
+/// A record as events carry it: every field, secrets (password hashes, token keys) removed.
+fn event_record(coll: &Collection, data: &Data) -> Data {
+    let mut d = Data::new();
+    for f in &coll.fields {
+        if f.ty() == FieldType::Password || (coll.is_auth() && f.name == "tokenKey") {
+            continue;
+        }
+        let v = data
+            .get(&f.name)
+            .cloned()
+            .unwrap_or_else(|| record::zero(f));
+        d.insert(f.name.clone(), v);
+    }
+    d
+}
+
+/// Appends the change's event to the outbox, in the change's transaction.
+async fn emit(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn Tx>,
+    coll: &Collection,
+    action: Action,
+    after: Option<&Data>,
+    before: Option<&Data>,
+) -> ApiResult<()> {
+    let id = after
+        .or(before)
+        .and_then(|d| d.get("id"))
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ev = basalt_events::Event::new(
+        action,
+        &coll.id,
+        &coll.name,
+        &id,
+        after.map(|d| event_record(coll, d)),
+        before.map(|d| event_record(coll, d)),
+    );
+    basalt_events::outbox::append(tx, ctx.dialect(), &ev).await?;
+    Ok(())
+}
+
+/// Whether a record snapshot (not the live row) satisfies every condition: the conditions run against
+/// a one-row derived table named like the collection's alias, so relation paths still join.
+pub async fn snapshot_matches(
+    ctx: &AppCtx,
+    coll: &Collection,
+    record: &Data,
+    conds: Vec<Sql>,
+) -> ApiResult<bool> {
+    use basalt_core::sql::Dialect;
+    let mut s = ctx.sql();
+    s.push("SELECT 1 FROM (SELECT ");
+    for (i, f) in coll.fields.iter().enumerate() {
+        if i > 0 {
+            s.push(", ");
+        }
+        let v = match record.get(&f.name) {
+            Some(v) => json_to_column(f, v),
+            None => json_to_column(f, &record::zero(f)),
+        };
+        match (ctx.dialect(), &v) {
+            (Dialect::Postgres, Value::Null) => {
+                s.push("NULL::jsonb");
+            }
+            (Dialect::Postgres, Value::Text(_)) => {
+                s.bind(v).push(" COLLATE \"C\"");
+            }
+            _ => {
+                s.bind(v);
+            }
+        }
+        s.push(" AS ").ident(&f.name);
+    }
+    s.push(") AS ").push(MAIN).push(" WHERE ");
+    for (i, c) in conds.into_iter().enumerate() {
+        if i > 0 {
+            s.push(" AND ");
+        }
+        s.push("(");
+        s.append(c);
+        s.push(")");
+    }
+    Ok(!ctx.store.query(&s).await?.rows.is_empty())
 }

@@ -1,7 +1,10 @@
 //! Shared application state: the store, the collection cache and settings.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use basalt_events::webhook::Webhooks;
+use basalt_events::EventBus;
 
 use basalt_core::filter::compile::Schema;
 use basalt_core::schema::Collection;
@@ -10,11 +13,16 @@ use basalt_store::Store;
 use serde_json::Value as Json;
 
 use crate::error::ApiResult;
+use crate::realtime::{Hub, RealtimeConfig};
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
     collections: RwLock<Arc<Collections>>,
     pub settings: RwLock<Json>,
+    /// The event bus, once started (after bootstrap created the outbox tables).
+    pub events: OnceLock<Arc<EventBus>>,
+    pub webhooks: OnceLock<Arc<Webhooks>>,
+    pub realtime: Arc<Hub>,
 }
 
 /// An immutable snapshot of every collection, indexed by id and by name.
@@ -63,11 +71,21 @@ impl Schema for Collections {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, realtime: RealtimeConfig) -> Self {
         AppState {
             store,
             collections: RwLock::new(Arc::new(Collections::default())),
             settings: RwLock::new(Json::Null),
+            events: OnceLock::new(),
+            webhooks: OnceLock::new(),
+            realtime: Hub::new(realtime),
+        }
+    }
+
+    /// Wakes the event dispatcher after a commit that appended events.
+    pub fn committed(&self) {
+        if let Some(b) = self.events.get() {
+            b.committed();
         }
     }
 

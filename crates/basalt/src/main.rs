@@ -79,13 +79,22 @@ fn init_logging(s: &Settings) {
     }
 }
 
-async fn open_app(s: &Settings) -> anyhow::Result<basalt_api::AppCtx> {
+/// Opens the database and builds the app; `serving` also starts the configured event sinks.
+async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_api::AppCtx> {
     let store = basalt_store::open(&s.dir, s.database_url.as_ref().map(|u| u.expose()))
         .await
         .with_context(|| format!("opening the database ({})", s.storage_description()))?;
-    basalt_api::build(store)
+    let opts = if serving {
+        basalt_api::Options {
+            events: s.events.clone(),
+            realtime: s.realtime.clone(),
+        }
+    } else {
+        basalt_api::Options::default()
+    };
+    basalt_api::build_with(store, opts)
         .await
-        .map_err(|e| anyhow::anyhow!("bootstrapping the database: {:?}", e.0))
+        .map_err(|e| anyhow::anyhow!("starting: {}", e.0))
 }
 
 async fn shutdown_signal() {
@@ -134,7 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let s = Settings::load(&storage, http, target)?;
             init_logging(&s);
-            let ctx = open_app(&s).await?;
+            let ctx = open_app(&s, true).await?;
             let addr: SocketAddr = s
                 .http
                 .parse()
@@ -162,7 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let s = Settings::load(&storage, None, None)?;
             init_logging(&s);
-            let ctx = open_app(&s).await?;
+            let ctx = open_app(&s, false).await?;
             basalt_api::bootstrap::upsert_superuser(&ctx, &email, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.0))?;

@@ -45,6 +45,17 @@ struct FileSettings {
     database_url: Option<Secret>,
     target: Option<String>,
     log: Option<FileLog>,
+    events: Option<basalt_events::EventsConfig>,
+    realtime: Option<FileRealtime>,
+}
+
+/// `[realtime]`: stream lifetimes in seconds (PocketBase: 300 idle, 1800 in all; keepalive is Basalt's).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileRealtime {
+    idle_secs: Option<u64>,
+    max_lifetime_secs: Option<u64>,
+    keepalive_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -67,6 +78,8 @@ pub struct Settings {
     pub database_url: Option<Secret>,
     pub target: String,
     pub log: LogSettings,
+    pub events: basalt_events::EventsConfig,
+    pub realtime: basalt_api::realtime::RealtimeConfig,
 }
 
 impl Settings {
@@ -84,6 +97,33 @@ impl Settings {
             None => FileSettings::default(),
         };
         let flog = file.log.unwrap_or_default();
+        let mut events = file.events.unwrap_or_default();
+        if let Ok(b) = std::env::var("BASALT_KAFKA_BROKERS") {
+            let k = events.kafka.get_or_insert_with(Default::default);
+            k.brokers = b
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Ok(t) = std::env::var("BASALT_KAFKA_TOPIC") {
+            events.kafka.get_or_insert_with(Default::default).topic = t;
+        }
+        if let Ok(u) = std::env::var("BASALT_NATS_URL") {
+            events.nats.get_or_insert_with(Default::default).url = u;
+        }
+        let fr = file.realtime.unwrap_or_default();
+        let mut realtime = basalt_api::realtime::RealtimeConfig::default();
+        let secs = std::time::Duration::from_secs;
+        if let Some(v) = fr.idle_secs {
+            realtime.idle = secs(v);
+        }
+        if let Some(v) = fr.max_lifetime_secs {
+            realtime.max_lifetime = secs(v);
+        }
+        if let Some(v) = fr.keepalive_secs {
+            realtime.keepalive = secs(v);
+        }
         let s = Settings {
             http: http
                 .or(file.http)
@@ -110,6 +150,8 @@ impl Settings {
                     .or(flog.format)
                     .unwrap_or_else(|| "text".into()),
             },
+            events,
+            realtime,
         };
         s.validate()?;
         Ok(s)
@@ -121,6 +163,14 @@ impl Settings {
                 "unknown --target {:?}: this version runs `all` or `api` (see --list-targets)",
                 self.target
             );
+        }
+        if let Some(k) = &self.events.kafka {
+            if k.brokers.is_empty() || k.topic.is_empty() {
+                anyhow::bail!("[events.kafka] needs at least one broker and a topic");
+            }
+        }
+        if self.realtime.idle.is_zero() || self.realtime.max_lifetime.is_zero() {
+            anyhow::bail!("[realtime] idle_secs and max_lifetime_secs must be positive");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             anyhow::bail!(

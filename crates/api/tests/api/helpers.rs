@@ -54,6 +54,11 @@ pub async fn fresh_pg_db() -> String {
 static LOG: std::sync::Once = std::sync::Once::new();
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, basalt_api::Options::default()).await
+}
+
+/// [`spawn_app`] with options (event sinks, realtime timings).
+pub async fn spawn_app_with(backend: Backend, opts: basalt_api::Options) -> TestApp {
     LOG.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
             let _ = tracing_subscriber::fmt()
@@ -69,7 +74,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     let store = basalt_store::open(&dir.0, url.as_deref())
         .await
         .expect("open store");
-    let ctx = basalt_api::build(store).await.expect("bootstrap");
+    let ctx = basalt_api::build_with(store, opts)
+        .await
+        .expect("bootstrap");
     basalt_api::bootstrap::upsert_superuser(&ctx, "admin@example.com", "password123")
         .await
         .expect("superuser");

@@ -9,6 +9,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod collections;
+mod events;
 mod filters;
 mod records;
 mod rules;

@@ -1,0 +1,222 @@
+//! The event bus: tails the outbox for in-process consumers, runs each durable sink from its own
+//! cursor, and prunes what every consumer has acknowledged.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use basalt_store::Store;
+use serde_json::{json, Value as Json};
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::config::EventsConfig;
+use crate::sink::{backoff, Sink, SinkStats};
+use crate::{outbox, Event};
+
+pub struct EventBus {
+    store: Arc<dyn Store>,
+    pub config: EventsConfig,
+    /// Pinged by the write path after each commit.
+    committed: Notify,
+    /// The tail's high-water mark: sinks wake when it moves.
+    hwm: watch::Sender<i64>,
+    tail: broadcast::Sender<Arc<Event>>,
+    tail_cursor: AtomicI64,
+    sinks: Mutex<Vec<Arc<SinkStats>>>,
+}
+
+impl EventBus {
+    /// Creates the bus; the tail starts at the present (in-process consumers see only new events).
+    pub async fn new(
+        store: Arc<dyn Store>,
+        config: EventsConfig,
+    ) -> Result<Arc<EventBus>, basalt_store::StoreError> {
+        let start = outbox::high_water(store.as_ref()).await?;
+        let (hwm, _) = watch::channel(start);
+        let (tail, _) = broadcast::channel(8192);
+        let bus = Arc::new(EventBus {
+            store,
+            config,
+            committed: Notify::new(),
+            hwm,
+            tail,
+            tail_cursor: AtomicI64::new(start),
+            sinks: Mutex::new(Vec::new()),
+        });
+        tokio::spawn(bus.clone().run_tail());
+        tokio::spawn(bus.clone().run_pruner());
+        Ok(bus)
+    }
+
+    /// Called by the write path after a commit that appended events.
+    pub fn committed(&self) {
+        self.committed.notify_one();
+    }
+
+    /// New events in commit order, for in-process consumers (realtime). A consumer that falls more
+    /// than 8192 events behind is told it lagged.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tail.subscribe()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Starts a durable sink from its persisted cursor (a new sink starts at the present).
+    pub async fn add_sink(
+        self: &Arc<Self>,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Arc<SinkStats>, basalt_store::StoreError> {
+        let start = *self.hwm.borrow();
+        let cursor = outbox::ensure_cursor(self.store.as_ref(), sink.name(), start).await?;
+        let stats = SinkStats::new(sink.name());
+        stats.cursor.store(cursor, Ordering::Relaxed);
+        self.sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(stats.clone());
+        tokio::spawn(self.clone().run_sink(sink, stats.clone()));
+        Ok(stats)
+    }
+
+    pub fn health(&self) -> Json {
+        let hwm = *self.hwm.borrow();
+        let sinks: Vec<Json> = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|s| s.to_json(hwm))
+            .collect();
+        json!({
+            "highWater": hwm,
+            "tail": self.tail_cursor.load(Ordering::Relaxed),
+            "sinks": sinks,
+        })
+    }
+
+    async fn run_tail(self: Arc<Self>) {
+        let poll = Duration::from_millis(self.config.poll_ms.max(10));
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                _ = self.committed.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            if let Err(e) = self.tail_once().await {
+                failures += 1;
+                tracing::warn!(error = %e, "event tail: reading the outbox failed");
+                tokio::time::sleep(backoff(failures, 50, 5_000)).await;
+            } else {
+                failures = 0;
+            }
+        }
+    }
+
+    async fn tail_once(&self) -> Result<(), basalt_store::StoreError> {
+        let hwm = outbox::high_water(self.store.as_ref()).await?;
+        let mut cursor = self.tail_cursor.load(Ordering::Relaxed);
+        while cursor < hwm {
+            let batch =
+                outbox::read(self.store.as_ref(), cursor, hwm, self.config.batch.max(1)).await?;
+            let Some(last) = batch.last() else { break };
+            cursor = last.seq;
+            for ev in batch {
+                let _ = self.tail.send(Arc::new(ev));
+            }
+            self.tail_cursor.store(cursor, Ordering::Relaxed);
+        }
+        self.tail_cursor.store(hwm.max(cursor), Ordering::Relaxed);
+        self.hwm.send_if_modified(|v| {
+            let changed = *v != hwm;
+            *v = hwm;
+            changed
+        });
+        Ok(())
+    }
+
+    async fn run_sink(self: Arc<Self>, sink: Arc<dyn Sink>, stats: Arc<SinkStats>) {
+        let mut rx = self.hwm.subscribe();
+        let mut attempt = 0u32;
+        let store = self.store.clone();
+        loop {
+            let hwm = *rx.borrow_and_update();
+            let cursor = stats.cursor.load(Ordering::Relaxed);
+            if cursor >= hwm {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            let batch =
+                match outbox::read(store.as_ref(), cursor, hwm, self.config.batch.max(1)).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        stats.record_error(&format!("reading the outbox: {e}"));
+                        attempt += 1;
+                        tokio::time::sleep(backoff(attempt, 100, 5_000)).await;
+                        continue;
+                    }
+                };
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                // Nothing between cursor and hwm (pruned by an older version, or a gap): skip ahead.
+                stats.cursor.store(hwm, Ordering::Relaxed);
+                let _ = outbox::save_cursor(store.as_ref(), sink.name(), hwm).await;
+                continue;
+            };
+            let batch: Vec<Arc<Event>> = batch.into_iter().map(Arc::new).collect();
+            match sink.deliver(&batch).await {
+                Ok(()) => {
+                    attempt = 0;
+                    // The cursor is saved before it is published, so the pruner never passes it.
+                    if let Err(e) = outbox::save_cursor(store.as_ref(), sink.name(), last).await {
+                        stats.record_error(&format!("saving the cursor: {e}"));
+                        tokio::time::sleep(backoff(1, 100, 5_000)).await;
+                        continue;
+                    }
+                    stats.cursor.store(last, Ordering::Relaxed);
+                    stats
+                        .delivered
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats.clear_error();
+                }
+                Err(e) => {
+                    tracing::warn!(sink = sink.name(), error = %e, "sink delivery failed; will retry");
+                    stats.record_error(&e);
+                    attempt += 1;
+                    tokio::time::sleep(backoff(
+                        attempt,
+                        self.config.retry_min_ms,
+                        self.config.retry_max_ms,
+                    ))
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// The lowest position every consumer has acknowledged.
+    fn acknowledged(&self) -> i64 {
+        let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        sinks
+            .iter()
+            .map(|s| s.cursor.load(Ordering::Relaxed))
+            .chain(std::iter::once(self.tail_cursor.load(Ordering::Relaxed)))
+            .min()
+            .unwrap_or(0)
+    }
+
+    async fn run_pruner(self: Arc<Self>) {
+        let every = Duration::from_millis(self.config.prune_ms.max(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let upto = self.acknowledged();
+            match outbox::prune(self.store.as_ref(), upto).await {
+                Ok(n) if n > 0 => tracing::debug!(pruned = n, upto, "outbox pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
+            }
+        }
+    }
+}

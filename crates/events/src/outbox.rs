@@ -1,0 +1,210 @@
+//! The outbox tables and their queries.
+//!
+//! `_events(seq, id, collection_id, collection, record_id, action, time, data)`: one row per change,
+//! `seq` strictly increasing and never reused (SQLite `AUTOINCREMENT`, PostgreSQL `BIGSERIAL`).
+//! `_event_cursors(sink, seq)`: the last sequence each durable sink acknowledged.
+
+use basalt_core::sql::{Dialect, Sql, Value};
+use basalt_store::{Rows, Store, StoreError, Tx};
+use serde_json::{Map, Value as Json};
+
+use crate::{Action, Event};
+
+/// The advisory lock that orders PostgreSQL writers' appends against the high-water read.
+pub const PG_LOCK_KEY: i64 = 0x6261_7361_6c74;
+
+pub fn tables(d: Dialect) -> Vec<Sql> {
+    let seq = match d {
+        Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+    };
+    let int = match d {
+        Dialect::Sqlite => "INTEGER",
+        Dialect::Postgres => "BIGINT",
+    };
+    let mut out = Vec::new();
+    let mut s = Sql::new(d);
+    s.push(&format!(
+        "CREATE TABLE IF NOT EXISTS \"_events\" (\"seq\" {seq}, \"id\" TEXT NOT NULL, \
+         \"collection_id\" TEXT NOT NULL, \"collection\" TEXT NOT NULL, \"record_id\" TEXT NOT NULL, \
+         \"action\" TEXT NOT NULL, \"time\" TEXT NOT NULL, \"data\" TEXT NOT NULL)"
+    ));
+    out.push(s);
+    let mut s = Sql::new(d);
+    s.push(&format!(
+        "CREATE TABLE IF NOT EXISTS \"_event_cursors\" (\"sink\" TEXT PRIMARY KEY, \"seq\" {int} NOT NULL, \
+         \"updated\" TEXT NOT NULL)"
+    ));
+    out.push(s);
+    out.extend(crate::webhook::tables(d));
+    out
+}
+
+/// Appends the event inside the writer's transaction. On PostgreSQL the insert first takes the shared
+/// advisory lock (held to commit), so [`high_water`] never passes a sequence number still in flight.
+pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<(), StoreError> {
+    let mut s = Sql::new(d);
+    s.push("INSERT INTO \"_events\" (\"id\", \"collection_id\", \"collection\", \"record_id\", \"action\", \"time\", \"data\") SELECT ");
+    s.bind(Value::Text(ev.id.clone())).push(", ");
+    s.bind(Value::Text(ev.collection_id.clone())).push(", ");
+    s.bind(Value::Text(ev.collection.clone())).push(", ");
+    s.bind(Value::Text(ev.record_id.clone())).push(", ");
+    s.bind(Value::Text(ev.action.as_str().into())).push(", ");
+    s.bind(Value::Text(ev.time.clone())).push(", ");
+    let mut data = Map::new();
+    data.insert(
+        "record".into(),
+        ev.record.clone().map(Json::Object).unwrap_or(Json::Null),
+    );
+    data.insert(
+        "before".into(),
+        ev.before.clone().map(Json::Object).unwrap_or(Json::Null),
+    );
+    s.bind(Value::Text(Json::Object(data).to_string()));
+    if d == Dialect::Postgres {
+        s.push(&format!(
+            " FROM (SELECT pg_advisory_xact_lock_shared({PG_LOCK_KEY})) AS \"l\""
+        ));
+    }
+    tx.execute(&s).await?;
+    Ok(())
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => other.as_f64().unwrap_or(0.0) as i64,
+    }
+}
+
+/// The highest sequence number below which every event is committed and visible.
+pub async fn high_water(store: &dyn Store) -> Result<i64, StoreError> {
+    let d = store.dialect();
+    let mut q = Sql::new(d);
+    q.push("SELECT COALESCE(MAX(\"seq\"), 0) FROM \"_events\"");
+    match d {
+        // One writer: whatever a reader sees is a committed prefix.
+        Dialect::Sqlite => Ok(store
+            .query(&q)
+            .await?
+            .rows
+            .first()
+            .map_or(0, |r| int(&r[0]))),
+        Dialect::Postgres => {
+            // The exclusive lock waits for every writer that appended (shared lock) to commit; new
+            // writers queue behind it. Read committed: the SELECT after the lock sees them all.
+            let mut tx = store.begin().await?;
+            let mut l = Sql::new(d);
+            l.push(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"));
+            tx.query(&l).await?;
+            let rows = tx.query(&q).await?;
+            tx.commit().await?;
+            Ok(rows.rows.first().map_or(0, |r| int(&r[0])))
+        }
+    }
+}
+
+/// Events with `after < seq <= upto`, in sequence order, at most `limit`.
+pub async fn read(
+    store: &dyn Store,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let mut q = Sql::new(store.dialect());
+    q.push("SELECT \"seq\", \"id\", \"collection_id\", \"collection\", \"record_id\", \"action\", \"time\", \"data\" FROM \"_events\" WHERE \"seq\" > ")
+        .bind(Value::Int(after))
+        .push(" AND \"seq\" <= ")
+        .bind(Value::Int(upto))
+        .push(" ORDER BY \"seq\" LIMIT ")
+        .bind(Value::Int(limit));
+    Ok(rows_to_events(store.query(&q).await?))
+}
+
+fn rows_to_events(rows: Rows) -> Vec<Event> {
+    rows.rows
+        .into_iter()
+        .filter_map(|r| {
+            let mut it = r.into_iter();
+            let seq = int(&it.next()?);
+            let mut s = || it.next().map(Value::into_string).unwrap_or_default();
+            let (id, cid, coll, rid, action, time, data) = (s(), s(), s(), s(), s(), s(), s());
+            let mut data: Map<String, Json> = serde_json::from_str(&data).unwrap_or_default();
+            let obj = |v: Option<Json>| match v {
+                Some(Json::Object(m)) => Some(m),
+                _ => None,
+            };
+            Some(Event {
+                seq,
+                id,
+                action: Action::parse(&action)?,
+                collection_id: cid,
+                collection: coll,
+                record_id: rid,
+                time,
+                record: obj(data.remove("record")),
+                before: obj(data.remove("before")),
+            })
+        })
+        .collect()
+}
+
+/// A sink's cursor, created at `start` when the sink is new (a new sink starts at the present).
+pub async fn ensure_cursor(store: &dyn Store, sink: &str, start: i64) -> Result<i64, StoreError> {
+    let d = store.dialect();
+    let mut q = Sql::new(d);
+    q.push("SELECT \"seq\" FROM \"_event_cursors\" WHERE \"sink\" = ")
+        .bind(Value::Text(sink.into()));
+    if let Some(r) = store.query(&q).await?.rows.first() {
+        return Ok(int(&r[0]));
+    }
+    let mut tx = store.begin().await?;
+    let mut s = Sql::new(d);
+    s.push("INSERT INTO \"_event_cursors\" (\"sink\", \"seq\", \"updated\") VALUES (")
+        .bind(Value::Text(sink.into()))
+        .push(", ")
+        .bind(Value::Int(start))
+        .push(", ")
+        .bind(Value::Text(basalt_core::time::now()))
+        .push(") ON CONFLICT (\"sink\") DO NOTHING");
+    tx.execute(&s).await?;
+    tx.commit().await?;
+    let rows = store.query(&q).await?;
+    Ok(rows.rows.first().map_or(start, |r| int(&r[0])))
+}
+
+pub async fn save_cursor(store: &dyn Store, sink: &str, seq: i64) -> Result<(), StoreError> {
+    let mut s = Sql::new(store.dialect());
+    s.push("UPDATE \"_event_cursors\" SET \"seq\" = ")
+        .bind(Value::Int(seq))
+        .push(", \"updated\" = ")
+        .bind(Value::Text(basalt_core::time::now()))
+        .push(" WHERE \"sink\" = ")
+        .bind(Value::Text(sink.into()));
+    let mut tx = store.begin().await?;
+    tx.execute(&s).await?;
+    tx.commit().await
+}
+
+/// Deletes events every consumer has acknowledged (`seq <= upto`).
+pub async fn prune(store: &dyn Store, upto: i64) -> Result<u64, StoreError> {
+    let mut s = Sql::new(store.dialect());
+    s.push("DELETE FROM \"_events\" WHERE \"seq\" <= ")
+        .bind(Value::Int(upto));
+    let mut tx = store.begin().await?;
+    let n = tx.execute(&s).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Events still in the outbox.
+pub async fn count(store: &dyn Store) -> Result<i64, StoreError> {
+    let mut q = Sql::new(store.dialect());
+    q.push("SELECT COUNT(*) FROM \"_events\"");
+    Ok(store
+        .query(&q)
+        .await?
+        .rows
+        .first()
+        .map_or(0, |r| int(&r[0])))
+}
