@@ -99,6 +99,8 @@ pub struct NatsConfig {
     pub subject_prefix: String,
     /// JetStream's de-duplication window for `Nats-Msg-Id`, in seconds.
     pub duplicate_window_secs: u64,
+    /// How long a publish waits for JetStream's acknowledgement before the batch is retried.
+    pub ack_timeout_ms: u64,
 }
 
 impl Default for NatsConfig {
@@ -108,6 +110,7 @@ impl Default for NatsConfig {
             stream: "BASALT".into(),
             subject_prefix: "basalt".into(),
             duplicate_window_secs: 120,
+            ack_timeout_ms: 5_000,
         }
     }
 }

@@ -37,6 +37,12 @@ impl NatsSink {
         )
     }
 
+    fn context(&self, client: async_nats::Client) -> async_nats::jetstream::Context {
+        async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_millis(self.cfg.ack_timeout_ms.max(100)))
+            .build(client)
+    }
+
     async fn connect(&self) -> Result<async_nats::Client, String> {
         async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
@@ -78,14 +84,14 @@ impl Sink for NatsSink {
     }
     async fn probe(&self) -> Result<(), String> {
         let client = self.connect().await?;
-        *self.state.lock().await = Some((async_nats::jetstream::new(client), false));
+        *self.state.lock().await = Some((self.context(client), false));
         Ok(())
     }
     async fn deliver(&self, events: &[Arc<Event>]) -> Result<(), String> {
         let mut g = self.state.lock().await;
         if g.is_none() {
             let client = self.connect().await?;
-            *g = Some((async_nats::jetstream::new(client), false));
+            *g = Some((self.context(client), false));
         }
         let Some((js, ready)) = g.as_mut() else {
             return Err("not connected".into());

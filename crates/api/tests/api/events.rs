@@ -29,16 +29,31 @@ fn opts() -> basalt_api::Options {
 /// What the writer did: per record, the actions in commit order.
 type Expected = BTreeMap<String, Vec<String>>;
 
-/// Writes `n` records (create, update, update; every third one deleted), calling `during(i)` before
-/// record `i` so a test can cut the target mid-stream. Every write must succeed while a sink is down.
-async fn write_stream<F, Fut>(app: &TestApp, coll: &str, n: usize, mut during: F) -> Expected
-where
-    F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+/// A target a test can take down and bring back.
+trait Target {
+    fn stop(&mut self);
+    fn start(&mut self);
+}
+
+/// Writes `n` records (create, update, update; every third one deleted). The target goes down before
+/// record `n/3` and comes back (after 500 ms more) before record `2n/3`. Every write must succeed while
+/// the target is down.
+async fn write_stream(
+    app: &TestApp,
+    coll: &str,
+    n: usize,
+    target: &mut dyn Target,
+    outage_ms: u64,
+) -> Expected {
     let mut exp = Expected::new();
     for i in 0..n {
-        during(i).await;
+        if i == n / 3 {
+            target.stop();
+        }
+        if i == 2 * n / 3 {
+            tokio::time::sleep(Duration::from_millis(outage_ms)).await;
+            target.start();
+        }
         let r = app
             .record(coll, json!({"title": format!("t{i}"), "n": i}))
             .await;
@@ -124,6 +139,19 @@ async fn wait_until<F: FnMut() -> bool>(what: &str, secs: u64, mut f: F) {
     }
 }
 
+/// The sink's health shows it failed during the outage and has caught up since.
+async fn sink_saw_outage(app: &TestApp, name: &str) {
+    let h = app.get("/api/health", app.su()).await;
+    let sinks = h.1["data"]["events"]["sinks"].as_array().unwrap().clone();
+    let s = sinks.iter().find(|s| s["name"] == name).unwrap();
+    assert!(
+        s["failures"].as_u64().unwrap() > 0,
+        "the outage was seen: {s}"
+    );
+    assert_eq!(s["lag"], 0, "{s}");
+    assert_eq!(s["healthy"], true, "{s}");
+}
+
 // ---------------------------------------------------------------- webhooks
 
 #[derive(Default)]
@@ -136,12 +164,12 @@ struct Receiver {
     port: AtomicU16,
 }
 
-async fn serve_receiver(r: Arc<Receiver>) -> tokio::task::JoinHandle<()> {
+fn serve_receiver(r: Arc<Receiver>) -> tokio::task::JoinHandle<()> {
     use axum::routing::post;
     let port = r.port.load(Ordering::SeqCst);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let std_listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
     r.port
         .store(listener.local_addr().unwrap().port(), Ordering::SeqCst);
     let rr = r.clone();
@@ -197,7 +225,7 @@ async fn webhook_outage(backend: Backend) {
     let app = spawn_app_with(backend, opts()).await;
     let coll = items(&app).await;
     let rx = Arc::new(Receiver::default());
-    let mut server = serve_receiver(rx.clone()).await;
+    let server = serve_receiver(rx.clone());
     let port = rx.port.load(Ordering::SeqCst);
     let w = app
         .post("/api/webhooks", app.su(), json!({"url": format!("http://127.0.0.1:{port}/hook"), "secret": SECRET, "collection": coll, "events": ["create", "update", "delete"]}))
@@ -205,25 +233,19 @@ async fn webhook_outage(backend: Backend) {
     assert_eq!(w.0, 200, "{}", w.1);
     assert!(w.1.get("secret").is_none(), "the secret is write-only");
 
-    let exp = write_stream(&app, &coll, 24, |i| {
-        let rx = rx.clone();
-        let stop = i == 8;
-        let start = i == 16;
-        let server = &mut server;
-        async move {
-            if stop {
-                rx.down.store(true, Ordering::SeqCst);
-                server.abort();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            if start {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                rx.down.store(false, Ordering::SeqCst);
-                *server = serve_receiver(rx.clone()).await;
-            }
+    struct Hook(Arc<Receiver>, tokio::task::JoinHandle<()>);
+    impl Target for Hook {
+        fn stop(&mut self) {
+            self.0.down.store(true, Ordering::SeqCst);
+            self.1.abort();
         }
-    })
-    .await;
+        fn start(&mut self) {
+            self.0.down.store(false, Ordering::SeqCst);
+            self.1 = serve_receiver(self.0.clone());
+        }
+    }
+    let mut hook = Hook(rx.clone(), server);
+    let exp = write_stream(&app, &coll, 24, &mut hook, 500).await;
     let total: usize = exp.values().map(Vec::len).sum();
     wait_until("every webhook delivery", 60, || {
         let got = rx.got.lock().unwrap();
@@ -272,6 +294,10 @@ async fn webhook_outage(backend: Backend) {
     let sinks = h.1["data"]["events"]["sinks"].as_array().unwrap().clone();
     let wh = sinks.iter().find(|s| s["name"] == "webhooks").unwrap();
     assert_eq!(wh["lag"], 0, "{h:?}");
+    let failed = h.1["data"]["events"]["webhooks"]["failedAttempts"]
+        .as_u64()
+        .unwrap();
+    assert!(failed > 0, "the outage was seen by the worker: {h:?}");
     let pending = app
         .get("/api/webhooks/deliveries?status=pending", app.su())
         .await;
@@ -286,7 +312,7 @@ async fn webhook_dead_letters(backend: Backend) {
     let coll = items(&app).await;
     let rx = Arc::new(Receiver::default());
     rx.fail.store(true, Ordering::SeqCst);
-    let _server = serve_receiver(rx.clone()).await;
+    let _server = serve_receiver(rx.clone());
     let port = rx.port.load(Ordering::SeqCst);
     let url = format!("http://127.0.0.1:{port}/hook");
     // Validation: each bad field is named; only superusers manage webhooks.
@@ -432,6 +458,15 @@ impl NatsServer {
     }
 }
 
+impl Target for NatsServer {
+    fn stop(&mut self) {
+        NatsServer::stop(self)
+    }
+    fn start(&mut self) {
+        self.restart()
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
@@ -451,24 +486,11 @@ async fn nats_outage(backend: Backend) {
         stream: "BASALT_TEST".into(),
         subject_prefix: "bt".into(),
         duplicate_window_secs: 120,
+        ack_timeout_ms: 1000,
     });
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;
-    let exp = write_stream(&app, &coll, 24, |i| {
-        let stop = i == 8;
-        let start = i == 16;
-        let nats = &mut nats;
-        async move {
-            if stop {
-                nats.stop();
-            }
-            if start {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                nats.restart();
-            }
-        }
-    })
-    .await;
+    let exp = write_stream(&app, &coll, 24, &mut nats, 2500).await;
     let total: usize = exp.values().map(Vec::len).sum();
     let client = async_nats::connect(format!("127.0.0.1:{port}"))
         .await
@@ -517,6 +539,7 @@ async fn nats_outage(backend: Backend) {
         events.push(v);
     }
     check_delivery(&exp, &events);
+    sink_saw_outage(&app, "nats").await;
 }
 
 // ---------------------------------------------------------------- Kafka (tansu)
@@ -585,6 +608,15 @@ impl Tansu {
     }
 }
 
+impl Target for Tansu {
+    fn stop(&mut self) {
+        Tansu::stop(self)
+    }
+    fn start(&mut self) {
+        self.restart()
+    }
+}
+
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.stop();
@@ -610,21 +642,7 @@ async fn kafka_outage(backend: Backend) {
     });
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;
-    let exp = write_stream(&app, &coll, 24, |i| {
-        let stop = i == 8;
-        let start = i == 16;
-        let broker = &mut broker;
-        async move {
-            if stop {
-                broker.stop();
-            }
-            if start {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                broker.restart();
-            }
-        }
-    })
-    .await;
+    let exp = write_stream(&app, &coll, 24, &mut broker, 2500).await;
     let total: usize = exp.values().map(Vec::len).sum();
     let client = rskafka::client::ClientBuilder::new(vec![format!("127.0.0.1:{port}")])
         .build()
@@ -676,6 +694,7 @@ async fn kafka_outage(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     check_delivery(&exp, &events);
+    sink_saw_outage(&app, "kafka").await;
 }
 
 macro_rules! both_backends {
