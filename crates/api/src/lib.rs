@@ -81,8 +81,8 @@ pub async fn build_with(
         bus.add_sink(s).await?;
     }
     let _ = ctx.webhooks.set(hooks);
-    let _ = ctx.events.set(bus.clone());
-    tokio::spawn(realtime::run(ctx.clone(), bus));
+    bus.set_listener(Arc::new(realtime::Fanout(ctx.clone())));
+    let _ = ctx.events.set(bus);
     Ok(ctx)
 }
 

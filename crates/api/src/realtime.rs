@@ -381,7 +381,8 @@ pub fn parse_body(body: &Json) -> ApiResult<(String, Vec<String>)> {
                     FieldError::new(
                         "validation_length_too_long",
                         format!("The length must be no more than {MAX_SUBSCRIPTIONS}."),
-                    ),
+                    )
+                    .with_params(json!({"max": MAX_SUBSCRIPTIONS, "min": 0})),
                 );
             }
             for (i, v) in a.iter().enumerate() {
@@ -391,9 +392,10 @@ pub fn parse_body(body: &Json) -> ApiResult<(String, Vec<String>)> {
                         errs.insert(
                             format!("subscriptions.{i}"),
                             FieldError::new(
-                                "validation_length_out_of_range",
-                                format!("The length must be between 0 and {MAX_TOPIC_LEN}."),
-                            ),
+                                "validation_length_too_long",
+                                format!("The length must be no more than {MAX_TOPIC_LEN}."),
+                            )
+                            .with_params(json!({"max": MAX_TOPIC_LEN, "min": 0})),
                         );
                     }
                     None => {
@@ -421,20 +423,17 @@ pub fn parse_body(body: &Json) -> ApiResult<(String, Vec<String>)> {
     Ok((client_id, subs))
 }
 
-/// The fan-out task: takes committed events in order from the bus and dispatches them.
-pub async fn run(ctx: AppCtx, bus: Arc<basalt_events::EventBus>) {
-    let mut rx = bus.subscribe();
-    loop {
-        match rx.recv().await {
-            Ok(ev) => {
-                if !ctx.realtime.is_empty() {
-                    ctx.realtime.dispatch(&ctx, &ev).await;
-                }
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(skipped = n, "realtime fan-out fell behind; events skipped");
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+/// The bus listener: the tail hands it each batch of committed events, in order.
+pub struct Fanout(pub AppCtx);
+
+#[async_trait::async_trait]
+impl basalt_events::bus::Listener for Fanout {
+    async fn on_events(&self, events: &[Arc<Event>]) {
+        if self.0.realtime.is_empty() {
+            return;
+        }
+        for ev in events {
+            self.0.realtime.dispatch(&self.0, ev).await;
         }
     }
 }

@@ -562,7 +562,7 @@ pub async fn create(
             return Err(bad("Failed to create record."));
         }
     }
-    emit(
+    let seq = emit(
         ctx,
         &mut tx,
         coll,
@@ -572,7 +572,7 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
-    ctx.committed();
+    ctx.committed(seq).await;
     Ok(prepared.data)
 }
 
@@ -695,7 +695,7 @@ pub async fn update(
     if n == 0 {
         return Err(not_found());
     }
-    emit(
+    let seq = emit(
         ctx,
         &mut tx,
         coll,
@@ -705,7 +705,7 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
-    ctx.committed();
+    ctx.committed(seq).await;
     Ok(prepared.data)
 }
 
@@ -730,9 +730,10 @@ pub async fn delete(
             return Err(bad("You can't delete the only existing superuser."));
         }
     }
-    delete_in_tx(ctx, &mut tx, coll, id, 0).await?;
+    let mut seq = 0;
+    delete_in_tx(ctx, &mut tx, coll, id, 0, &mut seq).await?;
     tx.commit().await?;
-    ctx.committed();
+    ctx.committed(seq).await;
     Ok(())
 }
 
@@ -742,6 +743,7 @@ fn delete_in_tx<'a>(
     coll: &'a Collection,
     id: &'a str,
     depth: usize,
+    seq: &'a mut i64,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>> {
     Box::pin(async move {
         if depth > 16 {
@@ -755,7 +757,7 @@ fn delete_in_tx<'a>(
             .bind(Value::Text(id.to_string()));
         tx.execute(&s).await?;
         for b in &before {
-            emit(ctx, tx, coll, Action::Delete, None, Some(b)).await?;
+            *seq = (*seq).max(emit(ctx, tx, coll, Action::Delete, None, Some(b)).await?);
         }
         let cols = ctx.collections();
         for other in &cols.list {
@@ -786,7 +788,7 @@ fn delete_in_tx<'a>(
                 }
                 if f.cascade_delete {
                     for rid in ids {
-                        delete_in_tx(ctx, tx, other, &rid, depth + 1).await?;
+                        delete_in_tx(ctx, tx, other, &rid, depth + 1, seq).await?;
                     }
                     continue;
                 }
@@ -825,7 +827,8 @@ fn delete_in_tx<'a>(
                 tx.execute(&u).await?;
                 let after = load_in_tx(ctx, tx, other, &ids).await?;
                 for (b, a) in before.iter().zip(after.iter()) {
-                    emit(ctx, tx, other, Action::Update, Some(a), Some(b)).await?;
+                    *seq =
+                        (*seq).max(emit(ctx, tx, other, Action::Update, Some(a), Some(b)).await?);
                 }
             }
         }
@@ -1336,7 +1339,7 @@ async fn emit(
     action: Action,
     after: Option<&Data>,
     before: Option<&Data>,
-) -> ApiResult<()> {
+) -> ApiResult<i64> {
     let id = after
         .or(before)
         .and_then(|d| d.get("id"))
@@ -1351,8 +1354,7 @@ async fn emit(
         after.map(|d| event_record(coll, d)),
         before.map(|d| event_record(coll, d)),
     );
-    basalt_events::outbox::append(tx, ctx.dialect(), &ev).await?;
-    Ok(())
+    Ok(basalt_events::outbox::append(tx, ctx.dialect(), &ev).await?)
 }
 
 /// Whether a record snapshot (not the live row) satisfies every condition: the conditions run against

@@ -82,10 +82,17 @@ impl AppState {
         }
     }
 
-    /// Wakes the event dispatcher after a commit that appended events.
-    pub fn committed(&self) {
+    /// After a commit that appended events up to `seq`: wakes the dispatcher and, when realtime
+    /// clients are connected, waits (≤2 s) until the event went through their fan-out, so a client
+    /// that sees the write's response has been sent its event, and one subscribing after it has not.
+    pub async fn committed(&self, seq: i64) {
         if let Some(b) = self.events.get() {
-            b.committed();
+            if self.realtime.is_empty() {
+                b.committed();
+            } else {
+                b.wait_dispatched(seq, std::time::Duration::from_secs(2))
+                    .await;
+            }
         }
     }
 

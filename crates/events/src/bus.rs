@@ -7,11 +7,18 @@ use std::time::Duration;
 
 use basalt_store::Store;
 use serde_json::{json, Value as Json};
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{watch, Notify};
 
 use crate::config::EventsConfig;
 use crate::sink::{backoff, Sink, SinkStats};
 use crate::{outbox, Event};
+
+/// An in-process consumer the tail calls for each batch, in commit order, before it moves on: the
+/// realtime hub. Writers can wait until their event has been through it ([`EventBus::wait_dispatched`]).
+#[async_trait::async_trait]
+pub trait Listener: Send + Sync + 'static {
+    async fn on_events(&self, events: &[Arc<Event>]);
+}
 
 pub struct EventBus {
     store: Arc<dyn Store>,
@@ -20,7 +27,9 @@ pub struct EventBus {
     committed: Notify,
     /// The tail's high-water mark: sinks wake when it moves.
     hwm: watch::Sender<i64>,
-    tail: broadcast::Sender<Arc<Event>>,
+    listener: std::sync::OnceLock<Arc<dyn Listener>>,
+    /// The last sequence the tail handed to the listener.
+    dispatched: watch::Sender<i64>,
     tail_cursor: AtomicI64,
     sinks: Mutex<Vec<Arc<SinkStats>>>,
 }
@@ -33,13 +42,14 @@ impl EventBus {
     ) -> Result<Arc<EventBus>, basalt_store::StoreError> {
         let start = outbox::high_water(store.as_ref()).await?;
         let (hwm, _) = watch::channel(start);
-        let (tail, _) = broadcast::channel(8192);
+        let (dispatched, _) = watch::channel(start);
         let bus = Arc::new(EventBus {
             store,
             config,
             committed: Notify::new(),
             hwm,
-            tail,
+            listener: std::sync::OnceLock::new(),
+            dispatched,
             tail_cursor: AtomicI64::new(start),
             sinks: Mutex::new(Vec::new()),
         });
@@ -53,10 +63,17 @@ impl EventBus {
         self.committed.notify_one();
     }
 
-    /// New events in commit order, for in-process consumers (realtime). A consumer that falls more
-    /// than 8192 events behind is told it lagged.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.tail.subscribe()
+    /// Sets the in-process consumer (once).
+    pub fn set_listener(&self, l: Arc<dyn Listener>) {
+        let _ = self.listener.set(l);
+    }
+
+    /// Waits (at most `timeout`) until the tail has handed every event up to `seq` to the listener,
+    /// so a write's response follows its realtime fan-out, as in PocketBase.
+    pub async fn wait_dispatched(&self, seq: i64, timeout: Duration) {
+        self.committed.notify_one();
+        let mut rx = self.dispatched.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|v| *v >= seq)).await;
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -122,12 +139,16 @@ impl EventBus {
                 outbox::read(self.store.as_ref(), cursor, hwm, self.config.batch.max(1)).await?;
             let Some(last) = batch.last() else { break };
             cursor = last.seq;
-            for ev in batch {
-                let _ = self.tail.send(Arc::new(ev));
+            let batch: Vec<Arc<Event>> = batch.into_iter().map(Arc::new).collect();
+            if let Some(l) = self.listener.get() {
+                l.on_events(&batch).await;
             }
             self.tail_cursor.store(cursor, Ordering::Relaxed);
+            self.dispatched.send_replace(cursor);
         }
-        self.tail_cursor.store(hwm.max(cursor), Ordering::Relaxed);
+        let cursor = hwm.max(cursor);
+        self.tail_cursor.store(cursor, Ordering::Relaxed);
+        self.dispatched.send_replace(cursor);
         self.hwm.send_if_modified(|v| {
             let changed = *v != hwm;
             *v = hwm;

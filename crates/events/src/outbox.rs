@@ -42,7 +42,7 @@ pub fn tables(d: Dialect) -> Vec<Sql> {
 
 /// Appends the event inside the writer's transaction. On PostgreSQL the insert first takes the shared
 /// advisory lock (held to commit), so [`high_water`] never passes a sequence number still in flight.
-pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<(), StoreError> {
+pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<i64, StoreError> {
     let mut s = Sql::new(d);
     s.push("INSERT INTO \"_events\" (\"id\", \"collection_id\", \"collection\", \"record_id\", \"action\", \"time\", \"data\") SELECT ");
     s.bind(Value::Text(ev.id.clone())).push(", ");
@@ -66,8 +66,9 @@ pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<(), 
             " FROM (SELECT pg_advisory_xact_lock_shared({PG_LOCK_KEY})) AS \"l\""
         ));
     }
-    tx.execute(&s).await?;
-    Ok(())
+    s.push(" RETURNING \"seq\"");
+    let rows = tx.query(&s).await?;
+    Ok(rows.rows.first().map_or(0, |r| int(&r[0])))
 }
 
 fn int(v: &Value) -> i64 {
