@@ -72,10 +72,15 @@ fn upsert(dir: &Dir, db: &Option<String>) {
 }
 
 async fn serve(dir: &Dir, db: &Option<String>) -> (Child, String) {
+    serve_with(dir, db, &[]).await
+}
+
+async fn serve_with(dir: &Dir, db: &Option<String>, extra: &[String]) -> (Child, String) {
     let port = free_port();
     let child = Command::new(BIN)
         .args(["serve", "--http", &format!("127.0.0.1:{port}")])
         .args(storage_args(dir, db))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -188,11 +193,26 @@ async fn sigterm_drains_and_exits_cleanly() {
 }
 
 /// Creates records from several concurrent writers, kills the server with SIGKILL in the middle,
-/// restarts it, and checks that every create answered 200 is there.
+/// restarts it, and checks that every create answered 200 is there, and that the NATS JetStream sink
+/// (the machine's server, a stream of this test's own) ends up with the event of every stored record:
+/// the outbox resumes where the killed process stopped.
 async fn kill9_loses_no_acknowledged_write(db: Option<String>) {
     let d = tmp();
     upsert(&d, &db);
-    let (mut child, url) = serve(&d, &db).await;
+    let tag = basalt_core::id::random_id(8).to_uppercase();
+    let stream = format!("BASALT_KILL9_{tag}");
+    let prefix = format!("kill9{}", tag.to_lowercase());
+    let cfg = d.0.join("basalt.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[events.nats]\nurl = \"{}\"\nstream = \"{stream}\"\nsubject_prefix = \"{prefix}\"\n",
+            nats_url()
+        ),
+    )
+    .unwrap();
+    let extra = vec!["--config".to_string(), cfg.display().to_string()];
+    let (mut child, url) = serve_with(&d, &db, &extra).await;
     let tok = su_token(&url).await;
     let client = reqwest::Client::new();
     let r = client
@@ -246,7 +266,7 @@ async fn kill9_loses_no_acknowledged_write(db: Option<String>) {
         "enough writes were acknowledged before the kill: {}",
         acked.len()
     );
-    let (mut child, url) = serve(&d, &db).await;
+    let (mut child, url) = serve_with(&d, &db, &extra).await;
     let tok = su_token(&url).await;
     let mut stored = std::collections::HashSet::new();
     let mut page = 1;
@@ -277,13 +297,71 @@ async fn kill9_loses_no_acknowledged_write(db: Option<String>) {
         acked.len(),
         &lost[..lost.len().min(5)]
     );
+    // Every stored record's create event reaches JetStream once the restarted server catches up,
+    // and no event exists for a write that was not committed.
+    let events = nats_creates(&stream, stored.len()).await;
+    let missing: Vec<&String> = stored.iter().filter(|id| !events.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} stored records have no event after the restart: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let phantom: Vec<&String> = events.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        phantom.is_empty(),
+        "events without a committed record: {phantom:?}"
+    );
     println!(
-        "kill -9: {} acknowledged, {} stored, 0 lost",
+        "kill -9: {} acknowledged, {} stored, 0 lost; {} create events in NATS",
         acked.len(),
-        stored.len()
+        stored.len(),
+        events.len()
     );
     child.kill().unwrap();
     let _ = child.wait();
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
+    let _ = js.delete_stream(&stream).await;
+}
+
+fn nats_url() -> String {
+    std::env::var("BASALT_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// Record ids of the create events in the stream, once at least `want` distinct ones are there.
+async fn nats_creates(stream: &str, want: usize) -> std::collections::HashSet<String> {
+    use futures_util::StreamExt;
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut ids = std::collections::HashSet::new();
+        if let Ok(s) = js.get_stream(stream).await {
+            let c = s
+                .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                    ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let mut msgs = c
+                .fetch()
+                .max_messages(100_000)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .unwrap();
+            while let Some(Ok(m)) = msgs.next().await {
+                let v: Value = serde_json::from_slice(&m.payload).unwrap();
+                if v["type"] == "basalt.record.created" {
+                    ids.insert(v["data"]["record"]["id"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        if ids.len() >= want || Instant::now() > deadline {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
