@@ -62,8 +62,9 @@ pub fn error_body(status: StatusCode, message: &str, data: Json) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the protocol's error body `{status, message, data}`.
+    pub fn into_parts(self) -> (StatusCode, Json) {
         match self.0 {
             Error::Validation { message, fields } => {
                 // Dotted keys nest, as the protocol reports sub-object errors (`indexes.0` → {"indexes":{"0":…}}).
@@ -76,28 +77,40 @@ impl IntoResponse for ApiError {
                         serde_json::to_value(&v).unwrap_or(Json::Null),
                     );
                 }
-                error_body(StatusCode::BAD_REQUEST, &message, Json::Object(data))
+                parts(StatusCode::BAD_REQUEST, &message, Json::Object(data))
             }
-            Error::BadRequest(m) => error_body(StatusCode::BAD_REQUEST, &sentence(&m), json!({})),
-            Error::Forbidden(m) => error_body(StatusCode::FORBIDDEN, &sentence(&m), json!({})),
-            Error::Unauthorized(m) => {
-                error_body(StatusCode::UNAUTHORIZED, &sentence(&m), json!({}))
-            }
-            Error::NotFound(m) => error_body(StatusCode::NOT_FOUND, &sentence(&m), json!({})),
-            Error::TooManyRequests => error_body(
+            Error::BadRequest(m) => parts(StatusCode::BAD_REQUEST, &sentence(&m), json!({})),
+            Error::Forbidden(m) => parts(StatusCode::FORBIDDEN, &sentence(&m), json!({})),
+            Error::Unauthorized(m) => parts(StatusCode::UNAUTHORIZED, &sentence(&m), json!({})),
+            Error::NotFound(m) => parts(StatusCode::NOT_FOUND, &sentence(&m), json!({})),
+            Error::TooManyRequests => parts(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too Many Requests.",
                 json!({}),
             ),
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
-                error_body(
+                parts(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong while processing your request.",
                     json!({}),
                 )
             }
         }
+    }
+}
+
+fn parts(status: StatusCode, message: &str, data: Json) -> (StatusCode, Json) {
+    (
+        status,
+        json!({"data": data, "message": message, "status": status.as_u16()}),
+    )
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.into_parts();
+        (status, axum::Json(body)).into_response()
     }
 }
 

@@ -79,6 +79,7 @@ pub fn router(ctx: AppCtx) -> Router {
             "/api/realtime",
             get(crate::realtime::sse).post(crate::realtime::subscribe),
         )
+        .route("/api/realtime/ws", get(crate::realtime::websocket))
         .route(
             "/api/webhooks",
             get(crate::webhooks::list).post(crate::webhooks::create),

@@ -550,3 +550,112 @@ pub async fn subscribe(
         .set_subscriptions(&client, topics, key, auth.0.clone())?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+// ---- WebSocket: the same hub, topics and payloads over one socket ----
+
+/// `GET /api/realtime/ws`: a WebSocket carrying the realtime protocol.
+///
+/// - Server → client, text frames `{"event": <name>, "data": <payload>}`: first `PB_CONNECT` with
+///   `{"clientId"}`, then one per delivered event, named by the exact subscription string as on SSE.
+/// - Client → server, text frames `{"subscriptions": [...], "authorization": "<token>"}`: replaces the
+///   subscriptions like `POST /api/realtime` (same limits, same auth pinning), answered with
+///   `{"event":"PB_SUBSCRIPTIONS","data":{"subscriptions":[...]}}` or
+///   `{"event":"PB_ERROR","data":{status, message, data}}`.
+/// - The server pings after `keepalive` without traffic and closes on idle / maximum lifetime, as SSE.
+pub async fn websocket(
+    State(ctx): State<AppCtx>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    ws.max_message_size(1 << 20)
+        .on_upgrade(move |socket| ws_session(ctx, socket))
+}
+
+async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message;
+    let (reg, mut rx) = ctx.realtime.connect();
+    let cfg = ctx.realtime.config.clone();
+    let hello = json!({"event": "PB_CONNECT", "data": {"clientId": reg.id}}).to_string();
+    if socket.send(Message::Text(hello.into())).await.is_err() {
+        return;
+    }
+    let started = tokio::time::Instant::now();
+    let mut last_message = started;
+    let mut last_write = started;
+    loop {
+        let end = (last_message + cfg.idle).min(started + cfg.max_lifetime);
+        let ping = last_write + cfg.keepalive;
+        if tokio::time::Instant::now() >= end {
+            break;
+        }
+        tokio::select! {
+            f = rx.recv() => {
+                let Some(f) = f else { break };
+                let mut text = Vec::with_capacity(f.data.len() + f.event.len() + 24);
+                text.extend_from_slice(b"{\"event\":");
+                text.extend_from_slice(Json::String(f.event.to_string()).to_string().as_bytes());
+                text.extend_from_slice(b",\"data\":");
+                text.extend_from_slice(&f.data);
+                text.push(b'}');
+                let text = String::from_utf8(text).unwrap_or_default();
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+                last_message = tokio::time::Instant::now();
+                last_write = last_message;
+            }
+            m = socket.recv() => {
+                let Some(Ok(m)) = m else { break };
+                match m {
+                    Message::Text(t) => {
+                        let reply = ws_subscribe(&ctx, &reg.id, t.as_str()).await;
+                        if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                            break;
+                        }
+                        last_write = tokio::time::Instant::now();
+                    }
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            _ = tokio::time::sleep_until(end.min(ping)) => {
+                if tokio::time::Instant::now() >= ping && !cfg.keepalive.is_zero() {
+                    if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                        break;
+                    }
+                    last_write = tokio::time::Instant::now();
+                }
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+    drop(reg);
+}
+
+async fn ws_subscribe(ctx: &AppCtx, client: &str, text: &str) -> Json {
+    let err = |e: ApiError| json!({"event": "PB_ERROR", "data": e.into_parts().1});
+    let Ok(body) = serde_json::from_str::<Json>(text) else {
+        return err(crate::error::bad(
+            "Something went wrong while processing your request.",
+        ));
+    };
+    let mut with_id = body.clone();
+    if let Some(o) = with_id.as_object_mut() {
+        o.insert("clientId".into(), Json::String(client.into()));
+    }
+    let (_, topics) = match parse_body(&with_id) {
+        Ok(v) => v,
+        Err(e) => return err(e),
+    };
+    let caller = match body.get("authorization").and_then(Json::as_str) {
+        Some(t) if !t.is_empty() => crate::auth::resolve_token(ctx, t).await,
+        _ => None,
+    };
+    let key = caller
+        .as_ref()
+        .map(|c| format!("{}/{}", c.collection.id, c.id()));
+    let subs = topics.clone();
+    match ctx.realtime.set_subscriptions(client, topics, key, caller) {
+        Ok(()) => json!({"event": "PB_SUBSCRIPTIONS", "data": {"subscriptions": subs}}),
+        Err(e) => err(e),
+    }
+}

@@ -11,5 +11,6 @@ mod bad_input;
 mod collections;
 mod events;
 mod filters;
+mod realtime;
 mod records;
 mod rules;
