@@ -89,6 +89,7 @@ impl EventBus {
         let cursor = outbox::ensure_cursor(self.store.as_ref(), sink.name(), start).await?;
         let stats = SinkStats::new(sink.name());
         stats.cursor.store(cursor, Ordering::Relaxed);
+        stats.persisted.store(cursor, Ordering::Relaxed);
         self.sinks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -161,46 +162,58 @@ impl EventBus {
         let mut rx = self.hwm.subscribe();
         let mut attempt = 0u32;
         let store = self.store.clone();
+        // Under load the cursor is saved at most every SAVE_EVERY (a crash repeats at most that much,
+        // with the same event ids); when the sink catches up it is saved at once.
+        const SAVE_EVERY: Duration = Duration::from_millis(250);
+        let mut last_save = tokio::time::Instant::now();
         loop {
             let hwm = *rx.borrow_and_update();
             let cursor = stats.cursor.load(Ordering::Relaxed);
             if cursor >= hwm {
+                if stats.persisted.load(Ordering::Relaxed) < cursor {
+                    if let Err(e) = self.save(&stats, sink.name(), cursor).await {
+                        stats.record_error(&format!("saving the cursor: {e}"));
+                        tokio::time::sleep(backoff(1, 100, 5_000)).await;
+                        continue;
+                    }
+                    last_save = tokio::time::Instant::now();
+                }
                 if rx.changed().await.is_err() {
                     return;
                 }
                 continue;
             }
-            let batch =
-                match outbox::read(store.as_ref(), cursor, hwm, self.config.batch.max(1)).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        stats.record_error(&format!("reading the outbox: {e}"));
-                        attempt += 1;
-                        tokio::time::sleep(backoff(attempt, 100, 5_000)).await;
-                        continue;
-                    }
-                };
+            let batch = match outbox::read(store.as_ref(), cursor, hwm, self.config.batch.max(1))
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    stats.record_error(&format!("reading the outbox: {e}"));
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt, 100, 5_000)).await;
+                    continue;
+                }
+            };
             let Some(last) = batch.last().map(|e| e.seq) else {
-                // Nothing between cursor and hwm (pruned by an older version, or a gap): skip ahead.
+                // Nothing between cursor and hwm (a gap): skip ahead.
                 stats.cursor.store(hwm, Ordering::Relaxed);
-                let _ = outbox::save_cursor(store.as_ref(), sink.name(), hwm).await;
                 continue;
             };
             let batch: Vec<Arc<Event>> = batch.into_iter().map(Arc::new).collect();
             match sink.deliver(&batch).await {
                 Ok(()) => {
                     attempt = 0;
-                    // The cursor is saved before it is published, so the pruner never passes it.
-                    if let Err(e) = outbox::save_cursor(store.as_ref(), sink.name(), last).await {
-                        stats.record_error(&format!("saving the cursor: {e}"));
-                        tokio::time::sleep(backoff(1, 100, 5_000)).await;
-                        continue;
-                    }
                     stats.cursor.store(last, Ordering::Relaxed);
                     stats
                         .delivered
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     stats.clear_error();
+                    if last_save.elapsed() >= SAVE_EVERY {
+                        if let Err(e) = self.save(&stats, sink.name(), last).await {
+                            stats.record_error(&format!("saving the cursor: {e}"));
+                        }
+                        last_save = tokio::time::Instant::now();
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(sink = sink.name(), error = %e, "sink delivery failed; will retry");
@@ -217,12 +230,23 @@ impl EventBus {
         }
     }
 
-    /// The lowest position every consumer has acknowledged.
+    async fn save(
+        &self,
+        stats: &SinkStats,
+        name: &str,
+        seq: i64,
+    ) -> Result<(), basalt_store::StoreError> {
+        outbox::save_cursor(self.store.as_ref(), name, seq).await?;
+        stats.persisted.store(seq, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The lowest position every consumer has acknowledged durably.
     fn acknowledged(&self) -> i64 {
         let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
         sinks
             .iter()
-            .map(|s| s.cursor.load(Ordering::Relaxed))
+            .map(|s| s.persisted.load(Ordering::Relaxed))
             .chain(std::iter::once(self.tail_cursor.load(Ordering::Relaxed)))
             .min()
             .unwrap_or(0)

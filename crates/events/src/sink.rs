@@ -26,7 +26,10 @@ pub trait Sink: Send + Sync + 'static {
 #[derive(Default)]
 pub struct SinkStats {
     pub name: String,
+    /// Delivered up to here (in memory).
     pub cursor: AtomicI64,
+    /// Saved in `_event_cursors` up to here: what a restart resumes from, and the prune limit.
+    pub persisted: AtomicI64,
     pub delivered: AtomicU64,
     pub failures: AtomicU64,
     pub last_error: Mutex<Option<(String, String)>>,
