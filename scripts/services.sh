@@ -5,7 +5,9 @@
 #   2. else the machine's Debian cluster, started with pg_ctlcluster, if it then answers;
 #   3. else a private throwaway cluster under ~/.cache/basalt/pg on port 54329 (initdb, trust auth),
 #      installing Debian's postgresql package first when it is missing and we are root.
-# Later components (Redis, NATS, Kafka, S3) add their checks here.
+# Before that it makes sure NATS with JetStream answers on $BASALT_TEST_NATS (default 127.0.0.1:4222),
+# starting a private `nats-server -js` (store in ~/.cache/basalt/nats) when none does; the events tests
+# also start private servers from the same binary. Later components (Redis, S3) add their checks here.
 set -euo pipefail
 url="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
 say() { echo "services: $*" >&2; }
@@ -19,6 +21,17 @@ need_pkg() {
     say "missing $*: install with apt-get install $*"; exit 1
   fi
 }
+
+command -v nats-server >/dev/null || need_pkg nats-server
+nats="${BASALT_TEST_NATS:-nats://127.0.0.1:4222}"
+nhp="${nats#nats://}"; nhost="${nhp%:*}"; nport="${nhp##*:}"
+if ! (exec 3<>"/dev/tcp/$nhost/$nport") 2>/dev/null; then
+  say "starting nats-server -js on $nhost:$nport"
+  mkdir -p "$HOME/.cache/basalt/nats"
+  setsid nats-server -a "$nhost" -p "$nport" -js -sd "$HOME/.cache/basalt/nats" >/dev/null 2>&1 < /dev/null &
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/$nhost/$nport") 2>/dev/null && break; sleep 0.1; done
+fi
+say "NATS ok at $nhost:$nport"
 
 command -v psql >/dev/null || need_pkg postgresql postgresql-client
 if up "$url"; then say "PostgreSQL ok at $url"; echo "$url"; exit 0; fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: services, lint, Rust unit/property/integration tests on SQLite and
+# The whole test suite, as CI runs it: services (PostgreSQL, NATS, the tansu Kafka broker), lint, Rust unit/property/integration tests on SQLite and
 # PostgreSQL, the CLI durability tests, and the official-SDK suite on both backends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,9 @@ if ! command -v cc >/dev/null || ! command -v node >/dev/null; then
 fi
 BASALT_TEST_PG="$(scripts/services.sh)"
 export BASALT_TEST_PG
+# The Kafka sink's tests run a private tansu broker; the first run builds it (20-30 min), later runs reuse it.
+BASALT_TANSU="$(scripts/tansu.sh path)"
+export BASALT_TANSU
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
