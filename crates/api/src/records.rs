@@ -730,8 +730,14 @@ pub async fn delete(
             return Err(bad("You can't delete the only existing superuser."));
         }
     }
+    // Events are appended after every row write of the cascade, as the transaction's last statements:
+    // on PostgreSQL the append takes the outbox's shared lock, and no row lock is taken after it.
+    let mut events = Vec::new();
+    delete_in_tx(ctx, &mut tx, coll, id, 0, &mut events).await?;
     let mut seq = 0;
-    delete_in_tx(ctx, &mut tx, coll, id, 0, &mut seq).await?;
+    for ev in &events {
+        seq = basalt_events::outbox::append(&mut tx, ctx.dialect(), ev).await?;
+    }
     tx.commit().await?;
     ctx.committed(seq).await;
     Ok(())
@@ -743,7 +749,7 @@ fn delete_in_tx<'a>(
     coll: &'a Collection,
     id: &'a str,
     depth: usize,
-    seq: &'a mut i64,
+    events: &'a mut Vec<basalt_events::Event>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>> {
     Box::pin(async move {
         if depth > 16 {
@@ -757,7 +763,7 @@ fn delete_in_tx<'a>(
             .bind(Value::Text(id.to_string()));
         tx.execute(&s).await?;
         for b in &before {
-            *seq = (*seq).max(emit(ctx, tx, coll, Action::Delete, None, Some(b)).await?);
+            events.push(event(coll, Action::Delete, None, Some(b)));
         }
         let cols = ctx.collections();
         for other in &cols.list {
@@ -788,7 +794,7 @@ fn delete_in_tx<'a>(
                 }
                 if f.cascade_delete {
                     for rid in ids {
-                        delete_in_tx(ctx, tx, other, &rid, depth + 1, seq).await?;
+                        delete_in_tx(ctx, tx, other, &rid, depth + 1, events).await?;
                     }
                     continue;
                 }
@@ -827,8 +833,7 @@ fn delete_in_tx<'a>(
                 tx.execute(&u).await?;
                 let after = load_in_tx(ctx, tx, other, &ids).await?;
                 for (b, a) in before.iter().zip(after.iter()) {
-                    *seq =
-                        (*seq).max(emit(ctx, tx, other, Action::Update, Some(a), Some(b)).await?);
+                    events.push(event(other, Action::Update, Some(a), Some(b)));
                 }
             }
         }
@@ -1331,7 +1336,30 @@ fn event_record(coll: &Collection, data: &Data) -> Data {
     d
 }
 
-/// Appends the change's event to the outbox, in the change's transaction.
+/// The event of one change.
+fn event(
+    coll: &Collection,
+    action: Action,
+    after: Option<&Data>,
+    before: Option<&Data>,
+) -> basalt_events::Event {
+    let id = after
+        .or(before)
+        .and_then(|d| d.get("id"))
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    basalt_events::Event::new(
+        action,
+        &coll.id,
+        &coll.name,
+        &id,
+        after.map(|d| event_record(coll, d)),
+        before.map(|d| event_record(coll, d)),
+    )
+}
+
+/// Appends the change's event to the outbox, in the change's transaction (its last statement).
 async fn emit(
     ctx: &AppCtx,
     tx: &mut Box<dyn Tx>,
@@ -1340,20 +1368,7 @@ async fn emit(
     after: Option<&Data>,
     before: Option<&Data>,
 ) -> ApiResult<i64> {
-    let id = after
-        .or(before)
-        .and_then(|d| d.get("id"))
-        .and_then(Json::as_str)
-        .unwrap_or("")
-        .to_string();
-    let ev = basalt_events::Event::new(
-        action,
-        &coll.id,
-        &coll.name,
-        &id,
-        after.map(|d| event_record(coll, d)),
-        before.map(|d| event_record(coll, d)),
-    );
+    let ev = event(coll, action, after, before);
     Ok(basalt_events::outbox::append(tx, ctx.dialect(), &ev).await?)
 }
 

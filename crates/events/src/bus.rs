@@ -183,17 +183,16 @@ impl EventBus {
                 }
                 continue;
             }
-            let batch = match outbox::read(store.as_ref(), cursor, hwm, self.config.batch.max(1))
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    stats.record_error(&format!("reading the outbox: {e}"));
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt, 100, 5_000)).await;
-                    continue;
-                }
-            };
+            let batch =
+                match outbox::read(store.as_ref(), cursor, hwm, self.config.batch.max(1)).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        stats.record_error(&format!("reading the outbox: {e}"));
+                        attempt += 1;
+                        tokio::time::sleep(backoff(attempt, 100, 5_000)).await;
+                        continue;
+                    }
+                };
             let Some(last) = batch.last().map(|e| e.seq) else {
                 // Nothing between cursor and hwm (a gap): skip ahead.
                 stats.cursor.store(hwm, Ordering::Relaxed);

@@ -156,3 +156,55 @@ pub fn scrub(mut record: Map<String, Json>, secret_fields: &[&str]) -> Map<Strin
     }
     record
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cloudevent_has_the_spec_fields_and_before_only_when_known() {
+        let mut r = Map::new();
+        r.insert("id".into(), json!("abc"));
+        let ev = Event::new(
+            Action::Create,
+            "pbc_1",
+            "posts",
+            "abc",
+            Some(r.clone()),
+            None,
+        );
+        let ce = ev.cloudevent("/basalt");
+        assert_eq!(ce["specversion"], "1.0");
+        assert_eq!(ce["type"], "basalt.record.created");
+        assert_eq!(ce["subject"], "posts/abc");
+        assert!(ce["id"].as_str().unwrap().starts_with("evt_"));
+        assert!(ce["time"].as_str().unwrap().ends_with('Z'));
+        assert!(ce["data"].get("before").is_none());
+        let del = Event::new(Action::Delete, "pbc_1", "posts", "abc", None, Some(r));
+        let ce = del.cloudevent("/basalt");
+        assert!(ce["data"]["record"].is_null());
+        assert_eq!(ce["data"]["before"]["id"], "abc");
+        assert_eq!(del.visible_record().unwrap()["id"], "abc");
+        assert_ne!(ev.id, del.id, "every event has its own id");
+    }
+
+    #[test]
+    fn webhook_signature_is_hmac_sha256_over_timestamp_and_body() {
+        // Reference value: printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac 'whsec-0123456789abcdef'
+        let s = webhook::sign("whsec-0123456789abcdef", 1_700_000_000, br#"{"a":1}"#);
+        assert_eq!(
+            s,
+            "t=1700000000,v1=d77c78ac4da074c56908b55eac30358b2a7bfc573be4c76819af5102e8dcf939"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        for attempt in 0..30 {
+            let d = sink::backoff(attempt, 100, 5_000).as_millis() as u64;
+            let base = (100u64 << attempt.min(20)).min(5_000);
+            assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d} ms");
+        }
+    }
+}
