@@ -17,6 +17,7 @@ use crate::helpers::{spawn_app_with, Backend, TempDir, TestApp};
 fn opts() -> basalt_api::Options {
     let mut o = basalt_api::Options::default();
     o.events.poll_ms = 100;
+    o.events.prune_ms = 200;
     o.events.retry_min_ms = 50;
     o.events.retry_max_ms = 500;
     o.events.webhooks.backoff_min_ms = 50;
@@ -302,6 +303,17 @@ async fn webhook_outage(backend: Backend) {
         .get("/api/webhooks/deliveries?status=pending", app.su())
         .await;
     assert_eq!(pending.1["totalItems"], 0, "{:?}", pending.1);
+    // Once every sink has acknowledged (and saved its cursor), the outbox is pruned.
+    let store = app.ctx.store.clone();
+    let mut left = -1;
+    for _ in 0..100 {
+        left = basalt_events::outbox::count(store.as_ref()).await.unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0, "acknowledged events are pruned");
     // Health is for superusers only.
     let guest = app.get("/api/health", None).await;
     assert!(guest.1["data"].get("events").is_none());
