@@ -175,6 +175,10 @@ async fn sigterm_drains_and_exits_cleanly() {
     upsert(&d, &None);
     let (mut child, url) = serve(&d, &None).await;
     assert!(su_token(&url).await.len() > 20);
+    // An open realtime stream must not hold the shutdown: the server ends it, the SDK reconnects.
+    let mut sse = reqwest::get(format!("{url}/api/realtime")).await.unwrap();
+    let first = sse.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("PB_CONNECT"));
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -190,6 +194,12 @@ async fn sigterm_drains_and_exits_cleanly() {
         assert!(Instant::now() < deadline, "did not exit after SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The stream ended (cleanly or by the connection closing), it did not hang.
+    let rest = tokio::time::timeout(Duration::from_secs(2), sse.chunk()).await;
+    assert!(
+        matches!(rest, Ok(Ok(None)) | Ok(Err(_))),
+        "stream still open: {rest:?}"
+    );
 }
 
 /// Creates records from several concurrent writers, kills the server with SIGKILL in the middle,
