@@ -422,45 +422,47 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct NatsServer {
+/// A broker process the test owns: started on a port, killed (`stop`) and started again (`start`) on
+/// the same port and data, as an outage would.
+struct Server {
+    name: &'static str,
     port: u16,
-    dir: std::path::PathBuf,
+    command: Box<dyn Fn() -> std::process::Command>,
     child: Option<std::process::Child>,
 }
 
-impl NatsServer {
-    fn start(port: u16, dir: &std::path::Path) -> NatsServer {
-        let mut s = NatsServer {
+impl Server {
+    fn start(
+        name: &'static str,
+        port: u16,
+        command: impl Fn() -> std::process::Command + 'static,
+    ) -> Server {
+        let mut s = Server {
+            name,
             port,
-            dir: dir.to_path_buf(),
+            command: Box::new(command),
             child: None,
         };
-        s.restart();
+        Target::start(&mut s);
         s
     }
-    fn restart(&mut self) {
-        let child = std::process::Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.dir)
+}
+
+impl Target for Server {
+    fn start(&mut self) {
+        let child = (self.command)()
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("nats-server must be installed (apt-get install nats-server)");
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
         self.child = Some(child);
-        for _ in 0..100 {
+        for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("nats-server did not start");
+        panic!("{} did not start", self.name);
     }
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -470,16 +472,7 @@ impl NatsServer {
     }
 }
 
-impl Target for NatsServer {
-    fn stop(&mut self) {
-        NatsServer::stop(self)
-    }
-    fn start(&mut self) {
-        self.restart()
-    }
-}
-
-impl Drop for NatsServer {
+impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
@@ -491,7 +484,14 @@ async fn nats_outage(backend: Backend) {
         std::env::temp_dir().join(format!("basalt-nats-{}", basalt_core::id::random_id(8))),
     );
     let port = free_port();
-    let mut nats = NatsServer::start(port, &dir.0);
+    let store = dir.0.clone();
+    // nats-server from Debian's package (scripts/services.sh installs it).
+    let mut nats = Server::start("nats-server", port, move || {
+        let mut c = std::process::Command::new("nats-server");
+        c.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store);
+        c
+    });
     let mut o = opts();
     o.events.nats = Some(NatsConfig {
         url: format!("nats://127.0.0.1:{port}"),
@@ -571,70 +571,6 @@ fn tansu_bin() -> std::path::PathBuf {
     p
 }
 
-struct Tansu {
-    port: u16,
-    db: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl Tansu {
-    fn start(port: u16, db: std::path::PathBuf) -> Tansu {
-        let mut t = Tansu {
-            port,
-            db,
-            child: None,
-        };
-        t.restart();
-        t
-    }
-    fn restart(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = std::process::Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-            ])
-            .arg(format!("sqlite://{}", self.db.display()))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("tansu did not start");
-    }
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Target for Tansu {
-    fn stop(&mut self) {
-        Tansu::stop(self)
-    }
-    fn start(&mut self) {
-        self.restart()
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 async fn kafka_outage(backend: Backend) {
     use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
     let dir = TempDir(
@@ -642,7 +578,22 @@ async fn kafka_outage(backend: Backend) {
     );
     std::fs::create_dir_all(&dir.0).unwrap();
     let port = free_port();
-    let mut broker = Tansu::start(port, dir.0.join("tansu.db"));
+    let db = dir.0.join("tansu.db");
+    let bin = tansu_bin();
+    let mut broker = Server::start("tansu", port, move || {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut c = std::process::Command::new(&bin);
+        c.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+        ])
+        .arg(format!("sqlite://{}", db.display()));
+        c
+    });
     let topic = "basalt.test".to_string();
     let mut o = opts();
     o.events.kafka = Some(KafkaConfig {
@@ -709,20 +660,7 @@ async fn kafka_outage(backend: Backend) {
     sink_saw_outage(&app, "kafka").await;
 }
 
-macro_rules! both_backends {
-    ($($f:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $f() { super::$f($crate::helpers::Backend::Sqlite).await }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $f() { super::$f($crate::helpers::Backend::Postgres).await }
-        )* }
-    };
-}
-
-both_backends!(
+crate::both_backends!(
     webhook_outage,
     webhook_dead_letters,
     nats_outage,

@@ -264,3 +264,19 @@ macro_rules! both {
         }
     };
 }
+
+/// Like [`both!`], for tests that start the app themselves (with options): each function takes the
+/// [`Backend`].
+#[macro_export]
+macro_rules! both_backends {
+    ($($f:ident),* $(,)?) => {
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $f() { super::$f($crate::helpers::Backend::Sqlite).await }
+        )* }
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $f() { super::$f($crate::helpers::Backend::Postgres).await }
+        )* }
+    };
+}

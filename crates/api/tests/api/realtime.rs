@@ -147,17 +147,4 @@ async fn sse_keepalive_and_idle_close(backend: Backend) {
     );
 }
 
-macro_rules! both_backends {
-    ($($f:ident),* $(,)?) => {
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $f() { super::$f($crate::helpers::Backend::Sqlite).await }
-        )* }
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $f() { super::$f($crate::helpers::Backend::Postgres).await }
-        )* }
-    };
-}
-
-both_backends!(websocket, sse_keepalive_and_idle_close);
+crate::both_backends!(websocket, sse_keepalive_and_idle_close);
