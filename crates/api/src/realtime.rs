@@ -66,6 +66,9 @@ struct Subscription {
     record: Option<String>,
     query: Map<String, Json>,
     headers: Map<String, Json>,
+    /// Events up to this sequence were committed (and possibly answered) before the subscription was
+    /// made: it does not receive them, as in PocketBase.
+    since: i64,
 }
 
 #[derive(Default)]
@@ -164,21 +167,25 @@ impl Hub {
         topics: Vec<String>,
         auth_key: Option<String>,
         caller: Option<Caller>,
+        since: i64,
     ) -> ApiResult<()> {
         let client = self
             .get(client_id)
             .ok_or_else(|| ApiError(Error::NotFound("Missing or invalid client id.".into())))?;
-        let mut subs = Vec::with_capacity(topics.len());
-        for t in topics {
-            if let Some(s) = parse_topic(&t) {
-                subs.push(s);
-            }
-        }
         let mut st = client.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.auth_key.is_some() && st.auth_key != auth_key {
             return Err(crate::error::forbidden(
                 "The current and the previous request authorization don't match.",
             ));
+        }
+        let mut subs = Vec::with_capacity(topics.len());
+        for t in topics {
+            // A topic kept from the previous list keeps its start; a new one starts now.
+            let kept = st.subs.iter().find(|s| *s.raw == *t).map(|s| s.since);
+            if let Some(mut s) = parse_topic(&t) {
+                s.since = kept.unwrap_or(since);
+                subs.push(s);
+            }
         }
         st.auth_key = auth_key;
         st.caller = caller;
@@ -215,6 +222,7 @@ impl Hub {
                             || s.collection == coll.id
                             || s.collection.eq_ignore_ascii_case(&coll.name))
                             && s.record.as_deref().is_none_or(|r| r == ev.record_id)
+                            && ev.seq > s.since
                     })
                     .cloned()
                     .collect();
@@ -305,6 +313,7 @@ fn parse_topic(raw: &str) -> Option<Subscription> {
         record,
         query,
         headers,
+        since: 0,
     })
 }
 
@@ -546,8 +555,9 @@ pub async fn subscribe(
         .0
         .as_ref()
         .map(|c| format!("{}/{}", c.collection.id, c.id()));
+    let since = ctx.events.get().map_or(0, |b| b.last_committed());
     ctx.realtime
-        .set_subscriptions(&client, topics, key, auth.0.clone())?;
+        .set_subscriptions(&client, topics, key, auth.0.clone(), since)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -654,7 +664,11 @@ async fn ws_subscribe(ctx: &AppCtx, client: &str, text: &str) -> Json {
         .as_ref()
         .map(|c| format!("{}/{}", c.collection.id, c.id()));
     let subs = topics.clone();
-    match ctx.realtime.set_subscriptions(client, topics, key, caller) {
+    let since = ctx.events.get().map_or(0, |b| b.last_committed());
+    match ctx
+        .realtime
+        .set_subscriptions(client, topics, key, caller, since)
+    {
         Ok(()) => json!({"event": "PB_SUBSCRIPTIONS", "data": {"subscriptions": subs}}),
         Err(e) => err(e),
     }

@@ -87,6 +87,7 @@ impl AppState {
     /// that sees the write's response has been sent its event, and one subscribing after it has not.
     pub async fn committed(&self, seq: i64) {
         if let Some(b) = self.events.get() {
+            b.note_committed(seq);
             if self.realtime.is_empty() {
                 b.committed();
             } else {

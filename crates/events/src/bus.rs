@@ -31,6 +31,8 @@ pub struct EventBus {
     /// The last sequence the tail handed to the listener.
     dispatched: watch::Sender<i64>,
     tail_cursor: AtomicI64,
+    /// The highest sequence a writer of this process has committed (see [`EventBus::note_committed`]).
+    last_committed: AtomicI64,
     sinks: Mutex<Vec<Arc<SinkStats>>>,
 }
 
@@ -51,6 +53,7 @@ impl EventBus {
             listener: std::sync::OnceLock::new(),
             dispatched,
             tail_cursor: AtomicI64::new(start),
+            last_committed: AtomicI64::new(start),
             sinks: Mutex::new(Vec::new()),
         });
         tokio::spawn(bus.clone().run_tail());
@@ -61,6 +64,17 @@ impl EventBus {
     /// Called by the write path after a commit that appended events.
     pub fn committed(&self) {
         self.committed.notify_one();
+    }
+
+    /// Records that a local writer committed events up to `seq` (before it answers its client).
+    pub fn note_committed(&self, seq: i64) {
+        self.last_committed.fetch_max(seq, Ordering::SeqCst);
+    }
+
+    /// The highest sequence committed by this process's writers so far: a realtime subscription made
+    /// now must not receive events up to it (their writes may already have been answered).
+    pub fn last_committed(&self) -> i64 {
+        self.last_committed.load(Ordering::SeqCst)
     }
 
     /// Sets the in-process consumer (once).
