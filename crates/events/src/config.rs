@@ -75,6 +75,8 @@ pub struct KafkaConfig {
     /// Partitions of topics Basalt creates. A record's events always go to one partition (by key).
     pub partitions: i32,
     pub replication_factor: i16,
+    /// How long one produce may retry inside the client before the batch fails and the sink backs off.
+    pub retry_deadline_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -85,6 +87,7 @@ impl Default for KafkaConfig {
             topic_per_collection: false,
             partitions: 1,
             replication_factor: 1,
+            retry_deadline_ms: 10_000,
         }
     }
 }

@@ -34,8 +34,6 @@ struct Conn {
     partitions: HashMap<(String, i32), Arc<PartitionClient>>,
 }
 
-const OP_TIMEOUT: Duration = Duration::from_secs(15);
-
 impl KafkaSink {
     pub fn new(cfg: KafkaConfig, source: &str) -> KafkaSink {
         KafkaSink {
@@ -43,6 +41,12 @@ impl KafkaSink {
             source: source.into(),
             state: Mutex::new(None),
         }
+    }
+
+    /// The bound on one connect or produce: rskafka's own retries nest (a produce retries its
+    /// reconnects), so the sink enforces the deadline itself and backs off on expiry.
+    fn op_timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.retry_deadline_ms.max(100))
     }
 
     fn topic_for(&self, ev: &Event) -> String {
@@ -60,7 +64,7 @@ impl KafkaSink {
                 init_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(2),
                 base: 2.0,
-                deadline: Some(Duration::from_secs(10)),
+                deadline: Some(Duration::from_millis(self.cfg.retry_deadline_ms.max(100))),
             })
             .build()
             .await
@@ -148,10 +152,13 @@ impl KafkaSink {
                     pc
                 }
             };
-            tokio::time::timeout(OP_TIMEOUT, pc.produce(records, Compression::NoCompression))
-                .await
-                .map_err(|_| format!("producing to {}/{} timed out", key.0, key.1))?
-                .map_err(|e| format!("producing to {}/{}: {e}", key.0, key.1))?;
+            tokio::time::timeout(
+                self.op_timeout(),
+                pc.produce(records, Compression::NoCompression),
+            )
+            .await
+            .map_err(|_| format!("producing to {}/{} timed out", key.0, key.1))?
+            .map_err(|e| format!("producing to {}/{}: {e}", key.0, key.1))?;
         }
         Ok(())
     }
@@ -163,7 +170,7 @@ impl Sink for KafkaSink {
         "kafka"
     }
     async fn probe(&self) -> Result<(), String> {
-        let conn = tokio::time::timeout(OP_TIMEOUT, self.connect())
+        let conn = tokio::time::timeout(self.op_timeout(), self.connect())
             .await
             .map_err(|_| "connecting to Kafka timed out".to_string())??;
         conn.client.list_topics().await.map_err(|e| e.to_string())?;
@@ -174,7 +181,7 @@ impl Sink for KafkaSink {
         let mut g = self.state.lock().await;
         if g.is_none() {
             *g = Some(
-                tokio::time::timeout(OP_TIMEOUT, self.connect())
+                tokio::time::timeout(self.op_timeout(), self.connect())
                     .await
                     .map_err(|_| "connecting to Kafka timed out".to_string())??,
             );
@@ -182,7 +189,10 @@ impl Sink for KafkaSink {
         let Some(conn) = g.as_mut() else {
             return Err("not connected".into());
         };
-        let r = self.produce_all(conn, events).await;
+        // Metadata calls (list/create topic) retry inside rskafka too: bound the whole batch.
+        let r = tokio::time::timeout(self.op_timeout() * 3, self.produce_all(conn, events))
+            .await
+            .unwrap_or_else(|_| Err("producing to Kafka timed out".to_string()));
         if r.is_err() {
             // Reconnect from scratch next time (the broker may have moved or restarted).
             *g = None;

@@ -578,20 +578,21 @@ async fn kafka_outage(backend: Backend) {
     );
     std::fs::create_dir_all(&dir.0).unwrap();
     let port = free_port();
-    let db = dir.0.join("tansu.db");
+    // tansu resolves `sqlite://FILE` against its working directory.
+    let data = dir.0.clone();
     let bin = tansu_bin();
     let mut broker = Server::start("tansu", port, move || {
         let url = format!("tcp://127.0.0.1:{port}");
         let mut c = std::process::Command::new(&bin);
-        c.args([
+        c.current_dir(&data).args([
             "broker",
             "--listener-url",
             &url,
             "--advertised-listener-url",
             &url,
             "--storage-engine",
-        ])
-        .arg(format!("sqlite://{}", db.display()));
+            "sqlite://tansu.db",
+        ]);
         c
     });
     let topic = "basalt.test".to_string();
@@ -602,6 +603,7 @@ async fn kafka_outage(backend: Backend) {
         topic_per_collection: false,
         partitions: 3,
         replication_factor: 1,
+        retry_deadline_ms: 1000,
     });
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;
