@@ -437,6 +437,9 @@ pub struct Fanout(pub AppCtx);
 
 #[async_trait::async_trait]
 impl basalt_events::bus::Listener for Fanout {
+    fn wants(&self) -> bool {
+        !self.0.realtime.is_empty()
+    }
     async fn on_events(&self, events: &[Arc<Event>]) {
         if self.0.realtime.is_empty() {
             return;

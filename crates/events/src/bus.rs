@@ -17,6 +17,8 @@ use crate::{outbox, Event};
 /// realtime hub. Writers can wait until their event has been through it ([`EventBus::wait_dispatched`]).
 #[async_trait::async_trait]
 pub trait Listener: Send + Sync + 'static {
+    /// Whether anyone listens now; when not, the tail moves past new events without reading them.
+    fn wants(&self) -> bool;
     async fn on_events(&self, events: &[Arc<Event>]);
 }
 
@@ -149,6 +151,11 @@ impl EventBus {
     async fn tail_once(&self) -> Result<(), basalt_store::StoreError> {
         let hwm = outbox::high_water(self.store.as_ref()).await?;
         let mut cursor = self.tail_cursor.load(Ordering::Relaxed);
+        // Nobody listening: skip. Safe for realtime, whose subscriptions start after every event a
+        // local writer committed before them (`last_committed`).
+        if !self.listener.get().is_some_and(|l| l.wants()) {
+            cursor = cursor.max(hwm);
+        }
         while cursor < hwm {
             let batch =
                 outbox::read(self.store.as_ref(), cursor, hwm, self.config.batch.max(1)).await?;
@@ -182,6 +189,9 @@ impl EventBus {
         let mut last_save = tokio::time::Instant::now();
         loop {
             let hwm = *rx.borrow_and_update();
+            if !sink.active() {
+                stats.cursor.fetch_max(hwm, Ordering::Relaxed);
+            }
             let cursor = stats.cursor.load(Ordering::Relaxed);
             if cursor >= hwm {
                 if stats.persisted.load(Ordering::Relaxed) < cursor {

@@ -27,7 +27,7 @@ impl Default for EventsConfig {
         EventsConfig {
             source: "/basalt".into(),
             poll_ms: 500,
-            prune_ms: 10_000,
+            prune_ms: 1_000,
             batch: 500,
             retry_min_ms: 200,
             retry_max_ms: 30_000,

@@ -15,7 +15,9 @@ pub const PG_LOCK_KEY: i64 = 0x6261_7361_6c74;
 
 pub fn tables(d: Dialect) -> Vec<Sql> {
     let seq = match d {
-        Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        // A rowid alias, not AUTOINCREMENT (which writes sqlite_sequence on every insert): numbers are
+        // never reused because pruning always keeps the newest row (see `prune`).
+        Dialect::Sqlite => "INTEGER PRIMARY KEY",
         Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
     };
     let int = match d {
@@ -51,16 +53,17 @@ pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<i64,
     s.bind(Value::Text(ev.record_id.clone())).push(", ");
     s.bind(Value::Text(ev.action.as_str().into())).push(", ");
     s.bind(Value::Text(ev.time.clone())).push(", ");
-    let mut data = Map::new();
-    data.insert(
-        "record".into(),
-        ev.record.clone().map(Json::Object).unwrap_or(Json::Null),
-    );
-    data.insert(
-        "before".into(),
-        ev.before.clone().map(Json::Object).unwrap_or(Json::Null),
-    );
-    s.bind(Value::Text(Json::Object(data).to_string()));
+    #[derive(serde::Serialize)]
+    struct Stored<'a> {
+        record: &'a Option<Map<String, Json>>,
+        before: &'a Option<Map<String, Json>>,
+    }
+    let data = serde_json::to_string(&Stored {
+        record: &ev.record,
+        before: &ev.before,
+    })
+    .unwrap_or_default();
+    s.bind(Value::Text(data));
     if d == Dialect::Postgres {
         s.push(&format!(
             " FROM (SELECT pg_advisory_xact_lock_shared({PG_LOCK_KEY})) AS \"l\""
@@ -187,18 +190,20 @@ pub async fn save_cursor(store: &dyn Store, sink: &str, seq: i64) -> Result<(), 
     tx.commit().await
 }
 
-/// Deletes events every consumer has acknowledged (`seq <= upto`).
+/// Deletes events every consumer has acknowledged (`seq <= upto`), always keeping the newest row so
+/// that SQLite never hands out a sequence number again.
 pub async fn prune(store: &dyn Store, upto: i64) -> Result<u64, StoreError> {
     let mut s = Sql::new(store.dialect());
     s.push("DELETE FROM \"_events\" WHERE \"seq\" <= ")
-        .bind(Value::Int(upto));
+        .bind(Value::Int(upto))
+        .push(" AND \"seq\" < (SELECT MAX(\"seq\") FROM \"_events\")");
     let mut tx = store.begin().await?;
     let n = tx.execute(&s).await?;
     tx.commit().await?;
     Ok(n)
 }
 
-/// Events still in the outbox.
+/// Events still in the outbox (the newest one is always kept).
 pub async fn count(store: &dyn Store) -> Result<i64, StoreError> {
     let mut q = Sql::new(store.dialect());
     q.push("SELECT COUNT(*) FROM \"_events\"");

@@ -15,6 +15,11 @@ use crate::Event;
 pub trait Sink: Send + Sync + 'static {
     /// Stable name: the cursor's key in `_event_cursors`.
     fn name(&self) -> &str;
+    /// Whether the sink wants events now. A sink that does not (webhooks with none defined) has its
+    /// cursor moved to the present without reading the outbox.
+    fn active(&self) -> bool {
+        true
+    }
     /// Checks the target is reachable (startup); the default has nothing to check.
     async fn probe(&self) -> Result<(), String> {
         Ok(())

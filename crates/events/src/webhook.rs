@@ -680,6 +680,9 @@ impl Sink for WebhookSink {
     fn name(&self) -> &str {
         "webhooks"
     }
+    fn active(&self) -> bool {
+        !self.0.list().is_empty()
+    }
     async fn deliver(&self, events: &[Arc<Event>]) -> Result<(), String> {
         self.0.enqueue(events).await.map_err(|e| e.to_string())
     }

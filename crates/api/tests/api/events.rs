@@ -308,12 +308,13 @@ async fn webhook_outage(backend: Backend) {
     let mut left = -1;
     for _ in 0..100 {
         left = basalt_events::outbox::count(store.as_ref()).await.unwrap();
-        if left == 0 {
+        // The newest row always stays (SQLite must never reuse its sequence number).
+        if left <= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(left, 0, "acknowledged events are pruned");
+    assert!(left <= 1, "acknowledged events are pruned: {left} left");
     // Health is for superusers only.
     let guest = app.get("/api/health", None).await;
     assert!(guest.1["data"].get("events").is_none());
