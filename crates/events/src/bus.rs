@@ -195,6 +195,16 @@ impl EventBus {
             let cursor = stats.cursor.load(Ordering::Relaxed);
             if cursor >= hwm {
                 if stats.persisted.load(Ordering::Relaxed) < cursor {
+                    // Caught up with an unsaved cursor: save it once SAVE_EVERY has passed since the
+                    // last save (not on every commit), unless new events come first.
+                    let due = last_save + SAVE_EVERY;
+                    if tokio::time::Instant::now() < due {
+                        tokio::select! {
+                            r = rx.changed() => if r.is_err() { return },
+                            _ = tokio::time::sleep_until(due) => {}
+                        }
+                        continue;
+                    }
                     if let Err(e) = self.save(&stats, sink.name(), cursor).await {
                         stats.record_error(&format!("saving the cursor: {e}"));
                         tokio::time::sleep(backoff(1, 100, 5_000)).await;
