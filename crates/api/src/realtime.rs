@@ -20,6 +20,7 @@ use basalt_core::{Error, FieldError, FieldErrors};
 use basalt_events::Event;
 use serde_json::{json, Map, Value as Json};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -470,14 +471,55 @@ fn sse_frame(client: &str, event: &str, data: &[u8]) -> Bytes {
     Bytes::from(b)
 }
 
+/// A connection's clock, shared by SSE and WebSocket: it ends `idle` after the last message or
+/// `max_lifetime` after the start, and owes a keepalive `keepalive` after the last write (none when 0).
+struct Lifetime {
+    cfg: RealtimeConfig,
+    started: Instant,
+    last_message: Instant,
+    last_write: Instant,
+}
+
+impl Lifetime {
+    fn new(cfg: RealtimeConfig) -> Lifetime {
+        let now = Instant::now();
+        Lifetime {
+            cfg,
+            started: now,
+            last_message: now,
+            last_write: now,
+        }
+    }
+    fn end(&self) -> Instant {
+        (self.last_message + self.cfg.idle).min(self.started + self.cfg.max_lifetime)
+    }
+    fn ping(&self) -> Option<Instant> {
+        (!self.cfg.keepalive.is_zero()).then(|| self.last_write + self.cfg.keepalive)
+    }
+    fn expired(&self) -> bool {
+        Instant::now() >= self.end()
+    }
+    /// When to wake up if nothing arrives: the end, or the keepalive if that comes first.
+    fn wake(&self) -> Instant {
+        self.ping().map_or(self.end(), |p| p.min(self.end()))
+    }
+    fn ping_due(&self) -> bool {
+        self.ping().is_some_and(|p| Instant::now() >= p)
+    }
+    fn sent_message(&mut self) {
+        self.last_message = Instant::now();
+        self.last_write = self.last_message;
+    }
+    fn sent_other(&mut self) {
+        self.last_write = Instant::now();
+    }
+}
+
 struct Stream {
     reg: Registration,
     rx: mpsc::Receiver<Frame>,
     connect: Option<Bytes>,
-    started: tokio::time::Instant,
-    last_message: tokio::time::Instant,
-    last_write: tokio::time::Instant,
-    cfg: RealtimeConfig,
+    clock: Lifetime,
 }
 
 impl Stream {
@@ -486,28 +528,22 @@ impl Stream {
         if let Some(c) = self.connect.take() {
             return Some(c);
         }
-        loop {
-            let end = (self.last_message + self.cfg.idle).min(self.started + self.cfg.max_lifetime);
-            let ping = self.last_write + self.cfg.keepalive;
-            let now = tokio::time::Instant::now();
-            if now >= end {
-                return None;
-            }
+        while !self.clock.expired() {
             tokio::select! {
                 f = self.rx.recv() => {
                     let f = f?;
-                    self.last_message = tokio::time::Instant::now();
-                    self.last_write = self.last_message;
+                    self.clock.sent_message();
                     return Some(sse_frame(&self.reg.id, &f.event, &f.data));
                 }
-                _ = tokio::time::sleep_until(end.min(ping)) => {
-                    if tokio::time::Instant::now() >= ping && !self.cfg.keepalive.is_zero() {
-                        self.last_write = tokio::time::Instant::now();
+                _ = tokio::time::sleep_until(self.clock.wake()) => {
+                    if self.clock.ping_due() {
+                        self.clock.sent_other();
                         return Some(Bytes::from_static(b": keepalive\n\n"));
                     }
                 }
             }
         }
+        None
     }
 }
 
@@ -515,15 +551,11 @@ impl Stream {
 pub async fn sse(State(ctx): State<AppCtx>) -> Response {
     let (reg, rx) = ctx.realtime.connect();
     let hello = json!({"clientId": reg.id}).to_string();
-    let now = tokio::time::Instant::now();
     let st = Stream {
         connect: Some(sse_frame(&reg.id, "PB_CONNECT", hello.as_bytes())),
         reg,
         rx,
-        started: now,
-        last_message: now,
-        last_write: now,
-        cfg: ctx.realtime.config.clone(),
+        clock: Lifetime::new(ctx.realtime.config.clone()),
     };
     let body = futures_util::stream::unfold(st, |mut st| async move {
         let chunk = st.next().await?;
@@ -591,15 +623,8 @@ async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket) {
     if socket.send(Message::Text(hello.into())).await.is_err() {
         return;
     }
-    let started = tokio::time::Instant::now();
-    let mut last_message = started;
-    let mut last_write = started;
-    loop {
-        let end = (last_message + cfg.idle).min(started + cfg.max_lifetime);
-        let ping = last_write + cfg.keepalive;
-        if tokio::time::Instant::now() >= end {
-            break;
-        }
+    let mut clock = Lifetime::new(cfg);
+    while !clock.expired() {
         tokio::select! {
             f = rx.recv() => {
                 let Some(f) = f else { break };
@@ -613,8 +638,7 @@ async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket) {
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     break;
                 }
-                last_message = tokio::time::Instant::now();
-                last_write = last_message;
+                clock.sent_message();
             }
             m = socket.recv() => {
                 let Some(Ok(m)) = m else { break };
@@ -624,24 +648,23 @@ async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket) {
                         if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
                             break;
                         }
-                        last_write = tokio::time::Instant::now();
+                        clock.sent_other();
                     }
                     Message::Close(_) => break,
                     _ => {}
                 }
             }
-            _ = tokio::time::sleep_until(end.min(ping)) => {
-                if tokio::time::Instant::now() >= ping && !cfg.keepalive.is_zero() {
+            _ = tokio::time::sleep_until(clock.wake()) => {
+                if clock.ping_due() {
                     if socket.send(Message::Ping(Bytes::new())).await.is_err() {
                         break;
                     }
-                    last_write = tokio::time::Instant::now();
+                    clock.sent_other();
                 }
             }
         }
     }
     let _ = socket.send(Message::Close(None)).await;
-    drop(reg);
 }
 
 async fn ws_subscribe(ctx: &AppCtx, client: &str, text: &str) -> Json {

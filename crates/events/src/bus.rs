@@ -30,9 +30,8 @@ pub struct EventBus {
     /// The tail's high-water mark: sinks wake when it moves.
     hwm: watch::Sender<i64>,
     listener: std::sync::OnceLock<Arc<dyn Listener>>,
-    /// The last sequence the tail handed to the listener.
+    /// The tail's position: every event up to it went through the listener (or had none to go to).
     dispatched: watch::Sender<i64>,
-    tail_cursor: AtomicI64,
     /// The highest sequence a writer of this process has committed (see [`EventBus::note_committed`]).
     last_committed: AtomicI64,
     sinks: Mutex<Vec<Arc<SinkStats>>>,
@@ -54,7 +53,6 @@ impl EventBus {
             hwm,
             listener: std::sync::OnceLock::new(),
             dispatched,
-            tail_cursor: AtomicI64::new(start),
             last_committed: AtomicI64::new(start),
             sinks: Mutex::new(Vec::new()),
         });
@@ -125,7 +123,7 @@ impl EventBus {
             .collect();
         json!({
             "highWater": hwm,
-            "tail": self.tail_cursor.load(Ordering::Relaxed),
+            "tail": *self.dispatched.borrow(),
             "sinks": sinks,
         })
     }
@@ -150,7 +148,7 @@ impl EventBus {
 
     async fn tail_once(&self) -> Result<(), basalt_store::StoreError> {
         let hwm = outbox::high_water(self.store.as_ref()).await?;
-        let mut cursor = self.tail_cursor.load(Ordering::Relaxed);
+        let mut cursor = *self.dispatched.borrow();
         // Nobody listening: skip. Safe for realtime, whose subscriptions start after every event a
         // local writer committed before them (`last_committed`).
         if !self.listener.get().is_some_and(|l| l.wants()) {
@@ -165,11 +163,9 @@ impl EventBus {
             if let Some(l) = self.listener.get() {
                 l.on_events(&batch).await;
             }
-            self.tail_cursor.store(cursor, Ordering::Relaxed);
             self.dispatched.send_replace(cursor);
         }
         let cursor = hwm.max(cursor);
-        self.tail_cursor.store(cursor, Ordering::Relaxed);
         self.dispatched.send_replace(cursor);
         self.hwm.send_if_modified(|v| {
             let changed = *v != hwm;
@@ -280,7 +276,7 @@ impl EventBus {
         sinks
             .iter()
             .map(|s| s.persisted.load(Ordering::Relaxed))
-            .chain(std::iter::once(self.tail_cursor.load(Ordering::Relaxed)))
+            .chain(std::iter::once(*self.dispatched.borrow()))
             .min()
             .unwrap_or(0)
     }

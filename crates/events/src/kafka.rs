@@ -112,9 +112,9 @@ impl KafkaSink {
     }
 
     async fn produce_all(&self, conn: &mut Conn, events: &[Arc<Event>]) -> Result<(), String> {
-        // Group by (topic, partition), keeping sequence order inside each group.
+        // Group by (topic, partition), keeping sequence order inside each group (a record's events
+        // all land in one group; groups are independent).
         let mut groups: BTreeMap<(String, i32), Vec<Record>> = BTreeMap::new();
-        let mut order: Vec<(String, i32)> = Vec::new();
         for ev in events {
             let topic = self.topic_for(ev);
             let n = self.partitions_of(conn, &topic).await?;
@@ -126,19 +126,14 @@ impl KafkaSink {
                 ev.action.event_type().as_bytes().to_vec(),
             );
             headers.insert("ce_subject".to_string(), ev.subject().into_bytes());
-            let key = (topic, p);
-            if !groups.contains_key(&key) {
-                order.push(key.clone());
-            }
-            groups.entry(key).or_default().push(Record {
+            groups.entry((topic, p)).or_default().push(Record {
                 key: Some(ev.record_id.clone().into_bytes()),
                 value: Some(ev.cloudevent(&self.source).to_string().into_bytes()),
                 headers,
                 timestamp: chrono::Utc::now(),
             });
         }
-        for key in order {
-            let records = groups.remove(&key).unwrap_or_default();
+        for (key, records) in groups {
             let pc = match conn.partitions.get(&key) {
                 Some(pc) => pc.clone(),
                 None => {
