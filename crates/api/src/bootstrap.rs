@@ -72,14 +72,7 @@ pub async fn upsert_superuser(ctx: &AppCtx, email: &str, password: &str) -> ApiR
     q.push("SELECT \"id\" FROM \"_superusers\" WHERE LOWER(\"email\") = LOWER(")
         .bind(Value::Text(email.into()))
         .push(")");
-    let existing = ctx
-        .store
-        .query(&q)
-        .await?
-        .rows
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next());
+    let existing = ctx.store.query(&q).await?.scalar();
     let mut tx = ctx.store.begin().await?;
     let now = basalt_core::time::now();
     match existing {

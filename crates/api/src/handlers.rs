@@ -307,7 +307,7 @@ async fn list_collections(
     let total = if qbool(&q, "skipTotal") {
         -1
     } else {
-        records::first_count(&ctx.store.query(&cs).await?)
+        ctx.store.query(&cs).await?.scalar_int()
     };
     let total_pages = if total < 0 {
         -1
@@ -773,15 +773,7 @@ async fn auth_with_password(
             s.ident(f).push(" = ").bind(Value::Text(identity.clone()));
         }
         s.push(" LIMIT 1");
-        if let Some(id) = ctx
-            .store
-            .query(&s)
-            .await?
-            .rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next())
-        {
+        if let Some(id) = ctx.store.query(&s).await?.scalar() {
             found = records::load_record(&ctx, &coll, &id.into_string()).await?;
             break;
         }

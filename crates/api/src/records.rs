@@ -302,7 +302,7 @@ pub async fn list(
             .push(" AS ")
             .push(MAIN);
         cq.append(where_);
-        let n = first_count(&ctx.store.query(&cq).await?) as i64;
+        let n = ctx.store.query(&cq).await?.scalar_int();
         (n, (n + p.per_page - 1) / p.per_page)
     };
     Ok(ListResult {
@@ -425,7 +425,7 @@ async fn relation_errors(
             s.bind(Value::Text(id.clone()));
         }
         s.push(")");
-        let n = first_count(&ctx.store.query(&s).await?) as usize;
+        let n = ctx.store.query(&s).await?.scalar_int() as usize;
         if n != ids.len() {
             errs.insert(
                 field.clone(),
@@ -437,15 +437,6 @@ async fn relation_errors(
         }
     }
     Ok(errs)
-}
-
-/// The first column of the first row as a count (`SELECT COUNT(*) …`), 0 when absent.
-pub fn first_count(rows: &Rows) -> i64 {
-    rows.rows
-        .first()
-        .and_then(|r| r.first())
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0) as i64
 }
 
 /// The INSERT of one record, every field bound.
@@ -726,7 +717,7 @@ pub async fn delete(
     if coll.is_superusers() {
         let mut s = ctx.sql();
         s.push("SELECT COUNT(*) FROM \"_superusers\"");
-        if first_count(&tx.query(&s).await?) <= 1 {
+        if tx.query(&s).await?.scalar_int() <= 1 {
             return Err(bad("You can't delete the only existing superuser."));
         }
     }

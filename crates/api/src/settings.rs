@@ -61,15 +61,7 @@ pub async fn load(ctx: &AppCtx) -> ApiResult<()> {
     let mut q = ctx.sql();
     q.push("SELECT value FROM _params WHERE key = 'settings'");
     let mut s = defaults();
-    if let Some(v) = ctx
-        .store
-        .query(&q)
-        .await?
-        .rows
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next())
-    {
+    if let Some(v) = ctx.store.query(&q).await?.scalar() {
         if let Ok(stored) = serde_json::from_str::<Json>(&v.into_string()) {
             merge(&mut s, &stored);
         }

@@ -70,8 +70,7 @@ pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<i64,
         ));
     }
     s.push(" RETURNING \"seq\"");
-    let rows = tx.query(&s).await?;
-    Ok(rows.rows.first().map_or(0, |r| int(&r[0])))
+    Ok(tx.query(&s).await?.scalar_int())
 }
 
 fn int(v: &Value) -> i64 {
@@ -88,12 +87,7 @@ pub async fn high_water(store: &dyn Store) -> Result<i64, StoreError> {
     q.push("SELECT COALESCE(MAX(\"seq\"), 0) FROM \"_events\"");
     match d {
         // One writer: whatever a reader sees is a committed prefix.
-        Dialect::Sqlite => Ok(store
-            .query(&q)
-            .await?
-            .rows
-            .first()
-            .map_or(0, |r| int(&r[0]))),
+        Dialect::Sqlite => Ok(store.query(&q).await?.scalar_int()),
         Dialect::Postgres => {
             // The exclusive lock waits for every writer that appended (shared lock) to commit; new
             // writers queue behind it. Read committed: the SELECT after the lock sees them all.
@@ -101,9 +95,9 @@ pub async fn high_water(store: &dyn Store) -> Result<i64, StoreError> {
             let mut l = Sql::new(d);
             l.push(&format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})"));
             tx.query(&l).await?;
-            let rows = tx.query(&q).await?;
+            let hwm = tx.query(&q).await?.scalar_int();
             tx.commit().await?;
-            Ok(rows.rows.first().map_or(0, |r| int(&r[0])))
+            Ok(hwm)
         }
     }
 }
@@ -159,8 +153,8 @@ pub async fn ensure_cursor(store: &dyn Store, sink: &str, start: i64) -> Result<
     let mut q = Sql::new(d);
     q.push("SELECT \"seq\" FROM \"_event_cursors\" WHERE \"sink\" = ")
         .bind(Value::Text(sink.into()));
-    if let Some(r) = store.query(&q).await?.rows.first() {
-        return Ok(int(&r[0]));
+    if let Some(v) = store.query(&q).await?.scalar() {
+        return Ok(int(&v));
     }
     let mut tx = store.begin().await?;
     let mut s = Sql::new(d);
@@ -173,8 +167,7 @@ pub async fn ensure_cursor(store: &dyn Store, sink: &str, start: i64) -> Result<
         .push(") ON CONFLICT (\"sink\") DO NOTHING");
     tx.execute(&s).await?;
     tx.commit().await?;
-    let rows = store.query(&q).await?;
-    Ok(rows.rows.first().map_or(start, |r| int(&r[0])))
+    Ok(store.query(&q).await?.scalar().map_or(start, |v| int(&v)))
 }
 
 pub async fn save_cursor(store: &dyn Store, sink: &str, seq: i64) -> Result<(), StoreError> {
@@ -207,10 +200,5 @@ pub async fn prune(store: &dyn Store, upto: i64) -> Result<u64, StoreError> {
 pub async fn count(store: &dyn Store) -> Result<i64, StoreError> {
     let mut q = Sql::new(store.dialect());
     q.push("SELECT COUNT(*) FROM \"_events\"");
-    Ok(store
-        .query(&q)
-        .await?
-        .rows
-        .first()
-        .map_or(0, |r| int(&r[0])))
+    Ok(store.query(&q).await?.scalar_int())
 }

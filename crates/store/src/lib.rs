@@ -63,6 +63,21 @@ impl Rows {
     pub fn col(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)
     }
+    /// The first column of the first row (`SELECT COUNT(*) …`, `… RETURNING id`), if any.
+    pub fn scalar(self) -> Option<Value> {
+        self.rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+    }
+    /// [`Rows::scalar`] as an integer: 0 when absent or not a number.
+    pub fn scalar_int(self) -> i64 {
+        match self.scalar() {
+            Some(Value::Int(i)) => i,
+            Some(v) => v.as_f64().unwrap_or(0.0) as i64,
+            None => 0,
+        }
+    }
 }
 
 #[async_trait]

@@ -167,6 +167,24 @@ fn bad_settings_fail_with_a_clear_message() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // A configured event sink that cannot be reached stops the start, naming the sink.
+    std::fs::write(&cfg, "[events.nats]\nurl = \"nats://127.0.0.1:1\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--http", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--dir",
+            d.0.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("events sink nats is configured but unreachable"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
