@@ -50,8 +50,88 @@ pub async fn run(ctx: &AppCtx) -> ApiResult<()> {
         u.delete_rule = own;
         collections::insert_collection(ctx, u).await?;
     }
+    for c in auth_system_collections() {
+        if ctx.collection(&c.name).is_none() {
+            collections::insert_collection(ctx, c).await?;
+        }
+    }
     settings::load(ctx).await?;
     Ok(())
+}
+
+/// The system collections of the auth flows (PocketBase's `_externalAuths`, `_mfas`, `_otps`,
+/// `_authOrigins`, plus Basalt's `_totps`). Rows name their owner by `collectionRef`/`recordRef`;
+/// deleting an auth record deletes its rows here.
+pub const AUTH_SYSTEM: [&str; 5] = ["_externalAuths", "_mfas", "_otps", "_authOrigins", "_totps"];
+
+fn auth_system_collections() -> Vec<Collection> {
+    let owner = "@request.auth.id != '' && recordRef = @request.auth.id && collectionRef = @request.auth.collectionId";
+    let text = |n: &str, hidden: bool| {
+        let mut f = Field::new(n, FieldType::Text);
+        f.system = true;
+        f.required = !hidden;
+        f.hidden = hidden;
+        f
+    };
+    let build = |name: &str, mut fields: Vec<Field>, uniq: &[&str], owner_rules: bool| {
+        let mut c = Collection::scaffold(CollectionType::Base, name);
+        c.id = basalt_core::id::collection_id("base", name);
+        c.system = true;
+        fields.insert(0, text("collectionRef", false));
+        fields.insert(1, text("recordRef", false));
+        c.fields.extend(fields);
+        c.fields.extend(Collection::autodate_fields());
+        c.indexes = vec![format!(
+            "CREATE INDEX `idx_{}_owner` ON `{name}` (`collectionRef`, `recordRef`)",
+            c.id
+        )];
+        if !uniq.is_empty() {
+            let cols: Vec<String> = uniq.iter().map(|u| format!("`{u}`")).collect();
+            c.indexes.push(format!(
+                "CREATE UNIQUE INDEX `idx_{}_unique` ON `{name}` ({})",
+                c.id,
+                cols.join(", ")
+            ));
+        }
+        if owner_rules {
+            c.list_rule = Some(owner.to_string());
+            c.view_rule = Some(owner.to_string());
+            c.delete_rule = Some(owner.to_string());
+        }
+        c
+    };
+    let mut otp_pw = Field::new("password", FieldType::Text);
+    otp_pw.system = true;
+    otp_pw.hidden = true;
+    let mut confirmed = Field::new("confirmed", FieldType::Bool);
+    confirmed.system = true;
+    vec![
+        build(
+            "_externalAuths",
+            vec![text("provider", false), text("providerId", false)],
+            &["collectionRef", "provider", "providerId"],
+            true,
+        ),
+        build("_mfas", vec![text("method", false)], &[], false),
+        build("_otps", vec![otp_pw, text("sentTo", false)], &[], false),
+        build(
+            "_authOrigins",
+            vec![text("fingerprint", false)],
+            &["collectionRef", "recordRef", "fingerprint"],
+            true,
+        ),
+        build(
+            "_totps",
+            vec![
+                text("secret", true),
+                confirmed,
+                text("recoveryCodes", true),
+                text("lastStep", true),
+            ],
+            &["collectionRef", "recordRef"],
+            false,
+        ),
+    ]
 }
 
 /// Creates or updates a superuser (the CLI's `superuser upsert`).

@@ -133,6 +133,7 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ApiResult<Arc<Collection>> {
     // A client-provided fields list replaces the scaffold's, but system fields are kept.
     let system_fields: Vec<Field> = c.fields.clone();
     c.apply_json(body, false).map_err(|f| invalid(f, true))?;
+    check_providers(&c).map_err(|f| invalid(f, true))?;
     for sf in system_fields.iter().rev() {
         if c.field(&sf.name).is_none() {
             c.fields.insert(0, sf.clone());
@@ -290,6 +291,34 @@ fn normalize_relations(ctx: &AppCtx, c: &mut Collection) {
     }
 }
 
+/// OAuth2 providers must be ones Basalt knows.
+fn check_providers(c: &Collection) -> Result<(), FieldErrors> {
+    let mut errs = FieldErrors::new();
+    let list = c
+        .auth
+        .as_ref()
+        .and_then(|a| a.extra.get("oauth2"))
+        .and_then(|o| o.get("providers"))
+        .and_then(Json::as_array);
+    for (i, p) in list.into_iter().flatten().enumerate() {
+        let name = p.get("name").and_then(Json::as_str).unwrap_or("");
+        if !name.is_empty() && !crate::auth::oauth2::is_known_provider(name) {
+            errs.insert(
+                format!("oauth2.providers.{i}.name"),
+                FieldError::new(
+                    "validation_invalid_provider",
+                    format!("Unknown provider {name}."),
+                ),
+            );
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
 pub async fn update(
     ctx: &AppCtx,
     old: &Arc<Collection>,
@@ -327,6 +356,13 @@ pub async fn update(
         return Err(invalid(f, false));
     }
     c.apply_json(body, false).map_err(|f| invalid(f, false))?;
+    check_providers(&c).map_err(|f| invalid(f, false))?;
+    // Token hygiene: a changed authRule invalidates the tokens issued under the old one.
+    if let (Some(a), Some(oa)) = (c.auth.as_mut(), old.auth.as_ref()) {
+        if a.auth_rule != oa.auth_rule && a.auth_token.secret == oa.auth_token.secret {
+            a.auth_token.secret = basalt_core::id::random_id(50);
+        }
+    }
     let mut errs = FieldErrors::new();
     for (i, nf) in c.fields.iter().enumerate() {
         if let Some(of) = old.fields.iter().find(|f| f.id == nf.id) {

@@ -83,11 +83,9 @@ impl ApiError {
             Error::Forbidden(m) => parts(StatusCode::FORBIDDEN, &sentence(&m), json!({})),
             Error::Unauthorized(m) => parts(StatusCode::UNAUTHORIZED, &sentence(&m), json!({})),
             Error::NotFound(m) => parts(StatusCode::NOT_FOUND, &sentence(&m), json!({})),
-            Error::TooManyRequests => parts(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too Many Requests.",
-                json!({}),
-            ),
+            Error::TooManyRequests { message, .. } => {
+                parts(StatusCode::TOO_MANY_REQUESTS, &message, json!({}))
+            }
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 parts(
@@ -109,8 +107,21 @@ fn parts(status: StatusCode, message: &str, data: Json) -> (StatusCode, Json) {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry = match &self.0 {
+            Error::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (status, body) = self.into_parts();
-        (status, axum::Json(body)).into_response()
+        let mut res = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        res
     }
 }
 

@@ -16,11 +16,10 @@ use basalt_core::{filter, Error};
 use serde_json::{json, Map, Value as Json};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
-use crate::auth::{new_auth_token, verify_password_blocking, Auth};
+use crate::auth::Auth;
+use crate::auth::{flows, mfa, oauth2};
 use crate::collections;
-use crate::error::{
-    bad, error_body, forbidden, not_found, unauthorized, ApiError, ApiResult, JsonBody,
-};
+use crate::error::{bad, error_body, not_found, ApiError, ApiResult, JsonBody};
 use crate::records::{self, ListParams};
 use crate::settings;
 use crate::AppCtx;
@@ -71,10 +70,70 @@ pub fn router(ctx: AppCtx) -> Router {
         )
         .route(
             "/api/collections/{c}/auth-with-password",
-            post(auth_with_password),
+            post(flows::auth_with_password),
         )
-        .route("/api/collections/{c}/auth-refresh", post(auth_refresh))
-        .route("/api/collections/{c}/auth-methods", get(auth_methods))
+        .route(
+            "/api/collections/{c}/auth-refresh",
+            post(flows::auth_refresh),
+        )
+        .route(
+            "/api/collections/{c}/auth-methods",
+            get(flows::auth_methods),
+        )
+        .route(
+            "/api/collections/{c}/auth-with-oauth2",
+            post(oauth2::auth_with_oauth2),
+        )
+        .route("/api/collections/{c}/request-otp", post(mfa::request_otp))
+        .route(
+            "/api/collections/{c}/auth-with-otp",
+            post(mfa::auth_with_otp),
+        )
+        .route(
+            "/api/collections/{c}/auth-with-totp",
+            post(mfa::auth_with_totp),
+        )
+        .route("/api/collections/{c}/totp/enroll", post(mfa::totp_enroll))
+        .route("/api/collections/{c}/totp/confirm", post(mfa::totp_confirm))
+        .route("/api/collections/{c}/totp/disable", post(mfa::totp_disable))
+        .route(
+            "/api/collections/{c}/request-verification",
+            post(flows::request_verification),
+        )
+        .route(
+            "/api/collections/{c}/confirm-verification",
+            post(flows::confirm_verification),
+        )
+        .route(
+            "/api/collections/{c}/request-password-reset",
+            post(flows::request_password_reset),
+        )
+        .route(
+            "/api/collections/{c}/confirm-password-reset",
+            post(flows::confirm_password_reset),
+        )
+        .route(
+            "/api/collections/{c}/request-email-change",
+            post(flows::request_email_change),
+        )
+        .route(
+            "/api/collections/{c}/confirm-email-change",
+            post(flows::confirm_email_change),
+        )
+        .route(
+            "/api/collections/{c}/impersonate/{id}",
+            post(flows::impersonate),
+        )
+        .route(
+            "/api/collections/meta/oauth2-providers",
+            get(oauth2_providers),
+        )
+        .route(
+            "/api/oauth2-redirect",
+            get(oauth2::redirect).post(oauth2::redirect),
+        )
+        .route("/api/settings/test/email", post(flows::test_email))
+        .route("/_/", get(oauth2::landing))
         .route(
             "/api/realtime",
             get(crate::realtime::sse).post(crate::realtime::subscribe),
@@ -96,6 +155,10 @@ pub fn router(ctx: AppCtx) -> Router {
                 .delete(crate::webhooks::delete),
         )
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            crate::auth::limits::middleware,
+        ))
         .layer(axum::middleware::from_fn(content_length_guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -103,6 +166,11 @@ pub fn router(ctx: AppCtx) -> Router {
         ))
         .layer(cors)
         .with_state(ctx)
+}
+
+async fn oauth2_providers(auth: Auth) -> ApiResult<Response> {
+    auth.require_superuser()?;
+    Ok(axum::Json(oauth2::provider_list()).into_response())
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -166,7 +234,7 @@ fn qbool(q: &Map<String, Json>, k: &str) -> bool {
 }
 
 /// Serializes a successful body, applying `?fields=`.
-fn respond(q: &Map<String, Json>, mut v: Json) -> Response {
+pub fn respond(q: &Map<String, Json>, mut v: Json) -> Response {
     let f = qs(q, "fields");
     if !f.is_empty() {
         records::pick_fields(&mut v, f);
@@ -429,7 +497,7 @@ fn info_for(
     )
 }
 
-async fn render(
+pub async fn render(
     ctx: &AppCtx,
     coll: &Arc<Collection>,
     data: Vec<Data>,
@@ -633,238 +701,6 @@ async fn delete_record(
     let info = info_for(&ctx, &auth, "DELETE", &q, &headers, None);
     records::delete(&ctx, &coll, &id, &info).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-// ---------- auth ----------
-
-fn auth_collection(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
-    match ctx.collection(key) {
-        None => Err(ApiError(Error::NotFound(
-            "Missing or invalid collection context.".into(),
-        ))),
-        Some(c) if !c.is_auth() => Err(ApiError(Error::NotFound(
-            "Missing or invalid auth collection context.".into(),
-        ))),
-        Some(c) => Ok(c),
-    }
-}
-
-/// Checks authRule for a record about to receive a token.
-async fn check_auth_rule(
-    ctx: &AppCtx,
-    coll: &Arc<Collection>,
-    rec: &Data,
-    requester_is_superuser: bool,
-) -> ApiResult<()> {
-    let rule = coll.auth.as_ref().and_then(|a| a.auth_rule.clone());
-    let deny =
-        || forbidden("The request doesn't satisfy the collection requirements to authenticate.");
-    match rule {
-        None if requester_is_superuser => Ok(()),
-        None => Err(deny()),
-        Some(r) if r.trim().is_empty() => Ok(()),
-        Some(r) => {
-            let info = RequestInfo {
-                auth: Some((coll.clone(), rec.clone())),
-                context: "default".into(),
-                ..Default::default()
-            };
-            let id = rec.get("id").and_then(Json::as_str).unwrap_or("");
-            match records::fetch_with_rule(ctx, coll, id, &Some(r), &info, None).await {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(deny()),
-                Err(e) => Err(e),
-            }
-        }
-    }
-}
-
-async fn auth_response(
-    ctx: &AppCtx,
-    coll: &Arc<Collection>,
-    rec: Data,
-    token: String,
-    q: &Map<String, Json>,
-) -> ApiResult<Response> {
-    let info = RequestInfo {
-        auth: Some((coll.clone(), rec.clone())),
-        ..Default::default()
-    };
-    let out = render(ctx, coll, vec![rec], q, &info).await?;
-    Ok(respond(
-        q,
-        json!({"record": out.into_iter().next().unwrap_or_default(), "token": token}),
-    ))
-}
-
-async fn auth_with_password(
-    State(ctx): State<AppCtx>,
-    auth: Auth,
-    Path(c): Path<String>,
-    RawQuery(raw): RawQuery,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
-    let coll = auth_collection(&ctx, &c)?;
-    let q = query_map(&raw);
-    let a = coll.auth.clone().ok_or_else(not_found)?;
-    if !a.password_enabled {
-        return Err(forbidden(
-            "The collection is not configured to allow password authentication.",
-        ));
-    }
-    let identity = body
-        .get("identity")
-        .and_then(Json::as_str)
-        .unwrap_or("")
-        .to_string();
-    let password = body
-        .get("password")
-        .and_then(Json::as_str)
-        .unwrap_or("")
-        .to_string();
-    let mut errs = basalt_core::FieldErrors::new();
-    if identity.is_empty() {
-        errs.insert("identity".into(), basalt_core::FieldError::required());
-    }
-    if password.is_empty() {
-        errs.insert("password".into(), basalt_core::FieldError::required());
-    }
-    if !errs.is_empty() {
-        return Err(ApiError(Error::validation(
-            "An error occurred while validating the submitted data.",
-            errs,
-        )));
-    }
-    let wanted = body
-        .get("identityField")
-        .and_then(Json::as_str)
-        .unwrap_or("");
-    let mut fields: Vec<String> = a.password_identity_fields.clone();
-    if !wanted.is_empty() {
-        if !fields.iter().any(|f| f == wanted) {
-            let mut f = basalt_core::FieldErrors::new();
-            f.insert(
-                "identityField".into(),
-                basalt_core::FieldError::new("validation_in_invalid", "Must be a valid value."),
-            );
-            return Err(ApiError(Error::validation(
-                "An error occurred while validating the submitted data.",
-                f,
-            )));
-        }
-        fields = vec![wanted.to_string()];
-    }
-    // Email first, as the protocol tries it.
-    fields.sort_by_key(|f| f != "email");
-    let mut found = None;
-    for f in &fields {
-        if coll.field(f).is_none() {
-            continue;
-        }
-        let mut s = ctx.sql();
-        s.push("SELECT \"id\" FROM ")
-            .ident(&coll.name)
-            .push(" WHERE ");
-        if f == "email" {
-            s.push("LOWER(\"email\") = LOWER(")
-                .bind(Value::Text(identity.clone()))
-                .push(")");
-        } else {
-            s.ident(f).push(" = ").bind(Value::Text(identity.clone()));
-        }
-        s.push(" LIMIT 1");
-        if let Some(id) = ctx.store.query(&s).await?.scalar() {
-            found = records::load_record(&ctx, &coll, &id.into_string()).await?;
-            break;
-        }
-    }
-    // Verify against a dummy hash when no record matched, so timing does not reveal existence.
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0JtRy6Xm4w6I3r0fQ1aW3bq4x6W3mA5lq1n2b3c4d5e";
-    let hash = found
-        .as_ref()
-        .and_then(|r| r.get("password").and_then(Json::as_str))
-        .unwrap_or(DUMMY)
-        .to_string();
-    let ok = verify_password_blocking(password, hash).await;
-    let Some(rec) = found.filter(|_| ok) else {
-        return Err(bad("Failed to authenticate."));
-    };
-    check_auth_rule(&ctx, &coll, &rec, auth.is_superuser()).await?;
-    let token = new_auth_token(&coll, &rec, true, None);
-    auth_response(&ctx, &coll, rec, token, &q).await
-}
-
-async fn auth_refresh(
-    State(ctx): State<AppCtx>,
-    auth: Auth,
-    Path(c): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Response> {
-    let Some(caller) = auth.0 else {
-        return Err(unauthorized(
-            "The request requires valid record authorization token.",
-        ));
-    };
-    let q = query_map(&raw);
-    let wrong = || {
-        forbidden(&format!(
-            "The request requires auth record from {} collection.",
-            caller.collection.name
-        ))
-    };
-    let coll = ctx.collection(&c).ok_or_else(|| {
-        ApiError(Error::NotFound(
-            "Missing or invalid collection context.".into(),
-        ))
-    })?;
-    if coll.id != caller.collection.id {
-        return Err(wrong());
-    }
-    check_auth_rule(&ctx, &coll, &caller.record, caller.is_superuser()).await?;
-    let token = if caller.refreshable {
-        new_auth_token(&coll, &caller.record, true, None)
-    } else {
-        caller.token.clone()
-    };
-    auth_response(&ctx, &coll, caller.record, token, &q).await
-}
-
-async fn auth_methods(
-    State(ctx): State<AppCtx>,
-    Path(c): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Response> {
-    let coll = auth_collection(&ctx, &c)?;
-    let a = coll.auth.clone().ok_or_else(not_found)?;
-    // A disabled method reports duration 0, as the protocol does.
-    let method = |k: &str| {
-        let enabled = a
-            .extra
-            .get(k)
-            .and_then(|v| v.get("enabled"))
-            .and_then(Json::as_bool)
-            .unwrap_or(false);
-        let duration = if enabled {
-            a.extra
-                .get(k)
-                .and_then(|v| v.get("duration"))
-                .cloned()
-                .unwrap_or(json!(0))
-        } else {
-            json!(0)
-        };
-        json!({"duration": duration, "enabled": enabled})
-    };
-    let body = json!({
-        "authProviders": [],
-        "emailPassword": a.password_enabled && a.password_identity_fields.iter().any(|f| f == "email"),
-        "mfa": method("mfa"),
-        "oauth2": {"enabled": false, "providers": []},
-        "otp": method("otp"),
-        "password": {"enabled": a.password_enabled, "identityFields": a.password_identity_fields},
-        "usernamePassword": false,
-    });
-    Ok(respond(&query_map(&raw), body))
 }
 
 #[allow(dead_code)]

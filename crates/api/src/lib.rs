@@ -35,6 +35,8 @@ pub type AppCtx = Arc<AppState>;
 pub struct Options {
     pub events: basalt_events::EventsConfig,
     pub realtime: realtime::RealtimeConfig,
+    /// Where mail goes when no SMTP server is configured (`<data dir>/mailbox`); `None` logs it only.
+    pub mailbox: Option<std::path::PathBuf>,
 }
 
 /// Bootstraps with default options (SQLite or Postgres as given, no external sinks).
@@ -49,7 +51,7 @@ pub async fn build_with(
     opts: Options,
 ) -> Result<AppCtx, error::ApiError> {
     use basalt_events::sink::Sink;
-    let ctx = Arc::new(AppState::new(store.clone(), opts.realtime));
+    let ctx = Arc::new(AppState::new(store.clone(), opts.realtime, opts.mailbox));
     bootstrap::run(&ctx).await?;
     let ev = opts.events;
     let bus = basalt_events::EventBus::new(store.clone(), ev.clone()).await?;

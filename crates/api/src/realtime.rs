@@ -161,6 +161,28 @@ impl Hub {
             .cloned()
     }
 
+    /// The popup OAuth2 flow: sends `{state, code, error?}` as the `@oauth2` event to the client whose
+    /// id is the state, if it subscribed to `@oauth2`. False when there is no such client.
+    pub fn send_oauth2(&self, client_id: &str, data: Bytes) -> bool {
+        let Some(c) = self.get(client_id) else {
+            return false;
+        };
+        let subscribed = c
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .subs
+            .iter()
+            .any(|s| &*s.raw == "@oauth2");
+        subscribed
+            && c.tx
+                .try_send(Frame {
+                    event: Arc::from("@oauth2"),
+                    data,
+                })
+                .is_ok()
+    }
+
     /// `POST /api/realtime`: replaces the client's subscriptions and records its auth.
     pub fn set_subscriptions(
         &self,

@@ -700,6 +700,44 @@ pub async fn update(
     Ok(prepared.data)
 }
 
+/// A server-side change to a record (the auth flows: verified, password, email), outside any rule:
+/// `changes` are merged into the stored row, which is written with its event in one transaction.
+pub async fn system_update(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    id: &str,
+    changes: Data,
+) -> ApiResult<Data> {
+    let existing = load_record(ctx, coll, id).await?.ok_or_else(not_found)?;
+    let mut data = existing.clone();
+    for (k, v) in changes {
+        data.insert(k, v);
+    }
+    if coll.field("updated").is_some_and(|f| f.on_update) {
+        data.insert("updated".into(), Json::String(basalt_core::time::now()));
+    }
+    let mut tx = ctx.store.begin().await?;
+    let n = tx
+        .execute(&update_sql(ctx, coll, id, &data))
+        .await
+        .map_err(|e| unique_error(e, "Failed to update record."))?;
+    if n == 0 {
+        return Err(not_found());
+    }
+    let seq = emit(
+        ctx,
+        &mut tx,
+        coll,
+        Action::Update,
+        Some(&data),
+        Some(&existing),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.committed(seq).await;
+    Ok(data)
+}
+
 /// Deletes a record under deleteRule, then clears or cascades references to it, in one transaction.
 pub async fn delete(
     ctx: &AppCtx,
@@ -755,6 +793,19 @@ fn delete_in_tx<'a>(
         tx.execute(&s).await?;
         for b in &before {
             events.push(event(coll, Action::Delete, None, Some(b)));
+        }
+        if coll.is_auth() {
+            // The record's external auths, MFA sessions, OTPs, origins and TOTP go with it.
+            for t in crate::bootstrap::AUTH_SYSTEM {
+                let mut d = ctx.sql();
+                d.push("DELETE FROM ")
+                    .ident(t)
+                    .push(" WHERE \"collectionRef\" = ")
+                    .bind(Value::Text(coll.id.clone()))
+                    .push(" AND \"recordRef\" = ")
+                    .bind(Value::Text(id.to_string()));
+                tx.execute(&d).await?;
+            }
         }
         let cols = ctx.collections();
         for other in &cols.list {

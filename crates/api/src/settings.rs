@@ -5,6 +5,7 @@ use basalt_core::sql::Value;
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::{ApiError, ApiResult};
+
 use crate::AppCtx;
 
 pub fn defaults() -> Json {
@@ -15,7 +16,12 @@ pub fn defaults() -> Json {
         "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false},
         "backups": {"cron": "", "cronMaxKeep": 3, "s3": {"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false}},
         "batch": {"enabled": false, "maxRequests": 50, "timeout": 3, "maxBodySize": 0},
-        "rateLimits": {"enabled": false, "rules": []},
+        "rateLimits": {"enabled": false, "excludedIPs": [], "rules": [
+            {"label": "*:auth", "audience": "", "duration": 3, "maxRequests": 2},
+            {"label": "*:create", "audience": "", "duration": 5, "maxRequests": 20},
+            {"label": "/api/batch", "audience": "", "duration": 1, "maxRequests": 3},
+            {"label": "/api/", "audience": "", "duration": 10, "maxRequests": 300}
+        ]},
         "trustedProxy": {"headers": [], "useLeftmostIP": false},
         "superuserIPs": []
     })
@@ -66,9 +72,7 @@ pub async fn load(ctx: &AppCtx) -> ApiResult<()> {
             merge(&mut s, &stored);
         }
     }
-    *ctx.settings
-        .write()
-        .map_err(|_| ApiError(basalt_core::Error::internal("settings lock")))? = s;
+    ctx.set_settings(s);
     Ok(())
 }
 
@@ -77,6 +81,7 @@ pub async fn load(ctx: &AppCtx) -> ApiResult<()> {
 fn validate(patch: &Map<String, Json>) -> Result<(), basalt_core::FieldErrors> {
     let d = defaults();
     let mut errs = basalt_core::FieldErrors::new();
+    crate::auth::limits::validate_settings(&Json::Object(patch.clone()), &mut errs);
     for (k, v) in patch {
         match d.get(k) {
             None => {}
@@ -152,8 +157,6 @@ pub async fn patch(ctx: &AppCtx, body: &Json) -> ApiResult<Json> {
         .push(")");
     tx.execute(&ins).await?;
     tx.commit().await?;
-    *ctx.settings
-        .write()
-        .map_err(|_| ApiError(basalt_core::Error::internal("settings lock")))? = s.clone();
+    ctx.set_settings(s.clone());
     Ok(public_view(&s))
 }

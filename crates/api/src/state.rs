@@ -12,6 +12,7 @@ use basalt_core::sql::{Dialect, Sql, Value};
 use basalt_store::Store;
 use serde_json::Value as Json;
 
+use crate::auth::limits::{LocalRates, Lockout, Policy, RateStore};
 use crate::error::ApiResult;
 use crate::realtime::{Hub, RealtimeConfig};
 
@@ -23,6 +24,14 @@ pub struct AppState {
     pub events: OnceLock<Arc<EventBus>>,
     pub webhooks: OnceLock<Arc<Webhooks>>,
     pub realtime: Arc<Hub>,
+    /// Settings parts the request path reads (rate limits, proxies, superuser IPs), parsed once.
+    policy: RwLock<Arc<Policy>>,
+    /// Token buckets: configured rate limits, the built-in auth limit, OTP tries, resend guards.
+    pub rates: Arc<dyn RateStore>,
+    /// Progressive lockout per identity after failed secrets.
+    pub lockout: Lockout,
+    /// The dev mailbox folder (mail is written here when no SMTP server is configured).
+    pub mailbox: Option<std::path::PathBuf>,
 }
 
 /// An immutable snapshot of every collection, indexed by id and by name.
@@ -71,7 +80,11 @@ impl Schema for Collections {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, realtime: RealtimeConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        realtime: RealtimeConfig,
+        mailbox: Option<std::path::PathBuf>,
+    ) -> Self {
         AppState {
             store,
             collections: RwLock::new(Arc::new(Collections::default())),
@@ -79,6 +92,10 @@ impl AppState {
             events: OnceLock::new(),
             webhooks: OnceLock::new(),
             realtime: Hub::new(realtime),
+            policy: RwLock::new(Arc::new(Policy::default())),
+            rates: Arc::new(LocalRates::default()),
+            lockout: Lockout::default(),
+            mailbox,
         }
     }
 
@@ -133,6 +150,26 @@ impl AppState {
             Err(p) => *p.into_inner() = snap,
         }
         Ok(())
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the settings and the policy derived from them.
+    pub fn set_settings(&self, s: Json) {
+        let p = Arc::new(Policy::from_settings(&s));
+        match self.settings.write() {
+            Ok(mut g) => *g = s,
+            Err(e) => *e.into_inner() = s,
+        }
+        match self.policy.write() {
+            Ok(mut g) => *g = p,
+            Err(e) => *e.into_inner() = p,
+        }
     }
 
     pub fn settings(&self) -> Json {

@@ -88,6 +88,7 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_api::App
         basalt_api::Options {
             events: s.events.clone(),
             realtime: s.realtime.clone(),
+            mailbox: Some(s.dir.join("mailbox")),
         }
     } else {
         basalt_api::Options::default()

@@ -51,9 +51,12 @@ pub enum Error {
     /// 404 with the given message.
     #[error("{0}")]
     NotFound(String),
-    /// 429.
-    #[error("Too Many Requests.")]
-    TooManyRequests,
+    /// 429 with the message, answered with `Retry-After: <secs>` (at least 1).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// Anything else: logged, answered 500 with the generic message.
     #[error("{0}")]
     Internal(String),
@@ -79,6 +82,13 @@ impl Error {
     }
     pub fn not_found() -> Self {
         Error::NotFound("The requested resource wasn't found.".into())
+    }
+    pub fn too_many(message: &str, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Error::TooManyRequests {
+            message: message.to_string(),
+            retry_after_secs: secs.max(1),
+        }
     }
     pub fn internal(msg: impl std::fmt::Display) -> Self {
         Error::Internal(msg.to_string())

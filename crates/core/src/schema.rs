@@ -369,6 +369,55 @@ fn default_auth_extra() -> Map<String, Json> {
     }
 }
 
+/// After an `oauth2` update: a provider sent without `clientSecret` keeps the stored one (clients
+/// never see it, so they cannot send it back); each provider needs a name and a clientId.
+fn keep_client_secrets(dst: &mut Map<String, Json>, old: Option<&Json>, errs: &mut FieldErrors) {
+    let Some(list) = dst.get_mut("providers").and_then(Json::as_array_mut) else {
+        return;
+    };
+    for (i, p) in list.iter_mut().enumerate() {
+        let Some(p) = p.as_object_mut() else {
+            errs.insert(
+                format!("oauth2.providers.{i}"),
+                FieldError::new("validation_invalid_value", "Invalid provider."),
+            );
+            continue;
+        };
+        let name = p
+            .get("name")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
+        if name.is_empty() {
+            errs.insert(format!("oauth2.providers.{i}.name"), FieldError::required());
+        }
+        if p.get("clientId")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            errs.insert(
+                format!("oauth2.providers.{i}.clientId"),
+                FieldError::required(),
+            );
+        }
+        let has_secret = p
+            .get("clientSecret")
+            .and_then(Json::as_str)
+            .is_some_and(|s| !s.is_empty());
+        if !has_secret {
+            let prev = old
+                .and_then(Json::as_array)
+                .and_then(|a| a.iter().find(|o| o["name"].as_str() == Some(name.as_str())))
+                .and_then(|o| o.get("clientSecret"))
+                .cloned();
+            if let Some(sec) = prev {
+                p.insert("clientSecret".into(), sec);
+            }
+        }
+    }
+}
+
 /// A collection definition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Collection {
@@ -545,6 +594,16 @@ impl Collection {
             for (k, v) in &a.extra {
                 o.insert(k.clone(), v.clone());
             }
+            // Provider client secrets are kept but never output.
+            if let Some(ps) = o
+                .get_mut("oauth2")
+                .and_then(|x| x.get_mut("providers"))
+                .and_then(Json::as_array_mut)
+            {
+                for p in ps.iter_mut().filter_map(Json::as_object_mut) {
+                    p.remove("clientSecret");
+                }
+            }
         }
         Json::Object(o)
     }
@@ -564,6 +623,9 @@ impl Collection {
                     k.into(),
                     json!({"duration": t.duration, "secret": t.secret}),
                 );
+            }
+            if let Some(oa) = a.extra.get("oauth2") {
+                o.insert("oauth2".into(), oa.clone());
             }
         }
         v
@@ -816,8 +878,12 @@ impl Collection {
                         a.extra.get_mut(k).and_then(Json::as_object_mut),
                         v.as_object(),
                     ) {
+                        let old_providers = dst.get("providers").cloned();
                         for (kk, vv) in src {
                             dst.insert(kk.clone(), vv.clone());
+                        }
+                        if k == "oauth2" {
+                            keep_client_secrets(dst, old_providers.as_ref(), &mut errs);
                         }
                     }
                 }

@@ -12,6 +12,13 @@ pub fn now() -> String {
     format(Utc::now())
 }
 
+/// Parses a stored protocol datetime.
+pub fn parse(s: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|n| n.and_utc())
+}
+
 /// Parses the date forms a client may send (protocol format, RFC 3339, a bare date) into the protocol
 /// format. Returns `None` when the text is not a date.
 pub fn normalize(s: &str) -> Option<String> {

@@ -4,6 +4,12 @@
 //! HS256 is written here on `hmac`+`sha2` rather than with `jsonwebtoken`: that crate now requires a
 //! full crypto backend (RSA/EC) we do not use, and the protocol needs only HS256 with fixed claims.
 
+pub mod flows;
+pub mod limits;
+pub mod mail;
+pub mod mfa;
+pub mod oauth2;
+
 use std::sync::Arc;
 
 use argon2::password_hash::{
@@ -41,6 +47,10 @@ pub fn verify_password(pw: &str, hash: &str) -> bool {
         Err(_) => false,
     }
 }
+
+/// A well-formed argon2id hash no password matches: verified against when no record exists, so the
+/// answer takes as long either way.
+pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0JtRy6Xm4w6I3r0fQ1aW3bq4x6W3mA5lq1n2b3c4d5e";
 
 /// Hashes passwords off the async workers (argon2 takes tens of milliseconds by design).
 pub async fn hash_password_blocking(pw: String) -> ApiResult<String> {
@@ -133,6 +143,90 @@ pub fn new_auth_token(
     encode_token(&claims, &auth_key(coll, rec))
 }
 
+/// The non-auth token types (§5): each signed with `tokenKey + <kind>Token.secret`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Verification,
+    PasswordReset,
+    EmailChange,
+    File,
+}
+
+impl TokenKind {
+    pub fn claim(self) -> &'static str {
+        match self {
+            TokenKind::Verification => "verification",
+            TokenKind::PasswordReset => "passwordReset",
+            TokenKind::EmailChange => "emailChange",
+            TokenKind::File => "file",
+        }
+    }
+    fn config(self, a: &basalt_core::schema::AuthOptions) -> &basalt_core::schema::TokenConfig {
+        match self {
+            TokenKind::Verification => &a.verification_token,
+            TokenKind::PasswordReset => &a.password_reset_token,
+            TokenKind::EmailChange => &a.email_change_token,
+            TokenKind::File => &a.file_token,
+        }
+    }
+}
+
+fn typed_key(coll: &Collection, rec: &Data, kind: TokenKind) -> String {
+    let tk = rec.get("tokenKey").and_then(Json::as_str).unwrap_or("");
+    let secret = coll
+        .auth
+        .as_ref()
+        .map(|a| kind.config(a).secret.as_str())
+        .unwrap_or("");
+    format!("{tk}{secret}")
+}
+
+/// A verification / password-reset / email-change / file token for the record, with extra claims.
+pub fn new_typed_token(
+    coll: &Collection,
+    rec: &Data,
+    kind: TokenKind,
+    extra: &[(&str, Json)],
+) -> String {
+    let d = coll
+        .auth
+        .as_ref()
+        .map(|a| kind.config(a).duration)
+        .unwrap_or(1800);
+    let mut claims = json!({
+        "collectionId": coll.id,
+        "exp": chrono::Utc::now().timestamp() + d,
+        "id": rec.get("id").and_then(Json::as_str).unwrap_or(""),
+        "type": kind.claim(),
+    });
+    for (k, v) in extra {
+        claims[*k] = v.clone();
+    }
+    encode_token(&claims, &typed_key(coll, rec, kind))
+}
+
+/// Checks a typed token and returns its collection, current record and claims. Any failure (bad
+/// signature, expired, wrong type, record gone or its tokenKey rotated) is `None`.
+pub async fn verify_typed_token(
+    ctx: &AppCtx,
+    token: &str,
+    kind: TokenKind,
+) -> Option<(Arc<Collection>, Data, Json)> {
+    let claims = peek_claims(token)?;
+    if claims.get("type").and_then(Json::as_str) != Some(kind.claim()) {
+        return None;
+    }
+    let coll = ctx.collection(claims.get("collectionId").and_then(Json::as_str)?)?;
+    if !coll.is_auth() {
+        return None;
+    }
+    let rec = load_record(ctx, &coll, claims.get("id").and_then(Json::as_str)?)
+        .await
+        .ok()
+        .flatten()?;
+    verify_token(token, &typed_key(&coll, &rec, kind)).then_some((coll, rec, claims))
+}
+
 /// The authenticated caller, if any.
 #[derive(Clone)]
 pub struct Caller {
@@ -207,6 +301,11 @@ pub async fn resolve_token(ctx: &AppCtx, raw: &str) -> Option<Caller> {
     })
 }
 
+/// A superuser token or sign-in from an address outside `superuserIPs`.
+pub fn superuser_ip_denied() -> ApiError {
+    crate::error::forbidden("You are not allowed to perform this request.")
+}
+
 impl FromRequestParts<AppCtx> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, ctx: &AppCtx) -> Result<Self, Self::Rejection> {
@@ -217,7 +316,15 @@ impl FromRequestParts<AppCtx> for Auth {
         else {
             return Ok(Auth(None));
         };
-        Ok(Auth(resolve_token(ctx, h).await))
+        let caller = resolve_token(ctx, h).await;
+        if caller.as_ref().is_some_and(Caller::is_superuser) {
+            let policy = ctx.policy();
+            let ip = limits::client_ip(&policy, &parts.headers, limits::peer_of(&parts.extensions));
+            if !policy.superuser_ip_allowed(ip) {
+                return Err(superuser_ip_denied());
+            }
+        }
+        Ok(Auth(caller))
     }
 }
 
