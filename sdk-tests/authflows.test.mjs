@@ -480,6 +480,40 @@ test('MFA: OTP first, then password (mfaId in the query string)', async () => {
   assert.equal(res.record.id, u.id);
 });
 
+test('OTP and MFA sessions expire', async () => {
+  // 10 s is the minimum PocketBase accepts for both durations
+  const coll = await authCollection({ otp: { enabled: true, duration: 10, length: 4 }, mfa: { enabled: true, duration: 10 } });
+  const u = await makeUser(coll);
+  const e1 = await expectError(() => guest().collection(coll).authWithPassword(u.email, PASSWORD));
+  assert.equal(e1.status, 401);
+  const { mfaId } = e1.response;
+
+  let since = smtp.mark();
+  const { otpId } = await guest().collection(coll).requestOTP(u.email);
+  const code = codeFromMail(await smtp.waitForMailTo(u.email, /OTP/i, { since }));
+  assert.match(code, /^\d{4}$/, 'otp.length is honoured');
+
+  await new Promise((r) => setTimeout(r, 11500));
+  let e = await expectError(() => guest().collection(coll).authWithOTP(otpId, code));
+  assert.deepEqual(e.response, { data: {}, message: 'Invalid or expired OTP.', status: 400 });
+
+  since = smtp.mark();
+  const fresh = await guest().collection(coll).requestOTP(u.email);
+  const code2 = codeFromMail(await smtp.waitForMailTo(u.email, /OTP/i, { since }));
+  e = await expectError(() => guest().collection(coll).authWithOTP(fresh.otpId, code2, { mfaId }));
+  assert.deepEqual(e.response, { data: {}, message: 'Invalid or expired MFA session.', status: 400 });
+});
+
+test('collection validation of OTP/MFA options', async () => {
+  const e = await expectError(() => su.collections.create({
+    name: uniq('af'), type: 'auth', otp: { enabled: true, duration: 1, length: 3 }, mfa: { enabled: true, duration: 1 },
+  }));
+  assert.equal(e.status, 400);
+  assert.equal(e.response.data.otp.duration.code, 'validation_min_greater_equal_than_required');
+  assert.equal(e.response.data.otp.length.code, 'validation_min_greater_equal_than_required');
+  assert.equal(e.response.data.mfa.duration.code, 'validation_min_greater_equal_than_required');
+});
+
 // ---------------------------------------------------------------------------
 // Verification, password reset, email change
 

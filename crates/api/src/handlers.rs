@@ -242,14 +242,19 @@ pub fn respond(q: &Map<String, Json>, mut v: Json) -> Response {
     (StatusCode::OK, AxJson(v)).into_response()
 }
 
+/// `_totps` holds authenticator secrets: no records endpoint serves it, not even to superusers.
+fn records_collection(ctx: &AppCtx, key: &str) -> Option<Arc<Collection>> {
+    ctx.collection(key).filter(|c| c.name != "_totps")
+}
+
 fn collection_or_404(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
-    ctx.collection(key)
+    records_collection(ctx, key)
         .ok_or_else(|| ApiError(Error::NotFound("Missing collection context.".into())))
 }
 
 /// Writes answer an unknown collection with the protocol's other wording.
 fn collection_for_write(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
-    ctx.collection(key).ok_or_else(|| {
+    records_collection(ctx, key).ok_or_else(|| {
         ApiError(Error::NotFound(
             "Missing or invalid collection context.".into(),
         ))

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod auth;
+mod authflows;
 mod bad_input;
 mod collections;
 mod events;
@@ -14,3 +15,4 @@ mod filters;
 mod realtime;
 mod records;
 mod rules;
+mod servers;
