@@ -6,7 +6,7 @@ use std::sync::Arc;
 use basalt_core::schema::{Collection, CollectionType, Field, FieldType, Index};
 use basalt_core::sql::Value;
 use basalt_core::{Error, FieldError, FieldErrors};
-use serde_json::Value as Json;
+use serde_json::{json, Value as Json};
 
 use crate::error::{bad, not_found, ApiError, ApiResult};
 use crate::{ddl, AppCtx};
@@ -291,9 +291,49 @@ fn normalize_relations(ctx: &AppCtx, c: &mut Collection) {
     }
 }
 
-/// OAuth2 providers must be ones Basalt knows.
+/// Auth options: OAuth2 providers Basalt knows; OTP/MFA durations of at least 10 s and OTP codes of
+/// 4 to 16 digits.
 fn check_providers(c: &Collection) -> Result<(), FieldErrors> {
     let mut errs = FieldErrors::new();
+    let extra = c.auth.as_ref().map(|a| &a.extra);
+    for (group, key, min, max) in [
+        ("otp", "duration", 10, 31_536_000),
+        ("otp", "length", 4, 16),
+        ("mfa", "duration", 10, 31_536_000),
+    ] {
+        let v = extra.and_then(|e| e.get(group)).and_then(|g| g.get(key));
+        if let Some(v) = v {
+            match v.as_i64() {
+                Some(n) if n < min => {
+                    errs.insert(
+                        format!("{group}.{key}"),
+                        FieldError::new(
+                            "validation_min_greater_equal_than_required",
+                            format!("Must be no less than {min}."),
+                        )
+                        .with_params(json!({"threshold": min})),
+                    );
+                }
+                Some(n) if n > max => {
+                    errs.insert(
+                        format!("{group}.{key}"),
+                        FieldError::new(
+                            "validation_max_less_equal_than_required",
+                            format!("Must be no greater than {max}."),
+                        )
+                        .with_params(json!({"threshold": max})),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    errs.insert(
+                        format!("{group}.{key}"),
+                        FieldError::new("validation_invalid_value", "Must be a number."),
+                    );
+                }
+            }
+        }
+    }
     let list = c
         .auth
         .as_ref()

@@ -462,6 +462,16 @@ fn required_email(body: &Json, key: &str) -> ApiResult<String> {
     Ok(email)
 }
 
+fn token_collection_mismatch() -> ApiError {
+    invalid(
+        "token",
+        FieldError::new(
+            "validation_token_collection_mismatch",
+            "The provided token is for different auth collection.",
+        ),
+    )
+}
+
 fn invalid_token() -> ApiError {
     invalid(
         "token",
@@ -526,10 +536,12 @@ pub async fn confirm_verification(
     let (tc, rec, claims) = verify_typed_token(&ctx, &token, TokenKind::Verification)
         .await
         .ok_or_else(invalid_token)?;
-    if tc.id != coll.id
-        || !claims["email"]
-            .as_str()
-            .is_some_and(|e| e.eq_ignore_ascii_case(rec_str(&rec, "email")))
+    if tc.id != coll.id {
+        return Err(token_collection_mismatch());
+    }
+    if !claims["email"]
+        .as_str()
+        .is_some_and(|e| e.eq_ignore_ascii_case(rec_str(&rec, "email")))
     {
         return Err(invalid_token());
     }
@@ -627,7 +639,7 @@ pub async fn confirm_password_reset(
         .await
         .ok_or_else(invalid_token)?;
     if tc.id != coll.id {
-        return Err(invalid_token());
+        return Err(token_collection_mismatch());
     }
     let hash = super::hash_password_blocking(pw).await?;
     let mut ch = Data::new();
@@ -715,8 +727,10 @@ pub async fn confirm_email_change(
         .await
         .ok_or_else(invalid_token)?;
     let new_email = claims["newEmail"].as_str().unwrap_or("").to_string();
-    if tc.id != coll.id
-        || new_email.is_empty()
+    if tc.id != coll.id {
+        return Err(token_collection_mismatch());
+    }
+    if new_email.is_empty()
         || !claims["email"]
             .as_str()
             .is_some_and(|e| e.eq_ignore_ascii_case(rec_str(&rec, "email")))

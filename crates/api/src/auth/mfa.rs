@@ -251,22 +251,10 @@ pub async fn request_otp(
         ));
     }
     let otp_id = basalt_core::id::new_record_id();
-    if let Some(rec) = find_by_email(&ctx, &coll, &email).await? {
-        // The code is hashed, stored and mailed in the background: the answer takes the same time
-        // whether or not the email exists.
-        let ctx2 = ctx.clone();
-        let id = otp_id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = issue_otp(&ctx2, &coll, &rec, &id).await {
-                tracing::warn!(error = ?e.0, "request-otp failed");
-            }
-        });
-    }
-    Ok(axum::Json(json!({"otpId": otp_id})).into_response())
-}
-
-async fn issue_otp(ctx: &AppCtx, coll: &Arc<Collection>, rec: &Data, id: &str) -> ApiResult<()> {
-    let len = opt_i64(coll, "otp", "length", 8).clamp(4, 16) as usize;
+    // A code is made and hashed either way, so the answer takes about as long for an unknown
+    // email; the row is stored before answering (so the id works at once) and the mail goes out in
+    // the background.
+    let len = opt_i64(&coll, "otp", "length", 8).clamp(4, 16) as usize;
     let code: String = {
         let mut r = rand::thread_rng();
         (0..len)
@@ -274,6 +262,22 @@ async fn issue_otp(ctx: &AppCtx, coll: &Arc<Collection>, rec: &Data, id: &str) -
             .collect()
     };
     let hash = super::hash_password_blocking(code.clone()).await?;
+    if let Some(rec) = find_by_email(&ctx, &coll, &email).await? {
+        store_otp(&ctx, &coll, &rec, &otp_id, hash).await?;
+        let to = s(&rec, "email").to_string();
+        let m = mail::render(&ctx, &coll, &rec, Template::Otp, &to, &[("OTP", &code)]);
+        mail::send_later(&ctx, m);
+    }
+    Ok(axum::Json(json!({"otpId": otp_id})).into_response())
+}
+
+async fn store_otp(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    rec: &Data,
+    id: &str,
+    hash: String,
+) -> ApiResult<()> {
     let email = s(rec, "email").to_string();
     let coll_sys = sys(ctx, "_otps")?;
     let now = basalt_core::time::now();
@@ -293,8 +297,7 @@ async fn issue_otp(ctx: &AppCtx, coll: &Arc<Collection>, rec: &Data, id: &str) -
     tx.execute(&crate::records::insert_sql(ctx, &coll_sys, &data))
         .await?;
     tx.commit().await?;
-    let m = mail::render(ctx, coll, rec, Template::Otp, &email, &[("OTP", &code)]);
-    mail::send(ctx, &m).await
+    Ok(())
 }
 
 /// `POST /api/collections/{c}/auth-with-otp` `{otpId, password, mfaId?}`.
