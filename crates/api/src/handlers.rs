@@ -135,6 +135,10 @@ pub fn router(ctx: AppCtx) -> Router {
         .route("/api/settings/test/email", post(flows::test_email))
         .route("/_/", get(oauth2::landing))
         .route(
+            "/api/settings/apple/generate-client-secret",
+            post(oauth2::generate_apple_secret),
+        )
+        .route(
             "/api/realtime",
             get(crate::realtime::sse).post(crate::realtime::subscribe),
         )

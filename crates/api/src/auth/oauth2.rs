@@ -472,49 +472,43 @@ async fn fetch_user(
         let jwks = fetch_json_cached(&p.jwks).await?;
         verify_id_token(t, &jwks, &p.client_id, &p.issuers).ok_or("invalid id_token")?
     };
-    let mut u = AuthUser {
-        raw: raw.clone(),
-        ..Default::default()
-    };
-    let verified_email = |v: &Json| -> String {
-        if v["email_verified"] == json!(false) || v["email_verified"] == json!("false") {
-            String::new()
-        } else {
-            jstr(v, "email")
-        }
-    };
-    match p.kind.name {
-        "github" => {
-            u.id = jstr(&raw, "id");
-            u.name = jstr(&raw, "name");
-            u.username = jstr(&raw, "login");
-            u.email = jstr(&raw, "email");
-            u.avatar = jstr(&raw, "avatar_url");
-            if u.email.is_empty() {
-                // The primary verified address, from the emails endpoint beside the user endpoint.
-                let url = format!("{}/emails", p.user.trim_end_matches('/'));
-                if let Ok(r) = http()
-                    .get(&url)
-                    .bearer_auth(access)
-                    .header("Accept", "application/json")
-                    .send()
-                    .await
-                {
-                    if let Ok(Json::Array(list)) = r.json::<Json>().await {
-                        if let Some(e) = list.iter().find(|e| {
-                            e["primary"].as_bool() == Some(true)
-                                && e["verified"].as_bool() == Some(true)
-                        }) {
-                            u.email = jstr(e, "email");
-                        }
-                    }
-                }
+    let mut u = map_user(p.kind.name, raw);
+    if p.kind.name == "github" && u.email.is_empty() {
+        // The primary verified address, from the emails endpoint beside the user endpoint.
+        let url = format!("{}/emails", p.user.trim_end_matches('/'));
+        if let Ok(r) = http()
+            .get(&url)
+            .bearer_auth(access)
+            .header("Accept", "application/json")
+            .send()
+            .await
+        {
+            if let Ok(list) = r.json::<Json>().await {
+                u.email = github_primary_email(&list);
             }
         }
-        "gitlab" => {
+    }
+    if u.id.is_empty() {
+        return Err("the provider's user has no id".into());
+    }
+    Ok(u)
+}
+
+/// The provider's user JSON → the protocol's user fields, per provider.
+fn map_user(kind: &str, raw: Json) -> AuthUser {
+    let mut u = AuthUser::default();
+    match kind {
+        "github" | "gitlab" => {
             u.id = jstr(&raw, "id");
             u.name = jstr(&raw, "name");
-            u.username = jstr(&raw, "username");
+            u.username = jstr(
+                &raw,
+                if kind == "github" {
+                    "login"
+                } else {
+                    "username"
+                },
+            );
             u.email = jstr(&raw, "email");
             u.avatar = jstr(&raw, "avatar_url");
         }
@@ -542,18 +536,32 @@ async fn fetch_user(
             }
         }
         _ => {
-            // google, apple, oidc*: OpenID claims.
+            // google, apple, oidc*: OpenID claims; an email the provider marks unverified is dropped.
             u.id = jstr(&raw, "sub");
             u.name = jstr(&raw, "name");
             u.username = jstr(&raw, "preferred_username");
-            u.email = verified_email(&raw);
+            let unverified =
+                raw["email_verified"] == json!(false) || raw["email_verified"] == json!("false");
+            if !unverified {
+                u.email = jstr(&raw, "email");
+            }
             u.avatar = jstr(&raw, "picture");
         }
     }
-    if u.id.is_empty() {
-        return Err("the provider's user has no id".into());
-    }
-    Ok(u)
+    u.raw = raw;
+    u
+}
+
+/// GitHub's `/user/emails`: the primary address, if verified.
+fn github_primary_email(list: &Json) -> String {
+    list.as_array()
+        .and_then(|l| {
+            l.iter().find(|e| {
+                e["primary"].as_bool() == Some(true) && e["verified"].as_bool() == Some(true)
+            })
+        })
+        .map(|e| jstr(e, "email"))
+        .unwrap_or_default()
 }
 
 fn oauth_fail(msg: &str, detail: impl std::fmt::Display) -> ApiError {
@@ -898,9 +906,177 @@ fn forward_code(ctx: &AppCtx, raw: Option<&str>, body: &[u8]) -> bool {
         && !code.is_empty()
 }
 
+/// Apple's client secret: an ES256 JWT signed with the team's `.p8` key (PKCS#8 PEM).
+fn apple_client_secret(
+    client_id: &str,
+    team_id: &str,
+    key_id: &str,
+    pem: &str,
+    duration: i64,
+) -> Result<String, String> {
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let b64: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| "the private key is not PEM".to_string())?;
+    let rng = ring::rand::SystemRandom::new();
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+        .map_err(|_| "the private key is not a PKCS#8 P-256 key".to_string())?;
+    let now = chrono::Utc::now().timestamp();
+    let header = B64.encode(json!({"alg": "ES256", "kid": key_id, "typ": "JWT"}).to_string());
+    let claims = B64.encode(
+        json!({"aud": "https://appleid.apple.com", "exp": now + duration, "iat": now,
+               "iss": team_id, "sub": client_id})
+        .to_string(),
+    );
+    let input = format!("{header}.{claims}");
+    let sig = key
+        .sign(&rng, input.as_bytes())
+        .map_err(|_| "signing failed".to_string())?;
+    Ok(format!("{input}.{}", B64.encode(sig.as_ref())))
+}
+
+/// `POST /api/settings/apple/generate-client-secret {clientId, teamId, keyId, privateKey, duration}`
+/// (superusers) → `{secret}`; duration in seconds, at most ~6 months as Apple allows.
+pub async fn generate_apple_secret(auth: Auth, JsonBody(body): JsonBody) -> ApiResult<Response> {
+    auth.require_superuser()?;
+    let mut errs = basalt_core::FieldErrors::new();
+    let get = |k: &str| body_str(&body, k);
+    for k in ["clientId", "teamId", "keyId", "privateKey"] {
+        if get(k).is_empty() {
+            errs.insert(k.into(), FieldError::required());
+        }
+    }
+    let duration = body.get("duration").and_then(Json::as_i64).unwrap_or(0);
+    if !(1..=15_777_000).contains(&duration) {
+        errs.insert(
+            "duration".into(),
+            FieldError::new(
+                "validation_out_of_range",
+                "Must be between 1 and 15777000 seconds.",
+            ),
+        );
+    }
+    if !errs.is_empty() {
+        return Err(ApiError(basalt_core::Error::validation(
+            "An error occurred while validating the submitted data.",
+            errs,
+        )));
+    }
+    let secret = apple_client_secret(
+        &get("clientId"),
+        &get("teamId"),
+        &get("keyId"),
+        &get("privateKey"),
+        duration,
+    )
+    .map_err(|e| {
+        invalid(
+            "privateKey",
+            FieldError::new("validation_invalid_private_key", e),
+        )
+    })?;
+    Ok(axum::Json(json!({"secret": secret})).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_provider_maps_its_user_shape() {
+        let g = map_user(
+            "google",
+            json!({"sub": "1", "name": "Ana", "email": "a@x.io", "email_verified": true, "picture": "p"}),
+        );
+        assert_eq!(
+            (g.id.as_str(), g.email.as_str(), g.avatar.as_str()),
+            ("1", "a@x.io", "p")
+        );
+        let g = map_user(
+            "oidc",
+            json!({"sub": "1", "email": "a@x.io", "email_verified": false}),
+        );
+        assert_eq!(g.email, "", "unverified emails are not used");
+        let gh = map_user(
+            "github",
+            json!({"id": 42, "login": "ana", "name": null, "email": null, "avatar_url": "u"}),
+        );
+        assert_eq!(
+            (gh.id.as_str(), gh.username.as_str(), gh.email.as_str()),
+            ("42", "ana", "")
+        );
+        assert_eq!(
+            github_primary_email(&json!([
+                {"email": "old@x.io", "primary": false, "verified": true},
+                {"email": "main@x.io", "primary": true, "verified": true}
+            ])),
+            "main@x.io"
+        );
+        assert_eq!(
+            github_primary_email(&json!([{"email": "m@x.io", "primary": true, "verified": false}])),
+            ""
+        );
+        let gl = map_user(
+            "gitlab",
+            json!({"id": 7, "username": "ana", "email": "a@x.io"}),
+        );
+        assert_eq!((gl.id.as_str(), gl.username.as_str()), ("7", "ana"));
+        let ms = map_user(
+            "microsoft",
+            json!({"id": "m1", "displayName": "Ana", "mail": null, "userPrincipalName": "ana@corp.io"}),
+        );
+        assert_eq!(
+            (ms.name.as_str(), ms.email.as_str()),
+            ("Ana", "ana@corp.io")
+        );
+        let d = map_user(
+            "discord",
+            json!({"id": "9", "username": "ana", "global_name": null, "email": "a@x.io", "verified": false, "avatar": "h"}),
+        );
+        assert_eq!((d.name.as_str(), d.email.as_str()), ("ana", ""));
+        assert_eq!(d.avatar, "https://cdn.discordapp.com/avatars/9/h.png");
+        let a = map_user(
+            "apple",
+            json!({"sub": "ap", "email": "r@privaterelay.appleid.com"}),
+        );
+        assert_eq!(
+            (a.id.as_str(), a.email.as_str()),
+            ("ap", "r@privaterelay.appleid.com")
+        );
+    }
+
+    #[test]
+    fn apple_secret_is_an_es256_jwt_that_verifies() {
+        use ring::signature::{
+            EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING,
+        };
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
+        );
+        let jwt = apple_client_secret("com.app", "TEAM1", "KEY1", &pem, 3600).unwrap();
+        let (input, sig) = jwt.rsplit_once('.').unwrap();
+        ring::signature::UnparsedPublicKey::new(
+            &ECDSA_P256_SHA256_FIXED,
+            pair.public_key().as_ref(),
+        )
+        .verify(input.as_bytes(), &B64.decode(sig).unwrap())
+        .unwrap();
+        let claims = super::super::peek_claims(&jwt).unwrap();
+        assert_eq!(claims["iss"], "TEAM1");
+        assert_eq!(claims["sub"], "com.app");
+        assert_eq!(claims["aud"], "https://appleid.apple.com");
+        assert!(apple_client_secret("a", "b", "c", "not a key", 60).is_err());
+    }
 
     #[test]
     fn every_builtin_provider_is_listed() {
