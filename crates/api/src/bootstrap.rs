@@ -100,7 +100,7 @@ fn auth_system_collections() -> Vec<Collection> {
         }
         c
     };
-    let mut otp_pw = Field::new("password", FieldType::Text);
+    let mut otp_pw = Field::new("password", FieldType::Password);
     otp_pw.system = true;
     otp_pw.hidden = true;
     let mut confirmed = Field::new("confirmed", FieldType::Bool);

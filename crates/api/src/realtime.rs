@@ -631,13 +631,14 @@ pub async fn subscribe(
 /// - The server pings after `keepalive` without traffic and closes on idle / maximum lifetime, as SSE.
 pub async fn websocket(
     State(ctx): State<AppCtx>,
+    meta: crate::auth::limits::ClientMeta,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
     ws.max_message_size(1 << 20)
-        .on_upgrade(move |socket| ws_session(ctx, socket))
+        .on_upgrade(move |socket| ws_session(ctx, socket, meta.ip))
 }
 
-async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket) {
+async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket, ip: std::net::IpAddr) {
     use axum::extract::ws::Message;
     let (reg, mut rx) = ctx.realtime.connect();
     let cfg = ctx.realtime.config.clone();
@@ -666,7 +667,7 @@ async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket) {
                 let Some(Ok(m)) = m else { break };
                 match m {
                     Message::Text(t) => {
-                        let reply = ws_subscribe(&ctx, &reg.id, t.as_str()).await;
+                        let reply = ws_subscribe(&ctx, &reg.id, t.as_str(), ip).await;
                         if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
                             break;
                         }
@@ -689,7 +690,7 @@ async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket) {
     let _ = socket.send(Message::Close(None)).await;
 }
 
-async fn ws_subscribe(ctx: &AppCtx, client: &str, text: &str) -> Json {
+async fn ws_subscribe(ctx: &AppCtx, client: &str, text: &str, ip: std::net::IpAddr) -> Json {
     let err = |e: ApiError| json!({"event": "PB_ERROR", "data": e.into_parts().1});
     let Ok(body) = serde_json::from_str::<Json>(text) else {
         return err(crate::error::bad(
@@ -708,6 +709,10 @@ async fn ws_subscribe(ctx: &AppCtx, client: &str, text: &str) -> Json {
         Some(t) if !t.is_empty() => crate::auth::resolve_token(ctx, t).await,
         _ => None,
     };
+    // The superuser IP allow-list holds here as on every HTTP request.
+    if caller.as_ref().is_some_and(Caller::is_superuser) && !ctx.policy().superuser_ip_allowed(ip) {
+        return err(crate::auth::superuser_ip_denied());
+    }
     let key = caller
         .as_ref()
         .map(|c| format!("{}/{}", c.collection.id, c.id()));

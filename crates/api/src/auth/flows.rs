@@ -98,7 +98,7 @@ pub fn require_same_collection(
     if caller.collection.id != coll.id {
         return Err(forbidden(&format!(
             "The request requires auth record from {} collection.",
-            coll.name
+            caller.collection.name
         )));
     }
     Ok((coll, caller))
@@ -164,6 +164,15 @@ pub struct Signin<'a> {
     pub meta: Option<Json>,
     pub client: &'a ClientMeta,
     pub requester_superuser: bool,
+}
+
+/// Sign-ins into `_superusers` from outside `superuserIPs` are refused before any secret is checked,
+/// so the answer does not depend on the password.
+pub fn guard_superuser_ip(ctx: &AppCtx, coll: &Collection, client: &ClientMeta) -> ApiResult<()> {
+    if coll.is_superusers() && !ctx.policy().superuser_ip_allowed(client.ip) {
+        return Err(super::superuser_ip_denied());
+    }
+    Ok(())
 }
 
 /// The tail every sign-in shares: superuser IP allow-list, authRule, the MFA gate, the new-login
@@ -274,6 +283,7 @@ pub async fn auth_with_password(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let coll = auth_collection(&ctx, &c)?;
+    guard_superuser_ip(&ctx, &coll, &client)?;
     let q = query_map(&raw);
     let a = coll.auth.clone().ok_or_else(not_found)?;
     if !a.password_enabled {
@@ -289,6 +299,15 @@ pub async fn auth_with_password(
     }
     if password.is_empty() {
         errs.insert("password".into(), FieldError::required());
+    }
+    if identity.chars().count() > 255 {
+        errs.insert(
+            "identity".into(),
+            FieldError::new(
+                "validation_length_too_long",
+                "The length must be no more than 255.",
+            ),
+        );
     }
     if !errs.is_empty() {
         return Err(ApiError(Error::validation(
@@ -308,7 +327,11 @@ pub async fn auth_with_password(
         fields = vec![wanted];
     }
     // Progressive lockout per identity, whether or not it exists.
-    let lock_key = format!("pw:{}:{}", coll.id, identity.to_lowercase());
+    let lock_key = format!(
+        "pw:{}:{:x}",
+        coll.id,
+        Sha256::digest(identity.trim().to_lowercase().as_bytes())
+    );
     ctx.lockout
         .check(&lock_key)
         .map_err(super::limits::locked)?;

@@ -242,6 +242,11 @@ pub fn is_auth_action(a: &str) -> bool {
     a.starts_with("authWith") || a.starts_with("request") || a.starts_with("confirm")
 }
 
+/// What the `*:auth` / `coll:auth` labels cover, as in the protocol: the sign-ins only.
+fn is_signin_action(a: &str) -> bool {
+    a.starts_with("authWith")
+}
+
 /// The most specific configured rule for the request: `coll:action`, `coll:auth`, `*:action`,
 /// `*:auth`, then the longest matching path label (method-specific first).
 fn pick_rule<'a>(
@@ -259,7 +264,7 @@ fn pick_rule<'a>(
     };
     if let Some((c, a)) = tag {
         let mut names: Vec<String> = Vec::new();
-        let auth = is_auth_action(a);
+        let auth = is_signin_action(a);
         for coll in [Some(c.as_str()), coll_id, Some("*")].into_iter().flatten() {
             names.push(format!("{coll}:{a}"));
             if auth {
@@ -347,11 +352,17 @@ pub struct Lockout {
 }
 
 impl Lockout {
-    /// `Err(wait)` while the identity is locked.
+    /// `Err(wait)` while the identity is locked. Past a lock, one attempt at a time goes through:
+    /// it holds a one-second provisional lock until its outcome (`fail` or `success`) is recorded.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match g.get(key) {
-            Some((_, until)) if *until > Instant::now() => Err(*until - Instant::now()),
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match g.get_mut(key) {
+            Some((_, until)) if *until > now => Err(*until - now),
+            Some((n, until)) if *n >= LOCKOUT_AFTER => {
+                *until = now + Duration::from_secs(1);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -407,7 +418,7 @@ pub fn client_ip(policy: &Policy, parts_headers: &axum::http::HeaderMap, peer: I
 pub fn peer_of(ext: &axum::http::Extensions) -> IpAddr {
     ext.get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 /// Extractor: the caller's IP and user agent.

@@ -142,47 +142,68 @@ pub fn render(
         .as_str()
         .unwrap_or("")
         .trim_end_matches('/');
+    // {RECORD:field}: any non-hidden field of the record (secrets never).
+    let record_value = |name: &str| -> String {
+        let hidden =
+            coll.field(name).is_none_or(|f| f.hidden) || name == "password" || name == "tokenKey";
+        if hidden {
+            return String::new();
+        }
+        match rec.get(name) {
+            Some(Json::String(s)) => s.clone(),
+            Some(Json::Null) | None => String::new(),
+            Some(v) => v.to_string(),
+        }
+    };
+    let lookup = |name: &str| -> Option<String> {
+        match name {
+            "APP_NAME" => Some(app_name.to_string()),
+            "APP_URL" => Some(app_url.to_string()),
+            _ => match name.strip_prefix("RECORD:") {
+                Some(f) => Some(record_value(f)),
+                None => vars
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string()),
+            },
+        }
+    };
     let fill = |s: &str, html: bool| -> String {
-        let esc = |v: &str| {
-            if html {
-                escape_html(v)
-            } else {
-                v.to_string()
-            }
-        };
-        let mut out = s
-            .replace("{APP_NAME}", &esc(app_name))
-            .replace("{APP_URL}", &esc(app_url));
-        for (k, v) in vars {
-            out = out.replace(&format!("{{{k}}}"), &esc(v));
-        }
-        // {RECORD:field}: any non-hidden field of the record (secrets never).
-        while let Some(start) = out.find("{RECORD:") {
-            let Some(len) = out[start..].find('}') else {
-                break;
-            };
-            let name = out[start + 8..start + len].to_string();
-            let hidden = coll.field(&name).is_none_or(|f| f.hidden)
-                || name == "password"
-                || name == "tokenKey";
-            let val = if hidden {
-                String::new()
-            } else {
-                match rec.get(&name) {
-                    Some(Json::String(s)) => s.clone(),
-                    Some(Json::Null) | None => String::new(),
-                    Some(v) => v.to_string(),
-                }
-            };
-            out.replace_range(start..start + len + 1, &esc(&val));
-        }
-        out
+        fill_placeholders(s, |name| {
+            lookup(name).map(|v| if html { escape_html(&v) } else { v })
+        })
     };
     Mail {
         to: to.to_string(),
         subject: fill(&subject, false),
         html: fill(&body, true),
     }
+}
+
+/// One forward pass over `template`: each `{NAME}` the lookup knows is replaced by its value, which is
+/// never scanned again (a value containing `{RECORD:x}` stays text); unknown braces are kept.
+fn fill_placeholders(template: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        match after
+            .find('}')
+            .and_then(|j| lookup(&after[..j]).map(|v| (j, v)))
+        {
+            Some((j, v)) => {
+                out.push_str(&v);
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A plain-text alternative of the HTML body: tags dropped, links kept as their URLs.
@@ -261,8 +282,12 @@ pub async fn send(ctx: &AppCtx, mail: &Mail) -> ApiResult<()> {
     let port = u16::try_from(smtp["port"].as_u64().unwrap_or(587)).unwrap_or(587);
     let params = TlsParameters::new(host.clone()).map_err(internal)?;
     // `tls: true` is implicit TLS (465); otherwise STARTTLS is used when the server offers it.
+    let user = smtp["username"].as_str().unwrap_or("");
+    // Credentials never go out in clear: with a username, STARTTLS is required.
     let tls = if smtp["tls"].as_bool().unwrap_or(false) {
         Tls::Wrapper(params)
+    } else if !user.is_empty() {
+        Tls::Required(params)
     } else {
         Tls::Opportunistic(params)
     };
@@ -270,7 +295,6 @@ pub async fn send(ctx: &AppCtx, mail: &Mail) -> ApiResult<()> {
         .port(port)
         .tls(tls)
         .timeout(Some(Duration::from_secs(15)));
-    let user = smtp["username"].as_str().unwrap_or("");
     if !user.is_empty() {
         let pass = smtp["password"].as_str().unwrap_or("");
         b = b.credentials(Credentials::new(user.to_string(), pass.to_string()));
@@ -328,6 +352,16 @@ pub fn send_later(ctx: &AppCtx, mail: Mail) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_filled_once_and_never_rescanned() {
+        let look = |n: &str| match n {
+            "A" => Some("{A}{B}".to_string()),
+            "B" => Some("b".to_string()),
+            _ => None,
+        };
+        assert_eq!(fill_placeholders("x{A}y{B}{C}{", look), "x{A}{B}yb{C}{");
+    }
 
     #[test]
     fn plain_text_keeps_links() {

@@ -21,8 +21,8 @@ use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
 use super::flows::{
-    auth_collection, body_str, complete_signin, find_by_email, invalid, require_same_collection,
-    Signin,
+    auth_collection, body_str, complete_signin, find_by_email, guard_superuser_ip, invalid,
+    require_same_collection, Signin,
 };
 use super::limits::ClientMeta;
 use super::mail::{self, Template};
@@ -60,16 +60,17 @@ pub async fn insert_row(ctx: &AppCtx, name: &str, fields: Vec<(&str, Json)>) -> 
     Ok(id)
 }
 
-pub async fn delete_row(ctx: &AppCtx, name: &str, id: &str) -> ApiResult<()> {
+/// Deletes one row; returns how many rows went (0 when another request took it first).
+pub async fn delete_row(ctx: &AppCtx, name: &str, id: &str) -> ApiResult<u64> {
     let mut s = ctx.sql();
     s.push("DELETE FROM ")
         .ident(name)
         .push(" WHERE \"id\" = ")
         .bind(Value::Text(id.to_string()));
     let mut tx = ctx.store.begin().await?;
-    tx.execute(&s).await?;
+    let n = tx.execute(&s).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(n)
 }
 
 async fn load_row(ctx: &AppCtx, name: &str, id: &str) -> ApiResult<Option<Data>> {
@@ -196,7 +197,9 @@ pub async fn gate(
         if first == method || (has_totp && first != "totp" && method != "totp") {
             return Err(bad("A different authentication method is required."));
         }
-        delete_row(ctx, "_mfas", mid).await?;
+        if delete_row(ctx, "_mfas", mid).await? != 1 {
+            return Err(invalid_mfa());
+        }
         return Ok(Gate::Pass);
     }
     if !required {
@@ -205,6 +208,8 @@ pub async fn gate(
     if method == "totp" {
         return Err(invalid_mfa());
     }
+    let dur = opt_i64(coll, "mfa", "duration", 600).max(1) as u64;
+    prune_rows(ctx, "_mfas", coll, &rec_id, Duration::from_secs(dur)).await?;
     let id = insert_row(
         ctx,
         "_mfas",
@@ -263,13 +268,48 @@ pub async fn request_otp(
     };
     let hash = super::hash_password_blocking(code.clone()).await?;
     if let Some(rec) = find_by_email(&ctx, &coll, &email).await? {
-        store_otp(&ctx, &coll, &rec, &otp_id, hash).await?;
-        let to = s(&rec, "email").to_string();
-        let m = mail::render(&ctx, &coll, &rec, Template::Otp, &to, &[("OTP", &code)]);
-        mail::send_later(&ctx, m);
+        if store_otp(&ctx, &coll, &rec, &otp_id, hash).await? {
+            let to = s(&rec, "email").to_string();
+            let m = mail::render(&ctx, &coll, &rec, Template::Otp, &to, &[("OTP", &code)]);
+            mail::send_later(&ctx, m);
+        }
     }
     Ok(axum::Json(json!({"otpId": otp_id})).into_response())
 }
+
+/// Rows of `table` for the record older than `max_age` are deleted; returns how many remain.
+async fn prune_rows(
+    ctx: &AppCtx,
+    table: &str,
+    coll: &Collection,
+    rec_id: &str,
+    max_age: Duration,
+) -> ApiResult<i64> {
+    let cutoff = basalt_core::time::format(
+        chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default(),
+    );
+    let owner = |q: &mut basalt_core::sql::Sql| {
+        q.push(" WHERE \"collectionRef\" = ")
+            .bind(Value::Text(coll.id.clone()))
+            .push(" AND \"recordRef\" = ")
+            .bind(Value::Text(rec_id.to_string()));
+    };
+    let mut d = ctx.sql();
+    d.push("DELETE FROM ").ident(table);
+    owner(&mut d);
+    d.push(" AND \"created\" < ").bind(Value::Text(cutoff));
+    let mut tx = ctx.store.begin().await?;
+    tx.execute(&d).await?;
+    tx.commit().await?;
+    let mut c = ctx.sql();
+    c.push("SELECT COUNT(*) FROM ").ident(table);
+    owner(&mut c);
+    Ok(ctx.store.query(&c).await?.scalar_int())
+}
+
+/// Unexpired OTPs one record may hold; past it, request-otp answers a fake id and sends nothing
+/// (no mail bombing).
+const MAX_LIVE_OTPS: i64 = 10;
 
 async fn store_otp(
     ctx: &AppCtx,
@@ -277,7 +317,13 @@ async fn store_otp(
     rec: &Data,
     id: &str,
     hash: String,
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
+    let dur = opt_i64(coll, "otp", "duration", 180).max(1) as u64;
+    if prune_rows(ctx, "_otps", coll, s(rec, "id"), Duration::from_secs(dur)).await?
+        >= MAX_LIVE_OTPS
+    {
+        return Ok(false);
+    }
     let email = s(rec, "email").to_string();
     let coll_sys = sys(ctx, "_otps")?;
     let now = basalt_core::time::now();
@@ -297,7 +343,7 @@ async fn store_otp(
     tx.execute(&crate::records::insert_sql(ctx, &coll_sys, &data))
         .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// `POST /api/collections/{c}/auth-with-otp` `{otpId, password, mfaId?}`.
@@ -316,13 +362,21 @@ pub async fn auth_with_otp(
             "The collection is not configured to allow OTP authentication.",
         ));
     }
+    guard_superuser_ip(&ctx, &coll, &client)?;
     let otp_id = body_str(&body, "otpId");
     let code = body_str(&body, "password");
+    let mut errs = basalt_core::FieldErrors::new();
     if otp_id.is_empty() {
-        return Err(invalid("otpId", FieldError::required()));
+        errs.insert("otpId".into(), FieldError::required());
     }
     if code.is_empty() {
-        return Err(invalid("password", FieldError::required()));
+        errs.insert("password".into(), FieldError::required());
+    }
+    if !errs.is_empty() {
+        return Err(ApiError(Error::validation(
+            "An error occurred while validating the submitted data.",
+            errs,
+        )));
     }
     let fail = || bad("Invalid or expired OTP");
     let row = load_row(&ctx, "_otps", &otp_id).await?;
@@ -352,7 +406,10 @@ pub async fn auth_with_otp(
     let rec = load_record(&ctx, &coll, s(&row, "recordRef"))
         .await?
         .ok_or_else(fail)?;
-    delete_row(&ctx, "_otps", &otp_id).await?;
+    // Single use: of two concurrent requests with the right code only the one that deletes wins.
+    if delete_row(&ctx, "_otps", &otp_id).await? != 1 {
+        return Err(fail());
+    }
     let mut rec = rec;
     if !rec.get("verified").and_then(Json::as_bool).unwrap_or(false)
         && s(&row, "sentTo").eq_ignore_ascii_case(s(&rec, "email"))
@@ -424,17 +481,16 @@ async fn check_second_factor(
     let totp = build_totp(ctx, s(row, "secret"), account)?;
     let now = chrono::Utc::now().timestamp().max(0) as u64;
     let last: u64 = s(row, "lastStep").parse().unwrap_or(0);
-    let coll = sys(ctx, "_totps")?;
     let id = s(row, "id");
     if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
         if let Some(step) = totp.check(code, now) {
             if step <= last {
                 return Ok(false);
             }
-            let mut ch = Data::new();
-            ch.insert("lastStep".into(), json!(step.to_string()));
-            write_row(ctx, &coll, id, row, ch).await?;
-            return Ok(true);
+            // Compare-and-set: a step is accepted once even under concurrent requests.
+            return Ok(
+                set_if(ctx, id, "lastStep", s(row, "lastStep"), &step.to_string()).await? == 1,
+            );
         }
         return Ok(false);
     }
@@ -450,10 +506,36 @@ async fn check_second_factor(
         return Ok(false);
     };
     codes.remove(pos);
-    let mut ch = Data::new();
-    ch.insert("recoveryCodes".into(), json!(json!(codes).to_string()));
-    write_row(ctx, &coll, id, row, ch).await?;
-    Ok(true)
+    Ok(set_if(
+        ctx,
+        id,
+        "recoveryCodes",
+        s(row, "recoveryCodes"),
+        &json!(codes).to_string(),
+    )
+    .await?
+        == 1)
+}
+
+/// `UPDATE _totps SET col = new WHERE id = ? AND col = old`: the number of rows changed.
+async fn set_if(ctx: &AppCtx, id: &str, col: &str, old: &str, new: &str) -> ApiResult<u64> {
+    let mut q = ctx.sql();
+    q.push("UPDATE \"_totps\" SET ")
+        .ident(col)
+        .push(" = ")
+        .bind(Value::Text(new.to_string()))
+        .push(", \"updated\" = ")
+        .bind(Value::Text(basalt_core::time::now()))
+        .push(" WHERE \"id\" = ")
+        .bind(Value::Text(id.to_string()))
+        .push(" AND ")
+        .ident(col)
+        .push(" = ")
+        .bind(Value::Text(old.to_string()));
+    let mut tx = ctx.store.begin().await?;
+    let n = tx.execute(&q).await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 async fn write_row(
@@ -633,6 +715,7 @@ pub async fn auth_with_totp(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let coll = auth_collection(&ctx, &c)?;
+    guard_superuser_ip(&ctx, &coll, &client)?;
     let q = query_map(&raw);
     let mfa_id = mfa_id_of(&body, &q).unwrap_or_default();
     let code = body_str(&body, "code");

@@ -52,14 +52,30 @@ pub fn verify_password(pw: &str, hash: &str) -> bool {
 /// answer takes as long either way.
 pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0JtRy6Xm4w6I3r0fQ1aW3bq4x6W3mA5lq1n2b3c4d5e";
 
+/// At most this many argon2 computations (≈19 MiB each) run at once; others wait their turn, so a
+/// burst of sign-ins cannot exhaust memory or the blocking pool.
+const HASH_SLOTS: usize = 8;
+
+fn hash_slots() -> &'static tokio::sync::Semaphore {
+    static S: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    S.get_or_init(|| tokio::sync::Semaphore::new(HASH_SLOTS))
+}
+
 /// Hashes passwords off the async workers (argon2 takes tens of milliseconds by design).
 pub async fn hash_password_blocking(pw: String) -> ApiResult<String> {
+    let _slot = hash_slots()
+        .acquire()
+        .await
+        .map_err(|e| ApiError(basalt_core::Error::internal(e)))?;
     tokio::task::spawn_blocking(move || hash_password(&pw))
         .await
         .map_err(|e| ApiError(basalt_core::Error::internal(e)))?
 }
 
 pub async fn verify_password_blocking(pw: String, hash: String) -> bool {
+    let Ok(_slot) = hash_slots().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
         .await
         .unwrap_or(false)
@@ -269,10 +285,9 @@ impl Auth {
 
 pub async fn resolve_token(ctx: &AppCtx, raw: &str) -> Option<Caller> {
     let token = raw.trim();
-    let token = if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") {
-        token[7..].trim()
-    } else {
-        token
+    let token = match token.get(..7) {
+        Some(p) if token.len() > 7 && p.eq_ignore_ascii_case("bearer ") => token[7..].trim(),
+        _ => token,
     };
     if token.is_empty() || token.len() > 4096 {
         return None;

@@ -388,6 +388,9 @@ struct AuthUser {
     email: String,
     avatar: String,
     raw: Json,
+    /// Whether the provider vouches for the email (only then may it link to an existing account or
+    /// mark a new one verified).
+    email_trusted: bool,
 }
 
 fn jstr(v: &Json, k: &str) -> String {
@@ -519,6 +522,10 @@ fn map_user(kind: &str, raw: Json) -> AuthUser {
             if u.email.is_empty() {
                 u.email = jstr(&raw, "userPrincipalName");
             }
+            // Any tenant admin can set `mail`/UPN to any address ("nOAuth"): never trusted.
+            u.email_trusted = false;
+            u.raw = raw;
+            return u;
         }
         "discord" => {
             u.id = jstr(&raw, "id");
@@ -540,14 +547,15 @@ fn map_user(kind: &str, raw: Json) -> AuthUser {
             u.id = jstr(&raw, "sub");
             u.name = jstr(&raw, "name");
             u.username = jstr(&raw, "preferred_username");
-            let unverified =
-                raw["email_verified"] == json!(false) || raw["email_verified"] == json!("false");
-            if !unverified {
+            let verified =
+                raw["email_verified"] == json!(true) || raw["email_verified"] == json!("true");
+            if verified {
                 u.email = jstr(&raw, "email");
             }
             u.avatar = jstr(&raw, "picture");
         }
     }
+    u.email_trusted = !u.email.is_empty();
     u.raw = raw;
     u
 }
@@ -735,7 +743,9 @@ async fn link_or_create(
         .map(|c| c.record.clone());
     let (rec, is_new) = match current {
         Some(r) => (r, false),
-        None => match (!user.email.is_empty()).then(|| find_by_email(ctx, coll, &user.email)) {
+        None => match (user.email_trusted && !user.email.is_empty())
+            .then(|| find_by_email(ctx, coll, &user.email))
+        {
             Some(f) => match f.await? {
                 Some(r) => (claim_by_email(ctx, coll, r).await?, false),
                 None => (create_record(ctx, coll, user, create_data).await?, true),
@@ -833,7 +843,7 @@ async fn create_record(
         ..Default::default()
     };
     let rec = records::create(ctx, coll, &data, &info).await?;
-    if user.email.is_empty() {
+    if user.email.is_empty() || !user.email_trusted {
         return Ok(rec);
     }
     let mut ch = Data::new();
@@ -1002,6 +1012,8 @@ mod tests {
             json!({"sub": "1", "email": "a@x.io", "email_verified": false}),
         );
         assert_eq!(g.email, "", "unverified emails are not used");
+        let g = map_user("oidc", json!({"sub": "1", "email": "a@x.io"}));
+        assert_eq!(g.email, "", "nor emails the provider does not vouch for");
         let gh = map_user(
             "github",
             json!({"id": 42, "login": "ana", "name": null, "email": null, "avatar_url": "u"}),
@@ -1034,6 +1046,7 @@ mod tests {
             (ms.name.as_str(), ms.email.as_str()),
             ("Ana", "ana@corp.io")
         );
+        assert!(!ms.email_trusted, "Microsoft mail/UPN never links accounts");
         let d = map_user(
             "discord",
             json!({"id": "9", "username": "ana", "global_name": null, "email": "a@x.io", "verified": false, "avatar": "h"}),
@@ -1042,7 +1055,7 @@ mod tests {
         assert_eq!(d.avatar, "https://cdn.discordapp.com/avatars/9/h.png");
         let a = map_user(
             "apple",
-            json!({"sub": "ap", "email": "r@privaterelay.appleid.com"}),
+            json!({"sub": "ap", "email": "r@privaterelay.appleid.com", "email_verified": "true"}),
         );
         assert_eq!(
             (a.id.as_str(), a.email.as_str()),
