@@ -318,7 +318,7 @@ pub async fn auth_with_password(
     let wanted = body_str(&body, "identityField");
     let mut fields: Vec<String> = a.password_identity_fields.clone();
     if !wanted.is_empty() {
-        if !fields.iter().any(|f| *f == wanted) {
+        if !fields.contains(&wanted) {
             return Err(invalid(
                 "identityField",
                 FieldError::new("validation_in_invalid", "Must be a valid value."),

@@ -589,7 +589,7 @@ pub async fn auth_with_oauth2(
 ) -> ApiResult<Response> {
     let coll = auth_collection(&ctx, &c)?;
     let q = query_map(&raw);
-    if !oauth2_options(&coll).is_some_and(|o| o["enabled"].as_bool() == Some(true)) {
+    if oauth2_options(&coll).is_none_or(|o| o["enabled"].as_bool() != Some(true)) {
         return Err(crate::error::forbidden(
             "The collection is not configured to allow OAuth2 authentication.",
         ));

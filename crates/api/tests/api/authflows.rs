@@ -712,6 +712,15 @@ async fn impersonate_and_superuser_ips(app: TestApp) {
         )
         .await;
     assert_error(&l, 403);
+    // Refused before the password is checked: a wrong one gets the same answer.
+    let wrong = app
+        .post(
+            "/api/collections/_superusers/auth-with-password",
+            None,
+            json!({"identity": "admin@example.com", "password": "not-the-password"}),
+        )
+        .await;
+    assert_eq!(wrong, l);
     assert_eq!(app.get("/api/health", None).await.0, 200);
     assert_eq!(login(&app, "imp@example.com", "password123").await.0, 200);
     // Restore through the store (as an operator would with the CLI).
