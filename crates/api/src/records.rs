@@ -464,7 +464,8 @@ pub fn insert_sql(ctx: &AppCtx, coll: &Collection, data: &Data) -> Sql {
     s
 }
 
-fn update_sql(ctx: &AppCtx, coll: &Collection, id: &str, data: &Data) -> Sql {
+/// The UPDATE of one row, every field but the id bound.
+pub fn update_sql(ctx: &AppCtx, coll: &Collection, id: &str, data: &Data) -> Sql {
     let mut s = ctx.sql();
     s.push("UPDATE ").ident(&coll.name).push(" SET ");
     let mut first = true;
@@ -678,9 +679,20 @@ pub async fn update(
             Json::String(basalt_core::id::random_id(50)),
         );
     }
+    write_update(ctx, coll, id, prepared.data, &existing).await
+}
+
+/// Writes an updated row and its event in one transaction, then waits for the fan-out.
+async fn write_update(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    id: &str,
+    data: Data,
+    existing: &Data,
+) -> ApiResult<Data> {
     let mut tx = ctx.store.begin().await?;
     let n = tx
-        .execute(&update_sql(ctx, coll, id, &prepared.data))
+        .execute(&update_sql(ctx, coll, id, &data))
         .await
         .map_err(|e| unique_error(e, "Failed to update record."))?;
     if n == 0 {
@@ -691,13 +703,13 @@ pub async fn update(
         &mut tx,
         coll,
         Action::Update,
-        Some(&prepared.data),
-        Some(&existing),
+        Some(&data),
+        Some(existing),
     )
     .await?;
     tx.commit().await?;
     ctx.committed(seq).await;
-    Ok(prepared.data)
+    Ok(data)
 }
 
 /// A server-side change to a record (the auth flows: verified, password, email), outside any rule:
@@ -716,26 +728,7 @@ pub async fn system_update(
     if coll.field("updated").is_some_and(|f| f.on_update) {
         data.insert("updated".into(), Json::String(basalt_core::time::now()));
     }
-    let mut tx = ctx.store.begin().await?;
-    let n = tx
-        .execute(&update_sql(ctx, coll, id, &data))
-        .await
-        .map_err(|e| unique_error(e, "Failed to update record."))?;
-    if n == 0 {
-        return Err(not_found());
-    }
-    let seq = emit(
-        ctx,
-        &mut tx,
-        coll,
-        Action::Update,
-        Some(&data),
-        Some(&existing),
-    )
-    .await?;
-    tx.commit().await?;
-    ctx.committed(seq).await;
-    Ok(data)
+    write_update(ctx, coll, id, data, &existing).await
 }
 
 /// Deletes a record under deleteRule, then clears or cascades references to it, in one transaction.

@@ -56,10 +56,24 @@ pub fn body_str(body: &Json, k: &str) -> String {
 pub fn invalid(field: &str, err: FieldError) -> ApiError {
     let mut f = FieldErrors::new();
     f.insert(field.into(), err);
+    invalid_all(f)
+}
+
+/// A 400 with these field errors.
+pub fn invalid_all(errs: FieldErrors) -> ApiError {
     ApiError(Error::validation(
         "An error occurred while validating the submitted data.",
-        f,
+        errs,
     ))
+}
+
+/// `Err` with the field errors, if any.
+pub fn check_fields(errs: FieldErrors) -> ApiResult<()> {
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid_all(errs))
+    }
 }
 
 fn rec_str<'a>(d: &'a Data, k: &str) -> &'a str {
@@ -175,16 +189,13 @@ pub fn guard_superuser_ip(ctx: &AppCtx, coll: &Collection, client: &ClientMeta) 
     Ok(())
 }
 
-/// The tail every sign-in shares: superuser IP allow-list, authRule, the MFA gate, the new-login
+/// The tail every sign-in shares (each handler has called [`guard_superuser_ip`] first): authRule, the MFA gate, the new-login
 /// alert, then a refreshable token.
 pub async fn complete_signin(
     ctx: &AppCtx,
     s: Signin<'_>,
     q: &Map<String, Json>,
 ) -> ApiResult<Response> {
-    if s.coll.is_superusers() && !ctx.policy().superuser_ip_allowed(s.client.ip) {
-        return Err(super::superuser_ip_denied());
-    }
     check_auth_rule(ctx, s.coll, &s.rec, s.requester_superuser).await?;
     if let Gate::Challenge(id) =
         mfa::gate(ctx, s.coll, &s.rec, s.method, s.mfa_id.as_deref()).await?
@@ -309,12 +320,7 @@ pub async fn auth_with_password(
             ),
         );
     }
-    if !errs.is_empty() {
-        return Err(ApiError(Error::validation(
-            "An error occurred while validating the submitted data.",
-            errs,
-        )));
-    }
+    check_fields(errs)?;
     let wanted = body_str(&body, "identityField");
     let mut fields: Vec<String> = a.password_identity_fields.clone();
     if !wanted.is_empty() {
@@ -446,7 +452,7 @@ pub async fn auth_methods(
         };
         json!({"duration": duration, "enabled": enabled})
     };
-    let providers = super::oauth2::providers_for_methods(&ctx, &coll).await;
+    let providers = super::oauth2::providers_for_methods(&coll).await;
     let legacy: Vec<Json> = providers
         .iter()
         .map(|p| {
@@ -510,6 +516,21 @@ fn resend_allowed(ctx: &AppCtx, kind: &str, coll: &Collection, rec: &Data) -> bo
         .is_ok()
 }
 
+/// Mails the record a typed token (in the background) through the collection's template.
+fn mail_token(
+    ctx: &AppCtx,
+    coll: &Collection,
+    rec: &Data,
+    kind: TokenKind,
+    template: Template,
+    to: &str,
+    claims: &[(&str, Json)],
+) {
+    let token = new_typed_token(coll, rec, kind, claims);
+    let m = mail::render(ctx, coll, rec, template, to, &[("TOKEN", &token)]);
+    mail::send_later(ctx, m);
+}
+
 /// `POST request-verification {email}` → always 204.
 pub async fn request_verification(
     State(ctx): State<AppCtx>,
@@ -524,22 +545,17 @@ pub async fn request_verification(
     if let Some(rec) = find_by_email(&ctx, &coll, &email).await? {
         let verified = rec.get("verified").and_then(Json::as_bool).unwrap_or(false);
         if !verified && resend_allowed(&ctx, "verification", &coll, &rec) {
-            let to = rec_str(&rec, "email").to_string();
-            let token = new_typed_token(
-                &coll,
-                &rec,
-                TokenKind::Verification,
-                &[("email", json!(to))],
-            );
-            let m = mail::render(
+            let to = rec_str(&rec, "email");
+            let claims = [("email", json!(to))];
+            mail_token(
                 &ctx,
                 &coll,
                 &rec,
+                TokenKind::Verification,
                 Template::Verification,
-                &to,
-                &[("TOKEN", &token)],
+                to,
+                &claims,
             );
-            mail::send_later(&ctx, m);
         }
     }
     Ok(no_content())
@@ -586,22 +602,17 @@ pub async fn request_password_reset(
     let email = required_email(&body, "email")?;
     if let Some(rec) = find_by_email(&ctx, &coll, &email).await? {
         if resend_allowed(&ctx, "password-reset", &coll, &rec) {
-            let to = rec_str(&rec, "email").to_string();
-            let token = new_typed_token(
-                &coll,
-                &rec,
-                TokenKind::PasswordReset,
-                &[("email", json!(to))],
-            );
-            let m = mail::render(
+            let to = rec_str(&rec, "email");
+            let claims = [("email", json!(to))];
+            mail_token(
                 &ctx,
                 &coll,
                 &rec,
+                TokenKind::PasswordReset,
                 Template::ResetPassword,
-                &to,
-                &[("TOKEN", &token)],
+                to,
+                &claims,
             );
-            mail::send_later(&ctx, m);
         }
     }
     Ok(no_content())
@@ -635,14 +646,7 @@ fn check_new_password(coll: &Collection, pw: &str, confirm: &str) -> ApiResult<(
             FieldError::new("validation_values_mismatch", "Values don't match."),
         );
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError(Error::validation(
-            "An error occurred while validating the submitted data.",
-            errs,
-        )))
-    }
+    check_fields(errs)
 }
 
 /// `POST confirm-password-reset {token, password, passwordConfirm}` → 204. Rotates `tokenKey`.
@@ -703,24 +707,19 @@ pub async fn request_email_change(
         ));
     }
     let rec = &caller.record;
-    let token = new_typed_token(
-        &coll,
-        rec,
-        TokenKind::EmailChange,
-        &[
-            ("email", json!(rec_str(rec, "email"))),
-            ("newEmail", json!(new_email)),
-        ],
-    );
-    let m = mail::render(
+    let claims = [
+        ("email", json!(rec_str(rec, "email"))),
+        ("newEmail", json!(new_email)),
+    ];
+    mail_token(
         &ctx,
         &coll,
         rec,
+        TokenKind::EmailChange,
         Template::ConfirmEmailChange,
         &new_email,
-        &[("TOKEN", &token)],
+        &claims,
     );
-    mail::send_later(&ctx, m);
     Ok(no_content())
 }
 
@@ -740,12 +739,7 @@ pub async fn confirm_email_change(
     if password.is_empty() {
         errs.insert("password".into(), FieldError::required());
     }
-    if !errs.is_empty() {
-        return Err(ApiError(Error::validation(
-            "An error occurred while validating the submitted data.",
-            errs,
-        )));
-    }
+    check_fields(errs)?;
     let (tc, rec, claims) = verify_typed_token(&ctx, &token, TokenKind::EmailChange)
         .await
         .ok_or_else(invalid_token)?;

@@ -455,12 +455,15 @@ pub async fn middleware(State(ctx): State<AppCtx>, req: Request, next: Next) -> 
     let method = req.method().as_str().to_string();
     let tag = tags(&method, path);
     let policy = ctx.policy();
+    let auth_tag = tag.as_ref().is_some_and(|(_, a)| is_auth_action(a));
+    if !auth_tag && !policy.rate_limits_enabled {
+        return next.run(req).await;
+    }
     let addr = client_ip(&policy, req.headers(), peer_of(req.extensions()));
     if policy.excluded_ips.iter().any(|n| n.contains(addr)) {
         return next.run(req).await;
     }
     let ip = addr.to_string();
-    let auth_tag = tag.as_ref().is_some_and(|(_, a)| is_auth_action(a));
     if policy.rate_limits_enabled && !policy.rules.is_empty() {
         // Superusers are never limited; `@auth`/`@guest` rules need to know who asks.
         let caller = match req

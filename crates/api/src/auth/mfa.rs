@@ -21,8 +21,8 @@ use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
 use super::flows::{
-    auth_collection, body_str, complete_signin, find_by_email, guard_superuser_ip, invalid,
-    require_same_collection, Signin,
+    auth_collection, body_str, check_fields, complete_signin, find_by_email, guard_superuser_ip,
+    invalid, require_same_collection, Signin,
 };
 use super::limits::ClientMeta;
 use super::mail::{self, Template};
@@ -43,8 +43,16 @@ fn sys(ctx: &AppCtx, name: &str) -> ApiResult<Arc<Collection>> {
 
 /// Inserts a row into a system collection (no events: these rows hold secrets and sessions).
 pub async fn insert_row(ctx: &AppCtx, name: &str, fields: Vec<(&str, Json)>) -> ApiResult<String> {
+    insert_row_with_id(ctx, name, basalt_core::id::new_record_id(), fields).await
+}
+
+async fn insert_row_with_id(
+    ctx: &AppCtx,
+    name: &str,
+    id: String,
+    fields: Vec<(&str, Json)>,
+) -> ApiResult<String> {
     let coll = sys(ctx, name)?;
-    let id = basalt_core::id::new_record_id();
     let now = basalt_core::time::now();
     let mut data = Data::new();
     data.insert("id".into(), Json::String(id.clone()));
@@ -324,25 +332,18 @@ async fn store_otp(
     {
         return Ok(false);
     }
-    let email = s(rec, "email").to_string();
-    let coll_sys = sys(ctx, "_otps")?;
-    let now = basalt_core::time::now();
-    let mut data = Data::new();
-    for (k, v) in [
-        ("id", json!(id)),
-        ("collectionRef", json!(coll.id)),
-        ("recordRef", json!(s(rec, "id"))),
-        ("password", json!(hash)),
-        ("sentTo", json!(email)),
-        ("created", json!(now)),
-        ("updated", json!(now)),
-    ] {
-        data.insert(k.into(), v);
-    }
-    let mut tx = ctx.store.begin().await?;
-    tx.execute(&crate::records::insert_sql(ctx, &coll_sys, &data))
-        .await?;
-    tx.commit().await?;
+    insert_row_with_id(
+        ctx,
+        "_otps",
+        id.to_string(),
+        vec![
+            ("collectionRef", json!(coll.id)),
+            ("recordRef", json!(s(rec, "id"))),
+            ("password", json!(hash)),
+            ("sentTo", json!(s(rec, "email"))),
+        ],
+    )
+    .await?;
     Ok(true)
 }
 
@@ -372,12 +373,7 @@ pub async fn auth_with_otp(
     if code.is_empty() {
         errs.insert("password".into(), FieldError::required());
     }
-    if !errs.is_empty() {
-        return Err(ApiError(Error::validation(
-            "An error occurred while validating the submitted data.",
-            errs,
-        )));
-    }
+    check_fields(errs)?;
     let fail = || bad("Invalid or expired OTP");
     let row = load_row(&ctx, "_otps", &otp_id).await?;
     let Some(row) = row.filter(|r| s(r, "collectionRef") == coll.id) else {
@@ -546,29 +542,11 @@ async fn write_row(
     changes: Data,
 ) -> ApiResult<()> {
     let mut data = row.clone();
-    for (k, v) in changes {
-        data.insert(k, v);
-    }
+    data.extend(changes);
     data.insert("updated".into(), json!(basalt_core::time::now()));
-    let mut s = ctx.sql();
-    s.push("UPDATE ").ident(&coll.name).push(" SET ");
-    let mut first = true;
-    for f in coll.fields.iter().filter(|f| f.name != "id") {
-        if !first {
-            s.push(", ");
-        }
-        first = false;
-        let v = data
-            .get(&f.name)
-            .cloned()
-            .unwrap_or_else(|| basalt_core::record::zero(f));
-        s.ident(&f.name)
-            .push(" = ")
-            .bind(basalt_core::record::json_to_column(f, &v));
-    }
-    s.push(" WHERE \"id\" = ").bind(Value::Text(id.to_string()));
     let mut tx = ctx.store.begin().await?;
-    tx.execute(&s).await?;
+    tx.execute(&crate::records::update_sql(ctx, coll, id, &data))
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -641,12 +619,7 @@ pub async fn totp_confirm(
     if row.get("confirmed").and_then(Json::as_bool) == Some(true) {
         return Err(bad("TOTP is already enabled."));
     }
-    lockout_check(&ctx, caller.id())?;
-    if !check_second_factor(&ctx, &row, s(&caller.record, "email"), &code, false).await? {
-        ctx.lockout.fail(&format!("totp:{}", caller.id()));
-        return Err(invalid_code());
-    }
-    ctx.lockout.success(&format!("totp:{}", caller.id()));
+    verify_code(&ctx, &caller.record, &row, &code, false).await?;
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
     let hashed: Vec<String> = codes.iter().map(|c| sha256_hex(c)).collect();
     let row = load_row(&ctx, "_totps", s(&row, "id"))
@@ -672,10 +645,23 @@ fn recovery_code() -> String {
     format!("{a}-{b}")
 }
 
-fn lockout_check(ctx: &AppCtx, rec_id: &str) -> ApiResult<()> {
-    ctx.lockout
-        .check(&format!("totp:{rec_id}"))
-        .map_err(super::limits::locked)
+/// Checks a TOTP (or recovery) code of `rec` under the progressive lockout of its record: refused
+/// while locked, a failure counts, a success clears.
+async fn verify_code(
+    ctx: &AppCtx,
+    rec: &Data,
+    row: &Data,
+    code: &str,
+    allow_recovery: bool,
+) -> ApiResult<()> {
+    let key = format!("totp:{}", s(rec, "id"));
+    ctx.lockout.check(&key).map_err(super::limits::locked)?;
+    if !check_second_factor(ctx, row, s(rec, "email"), code, allow_recovery).await? {
+        ctx.lockout.fail(&key);
+        return Err(invalid_code());
+    }
+    ctx.lockout.success(&key);
+    Ok(())
 }
 
 /// `POST /api/collections/{c}/totp/disable` `{code}` (a current TOTP or a recovery code) → 204.
@@ -693,13 +679,8 @@ pub async fn totp_disable(
     let row = totp_row(&ctx, &coll, caller.id())
         .await?
         .ok_or_else(|| bad("TOTP is not enabled."))?;
-    lockout_check(&ctx, caller.id())?;
-    let confirmed = row.get("confirmed").and_then(Json::as_bool) == Some(true);
-    if confirmed
-        && !check_second_factor(&ctx, &row, s(&caller.record, "email"), &code, true).await?
-    {
-        ctx.lockout.fail(&format!("totp:{}", caller.id()));
-        return Err(invalid_code());
+    if row.get("confirmed").and_then(Json::as_bool) == Some(true) {
+        verify_code(&ctx, &caller.record, &row, &code, true).await?;
     }
     delete_row(&ctx, "_totps", s(&row, "id")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -733,16 +714,11 @@ pub async fn auth_with_totp(
         .await?
         .ok_or_else(invalid_mfa)?;
     let rec_id = s(&rec, "id").to_string();
-    lockout_check(&ctx, &rec_id)?;
     let row = totp_row(&ctx, &coll, &rec_id)
         .await?
         .filter(|t| t.get("confirmed").and_then(Json::as_bool) == Some(true))
         .ok_or_else(|| bad("TOTP is not enabled for this account."))?;
-    if !check_second_factor(&ctx, &row, s(&rec, "email"), &code, true).await? {
-        ctx.lockout.fail(&format!("totp:{rec_id}"));
-        return Err(invalid_code());
-    }
-    ctx.lockout.success(&format!("totp:{rec_id}"));
+    verify_code(&ctx, &rec, &row, &code, true).await?;
     complete_signin(
         &ctx,
         Signin {

@@ -35,7 +35,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 
-use super::flows::{auth_collection, body_str, complete_signin, find_by_email, invalid, Signin};
+use super::flows::{
+    auth_collection, body_str, check_fields, complete_signin, find_by_email, guard_superuser_ip,
+    invalid, Signin,
+};
 use super::limits::ClientMeta;
 use super::Auth;
 use crate::error::{bad, ApiError, ApiResult, JsonBody};
@@ -318,7 +321,7 @@ fn random_string(n: usize) -> String {
 
 /// The `oauth2.providers` of auth-methods: each with a fresh state and PKCE pair, and an authURL
 /// ending in `&redirect_uri=` for the client to complete.
-pub async fn providers_for_methods(_ctx: &AppCtx, coll: &Collection) -> Vec<Json> {
+pub async fn providers_for_methods(coll: &Collection) -> Vec<Json> {
     let mut out = Vec::new();
     for cfg in enabled_providers(coll) {
         let p = match resolve(&cfg).await {
@@ -588,6 +591,7 @@ pub async fn auth_with_oauth2(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let coll = auth_collection(&ctx, &c)?;
+    guard_superuser_ip(&ctx, &coll, &client)?;
     let q = query_map(&raw);
     if oauth2_options(&coll).is_none_or(|o| o["enabled"].as_bool() != Some(true)) {
         return Err(crate::error::forbidden(
@@ -971,12 +975,7 @@ pub async fn generate_apple_secret(auth: Auth, JsonBody(body): JsonBody) -> ApiR
             ),
         );
     }
-    if !errs.is_empty() {
-        return Err(ApiError(basalt_core::Error::validation(
-            "An error occurred while validating the submitted data.",
-            errs,
-        )));
-    }
+    check_fields(errs)?;
     let secret = apple_client_secret(
         &get("clientId"),
         &get("teamId"),

@@ -462,11 +462,22 @@ async fn totp_second_factor(app: TestApp) {
         )
         .await;
     assert_error(&wrong, 400);
+    // Confirm early in a 30 s step, so the replay below falls in the same step.
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
+        % 30
+        > 20
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let confirm_code = totp_now(&secret);
     let c = app
         .post(
             "/api/collections/users/totp/confirm",
             Some(&t),
-            json!({"code": totp_now(&secret)}),
+            json!({"code": confirm_code}),
         )
         .await;
     assert_eq!(c.0, 200, "{}", c.1);
@@ -485,30 +496,28 @@ async fn totp_second_factor(app: TestApp) {
     let first = login(&app, "totp@example.com", "password123").await;
     assert_eq!(first.0, 401, "{}", first.1);
     let mfa = first.1["mfaId"].as_str().expect("mfaId").to_string();
-    // The code used to confirm was consumed (same step): a replay is refused.
+    // The code used to confirm was consumed: replaying it in the same step is refused.
     let replay = app
         .post(
             "/api/collections/users/auth-with-totp",
             None,
-            json!({"mfaId": mfa, "code": totp_now(&secret)}),
+            json!({"mfaId": mfa, "code": confirm_code}),
         )
         .await;
-    // Either the step is the confirm step (refused) or a new step began (accepted); both are right,
-    // so use a recovery code for the deterministic check.
-    let token = if replay.0 == 200 {
-        tok(&replay)
-    } else {
-        assert_error(&replay, 400);
-        let r = app
-            .post(
-                "/api/collections/users/auth-with-totp",
-                None,
-                json!({"mfaId": mfa, "code": codes[0]}),
-            )
-            .await;
-        assert_eq!(r.0, 200, "{}", r.1);
-        tok(&r)
-    };
+    assert_eq!(
+        assert_error(&replay, 400)["code"]["code"],
+        "validation_invalid_totp_code"
+    );
+    // A replay does not burn the MFA session; a recovery code completes it.
+    let r = app
+        .post(
+            "/api/collections/users/auth-with-totp",
+            None,
+            json!({"mfaId": mfa, "code": codes[0]}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let token = tok(&r);
     assert!(!token.is_empty());
     // A recovery code works once.
     let first = login(&app, "totp@example.com", "password123").await;
