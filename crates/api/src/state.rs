@@ -26,6 +26,8 @@ pub struct AppState {
     pub realtime: Arc<Hub>,
     /// Settings parts the request path reads (rate limits, proxies, superuser IPs), parsed once.
     policy: RwLock<Arc<Policy>>,
+    /// `policy.rate_limits_enabled`, readable without the lock (checked on every request).
+    rate_limits_on: std::sync::atomic::AtomicBool,
     /// Token buckets: configured rate limits, the built-in auth limit, OTP tries, resend guards.
     pub rates: Arc<dyn RateStore>,
     /// Progressive lockout per identity after failed secrets.
@@ -93,6 +95,7 @@ impl AppState {
             webhooks: OnceLock::new(),
             realtime: Hub::new(realtime),
             policy: RwLock::new(Arc::new(Policy::default())),
+            rate_limits_on: std::sync::atomic::AtomicBool::new(false),
             rates: Arc::new(LocalRates::default()),
             lockout: Lockout::default(),
             mailbox,
@@ -152,6 +155,11 @@ impl AppState {
         Ok(())
     }
 
+    pub fn rate_limits_on(&self) -> bool {
+        self.rate_limits_on
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn policy(&self) -> Arc<Policy> {
         match self.policy.read() {
             Ok(g) => g.clone(),
@@ -162,6 +170,10 @@ impl AppState {
     /// Replaces the settings and the policy derived from them.
     pub fn set_settings(&self, s: Json) {
         let p = Arc::new(Policy::from_settings(&s));
+        self.rate_limits_on.store(
+            p.rate_limits_enabled && !p.rules.is_empty(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         match self.settings.write() {
             Ok(mut g) => *g = s,
             Err(e) => *e.into_inner() = s,
