@@ -143,6 +143,22 @@ pub fn router(ctx: AppCtx) -> Router {
             get(crate::realtime::sse).post(crate::realtime::subscribe),
         )
         .route("/api/realtime/ws", get(crate::realtime::websocket))
+        .route("/api/files/token", post(crate::files::serve::token))
+        .route(
+            "/api/files/{c}/{id}/{name}",
+            get(crate::files::serve::get).head(crate::files::serve::get),
+        )
+        .route("/api/batch", post(crate::batch::batch))
+        .route(
+            "/api/backups",
+            get(crate::backups::list).post(crate::backups::create),
+        )
+        .route("/api/backups/upload", post(crate::backups::upload))
+        .route(
+            "/api/backups/{key}",
+            get(crate::backups::download).delete(crate::backups::delete),
+        )
+        .route("/api/backups/{key}/restore", post(crate::backups::restore))
         .route(
             "/api/webhooks",
             get(crate::webhooks::list).post(crate::webhooks::create),
@@ -192,12 +208,19 @@ async fn content_length_guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let too_big = req
+    // Multipart bodies carry files: their parts are limited one by one as they stream in.
+    let multipart = req
         .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
+        .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > BODY_LIMIT as u64);
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let too_big = !multipart
+        && req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > BODY_LIMIT as u64);
     if too_big {
         return error_body(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -257,7 +280,7 @@ fn collection_or_404(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
 }
 
 /// Writes answer an unknown collection with the protocol's other wording.
-fn collection_for_write(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
+pub fn collection_for_write(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
     records_collection(ctx, key).ok_or_else(|| {
         ApiError(Error::NotFound(
             "Missing or invalid collection context.".into(),
@@ -270,7 +293,10 @@ fn collection_for_write(ctx: &AppCtx, key: &str) -> ApiResult<Arc<Collection>> {
 async fn health(State(ctx): State<AppCtx>, auth: Auth) -> Response {
     let mut data = Map::new();
     if auth.is_superuser() {
-        data.insert("canBackup".into(), Json::Bool(false));
+        data.insert(
+            "canBackup".into(),
+            Json::Bool(ctx.store.can_backup() && !ctx.backups.busy()),
+        );
         if let Some(bus) = ctx.events.get() {
             let mut ev = bus.health();
             if let (Some(o), Some(w)) = (ev.as_object_mut(), ctx.webhooks.get()) {
@@ -669,15 +695,33 @@ async fn create_record(
     Path(c): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    req: axum::extract::Request,
 ) -> ApiResult<Response> {
     let coll = collection_for_write(&ctx, &c)?;
     writable(&coll)?;
+    let body = match read_body(&ctx, &coll, req).await {
+        Ok(b) => b,
+        Err(resp) => return Ok(resp),
+    };
     let q = query_map(&raw);
-    let body = body_data(body);
+    let uploads = body.uploads;
+    let body = body_data(body.json);
     let info = info_for(&ctx, &auth, "POST", &q, &headers, Some(&body));
-    let data = records::create(&ctx, &coll, &body, &info).await?;
+    let mut w = records::WriteOut::default();
+    let r = records::create_in(&ctx, &coll, &body, uploads, &info, None, &mut w).await;
+    let data = w.finish(&ctx, r).await?;
     render_one(&ctx, &coll, data, &q, &info).await
+}
+
+/// A record write's body; file parts are streamed to temporary files, up to the collection's largest
+/// file size.
+async fn read_body(
+    ctx: &AppCtx,
+    coll: &Collection,
+    req: axum::extract::Request,
+) -> Result<crate::files::upload::Body, Response> {
+    let max = crate::files::upload::ceiling([coll]);
+    crate::files::upload::read(ctx, req, max).await
 }
 
 async fn update_record(
@@ -686,14 +730,21 @@ async fn update_record(
     Path((c, id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    req: axum::extract::Request,
 ) -> ApiResult<Response> {
     let coll = collection_for_write(&ctx, &c)?;
     writable(&coll)?;
+    let body = match read_body(&ctx, &coll, req).await {
+        Ok(b) => b,
+        Err(resp) => return Ok(resp),
+    };
     let q = query_map(&raw);
-    let body = body_data(body);
+    let uploads = body.uploads;
+    let body = body_data(body.json);
     let info = info_for(&ctx, &auth, "PATCH", &q, &headers, Some(&body));
-    let data = records::update(&ctx, &coll, &id, &body, &info).await?;
+    let mut w = records::WriteOut::default();
+    let r = records::update_in(&ctx, &coll, &id, &body, uploads, &info, None, &mut w).await;
+    let data = w.finish(&ctx, r).await?;
     render_one(&ctx, &coll, data, &q, &info).await
 }
 

@@ -12,10 +12,13 @@
 //! **Architecture Invariant:** only this crate knows HTTP; the domain and store crates never see axum types.
 
 pub mod auth;
+pub mod backups;
+pub mod batch;
 pub mod bootstrap;
 pub mod collections;
 pub mod ddl;
 pub mod error;
+pub mod files;
 pub mod handlers;
 pub mod realtime;
 pub mod records;
@@ -37,6 +40,9 @@ pub struct Options {
     pub realtime: realtime::RealtimeConfig,
     /// Where mail goes when no SMTP server is configured (`<data dir>/mailbox`); `None` logs it only.
     pub mailbox: Option<std::path::PathBuf>,
+    /// The data directory: local file storage (`storage/`), uploads in flight (`.tmp/`), local
+    /// backups (`backups/`). `None`: a fresh folder under the system's temporary directory.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Bootstraps with default options (SQLite or Postgres as given, no external sinks).
@@ -51,7 +57,18 @@ pub async fn build_with(
     opts: Options,
 ) -> Result<AppCtx, error::ApiError> {
     use basalt_events::sink::Sink;
-    let ctx = Arc::new(AppState::new(store.clone(), opts.realtime, opts.mailbox));
+    let data_dir = opts.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("basalt-{}", basalt_core::id::random_id(12)))
+    });
+    let files = files::Files::new(data_dir).map_err(|e| {
+        error::ApiError(basalt_core::Error::internal(format!("data directory: {e}")))
+    })?;
+    let ctx = Arc::new(AppState::new(
+        store.clone(),
+        opts.realtime,
+        opts.mailbox,
+        files,
+    ));
     bootstrap::run(&ctx).await?;
     let ev = opts.events;
     let bus = basalt_events::EventBus::new(store.clone(), ev.clone()).await?;
@@ -85,6 +102,7 @@ pub async fn build_with(
     let _ = ctx.webhooks.set(hooks);
     bus.set_listener(Arc::new(realtime::Fanout(ctx.clone())));
     let _ = ctx.events.set(bus);
+    tokio::spawn(backups::run_scheduler(ctx.clone()));
     Ok(ctx)
 }
 

@@ -15,6 +15,8 @@ use serde_json::{Map, Value as Json};
 
 use crate::auth::Caller;
 use crate::error::{bad, forbidden, not_found, ApiError, ApiResult};
+use crate::files::upload::{attach, NewFile, Upload};
+use crate::files::FileOps;
 use crate::AppCtx;
 
 pub const SUPERUSERS_ONLY: &str = "Only superusers can perform this action.";
@@ -361,6 +363,16 @@ pub async fn is_manager(
     id: &str,
     info: &RequestInfo,
 ) -> ApiResult<bool> {
+    is_manager_in(ctx, coll, id, info, None).await
+}
+
+async fn is_manager_in(
+    ctx: &AppCtx,
+    coll: &Collection,
+    id: &str,
+    info: &RequestInfo,
+    tx: Option<&mut Box<dyn Tx>>,
+) -> ApiResult<bool> {
     if info.is_superuser() {
         return Ok(true);
     }
@@ -370,20 +382,27 @@ pub async fn is_manager(
     if rule.trim().is_empty() || info.auth.is_none() {
         return Ok(false);
     }
-    Ok(fetch_with_rule(ctx, coll, id, &Some(rule), info, None)
+    Ok(fetch_with_rule(ctx, coll, id, &Some(rule), info, tx)
         .await?
         .is_some())
 }
 
-/// Validates a body like [`record::prepare`], adding missing-relation errors found in the database so
-/// the client sees every field error at once.
+/// Validates a body like [`record::prepare`], adding missing-relation errors found in the database
+/// (through `tx` when given, so a batch sees its own writes) and upload errors, so the client sees
+/// every field error at once.
 async fn prepare_checked(
     ctx: &AppCtx,
     wctx: &WriteCtx<'_>,
     body: &Data,
+    mut errs_in: FieldErrors,
+    tx: Option<&mut Box<dyn Tx>>,
 ) -> ApiResult<record::Prepared> {
-    let (p, mut errs) = record::prepare_partial(wctx, body);
-    let rel_errs = relation_errors(ctx, &p.relations).await?;
+    let (p, errs) = record::prepare_partial(wctx, body);
+    for (k, v) in errs {
+        errs_in.entry(k).or_insert(v);
+    }
+    let mut errs = errs_in;
+    let rel_errs = relation_errors(ctx, &p.relations, tx).await?;
     for (k, v) in rel_errs {
         errs.entry(k).or_insert(v);
     }
@@ -401,6 +420,7 @@ async fn prepare_checked(
 async fn relation_errors(
     ctx: &AppCtx,
     rels: &[(String, String, Vec<String>)],
+    mut tx: Option<&mut Box<dyn Tx>>,
 ) -> ApiResult<FieldErrors> {
     let mut errs = FieldErrors::new();
     for (field, target, ids) in rels {
@@ -425,7 +445,7 @@ async fn relation_errors(
             s.bind(Value::Text(id.clone()));
         }
         s.push(")");
-        let n = ctx.store.query(&s).await?.scalar_int() as usize;
+        let n = read(ctx, re(&mut tx), &s).await?.scalar_int() as usize;
         if n != ids.len() {
             errs.insert(
                 field.clone(),
@@ -437,6 +457,111 @@ async fn relation_errors(
         }
     }
     Ok(errs)
+}
+
+/// Reborrows an optional transaction.
+pub fn re<'b>(tx: &'b mut Option<&mut Box<dyn Tx>>) -> Option<&'b mut Box<dyn Tx>> {
+    tx.as_mut().map(|t| &mut **t)
+}
+
+/// A read through the transaction when there is one, else on the store.
+async fn read(ctx: &AppCtx, tx: Option<&mut Box<dyn Tx>>, s: &Sql) -> ApiResult<Rows> {
+    Ok(match tx {
+        Some(t) => t.query(s).await?,
+        None => ctx.store.query(s).await?,
+    })
+}
+
+/// What a write leaves to do once its transaction ended: storage effects, and (inside a batch) the
+/// highest event sequence it appended.
+#[derive(Default)]
+pub struct WriteOut {
+    pub files: FileOps,
+    pub seq: i64,
+}
+
+impl WriteOut {
+    /// Settles the storage effects by the write's outcome.
+    pub async fn finish<T>(self, ctx: &AppCtx, r: ApiResult<T>) -> ApiResult<T> {
+        if r.is_ok() {
+            self.files.committed(&ctx.files).await;
+        } else {
+            self.files.failed(&ctx.files).await;
+        }
+        r
+    }
+}
+
+/// Keeps in each file field only names the record already holds or that are uploaded now (others are
+/// dropped, as the protocol does), then stores the uploads still referenced and notes the replaced
+/// files for deletion after the commit.
+async fn store_files(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    existing: Option<&Data>,
+    data: &mut Data,
+    new: Vec<NewFile>,
+    out: &mut FileOps,
+) -> ApiResult<()> {
+    let id = data
+        .get("id")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    let mut to_store = Vec::new();
+    let mut errs = FieldErrors::new();
+    for f in coll.fields.iter().filter(|f| f.ty() == FieldType::File) {
+        let before = crate::files::names(existing.and_then(|e| e.get(&f.name)));
+        let fresh: Vec<&NewFile> = new.iter().filter(|n| n.field == f.name).collect();
+        let (kept, invalid): (Vec<String>, Vec<String>) = crate::files::names(data.get(&f.name))
+            .into_iter()
+            .partition(|n| before.contains(n) || fresh.iter().any(|u| &u.name == n));
+        if !invalid.is_empty() {
+            errs.insert(
+                f.name.clone(),
+                FieldError::new(
+                    "validation_invalid_file",
+                    format!("Invalid new files: [{}].", invalid.join(" ")),
+                )
+                .with_params(serde_json::json!({ "invalidFiles": invalid })),
+            );
+            continue;
+        }
+        for b in &before {
+            if !kept.contains(b) {
+                out.obsolete_files
+                    .push((coll.clone(), id.clone(), b.clone()));
+            }
+        }
+        let v = if f.is_multiple() {
+            Json::Array(kept.iter().cloned().map(Json::String).collect())
+        } else {
+            Json::String(kept.last().cloned().unwrap_or_default())
+        };
+        data.insert(f.name.clone(), v);
+        to_store.extend(kept.iter().filter(|n| !before.contains(n)).cloned());
+    }
+    if !errs.is_empty() {
+        let msg = if existing.is_none() {
+            "Failed to create record."
+        } else {
+            "Failed to update record."
+        };
+        return Err(ApiError(Error::validation(msg, errs)));
+    }
+    let st = ctx.files.storage();
+    for n in new {
+        if !to_store.contains(&n.name) {
+            continue;
+        }
+        let key = crate::files::file_key(coll, &id, &n.name);
+        st.put_file(&key, &n.upload.path).await.map_err(|e| {
+            tracing::error!(error = %e, key = %key, "storing an upload failed");
+            ApiError(Error::internal(format!("file storage: {e}")))
+        })?;
+        out.stored.push(key);
+    }
+    Ok(())
 }
 
 /// The INSERT of one record, every field bound.
@@ -484,12 +609,29 @@ pub fn update_sql(ctx: &AppCtx, coll: &Collection, id: &str, data: &Data) -> Sql
     s
 }
 
-/// Creates a record: validate, insert, check createRule against the inserted row, commit.
+/// Creates a record from a body without uploads (see [`create_in`]).
 pub async fn create(
     ctx: &AppCtx,
     coll: &Arc<Collection>,
     body: &Data,
     info: &RequestInfo,
+) -> ApiResult<Data> {
+    let mut w = WriteOut::default();
+    let r = create_in(ctx, coll, body, Vec::new(), info, None, &mut w).await;
+    w.finish(ctx, r).await
+}
+
+/// Creates a record: validate, store its uploads, insert, check createRule against the inserted row,
+/// append its event. Commits when it owns the transaction (`outer` is `None`); inside a batch the
+/// caller commits and settles `w`.
+pub async fn create_in(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    body: &Data,
+    uploads: Vec<Upload>,
+    info: &RequestInfo,
+    mut outer: Option<&mut Box<dyn Tx>>,
+    w: &mut WriteOut,
 ) -> ApiResult<Data> {
     if !info.is_superuser() && coll.create_rule.is_none() {
         return Err(forbidden(SUPERUSERS_ONLY));
@@ -503,7 +645,14 @@ pub async fn create(
         is_manager: info.is_superuser(),
         is_superuser: info.is_superuser(),
     };
-    let mut prepared = prepare_checked(ctx, &wctx, body).await?;
+    let mut body = std::borrow::Cow::Borrowed(body);
+    let mut errs = FieldErrors::new();
+    let new = if uploads.is_empty() {
+        Vec::new()
+    } else {
+        attach(coll, body.to_mut(), uploads, &mut errs)
+    };
+    let mut prepared = prepare_checked(ctx, &wctx, &body, errs, re(&mut outer)).await?;
     if let Some(pw) = prepared.new_password.take() {
         let h = crate::auth::hash_password_blocking(pw).await?;
         prepared.data.insert("password".into(), Json::String(h));
@@ -515,7 +664,7 @@ pub async fn create(
             .and_then(Json::as_str)
             .unwrap_or("")
             .to_string();
-        if !email.is_empty() && email_taken(ctx, coll, &email, None).await? {
+        if !email.is_empty() && email_taken(ctx, coll, &email, None, re(&mut outer)).await? {
             let mut f = FieldErrors::new();
             f.insert(
                 "email".into(),
@@ -524,7 +673,14 @@ pub async fn create(
             return Err(ApiError(Error::validation("Failed to create record.", f)));
         }
     }
-    let mut tx = ctx.store.begin().await?;
+    if coll.has_files() {
+        store_files(ctx, coll, None, &mut prepared.data, new, &mut w.files).await?;
+    }
+    let mut own = None;
+    let tx = match outer {
+        Some(t) => t,
+        None => own.insert(ctx.store.begin().await?),
+    };
     tx.execute(&insert_sql(ctx, coll, &prepared.data))
         .await
         .map_err(|e| unique_error(e, "Failed to create record."))?;
@@ -554,18 +710,22 @@ pub async fn create(
             return Err(bad("Failed to create record."));
         }
     }
-    let seq = emit(
-        ctx,
-        &mut tx,
-        coll,
-        Action::Create,
-        Some(&prepared.data),
-        None,
-    )
-    .await?;
-    tx.commit().await?;
-    ctx.committed(seq).await;
+    let seq = emit(ctx, tx, coll, Action::Create, Some(&prepared.data), None).await?;
+    settle(ctx, own, seq, w).await?;
     Ok(prepared.data)
+}
+
+/// Commits a transaction the write began itself and waits for its fan-out; inside a batch only
+/// notes the sequence for the batch's commit.
+async fn settle(ctx: &AppCtx, own: Option<Box<dyn Tx>>, seq: i64, w: &mut WriteOut) -> ApiResult<()> {
+    match own {
+        Some(t) => {
+            t.commit().await?;
+            ctx.committed(seq).await;
+        }
+        None => w.seq = w.seq.max(seq),
+    }
+    Ok(())
 }
 
 fn unique_error(e: basalt_store::StoreError, msg: &str) -> ApiError {
@@ -580,6 +740,7 @@ async fn email_taken(
     coll: &Collection,
     email: &str,
     except: Option<&str>,
+    tx: Option<&mut Box<dyn Tx>>,
 ) -> ApiResult<bool> {
     let mut s = ctx.sql();
     s.push("SELECT 1 FROM ")
@@ -591,16 +752,33 @@ async fn email_taken(
         s.push(" AND \"id\" != ").bind(Value::Text(id.into()));
     }
     s.push(" LIMIT 1");
-    Ok(!ctx.store.query(&s).await?.rows.is_empty())
+    Ok(!read(ctx, tx, &s).await?.rows.is_empty())
 }
 
-/// Updates a record under updateRule (404 when it does not match).
+/// Updates a record from a body without uploads (see [`update_in`]).
 pub async fn update(
     ctx: &AppCtx,
     coll: &Arc<Collection>,
     id: &str,
     body: &Data,
     info: &RequestInfo,
+) -> ApiResult<Data> {
+    let mut w = WriteOut::default();
+    let r = update_in(ctx, coll, id, body, Vec::new(), info, None, &mut w).await;
+    w.finish(ctx, r).await
+}
+
+/// Updates a record under updateRule (404 when it does not match); transactions as [`create_in`].
+#[allow(clippy::too_many_arguments)]
+pub async fn update_in(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    id: &str,
+    body: &Data,
+    uploads: Vec<Upload>,
+    info: &RequestInfo,
+    mut outer: Option<&mut Box<dyn Tx>>,
+    w: &mut WriteOut,
 ) -> ApiResult<Data> {
     if coll.is_superusers() && !info.is_superuser() {
         return Err(forbidden(SUPERUSERS_ONLY));
@@ -609,23 +787,31 @@ pub async fn update(
     let with_existing;
     let info = if rules_mention(coll, ":changed") {
         let mut i = info.clone();
-        i.existing = load_record(ctx, coll, id).await?;
+        i.existing = fetch_with_rule(ctx, coll, id, &Some(String::new()), info, re(&mut outer))
+            .await?;
         with_existing = i;
         &with_existing
     } else {
         info
     };
-    let existing = fetch_with_rule(ctx, coll, id, &coll.update_rule, info, None)
+    let existing = fetch_with_rule(ctx, coll, id, &coll.update_rule, info, re(&mut outer))
         .await?
         .ok_or_else(not_found)?;
-    let manager = coll.is_auth() && is_manager(ctx, coll, id, info).await?;
+    let manager = coll.is_auth() && is_manager_in(ctx, coll, id, info, re(&mut outer)).await?;
     let wctx = WriteCtx {
         coll,
         existing: Some(&existing),
         is_manager: manager || info.is_superuser(),
         is_superuser: info.is_superuser(),
     };
-    let mut prepared = prepare_checked(ctx, &wctx, body).await?;
+    let mut body = std::borrow::Cow::Borrowed(body);
+    let mut errs = FieldErrors::new();
+    let new = if uploads.is_empty() {
+        Vec::new()
+    } else {
+        attach(coll, body.to_mut(), uploads, &mut errs)
+    };
+    let mut prepared = prepare_checked(ctx, &wctx, &body, errs, re(&mut outer)).await?;
     let mut rotate = false;
     if let Some(pw) = prepared.new_password.take() {
         if !wctx.is_manager {
@@ -660,10 +846,13 @@ pub async fn update(
             .data
             .get("email")
             .and_then(Json::as_str)
-            .unwrap_or("");
-        if Some(new_email) != existing.get("email").and_then(Json::as_str) {
+            .unwrap_or("")
+            .to_string();
+        if Some(new_email.as_str()) != existing.get("email").and_then(Json::as_str) {
             rotate = true;
-            if !new_email.is_empty() && email_taken(ctx, coll, new_email, Some(id)).await? {
+            if !new_email.is_empty()
+                && email_taken(ctx, coll, &new_email, Some(id), re(&mut outer)).await?
+            {
                 let mut f = FieldErrors::new();
                 f.insert(
                     "email".into(),
@@ -679,7 +868,10 @@ pub async fn update(
             Json::String(basalt_core::id::random_id(50)),
         );
     }
-    write_update(ctx, coll, id, prepared.data, &existing).await
+    if coll.has_files() {
+        store_files(ctx, coll, Some(&existing), &mut prepared.data, new, &mut w.files).await?;
+    }
+    write_update(ctx, coll, id, prepared.data, &existing, outer, w).await
 }
 
 /// Writes an updated row and its event in one transaction, then waits for the fan-out.
@@ -689,8 +881,14 @@ async fn write_update(
     id: &str,
     data: Data,
     existing: &Data,
+    outer: Option<&mut Box<dyn Tx>>,
+    w: &mut WriteOut,
 ) -> ApiResult<Data> {
-    let mut tx = ctx.store.begin().await?;
+    let mut own = None;
+    let tx = match outer {
+        Some(t) => t,
+        None => own.insert(ctx.store.begin().await?),
+    };
     let n = tx
         .execute(&update_sql(ctx, coll, id, &data))
         .await
@@ -698,17 +896,8 @@ async fn write_update(
     if n == 0 {
         return Err(not_found());
     }
-    let seq = emit(
-        ctx,
-        &mut tx,
-        coll,
-        Action::Update,
-        Some(&data),
-        Some(existing),
-    )
-    .await?;
-    tx.commit().await?;
-    ctx.committed(seq).await;
+    let seq = emit(ctx, tx, coll, Action::Update, Some(&data), Some(existing)).await?;
+    settle(ctx, own, seq, w).await?;
     Ok(data)
 }
 
@@ -728,23 +917,44 @@ pub async fn system_update(
     if coll.field("updated").is_some_and(|f| f.on_update) {
         data.insert("updated".into(), Json::String(basalt_core::time::now()));
     }
-    write_update(ctx, coll, id, data, &existing).await
+    let mut w = WriteOut::default();
+    let r = write_update(ctx, coll, id, data, &existing, None, &mut w).await;
+    w.finish(ctx, r).await
 }
 
-/// Deletes a record under deleteRule, then clears or cascades references to it, in one transaction.
+/// Deletes a record (see [`delete_in`]); its files go after the commit.
 pub async fn delete(
     ctx: &AppCtx,
     coll: &Arc<Collection>,
     id: &str,
     info: &RequestInfo,
 ) -> ApiResult<()> {
+    let mut w = WriteOut::default();
+    let r = delete_in(ctx, coll, id, info, None, &mut w).await;
+    w.finish(ctx, r).await
+}
+
+/// Deletes a record under deleteRule, then clears or cascades references to it, in one transaction;
+/// the files of every deleted record are noted for deletion after the commit.
+pub async fn delete_in(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    id: &str,
+    info: &RequestInfo,
+    mut outer: Option<&mut Box<dyn Tx>>,
+    w: &mut WriteOut,
+) -> ApiResult<()> {
     if coll.is_superusers() && !info.is_superuser() {
         return Err(forbidden(SUPERUSERS_ONLY));
     }
-    fetch_with_rule(ctx, coll, id, &coll.delete_rule, info, None)
+    fetch_with_rule(ctx, coll, id, &coll.delete_rule, info, re(&mut outer))
         .await?
         .ok_or_else(not_found)?;
-    let mut tx = ctx.store.begin().await?;
+    let mut own = None;
+    let tx = match outer {
+        Some(t) => t,
+        None => own.insert(ctx.store.begin().await?),
+    };
     if coll.is_superusers() {
         let mut s = ctx.sql();
         s.push("SELECT COUNT(*) FROM \"_superusers\"");
@@ -755,14 +965,21 @@ pub async fn delete(
     // Events are appended after every row write of the cascade, as the transaction's last statements:
     // on PostgreSQL the append takes the outbox's shared lock, and no row lock is taken after it.
     let mut events = Vec::new();
-    delete_in_tx(ctx, &mut tx, coll, id, 0, &mut events).await?;
+    delete_in_tx(ctx, tx, coll, id, 0, &mut events).await?;
     let mut seq = 0;
     for ev in &events {
-        seq = basalt_events::outbox::append(&mut tx, ctx.dialect(), ev).await?;
+        seq = basalt_events::outbox::append(tx, ctx.dialect(), ev).await?;
+        if ev.action == Action::Delete
+            && ctx
+                .collection(&ev.collection_id)
+                .is_some_and(|c| c.has_files())
+        {
+            w.files
+                .obsolete_records
+                .push((ev.collection_id.clone(), ev.record_id.clone()));
+        }
     }
-    tx.commit().await?;
-    ctx.committed(seq).await;
-    Ok(())
+    settle(ctx, own, seq, w).await
 }
 
 fn delete_in_tx<'a>(

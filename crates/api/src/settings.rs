@@ -82,10 +82,53 @@ fn validate(patch: &Map<String, Json>) -> Result<(), basalt_core::FieldErrors> {
     let d = defaults();
     let mut errs = basalt_core::FieldErrors::new();
     crate::auth::limits::validate_settings(&Json::Object(patch.clone()), &mut errs);
+    if let Some(cron) = patch
+        .get("backups")
+        .and_then(|b| b.get("cron"))
+        .and_then(Json::as_str)
+    {
+        if !cron.is_empty() && crate::backups::Cron::parse(cron).is_none() {
+            errs.insert(
+                "backups.cron".into(),
+                basalt_core::FieldError::new(
+                    "validation_invalid_cron",
+                    "Invalid cron expression - must be a valid macro or to have exactly 5 space separated segments.",
+                ),
+            );
+        }
+    }
     for (k, v) in patch {
         match d.get(k) {
             None => {}
             Some(def) => check_shape(k, def, v, &mut errs),
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
+/// Checks of the merged settings: enabled S3 storage names its bucket, region, endpoint and key.
+fn validate_merged(s: &Json) -> Result<(), basalt_core::FieldErrors> {
+    let mut errs = basalt_core::FieldErrors::new();
+    for key in ["s3", "backups.s3"] {
+        let mut v = Some(s);
+        for part in key.split('.') {
+            v = v.and_then(|x| x.get(part));
+        }
+        let Some(v) = v else { continue };
+        if !v.get("enabled").and_then(Json::as_bool).unwrap_or(false) {
+            continue;
+        }
+        for f in ["bucket", "region", "endpoint", "accessKey"] {
+            if v.get(f).and_then(Json::as_str).unwrap_or("").is_empty() {
+                errs.insert(
+                    format!("{key}.{f}"),
+                    basalt_core::FieldError::new("validation_required", "Cannot be blank."),
+                );
+            }
         }
     }
     if errs.is_empty() {
@@ -147,6 +190,12 @@ pub async fn patch(ctx: &AppCtx, body: &Json) -> ApiResult<Json> {
             merge(slot, v);
         }
     }
+    validate_merged(&s).map_err(|f| {
+        ApiError(basalt_core::Error::validation(
+            "An error occurred while submitting the form.",
+            f,
+        ))
+    })?;
     let mut tx = ctx.store.begin().await?;
     let mut del = ctx.sql();
     del.push("DELETE FROM _params WHERE key = 'settings'");

@@ -34,6 +34,10 @@ pub struct AppState {
     pub lockout: Lockout,
     /// The dev mailbox folder (mail is written here when no SMTP server is configured).
     pub mailbox: Option<std::path::PathBuf>,
+    /// File storage (local or S3), uploads in flight, thumbnails.
+    pub files: crate::files::Files,
+    /// Backups in progress (one at a time).
+    pub backups: crate::backups::Backups,
 }
 
 /// An immutable snapshot of every collection, indexed by id and by name.
@@ -86,6 +90,7 @@ impl AppState {
         store: Arc<dyn Store>,
         realtime: RealtimeConfig,
         mailbox: Option<std::path::PathBuf>,
+        files: crate::files::Files,
     ) -> Self {
         AppState {
             store,
@@ -99,6 +104,8 @@ impl AppState {
             rates: Arc::new(LocalRates::default()),
             lockout: Lockout::default(),
             mailbox,
+            files,
+            backups: Default::default(),
         }
     }
 
@@ -169,6 +176,7 @@ impl AppState {
 
     /// Replaces the settings and the policy derived from them.
     pub fn set_settings(&self, s: Json) {
+        self.files.configure(&s);
         let p = Arc::new(Policy::from_settings(&s));
         self.rate_limits_on.store(
             p.rate_limits_enabled && !p.rules.is_empty(),

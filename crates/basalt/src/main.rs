@@ -89,9 +89,13 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_api::App
             events: s.events.clone(),
             realtime: s.realtime.clone(),
             mailbox: Some(s.dir.join("mailbox")),
+            data_dir: Some(s.dir.clone()),
         }
     } else {
-        basalt_api::Options::default()
+        basalt_api::Options {
+            data_dir: Some(s.dir.clone()),
+            ..Default::default()
+        }
     };
     basalt_api::build_with(store, opts)
         .await

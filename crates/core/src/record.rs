@@ -334,6 +334,16 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                 .with_params(len_params("maxSelect", f.max_select)));
             }
         }
+        FieldType::File => {
+            let n = as_list(v).len() as i64;
+            if f.is_multiple() && n > f.max_select {
+                return Err(FieldError::new(
+                    "validation_too_many_files",
+                    format!("The maximum allowed files is {}.", f.max_select),
+                )
+                .with_params(serde_json::json!({ "maxSelect": f.max_select })));
+            }
+        }
         FieldType::Relation => {
             let n = as_list(v).len() as i64;
             if f.is_multiple() && n > f.max_select {

@@ -456,6 +456,10 @@ impl Collection {
     pub fn is_superusers(&self) -> bool {
         self.name == "_superusers"
     }
+    /// Whether any field holds files.
+    pub fn has_files(&self) -> bool {
+        self.fields.iter().any(|f| f.ty() == FieldType::File)
+    }
 
     /// The id field every collection starts with.
     pub fn id_field() -> Field {

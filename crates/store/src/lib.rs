@@ -30,6 +30,9 @@ pub enum StoreError {
     /// A value no backend can store as given (text with a NUL character): the request is at fault.
     #[error("invalid value: {0}")]
     BadValue(String),
+    /// The operation does not exist for this backend.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -89,6 +92,25 @@ pub trait Store: Send + Sync + 'static {
     async fn begin(&self) -> Result<Box<dyn Tx>>;
     /// A short description for logs (never includes credentials).
     fn describe(&self) -> String;
+    /// Whether [`Store::snapshot`] and [`Store::restore`] work here. PostgreSQL: no, its backups
+    /// belong to its own tooling (pg_dump, base backups with WAL archiving).
+    fn can_backup(&self) -> bool {
+        false
+    }
+    /// Writes a transactionally consistent copy of the whole database to the new file `dest` while
+    /// writes go on: every transaction acknowledged before the call is in it.
+    async fn snapshot(&self, _dest: &std::path::Path) -> Result<()> {
+        Err(StoreError::Unsupported(
+            "this database is backed up with its own tooling".into(),
+        ))
+    }
+    /// Replaces the database's content with the database file `src` (made by [`Store::snapshot`]),
+    /// except the tables in `keep`, which keep their live rows. Writers wait meanwhile.
+    async fn restore(&self, _src: &std::path::Path, _keep: &[&str]) -> Result<()> {
+        Err(StoreError::Unsupported(
+            "this database is restored with its own tooling".into(),
+        ))
+    }
 }
 
 #[async_trait]

@@ -318,6 +318,90 @@ impl Store for SqliteStore {
     fn describe(&self) -> String {
         format!("sqlite {}", self.path)
     }
+
+    fn can_backup(&self) -> bool {
+        true
+    }
+
+    async fn snapshot(&self, dest: &Path) -> Result<()> {
+        // VACUUM INTO on a connection of its own reads one WAL snapshot (every acknowledged commit)
+        // and never blocks the writer.
+        let (src, dest) = (self.path.clone(), dest.display().to_string());
+        tokio::task::spawn_blocking(move || {
+            let c = Connection::open_with_flags(&src, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            c.busy_timeout(std::time::Duration::from_secs(10))
+                .map_err(db_err)?;
+            c.execute("VACUUM INTO ?1", [dest]).map_err(db_err)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?
+    }
+
+    async fn restore(&self, src: &Path, keep: &[&str]) -> Result<()> {
+        // Holds the writer (no transaction open, no group waiting for its COMMIT) for the whole copy.
+        let mut g = self.writer.clone().lock_owned().await;
+        while !g.conn.is_autocommit() || !g.pending.is_empty() {
+            drop(g);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            g = self.writer.clone().lock_owned().await;
+        }
+        let src = src.to_path_buf();
+        let keep: Vec<String> = keep.iter().map(|t| t.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut g = g;
+            restore_into(&mut g.conn, &src, &keep)
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?
+    }
+}
+
+/// Copies `src` page by page into the live database through the writer connection (the online backup
+/// API, so readers switch to the new content at their next read), then puts back the live rows of the
+/// `keep` tables.
+fn restore_into(conn: &mut Connection, src: &Path, keep: &[String]) -> Result<()> {
+    let q = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
+    for t in keep {
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS temp.{k}; CREATE TEMP TABLE {k} AS SELECT * FROM main.{t}",
+            k = q(&format!("keep_{t}")),
+            t = q(t)
+        ))
+        .map_err(db_err)?;
+    }
+    let source = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StoreError::BadValue(format!("not a database backup: {e}")))?;
+    source
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| StoreError::BadValue(format!("not a database backup: {e}")))?;
+    {
+        let b = rusqlite::backup::Backup::new(&source, conn).map_err(db_err)?;
+        b.run_to_completion(1024, std::time::Duration::ZERO, None)
+            .map_err(db_err)?;
+    }
+    let tx = conn.transaction().map_err(db_err)?;
+    for t in keep {
+        let k = q(&format!("keep_{t}"));
+        let exists: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [t],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        if exists == 1 {
+            tx.execute_batch(&format!(
+                "DELETE FROM main.{t}; INSERT INTO main.{t} SELECT * FROM temp.{k}",
+                t = q(t)
+            ))
+            .map_err(db_err)?;
+        }
+        tx.execute_batch(&format!("DROP TABLE temp.{k}"))
+            .map_err(db_err)?;
+    }
+    tx.commit().map_err(db_err)
 }
 
 struct SqliteTx {

@@ -58,7 +58,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 /// [`spawn_app`] with options (event sinks, realtime timings).
-pub async fn spawn_app_with(backend: Backend, opts: basalt_api::Options) -> TestApp {
+pub async fn spawn_app_with(backend: Backend, mut opts: basalt_api::Options) -> TestApp {
     LOG.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
             let _ = tracing_subscriber::fmt()
@@ -71,6 +71,9 @@ pub async fn spawn_app_with(backend: Backend, opts: basalt_api::Options) -> Test
         Backend::Sqlite => None,
         Backend::Postgres => Some(fresh_pg_db().await),
     };
+    if opts.data_dir.is_none() {
+        opts.data_dir = Some(dir.0.clone());
+    }
     let store = basalt_store::open(&dir.0, url.as_deref())
         .await
         .expect("open store");

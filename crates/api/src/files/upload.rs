@@ -1,0 +1,269 @@
+//! Reading a record write's body: JSON, urlencoded or multipart. Multipart file parts are streamed to
+//! temporary files as they arrive; plain parts and `@jsonPayload` become the JSON body.
+
+use std::path::PathBuf;
+
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::Response;
+use basalt_core::record::Data;
+use basalt_core::schema::{Collection, FieldType};
+use basalt_core::{FieldError, FieldErrors};
+use serde_json::{json, Map, Value as Json};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{error_body, infer, JsonBody};
+use crate::files::{mime_allowed, names, stored_name, DEFAULT_MAX_SIZE};
+use crate::handlers::BODY_LIMIT;
+use crate::AppCtx;
+
+/// A received file part, in a temporary file that is removed when this is dropped (unless storage
+/// took it over by renaming it).
+pub struct Upload {
+    /// The part's name as sent (`avatar`, `documents+`, `requests.0.doc`).
+    pub part: String,
+    /// The client's file name.
+    pub original: String,
+    pub path: PathBuf,
+    /// Bytes sent (counted in full even past the limit, where the rest was discarded).
+    pub size: u64,
+    /// Sniffed from the content.
+    pub mime: String,
+    /// Whether the part was larger than the reader's ceiling (its content is incomplete).
+    pub truncated: bool,
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A parsed write body.
+pub struct Body {
+    pub json: Json,
+    pub uploads: Vec<Upload>,
+}
+
+fn bad(msg: &str) -> Response {
+    error_body(StatusCode::BAD_REQUEST, msg, json!({}))
+}
+
+/// The largest file any file field of these collections accepts: parts beyond it are not kept.
+pub fn ceiling<'a>(colls: impl IntoIterator<Item = &'a Collection>) -> u64 {
+    colls
+        .into_iter()
+        .flat_map(|c| c.fields.iter())
+        .filter(|f| f.ty() == FieldType::File)
+        .map(max_size)
+        .max()
+        .unwrap_or(0)
+}
+
+pub fn max_size(f: &basalt_core::schema::Field) -> u64 {
+    if f.max_size > 0 {
+        f.max_size as u64
+    } else {
+        DEFAULT_MAX_SIZE
+    }
+}
+
+/// How much of an oversized part is read and discarded before the request is cut off: enough for a
+/// client to get its validation error instead of a reset connection.
+const DRAIN_LIMIT: u64 = 64 << 20;
+
+/// Reads a write body. File parts larger than `max_file` are discarded past that size and marked
+/// truncated (the record's validation reports them).
+pub async fn read(ctx: &AppCtx, req: Request, max_file: u64) -> Result<Body, Response> {
+    let ct = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
+        let JsonBody(json) = JsonBody::from_request(req, ctx).await?;
+        return Ok(Body {
+            json,
+            uploads: Vec::new(),
+        });
+    }
+    let boundary = multer::parse_boundary(&ct).map_err(|_| bad("Invalid multipart boundary."))?;
+    let mut mp = multer::Multipart::new(req.into_body().into_data_stream(), boundary);
+    let mut m = Map::new();
+    let mut uploads = Vec::new();
+    let mut text_bytes = 0usize;
+    let tmp = ctx.files.tmp_dir();
+    let read_err = |e: multer::Error| {
+        tracing::debug!(error = %e, "multipart");
+        bad("Failed to read the multipart body.")
+    };
+    loop {
+        let Some(mut field) = mp.next_field().await.map_err(read_err)? else {
+            break;
+        };
+        let name = field.name().unwrap_or("").to_string();
+        if let Some(file_name) = field.file_name().map(str::to_string) {
+            let path = tmp.join(format!("up-{}", basalt_core::id::random_id(20)));
+            let mut up = Upload {
+                part: name,
+                original: file_name,
+                path,
+                size: 0,
+                mime: String::new(),
+                truncated: false,
+            };
+            let mut f = tokio::fs::File::create(&up.path).await.map_err(|e| {
+                tracing::error!(error = %e, "cannot create an upload file");
+                error_body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong while processing your request.",
+                    json!({}),
+                )
+            })?;
+            let mut head: Vec<u8> = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(read_err)? {
+                up.size += chunk.len() as u64;
+                if head.len() < 512 {
+                    let n = (512 - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..n]);
+                }
+                if up.size > max_file {
+                    up.truncated = true;
+                    if up.size > max_file.saturating_add(DRAIN_LIMIT) {
+                        return Err(error_body(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "Request entity too large.",
+                            json!({}),
+                        ));
+                    }
+                    continue;
+                }
+                if let Err(e) = f.write_all(&chunk).await {
+                    tracing::error!(error = %e, "cannot write an upload file");
+                    return Err(error_body(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Something went wrong while processing your request.",
+                        json!({}),
+                    ));
+                }
+            }
+            if f.flush().await.is_err() {
+                return Err(bad("Failed to read the multipart body."));
+            }
+            drop(f);
+            // An empty file input (no file chosen) sends an empty part without a name.
+            if up.original.is_empty() && up.size == 0 {
+                continue;
+            }
+            up.mime = crate::files::sniff(&head, &up.original);
+            uploads.push(up);
+            continue;
+        }
+        let text = field.text().await.map_err(read_err)?;
+        text_bytes += text.len();
+        if text_bytes > BODY_LIMIT {
+            return Err(error_body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request entity too large.",
+                json!({}),
+            ));
+        }
+        if name == "@jsonPayload" {
+            match serde_json::from_str::<Json>(&text) {
+                Ok(Json::Object(o)) => m.extend(o),
+                _ => {
+                    return Err(bad(
+                        "Failed to load the submitted data due to invalid formatting.",
+                    ))
+                }
+            }
+            continue;
+        }
+        let v = infer(&text);
+        match m.get_mut(&name) {
+            Some(Json::Array(a)) => a.push(v),
+            Some(prev) => {
+                let first = prev.take();
+                *prev = Json::Array(vec![first, v]);
+            }
+            None => {
+                m.insert(name, v);
+            }
+        }
+    }
+    Ok(Body {
+        json: Json::Object(m),
+        uploads,
+    })
+}
+
+/// An upload accepted for a field, with the name it is stored under.
+pub struct NewFile {
+    pub field: String,
+    pub name: String,
+    pub upload: Upload,
+}
+
+/// Matches uploads to the collection's file fields (`f`, `f+`, `+f`), checks size and type, and adds
+/// their stored names to the body under the key they came with: the plain key's text values are the
+/// existing names to keep, so uploads join them. Parts naming no file field are ignored.
+pub fn attach(
+    coll: &Collection,
+    body: &mut Data,
+    uploads: Vec<Upload>,
+    errs: &mut FieldErrors,
+) -> Vec<NewFile> {
+    let mut out = Vec::new();
+    for up in uploads {
+        let key = up.part.clone();
+        let field = key.trim_start_matches('+').trim_end_matches(['+', '-']);
+        if key.ends_with('-') {
+            continue;
+        }
+        let Some(f) = coll.field(field).filter(|f| f.ty() == FieldType::File) else {
+            continue;
+        };
+        let limit = max_size(f);
+        if up.truncated || up.size > limit {
+            errs.insert(
+                f.name.clone(),
+                FieldError::new(
+                    "validation_file_size_limit",
+                    format!(
+                        "Failed to upload {} - the maximum allowed file size is {limit} bytes.",
+                        up.original
+                    ),
+                )
+                .with_params(json!({"file": up.original, "maxSize": limit})),
+            );
+            continue;
+        }
+        let name = stored_name(&up.original, &up.mime);
+        if !mime_allowed(&up.mime, &f.mime_types) {
+            errs.insert(
+                f.name.clone(),
+                FieldError::new(
+                    "validation_invalid_mime_type",
+                    format!(
+                        "\"{name}\" mime type must be one of: {}.",
+                        f.mime_types.join(", ")
+                    ),
+                ),
+            );
+            continue;
+        }
+        let mut list = names(body.get(&key));
+        list.push(name.clone());
+        body.insert(
+            key,
+            Json::Array(list.into_iter().map(Json::String).collect()),
+        );
+        out.push(NewFile {
+            field: f.name.clone(),
+            name,
+            upload: up,
+        });
+    }
+    out
+}
