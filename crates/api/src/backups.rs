@@ -294,8 +294,11 @@ pub async fn upload(
     auth: Auth,
     req: axum::extract::Request,
 ) -> ApiResult<Response> {
-    guard(&ctx, &auth)?;
-    let body = match crate::files::upload::read(&ctx, req, 64 << 30).await {
+    if let Err(e) = guard(&ctx, &auth) {
+        crate::files::upload::drain(req).await;
+        return Err(e);
+    }
+    let body = match crate::files::upload::read(&ctx, req, 64 << 30, u64::MAX).await {
         Ok(b) => b,
         Err(r) => return Ok(r),
     };

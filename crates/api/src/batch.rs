@@ -25,6 +25,8 @@ struct Settings {
     enabled: bool,
     max_requests: usize,
     timeout: Duration,
+    /// The largest body in bytes (`maxBodySize`; 0: 128 MiB).
+    max_body: u64,
 }
 
 fn settings(ctx: &AppCtx) -> Settings {
@@ -35,6 +37,10 @@ fn settings(ctx: &AppCtx) -> Settings {
         enabled: b.get("enabled").and_then(Json::as_bool).unwrap_or(false),
         max_requests: n("maxRequests", 50) as usize,
         timeout: Duration::from_secs(n("timeout", 3).max(1)),
+        max_body: match n("maxBodySize", 0) {
+            0 => 128 << 20,
+            b => b,
+        },
     }
 }
 
@@ -149,11 +155,15 @@ pub async fn batch(
 ) -> ApiResult<Response> {
     let cfg = settings(&ctx);
     if !cfg.enabled || cfg.max_requests == 0 {
+        crate::files::upload::drain(req).await;
         return Err(forbidden("Batch requests are not allowed."));
     }
     let max_file = crate::files::upload::ceiling(ctx.collections().list.iter().map(|c| &**c));
-    let body = match crate::files::upload::read(&ctx, req, max_file).await {
+    let body = match crate::files::upload::read(&ctx, req, max_file, cfg.max_body).await {
         Ok(b) => b,
+        Err(r) if r.status() == StatusCode::BAD_REQUEST => {
+            return Err(bad("Failed to read the submitted batch data."))
+        }
         Err(r) => return Ok(r),
     };
     let requests = match body.json.get("requests") {

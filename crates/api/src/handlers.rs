@@ -697,8 +697,13 @@ async fn create_record(
     headers: HeaderMap,
     req: axum::extract::Request,
 ) -> ApiResult<Response> {
-    let coll = collection_for_write(&ctx, &c)?;
-    writable(&coll)?;
+    let coll = match collection_for_write(&ctx, &c).and_then(|c| writable(&c).map(|_| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::files::upload::drain(req).await;
+            return Err(e);
+        }
+    };
     let body = match read_body(&ctx, &coll, req).await {
         Ok(b) => b,
         Err(resp) => return Ok(resp),
@@ -721,7 +726,7 @@ async fn read_body(
     req: axum::extract::Request,
 ) -> Result<crate::files::upload::Body, Response> {
     let max = crate::files::upload::ceiling([coll]);
-    crate::files::upload::read(ctx, req, max).await
+    crate::files::upload::read(ctx, req, max, u64::MAX).await
 }
 
 async fn update_record(
@@ -732,8 +737,13 @@ async fn update_record(
     headers: HeaderMap,
     req: axum::extract::Request,
 ) -> ApiResult<Response> {
-    let coll = collection_for_write(&ctx, &c)?;
-    writable(&coll)?;
+    let coll = match collection_for_write(&ctx, &c).and_then(|c| writable(&c).map(|_| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::files::upload::drain(req).await;
+            return Err(e);
+        }
+    };
     let body = match read_body(&ctx, &coll, req).await {
         Ok(b) => b,
         Err(resp) => return Ok(resp),

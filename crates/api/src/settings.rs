@@ -131,6 +131,35 @@ fn validate_merged(s: &Json) -> Result<(), basalt_core::FieldErrors> {
             }
         }
     }
+    let required = |errs: &mut basalt_core::FieldErrors, k: &str| {
+        errs.insert(
+            k.into(),
+            basalt_core::FieldError::new("validation_required", "Cannot be blank."),
+        );
+    };
+    let num = |p: &str, k: &str| {
+        s.get(p)
+            .and_then(|x| x.get(k))
+            .and_then(Json::as_f64)
+            .unwrap_or(0.0)
+    };
+    let on = |p: &str, k: &str| s.get(p).and_then(|x| x.get(k));
+    if on("batch", "enabled").and_then(Json::as_bool) == Some(true) {
+        if num("batch", "maxRequests") <= 0.0 {
+            required(&mut errs, "batch.maxRequests");
+        }
+        if num("batch", "timeout") <= 0.0 {
+            required(&mut errs, "batch.timeout");
+        }
+    }
+    if !on("backups", "cron")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .is_empty()
+        && num("backups", "cronMaxKeep") <= 0.0
+    {
+        required(&mut errs, "backups.cronMaxKeep");
+    }
     if errs.is_empty() {
         Ok(())
     } else {
@@ -168,7 +197,8 @@ fn check_shape(path: &str, def: &Json, v: &Json, errs: &mut basalt_core::FieldEr
                 basalt_core::FieldError::new(
                     "validation_min_greater_equal_than_required",
                     "Must be no less than 0.",
-                ),
+                )
+                .with_params(serde_json::json!({"threshold": 0})),
             );
         }
     }
@@ -178,24 +208,25 @@ pub async fn patch(ctx: &AppCtx, body: &Json) -> ApiResult<Json> {
     let Some(obj) = body.as_object() else {
         return Err(crate::error::bad("Invalid settings."));
     };
-    validate(obj).map_err(|f| {
-        ApiError(basalt_core::Error::validation(
-            "An error occurred while submitting the form.",
-            f,
-        ))
-    })?;
+    // Shape errors of the patch and rule errors of the merged result come back together.
+    let mut errs = validate(obj).err().unwrap_or_default();
     let mut s = ctx.settings();
     for (k, v) in obj {
         if let Some(slot) = s.get_mut(k) {
             merge(slot, v);
         }
     }
-    validate_merged(&s).map_err(|f| {
-        ApiError(basalt_core::Error::validation(
-            "An error occurred while submitting the form.",
-            f,
-        ))
-    })?;
+    if let Err(more) = validate_merged(&s) {
+        for (k, v) in more {
+            errs.entry(k).or_insert(v);
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ApiError(basalt_core::Error::validation(
+            "An error occurred while saving the new settings.",
+            errs,
+        )));
+    }
     let mut tx = ctx.store.begin().await?;
     let mut del = ctx.sql();
     del.push("DELETE FROM _params WHERE key = 'settings'");

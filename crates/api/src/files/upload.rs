@@ -73,8 +73,30 @@ pub fn max_size(f: &basalt_core::schema::Field) -> u64 {
 const DRAIN_LIMIT: u64 = 64 << 20;
 
 /// Reads a write body. File parts larger than `max_file` are discarded past that size and marked
-/// truncated (the record's validation reports them).
-pub async fn read(ctx: &AppCtx, req: Request, max_file: u64) -> Result<Body, Response> {
+/// truncated (the record's validation reports them). A body larger than `max_total` in all is
+/// refused with 413.
+pub async fn read(
+    ctx: &AppCtx,
+    req: Request,
+    max_file: u64,
+    max_total: u64,
+) -> Result<Body, Response> {
+    let too_large = || {
+        error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request entity too large.",
+            json!({}),
+        )
+    };
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max_total) {
+        drain(req).await;
+        return Err(too_large());
+    }
     let ct = req
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -93,6 +115,7 @@ pub async fn read(ctx: &AppCtx, req: Request, max_file: u64) -> Result<Body, Res
     let mut m = Map::new();
     let mut uploads = Vec::new();
     let mut text_bytes = 0usize;
+    let mut total = 0u64;
     let tmp = ctx.files.tmp_dir();
     let read_err = |e: multer::Error| {
         tracing::debug!(error = %e, "multipart");
@@ -124,6 +147,10 @@ pub async fn read(ctx: &AppCtx, req: Request, max_file: u64) -> Result<Body, Res
             let mut head: Vec<u8> = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(read_err)? {
                 up.size += chunk.len() as u64;
+                total += chunk.len() as u64;
+                if total > max_total {
+                    return Err(too_large());
+                }
                 if head.len() < 512 {
                     let n = (512 - head.len()).min(chunk.len());
                     head.extend_from_slice(&chunk[..n]);
@@ -162,6 +189,10 @@ pub async fn read(ctx: &AppCtx, req: Request, max_file: u64) -> Result<Body, Res
         }
         let text = field.text().await.map_err(read_err)?;
         text_bytes += text.len();
+        total += text.len() as u64;
+        if total > max_total {
+            return Err(too_large());
+        }
         if text_bytes > BODY_LIMIT {
             return Err(error_body(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -196,6 +227,20 @@ pub async fn read(ctx: &AppCtx, req: Request, max_file: u64) -> Result<Body, Res
         json: Json::Object(m),
         uploads,
     })
+}
+
+/// Reads and discards what is left of a request body (at most 16 MiB) before an early error answer:
+/// closing a connection with unread data resets it, and the client would never see the error.
+pub async fn drain(req: Request) {
+    use futures_util::StreamExt;
+    let mut s = req.into_body().into_data_stream();
+    let mut n = 0usize;
+    while let Some(Ok(c)) = s.next().await {
+        n += c.len();
+        if n > 16 << 20 {
+            break;
+        }
+    }
 }
 
 /// An upload accepted for a field, with the name it is stored under.
