@@ -11,6 +11,7 @@ mod authflows;
 mod bad_input;
 mod collections;
 mod events;
+mod files;
 mod filters;
 mod realtime;
 mod records;

@@ -401,3 +401,90 @@ async fn kill9_sqlite() {
 async fn kill9_postgres() {
     kill9_loses_no_acknowledged_write(Some(fresh_pg().await)).await;
 }
+
+/// The process's peak resident memory (VmHWM) in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// The memory budget a 256 MiB upload and download must stay within: a server that buffered the
+/// file would grow by at least its size.
+const FILE_SIZE: usize = 256 << 20;
+const MEMORY_BUDGET: u64 = 64 << 20;
+
+/// A file four times larger than the server's memory budget goes up (multipart, streamed to a
+/// temporary file, then renamed into storage) and comes back (streamed from storage) intact, and the
+/// server's peak resident memory grows by less than the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_file_streams_within_memory_budget() {
+    let dir = tmp();
+    upsert(&dir, &None);
+    let (mut child, url) = serve(&dir, &None).await;
+    let token = su_token(&url).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{url}/api/collections"))
+        .header("Authorization", &token)
+        .json(&json!({"name": "big", "type": "base", "createRule": "", "viewRule": "",
+            "fields": [{"name": "blob", "type": "file", "maxSelect": 1, "maxSize": 1u64 << 30}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let before = peak_rss(child.id());
+
+    let chunk: Vec<u8> = (0..1usize << 20).map(|i| (i % 251) as u8).collect();
+    let b = "bigFileBoundary";
+    let head = format!("--{b}\r\nContent-Disposition: form-data; name=\"blob\"; filename=\"big.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+    let tail = format!("\r\n--{b}--\r\n").into_bytes();
+    let parts = std::iter::once(head)
+        .chain((0..FILE_SIZE >> 20).map(move |_| chunk.clone()))
+        .chain(std::iter::once(tail))
+        .map(Ok::<_, std::io::Error>);
+    let r = http
+        .post(format!("{url}/api/collections/big/records"))
+        .header("Authorization", &token)
+        .header("content-type", format!("multipart/form-data; boundary={b}"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(parts)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rec: Value = r.json().await.unwrap();
+    let (id, name) = (
+        rec["id"].as_str().unwrap().to_string(),
+        rec["blob"].as_str().unwrap().to_string(),
+    );
+
+    use futures_util::StreamExt;
+    let res = http
+        .get(format!("{url}/api/files/big/{id}/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.content_length(), Some(FILE_SIZE as u64));
+    let mut got = 0usize;
+    let mut body = res.bytes_stream();
+    while let Some(c) = body.next().await {
+        let c = c.unwrap();
+        for (k, byte) in c.iter().enumerate() {
+            assert_eq!(*byte as usize, ((got + k) % (1 << 20)) % 251, "byte {}", got + k);
+        }
+        got += c.len();
+    }
+    assert_eq!(got, FILE_SIZE);
+
+    let after = peak_rss(child.id());
+    assert!(
+        after.saturating_sub(before) < MEMORY_BUDGET,
+        "peak resident memory grew by {} MiB for a {} MiB file (budget {} MiB)",
+        after.saturating_sub(before) >> 20,
+        FILE_SIZE >> 20,
+        MEMORY_BUDGET >> 20
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
