@@ -18,6 +18,9 @@ export BASALT_TEST_PG
 # The Kafka sink's tests run a private tansu broker; the first run builds it (20-30 min), later runs reuse it.
 BASALT_TANSU="$(scripts/tansu.sh path)"
 export BASALT_TANSU
+# File storage tests run a private S3-compatible server (s3s-fs); the first run builds it (a few minutes).
+BASALT_S3S_BIN="$(scripts/s3s.sh path)"
+export BASALT_S3S_BIN
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
@@ -26,6 +29,6 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test: unit, property (parser/compiler fuzz), integration on SQLite and PostgreSQL, CLI"
 cargo test --workspace
 
-echo "== official JS SDK suite (npm pocketbase) on SQLite and PostgreSQL"
+echo "== official JS SDK suite (npm pocketbase) on SQLite and PostgreSQL, files on local storage and on S3"
 scripts/test-sdk.sh all
 echo "== all tests passed"
