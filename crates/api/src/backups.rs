@@ -62,7 +62,9 @@ fn storage(ctx: &AppCtx) -> ApiResult<Storage> {
         .and_then(|b| b.get("s3"))
         .and_then(S3Config::from_settings)
     {
-        Some(c) => Storage::s3(&c).map_err(|e| ApiError(Error::internal(format!("backups s3: {e}")))),
+        Some(c) => {
+            Storage::s3(&c).map_err(|e| ApiError(Error::internal(format!("backups s3: {e}"))))
+        }
         None => Storage::local(&ctx.files.data_dir.join("backups"))
             .map_err(|e| ApiError(Error::internal(format!("backups folder: {e}")))),
     }
@@ -117,7 +119,10 @@ fn auto_name(ctx: &AppCtx, prefix: &str) -> String {
         .unwrap_or("")
         .to_string();
     let mut snake = String::new();
-    for w in app.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+    for w in app
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         if !snake.is_empty() {
             snake.push('_');
         }
@@ -216,11 +221,7 @@ async fn make(ctx: &AppCtx, st: &Storage, name: &str) -> ApiResult<()> {
     ctx.files.hold_deletions();
     let r = async {
         ctx.store.snapshot(&db).await?;
-        let files_root = ctx
-            .files
-            .storage()
-            .local_root()
-            .map(Path::to_path_buf);
+        let files_root = ctx.files.storage().local_root().map(Path::to_path_buf);
         let (db2, zip2) = (db.clone(), zip.clone());
         tokio::task::spawn_blocking(move || write_zip(&db2, files_root.as_deref(), &zip2))
             .await
@@ -249,7 +250,8 @@ fn write_zip(db: &Path, files: Option<&Path>, out: &Path) -> std::io::Result<()>
     let opts = SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .large_file(true);
-    z.start_file("data.db", opts).map_err(std::io::Error::other)?;
+    z.start_file("data.db", opts)
+        .map_err(std::io::Error::other)?;
     std::io::copy(&mut std::fs::File::open(db)?, &mut z)?;
     if let Some(root) = files {
         let mut stack = vec![root.to_path_buf()];
@@ -269,7 +271,10 @@ fn write_zip(db: &Path, files: Option<&Path>, out: &Path) -> std::io::Result<()>
                         .to_string_lossy()
                         .replace('\\', "/");
                     // object_store's in-flight multipart files and anything hidden stay out.
-                    if rel.split('/').any(|s| s.starts_with('.') || s.contains('#')) {
+                    if rel
+                        .split('/')
+                        .any(|s| s.starts_with('.') || s.contains('#'))
+                    {
                         continue;
                     }
                     z.start_file(format!("storage/{rel}"), opts)
@@ -282,9 +287,7 @@ fn write_zip(db: &Path, files: Option<&Path>, out: &Path) -> std::io::Result<()>
             }
         }
     }
-    z.finish()
-        .map_err(std::io::Error::other)?
-        .flush()?;
+    z.finish().map_err(std::io::Error::other)?.flush()?;
     Ok(())
 }
 
@@ -315,9 +318,17 @@ pub async fn upload(
             ),
         ));
     }
-    let name = up.original.rsplit(['/', '\\']).next().unwrap_or("").to_string();
+    let name = up
+        .original
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("")
+        .to_string();
     if !safe_key(&name) {
-        return Err(file_err("validation_invalid_file_name", "Invalid backup file name."));
+        return Err(file_err(
+            "validation_invalid_file_name",
+            "Invalid backup file name.",
+        ));
     }
     let st = storage(&ctx)?;
     if st.head(&name).await.ok().flatten().is_some() {
@@ -346,7 +357,9 @@ pub async fn delete(
         )));
     }
     let Ok(_lock) = ctx.backups.running.try_lock() else {
-        return Err(bad("The backup is currently being used and cannot be deleted."));
+        return Err(bad(
+            "The backup is currently being used and cannot be deleted.",
+        ));
     };
     st.delete(&key)
         .await
@@ -503,10 +516,7 @@ fn extract(zip: &Path, db: &Path, files: &Path) -> Result<bool, String> {
 
 /// Puts the restored files folder in place of the live one (two renames), then drops the old one.
 fn swap_dir(root: &Path, restored: &Path) -> std::io::Result<()> {
-    let old = root.with_file_name(format!(
-        "storage.old-{}",
-        basalt_core::id::random_id(8)
-    ));
+    let old = root.with_file_name(format!("storage.old-{}", basalt_core::id::random_id(8)));
     if root.exists() {
         std::fs::rename(root, &old)?;
     }
@@ -543,7 +553,11 @@ pub async fn run_scheduler(ctx: AppCtx) {
         if !cron.matches(&now) {
             continue;
         }
-        let keep = b.get("cronMaxKeep").and_then(Json::as_u64).unwrap_or(3).max(1) as usize;
+        let keep = b
+            .get("cronMaxKeep")
+            .and_then(Json::as_u64)
+            .unwrap_or(3)
+            .max(1) as usize;
         if let Err(e) = scheduled(&ctx, keep).await {
             tracing::error!(error = %e.0, "scheduled backup failed");
         }
@@ -647,7 +661,9 @@ mod tests {
 
     #[test]
     fn cron_expressions() {
-        let t = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 3, 30, 0).unwrap(); // a Saturday
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 21, 3, 30, 0)
+            .unwrap(); // a Saturday
         assert!(Cron::parse("30 3 * * *").unwrap().matches(&t));
         assert!(Cron::parse("*/15 * * * *").unwrap().matches(&t));
         assert!(!Cron::parse("*/7 * * * *").unwrap().matches(&t));

@@ -141,9 +141,21 @@ fn check_requests(requests: &[Json], max: usize) -> ApiResult<()> {
     if f.is_empty() {
         Ok(())
     } else {
-        Err(ApiError(Error::validation("Invalid batch request data.", f)))
+        Err(ApiError(Error::validation(
+            "Invalid batch request data.",
+            f,
+        )))
     }
 }
+
+/// A request that went through: its collection, the record written (none for deletes), its query
+/// (`expand`, `fields`) and request info, for rendering after the commit.
+type Done = (
+    std::sync::Arc<basalt_core::schema::Collection>,
+    Option<Data>,
+    Map<String, Json>,
+    basalt_core::filter::compile::RequestInfo,
+);
 
 /// `POST /api/batch`.
 pub async fn batch(
@@ -198,8 +210,7 @@ async fn run(
 ) -> ApiResult<Response> {
     let mut w = WriteOut::default();
     let mut tx = ctx.store.begin().await?;
-    let mut done: Vec<(std::sync::Arc<basalt_core::schema::Collection>, Option<Data>, Map<String, Json>, basalt_core::filter::compile::RequestInfo)> =
-        Vec::with_capacity(requests.len());
+    let mut done: Vec<Done> = Vec::with_capacity(requests.len());
     for (i, r) in requests.iter().enumerate() {
         let uploads = std::mem::take(&mut files[i]);
         let method = r.get("method").and_then(Json::as_str).unwrap_or("");
@@ -215,9 +226,8 @@ async fn run(
             let coll_key = match &op {
                 Op::Create(c) | Op::Upsert(c) | Op::Update(c, _) | Op::Delete(c, _) => c.clone(),
             };
-            let coll = crate::handlers::collection_for_write(ctx, &coll_key).map_err(|_| {
-                ApiError(Error::NotFound("Missing collection context.".into()))
-            })?;
+            let coll = crate::handlers::collection_for_write(ctx, &coll_key)
+                .map_err(|_| ApiError(Error::NotFound("Missing collection context.".into())))?;
             if coll.kind == basalt_core::schema::CollectionType::View {
                 return Err(crate::error::bad("Unsupported collection type."));
             }

@@ -470,6 +470,7 @@ async fn delete_collection(
     auth.require_superuser()?;
     let c = ctx.collection(&c).ok_or_else(not_found)?;
     collections::delete(&ctx, &c).await?;
+    drop_files(&ctx, &c).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -481,7 +482,18 @@ async fn truncate_collection(
     auth.require_superuser()?;
     let c = ctx.collection(&c).ok_or_else(not_found)?;
     collections::truncate(&ctx, &c).await?;
+    drop_files(&ctx, &c).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// After a collection was deleted or truncated (committed): its files folder goes.
+async fn drop_files(ctx: &AppCtx, c: &Collection) {
+    if !c.has_files() {
+        return;
+    }
+    if let Err(e) = ctx.files.storage().delete_prefix(&c.id).await {
+        tracing::warn!(error = %e, collection = %c.name, "could not delete the collection's files");
+    }
 }
 
 async fn import_collections(

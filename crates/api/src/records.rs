@@ -717,7 +717,12 @@ pub async fn create_in(
 
 /// Commits a transaction the write began itself and waits for its fan-out; inside a batch only
 /// notes the sequence for the batch's commit.
-async fn settle(ctx: &AppCtx, own: Option<Box<dyn Tx>>, seq: i64, w: &mut WriteOut) -> ApiResult<()> {
+async fn settle(
+    ctx: &AppCtx,
+    own: Option<Box<dyn Tx>>,
+    seq: i64,
+    w: &mut WriteOut,
+) -> ApiResult<()> {
     match own {
         Some(t) => {
             t.commit().await?;
@@ -787,8 +792,8 @@ pub async fn update_in(
     let with_existing;
     let info = if rules_mention(coll, ":changed") {
         let mut i = info.clone();
-        i.existing = fetch_with_rule(ctx, coll, id, &Some(String::new()), info, re(&mut outer))
-            .await?;
+        i.existing =
+            fetch_with_rule(ctx, coll, id, &Some(String::new()), info, re(&mut outer)).await?;
         with_existing = i;
         &with_existing
     } else {
@@ -869,7 +874,15 @@ pub async fn update_in(
         );
     }
     if coll.has_files() {
-        store_files(ctx, coll, Some(&existing), &mut prepared.data, new, &mut w.files).await?;
+        store_files(
+            ctx,
+            coll,
+            Some(&existing),
+            &mut prepared.data,
+            new,
+            &mut w.files,
+        )
+        .await?;
     }
     write_update(ctx, coll, id, prepared.data, &existing, outer, w).await
 }

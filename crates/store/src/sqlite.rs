@@ -374,7 +374,9 @@ fn restore_into(conn: &mut Connection, src: &Path, keep: &[String]) -> Result<()
     let source = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| StoreError::BadValue(format!("not a database backup: {e}")))?;
     source
-        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })
         .map_err(|e| StoreError::BadValue(format!("not a database backup: {e}")))?;
     {
         let b = rusqlite::backup::Backup::new(&source, conn).map_err(db_err)?;

@@ -163,9 +163,7 @@ impl Storage {
                 break;
             }
             // At most two parts in flight: memory stays at a few chunks whatever the file size.
-            if let Err(e) = w.wait_for_capacity(2).await {
-                return Err(e);
-            }
+            w.wait_for_capacity(2).await?;
             w.write(&buf[..n]);
         }
         w.finish().await?;
@@ -311,7 +309,9 @@ impl Files {
                     *g = want;
                 }
             }
-            Err(e) => tracing::error!(error = %e, "file storage settings refused; keeping the previous storage"),
+            Err(e) => {
+                tracing::error!(error = %e, "file storage settings refused; keeping the previous storage")
+            }
         }
     }
 }
@@ -601,7 +601,11 @@ mod tests {
 
     #[test]
     fn stored_names_follow_the_protocol() {
-        let r = |s: &str| s.len() == 10 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let r = |s: &str| {
+            s.len() == 10
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
         let n = stored_name("My Photo (1).PNG", "image/png");
         assert!(n.starts_with("my_photo_1_") && n.ends_with(".PNG"), "{n}");
         assert!(r(&n["my_photo_1_".len()..n.len() - 4]), "{n}");
@@ -629,6 +633,9 @@ mod tests {
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n0000", "x.bin"), "image/png");
         assert_eq!(sniff(b"hello", "a.txt"), "text/plain");
         assert_eq!(sniff(b"{\"a\":1}", "a.json"), "application/json");
-        assert_eq!(sniff(&[0, 159, 146, 150, 1, 2], "a"), "application/octet-stream");
+        assert_eq!(
+            sniff(&[0, 159, 146, 150, 1, 2], "a"),
+            "application/octet-stream"
+        );
     }
 }

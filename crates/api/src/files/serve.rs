@@ -359,9 +359,7 @@ pub(crate) async fn respond(
         tracing::error!(error = %e, key, "file storage");
         missing()
     })?;
-    let stream = got
-        .into_stream()
-        .map(|r| r.map_err(std::io::Error::other));
+    let stream = got.into_stream().map(|r| r.map_err(std::io::Error::other));
     Ok((status, h, Body::from_stream(stream)).into_response())
 }
 

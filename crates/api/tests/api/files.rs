@@ -66,12 +66,7 @@ fn files_under(root: &Path) -> Vec<String> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push(
-                    p.strip_prefix(root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .to_string(),
-                );
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().to_string());
             }
         }
     }
@@ -128,7 +123,10 @@ async fn files_follow_their_records(app: TestApp) {
     assert_eq!(r.0, 200, "{}", r.1);
     let id = r.1["id"].as_str().unwrap().to_string();
     let doc = r.1["doc"].as_str().unwrap().to_string();
-    assert!(doc.starts_with("report_q1_") && doc.ends_with(".txt"), "{doc}");
+    assert!(
+        doc.starts_with("report_q1_") && doc.ends_with(".txt"),
+        "{doc}"
+    );
     let docs: Vec<String> = serde_json::from_value(r.1["docs"].clone()).unwrap();
     assert_eq!(docs.len(), 2);
     assert_eq!(
@@ -144,7 +142,11 @@ async fn files_follow_their_records(app: TestApp) {
     assert_eq!(files_under(&root), want);
 
     // A thumbnail is made once, stored beside the file, and is a real 8x8 PNG.
-    let (s, thumb) = fetch(&app, &format!("/api/files/fdocs/{id}/{}?thumb=8x8", docs[0])).await;
+    let (s, thumb) = fetch(
+        &app,
+        &format!("/api/files/fdocs/{id}/{}?thumb=8x8", docs[0]),
+    )
+    .await;
     assert_eq!(s, 200);
     let t = image::load_from_memory(&thumb).unwrap();
     assert_eq!((t.width(), t.height()), (8, 8));
@@ -160,8 +162,15 @@ async fn files_follow_their_records(app: TestApp) {
     )
     .await;
     assert_error(&r, 400);
-    assert_eq!(files_under(&root), before, "a failed update leaves storage as it was");
-    assert_eq!(fetch(&app, &format!("/api/files/fdocs/{id}/{doc}")).await.0, 200);
+    assert_eq!(
+        files_under(&root),
+        before,
+        "a failed update leaves storage as it was"
+    );
+    assert_eq!(
+        fetch(&app, &format!("/api/files/fdocs/{id}/{doc}")).await.0,
+        200
+    );
 
     // A file over maxSize: the field error names it, nothing is stored.
     let big = vec![b'x'; 1001];
@@ -191,7 +200,10 @@ async fn files_follow_their_records(app: TestApp) {
     assert_eq!(r.0, 200, "{}", r.1);
     let doc2 = r.1["doc"].as_str().unwrap().to_string();
     assert_eq!(r.1["docs"], json!([docs[1]]));
-    assert_eq!(fetch(&app, &format!("/api/files/fdocs/{id}/{doc}")).await.0, 404);
+    assert_eq!(
+        fetch(&app, &format!("/api/files/fdocs/{id}/{doc}")).await.0,
+        404
+    );
     let mut want = vec![format!("{id}/{doc2}"), format!("{id}/{}", docs[1])];
     want.sort();
     assert_eq!(files_under(&root), want);
@@ -369,7 +381,10 @@ async fn files_on_s3(app: TestApp) {
     s3.ready().await;
     let r = app.patch("/api/settings", app.su(), s3.settings()).await;
     assert_eq!(r.0, 200, "{}", r.1);
-    assert!(r.1["s3"].get("secret").is_none(), "secrets are never output");
+    assert!(
+        r.1["s3"].get("secret").is_none(),
+        "secrets are never output"
+    );
     let c = docs_collection(&app, "sdocs", json!("")).await;
     let cid = c["id"].as_str().unwrap().to_string();
     let bucket = root.join("basalt").join(&cid);
@@ -505,7 +520,11 @@ async fn backup_during_writes_restores_consistently(app: TestApp) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let before_backup: Vec<String> = acked.lock().unwrap().clone();
     let r = app
-        .post("/api/backups", app.su(), json!({"name": "during_writes.zip"}))
+        .post(
+            "/api/backups",
+            app.su(),
+            json!({"name": "during_writes.zip"}),
+        )
         .await;
     assert_eq!(r.0, 204, "{}", r.1);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -520,7 +539,11 @@ async fn backup_during_writes_restores_consistently(app: TestApp) {
     );
 
     let r = app
-        .post("/api/backups/during_writes.zip/restore", app.su(), json!({}))
+        .post(
+            "/api/backups/during_writes.zip/restore",
+            app.su(),
+            json!({}),
+        )
         .await;
     assert_eq!(r.0, 204, "{}", r.1);
     let list = app
@@ -537,7 +560,10 @@ async fn backup_during_writes_restores_consistently(app: TestApp) {
         .map(|i| i["id"].as_str().unwrap().to_string())
         .collect();
     for id in &before_backup {
-        assert!(restored.contains(id), "acknowledged before the backup: {id}");
+        assert!(
+            restored.contains(id),
+            "acknowledged before the backup: {id}"
+        );
     }
     assert!(restored.is_subset(&all), "only records that were written");
     assert!(
@@ -558,12 +584,14 @@ async fn backup_during_writes_restores_consistently(app: TestApp) {
     }
     // The server keeps working after the restore: writes and events go on.
     let r = app
-        .post("/api/collections/bk/records", app.su(), json!({"title": "after"}))
+        .post(
+            "/api/collections/bk/records",
+            app.su(),
+            json!({"title": "after"}),
+        )
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
-    let listed = app
-        .get("/api/backups", app.su())
-        .await;
+    let listed = app.get("/api/backups", app.su()).await;
     assert_eq!(listed.1[0]["key"], "during_writes.zip");
 }
 
@@ -572,7 +600,8 @@ async fn postgres_backups_point_to_db_tooling(app: TestApp) {
     for r in [
         app.get("/api/backups", app.su()).await,
         app.post("/api/backups", app.su(), json!({})).await,
-        app.post("/api/backups/x.zip/restore", app.su(), json!({})).await,
+        app.post("/api/backups/x.zip/restore", app.su(), json!({}))
+            .await,
     ] {
         assert_error(&r, 400);
         let m = r.1["message"].as_str().unwrap();

@@ -406,7 +406,12 @@ async fn kill9_postgres() {
 fn peak_rss(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 /// The memory budget a 256 MiB upload and download must stay within: a server that buffered the
@@ -427,8 +432,10 @@ async fn large_file_streams_within_memory_budget() {
     let r = http
         .post(format!("{url}/api/collections"))
         .header("Authorization", &token)
-        .json(&json!({"name": "big", "type": "base", "createRule": "", "viewRule": "",
-            "fields": [{"name": "blob", "type": "file", "maxSelect": 1, "maxSize": 1u64 << 30}]}))
+        .json(
+            &json!({"name": "big", "type": "base", "createRule": "", "viewRule": "",
+            "fields": [{"name": "blob", "type": "file", "maxSelect": 1, "maxSize": 1u64 << 30}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -447,7 +454,9 @@ async fn large_file_streams_within_memory_budget() {
         .post(format!("{url}/api/collections/big/records"))
         .header("Authorization", &token)
         .header("content-type", format!("multipart/form-data; boundary={b}"))
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(parts)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            parts,
+        )))
         .send()
         .await
         .unwrap();
@@ -471,13 +480,24 @@ async fn large_file_streams_within_memory_budget() {
     while let Some(c) = body.next().await {
         let c = c.unwrap();
         for (k, byte) in c.iter().enumerate() {
-            assert_eq!(*byte as usize, ((got + k) % (1 << 20)) % 251, "byte {}", got + k);
+            assert_eq!(
+                *byte as usize,
+                ((got + k) % (1 << 20)) % 251,
+                "byte {}",
+                got + k
+            );
         }
         got += c.len();
     }
     assert_eq!(got, FILE_SIZE);
 
     let after = peak_rss(child.id());
+    eprintln!(
+        "peak RSS {} MiB before, {} MiB after a {} MiB upload and download",
+        before >> 20,
+        after >> 20,
+        FILE_SIZE >> 20
+    );
     assert!(
         after.saturating_sub(before) < MEMORY_BUDGET,
         "peak resident memory grew by {} MiB for a {} MiB file (budget {} MiB)",
