@@ -26,6 +26,9 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use serde_json::Value as Json;
 
+/// The part size of multipart uploads to S3; smaller files go in one PUT.
+const PART_SIZE: usize = 8 << 20;
+
 /// Default `maxSize` of a file field that sets none (the protocol's 5 MiB).
 pub const DEFAULT_MAX_SIZE: u64 = 5 << 20;
 
@@ -148,8 +151,18 @@ impl Storage {
         let mut f = tokio::fs::File::open(path)
             .await
             .map_err(|e| io_err(key, e))?;
+        let size = f.metadata().await.map_err(|e| io_err(key, e))?.len();
+        if size <= PART_SIZE as u64 {
+            // One PUT for a file of one part (one request instead of three).
+            let mut buf = Vec::with_capacity(size as usize);
+            f.read_to_end(&mut buf).await.map_err(|e| io_err(key, e))?;
+            self.store
+                .put(&Key::from(key), bytes::Bytes::from(buf).into())
+                .await?;
+            return Ok(());
+        }
         let upload = self.store.put_multipart(&Key::from(key)).await?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut buf = vec![0u8; 256 << 10];
         loop {
             let n = match f.read(&mut buf).await {

@@ -86,7 +86,7 @@ async fn docs_collection(app: &TestApp, name: &str, create_rule: Value) -> Value
         "fields": [
             {"name": "title", "type": "text", "required": true},
             {"name": "doc", "type": "file", "maxSelect": 1, "maxSize": 1000},
-            {"name": "docs", "type": "file", "maxSelect": 3, "thumbs": ["8x8"]},
+            {"name": "docs", "type": "file", "maxSelect": 3, "maxSize": 67108864, "thumbs": ["8x8"]},
         ],
     }))
     .await
@@ -435,6 +435,24 @@ async fn files_on_s3(app: TestApp) {
         .join(format!("thumbs_{pic}"))
         .join(format!("100x100_{pic}"))
         .exists());
+
+    // A file of several parts goes up as an S3 multipart upload and comes back whole.
+    let big: Vec<u8> = (0..20usize << 20).map(|i| (i % 253) as u8).collect();
+    let r = send_parts(
+        &app,
+        reqwest::Method::POST,
+        path,
+        &[("title", None, b"big"), ("docs", Some("big.bin"), &big)],
+    )
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let (bid, bname) = (
+        r.1["id"].as_str().unwrap().to_string(),
+        r.1["docs"][0].as_str().unwrap().to_string(),
+    );
+    let got = fetch(&app, &format!("/api/files/sdocs/{bid}/{bname}")).await;
+    assert_eq!(got.0, 200);
+    assert!(got.1 == big, "multipart object differs");
 
     // Replace: the old object is deleted from the bucket.
     let r = send_parts(
