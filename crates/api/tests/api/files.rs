@@ -613,6 +613,57 @@ async fn backup_during_writes_restores_consistently(app: TestApp) {
     assert_eq!(listed.1[0]["key"], "during_writes.zip");
 }
 
+/// With `backups.s3` enabled, backups are written to, listed from, downloaded from and restored from
+/// the bucket.
+async fn backups_in_s3(app: TestApp) {
+    let root = std::env::temp_dir().join(format!("basalt-s3b-{}", basalt_core::id::random_id(8)));
+    let s3 = S3::start(root.clone(), free_port());
+    s3.ready().await;
+    let r = app
+        .patch(
+            "/api/settings",
+            app.su(),
+            json!({"backups": {"s3": s3.settings()["s3"].clone()}}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    docs_collection(&app, "bs3", json!("")).await;
+    let kept = app.record("bs3", json!({"title": "kept"})).await;
+    let r = app
+        .post("/api/backups", app.su(), json!({"name": "in_bucket.zip"}))
+        .await;
+    assert_eq!(r.0, 204, "{}", r.1);
+    assert!(
+        root.join("basalt").join("in_bucket.zip").exists(),
+        "the backup is in the bucket"
+    );
+    assert!(!app
+        .ctx
+        .files
+        .data_dir
+        .join("backups")
+        .join("in_bucket.zip")
+        .exists());
+    let list = app.get("/api/backups", app.su()).await;
+    assert_eq!(list.1[0]["key"], "in_bucket.zip");
+    let token = app.post("/api/files/token", app.su(), json!({})).await.1["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, zip) = fetch(&app, &format!("/api/backups/in_bucket.zip?token={token}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(&zip[..2], b"PK");
+    app.record("bs3", json!({"title": "after"})).await;
+    let r = app
+        .post("/api/backups/in_bucket.zip/restore", app.su(), json!({}))
+        .await;
+    assert_eq!(r.0, 204, "{}", r.1);
+    assert_eq!(
+        app.ids("bs3", app.su(), &[]).await,
+        vec![kept["id"].as_str().unwrap().to_string()]
+    );
+}
+
 /// PostgreSQL: the backups API says where backups come from instead.
 async fn postgres_backups_point_to_db_tooling(app: TestApp) {
     for r in [
@@ -643,6 +694,10 @@ mod one_backend {
             crate::helpers::spawn_app(Backend::Sqlite).await,
         )
         .await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backups_s3() {
+        backups_in_s3(crate::helpers::spawn_app(Backend::Sqlite).await).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_backups() {
