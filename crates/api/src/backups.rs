@@ -118,17 +118,7 @@ fn auto_name(ctx: &AppCtx, prefix: &str) -> String {
         .and_then(Json::as_str)
         .unwrap_or("")
         .to_string();
-    let mut snake = String::new();
-    for w in app
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        if !snake.is_empty() {
-            snake.push('_');
-        }
-        snake.push_str(&w.to_ascii_lowercase());
-    }
-    let snake: String = snake.chars().take(50).collect();
+    let snake: String = crate::files::snake_case(&app).chars().take(50).collect();
     let ts = chrono::Utc::now().format("%Y%m%d%H%M%S");
     if snake.is_empty() {
         format!("{prefix}{ts}.zip")

@@ -266,14 +266,10 @@ async fn run(
                 ),
                 Op::Upsert(_) => {
                     let id = body.get("id").and_then(Json::as_str).unwrap_or("");
-                    let exists = !id.is_empty() && {
-                        let mut s = ctx.sql();
-                        s.push("SELECT 1 FROM ")
-                            .ident(&coll.name)
-                            .push(" WHERE \"id\" = ")
-                            .bind(basalt_core::sql::Value::Text(id.to_string()));
-                        !tx.query(&s).await?.rows.is_empty()
-                    };
+                    let exists = !id.is_empty()
+                        && !records::load_in_tx(ctx, &mut tx, &coll, &[id.to_string()])
+                            .await?
+                            .is_empty();
                     if exists {
                         let id = id.to_string();
                         Some(

@@ -234,9 +234,9 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
     }
 }
 
-/// A multipart body as the protocol reads it: plain values inferred (bool, number), `@jsonPayload`
-/// merged verbatim, repeated keys collected into a list. File parts are refused until file fields
-/// arrive (issue: files).
+/// A multipart body of an endpoint without files, as the protocol reads it (see [`add_form_value`]);
+/// file parts are refused. Record writes, batch and backup uploads read multipart with
+/// `files::upload::read`, which streams file parts.
 async fn multipart_body(content_type: String, bytes: axum::body::Bytes) -> Result<Json, Response> {
     let bad = |m: &str| error_body(StatusCode::BAD_REQUEST, m, json!({}));
     let boundary =
@@ -255,36 +255,45 @@ async fn multipart_body(content_type: String, bytes: axum::body::Bytes) -> Resul
         };
         let name = field.name().unwrap_or("").to_string();
         if field.file_name().is_some() {
-            return Err(bad("File uploads are not supported yet."));
+            return Err(bad("This endpoint does not accept file uploads."));
         }
         let text = field
             .text()
             .await
             .map_err(|_| bad("Failed to read the multipart body."))?;
-        if name == "@jsonPayload" {
-            match serde_json::from_str::<Json>(&text) {
-                Ok(Json::Object(o)) => m.extend(o),
-                _ => {
-                    return Err(bad(
-                        "Failed to load the submitted data due to invalid formatting.",
-                    ))
-                }
-            }
-            continue;
-        }
-        let v = infer(&text);
-        match m.get_mut(&name) {
-            Some(Json::Array(a)) => a.push(v),
-            Some(prev) => {
-                let first = prev.take();
-                *prev = Json::Array(vec![first, v]);
-            }
-            None => {
-                m.insert(name, v);
-            }
-        }
+        add_form_value(&mut m, name, &text).map_err(bad)?;
     }
     Ok(Json::Object(m))
+}
+
+/// Adds one plain multipart value: `@jsonPayload` is merged verbatim, other values are inferred (bool,
+/// number) and repeated keys collected into a list. The error is the 400 message.
+pub(crate) fn add_form_value(
+    m: &mut Map<String, Json>,
+    name: String,
+    text: &str,
+) -> Result<(), &'static str> {
+    if name == "@jsonPayload" {
+        return match serde_json::from_str::<Json>(text) {
+            Ok(Json::Object(o)) => {
+                m.extend(o);
+                Ok(())
+            }
+            _ => Err("Failed to load the submitted data due to invalid formatting."),
+        };
+    }
+    let v = infer(text);
+    match m.get_mut(&name) {
+        Some(Json::Array(a)) => a.push(v),
+        Some(prev) => {
+            let first = prev.take();
+            *prev = Json::Array(vec![first, v]);
+        }
+        None => {
+            m.insert(name, v);
+        }
+    }
+    Ok(())
 }
 
 fn url_pairs(b: &[u8]) -> Vec<(String, String)> {

@@ -144,10 +144,7 @@ pub fn router(ctx: AppCtx) -> Router {
         )
         .route("/api/realtime/ws", get(crate::realtime::websocket))
         .route("/api/files/token", post(crate::files::serve::token))
-        .route(
-            "/api/files/{c}/{id}/{name}",
-            get(crate::files::serve::get).head(crate::files::serve::get),
-        )
+        .route("/api/files/{c}/{id}/{name}", get(crate::files::serve::get))
         .route("/api/batch", post(crate::batch::batch))
         .route(
             "/api/backups",

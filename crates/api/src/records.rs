@@ -1567,7 +1567,7 @@ fn excerpt_text(s: &str, n: usize, ellipsis: bool) -> String {
 }
 
 /// Rows by id inside a transaction, in id order.
-async fn load_in_tx(
+pub async fn load_in_tx(
     ctx: &AppCtx,
     tx: &mut Box<dyn Tx>,
     coll: &Collection,

@@ -117,16 +117,8 @@ impl Storage {
         &self.describe
     }
 
-    pub fn is_local(&self) -> bool {
-        self.local_root.is_some()
-    }
-
     pub fn local_root(&self) -> Option<&Path> {
         self.local_root.as_deref()
-    }
-
-    pub fn inner(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
     }
 
     /// Stores the file at `path` under `key`, streaming it. The file is consumed (moved or copied).
@@ -388,8 +380,18 @@ pub fn stored_name(original: &str, mime: &str) -> String {
     if ext.is_empty() || ext == "." {
         ext = ext_for(mime).to_string();
     }
+    let mut name: String = snake_case(base).chars().take(100).collect();
+    if name.len() < 3 {
+        name.push_str(&basalt_core::id::random_id(10));
+    }
+    format!("{name}_{}{ext}", basalt_core::id::random_id(10))
+}
+
+/// The protocol's snake case: ASCII words (anything else separates), `_` before an upper-case letter
+/// that follows a non-upper-case one, all lower case, joined by `_`.
+pub fn snake_case(s: &str) -> String {
     let mut words = Vec::new();
-    for w in base.split(|c: char| !c.is_ascii_alphanumeric()) {
+    for w in s.split(|c: char| !c.is_ascii_alphanumeric()) {
         if w.is_empty() {
             continue;
         }
@@ -404,11 +406,7 @@ pub fn stored_name(original: &str, mime: &str) -> String {
         }
         words.push(out);
     }
-    let mut name: String = words.join("_").chars().take(100).collect();
-    if name.len() < 3 {
-        name.push_str(&basalt_core::id::random_id(10));
-    }
-    format!("{name}_{}{ext}", basalt_core::id::random_id(10))
+    words.join("_")
 }
 
 /// An extension for a content type, for uploads whose name has none.
@@ -550,10 +548,6 @@ pub struct FileOps {
 }
 
 impl FileOps {
-    pub fn is_empty(&self) -> bool {
-        self.stored.is_empty() && self.obsolete_files.is_empty() && self.obsolete_records.is_empty()
-    }
-
     /// After the commit: the files no record references any more go (with their thumbnails).
     pub async fn committed(self, files: &Files) {
         if self.obsolete_files.is_empty() && self.obsolete_records.is_empty() {
@@ -599,12 +593,6 @@ impl FileOps {
                 tracing::warn!(error = %e, file = %k, "could not delete an unreferenced upload");
             }
         }
-    }
-
-    pub fn extend(&mut self, o: FileOps) {
-        self.stored.extend(o.stored);
-        self.obsolete_files.extend(o.obsolete_files);
-        self.obsolete_records.extend(o.obsolete_records);
     }
 }
 

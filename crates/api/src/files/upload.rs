@@ -12,7 +12,7 @@ use basalt_core::{FieldError, FieldErrors};
 use serde_json::{json, Map, Value as Json};
 use tokio::io::AsyncWriteExt;
 
-use crate::error::{error_body, infer, JsonBody};
+use crate::error::{add_form_value, error_body, JsonBody};
 use crate::files::{mime_allowed, names, stored_name, DEFAULT_MAX_SIZE};
 use crate::handlers::BODY_LIMIT;
 use crate::AppCtx;
@@ -200,28 +200,7 @@ pub async fn read(
                 json!({}),
             ));
         }
-        if name == "@jsonPayload" {
-            match serde_json::from_str::<Json>(&text) {
-                Ok(Json::Object(o)) => m.extend(o),
-                _ => {
-                    return Err(bad(
-                        "Failed to load the submitted data due to invalid formatting.",
-                    ))
-                }
-            }
-            continue;
-        }
-        let v = infer(&text);
-        match m.get_mut(&name) {
-            Some(Json::Array(a)) => a.push(v),
-            Some(prev) => {
-                let first = prev.take();
-                *prev = Json::Array(vec![first, v]);
-            }
-            None => {
-                m.insert(name, v);
-            }
-        }
+        add_form_value(&mut m, name, &text).map_err(bad)?;
     }
     Ok(Body {
         json: Json::Object(m),
