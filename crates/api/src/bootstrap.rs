@@ -10,11 +10,30 @@ use crate::error::ApiResult;
 use crate::{collections, ddl, settings, AppCtx};
 
 pub async fn run(ctx: &AppCtx) -> ApiResult<()> {
+    // Nodes of a cluster may start together: a lost race on creating a table or a default collection
+    // shows as a unique violation; the next attempt finds the other node's work done.
+    let mut attempt = 0;
+    loop {
+        match run_once(ctx).await {
+            Err(e) if attempt < 5 && ctx.dialect() == basalt_core::sql::Dialect::Postgres => {
+                attempt += 1;
+                tracing::info!(error = %e.0, attempt, "bootstrap raced another node; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn run_once(ctx: &AppCtx) -> ApiResult<()> {
     let mut tx = ctx.store.begin().await?;
     for s in ddl::system_tables(ctx.dialect()) {
         tx.execute(&s).await?;
     }
     tx.commit().await?;
+    for (table, column, def) in basalt_events::outbox::added_columns(ctx.dialect()) {
+        basalt_events::outbox::add_column(ctx.store.as_ref(), table, column, def).await?;
+    }
     ctx.reload_collections().await?;
     if ctx.collection("_superusers").is_none() {
         let mut su = Collection::scaffold(CollectionType::Auth, "_superusers");

@@ -60,7 +60,7 @@ pub async fn insert_collection(ctx: &AppCtx, mut c: Collection) -> ApiResult<Arc
         tx.execute(&st).await.map_err(|e| ddl_error(e, true))?;
     }
     tx.commit().await?;
-    ctx.reload_collections().await?;
+    ctx.collections_changed().await?;
     ctx.collection(&c.id).ok_or_else(not_found)
 }
 
@@ -450,7 +450,7 @@ pub async fn update(
     s.push(" WHERE id = ").bind(Value::Text(c.id.clone()));
     tx.execute(&s).await?;
     tx.commit().await?;
-    ctx.reload_collections().await?;
+    ctx.collections_changed().await?;
     ctx.collection(&c.id).ok_or_else(not_found)
 }
 
@@ -477,7 +477,7 @@ pub async fn delete(ctx: &AppCtx, c: &Arc<Collection>) -> ApiResult<()> {
         .bind(Value::Text(c.id.clone()));
     tx.execute(&s).await?;
     tx.commit().await?;
-    ctx.reload_collections().await?;
+    ctx.collections_changed().await?;
     Ok(())
 }
 
@@ -490,6 +490,9 @@ pub async fn truncate(ctx: &AppCtx, c: &Arc<Collection>) -> ApiResult<()> {
     s.push("DELETE FROM ").ident(&c.name);
     tx.execute(&s).await?;
     tx.commit().await?;
+    // Rows went without events: drop cached rows here and on every node.
+    ctx.cache.clear();
+    ctx.announce(basalt_cluster::bus::Msg::Collections).await;
     Ok(())
 }
 

@@ -54,6 +54,7 @@ fn base_tables(d: Dialect) -> Vec<Sql> {
 pub fn system_tables(d: Dialect) -> Vec<Sql> {
     let mut v = base_tables(d);
     v.extend(basalt_events::outbox::tables(d));
+    v.extend(basalt_cluster::registry::tables(d));
     if d == Dialect::Postgres {
         // `basalt_ts(text)`: a protocol date string as a timestamp, NULL when it is not one (used by
         // `strftime()` filters; a plain cast would fail the whole query on one bad value).

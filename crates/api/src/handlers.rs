@@ -40,6 +40,8 @@ pub fn router(ctx: AppCtx) -> Router {
         .allow_headers(AllowHeaders::any());
     Router::new()
         .route("/api/health", get(health).head(health))
+        .route("/livez", get(crate::cluster::livez))
+        .route("/readyz", get(crate::cluster::readyz))
         .route("/api/settings", get(get_settings).patch(patch_settings))
         .route(
             "/api/collections",
@@ -302,6 +304,7 @@ async fn health(State(ctx): State<AppCtx>, auth: Auth) -> Response {
             data.insert("events".into(), ev);
         }
         data.insert("realtime".into(), json!({"clients": ctx.realtime.len()}));
+        data.insert("cluster".into(), crate::cluster::health(&ctx));
     }
     (
         StatusCode::OK,
@@ -650,8 +653,7 @@ async fn view_record(
     let coll = collection_or_404(&ctx, &c)?;
     let q = query_map(&raw);
     let info = info_for(&ctx, &auth, "GET", &q, &headers, None);
-    let rows =
-        records::fetch_rows_with_rule(&ctx, &coll, &id, &coll.view_rule, &info, None).await?;
+    let rows = records::fetch_rows_cached(&ctx, &coll, &id, &coll.view_rule, &info).await?;
     if rows.rows.is_empty() {
         return Err(not_found());
     }

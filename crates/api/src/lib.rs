@@ -15,6 +15,8 @@ pub mod auth;
 pub mod backups;
 pub mod batch;
 pub mod bootstrap;
+pub mod cache;
+pub mod cluster;
 pub mod collections;
 pub mod ddl;
 pub mod error;
@@ -43,6 +45,8 @@ pub struct Options {
     /// The data directory: local file storage (`storage/`), uploads in flight (`.tmp/`), local
     /// backups (`backups/`). `None`: a fresh folder under the system's temporary directory.
     pub data_dir: Option<std::path::PathBuf>,
+    /// Redis, the record cache, this node's registry entry, the drain timings.
+    pub cluster: cluster::ClusterOptions,
 }
 
 /// Bootstraps with default options (SQLite or Postgres as given, no external sinks).
@@ -63,15 +67,32 @@ pub async fn build_with(
     let files = files::Files::new(data_dir).map_err(|e| {
         error::ApiError(basalt_core::Error::internal(format!("data directory: {e}")))
     })?;
+    let redis = match &opts.cluster.redis_url {
+        Some(url) => Some(
+            basalt_cluster::redis::Redis::connect(url)
+                .await
+                .map_err(|e| {
+                    error::ApiError(basalt_core::Error::internal(format!(
+                        "redis is configured but unreachable: {e}"
+                    )))
+                })?,
+        ),
+        None => None,
+    };
     let ctx = Arc::new(AppState::new(
         store.clone(),
         opts.realtime,
         opts.mailbox,
         files,
+        redis,
+        opts.cluster.cache.clone(),
     ));
     bootstrap::run(&ctx).await?;
     let ev = opts.events;
     let bus = basalt_events::EventBus::new(store.clone(), ev.clone()).await?;
+    // Register before anything else reads the outbox, so other nodes' pruners keep what this
+    // node's tail has yet to read.
+    cluster::join(&ctx, &bus, &opts.cluster).await?;
     let hooks =
         basalt_events::webhook::Webhooks::new(store, ev.webhooks.clone(), &ev.source).await?;
     tokio::spawn(hooks.clone().run());
@@ -108,23 +129,62 @@ pub async fn build_with(
 
 pub use handlers::router;
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then drains (see [`serve_with`]) with no drain delay.
 pub async fn serve(
     ctx: AppCtx,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(ctx.clone());
-    // Realtime streams never end by themselves: close them when shutdown starts, so draining finishes
-    // (the SDK reconnects elsewhere).
-    let shutdown = async move {
-        shutdown.await;
-        ctx.realtime.close_all();
+    let life = cluster::Lifecycle {
+        drain_delay: std::time::Duration::ZERO,
+        ..Default::default()
     };
-    axum::serve(
+    serve_with(ctx, listener, shutdown, life).await
+}
+
+/// Serves until `shutdown` resolves, then stops without failing a request:
+/// 1. `/readyz` turns 503 and the registry shows the node `draining`; requests are still served
+///    for `drain_delay`, long enough for load balancers to stop sending new ones;
+/// 2. realtime streams are closed (clients reconnect, through the balancer, to another node);
+/// 3. the listener closes and in-flight requests finish, for at most `deadline`;
+/// 4. sink cursors are saved, sink leases released (another node takes over at once) and the
+///    node leaves the registry.
+pub async fn serve_with(
+    ctx: AppCtx,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    life: cluster::Lifecycle,
+) -> std::io::Result<()> {
+    let app = router(ctx.clone());
+    let began = Arc::new(tokio::sync::Notify::new());
+    let c = ctx.clone();
+    let b = began.clone();
+    let drain = async move {
+        shutdown.await;
+        cluster::begin_drain(&c).await;
+        tokio::time::sleep(life.drain_delay).await;
+        // Realtime streams never end by themselves.
+        c.realtime.close_all();
+        tracing::info!("closing the listener; finishing in-flight requests");
+        b.notify_one();
+    };
+    ctx.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(r) = ctx.registry.get() {
+        r.set_state("ready");
+    }
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .with_graceful_shutdown(drain);
+    let deadline = life.deadline;
+    let res = tokio::select! {
+        r = server => r,
+        _ = async { began.notified().await; tokio::time::sleep(deadline).await } => {
+            tracing::warn!(deadline_ms = deadline.as_millis() as u64, "in-flight requests did not finish before the deadline");
+            Ok(())
+        }
+    };
+    cluster::leave(&ctx).await;
+    res
 }

@@ -461,9 +461,18 @@ pub struct Fanout(pub AppCtx);
 #[async_trait::async_trait]
 impl basalt_events::bus::Listener for Fanout {
     fn wants(&self) -> bool {
-        !self.0.realtime.is_empty()
+        !self.0.realtime.is_empty() || self.0.cache_follows_events()
     }
     async fn on_events(&self, events: &[Arc<Event>]) {
+        // Other nodes' writes: drop their rows from this node's cache (this node's own writes were
+        // dropped by the writer already; doing it again is harmless).
+        if self.0.cache_follows_events() {
+            for ev in events {
+                self.0
+                    .cache
+                    .invalidate_local(&ev.collection_id, &ev.record_id);
+            }
+        }
         if self.0.realtime.is_empty() {
             return;
         }

@@ -356,6 +356,64 @@ pub async fn fetch_rows_with_rule(
     })
 }
 
+/// Whether rows of `coll` may be cached: base and auth collections (view collections have no
+/// events), not the auth system collections (sessions and codes, written without events).
+pub fn cacheable(coll: &Collection) -> bool {
+    coll.kind != basalt_core::schema::CollectionType::View
+        && (!coll.name.starts_with('_') || coll.is_superusers())
+}
+
+/// [`fetch_rows_with_rule`] for a plain read (`GET …/records/{id}`): served from the record cache
+/// when the rule needs no query (an empty rule, or a superuser).
+pub async fn fetch_rows_cached(
+    ctx: &AppCtx,
+    coll: &Collection,
+    id: &str,
+    rule: &Option<String>,
+    info: &RequestInfo,
+) -> ApiResult<Rows> {
+    if !ctx.cache.enabled() || !cacheable(coll) {
+        return fetch_rows_with_rule(ctx, coll, id, rule, info, None).await;
+    }
+    if rule_condition(ctx, coll, rule, info)?.is_some() {
+        return fetch_rows_with_rule(ctx, coll, id, rule, info, None).await;
+    }
+    match ctx.cache.get(&coll.id, &coll.updated, id).await {
+        Ok(rows) => Ok((*rows).clone()),
+        Err(ticket) => {
+            let rows = fetch_rows_with_rule(ctx, coll, id, rule, info, None).await?;
+            ctx.cache.fill(ticket, &rows).await;
+            Ok(rows)
+        }
+    }
+}
+
+/// [`load_record`] through the record cache (the auth record behind a token).
+pub async fn load_record_cached(
+    ctx: &AppCtx,
+    coll: &Collection,
+    id: &str,
+) -> ApiResult<Option<Data>> {
+    if !ctx.cache.enabled() || !cacheable(coll) {
+        return load_record(ctx, coll, id).await;
+    }
+    let rows = match ctx.cache.get(&coll.id, &coll.updated, id).await {
+        Ok(rows) => (*rows).clone(),
+        Err(ticket) => {
+            let mut s = select_all(ctx, coll);
+            s.push(" WHERE ")
+                .push(MAIN)
+                .push(".\"id\" = ")
+                .bind(Value::Text(id.to_string()))
+                .push(" LIMIT 1");
+            let rows = ctx.store.query(&s).await?;
+            ctx.cache.fill(ticket, &rows).await;
+            rows
+        }
+    };
+    Ok(rows_to_data(coll, rows).into_iter().next())
+}
+
 /// Whether the caller matches the auth collection's manageRule for this record.
 pub async fn is_manager(
     ctx: &AppCtx,
@@ -478,12 +536,16 @@ async fn read(ctx: &AppCtx, tx: Option<&mut Box<dyn Tx>>, s: &Sql) -> ApiResult<
 pub struct WriteOut {
     pub files: FileOps,
     pub seq: i64,
+    /// Records updated or deleted: (collection id, schema version, record id), dropped from the
+    /// cache once the transaction committed, before the write is answered.
+    pub touched: Vec<(String, String, String)>,
 }
 
 impl WriteOut {
     /// Settles the storage effects by the write's outcome.
     pub async fn finish<T>(self, ctx: &AppCtx, r: ApiResult<T>) -> ApiResult<T> {
         if r.is_ok() {
+            ctx.cache.invalidate(&self.touched).await;
             self.files.committed(&ctx.files).await;
         } else {
             self.files.failed(&ctx.files).await;
@@ -726,6 +788,7 @@ async fn settle(
     match own {
         Some(t) => {
             t.commit().await?;
+            ctx.cache.invalidate(&std::mem::take(&mut w.touched)).await;
             ctx.committed(seq).await;
         }
         None => w.seq = w.seq.max(seq),
@@ -910,6 +973,8 @@ async fn write_update(
         return Err(not_found());
     }
     let seq = emit(ctx, tx, coll, Action::Update, Some(&data), Some(existing)).await?;
+    w.touched
+        .push((coll.id.clone(), coll.updated.clone(), id.to_string()));
     settle(ctx, own, seq, w).await?;
     Ok(data)
 }
@@ -982,6 +1047,12 @@ pub async fn delete_in(
     let mut seq = 0;
     for ev in &events {
         seq = basalt_events::outbox::append(tx, ctx.dialect(), ev).await?;
+        let schema = ctx
+            .collection(&ev.collection_id)
+            .map(|c| c.updated.clone())
+            .unwrap_or_default();
+        w.touched
+            .push((ev.collection_id.clone(), schema, ev.record_id.clone()));
         if ev.action == Action::Delete
             && ctx
                 .collection(&ev.collection_id)

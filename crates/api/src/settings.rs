@@ -238,5 +238,6 @@ pub async fn patch(ctx: &AppCtx, body: &Json) -> ApiResult<Json> {
     tx.execute(&ins).await?;
     tx.commit().await?;
     ctx.set_settings(s.clone());
+    ctx.announce(basalt_cluster::bus::Msg::Settings).await;
     Ok(public_view(&s))
 }

@@ -12,7 +12,7 @@ use basalt_core::sql::{Dialect, Sql, Value};
 use basalt_store::Store;
 use serde_json::Value as Json;
 
-use crate::auth::limits::{LocalRates, Lockout, Policy, RateStore};
+use crate::auth::limits::{Lockout, Policy, Rates};
 use crate::error::ApiResult;
 use crate::realtime::{Hub, RealtimeConfig};
 
@@ -28,8 +28,19 @@ pub struct AppState {
     policy: RwLock<Arc<Policy>>,
     /// `policy.rate_limits_enabled`, readable without the lock (checked on every request).
     rate_limits_on: std::sync::atomic::AtomicBool,
-    /// Token buckets: configured rate limits, the built-in auth limit, OTP tries, resend guards.
-    pub rates: Arc<dyn RateStore>,
+    /// Token buckets: configured rate limits, the built-in auth limit, OTP tries, resend guards
+    /// (in Redis, shared by the cluster, when Redis is configured).
+    pub rates: Rates,
+    /// The Redis component, when configured.
+    pub redis: Option<Arc<basalt_cluster::redis::Redis>>,
+    /// Rows by id for reads that need no query to decide access.
+    pub cache: crate::cache::RecordCache,
+    /// Cross-node messages (set once the app is built).
+    pub cluster: OnceLock<Arc<basalt_cluster::bus::ClusterBus>>,
+    /// This node's entry in the node registry (set once the app is built).
+    pub registry: OnceLock<Arc<basalt_cluster::registry::Registry>>,
+    /// Whether `/readyz` answers 200: false until started, and again once draining began.
+    pub ready: std::sync::atomic::AtomicBool,
     /// Progressive lockout per identity after failed secrets.
     pub lockout: Lockout,
     /// The dev mailbox folder (mail is written here when no SMTP server is configured).
@@ -91,6 +102,8 @@ impl AppState {
         realtime: RealtimeConfig,
         mailbox: Option<std::path::PathBuf>,
         files: crate::files::Files,
+        redis: Option<Arc<basalt_cluster::redis::Redis>>,
+        cache: crate::cache::CacheConfig,
     ) -> Self {
         AppState {
             store,
@@ -101,7 +114,12 @@ impl AppState {
             realtime: Hub::new(realtime),
             policy: RwLock::new(Arc::new(Policy::default())),
             rate_limits_on: std::sync::atomic::AtomicBool::new(false),
-            rates: Arc::new(LocalRates::default()),
+            rates: Rates::new(redis.clone()),
+            cache: crate::cache::RecordCache::new(cache, redis.clone()),
+            redis,
+            cluster: OnceLock::new(),
+            registry: OnceLock::new(),
+            ready: std::sync::atomic::AtomicBool::new(false),
             lockout: Lockout::default(),
             mailbox,
             files,
@@ -113,6 +131,9 @@ impl AppState {
     /// clients are connected, waits (≤2 s) until the event went through their fan-out, so a client
     /// that sees the write's response has been sent its event, and one subscribing after it has not.
     pub async fn committed(&self, seq: i64) {
+        if let Some(c) = self.cluster.get() {
+            c.events_committed(seq);
+        }
         if let Some(b) = self.events.get() {
             b.note_committed(seq);
             if self.realtime.is_empty() {
@@ -159,7 +180,33 @@ impl AppState {
             Ok(mut g) => *g = snap,
             Err(p) => *p.into_inner() = snap,
         }
+        // Cached rows may have the old columns.
+        self.cache.clear();
         Ok(())
+    }
+
+    /// Tells the other nodes (collections, settings, webhooks changed); best effort, see
+    /// `basalt_cluster::bus`.
+    pub async fn announce(&self, m: basalt_cluster::bus::Msg) {
+        if let Some(c) = self.cluster.get() {
+            c.publish(m).await;
+        }
+    }
+
+    /// After a local schema change: reload, and have every other node reload.
+    pub async fn collections_changed(&self) -> ApiResult<()> {
+        self.reload_collections().await?;
+        self.announce(basalt_cluster::bus::Msg::Collections).await;
+        Ok(())
+    }
+
+    /// Whether other nodes may write to this database, so the cache must follow the event tail.
+    pub fn cache_follows_events(&self) -> bool {
+        self.cache.enabled() && self.dialect() == Dialect::Postgres
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn rate_limits_on(&self) -> bool {

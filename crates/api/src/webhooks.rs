@@ -51,6 +51,7 @@ pub async fn create(
     let w = hooks(&ctx)?
         .save(&body, None, &move |k| c.collection(k).is_some())
         .await?;
+    ctx.announce(basalt_cluster::bus::Msg::Webhooks).await;
     Ok(AxJson(w.public()).into_response())
 }
 
@@ -78,6 +79,7 @@ pub async fn update(
     let w = h
         .save(&body, Some(existing), &move |k| c.collection(k).is_some())
         .await?;
+    ctx.announce(basalt_cluster::bus::Msg::Webhooks).await;
     Ok(AxJson(w.public()).into_response())
 }
 
@@ -90,6 +92,7 @@ pub async fn delete(
     if !hooks(&ctx)?.delete(&id).await? {
         return Err(not_found());
     }
+    ctx.announce(basalt_cluster::bus::Msg::Webhooks).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -42,6 +42,13 @@ enum Command {
         /// Lists the roles and what each runs, then exits.
         #[arg(long)]
         list_targets: bool,
+        /// Redis URL (redis://host:port/db), or several comma-separated Redis Cluster seed URLs:
+        /// shared cache, cluster-wide rate limits and cross-node messages.
+        #[arg(long, env = "BASALT_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        /// The address this node is reached at, shown in the node registry (default: --http).
+        #[arg(long, env = "BASALT_ADVERTISE")]
+        advertise: Option<String>,
     },
     /// Manages superusers.
     Superuser {
@@ -90,6 +97,13 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_api::App
             realtime: s.realtime.clone(),
             mailbox: Some(s.dir.join("mailbox")),
             data_dir: Some(s.dir.clone()),
+            cluster: basalt_api::cluster::ClusterOptions {
+                redis_url: s.redis_url.as_ref().map(|u| u.expose().to_string()),
+                database_url: s.database_url.as_ref().map(|u| u.expose().to_string()),
+                address: s.advertise.clone().unwrap_or_else(|| s.http.clone()),
+                role: s.target.clone(),
+                cache: s.cache.clone(),
+            },
         }
     } else {
         basalt_api::Options {
@@ -139,6 +153,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             http,
             target,
             list_targets,
+            redis_url,
+            advertise,
         } => {
             if list_targets {
                 for (t, d) in TARGETS {
@@ -146,7 +162,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let s = Settings::load(&storage, http, target)?;
+            let mut s = Settings::load(&storage, http, target)?;
+            if let Some(u) = redis_url.filter(|u| !u.is_empty()) {
+                s.redis_url = Some(settings::Secret(u));
+            }
+            if advertise.is_some() {
+                s.advertise = advertise;
+            }
             init_logging(&s);
             let ctx = open_app(&s, true).await?;
             let addr: SocketAddr = s
@@ -162,7 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 listener.local_addr()?,
                 listener.local_addr()?
             );
-            basalt_api::serve(ctx, listener, shutdown_signal()).await?;
+            basalt_api::serve_with(ctx, listener, shutdown_signal(), s.lifecycle).await?;
             tracing::info!("stopped");
             Ok(())
         }

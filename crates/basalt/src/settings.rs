@@ -9,7 +9,7 @@ use serde::Deserialize;
 /// A value that never appears in logs or debug output.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(pub String);
 
 impl Secret {
     pub fn expose(&self) -> &str {
@@ -47,6 +47,18 @@ struct FileSettings {
     log: Option<FileLog>,
     events: Option<basalt_events::EventsConfig>,
     realtime: Option<FileRealtime>,
+    redis_url: Option<Secret>,
+    advertise: Option<String>,
+    cache: Option<basalt_api::cache::CacheConfig>,
+    lifecycle: Option<FileLifecycle>,
+}
+
+/// `[lifecycle]`: shutdown timings in milliseconds.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileLifecycle {
+    drain_delay_ms: Option<u64>,
+    deadline_ms: Option<u64>,
 }
 
 /// `[realtime]`: stream lifetimes in seconds (PocketBase: 300 idle, 1800 in all; keepalive is Basalt's).
@@ -80,6 +92,12 @@ pub struct Settings {
     pub log: LogSettings,
     pub events: basalt_events::EventsConfig,
     pub realtime: basalt_api::realtime::RealtimeConfig,
+    /// Redis (`--redis-url`, `BASALT_REDIS_URL`): shared cache, rate limits, cross-node messages.
+    pub redis_url: Option<Secret>,
+    /// The address this node is reached at, shown in the node registry (default: `http`).
+    pub advertise: Option<String>,
+    pub cache: basalt_api::cache::CacheConfig,
+    pub lifecycle: basalt_api::cluster::Lifecycle,
 }
 
 impl Settings {
@@ -124,7 +142,40 @@ impl Settings {
         if let Some(v) = fr.keepalive_secs {
             realtime.keepalive = secs(v);
         }
+        let mut cache = file.cache.unwrap_or_default();
+        if let Ok(v) = std::env::var("BASALT_CACHE") {
+            cache.enabled = match v.as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                other => anyhow::bail!("BASALT_CACHE must be on or off, not {other:?}"),
+            };
+        }
+        let fl = file.lifecycle.unwrap_or_default();
+        let mut lifecycle = basalt_api::cluster::Lifecycle::default();
+        let ms = |env: &str, file: Option<u64>| -> anyhow::Result<Option<u64>> {
+            match std::env::var(env) {
+                Ok(v) => Ok(Some(
+                    v.parse()
+                        .with_context(|| format!("{env} must be milliseconds"))?,
+                )),
+                Err(_) => Ok(file),
+            }
+        };
+        if let Some(v) = ms("BASALT_DRAIN_DELAY_MS", fl.drain_delay_ms)? {
+            lifecycle.drain_delay = std::time::Duration::from_millis(v);
+        }
+        if let Some(v) = ms("BASALT_SHUTDOWN_DEADLINE_MS", fl.deadline_ms)? {
+            lifecycle.deadline = std::time::Duration::from_millis(v);
+        }
         let s = Settings {
+            redis_url: std::env::var("BASALT_REDIS_URL")
+                .ok()
+                .map(Secret)
+                .or(file.redis_url)
+                .filter(|u| !u.expose().is_empty()),
+            advertise: std::env::var("BASALT_ADVERTISE").ok().or(file.advertise),
+            cache,
+            lifecycle,
             http: http
                 .or(file.http)
                 .unwrap_or_else(|| "127.0.0.1:8090".into()),

@@ -10,7 +10,7 @@ pub enum Dialect {
 }
 
 /// A value bound as a query parameter or read back from a row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Null,
     Int(i64),

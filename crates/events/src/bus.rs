@@ -35,6 +35,18 @@ pub struct EventBus {
     /// The highest sequence a writer of this process has committed (see [`EventBus::note_committed`]).
     last_committed: AtomicI64,
     sinks: Mutex<Vec<Arc<SinkStats>>>,
+    /// This process's node id: the owner name of the sink leases it holds.
+    node: String,
+    /// The lowest tail position among the cluster's live nodes (set by the node registry): the
+    /// pruner never deletes an event another node's tail has not read. `i64::MAX` when alone.
+    floor: AtomicI64,
+}
+
+/// How long a sink lease lasts; the holder renews it when less than half is left.
+pub const LEASE_MS: i64 = 10_000;
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl EventBus {
@@ -55,10 +67,88 @@ impl EventBus {
             dispatched,
             last_committed: AtomicI64::new(start),
             sinks: Mutex::new(Vec::new()),
+            node: basalt_core::id::random_id(15),
+            floor: AtomicI64::new(i64::MAX),
         });
         tokio::spawn(bus.clone().run_tail());
         tokio::spawn(bus.clone().run_pruner());
         Ok(bus)
+    }
+
+    /// This process's node id (random per start).
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// The tail's position (every event up to it went through the listener).
+    pub fn dispatched(&self) -> i64 {
+        *self.dispatched.borrow()
+    }
+
+    /// Sets the lowest tail position among the other live nodes (`i64::MAX`: none).
+    pub fn set_floor(&self, seq: i64) {
+        self.floor.store(seq, Ordering::Relaxed);
+    }
+
+    /// Saves each sink's cursor this node delivered past, and gives up its leases so another node
+    /// takes the sinks over at once (graceful shutdown).
+    pub async fn shutdown(&self) {
+        let sinks: Vec<Arc<SinkStats>> =
+            self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for s in sinks {
+            let c = s.cursor.load(Ordering::Relaxed);
+            if s.leader.load(Ordering::Relaxed) && s.persisted.load(Ordering::Relaxed) < c {
+                if let Err(e) = self.save(&s, &s.name, c).await {
+                    tracing::warn!(sink = %s.name, error = %e, "saving the cursor at shutdown failed");
+                }
+            }
+            s.leader.store(false, Ordering::Relaxed);
+        }
+        if let Err(e) = outbox::release(self.store.as_ref(), &self.node).await {
+            tracing::warn!(error = %e, "releasing sink leases at shutdown failed");
+        }
+    }
+
+    /// Takes or renews this node's lease on a sink; `false` while another node holds it.
+    async fn hold_lease(&self, stats: &SinkStats) -> bool {
+        let now = now_ms();
+        let held = stats.leader.load(Ordering::Relaxed);
+        if held && stats.lease_until.load(Ordering::Relaxed) - now > LEASE_MS / 2 {
+            return true;
+        }
+        match outbox::lease(
+            self.store.as_ref(),
+            &stats.name,
+            &self.node,
+            now,
+            now + LEASE_MS,
+        )
+        .await
+        {
+            Ok(Some(seq)) => {
+                stats.lease_until.store(now + LEASE_MS, Ordering::Relaxed);
+                if !held {
+                    // Resume from the durable cursor: the previous holder may have moved it.
+                    stats.cursor.store(seq, Ordering::Relaxed);
+                    stats.persisted.store(seq, Ordering::Relaxed);
+                    stats.leader.store(true, Ordering::Relaxed);
+                    tracing::info!(sink = %stats.name, cursor = seq, "this node now runs the sink");
+                }
+                true
+            }
+            Ok(None) => {
+                if held {
+                    stats.leader.store(false, Ordering::Relaxed);
+                    tracing::warn!(sink = %stats.name, "another node took over the sink");
+                }
+                false
+            }
+            Err(e) => {
+                stats.record_error(&format!("renewing the lease: {e}"));
+                // Keep delivering only while the lease certainly still holds.
+                held && stats.lease_until.load(Ordering::Relaxed) > now + 1_000
+            }
+        }
     }
 
     /// Called by the write path after a commit that appended events.
@@ -182,8 +272,15 @@ impl EventBus {
         // Under load the cursor is saved at most every SAVE_EVERY (a crash repeats at most that much,
         // with the same event ids); when the sink catches up it is saved at once.
         const SAVE_EVERY: Duration = Duration::from_millis(250);
+        // While idle the holder still wakes to renew its lease.
+        let renew = Duration::from_millis((LEASE_MS / 3) as u64);
         let mut last_save = tokio::time::Instant::now();
         loop {
+            // Only the lease holder delivers: many nodes run this loop, one sends.
+            if !self.hold_lease(&stats).await {
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+                continue;
+            }
             let hwm = *rx.borrow_and_update();
             if !sink.active() {
                 stats.cursor.fetch_max(hwm, Ordering::Relaxed);
@@ -208,8 +305,9 @@ impl EventBus {
                     }
                     last_save = tokio::time::Instant::now();
                 }
-                if rx.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(renew) => {}
                 }
                 continue;
             }
@@ -265,27 +363,46 @@ impl EventBus {
         name: &str,
         seq: i64,
     ) -> Result<(), basalt_store::StoreError> {
-        outbox::save_cursor(self.store.as_ref(), name, seq).await?;
-        stats.persisted.store(seq, Ordering::Relaxed);
+        if outbox::save_cursor(self.store.as_ref(), name, &self.node, seq).await? {
+            stats.persisted.store(seq, Ordering::Relaxed);
+        } else if stats.leader.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                sink = name,
+                "lost the sink's lease; another node delivers from its cursor"
+            );
+        }
         Ok(())
     }
 
-    /// The lowest position every consumer has acknowledged durably.
-    fn acknowledged(&self) -> i64 {
-        let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
-        sinks
+    /// The lowest position every consumer has acknowledged durably: each sink's saved cursor (read
+    /// from the database, whichever node runs it), this node's tail, and the other nodes' tails.
+    async fn acknowledged(&self) -> Result<i64, basalt_store::StoreError> {
+        let names: Vec<String> = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|s| s.persisted.load(Ordering::Relaxed))
-            .chain(std::iter::once(*self.dispatched.borrow()))
-            .min()
-            .unwrap_or(0)
+            .map(|s| s.name.clone())
+            .collect();
+        let durable = outbox::min_cursor(self.store.as_ref(), &names)
+            .await?
+            .unwrap_or(i64::MAX);
+        Ok(durable
+            .min(*self.dispatched.borrow())
+            .min(self.floor.load(Ordering::Relaxed)))
     }
 
     async fn run_pruner(self: Arc<Self>) {
         let every = Duration::from_millis(self.config.prune_ms.max(100));
         loop {
             tokio::time::sleep(every).await;
-            let upto = self.acknowledged();
+            let upto = match self.acknowledged().await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox prune: reading cursors failed");
+                    continue;
+                }
+            };
             match outbox::prune(self.store.as_ref(), upto).await {
                 Ok(n) if n > 0 => tracing::debug!(pruned = n, upto, "outbox pruned"),
                 Ok(_) => {}

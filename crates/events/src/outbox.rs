@@ -42,6 +42,65 @@ pub fn tables(d: Dialect) -> Vec<Sql> {
     out
 }
 
+/// Columns added after a table first shipped: `(table, column, definition)`. Added when missing at
+/// startup (`ADD COLUMN` with a default, so a node of the previous version, which never names them,
+/// keeps working beside one of this version during a rolling upgrade).
+pub fn added_columns(d: Dialect) -> Vec<(&'static str, &'static str, &'static str)> {
+    let int = match d {
+        Dialect::Sqlite => "INTEGER NOT NULL DEFAULT 0",
+        Dialect::Postgres => "BIGINT NOT NULL DEFAULT 0",
+    };
+    vec![
+        // Sink leases (many nodes): which node runs the sink, until when (unix ms).
+        ("_event_cursors", "owner", "TEXT NOT NULL DEFAULT ''"),
+        ("_event_cursors", "lease_until", int),
+    ]
+}
+
+/// Adds `column` to `table` unless it exists (see [`added_columns`]).
+pub async fn add_column(
+    store: &dyn Store,
+    table: &str,
+    column: &str,
+    def: &str,
+) -> Result<(), StoreError> {
+    let d = store.dialect();
+    let mut q = Sql::new(d);
+    match d {
+        Dialect::Sqlite => {
+            q.push("SELECT COUNT(*) FROM pragma_table_info(")
+                .bind(Value::Text(table.into()))
+                .push(") WHERE name = ")
+                .bind(Value::Text(column.into()));
+        }
+        Dialect::Postgres => {
+            q.push("SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ")
+                .bind(Value::Text(table.into()))
+                .push(" AND column_name = ")
+                .bind(Value::Text(column.into()));
+        }
+    }
+    if store.query(&q).await?.scalar_int() > 0 {
+        return Ok(());
+    }
+    let mut a = Sql::new(d);
+    let if_not = if d == Dialect::Postgres {
+        "IF NOT EXISTS "
+    } else {
+        ""
+    };
+    a.push(&format!(
+        "ALTER TABLE \"{table}\" ADD COLUMN {if_not}\"{column}\" {def}"
+    ));
+    let mut tx = store.begin().await?;
+    match tx.execute(&a).await {
+        Ok(_) => tx.commit().await,
+        // Another node added it between the check and the ALTER.
+        Err(e) if e.to_string().contains("duplicate column") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Appends the event inside the writer's transaction. On PostgreSQL the insert first takes the shared
 /// advisory lock (held to commit), so [`high_water`] never passes a sequence number still in flight.
 pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<i64, StoreError> {
@@ -170,17 +229,84 @@ pub async fn ensure_cursor(store: &dyn Store, sink: &str, start: i64) -> Result<
     Ok(store.query(&q).await?.scalar().map_or(start, |v| int(&v)))
 }
 
-pub async fn save_cursor(store: &dyn Store, sink: &str, seq: i64) -> Result<(), StoreError> {
+/// Saves a sink's cursor, fenced by the lease: only the node that holds it (`owner`) moves the
+/// cursor. `Ok(false)`: the lease is someone else's now (this node must stop delivering).
+pub async fn save_cursor(
+    store: &dyn Store,
+    sink: &str,
+    owner: &str,
+    seq: i64,
+) -> Result<bool, StoreError> {
     let mut s = Sql::new(store.dialect());
     s.push("UPDATE \"_event_cursors\" SET \"seq\" = ")
         .bind(Value::Int(seq))
         .push(", \"updated\" = ")
         .bind(Value::Text(basalt_core::time::now()))
         .push(" WHERE \"sink\" = ")
-        .bind(Value::Text(sink.into()));
+        .bind(Value::Text(sink.into()))
+        .push(" AND \"owner\" = ")
+        .bind(Value::Text(owner.into()));
+    let mut tx = store.begin().await?;
+    let n = tx.execute(&s).await?;
+    tx.commit().await?;
+    Ok(n > 0)
+}
+
+/// Takes or renews the lease on a sink for `owner` until `until` (unix ms): granted when the sink
+/// is unowned, already `owner`'s, or its lease ran out. Returns the durable cursor when granted.
+pub async fn lease(
+    store: &dyn Store,
+    sink: &str,
+    owner: &str,
+    now: i64,
+    until: i64,
+) -> Result<Option<i64>, StoreError> {
+    let mut s = Sql::new(store.dialect());
+    s.push("UPDATE \"_event_cursors\" SET \"owner\" = ")
+        .bind(Value::Text(owner.into()))
+        .push(", \"lease_until\" = ")
+        .bind(Value::Int(until))
+        .push(" WHERE \"sink\" = ")
+        .bind(Value::Text(sink.into()))
+        .push(" AND (\"owner\" = ")
+        .bind(Value::Text(owner.into()))
+        .push(" OR \"owner\" = '' OR \"lease_until\" < ")
+        .bind(Value::Int(now))
+        .push(") RETURNING \"seq\"");
+    let mut tx = store.begin().await?;
+    let v = tx.query(&s).await?.scalar();
+    tx.commit().await?;
+    Ok(v.map(|v| int(&v)))
+}
+
+/// Gives up every lease `owner` holds (graceful shutdown: another node takes over at once).
+pub async fn release(store: &dyn Store, owner: &str) -> Result<(), StoreError> {
+    let mut s = Sql::new(store.dialect());
+    s.push("UPDATE \"_event_cursors\" SET \"owner\" = '', \"lease_until\" = 0 WHERE \"owner\" = ")
+        .bind(Value::Text(owner.into()));
     let mut tx = store.begin().await?;
     tx.execute(&s).await?;
     tx.commit().await
+}
+
+/// The lowest durable cursor among `sinks` (`None` when there is none).
+pub async fn min_cursor(store: &dyn Store, sinks: &[String]) -> Result<Option<i64>, StoreError> {
+    if sinks.is_empty() {
+        return Ok(None);
+    }
+    let mut q = Sql::new(store.dialect());
+    q.push("SELECT MIN(\"seq\") FROM \"_event_cursors\" WHERE \"sink\" IN (");
+    for (i, n) in sinks.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.bind(Value::Text(n.clone()));
+    }
+    q.push(")");
+    Ok(store.query(&q).await?.scalar().and_then(|v| match v {
+        Value::Null => None,
+        v => Some(int(&v)),
+    }))
 }
 
 /// Deletes events every consumer has acknowledged (`seq <= upto`), always keeping the newest row so

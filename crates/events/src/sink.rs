@@ -38,6 +38,10 @@ pub struct SinkStats {
     pub delivered: AtomicU64,
     pub failures: AtomicU64,
     pub last_error: Mutex<Option<(String, String)>>,
+    /// Whether this node holds the sink's lease (only the holder delivers; see `EventBus`).
+    pub leader: std::sync::atomic::AtomicBool,
+    /// When the lease ends (unix ms, this node's clock).
+    pub lease_until: AtomicI64,
 }
 
 impl SinkStats {
@@ -65,6 +69,7 @@ impl SinkStats {
             .clone();
         json!({
             "name": self.name,
+            "leader": self.leader.load(Ordering::Relaxed),
             "cursor": cursor,
             "lag": (high_water - cursor).max(0),
             "delivered": self.delivered.load(Ordering::Relaxed),

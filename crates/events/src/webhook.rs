@@ -512,19 +512,20 @@ impl Webhooks {
             return Ok(());
         }
         let mut q = Sql::new(self.dialect());
-        q.push("SELECT d.\"id\", d.\"webhook\", d.\"attempts\", d.\"body\", d.\"event_id\" FROM \"_webhook_deliveries\" AS d WHERE d.\"status\" = 'pending' AND d.\"next_at\" <= ")
+        q.push("SELECT d.\"id\", d.\"webhook\", d.\"attempts\", d.\"body\", d.\"event_id\", d.\"next_at\" FROM \"_webhook_deliveries\" AS d WHERE d.\"status\" = 'pending' AND d.\"next_at\" <= ")
             .bind(Value::Int(now_ms()))
             .push(" AND NOT EXISTS (SELECT 1 FROM \"_webhook_deliveries\" AS e WHERE e.\"webhook\" = d.\"webhook\" AND e.\"record\" = d.\"record\" AND e.\"status\" = 'pending' AND e.\"seq\" < d.\"seq\") ORDER BY d.\"seq\" LIMIT 500");
         let rows = self.store.query(&q).await?;
         for r in rows.rows {
             let mut it = r.into_iter();
             let mut n = || it.next().unwrap_or(Value::Null);
-            let (id, hook, attempts, body, event_id) = (
+            let (id, hook, attempts, body, event_id, next_at) = (
                 n().into_string(),
                 n().into_string(),
                 n(),
                 n().into_string(),
                 n().into_string(),
+                n().as_f64().unwrap_or(0.0) as i64,
             );
             let attempts = attempts.as_f64().unwrap_or(0.0) as u32;
             let Some(h) = self.get(&hook) else { continue };
@@ -542,7 +543,14 @@ impl Webhooks {
                 inflight.insert(id.clone());
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.attempt(&h, &id, attempts, body, &event_id).await;
+                    // Many nodes run this worker: the one whose claim moves `next_at` sends.
+                    match me.claim(&h, &id, next_at).await {
+                        Ok(true) => me.attempt(&h, &id, attempts, body, &event_id).await,
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "webhooks: claiming a delivery failed")
+                        }
+                    }
                     me.inflight
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -553,6 +561,25 @@ impl Webhooks {
             }
         }
         Ok(())
+    }
+
+    /// Claims a due delivery for this node: moves its `next_at` past the attempt's timeout (plus a
+    /// margin), but only if it still holds the value this node read. Another node's claim (or a
+    /// recorded outcome) changed it otherwise. A node that dies mid-attempt leaves the delivery due
+    /// again once the claim runs out: at least once, never lost.
+    async fn claim(&self, h: &Webhook, id: &str, seen: i64) -> Result<bool, StoreError> {
+        let timeout = h.timeout_ms.unwrap_or(self.cfg.timeout_ms) as i64;
+        let mut q = Sql::new(self.dialect());
+        q.push("UPDATE \"_webhook_deliveries\" SET \"next_at\" = ")
+            .bind(Value::Int(now_ms() + timeout + 5_000))
+            .push(" WHERE \"id\" = ")
+            .bind(Value::Text(id.into()))
+            .push(" AND \"status\" = 'pending' AND \"next_at\" = ")
+            .bind(Value::Int(seen));
+        let mut tx = self.store.begin().await?;
+        let n = tx.execute(&q).await?;
+        tx.commit().await?;
+        Ok(n > 0)
     }
 
     async fn attempt(&self, h: &Webhook, id: &str, attempts: u32, body: String, event_id: &str) {

@@ -509,10 +509,11 @@ fn invalid_token() -> ApiError {
 }
 
 /// Takes one resend slot for (kind, record); false while the guard holds.
-fn resend_allowed(ctx: &AppCtx, kind: &str, coll: &Collection, rec: &Data) -> bool {
+async fn resend_allowed(ctx: &AppCtx, kind: &str, coll: &Collection, rec: &Data) -> bool {
     let key = format!("{}:{}", coll.id, rec_str(rec, "id"));
     ctx.rates
         .hit(&format!("resend:{kind}"), &key, 1, RESEND_GUARD)
+        .await
         .is_ok()
 }
 
@@ -544,7 +545,7 @@ pub async fn request_verification(
     let email = required_email(&body, "email")?;
     if let Some(rec) = find_by_email(&ctx, &coll, &email).await? {
         let verified = rec.get("verified").and_then(Json::as_bool).unwrap_or(false);
-        if !verified && resend_allowed(&ctx, "verification", &coll, &rec) {
+        if !verified && resend_allowed(&ctx, "verification", &coll, &rec).await {
             let to = rec_str(&rec, "email");
             let claims = [("email", json!(to))];
             mail_token(
@@ -601,7 +602,7 @@ pub async fn request_password_reset(
     let coll = auth_collection(&ctx, &c)?;
     let email = required_email(&body, "email")?;
     if let Some(rec) = find_by_email(&ctx, &coll, &email).await? {
-        if resend_allowed(&ctx, "password-reset", &coll, &rec) {
+        if resend_allowed(&ctx, "password-reset", &coll, &rec).await {
             let to = rec_str(&rec, "email");
             let claims = [("email", json!(to))];
             mail_token(

@@ -343,6 +343,74 @@ impl RateStore for LocalRates {
     }
 }
 
+/// The rate store the request path uses: Redis when configured and up (one budget shared by every
+/// node: GCRA, the same algorithm as the local buckets, run as one script so concurrent nodes cannot
+/// both take the last token), else this node's [`LocalRates`]. While Redis is down each node enforces
+/// the limits on its own (degraded: N nodes admit up to N× the budget) and health says so.
+pub struct Rates {
+    pub local: LocalRates,
+    pub redis: Option<Arc<basalt_cluster::redis::Redis>>,
+}
+
+/// GCRA over one key holding the theoretical arrival time (ms, Redis clock). ARGV: interval ms per
+/// token, burst tolerance ms. Returns 0 when allowed, else the wait in ms.
+const GCRA: &str = "local t = redis.call('TIME') \
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+local interval = tonumber(ARGV[1]) local tolerance = tonumber(ARGV[2]) \
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) \
+if tat < now then tat = now end \
+local allow_at = tat - tolerance \
+if now < allow_at then return allow_at - now end \
+local new_tat = tat + interval \
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000) \
+return 0";
+
+impl Rates {
+    pub fn new(redis: Option<Arc<basalt_cluster::redis::Redis>>) -> Rates {
+        Rates {
+            local: LocalRates::default(),
+            redis,
+        }
+    }
+
+    /// Takes one token from bucket `key` of a `max` per `period` quota; `Err(wait)` when empty.
+    pub async fn hit(
+        &self,
+        bucket: &str,
+        key: &str,
+        max: u32,
+        period: Duration,
+    ) -> Result<(), Duration> {
+        if max == 0 {
+            return Ok(());
+        }
+        if let Some(r) = self.redis.as_ref().filter(|r| r.is_up()) {
+            let interval = (period.as_millis() as u64 / u64::from(max)).max(1);
+            let tolerance = interval * u64::from(max - 1);
+            let res: Result<i64, String> = r
+                .query(
+                    basalt_cluster::driver::cmd("EVAL")
+                        .arg(GCRA)
+                        .arg(1)
+                        .arg(format!(
+                            "basalt:rl:{bucket}:{max}:{}:{key}",
+                            period.as_millis()
+                        ))
+                        .arg(interval)
+                        .arg(tolerance),
+                )
+                .await;
+            match res {
+                Ok(0) => return Ok(()),
+                Ok(wait) => return Err(Duration::from_millis(wait.max(1) as u64)),
+                // Redis failed mid-request: this node's buckets decide (logged by the component).
+                Err(_) => {}
+            }
+        }
+        self.local.hit(bucket, key, max, period)
+    }
+}
+
 /// Progressive lockout per identity: after [`LOCKOUT_AFTER`] consecutive failures every attempt is
 /// refused until the lock ends; the lock after the n-th failure lasts 2^(n-4) s (2 s, 4 s, 8 s, …),
 /// at most [`LOCKOUT_MAX`]. A success clears the identity.
@@ -509,23 +577,31 @@ pub async fn middleware(State(ctx): State<AppCtx>, req: Request, next: Next) -> 
                     coll_id.as_ref().map(|(id, _)| id.as_str()).unwrap_or("")
                 )
             };
-            if let Err(wait) = ctx.rates.hit(
-                &bucket,
-                &ip,
-                rule.max_requests,
-                Duration::from_secs(rule.duration_secs),
-            ) {
+            if let Err(wait) = ctx
+                .rates
+                .hit(
+                    &bucket,
+                    &ip,
+                    rule.max_requests,
+                    Duration::from_secs(rule.duration_secs),
+                )
+                .await
+            {
                 return ApiError(Error::too_many("Too Many Requests.", wait)).into_response();
             }
         }
     }
     if auth_tag {
-        if let Err(wait) = ctx.rates.hit(
-            "builtin:auth",
-            &ip,
-            AUTH_BURST,
-            Duration::from_secs(u64::from(AUTH_BURST / AUTH_PER_SEC)),
-        ) {
+        if let Err(wait) = ctx
+            .rates
+            .hit(
+                "builtin:auth",
+                &ip,
+                AUTH_BURST,
+                Duration::from_secs(u64::from(AUTH_BURST / AUTH_PER_SEC)),
+            )
+            .await
+        {
             return ApiError(Error::too_many("Too Many Requests.", wait)).into_response();
         }
     }

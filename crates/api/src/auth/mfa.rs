@@ -385,6 +385,7 @@ pub async fn auth_with_otp(
     if let Err(wait) = ctx
         .rates
         .hit("otp-tries", s(&row, "recordRef"), OTP_TRIES, OTP_TRY_WINDOW)
+        .await
     {
         return Err(ApiError(Error::too_many(
             "Too many attempts, please try again later with a new OTP.",

@@ -301,7 +301,10 @@ pub async fn resolve_token(ctx: &AppCtx, raw: &str) -> Option<Caller> {
         return None;
     }
     let id = claims.get("id").and_then(Json::as_str)?;
-    let rec = load_record(ctx, &coll, id).await.ok().flatten()?;
+    let rec = crate::records::load_record_cached(ctx, &coll, id)
+        .await
+        .ok()
+        .flatten()?;
     if !verify_token(token, &auth_key(&coll, &rec)) {
         return None;
     }
