@@ -7,7 +7,8 @@
 #      installing Debian's postgresql package first when it is missing and we are root.
 # Before that it makes sure NATS with JetStream answers on $BASALT_TEST_NATS (default 127.0.0.1:4222),
 # starting a private `nats-server -js` (store in ~/.cache/basalt/nats) when none does; the events tests
-# also start private servers from the same binary. Later components (Redis, S3) add their checks here.
+# also start private servers from the same binary. Then Redis on $BASALT_TEST_REDIS (default
+# 127.0.0.1:6379; a private `redis-server` when none answers) and the `haproxy` binary for the cluster test.
 set -euo pipefail
 url="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
 say() { echo "services: $*" >&2; }
@@ -32,6 +33,18 @@ if ! (exec 3<>"/dev/tcp/$nhost/$nport") 2>/dev/null; then
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/$nhost/$nport") 2>/dev/null && break; sleep 0.1; done
 fi
 say "NATS ok at $nhost:$nport"
+
+# Redis (the cluster tests' shared cache, limits and messages) and HAProxy (their load balancer).
+command -v redis-server >/dev/null || need_pkg redis-server
+redis="${BASALT_TEST_REDIS:-redis://127.0.0.1:6379}"
+rhp="${redis#redis://}"; rhp="${rhp%%/*}"; rhost="${rhp%:*}"; rport="${rhp##*:}"
+if ! (exec 3<>"/dev/tcp/$rhost/$rport") 2>/dev/null; then
+  say "starting redis-server on $rhost:$rport"
+  redis-server --bind "$rhost" --port "$rport" --save '' --appendonly no --daemonize yes >/dev/null
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/$rhost/$rport") 2>/dev/null && break; sleep 0.1; done
+fi
+say "Redis ok at $rhost:$rport"
+command -v haproxy >/dev/null || need_pkg haproxy
 
 command -v psql >/dev/null || need_pkg postgresql postgresql-client
 if up "$url"; then say "PostgreSQL ok at $url"; echo "$url"; exit 0; fi

@@ -63,6 +63,7 @@ pub async fn join(ctx: &AppCtx, bus: &Arc<EventBus>, opts: &ClusterOptions) -> A
     let floor = reg.beat(bus.dispatched()).await.map_err(ApiError::from)?;
     bus.set_floor(floor);
     let _ = ctx.registry.set(reg.clone());
+    ctx.realtime.set_node(bus.node_id());
     let b = bus.clone();
     tokio::spawn(async move {
         loop {
@@ -184,4 +185,65 @@ pub fn health(ctx: &AppCtx) -> Json {
         "cache": ctx.cache.health(),
         "nodes": me.map(|r| r.nodes()).unwrap_or_default(),
     })
+}
+
+/// Marks a forwarded request, so it is never forwarded again.
+const FORWARDED: &str = "x-basalt-forwarded";
+
+/// `POST /api/realtime` for a client this node does not hold: when the client id names another live
+/// node, the request goes there (with its Authorization header) and its answer comes back as is.
+/// `None`: no such node; the caller answers as for an unknown client.
+pub async fn forward_subscribe(
+    ctx: &AppCtx,
+    client: &str,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Option<Response> {
+    if headers.contains_key(FORWARDED) {
+        return None;
+    }
+    let reg = ctx.registry.get()?;
+    let node = reg
+        .nodes()
+        .into_iter()
+        .find(|n| n.live && n.id != reg.id && client.starts_with(&n.id))?;
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let http = HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default()
+    });
+    let base = if node.address.contains("://") {
+        node.address.clone()
+    } else {
+        format!("http://{}", node.address)
+    };
+    let mut req = http
+        .post(format!("{base}/api/realtime"))
+        .header(FORWARDED, "1")
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(a) = headers.get(axum::http::header::AUTHORIZATION) {
+        req = req.header("authorization", a.as_bytes());
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let bytes = r.bytes().await.unwrap_or_default();
+            let empty = bytes.is_empty();
+            let mut resp = (status, bytes).into_response();
+            if !empty {
+                resp.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                );
+            }
+            Some(resp)
+        }
+        Err(e) => {
+            tracing::warn!(node = %node.id, error = %e, "forwarding a realtime subscription failed");
+            None
+        }
+    }
 }

@@ -89,6 +89,9 @@ pub struct Client {
 pub struct Hub {
     clients: RwLock<HashMap<String, Arc<Client>>>,
     pub config: RealtimeConfig,
+    /// This node's id: client ids start with it, so a node that receives `POST /api/realtime` for
+    /// a client held by another node knows where to forward it (see `cluster::forward_subscribe`).
+    node: std::sync::OnceLock<String>,
 }
 
 /// Removes the client from the hub when its stream ends (disconnect, timeout, shutdown).
@@ -112,12 +115,27 @@ impl Hub {
         Arc::new(Hub {
             clients: RwLock::new(HashMap::new()),
             config,
+            node: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the node id client ids start with (once, when the node joins the cluster).
+    pub fn set_node(&self, id: &str) {
+        let _ = self.node.set(id.to_string());
+    }
+
+    /// Whether this node holds the client.
+    pub fn has(&self, id: &str) -> bool {
+        self.get(id).is_some()
     }
 
     /// Registers a new client; frames arrive on the receiver until the registration is dropped.
     pub fn connect(self: &Arc<Self>) -> (Registration, mpsc::Receiver<Frame>) {
-        let id = basalt_core::id::random_id(40);
+        // 40 characters as in the protocol: the node id, then random ones.
+        let id = match self.node.get() {
+            Some(n) if n.len() < 40 => format!("{n}{}", basalt_core::id::random_id(40 - n.len())),
+            _ => basalt_core::id::random_id(40),
+        };
         let (tx, rx) = mpsc::channel(QUEUE);
         let c = Arc::new(Client {
             id: id.clone(),
@@ -607,8 +625,10 @@ pub async fn sse(State(ctx): State<AppCtx>) -> Response {
 pub async fn subscribe(
     State(ctx): State<AppCtx>,
     auth: Auth,
+    headers: axum::http::HeaderMap,
     body: Bytes,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
+    let raw = body.clone();
     // Malformed JSON gets the generic 400 here, as PocketBase answers on this endpoint.
     let body: Json = if body.iter().all(u8::is_ascii_whitespace) {
         Json::Object(Map::new())
@@ -617,6 +637,12 @@ pub async fn subscribe(
             .map_err(|_| crate::error::bad("Something went wrong while processing your request."))?
     };
     let (client, topics) = parse_body(&body)?;
+    if !ctx.realtime.has(&client) {
+        // Behind a load balancer the stream may be held by another node.
+        if let Some(r) = crate::cluster::forward_subscribe(&ctx, &client, &headers, raw).await {
+            return Ok(r);
+        }
+    }
     let key = auth
         .0
         .as_ref()
@@ -624,7 +650,7 @@ pub async fn subscribe(
     let since = ctx.events.get().map_or(0, |b| b.last_committed());
     ctx.realtime
         .set_subscriptions(&client, topics, key, auth.0.clone(), since)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---- WebSocket: the same hub, topics and payloads over one socket ----

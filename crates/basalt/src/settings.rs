@@ -161,8 +161,13 @@ impl Settings {
                 Err(_) => Ok(file),
             }
         };
-        if let Some(v) = ms("BASALT_DRAIN_DELAY_MS", fl.drain_delay_ms)? {
-            lifecycle.drain_delay = std::time::Duration::from_millis(v);
+        match ms("BASALT_DRAIN_DELAY_MS", fl.drain_delay_ms)? {
+            Some(v) => lifecycle.drain_delay = std::time::Duration::from_millis(v),
+            // One SQLite node has no load balancer to wait for: stop at once.
+            None if storage.database_url.is_none() && file.database_url.is_none() => {
+                lifecycle.drain_delay = std::time::Duration::ZERO
+            }
+            None => {}
         }
         if let Some(v) = ms("BASALT_SHUTDOWN_DEADLINE_MS", fl.deadline_ms)? {
             lifecycle.deadline = std::time::Duration::from_millis(v);

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod cluster;
+
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
 
 struct Dir(std::path::PathBuf);

@@ -1,0 +1,475 @@
+//! Three nodes on one PostgreSQL and one Redis behind HAProxy (Debian's), as README "Running a
+//! cluster" runs them:
+//! 1. a collection made on one node is used on the others at once; a realtime client whose stream
+//!    is on node B (its subscription POSTed through node C) gets every write made on node A; a row
+//!    cached on B is refreshed after an update on A (the bound is measured and printed); the writer
+//!    always reads its own write;
+//! 2. a rolling restart of all three (SIGTERM, wait, start again) under continuous reads and writes
+//!    through the balancer fails no request, loses no acknowledged write, and the NATS sink (run by
+//!    whichever node holds its lease) gets the event of every write.
+
+use super::*;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn redis_url() -> String {
+    std::env::var("BASALT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+struct Node {
+    port: u16,
+    dir: Dir,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    fn start(&mut self, db: &str, cfg: &std::path::Path) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.0.join("node.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--http", &format!("127.0.0.1:{}", self.port)])
+            .args(["--dir", &self.dir.0.display().to_string()])
+            .args(["--database-url", db, "--redis-url", &redis_url()])
+            .args(["--config", &cfg.display().to_string()])
+            .env("BASALT_DRAIN_DELAY_MS", "1000")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+    /// SIGTERM, then the exit status (the node drains first).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        assert!(Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "node did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn wait_ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{url}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not become ready");
+}
+
+struct Haproxy(Child);
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn haproxy(dir: &Dir, port: u16, nodes: &[u16]) -> Haproxy {
+    let bin = std::env::var("BASALT_HAPROXY").unwrap_or_else(|_| "haproxy".into());
+    let mut cfg = format!(
+        "global\n  maxconn 4096\n\
+         defaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n\
+         \x20 option redispatch\n  retries 3\n  retry-on conn-failure\n\
+         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+         backend be\n  balance roundrobin\n  option httpchk GET /readyz\n\
+         \x20 default-server inter 100ms fall 2 rise 2\n"
+    );
+    for (i, p) in nodes.iter().enumerate() {
+        cfg.push_str(&format!("  server n{i} 127.0.0.1:{p} check\n"));
+    }
+    let path = dir.0.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let child = Command::new(&bin)
+        .args(["-f", &path.display().to_string(), "-db"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {bin} (scripts/services.sh installs haproxy): {e}"));
+    Haproxy(child)
+}
+
+/// A realtime client: the stream on `stream_base`, the subscription POSTed to `post_base`. Sends
+/// each received record id; reconnects when the stream ends until `stop`. Counts reconnects.
+async fn subscriber(
+    stream_base: String,
+    post_base: String,
+    topic: String,
+    seen: Arc<Mutex<Vec<(String, Instant)>>>,
+    stop: Arc<AtomicBool>,
+    reconnects: Arc<AtomicU64>,
+) {
+    let http = reqwest::Client::new();
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut resp) = http.get(format!("{stream_base}/api/realtime")).send().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let mut buf = String::new();
+        loop {
+            let chunk = tokio::select! {
+                c = resp.chunk() => c,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if stop.load(Ordering::Relaxed) { return; }
+                    continue;
+                }
+            };
+            let Ok(Some(chunk)) = chunk else { break };
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let mut event = "";
+                let mut data = "";
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = v;
+                    }
+                }
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                if event == "PB_CONNECT" {
+                    let r = http
+                        .post(format!("{post_base}/api/realtime"))
+                        .json(&json!({"clientId": v["clientId"], "subscriptions": [topic]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 204, "subscribing: {}", r.text().await.unwrap_or_default());
+                } else if event == topic {
+                    if let Some(id) = v["record"]["id"].as_str() {
+                        seen.lock().unwrap().push((id.to_string(), Instant::now()));
+                    }
+                }
+            }
+        }
+        reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn pct(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
+    let db = fresh_pg().await;
+    let shared = tmp();
+    upsert(&shared, &Some(db.clone()));
+    let tag = basalt_core::id::random_id(8).to_uppercase();
+    let stream = format!("BASALT_CLUSTER_{tag}");
+    let cfg = shared.0.join("basalt.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[events.nats]\nurl = \"{}\"\nstream = \"{stream}\"\nsubject_prefix = \"cluster{}\"\n",
+            nats_url(),
+            tag.to_lowercase()
+        ),
+    )
+    .unwrap();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|_| Node {
+            port: free_port(),
+            dir: tmp(),
+            child: None,
+        })
+        .collect();
+    // The first node creates the schema; the other two start together.
+    nodes[0].start(&db, &cfg);
+    wait_ready(&nodes[0].url()).await;
+    nodes[1].start(&db, &cfg);
+    nodes[2].start(&db, &cfg);
+    for n in &nodes[1..] {
+        wait_ready(&n.url()).await;
+    }
+    let lb_port = free_port();
+    let _lb = haproxy(&shared, lb_port, &nodes.iter().map(|n| n.port).collect::<Vec<_>>());
+    let lb = format!("http://127.0.0.1:{lb_port}");
+    wait_ready(&lb).await;
+    let (a, b, c) = (nodes[0].url(), nodes[1].url(), nodes[2].url());
+    let http = reqwest::Client::new();
+
+    // ---- 1. one cluster, seen from any node ----
+    let tok = su_token(&a).await;
+    let r = http
+        .post(format!("{a}/api/collections"))
+        .header("Authorization", &tok)
+        .json(&json!({"name": "items", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+                      "fields": [{"name": "n", "type": "number"}, {"name": "title", "type": "text"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The other nodes know the collection as soon as the message arrives.
+    for url in [&b, &c] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = http.get(format!("{url}/api/collections/items/records")).send().await.unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{url} never saw the new collection");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let health: Value = http
+        .get(format!("{b}/api/health"))
+        .header("Authorization", &tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let live = health["data"]["cluster"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["live"] == true)
+        .count();
+    assert_eq!(live, 3, "cluster view: {health}");
+    assert_eq!(health["data"]["cluster"]["transport"], "redis");
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let sub = tokio::spawn(subscriber(
+        b.clone(),
+        c.clone(),
+        "items/*".into(),
+        seen.clone(),
+        stop.clone(),
+        reconnects.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut sent = Vec::new();
+    for i in 0..50 {
+        let r: Value = http
+            .post(format!("{a}/api/collections/items/records"))
+            .json(&json!({"n": i}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        sent.push((r["id"].as_str().unwrap().to_string(), Instant::now()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < sent.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sub.await;
+    let got = seen.lock().unwrap().clone();
+    let mut lat = Vec::new();
+    for (id, at) in &sent {
+        let r = got.iter().find(|(g, _)| g == id);
+        assert!(r.is_some(), "event of {id} (written on A) never reached the client on B");
+        lat.push(r.unwrap().1.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+    }
+    // Cache: B caches the row, A updates it, B serves the new row within the bound.
+    let mut stale = Vec::new();
+    for (i, (id, _)) in sent.iter().take(20).enumerate() {
+        for _ in 0..2 {
+            let r = http.get(format!("{b}/api/collections/items/records/{id}")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let title = format!("t{i}");
+        let r = http
+            .patch(format!("{a}/api/collections/items/records/{id}"))
+            .json(&json!({"title": title}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let done = Instant::now();
+        // The writer reads its own write.
+        let own: Value = http.get(format!("{a}/api/collections/items/records/{id}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(own["title"], title.as_str(), "node A served a stale row after its own write");
+        loop {
+            let v: Value = http.get(format!("{b}/api/collections/items/records/{id}")).send().await.unwrap().json().await.unwrap();
+            if v["title"] == title.as_str() {
+                break;
+            }
+            assert!(done.elapsed() < Duration::from_secs(5), "node B kept serving a stale row");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stale.push(done.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    // ---- 2. rolling restart under load through the balancer ----
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let requests = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let rt_seen = Arc::new(Mutex::new(Vec::new()));
+    let rt_reconnects = Arc::new(AtomicU64::new(0));
+    let rt = tokio::spawn(subscriber(
+        lb.clone(),
+        lb.clone(),
+        "items/*".into(),
+        rt_seen.clone(),
+        stop.clone(),
+        rt_reconnects.clone(),
+    ));
+    let mut load = Vec::new();
+    for w in 0..3 {
+        let (http, lb, stop, acked, requests, failures) = (
+            http.clone(),
+            lb.clone(),
+            stop.clone(),
+            acked.clone(),
+            requests.clone(),
+            failures.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                requests.fetch_add(1, Ordering::Relaxed);
+                match http
+                    .post(format!("{lb}/api/collections/items/records"))
+                    .json(&json!({"n": w * 1_000_000 + i}))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        let v: Value = r.json().await.unwrap();
+                        acked.lock().unwrap().push(v["id"].as_str().unwrap().to_string());
+                    }
+                    Ok(r) => failures.lock().unwrap().push(format!("create: {}", r.status())),
+                    Err(e) => failures.lock().unwrap().push(format!("create: {e}")),
+                }
+            }
+        }));
+    }
+    for _ in 0..3 {
+        let (http, lb, stop, acked, requests, failures) = (
+            http.clone(),
+            lb.clone(),
+            stop.clone(),
+            acked.clone(),
+            requests.clone(),
+            failures.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut k = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let id = {
+                    let a = acked.lock().unwrap();
+                    if a.is_empty() {
+                        None
+                    } else {
+                        k = k.wrapping_mul(31).wrapping_add(7);
+                        Some(a[k % a.len()].clone())
+                    }
+                };
+                let Some(id) = id else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                requests.fetch_add(1, Ordering::Relaxed);
+                match http.get(format!("{lb}/api/collections/items/records/{id}")).send().await {
+                    Ok(r) if r.status() == 200 => {}
+                    Ok(r) => failures.lock().unwrap().push(format!("read: {}", r.status())),
+                    Err(e) => failures.lock().unwrap().push(format!("read: {e}")),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rolled = Instant::now();
+    for n in nodes.iter_mut() {
+        let status = n.stop();
+        assert!(status.success(), "node exited with {status:?}");
+        n.start(&db, &cfg);
+        wait_ready(&n.url()).await;
+        // Let the balancer see it up (rise 2 × 100 ms) before the next node goes.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let roll_secs = rolled.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let _ = rt.await;
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    let failures = failures.lock().unwrap().clone();
+
+    // Every acknowledged write is stored.
+    let (pc, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let stored: HashSet<String> = pc
+        .query("SELECT id FROM items", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    let lost_writes = acked.iter().filter(|id| !stored.contains(*id)).count();
+    // Every stored record's event reached the NATS sink (one node ran it at a time, by lease).
+    let events = nats_creates(&stream, stored.len()).await;
+    let lost_events = stored.iter().filter(|id| !events.contains(*id)).count();
+    let rt_ids: HashSet<String> = rt_seen.lock().unwrap().iter().map(|(i, _)| i.clone()).collect();
+    let rt_missed = acked.iter().filter(|id| !rt_ids.contains(*id)).count();
+
+    println!("\n== cluster test (3 nodes, PostgreSQL, Redis, HAProxy) ==");
+    println!("| measure | value |\n|---|---:|");
+    println!("| cross-node realtime events (write on A, stream on B) | {}/{} |", got.len().min(sent.len()), sent.len());
+    println!("| cross-node event latency p50 / max (ms) | {:.1} / {:.1} |", pct(lat.clone(), 0.5), pct(lat, 1.0));
+    println!("| cache staleness on another node p50 / max (ms) | {:.1} / {:.1} |", pct(stale.clone(), 0.5), pct(stale, 1.0));
+    println!("| rolling restart of 3 nodes (s) | {roll_secs:.1} |");
+    println!("| requests sent through the balancer | {} |", requests.load(Ordering::Relaxed));
+    println!("| requests failed | {} |", failures.len());
+    println!("| writes acknowledged | {} |", acked.len());
+    println!("| acknowledged writes lost | {lost_writes} |");
+    println!("| events lost (NATS sink) | {lost_events} |");
+    println!(
+        "| realtime client through the balancer: reconnects / events missed while reconnecting | {} / {rt_missed} |",
+        rt_reconnects.load(Ordering::Relaxed)
+    );
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
+    let _ = js.delete_stream(&stream).await;
+    assert!(failures.is_empty(), "failed requests: {:?}", &failures[..failures.len().min(20)]);
+    assert!(acked.len() > 100, "too little load: {}", acked.len());
+    assert_eq!(lost_writes, 0);
+    assert_eq!(lost_events, 0);
+}
