@@ -229,7 +229,8 @@ pub async fn forward_subscribe(
     }
     match req.send().await {
         Ok(r) => {
-            let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let bytes = r.bytes().await.unwrap_or_default();
             let empty = bytes.is_empty();
             let mut resp = (status, bytes).into_response();

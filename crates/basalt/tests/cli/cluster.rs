@@ -128,6 +128,7 @@ async fn subscriber(
     seen: Arc<Mutex<Vec<(String, Instant)>>>,
     stop: Arc<AtomicBool>,
     reconnects: Arc<AtomicU64>,
+    subscribed: Arc<AtomicU64>,
 ) {
     let http = reqwest::Client::new();
     while !stop.load(Ordering::Relaxed) {
@@ -165,7 +166,13 @@ async fn subscriber(
                         .send()
                         .await
                         .unwrap();
-                    assert_eq!(r.status(), 204, "subscribing: {}", r.text().await.unwrap_or_default());
+                    assert_eq!(
+                        r.status(),
+                        204,
+                        "subscribing: {}",
+                        r.text().await.unwrap_or_default()
+                    );
+                    subscribed.fetch_add(1, Ordering::Relaxed);
                 } else if event == topic {
                     if let Some(id) = v["record"]["id"].as_str() {
                         seen.lock().unwrap().push((id.to_string(), Instant::now()));
@@ -218,7 +225,11 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
         wait_ready(&n.url()).await;
     }
     let lb_port = free_port();
-    let _lb = haproxy(&shared, lb_port, &nodes.iter().map(|n| n.port).collect::<Vec<_>>());
+    let _lb = haproxy(
+        &shared,
+        lb_port,
+        &nodes.iter().map(|n| n.port).collect::<Vec<_>>(),
+    );
     let lb = format!("http://127.0.0.1:{lb_port}");
     wait_ready(&lb).await;
     let (a, b, c) = (nodes[0].url(), nodes[1].url(), nodes[2].url());
@@ -239,11 +250,18 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     for url in [&b, &c] {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let r = http.get(format!("{url}/api/collections/items/records")).send().await.unwrap();
+            let r = http
+                .get(format!("{url}/api/collections/items/records"))
+                .send()
+                .await
+                .unwrap();
             if r.status() == 200 {
                 break;
             }
-            assert!(Instant::now() < deadline, "{url} never saw the new collection");
+            assert!(
+                Instant::now() < deadline,
+                "{url} never saw the new collection"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -275,6 +293,7 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
         seen.clone(),
         stop.clone(),
         reconnects.clone(),
+        Arc::new(AtomicU64::new(0)),
     ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut sent = Vec::new();
@@ -301,14 +320,21 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     let mut lat = Vec::new();
     for (id, at) in &sent {
         let r = got.iter().find(|(g, _)| g == id);
-        assert!(r.is_some(), "event of {id} (written on A) never reached the client on B");
+        assert!(
+            r.is_some(),
+            "event of {id} (written on A) never reached the client on B"
+        );
         lat.push(r.unwrap().1.saturating_duration_since(*at).as_secs_f64() * 1000.0);
     }
     // Cache: B caches the row, A updates it, B serves the new row within the bound.
     let mut stale = Vec::new();
     for (i, (id, _)) in sent.iter().take(20).enumerate() {
         for _ in 0..2 {
-            let r = http.get(format!("{b}/api/collections/items/records/{id}")).send().await.unwrap();
+            let r = http
+                .get(format!("{b}/api/collections/items/records/{id}"))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
         }
         let title = format!("t{i}");
@@ -321,14 +347,35 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
         assert_eq!(r.status(), 200);
         let done = Instant::now();
         // The writer reads its own write.
-        let own: Value = http.get(format!("{a}/api/collections/items/records/{id}")).send().await.unwrap().json().await.unwrap();
-        assert_eq!(own["title"], title.as_str(), "node A served a stale row after its own write");
+        let own: Value = http
+            .get(format!("{a}/api/collections/items/records/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            own["title"],
+            title.as_str(),
+            "node A served a stale row after its own write"
+        );
         loop {
-            let v: Value = http.get(format!("{b}/api/collections/items/records/{id}")).send().await.unwrap().json().await.unwrap();
+            let v: Value = http
+                .get(format!("{b}/api/collections/items/records/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             if v["title"] == title.as_str() {
                 break;
             }
-            assert!(done.elapsed() < Duration::from_secs(5), "node B kept serving a stale row");
+            assert!(
+                done.elapsed() < Duration::from_secs(5),
+                "node B kept serving a stale row"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         stale.push(done.elapsed().as_secs_f64() * 1000.0);
@@ -341,6 +388,7 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let rt_seen = Arc::new(Mutex::new(Vec::new()));
     let rt_reconnects = Arc::new(AtomicU64::new(0));
+    let rt_subscribed = Arc::new(AtomicU64::new(0));
     let rt = tokio::spawn(subscriber(
         lb.clone(),
         lb.clone(),
@@ -348,7 +396,12 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
         rt_seen.clone(),
         stop.clone(),
         rt_reconnects.clone(),
+        rt_subscribed.clone(),
     ));
+    // Writes start once the client is subscribed, so every miss is a reconnect's.
+    while rt_subscribed.load(Ordering::Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut load = Vec::new();
     for w in 0..3 {
         let (http, lb, stop, acked, requests, failures) = (
@@ -372,9 +425,15 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
                 {
                     Ok(r) if r.status() == 200 => {
                         let v: Value = r.json().await.unwrap();
-                        acked.lock().unwrap().push(v["id"].as_str().unwrap().to_string());
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(v["id"].as_str().unwrap().to_string());
                     }
-                    Ok(r) => failures.lock().unwrap().push(format!("create: {}", r.status())),
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("create: {}", r.status())),
                     Err(e) => failures.lock().unwrap().push(format!("create: {e}")),
                 }
             }
@@ -406,9 +465,16 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
                     continue;
                 };
                 requests.fetch_add(1, Ordering::Relaxed);
-                match http.get(format!("{lb}/api/collections/items/records/{id}")).send().await {
+                match http
+                    .get(format!("{lb}/api/collections/items/records/{id}"))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status() == 200 => {}
-                    Ok(r) => failures.lock().unwrap().push(format!("read: {}", r.status())),
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("read: {}", r.status())),
                     Err(e) => failures.lock().unwrap().push(format!("read: {e}")),
                 }
             }
@@ -435,7 +501,9 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     let failures = failures.lock().unwrap().clone();
 
     // Every acknowledged write is stored.
-    let (pc, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
+    let (pc, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let stored: HashSet<String> = pc
         .query("SELECT id FROM items", &[])
@@ -448,16 +516,36 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     // Every stored record's event reached the NATS sink (one node ran it at a time, by lease).
     let events = nats_creates(&stream, stored.len()).await;
     let lost_events = stored.iter().filter(|id| !events.contains(*id)).count();
-    let rt_ids: HashSet<String> = rt_seen.lock().unwrap().iter().map(|(i, _)| i.clone()).collect();
+    let rt_ids: HashSet<String> = rt_seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(i, _)| i.clone())
+        .collect();
     let rt_missed = acked.iter().filter(|id| !rt_ids.contains(*id)).count();
 
     println!("\n== cluster test (3 nodes, PostgreSQL, Redis, HAProxy) ==");
     println!("| measure | value |\n|---|---:|");
-    println!("| cross-node realtime events (write on A, stream on B) | {}/{} |", got.len().min(sent.len()), sent.len());
-    println!("| cross-node event latency p50 / max (ms) | {:.1} / {:.1} |", pct(lat.clone(), 0.5), pct(lat, 1.0));
-    println!("| cache staleness on another node p50 / max (ms) | {:.1} / {:.1} |", pct(stale.clone(), 0.5), pct(stale, 1.0));
+    println!(
+        "| cross-node realtime events (write on A, stream on B) | {}/{} |",
+        got.len().min(sent.len()),
+        sent.len()
+    );
+    println!(
+        "| cross-node event latency p50 / max (ms) | {:.1} / {:.1} |",
+        pct(lat.clone(), 0.5),
+        pct(lat, 1.0)
+    );
+    println!(
+        "| cache staleness on another node p50 / max (ms) | {:.1} / {:.1} |",
+        pct(stale.clone(), 0.5),
+        pct(stale, 1.0)
+    );
     println!("| rolling restart of 3 nodes (s) | {roll_secs:.1} |");
-    println!("| requests sent through the balancer | {} |", requests.load(Ordering::Relaxed));
+    println!(
+        "| requests sent through the balancer | {} |",
+        requests.load(Ordering::Relaxed)
+    );
     println!("| requests failed | {} |", failures.len());
     println!("| writes acknowledged | {} |", acked.len());
     println!("| acknowledged writes lost | {lost_writes} |");
@@ -468,7 +556,11 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     );
     let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
     let _ = js.delete_stream(&stream).await;
-    assert!(failures.is_empty(), "failed requests: {:?}", &failures[..failures.len().min(20)]);
+    assert!(
+        failures.is_empty(),
+        "failed requests: {:?}",
+        &failures[..failures.len().min(20)]
+    );
     assert!(acked.len() > 100, "too little load: {}", acked.len());
     assert_eq!(lost_writes, 0);
     assert_eq!(lost_events, 0);
