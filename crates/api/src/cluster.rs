@@ -18,6 +18,9 @@ use crate::AppCtx;
 /// What the binary configures for running among other nodes.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {
+    /// Whether this process joins the cluster (registry, messages): `basalt serve` does; one-shot
+    /// commands (`superuser upsert`) and embedded uses do not.
+    pub join: bool,
     /// `--redis-url`: one URL, or several (comma-separated) seed nodes of a Redis Cluster.
     pub redis_url: Option<String>,
     /// The PostgreSQL URL, for LISTEN/NOTIFY when Redis is not configured.

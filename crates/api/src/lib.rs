@@ -92,7 +92,9 @@ pub async fn build_with(
     let bus = basalt_events::EventBus::new(store.clone(), ev.clone()).await?;
     // Register before anything else reads the outbox, so other nodes' pruners keep what this
     // node's tail has yet to read.
-    cluster::join(&ctx, &bus, &opts.cluster).await?;
+    if opts.cluster.join {
+        cluster::join(&ctx, &bus, &opts.cluster).await?;
+    }
     let hooks =
         basalt_events::webhook::Webhooks::new(store, ev.webhooks.clone(), &ev.source).await?;
     tokio::spawn(hooks.clone().run());

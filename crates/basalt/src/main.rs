@@ -98,6 +98,7 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_api::App
             mailbox: Some(s.dir.join("mailbox")),
             data_dir: Some(s.dir.clone()),
             cluster: basalt_api::cluster::ClusterOptions {
+                join: true,
                 redis_url: s.redis_url.as_ref().map(|u| u.expose().to_string()),
                 database_url: s.database_url.as_ref().map(|u| u.expose().to_string()),
                 address: s.advertise.clone().unwrap_or_else(|| s.http.clone()),
