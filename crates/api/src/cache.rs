@@ -2,7 +2,8 @@
 //! decide access (a public `viewRule`, a superuser, the auth record behind a token).
 //!
 //! Two levels: an in-process map (striped, bounded, entries expire after `ttl`) and, when Redis is
-//! configured, Redis (`basalt:rec:<collectionId>:<id>`, JSON, same TTL) shared by every node.
+//! configured, Redis (`basalt:rec:<generation>:<collectionId>:<schema>:<id>`, JSON, same TTL) shared by
+//! every node; the generation moves after a Redis outage (see `basalt_cluster::redis`).
 //!
 //! Invalidation, the part that must be right:
 //! - the node that writes drops its entries and the Redis entries of every record the write touched
@@ -88,8 +89,8 @@ fn key(coll: &str, id: &str) -> String {
     format!("{coll}:{id}")
 }
 
-fn shared_key(coll: &str, schema: &str, id: &str) -> String {
-    format!("basalt:rec:{coll}:{schema}:{id}")
+fn shared_key(gen: u64, coll: &str, schema: &str, id: &str) -> String {
+    format!("basalt:rec:{gen}:{coll}:{schema}:{id}")
 }
 
 fn stripe_of(k: &str) -> usize {
@@ -115,6 +116,10 @@ impl RecordCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
+    }
+
+    fn generation(&self) -> u64 {
+        self.redis.as_ref().map_or(0, |r| r.generation())
     }
 
     pub fn enabled(&self) -> bool {
@@ -146,7 +151,7 @@ impl RecordCache {
             s.epoch
         };
         let ticket = Ticket {
-            shared: shared_key(coll, schema, id),
+            shared: shared_key(self.generation(), coll, schema, id),
             key: k,
             stripe: i,
             epoch,
@@ -260,7 +265,9 @@ impl RecordCache {
                     .arg("PX")
                     .arg(INVALIDATION_MARK_MS)
                     .ignore();
-                p.cmd("DEL").arg(shared_key(c, schema, id)).ignore();
+                p.cmd("DEL")
+                    .arg(shared_key(r.generation(), c, schema, id))
+                    .ignore();
             }
             let _: Result<(), String> = r.query_pipe(&p).await;
         }

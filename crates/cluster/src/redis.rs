@@ -25,9 +25,15 @@ pub struct Redis {
     /// The first URL: pub/sub subscribes there (a Redis Cluster forwards PUBLISH to every node).
     pub_url: String,
     up: AtomicBool,
+    /// The shared keyspace generation (`basalt:gen`): a node that lost Redis bumps it when Redis
+    /// answers again, since it may have missed deleting entries meanwhile; every node reads it on
+    /// each ping, and cache keys carry it, so entries from before the outage are never read again.
+    gen: AtomicU64,
     errors: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
+
+const GEN_KEY: &str = "basalt:gen";
 
 /// Per-command deadline: a hung Redis must not hold a request for long.
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -68,12 +74,20 @@ impl Redis {
             conn,
             pub_url: first,
             up: AtomicBool::new(true),
+            gen: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
         });
         r.query::<String>(&redis::cmd("PING")).await?;
+        let g: Option<u64> = r.query(redis::cmd("GET").arg(GEN_KEY)).await?;
+        r.gen.store(g.unwrap_or(0), Ordering::Relaxed);
         tokio::spawn(r.clone().pinger());
         Ok(r)
+    }
+
+    /// The keyspace generation (see the field).
+    pub fn generation(&self) -> u64 {
+        self.gen.load(Ordering::Relaxed)
     }
 
     /// Whether the last command or ping succeeded.
@@ -129,8 +143,25 @@ impl Redis {
             };
             match ok {
                 Ok(_) => {
-                    if !self.up.swap(true, Ordering::Relaxed) {
-                        tracing::info!("redis is back");
+                    let was_up = self.up.load(Ordering::Relaxed);
+                    let cmd = if was_up {
+                        redis::cmd("GET")
+                    } else {
+                        redis::cmd("INCR")
+                    };
+                    let g = match self.conn.clone() {
+                        Conn::Single(mut c) => {
+                            run::<Option<u64>>(&mut c, cmd.clone().arg(GEN_KEY)).await
+                        }
+                        Conn::Cluster(mut c) => {
+                            run::<Option<u64>>(&mut c, cmd.clone().arg(GEN_KEY)).await
+                        }
+                    };
+                    if let Ok(g) = g {
+                        self.gen.store(g.unwrap_or(0), Ordering::Relaxed);
+                        if !self.up.swap(true, Ordering::Relaxed) {
+                            tracing::info!(generation = g.unwrap_or(0), "redis is back");
+                        }
                     }
                 }
                 Err(e) => {

@@ -265,22 +265,33 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let health: Value = http
-        .get(format!("{b}/api/health"))
-        .header("Authorization", &tok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let live = health["data"]["cluster"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["live"] == true)
-        .count();
-    assert_eq!(live, 3, "cluster view: {health}");
+    // Every node sees the three (views refresh with each 2 s heartbeat).
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let health = loop {
+        let h: Value = http
+            .get(format!("{b}/api/health"))
+            .header("Authorization", &tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let live = h["data"]["cluster"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["live"] == true && n["state"] == "ready")
+            .count();
+        if live == 3 {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster view never showed 3 ready nodes: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(health["data"]["cluster"]["transport"], "redis");
 
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -564,4 +575,151 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     assert!(acked.len() > 100, "too little load: {}", acked.len());
     assert_eq!(lost_writes, 0);
     assert_eq!(lost_events, 0);
+}
+
+/// Redis goes down under a node on PostgreSQL: reads (cached and not), writes and sign-ins keep
+/// working from the database, health reports Redis down with its error, and once Redis is back the
+/// node uses it again (health up, rows cached in Redis again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_degrades_to_the_database_and_recovers() {
+    let port = free_port();
+    let rdir = tmp();
+    let start_redis = || {
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--dir", &rdir.0.display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/services.sh installs it)")
+    };
+    let mut redis = start_redis();
+    let rurl = format!("redis://127.0.0.1:{port}");
+    let up = |u: String| async move {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(u.trim_start_matches("redis://")).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis did not start");
+    };
+    up(rurl.clone()).await;
+    let db = Some(fresh_pg().await);
+    let d = tmp();
+    upsert(&d, &db);
+    let (mut child, url) = serve_with(&d, &db, &["--redis-url".into(), rurl.clone()]).await;
+    let http = reqwest::Client::new();
+    let tok = su_token(&url).await;
+    let r = http
+        .post(format!("{url}/api/collections"))
+        .header("Authorization", &tok)
+        .json(&json!({"name": "notes", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+                      "fields": [{"name": "t", "type": "text"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let create = |t: &str| {
+        http.post(format!("{url}/api/collections/notes/records"))
+            .json(&json!({"t": t}))
+            .send()
+    };
+    let first: Value = create("before").await.unwrap().json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+    let get = || {
+        http.get(format!("{url}/api/collections/notes/records/{id}"))
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), 200);
+    let health = || async {
+        let v: Value = http
+            .get(format!("{url}/api/health"))
+            .header("Authorization", &tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["data"]["cluster"]["redis"].clone()
+    };
+    assert_eq!(health().await["up"], true);
+
+    // Redis dies.
+    let _ = redis.kill();
+    let _ = redis.wait();
+    for i in 0..20 {
+        let r = create(&format!("during {i}")).await.unwrap();
+        assert_eq!(r.status(), 200, "a write failed while Redis was down");
+        assert_eq!(
+            get().await.unwrap().status(),
+            200,
+            "a read failed while Redis was down"
+        );
+    }
+    // The writer still reads its own write (the cache level that is left is this node's).
+    let r = http
+        .patch(format!("{url}/api/collections/notes/records/{id}"))
+        .json(&json!({"t": "changed while down"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = get().await.unwrap().json().await.unwrap();
+    assert_eq!(v["t"], "changed while down");
+    assert!(
+        su_token(&url).await.len() > 20,
+        "sign-in failed while Redis was down"
+    );
+    let h = health().await;
+    assert_eq!(h["up"], false, "health does not report Redis down: {h}");
+    assert!(h["lastError"].is_string(), "no error reported: {h}");
+
+    // Redis returns: the node uses it again.
+    let mut redis = start_redis();
+    up(rurl.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health().await["up"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "the node never saw Redis come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fresh: Value = create("after").await.unwrap().json().await.unwrap();
+    let fid = fresh["id"].as_str().unwrap();
+    assert_eq!(
+        http.get(format!("{url}/api/collections/notes/records/{fid}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The read filled Redis again (a key for the row exists).
+    let mut c = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    use std::io::{Read, Write};
+    c.write_all(format!("KEYS basalt:rec:*:{fid}\r\n").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = c.read(&mut buf).unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        reply.starts_with("*1"),
+        "row not cached in Redis after recovery: {reply:?}"
+    );
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let _ = child.kill();
+    let _ = child.wait();
 }
