@@ -698,26 +698,32 @@ async fn redis_outage_degrades_to_the_database_and_recovers() {
     }
     let fresh: Value = create("after").await.unwrap().json().await.unwrap();
     let fid = fresh["id"].as_str().unwrap();
-    assert_eq!(
-        http.get(format!("{url}/api/collections/notes/records/{fid}"))
+    // A read fills Redis again (a fill racing the record's own create event is skipped, so read
+    // until the key appears).
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = http
+            .get(format!("{url}/api/collections/notes/records/{fid}"))
             .send()
             .await
-            .unwrap()
-            .status(),
-        200
-    );
-    // The read filled Redis again (a key for the row exists).
-    let mut c = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    use std::io::{Read, Write};
-    c.write_all(format!("KEYS basalt:rec:*:{fid}\r\n").as_bytes())
-        .unwrap();
-    let mut buf = [0u8; 512];
-    let n = c.read(&mut buf).unwrap();
-    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(
-        reply.starts_with("*1"),
-        "row not cached in Redis after recovery: {reply:?}"
-    );
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut c = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        c.write_all(format!("KEYS basalt:rec:*:{fid}\r\n").as_bytes())
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+        if reply.starts_with("*1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "row not cached in Redis after recovery: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = redis.kill();
     let _ = redis.wait();
     let _ = child.kill();
