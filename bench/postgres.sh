@@ -26,9 +26,16 @@ EMAIL=bench@example.com
 PASS=bench-password-123
 LIST_QS='filter=%28score%3E500%29&sort=-score&perPage=20&skipTotal=1'
 say() { printf '>> %s\n' "$*" >&2; }
-for t in wrk pgbench haproxy taskset curl psql; do
-  command -v $t >/dev/null || { echo "missing $t: apt-get install wrk postgresql-client haproxy util-linux curl" >&2; exit 1; }
-done
+missing=()
+for t in wrk pgbench haproxy taskset curl psql; do command -v $t >/dev/null || missing+=("$t"); done
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing wrk postgresql-client haproxy util-linux curl"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk postgresql-client haproxy util-linux curl >/dev/null
+  else
+    echo "missing ${missing[*]}: apt-get install wrk postgresql-client haproxy util-linux curl" >&2; exit 1
+  fi
+fi
 if [[ -n ${BASALT_BIN:-} ]]; then B=$BASALT_BIN; else
   say "building basalt (release)"; (cd "$ROOT" && nice -n 19 cargo build -q --release -p basalt); B=$CARGO_TARGET_DIR/release/basalt
 fi
