@@ -27,8 +27,13 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== cargo test: unit, property (parser/compiler fuzz), integration on SQLite and PostgreSQL, CLI"
+# The multi-node test writes its numbers here (test output is captured); printed at the end.
+BASALT_CLUSTER_REPORT="$(mktemp)"
+export BASALT_CLUSTER_REPORT
+trap 'rm -f "$BASALT_CLUSTER_REPORT"' EXIT
 cargo test --workspace
 
 echo "== official JS SDK suite (npm pocketbase) on SQLite and PostgreSQL, files on local storage and on S3"
 scripts/test-sdk.sh all
+cat "$BASALT_CLUSTER_REPORT"
 echo "== all tests passed"

@@ -2,7 +2,7 @@
 //! decide access (a public `viewRule`, a superuser, the auth record behind a token).
 //!
 //! Two levels: an in-process map (striped, bounded, entries expire after `ttl`) and, when Redis is
-//! configured, Redis (`basalt:rec:<generation>:<collectionId>:<schema>:<id>`, JSON, same TTL) shared by
+//! configured, Redis (`basalt:rec:{<collectionId>:<id>}:<generation>:<schema>`, JSON, same TTL) shared by
 //! every node; the generation moves after a Redis outage (see `basalt_cluster::redis`).
 //!
 //! Invalidation, the part that must be right:
@@ -81,6 +81,8 @@ pub struct Ticket {
     /// The Redis key: it names the collection's schema version, so rows cached before a schema
     /// change are never served after it.
     shared: String,
+    /// The record's invalidation marker in Redis.
+    marker: String,
     stripe: usize,
     epoch: u64,
 }
@@ -89,8 +91,14 @@ fn key(coll: &str, id: &str) -> String {
     format!("{coll}:{id}")
 }
 
+/// Redis keys of one record share the hash tag `{<coll>:<id>}`, so the fill script's two keys live
+/// in one slot of a Redis Cluster.
 fn shared_key(gen: u64, coll: &str, schema: &str, id: &str) -> String {
-    format!("basalt:rec:{gen}:{coll}:{schema}:{id}")
+    format!("basalt:rec:{{{coll}:{id}}}:{gen}:{schema}")
+}
+
+fn marker_key(coll: &str, id: &str) -> String {
+    format!("basalt:inv:{{{coll}:{id}}}")
 }
 
 fn stripe_of(k: &str) -> usize {
@@ -152,6 +160,7 @@ impl RecordCache {
         };
         let ticket = Ticket {
             shared: shared_key(self.generation(), coll, schema, id),
+            marker: marker_key(coll, id),
             key: k,
             stripe: i,
             epoch,
@@ -229,7 +238,7 @@ impl RecordCache {
                         .arg(script)
                         .arg(2)
                         .arg(&t.shared)
-                        .arg(format!("basalt:inv:{}", t.key))
+                        .arg(&t.marker)
                         .arg(body)
                         .arg(self.ttl().as_millis() as u64),
                 )
@@ -258,9 +267,8 @@ impl RecordCache {
         if let Some(r) = self.redis.as_ref().filter(|r| r.is_up()) {
             let mut p = redis::pipe();
             for (c, schema, id) in keys {
-                let k = key(c, id);
                 p.cmd("SET")
-                    .arg(format!("basalt:inv:{k}"))
+                    .arg(marker_key(c, id))
                     .arg(1)
                     .arg("PX")
                     .arg(INVALIDATION_MARK_MS)

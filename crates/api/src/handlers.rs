@@ -607,7 +607,7 @@ async fn list_records(
     };
     if fast_path(&coll, &q, &info) {
         let mut items = Vec::with_capacity(rows.rows.len() * 160);
-        records::write_rows_json(&coll, rows, info.is_superuser(), &mut items);
+        records::write_rows_json(&coll, &rows, info.is_superuser(), &mut items);
         return Ok(json_bytes(envelope(&items)));
     }
     let data = records::rows_to_data(&coll, rows);
@@ -659,10 +659,10 @@ async fn view_record(
     }
     if fast_path(&coll, &q, &info) {
         let mut body = Vec::with_capacity(256);
-        records::write_rows_json(&coll, rows, info.is_superuser(), &mut body);
+        records::write_rows_json(&coll, &rows, info.is_superuser(), &mut body);
         return Ok(json_bytes(body));
     }
-    let data = records::rows_to_data(&coll, rows);
+    let data = records::rows_to_data(&coll, Arc::unwrap_or_clone(rows));
     let out = render(&ctx, &coll, data, &q, &info).await?;
     Ok(respond(
         &q,

@@ -60,7 +60,7 @@ fn select_all(ctx: &AppCtx, coll: &Collection) -> Sql {
 /// for reads without `expand`/`fields`. Produces exactly what [`output`] produces for a viewer who may
 /// see hidden fields iff `show_hidden`; callers use it only where email visibility needs no per-record
 /// check (base collections, or superusers).
-pub fn write_rows_json(coll: &Collection, rows: Rows, show_hidden: bool, out: &mut Vec<u8>) {
+pub fn write_rows_json(coll: &Collection, rows: &Rows, show_hidden: bool, out: &mut Vec<u8>) {
     let fields: Vec<Option<&basalt_core::schema::Field>> = rows
         .columns
         .iter()
@@ -84,12 +84,12 @@ pub fn write_rows_json(coll: &Collection, rows: Rows, show_hidden: bool, out: &m
                 .unwrap_or_default()
         })
         .collect();
-    for (n, row) in rows.rows.into_iter().enumerate() {
+    for (n, row) in rows.rows.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
         out.extend_from_slice(&head);
-        for (i, v) in row.into_iter().enumerate() {
+        for (i, v) in row.iter().enumerate() {
             let Some(Some(f)) = fields.get(i) else {
                 continue;
             };
@@ -102,31 +102,41 @@ pub fn write_rows_json(coll: &Collection, rows: Rows, show_hidden: bool, out: &m
     }
 }
 
-fn write_value(f: &basalt_core::schema::Field, v: Value, out: &mut Vec<u8>) {
+fn write_value(f: &basalt_core::schema::Field, v: &Value, out: &mut Vec<u8>) {
     use basalt_core::schema::ColumnKind;
     match (f.column_kind(), v) {
         (ColumnKind::Json, Value::Text(s) | Value::Json(s)) if !s.is_empty() => {
             out.extend_from_slice(s.as_bytes())
         }
         (ColumnKind::Text, Value::Text(s)) => {
-            let _ = serde_json::to_writer(&mut *out, &s);
+            let _ = serde_json::to_writer(&mut *out, s);
         }
         (_, v) => {
-            let _ = serde_json::to_writer(&mut *out, &column_to_json(f, v));
+            let _ = serde_json::to_writer(&mut *out, &column_to_json(f, v.clone()));
         }
     }
 }
 
 /// Loads a record by id with no rule (internal use).
 pub async fn load_record(ctx: &AppCtx, coll: &Collection, id: &str) -> ApiResult<Option<Data>> {
+    let rows = ctx.store.query(&by_id_sql(ctx, coll, id, None)).await?;
+    Ok(rows_to_data(coll, rows).into_iter().next())
+}
+
+/// `SELECT` of one record by id, with the rule's condition when there is one.
+fn by_id_sql(ctx: &AppCtx, coll: &Collection, id: &str, cond: Option<Sql>) -> Sql {
     let mut s = select_all(ctx, coll);
     s.push(" WHERE ")
         .push(MAIN)
         .push(".\"id\" = ")
-        .bind(Value::Text(id.to_string()))
-        .push(" LIMIT 1");
-    let rows = ctx.store.query(&s).await?;
-    Ok(rows_to_data(coll, rows).into_iter().next())
+        .bind(Value::Text(id.to_string()));
+    if let Some(c) = cond {
+        s.push(" AND (");
+        s.append(c);
+        s.push(")");
+    }
+    s.push(" LIMIT 1");
+    s
 }
 
 /// The request facts rules may reference.
@@ -338,18 +348,7 @@ pub async fn fetch_rows_with_rule(
     info: &RequestInfo,
     tx: Option<&mut Box<dyn Tx>>,
 ) -> ApiResult<Rows> {
-    let cond = rule_condition(ctx, coll, rule, info)?;
-    let mut s = select_all(ctx, coll);
-    s.push(" WHERE ")
-        .push(MAIN)
-        .push(".\"id\" = ")
-        .bind(Value::Text(id.to_string()));
-    if let Some(c) = cond {
-        s.push(" AND (");
-        s.append(c);
-        s.push(")");
-    }
-    s.push(" LIMIT 1");
+    let s = by_id_sql(ctx, coll, id, rule_condition(ctx, coll, rule, info)?);
     Ok(match tx {
         Some(t) => t.query(&s).await?,
         None => ctx.store.query(&s).await?,
@@ -371,20 +370,12 @@ pub async fn fetch_rows_cached(
     id: &str,
     rule: &Option<String>,
     info: &RequestInfo,
-) -> ApiResult<Rows> {
-    if !ctx.cache.enabled() || !cacheable(coll) {
-        return fetch_rows_with_rule(ctx, coll, id, rule, info, None).await;
-    }
-    if rule_condition(ctx, coll, rule, info)?.is_some() {
-        return fetch_rows_with_rule(ctx, coll, id, rule, info, None).await;
-    }
-    match ctx.cache.get(&coll.id, &coll.updated, id).await {
-        Ok(rows) => Ok((*rows).clone()),
-        Err(ticket) => {
-            let rows = fetch_rows_with_rule(ctx, coll, id, rule, info, None).await?;
-            ctx.cache.fill(ticket, &rows).await;
-            Ok(rows)
-        }
+) -> ApiResult<Arc<Rows>> {
+    match rule_condition(ctx, coll, rule, info)? {
+        None => cached_by_id(ctx, coll, id).await,
+        cond => Ok(Arc::new(
+            ctx.store.query(&by_id_sql(ctx, coll, id, cond)).await?,
+        )),
     }
 }
 
@@ -394,24 +385,28 @@ pub async fn load_record_cached(
     coll: &Collection,
     id: &str,
 ) -> ApiResult<Option<Data>> {
+    let rows = cached_by_id(ctx, coll, id).await?;
+    Ok(rows_to_data(coll, Arc::unwrap_or_clone(rows))
+        .into_iter()
+        .next())
+}
+
+/// One record's stored row with no rule, from the cache when the collection may be cached.
+async fn cached_by_id(ctx: &AppCtx, coll: &Collection, id: &str) -> ApiResult<Arc<Rows>> {
+    // The SQL is built only on a miss: a hit is the hot path.
     if !ctx.cache.enabled() || !cacheable(coll) {
-        return load_record(ctx, coll, id).await;
+        return Ok(Arc::new(
+            ctx.store.query(&by_id_sql(ctx, coll, id, None)).await?,
+        ));
     }
-    let rows = match ctx.cache.get(&coll.id, &coll.updated, id).await {
-        Ok(rows) => (*rows).clone(),
+    match ctx.cache.get(&coll.id, &coll.updated, id).await {
+        Ok(rows) => Ok(rows),
         Err(ticket) => {
-            let mut s = select_all(ctx, coll);
-            s.push(" WHERE ")
-                .push(MAIN)
-                .push(".\"id\" = ")
-                .bind(Value::Text(id.to_string()))
-                .push(" LIMIT 1");
-            let rows = ctx.store.query(&s).await?;
+            let rows = ctx.store.query(&by_id_sql(ctx, coll, id, None)).await?;
             ctx.cache.fill(ticket, &rows).await;
-            rows
+            Ok(Arc::new(rows))
         }
-    };
-    Ok(rows_to_data(coll, rows).into_iter().next())
+    }
 }
 
 /// Whether the caller matches the auth collection's manageRule for this record.

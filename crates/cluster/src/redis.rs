@@ -78,7 +78,6 @@ impl Redis {
             errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
         });
-        r.query::<String>(&redis::cmd("PING")).await?;
         let g: Option<u64> = r.query(redis::cmd("GET").arg(GEN_KEY)).await?;
         r.gen.store(g.unwrap_or(0), Ordering::Relaxed);
         tokio::spawn(r.clone().pinger());
@@ -95,81 +94,52 @@ impl Redis {
         self.up.load(Ordering::Relaxed)
     }
 
-    pub fn url(&self) -> &str {
-        &self.pub_url
-    }
-
-    /// Runs one command with the response deadline, recording the outcome in the health state.
+    /// Runs one command with the response deadline, recording a failure in the health state.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, String> {
         let r = match self.conn.clone() {
             Conn::Single(mut c) => run(&mut c, cmd).await,
             Conn::Cluster(mut c) => run(&mut c, cmd).await,
         };
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-                if self.up.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "redis is unavailable; serving from the database and local limits until it returns");
-                }
-                Err(e)
-            }
-        }
+        r.inspect_err(|e| self.failed(e))
     }
 
-    /// Runs a pipeline (replies ignored) with the response deadline.
+    /// Runs a pipeline (replies ignored) with the response deadline, like [`Redis::query`].
     pub async fn query_pipe(&self, p: &redis::Pipeline) -> Result<(), String> {
         let r = match self.conn.clone() {
             Conn::Single(mut c) => run_pipe(&mut c, p).await,
             Conn::Cluster(mut c) => run_pipe(&mut c, p).await,
         };
-        if let Err(e) = &r {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-            if self.up.swap(false, Ordering::Relaxed) {
-                tracing::warn!(error = %e, "redis is unavailable; serving from the database and local limits until it returns");
-            }
-        }
-        r
+        r.inspect_err(|e| self.failed(e))
     }
 
+    fn failed(&self, e: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        if self.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %e, "redis is unavailable; serving from the database and local limits until it returns");
+        }
+    }
+
+    /// Every 500 ms: reads the keyspace generation (the liveness check), or, when Redis was down,
+    /// moves it on (see the `gen` field) and marks Redis up again.
     async fn pinger(self: Arc<Self>) {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let ok = match self.conn.clone() {
-                Conn::Single(mut c) => run::<String>(&mut c, &redis::cmd("PING")).await,
-                Conn::Cluster(mut c) => run::<String>(&mut c, &redis::cmd("PING")).await,
+            let was_up = self.is_up();
+            let mut cmd = redis::cmd(if was_up { "GET" } else { "INCR" });
+            cmd.arg(GEN_KEY);
+            let r = match self.conn.clone() {
+                Conn::Single(mut c) => run::<Option<u64>>(&mut c, &cmd).await,
+                Conn::Cluster(mut c) => run::<Option<u64>>(&mut c, &cmd).await,
             };
-            match ok {
-                Ok(_) => {
-                    let was_up = self.up.load(Ordering::Relaxed);
-                    let cmd = if was_up {
-                        redis::cmd("GET")
-                    } else {
-                        redis::cmd("INCR")
-                    };
-                    let g = match self.conn.clone() {
-                        Conn::Single(mut c) => {
-                            run::<Option<u64>>(&mut c, cmd.clone().arg(GEN_KEY)).await
-                        }
-                        Conn::Cluster(mut c) => {
-                            run::<Option<u64>>(&mut c, cmd.clone().arg(GEN_KEY)).await
-                        }
-                    };
-                    if let Ok(g) = g {
-                        self.gen.store(g.unwrap_or(0), Ordering::Relaxed);
-                        if !self.up.swap(true, Ordering::Relaxed) {
-                            tracing::info!(generation = g.unwrap_or(0), "redis is back");
-                        }
+            match r {
+                Ok(g) => {
+                    self.gen.store(g.unwrap_or(0), Ordering::Relaxed);
+                    if !self.up.swap(true, Ordering::Relaxed) {
+                        tracing::info!(generation = g.unwrap_or(0), "redis is back");
                     }
                 }
-                Err(e) => {
-                    *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-                    if self.up.swap(false, Ordering::Relaxed) {
-                        tracing::warn!(error = %e, "redis is unavailable");
-                    }
-                }
+                Err(e) => self.failed(&e),
             }
         }
     }

@@ -128,17 +128,13 @@ impl Registry {
         let mut q = Sql::new(d);
         q.push("SELECT \"id\", \"address\", \"role\", \"version\", \"started\", \"heartbeat\", \"tail\", \"state\" FROM \"_nodes\" ORDER BY \"started\", \"id\"");
         let rows = self.store.query(&q).await?;
-        let int = |v: &Value| match v {
-            Value::Int(i) => *i,
-            v => v.as_f64().unwrap_or(0.0) as i64,
-        };
         let mut view = Vec::new();
         let mut floor = i64::MAX;
         for r in rows.rows {
             if r.len() < 8 {
                 continue;
             }
-            let hb = int(&r[5]);
+            let hb = r[5].as_i64();
             let live = now - hb <= DEAD_AFTER_MS;
             let n = Node {
                 id: r[0].clone().into_string(),
@@ -147,7 +143,7 @@ impl Registry {
                 version: r[3].clone().into_string(),
                 started: r[4].clone().into_string(),
                 heartbeat_age_ms: (now - hb).max(0),
-                tail: int(&r[6]),
+                tail: r[6].as_i64(),
                 state: r[7].clone().into_string(),
                 live,
             };

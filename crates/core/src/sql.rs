@@ -37,6 +37,14 @@ impl Value {
             Value::Null => String::new(),
         }
     }
+    /// The value as an integer: integers as they are, other numbers truncated, anything else 0.
+    pub fn as_i64(&self) -> i64 {
+        match self {
+            Value::Int(i) => *i,
+            other => other.as_f64().unwrap_or(0.0) as i64,
+        }
+    }
+
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Int(i) => Some(*i as f64),

@@ -132,13 +132,6 @@ pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<i64,
     Ok(tx.query(&s).await?.scalar_int())
 }
 
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(i) => *i,
-        other => other.as_f64().unwrap_or(0.0) as i64,
-    }
-}
-
 /// The highest sequence number below which every event is committed and visible.
 pub async fn high_water(store: &dyn Store) -> Result<i64, StoreError> {
     let d = store.dialect();
@@ -183,7 +176,7 @@ fn rows_to_events(rows: Rows) -> Vec<Event> {
         .into_iter()
         .filter_map(|r| {
             let mut it = r.into_iter();
-            let seq = int(&it.next()?);
+            let seq = it.next()?.as_i64();
             let mut s = || it.next().map(Value::into_string).unwrap_or_default();
             let (id, cid, coll, rid, action, time, data) = (s(), s(), s(), s(), s(), s(), s());
             let mut data: Map<String, Json> = serde_json::from_str(&data).unwrap_or_default();
@@ -213,7 +206,7 @@ pub async fn ensure_cursor(store: &dyn Store, sink: &str, start: i64) -> Result<
     q.push("SELECT \"seq\" FROM \"_event_cursors\" WHERE \"sink\" = ")
         .bind(Value::Text(sink.into()));
     if let Some(v) = store.query(&q).await?.scalar() {
-        return Ok(int(&v));
+        return Ok(v.as_i64());
     }
     let mut tx = store.begin().await?;
     let mut s = Sql::new(d);
@@ -226,7 +219,11 @@ pub async fn ensure_cursor(store: &dyn Store, sink: &str, start: i64) -> Result<
         .push(") ON CONFLICT (\"sink\") DO NOTHING");
     tx.execute(&s).await?;
     tx.commit().await?;
-    Ok(store.query(&q).await?.scalar().map_or(start, |v| int(&v)))
+    Ok(store
+        .query(&q)
+        .await?
+        .scalar()
+        .map_or(start, |v| v.as_i64()))
 }
 
 /// Saves a sink's cursor, fenced by the lease: only the node that holds it (`owner`) moves the
@@ -276,7 +273,7 @@ pub async fn lease(
     let mut tx = store.begin().await?;
     let v = tx.query(&s).await?.scalar();
     tx.commit().await?;
-    Ok(v.map(|v| int(&v)))
+    Ok(v.map(|v| v.as_i64()))
 }
 
 /// Gives up every lease `owner` holds (graceful shutdown: another node takes over at once).
@@ -305,7 +302,7 @@ pub async fn min_cursor(store: &dyn Store, sinks: &[String]) -> Result<Option<i6
     q.push(")");
     Ok(store.query(&q).await?.scalar().and_then(|v| match v {
         Value::Null => None,
-        v => Some(int(&v)),
+        v => Some(v.as_i64()),
     }))
 }
 

@@ -404,13 +404,13 @@ impl Webhooks {
                     (n(), n(), n(), n(), n(), n(), n(), n(), n(), n(), n(), n());
                 json!({
                     "id": id.into_string(),
-                    "seq": seq.as_f64().unwrap_or(0.0) as i64,
+                    "seq": seq.as_i64(),
                     "webhook": webhook.into_string(),
                     "record": record.into_string(),
                     "eventId": event_id.into_string(),
                     "status": status.into_string(),
-                    "attempts": attempts.as_f64().unwrap_or(0.0) as i64,
-                    "nextAttemptAt": next_at.as_f64().unwrap_or(0.0) as i64,
+                    "attempts": attempts.as_i64(),
+                    "nextAttemptAt": next_at.as_i64(),
                     "lastError": last_error.into_string(),
                     "created": created.into_string(),
                     "updated": updated.into_string(),
@@ -525,7 +525,7 @@ impl Webhooks {
                 n(),
                 n().into_string(),
                 n().into_string(),
-                n().as_f64().unwrap_or(0.0) as i64,
+                n().as_i64(),
             );
             let attempts = attempts.as_f64().unwrap_or(0.0) as u32;
             let Some(h) = self.get(&hook) else { continue };

@@ -75,11 +75,7 @@ impl Rows {
     }
     /// [`Rows::scalar`] as an integer: 0 when absent or not a number.
     pub fn scalar_int(self) -> i64 {
-        match self.scalar() {
-            Some(Value::Int(i)) => i,
-            Some(v) => v.as_f64().unwrap_or(0.0) as i64,
-            None => 0,
-        }
+        self.scalar().map_or(0, |v| v.as_i64())
     }
 }
 

@@ -2,9 +2,8 @@
 //! built-in stricter limit on auth endpoints, the superuser IP allow-list, and progressive lockout per
 //! identity after failed secrets.
 //!
-//! **Invariant:** every counter here lives behind [`RateStore`] / [`Lockout`], whose in-process
-//! implementations are the single-node default; a shared (Redis) implementation plugs in for many
-//! nodes without touching the callers.
+//! **Invariant:** every rate counter here goes through [`Rates`] (Redis when configured and up,
+//! else this node's [`LocalRates`]); the lockout ([`Lockout`]) is still per node.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -297,22 +296,17 @@ fn pick_rule<'a>(
     best.map(|(r, _)| r)
 }
 
-/// Shared token buckets. The in-process [`LocalRates`] is the default; a Redis-backed store can
-/// implement the same trait for many nodes.
-pub trait RateStore: Send + Sync {
-    /// Takes one token from bucket `key` of a `max` per `period` quota; `Err(wait)` when empty.
-    fn hit(&self, bucket: &str, key: &str, max: u32, period: Duration) -> Result<(), Duration>;
-}
-
 type Limiter = DefaultKeyedRateLimiter<String>;
 
+/// This node's token buckets (governor, GCRA).
 #[derive(Default)]
 pub struct LocalRates {
     limiters: Mutex<HashMap<(String, u32, Duration), Arc<Limiter>>>,
 }
 
-impl RateStore for LocalRates {
-    fn hit(&self, bucket: &str, key: &str, max: u32, period: Duration) -> Result<(), Duration> {
+impl LocalRates {
+    /// Takes one token from bucket `key` of a `max` per `period` quota; `Err(wait)` when empty.
+    pub fn hit(&self, bucket: &str, key: &str, max: u32, period: Duration) -> Result<(), Duration> {
         let Some(n) = NonZeroU32::new(max) else {
             return Ok(());
         };

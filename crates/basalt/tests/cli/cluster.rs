@@ -184,6 +184,75 @@ async fn subscriber(
     }
 }
 
+/// The load of the rolling-restart phase, shared by its tasks.
+struct Load {
+    http: reqwest::Client,
+    lb: String,
+    stop: Arc<AtomicBool>,
+    acked: Mutex<Vec<String>>,
+    requests: AtomicU64,
+    failures: Mutex<Vec<String>>,
+}
+
+impl Load {
+    fn fail(&self, what: &str, e: impl std::fmt::Display) {
+        self.failures.lock().unwrap().push(format!("{what}: {e}"));
+    }
+}
+
+/// Creates records through the balancer until stopped, noting each acknowledged id.
+async fn writer(l: Arc<Load>, w: u64) {
+    let mut i = 0;
+    while !l.stop.load(Ordering::Relaxed) {
+        i += 1;
+        l.requests.fetch_add(1, Ordering::Relaxed);
+        let r = l
+            .http
+            .post(format!("{}/api/collections/items/records", l.lb))
+            .json(&json!({"n": w * 1_000_000 + i}))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == 200 => {
+                let v: Value = r.json().await.unwrap();
+                l.acked
+                    .lock()
+                    .unwrap()
+                    .push(v["id"].as_str().unwrap().to_string());
+            }
+            Ok(r) => l.fail("create", r.status()),
+            Err(e) => l.fail("create", e),
+        }
+    }
+}
+
+/// Reads acknowledged records through the balancer until stopped.
+async fn reader(l: Arc<Load>) {
+    let mut k = 0usize;
+    while !l.stop.load(Ordering::Relaxed) {
+        let id = {
+            let a = l.acked.lock().unwrap();
+            k = k.wrapping_mul(31).wrapping_add(7);
+            (!a.is_empty()).then(|| a[k % a.len()].clone())
+        };
+        let Some(id) = id else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        l.requests.fetch_add(1, Ordering::Relaxed);
+        match l
+            .http
+            .get(format!("{}/api/collections/items/records/{id}", l.lb))
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 200 => {}
+            Ok(r) => l.fail("read", r.status()),
+            Err(e) => l.fail("read", e),
+        }
+    }
+}
+
 fn pct(mut v: Vec<f64>, p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -394,9 +463,6 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
 
     // ---- 2. rolling restart under load through the balancer ----
     let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let requests = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let rt_seen = Arc::new(Mutex::new(Vec::new()));
     let rt_reconnects = Arc::new(AtomicU64::new(0));
     let rt_subscribed = Arc::new(AtomicU64::new(0));
@@ -413,83 +479,18 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     while rt_subscribed.load(Ordering::Relaxed) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut load = Vec::new();
+    let load = Arc::new(Load {
+        http: http.clone(),
+        lb: lb.clone(),
+        stop: stop.clone(),
+        acked: Mutex::new(Vec::new()),
+        requests: AtomicU64::new(0),
+        failures: Mutex::new(Vec::new()),
+    });
+    let mut tasks = Vec::new();
     for w in 0..3 {
-        let (http, lb, stop, acked, requests, failures) = (
-            http.clone(),
-            lb.clone(),
-            stop.clone(),
-            acked.clone(),
-            requests.clone(),
-            failures.clone(),
-        );
-        load.push(tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                requests.fetch_add(1, Ordering::Relaxed);
-                match http
-                    .post(format!("{lb}/api/collections/items/records"))
-                    .json(&json!({"n": w * 1_000_000 + i}))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 200 => {
-                        let v: Value = r.json().await.unwrap();
-                        acked
-                            .lock()
-                            .unwrap()
-                            .push(v["id"].as_str().unwrap().to_string());
-                    }
-                    Ok(r) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("create: {}", r.status())),
-                    Err(e) => failures.lock().unwrap().push(format!("create: {e}")),
-                }
-            }
-        }));
-    }
-    for _ in 0..3 {
-        let (http, lb, stop, acked, requests, failures) = (
-            http.clone(),
-            lb.clone(),
-            stop.clone(),
-            acked.clone(),
-            requests.clone(),
-            failures.clone(),
-        );
-        load.push(tokio::spawn(async move {
-            let mut k = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let id = {
-                    let a = acked.lock().unwrap();
-                    if a.is_empty() {
-                        None
-                    } else {
-                        k = k.wrapping_mul(31).wrapping_add(7);
-                        Some(a[k % a.len()].clone())
-                    }
-                };
-                let Some(id) = id else {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                };
-                requests.fetch_add(1, Ordering::Relaxed);
-                match http
-                    .get(format!("{lb}/api/collections/items/records/{id}"))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 200 => {}
-                    Ok(r) => failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("read: {}", r.status())),
-                    Err(e) => failures.lock().unwrap().push(format!("read: {e}")),
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(writer(load.clone(), w)));
+        tasks.push(tokio::spawn(reader(load.clone())));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rolled = Instant::now();
@@ -504,12 +505,13 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     let roll_secs = rolled.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
-    for l in load {
-        l.await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
     }
     let _ = rt.await;
-    let acked: Vec<String> = acked.lock().unwrap().clone();
-    let failures = failures.lock().unwrap().clone();
+    let acked: Vec<String> = load.acked.lock().unwrap().clone();
+    let failures = load.failures.lock().unwrap().clone();
+    let requests = load.requests.load(Ordering::Relaxed);
 
     // Every acknowledged write is stored.
     let (pc, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
@@ -535,36 +537,41 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
         .collect();
     let rt_missed = acked.iter().filter(|id| !rt_ids.contains(*id)).count();
 
-    println!("\n== cluster test (3 nodes, PostgreSQL, Redis, HAProxy) ==");
-    println!("| measure | value |\n|---|---:|");
-    println!(
-        "| cross-node realtime events (write on A, stream on B) | {}/{} |",
-        got.len().min(sent.len()),
-        sent.len()
+    let rows = [
+        (
+            "cross-node realtime events (write on A, stream on B)",
+            format!("{}/{}", got.len().min(sent.len()), sent.len()),
+        ),
+        (
+            "cross-node event latency p50 / max (ms)",
+            format!("{:.1} / {:.1}", pct(lat.clone(), 0.5), pct(lat, 1.0)),
+        ),
+        (
+            "cache staleness on another node p50 / max (ms)",
+            format!("{:.1} / {:.1}", pct(stale.clone(), 0.5), pct(stale, 1.0)),
+        ),
+        ("rolling restart of 3 nodes (s)", format!("{roll_secs:.1}")),
+        ("requests sent through the balancer", requests.to_string()),
+        ("requests failed", failures.len().to_string()),
+        ("writes acknowledged", acked.len().to_string()),
+        ("acknowledged writes lost", lost_writes.to_string()),
+        ("events lost (NATS sink)", lost_events.to_string()),
+        (
+            "realtime client through the balancer: reconnects / events missed while reconnecting",
+            format!("{} / {rt_missed}", rt_reconnects.load(Ordering::Relaxed)),
+        ),
+    ];
+    let mut report = String::from(
+        "== cluster test (3 nodes, PostgreSQL, Redis, HAProxy) ==\n| measure | value |\n|---|---:|\n",
     );
-    println!(
-        "| cross-node event latency p50 / max (ms) | {:.1} / {:.1} |",
-        pct(lat.clone(), 0.5),
-        pct(lat, 1.0)
-    );
-    println!(
-        "| cache staleness on another node p50 / max (ms) | {:.1} / {:.1} |",
-        pct(stale.clone(), 0.5),
-        pct(stale, 1.0)
-    );
-    println!("| rolling restart of 3 nodes (s) | {roll_secs:.1} |");
-    println!(
-        "| requests sent through the balancer | {} |",
-        requests.load(Ordering::Relaxed)
-    );
-    println!("| requests failed | {} |", failures.len());
-    println!("| writes acknowledged | {} |", acked.len());
-    println!("| acknowledged writes lost | {lost_writes} |");
-    println!("| events lost (NATS sink) | {lost_events} |");
-    println!(
-        "| realtime client through the balancer: reconnects / events missed while reconnecting | {} / {rt_missed} |",
-        rt_reconnects.load(Ordering::Relaxed)
-    );
+    for (k, v) in rows {
+        report.push_str(&format!("| {k} | {v} |\n"));
+    }
+    println!("\n{report}");
+    // Test output is captured by the harness; scripts/test.sh prints this file at the end.
+    if let Ok(path) = std::env::var("BASALT_CLUSTER_REPORT") {
+        std::fs::write(path, &report).unwrap();
+    }
     let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
     let _ = js.delete_stream(&stream).await;
     assert!(
@@ -710,7 +717,7 @@ async fn redis_outage_degrades_to_the_database_and_recovers() {
             .unwrap();
         assert_eq!(r.status(), 200);
         let mut c = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-        c.write_all(format!("KEYS basalt:rec:*:{fid}\r\n").as_bytes())
+        c.write_all(format!("KEYS basalt:rec:{{*:{fid}}}:*\r\n").as_bytes())
             .unwrap();
         let mut buf = [0u8; 512];
         let n = c.read(&mut buf).unwrap();
