@@ -1,7 +1,7 @@
 //! The `basalt` binary: CLI, typed settings (file < `BASALT_*` env < flags), roles, graceful shutdown.
 //!
 //! Layout: [`settings`] holds the typed settings tree; `main` parses the CLI, builds the app through
-//! `basalt_api::build` and serves it until SIGTERM/SIGINT.
+//! `basalt_http::build` and serves it until SIGTERM/SIGINT.
 
 mod settings;
 
@@ -87,17 +87,17 @@ fn init_logging(s: &Settings) {
 }
 
 /// Opens the database and builds the app; `serving` also starts the configured event sinks.
-async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_api::AppCtx> {
+async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::AppCtx> {
     let store = basalt_store::open(&s.dir, s.database_url.as_ref().map(|u| u.expose()))
         .await
         .with_context(|| format!("opening the database ({})", s.storage_description()))?;
     let opts = if serving {
-        basalt_api::Options {
+        basalt_http::Options {
             events: s.events.clone(),
             realtime: s.realtime.clone(),
             mailbox: Some(s.dir.join("mailbox")),
             data_dir: Some(s.dir.clone()),
-            cluster: basalt_api::cluster::ClusterOptions {
+            cluster: basalt_service::cluster::ClusterOptions {
                 join: true,
                 redis_url: s.redis_url.as_ref().map(|u| u.expose().to_string()),
                 database_url: s.database_url.as_ref().map(|u| u.expose().to_string()),
@@ -107,12 +107,12 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_api::App
             },
         }
     } else {
-        basalt_api::Options {
+        basalt_http::Options {
             data_dir: Some(s.dir.clone()),
             ..Default::default()
         }
     };
-    basalt_api::build_with(store, opts)
+    basalt_http::build_with(store, opts)
         .await
         .map_err(|e| anyhow::anyhow!("starting: {}", e.0))
 }
@@ -185,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 listener.local_addr()?,
                 listener.local_addr()?
             );
-            basalt_api::serve_with(ctx, listener, shutdown_signal(), s.lifecycle).await?;
+            basalt_http::serve_with(ctx, listener, shutdown_signal(), s.lifecycle).await?;
             tracing::info!("stopped");
             Ok(())
         }
@@ -200,7 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = Settings::load(&storage, None, None)?;
             init_logging(&s);
             let ctx = open_app(&s, false).await?;
-            basalt_api::bootstrap::upsert_superuser(&ctx, &email, &password)
+            basalt_service::bootstrap::upsert_superuser(&ctx, &email, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.0))?;
             println!("Successfully saved superuser \"{email}\"!");

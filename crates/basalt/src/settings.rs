@@ -49,7 +49,7 @@ struct FileSettings {
     realtime: Option<FileRealtime>,
     redis_url: Option<Secret>,
     advertise: Option<String>,
-    cache: Option<basalt_api::cache::CacheConfig>,
+    cache: Option<basalt_service::cache::CacheConfig>,
     lifecycle: Option<FileLifecycle>,
 }
 
@@ -91,13 +91,13 @@ pub struct Settings {
     pub target: String,
     pub log: LogSettings,
     pub events: basalt_events::EventsConfig,
-    pub realtime: basalt_api::realtime::RealtimeConfig,
+    pub realtime: basalt_service::realtime::RealtimeConfig,
     /// Redis (`--redis-url`, `BASALT_REDIS_URL`): shared cache, rate limits, cross-node messages.
     pub redis_url: Option<Secret>,
     /// The address this node is reached at, shown in the node registry (default: `http`).
     pub advertise: Option<String>,
-    pub cache: basalt_api::cache::CacheConfig,
-    pub lifecycle: basalt_api::cluster::Lifecycle,
+    pub cache: basalt_service::cache::CacheConfig,
+    pub lifecycle: basalt_service::cluster::Lifecycle,
 }
 
 impl Settings {
@@ -131,7 +131,7 @@ impl Settings {
             events.nats.get_or_insert_with(Default::default).url = u;
         }
         let fr = file.realtime.unwrap_or_default();
-        let mut realtime = basalt_api::realtime::RealtimeConfig::default();
+        let mut realtime = basalt_service::realtime::RealtimeConfig::default();
         let secs = std::time::Duration::from_secs;
         if let Some(v) = fr.idle_secs {
             realtime.idle = secs(v);
@@ -151,7 +151,7 @@ impl Settings {
             };
         }
         let fl = file.lifecycle.unwrap_or_default();
-        let mut lifecycle = basalt_api::cluster::Lifecycle::default();
+        let mut lifecycle = basalt_service::cluster::Lifecycle::default();
         let ms = |env: &str, file: Option<u64>| -> anyhow::Result<Option<u64>> {
             match std::env::var(env) {
                 Ok(v) => Ok(Some(

@@ -17,9 +17,10 @@ pub mod sqlite;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// A unique constraint failed; the text names the constraint or columns.
-    #[error("unique constraint failed: {0}")]
-    Unique(String),
+    /// A unique constraint failed on `column` (the first column the driver names; for an index on an
+    /// expression, the expression's column); `detail` is the driver's text, for logs.
+    #[error("unique constraint failed: {detail}")]
+    Unique { column: String, detail: String },
     #[error("database error: {0}")]
     Db(String),
     #[error("cannot connect to the database: {0}")]

@@ -15,11 +15,18 @@ pub struct PgStore {
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
-            return StoreError::Unique(format!(
+            // `Key (col)=(…) already exists.`; for an expression index `Key (lower(col::text))=…`.
+            let detail = format!(
                 "{} {}",
                 db.constraint().unwrap_or(""),
                 db.detail().unwrap_or("")
-            ));
+            );
+            let column = detail
+                .find("Key (")
+                .and_then(|i| detail[i + 5..].split(')').next())
+                .map(|s| s.trim_matches('"').to_string())
+                .unwrap_or_default();
+            return StoreError::Unique { column, detail };
         }
         return StoreError::Db(format!("{}: {}", db.code().code(), db.message()));
     }

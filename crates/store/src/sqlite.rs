@@ -78,7 +78,14 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     }
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
         if f.extended_code == 2067 || f.extended_code == 1555 {
-            return StoreError::Unique(msg.clone().unwrap_or_default());
+            // `UNIQUE constraint failed: t.col` (or `t.a, t.b`).
+            let detail = msg.clone().unwrap_or_default();
+            let column = detail
+                .rsplit('.')
+                .next()
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            return StoreError::Unique { column, detail };
         }
     }
     StoreError::Db(e.to_string())
@@ -620,7 +627,7 @@ mod tests {
         assert!(matches!(
             tx.execute(&sql("INSERT INTO t (id, v) VALUES (1, 'dup')", vec![]))
                 .await,
-            Err(StoreError::Unique(_))
+            Err(StoreError::Unique { .. })
         ));
         drop(tx);
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,0 +1,358 @@
+//! Axum handlers: decode the request into a [`Client`] and a body, call the service, encode the
+//! answer. [`router`] wires every route with CORS, body limits, rate limits and panic catching.
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json as AxJson, Router};
+use basalt_service::{collections, crud, records, settings};
+use serde_json::{json, Map, Value as Json};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+
+use crate::auth;
+use crate::error::{error_body, not_found, ApiResult, JsonBody};
+use crate::extract::Client;
+use crate::AppCtx;
+
+pub const BODY_LIMIT: usize = 32 << 20;
+
+pub fn router(ctx: AppCtx) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods(AllowMethods::list([
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::PATCH,
+            Method::POST,
+            Method::DELETE,
+        ]))
+        .allow_headers(AllowHeaders::any());
+    // Routes whose service operation has a typed action (records, sign-ins, auth flows): the
+    // service applies the rate limits itself, whatever the transport.
+    let actions = Router::new()
+        .route(
+            "/api/collections/{c}/records",
+            get(list_records).post(create_record),
+        )
+        .route(
+            "/api/collections/{c}/records/{id}",
+            get(view_record).patch(update_record).delete(delete_record),
+        )
+        .merge(auth::routes());
+    // Everything else is limited by path labels only (`/api/`, `POST /api/batch`, …).
+    let paths = Router::new()
+        .route("/api/health", get(health).head(health))
+        .route("/livez", get(crate::cluster::livez))
+        .route("/readyz", get(crate::cluster::readyz))
+        .route("/api/settings", get(get_settings).patch(patch_settings))
+        .route(
+            "/api/collections",
+            get(list_collections).post(create_collection),
+        )
+        .route(
+            "/api/collections/import",
+            axum::routing::put(import_collections),
+        )
+        .route("/api/collections/meta/scaffolds", get(scaffolds))
+        .route(
+            "/api/collections/{c}",
+            get(view_collection)
+                .patch(update_collection)
+                .delete(delete_collection),
+        )
+        .route(
+            "/api/collections/{c}/truncate",
+            axum::routing::delete(truncate_collection),
+        )
+        .route(
+            "/api/collections/meta/oauth2-providers",
+            get(oauth2_providers),
+        )
+        .merge(auth::path_routes())
+        .route(
+            "/api/realtime",
+            get(crate::realtime::sse).post(crate::realtime::subscribe),
+        )
+        .route("/api/realtime/ws", get(crate::realtime::websocket))
+        .route("/api/files/token", post(crate::files::serve::token))
+        .route("/api/files/{c}/{id}/{name}", get(crate::files::serve::get))
+        .route("/api/batch", post(crate::batch::batch))
+        .route(
+            "/api/backups",
+            get(crate::backups::list).post(crate::backups::create),
+        )
+        .route("/api/backups/upload", post(crate::backups::upload))
+        .route(
+            "/api/backups/{key}",
+            get(crate::backups::download).delete(crate::backups::delete),
+        )
+        .route("/api/backups/{key}/restore", post(crate::backups::restore))
+        .route(
+            "/api/webhooks",
+            get(crate::webhooks::list).post(crate::webhooks::create),
+        )
+        .route("/api/webhooks/deliveries", get(crate::webhooks::deliveries))
+        .route(
+            "/api/webhooks/deliveries/{id}/replay",
+            post(crate::webhooks::replay),
+        )
+        .route(
+            "/api/webhooks/{id}",
+            get(crate::webhooks::view)
+                .patch(crate::webhooks::update)
+                .delete(crate::webhooks::delete),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            crate::limits::path_limits,
+        ));
+    actions
+        .merge(paths)
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn(content_length_guard))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .layer(cors)
+        .with_state(ctx)
+}
+
+async fn oauth2_providers(Client(req): Client) -> ApiResult<Response> {
+    req.require_superuser()?;
+    Ok(axum::Json(basalt_service::auth::oauth2::provider_list()).into_response())
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    error_body(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong while processing your request.",
+        json!({}),
+    )
+}
+
+/// Refuses a body announced as larger than the limit before reading it (chunked bodies are limited by
+/// `DefaultBodyLimit` as they are read).
+async fn content_length_guard(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // Multipart bodies carry files: their parts are limited one by one as they stream in.
+    let multipart = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let too_big = !multipart
+        && req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > BODY_LIMIT as u64);
+    if too_big {
+        return error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request entity too large.",
+            json!({}),
+        );
+    }
+    next.run(req).await
+}
+
+async fn fallback() -> Response {
+    error_body(StatusCode::NOT_FOUND, "File not found.", json!({}))
+}
+
+/// A successful JSON answer.
+pub fn ok_json(v: Json) -> Response {
+    (StatusCode::OK, AxJson(v)).into_response()
+}
+
+fn json_bytes(body: Vec<u8>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+// ---------- health & settings ----------
+
+async fn health(State(ctx): State<AppCtx>, Client(req): Client) -> Response {
+    let mut data = Map::new();
+    if req.is_superuser() {
+        data = basalt_service::state::health(&ctx);
+    }
+    ok_json(json!({"code": 200, "data": data, "message": "API is healthy."}))
+}
+
+async fn get_settings(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
+    req.require_superuser()?;
+    Ok(ok_json(records::shape(
+        &req.query,
+        settings::public_view(&ctx.settings()),
+    )))
+}
+
+async fn patch_settings(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    req.require_superuser()?;
+    let s = settings::patch(&ctx, &body).await?;
+    Ok(ok_json(records::shape(&req.query, s)))
+}
+
+// ---------- collections ----------
+
+async fn list_collections(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
+    Ok(ok_json(collections::list(&ctx, &req).await?))
+}
+
+async fn create_collection(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    req.require_superuser()?;
+    let c = collections::create(&ctx, &body).await?;
+    Ok(ok_json(records::shape(&req.query, c.to_json())))
+}
+
+async fn view_collection(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    Path(c): Path<String>,
+) -> ApiResult<Response> {
+    req.require_superuser()?;
+    let c = ctx.collection(&c).ok_or_else(not_found)?;
+    Ok(ok_json(records::shape(&req.query, c.to_json())))
+}
+
+async fn update_collection(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    Path(c): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    req.require_superuser()?;
+    let old = ctx.collection(&c).ok_or_else(not_found)?;
+    let c = collections::update(&ctx, &old, &body).await?;
+    Ok(ok_json(records::shape(&req.query, c.to_json())))
+}
+
+async fn delete_collection(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    Path(c): Path<String>,
+) -> ApiResult<StatusCode> {
+    req.require_superuser()?;
+    let c = ctx.collection(&c).ok_or_else(not_found)?;
+    collections::delete(&ctx, &c).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn truncate_collection(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    Path(c): Path<String>,
+) -> ApiResult<StatusCode> {
+    req.require_superuser()?;
+    let c = ctx.collection(&c).ok_or_else(not_found)?;
+    collections::truncate(&ctx, &c).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn import_collections(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    JsonBody(body): JsonBody,
+) -> ApiResult<StatusCode> {
+    req.require_superuser()?;
+    collections::import(&ctx, &body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn scaffolds(Client(req): Client) -> ApiResult<Response> {
+    Ok(ok_json(collections::scaffolds(&req)?))
+}
+
+// ---------- records ----------
+
+async fn list_records(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    Path(c): Path<String>,
+) -> ApiResult<Response> {
+    let page = crud::list(&ctx, &req, &c).await?;
+    Ok(json_bytes(page.into_json_bytes()))
+}
+
+async fn view_record(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    Path((c, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let one = crud::view(&ctx, &req, &c, &id).await?;
+    Ok(json_bytes(one.into_bytes()))
+}
+
+/// A record write's body; file parts are streamed to temporary files, up to the collection's largest
+/// file size. An unknown collection is answered before the body is read (and drained).
+async fn write_body(
+    ctx: &AppCtx,
+    c: &str,
+    req: axum::extract::Request,
+) -> Result<crate::files::upload::Body, Response> {
+    let coll = match crud::collection_for_write(ctx, c) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::files::upload::drain(req).await;
+            return Err(crate::error::ApiError::from(e).into_response());
+        }
+    };
+    let max = crate::files::upload::ceiling([&*coll]);
+    crate::files::upload::read(ctx, req, max, u64::MAX).await
+}
+
+async fn create_record(
+    State(ctx): State<AppCtx>,
+    Client(client): Client,
+    Path(c): Path<String>,
+    req: axum::extract::Request,
+) -> ApiResult<Response> {
+    let body = match write_body(&ctx, &c, req).await {
+        Ok(b) => b,
+        Err(resp) => return Ok(resp),
+    };
+    let out = crud::create(&ctx, &client, &c, body.json, body.uploads).await?;
+    Ok(ok_json(out))
+}
+
+async fn update_record(
+    State(ctx): State<AppCtx>,
+    Client(client): Client,
+    Path((c, id)): Path<(String, String)>,
+    req: axum::extract::Request,
+) -> ApiResult<Response> {
+    let body = match write_body(&ctx, &c, req).await {
+        Ok(b) => b,
+        Err(resp) => return Ok(resp),
+    };
+    let out = crud::update(&ctx, &client, &c, &id, body.json, body.uploads).await?;
+    Ok(ok_json(out))
+}
+
+async fn delete_record(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    Path((c, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    crud::delete(&ctx, &req, &c, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,91 @@
+//! Basalt's HTTP transport: the PocketBase-protocol REST API, realtime over SSE and WebSocket, and
+//! file serving, on axum. Every handler decodes the request into a [`extract::Client`] (the service's
+//! transport-neutral `Req`) and a body, calls `basalt-service`, and encodes the answer.
+//!
+//! Layout:
+//! - [`handlers`]: [`router`] and the record, collection, settings and health handlers;
+//!   [`auth`]: the sign-in routes; [`realtime`], [`files`], [`batch`], [`backups`], [`webhooks`],
+//!   [`cluster`] (probes).
+//! - [`error`]: the one mapping from errors to `{status,message,data}`; [`extract`]: the caller;
+//!   [`limits`]: path-label rate limits for routes without a typed action.
+//!
+//! **Architecture Invariant:** no module imports another's handlers as a library; shared logic lives in
+//! the service.
+
+pub mod auth;
+pub mod backups;
+pub mod batch;
+pub mod cluster;
+pub mod error;
+pub mod extract;
+pub mod files;
+pub mod handlers;
+pub mod limits;
+pub mod realtime;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+pub use basalt_service::{build, build_with, AppCtx, AppState, Options};
+
+pub use handlers::router;
+
+/// Serves until `shutdown` resolves, then drains (see [`serve_with`]) with no drain delay.
+pub async fn serve(
+    ctx: AppCtx,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let life = basalt_service::cluster::Lifecycle {
+        drain_delay: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    serve_with(ctx, listener, shutdown, life).await
+}
+
+/// Serves until `shutdown` resolves, then stops without failing a request:
+/// 1. `/readyz` turns 503 and the registry shows the node `draining`; requests are still served
+///    for `drain_delay`, long enough for load balancers to stop sending new ones;
+/// 2. realtime streams are closed (clients reconnect, through the balancer, to another node);
+/// 3. the listener closes and in-flight requests finish, for at most `deadline`;
+/// 4. sink cursors are saved, sink leases released (another node takes over at once) and the
+///    node leaves the registry.
+pub async fn serve_with(
+    ctx: AppCtx,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    life: basalt_service::cluster::Lifecycle,
+) -> std::io::Result<()> {
+    let app = router(ctx.clone());
+    let began = Arc::new(tokio::sync::Notify::new());
+    let c = ctx.clone();
+    let b = began.clone();
+    let drain = async move {
+        shutdown.await;
+        basalt_service::cluster::begin_drain(&c).await;
+        tokio::time::sleep(life.drain_delay).await;
+        // Realtime streams never end by themselves.
+        c.realtime.close_all();
+        tracing::info!("closing the listener; finishing in-flight requests");
+        b.notify_one();
+    };
+    ctx.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(r) = ctx.registry.get() {
+        r.set_state("ready");
+    }
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(drain);
+    let deadline = life.deadline;
+    let res = tokio::select! {
+        r = server => r,
+        _ = async { began.notified().await; tokio::time::sleep(deadline).await } => {
+            tracing::warn!(deadline_ms = deadline.as_millis() as u64, "in-flight requests did not finish before the deadline");
+            Ok(())
+        }
+    };
+    basalt_service::cluster::leave(&ctx).await;
+    res
+}

@@ -1,0 +1,1066 @@
+//! OAuth2 / OpenID Connect sign-in (§4): provider listing with PKCE values, the code exchange (the
+//! `oauth2` crate), the provider's user (userinfo endpoint, or a verified RS256 `id_token`), linking
+//! by external auth → current auth → email, else a new record under createRule; and the popup flow's
+//! `/api/oauth2-redirect`, which forwards the code to the realtime client named by `state`.
+//!
+//! Providers: google, github, gitlab, microsoft, apple, discord, and oidc/oidc2/oidc3 configured by
+//! issuer URL (`extra.issuer`, discovery) or by explicit URLs. Any provider's URLs may be overridden
+//! per collection (that is how the tests point them at an in-test provider).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use basalt_core::filter::compile::RequestInfo;
+use basalt_core::record::Data;
+use basalt_core::schema::{Collection, FieldType};
+use basalt_core::sql::Value;
+use basalt_core::FieldError;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::{
+    AuthType, AuthorizationCode, ClientId, ClientSecret, ExtraTokenFields, PkceCodeVerifier,
+    RedirectUrl, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value as Json};
+use sha2::{Digest, Sha256};
+
+use super::flows::{
+    begin_signin, body_str, check_fields, complete_signin, find_by_email, invalid, SignIn, Signin,
+};
+use super::limits::SignInMethod;
+use crate::error::{bad, ServiceError, ServiceResult};
+use crate::request::Req;
+use crate::records;
+use crate::AppCtx;
+
+const LOADING: &str = "An error occurred while loading the submitted data.";
+
+/// A built-in provider: its endpoints and scopes.
+struct Kind {
+    name: &'static str,
+    display: &'static str,
+    auth: &'static str,
+    token: &'static str,
+    user: &'static str,
+    jwks: &'static str,
+    issuer: &'static str,
+    scopes: &'static [&'static str],
+}
+
+const OIDC_SCOPES: &[&str] = &["openid", "profile", "email"];
+
+const KINDS: &[Kind] = &[
+    Kind {
+        name: "google",
+        display: "Google",
+        auth: "https://accounts.google.com/o/oauth2/v2/auth",
+        token: "https://oauth2.googleapis.com/token",
+        user: "https://www.googleapis.com/oauth2/v3/userinfo",
+        jwks: "",
+        issuer: "",
+        scopes: &[
+            "https://www.googleapis.com/auth/userinfo.profile",
+            "https://www.googleapis.com/auth/userinfo.email",
+        ],
+    },
+    Kind {
+        name: "github",
+        display: "GitHub",
+        auth: "https://github.com/login/oauth/authorize",
+        token: "https://github.com/login/oauth/access_token",
+        user: "https://api.github.com/user",
+        jwks: "",
+        issuer: "",
+        scopes: &["read:user", "user:email"],
+    },
+    Kind {
+        name: "gitlab",
+        display: "GitLab",
+        auth: "https://gitlab.com/oauth/authorize",
+        token: "https://gitlab.com/oauth/token",
+        user: "https://gitlab.com/api/v4/user",
+        jwks: "",
+        issuer: "",
+        scopes: &["read_user"],
+    },
+    Kind {
+        name: "microsoft",
+        display: "Microsoft",
+        auth: "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+        token: "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+        user: "https://graph.microsoft.com/v1.0/me",
+        jwks: "",
+        issuer: "",
+        scopes: &["User.Read"],
+    },
+    Kind {
+        name: "apple",
+        display: "Apple",
+        auth: "https://appleid.apple.com/auth/authorize",
+        token: "https://appleid.apple.com/auth/token",
+        user: "",
+        jwks: "https://appleid.apple.com/auth/keys",
+        issuer: "https://appleid.apple.com",
+        scopes: &["name", "email"],
+    },
+    Kind {
+        name: "discord",
+        display: "Discord",
+        auth: "https://discord.com/api/oauth2/authorize",
+        token: "https://discord.com/api/oauth2/token",
+        user: "https://discord.com/api/users/@me",
+        jwks: "",
+        issuer: "",
+        scopes: &["identify", "email"],
+    },
+    Kind {
+        name: "oidc",
+        display: "OpenID Connect",
+        auth: "",
+        token: "",
+        user: "",
+        jwks: "",
+        issuer: "",
+        scopes: OIDC_SCOPES,
+    },
+    Kind {
+        name: "oidc2",
+        display: "OpenID Connect (2)",
+        auth: "",
+        token: "",
+        user: "",
+        jwks: "",
+        issuer: "",
+        scopes: OIDC_SCOPES,
+    },
+    Kind {
+        name: "oidc3",
+        display: "OpenID Connect (3)",
+        auth: "",
+        token: "",
+        user: "",
+        jwks: "",
+        issuer: "",
+        scopes: OIDC_SCOPES,
+    },
+];
+
+fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The names of the built-in providers (collection validation and `meta/oauth2-providers`).
+pub fn provider_list() -> Json {
+    Json::Array(
+        KINDS
+            .iter()
+            .map(|k| json!({"name": k.name, "displayName": k.display, "logo": ""}))
+            .collect(),
+    )
+}
+
+pub fn is_known_provider(name: &str) -> bool {
+    kind(name).is_some()
+}
+
+/// A provider as configured on a collection, with its endpoints resolved.
+struct Provider {
+    kind: &'static Kind,
+    name: String,
+    display: String,
+    client_id: String,
+    client_secret: String,
+    pkce: bool,
+    auth: String,
+    token: String,
+    user: String,
+    jwks: String,
+    issuers: Vec<String>,
+}
+
+fn oauth2_options(coll: &Collection) -> Option<&Json> {
+    coll.auth.as_ref().and_then(|a| a.extra.get("oauth2"))
+}
+
+fn http() -> &'static reqwest::Client {
+    static C: OnceLock<reqwest::Client> = OnceLock::new();
+    C.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .user_agent("basalt")
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// Fetched JSON documents (OIDC discovery, JWKS), kept ten minutes.
+fn cache() -> &'static Mutex<HashMap<String, (Instant, Json)>> {
+    static C: OnceLock<Mutex<HashMap<String, (Instant, Json)>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+async fn fetch_json_cached(url: &str) -> Result<Json, String> {
+    if let Some((at, v)) = cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(url)
+        .cloned()
+    {
+        if at.elapsed() < Duration::from_secs(600) {
+            return Ok(v);
+        }
+    }
+    let v: Json = http()
+        .get(url)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(url.to_string(), (Instant::now(), v.clone()));
+    Ok(v)
+}
+
+async fn resolve(cfg: &Json) -> Result<Provider, String> {
+    let name = cfg["name"].as_str().unwrap_or("").to_string();
+    let k = kind(&name).ok_or_else(|| format!("unknown provider {name}"))?;
+    let get = |key: &str, default: &str| -> String {
+        match cfg[key].as_str() {
+            Some(s) if !s.is_empty() => s.to_string(),
+            _ => default.to_string(),
+        }
+    };
+    let mut p = Provider {
+        kind: k,
+        display: get("displayName", k.display),
+        client_id: get("clientId", ""),
+        client_secret: get("clientSecret", ""),
+        pkce: cfg["pkce"].as_bool().unwrap_or(true),
+        auth: get("authURL", k.auth),
+        token: get("tokenURL", k.token),
+        user: get("userInfoURL", k.user),
+        jwks: cfg["extra"]["jwksURL"]
+            .as_str()
+            .unwrap_or(k.jwks)
+            .to_string(),
+        issuers: if k.issuer.is_empty() {
+            vec![]
+        } else {
+            vec![k.issuer.to_string()]
+        },
+        name,
+    };
+    if let Some(list) = cfg["extra"]["issuers"].as_array() {
+        p.issuers
+            .extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)));
+    }
+    let issuer = cfg["extra"]["issuer"]
+        .as_str()
+        .unwrap_or("")
+        .trim_end_matches('/');
+    if !issuer.is_empty() {
+        let d = fetch_json_cached(&format!("{issuer}/.well-known/openid-configuration")).await?;
+        let from = |slot: &mut String, key: &str| {
+            if slot.is_empty() {
+                *slot = d[key].as_str().unwrap_or("").to_string();
+            }
+        };
+        from(&mut p.auth, "authorization_endpoint");
+        from(&mut p.token, "token_endpoint");
+        from(&mut p.user, "userinfo_endpoint");
+        from(&mut p.jwks, "jwks_uri");
+        p.issuers
+            .push(d["issuer"].as_str().unwrap_or(issuer).to_string());
+    }
+    if p.auth.is_empty() || p.token.is_empty() {
+        return Err(format!(
+            "provider {} has no authorization/token endpoint (set authURL and tokenURL, or extra.issuer)",
+            p.name
+        ));
+    }
+    Ok(p)
+}
+
+fn enabled_providers(coll: &Collection) -> Vec<Json> {
+    let Some(o) = oauth2_options(coll) else {
+        return vec![];
+    };
+    if !o["enabled"].as_bool().unwrap_or(false) {
+        return vec![];
+    }
+    o["providers"].as_array().cloned().unwrap_or_default()
+}
+
+fn random_string(n: usize) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut r = rand::thread_rng();
+    (0..n)
+        .map(|_| char::from(A[r.gen_range(0..A.len())]))
+        .collect()
+}
+
+/// The `oauth2.providers` of auth-methods: each with a fresh state and PKCE pair, and an authURL
+/// ending in `&redirect_uri=` for the client to complete.
+pub async fn providers_for_methods(coll: &Collection) -> Vec<Json> {
+    let mut out = Vec::new();
+    for cfg in enabled_providers(coll) {
+        let p = match resolve(&cfg).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(collection = %coll.name, error = %e, "oauth2 provider skipped");
+                continue;
+            }
+        };
+        let state = random_string(30);
+        let verifier = random_string(43);
+        let challenge = B64.encode(Sha256::digest(verifier.as_bytes()));
+        let Ok(mut url) = url::Url::parse(&p.auth) else {
+            continue;
+        };
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &p.client_id);
+            if p.pkce {
+                q.append_pair("code_challenge", &challenge);
+                q.append_pair("code_challenge_method", "S256");
+            }
+            if p.kind.name == "apple" {
+                q.append_pair("response_mode", "form_post");
+            }
+            q.append_pair("response_type", "code");
+            q.append_pair("scope", &p.kind.scopes.join(" "));
+            q.append_pair("state", &state);
+        }
+        let auth_url = format!("{url}&redirect_uri=");
+        let (verifier, challenge, method) = if p.pkce {
+            (verifier, challenge, "S256")
+        } else {
+            (String::new(), String::new(), "")
+        };
+        out.push(json!({
+            "authURL": auth_url,
+            "authUrl": auth_url,
+            "logo": "",
+            "codeChallenge": challenge,
+            "codeChallengeMethod": method,
+            "codeVerifier": verifier,
+            "displayName": p.display,
+            "name": p.name,
+            "pkce": p.pkce,
+            "state": state,
+        }));
+    }
+    out
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+struct IdTokenFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+impl ExtraTokenFields for IdTokenFields {}
+
+type TokenResp = StandardTokenResponse<IdTokenFields, BasicTokenType>;
+
+/// What the provider says about the user.
+#[derive(Default, Debug)]
+struct AuthUser {
+    id: String,
+    name: String,
+    username: String,
+    email: String,
+    avatar: String,
+    raw: Json,
+    /// Whether the provider vouches for the email (only then may it link to an existing account or
+    /// mark a new one verified).
+    email_trusted: bool,
+}
+
+fn jstr(v: &Json, k: &str) -> String {
+    match &v[k] {
+        Json::String(s) => s.clone(),
+        Json::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Verifies an RS256 JWT against a JWKS (ring) and returns its claims: signature, `exp`, `aud`
+/// (contains the client id) and `iss` (one of `issuers`, when any is known).
+fn verify_id_token(token: &str, jwks: &Json, client_id: &str, issuers: &[String]) -> Option<Json> {
+    let mut parts = token.split('.');
+    let (h, p, sig) = (parts.next()?, parts.next()?, parts.next()?);
+    let header: Json = serde_json::from_slice(&B64.decode(h).ok()?).ok()?;
+    if header["alg"].as_str() != Some("RS256") {
+        return None;
+    }
+    let kid = header["kid"].as_str();
+    let keys = jwks["keys"].as_array()?;
+    let key = keys
+        .iter()
+        .filter(|k| k["kty"].as_str() == Some("RSA"))
+        .find(|k| kid.is_none_or(|kid| k["kid"].as_str() == Some(kid)))?;
+    let n = B64.decode(key["n"].as_str()?).ok()?;
+    let e = B64.decode(key["e"].as_str()?).ok()?;
+    let sig = B64.decode(sig).ok()?;
+    ring::signature::RsaPublicKeyComponents { n: &n, e: &e }
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            format!("{h}.{p}").as_bytes(),
+            &sig,
+        )
+        .ok()?;
+    let claims: Json = serde_json::from_slice(&B64.decode(p).ok()?).ok()?;
+    if claims["exp"].as_i64()? <= chrono::Utc::now().timestamp() {
+        return None;
+    }
+    let aud_ok = match &claims["aud"] {
+        Json::String(a) => a == client_id,
+        Json::Array(a) => a.iter().any(|x| x.as_str() == Some(client_id)),
+        _ => false,
+    };
+    if !aud_ok {
+        return None;
+    }
+    if !issuers.is_empty() {
+        let iss = claims["iss"].as_str().unwrap_or("");
+        if !issuers
+            .iter()
+            .any(|i| i.trim_end_matches('/') == iss.trim_end_matches('/'))
+        {
+            return None;
+        }
+    }
+    Some(claims)
+}
+
+async fn fetch_user(
+    p: &Provider,
+    access: &str,
+    id_token: Option<&str>,
+) -> Result<AuthUser, String> {
+    let raw: Json = if !p.user.is_empty() {
+        http()
+            .get(&p.user)
+            .bearer_auth(access)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        let t = id_token.ok_or("the provider returned no id_token")?;
+        if p.jwks.is_empty() {
+            return Err("no userinfo endpoint and no JWKS to verify the id_token".into());
+        }
+        let jwks = fetch_json_cached(&p.jwks).await?;
+        verify_id_token(t, &jwks, &p.client_id, &p.issuers).ok_or("invalid id_token")?
+    };
+    let mut u = map_user(p.kind.name, raw);
+    if p.kind.name == "github" && u.email.is_empty() {
+        // The primary verified address, from the emails endpoint beside the user endpoint.
+        let url = format!("{}/emails", p.user.trim_end_matches('/'));
+        if let Ok(r) = http()
+            .get(&url)
+            .bearer_auth(access)
+            .header("Accept", "application/json")
+            .send()
+            .await
+        {
+            if let Ok(list) = r.json::<Json>().await {
+                u.email = github_primary_email(&list);
+            }
+        }
+    }
+    if u.id.is_empty() {
+        return Err("the provider's user has no id".into());
+    }
+    Ok(u)
+}
+
+/// The provider's user JSON → the protocol's user fields, per provider.
+fn map_user(kind: &str, raw: Json) -> AuthUser {
+    let mut u = AuthUser::default();
+    match kind {
+        "github" | "gitlab" => {
+            u.id = jstr(&raw, "id");
+            u.name = jstr(&raw, "name");
+            u.username = jstr(
+                &raw,
+                if kind == "github" {
+                    "login"
+                } else {
+                    "username"
+                },
+            );
+            u.email = jstr(&raw, "email");
+            u.avatar = jstr(&raw, "avatar_url");
+        }
+        "microsoft" => {
+            u.id = jstr(&raw, "id");
+            u.name = jstr(&raw, "displayName");
+            u.email = jstr(&raw, "mail");
+            if u.email.is_empty() {
+                u.email = jstr(&raw, "userPrincipalName");
+            }
+            // Any tenant admin can set `mail`/UPN to any address ("nOAuth"): never trusted.
+            u.email_trusted = false;
+            u.raw = raw;
+            return u;
+        }
+        "discord" => {
+            u.id = jstr(&raw, "id");
+            u.username = jstr(&raw, "username");
+            u.name = jstr(&raw, "global_name");
+            if u.name.is_empty() {
+                u.name = u.username.clone();
+            }
+            if raw["verified"].as_bool() == Some(true) {
+                u.email = jstr(&raw, "email");
+            }
+            let avatar = jstr(&raw, "avatar");
+            if !avatar.is_empty() {
+                u.avatar = format!("https://cdn.discordapp.com/avatars/{}/{avatar}.png", u.id);
+            }
+        }
+        _ => {
+            // google, apple, oidc*: OpenID claims; an email the provider marks unverified is dropped.
+            u.id = jstr(&raw, "sub");
+            u.name = jstr(&raw, "name");
+            u.username = jstr(&raw, "preferred_username");
+            let verified =
+                raw["email_verified"] == json!(true) || raw["email_verified"] == json!("true");
+            if verified {
+                u.email = jstr(&raw, "email");
+            }
+            u.avatar = jstr(&raw, "picture");
+        }
+    }
+    u.email_trusted = !u.email.is_empty();
+    u.raw = raw;
+    u
+}
+
+/// GitHub's `/user/emails`: the primary address, if verified.
+fn github_primary_email(list: &Json) -> String {
+    list.as_array()
+        .and_then(|l| {
+            l.iter().find(|e| {
+                e["primary"].as_bool() == Some(true) && e["verified"].as_bool() == Some(true)
+            })
+        })
+        .map(|e| jstr(e, "email"))
+        .unwrap_or_default()
+}
+
+fn oauth_fail(msg: &str, detail: impl std::fmt::Display) -> ServiceError {
+    tracing::info!(error = %detail, "{msg}");
+    bad(msg)
+}
+
+/// `POST /api/collections/{c}/auth-with-oauth2`
+/// `{provider, code, codeVerifier, redirectURL, createData?, mfaId?}`.
+pub async fn auth_with_oauth2(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<SignIn> {
+    let coll = begin_signin(ctx, req, c, SignInMethod::OAuth2).await?;
+    if oauth2_options(&coll).is_none_or(|o| o["enabled"].as_bool() != Some(true)) {
+        return Err(crate::error::forbidden(
+            "The collection is not configured to allow OAuth2 authentication.",
+        ));
+    }
+    let provider = body_str(body, "provider");
+    let code = body_str(body, "code");
+    let mut redirect = body_str(body, "redirectURL");
+    if redirect.is_empty() {
+        redirect = body_str(body, "redirectUrl");
+    }
+    let mut errs = basalt_core::FieldErrors::new();
+    for (k, v) in [
+        ("provider", &provider),
+        ("code", &code),
+        ("redirectURL", &redirect),
+    ] {
+        if v.is_empty() {
+            errs.insert(k.into(), FieldError::required());
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ServiceError(basalt_core::Error::validation(LOADING, errs)));
+    }
+    let cfg = enabled_providers(&coll)
+        .into_iter()
+        .find(|p| p["name"].as_str() == Some(provider.as_str()))
+        .ok_or_else(|| {
+            let mut f = basalt_core::FieldErrors::new();
+            f.insert(
+                "provider".into(),
+                FieldError::new(
+                    "validation_invalid_provider",
+                    format!("Provider with name {provider} is missing or is not enabled."),
+                )
+                .with_params(json!({"name": provider})),
+            );
+            ServiceError(basalt_core::Error::validation(LOADING, f))
+        })?;
+    let p = resolve(&cfg)
+        .await
+        .map_err(|e| oauth_fail("Failed to fetch OAuth2 token.", e))?;
+    // The code exchange.
+    let token_url = TokenUrl::new(p.token.clone())
+        .map_err(|e| oauth_fail("Failed to fetch OAuth2 token.", e))?;
+    let redirect_url = RedirectUrl::new(redirect.clone()).map_err(|_| {
+        invalid(
+            "redirectURL",
+            FieldError::new("validation_is_url", "Must be a valid url."),
+        )
+    })?;
+    let oc = oauth2::Client::<
+        BasicErrorResponse,
+        TokenResp,
+        BasicTokenIntrospectionResponse,
+        StandardRevocableToken,
+        BasicRevocationErrorResponse,
+    >::new(ClientId::new(p.client_id.clone()))
+    .set_client_secret(ClientSecret::new(p.client_secret.clone()))
+    .set_token_uri(token_url)
+    .set_redirect_uri(redirect_url)
+    .set_auth_type(AuthType::RequestBody);
+    let mut exchange = oc.exchange_code(AuthorizationCode::new(code));
+    let verifier = body_str(body, "codeVerifier");
+    if p.pkce && !verifier.is_empty() {
+        exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(verifier));
+    }
+    let tok = exchange
+        .request_async(http())
+        .await
+        .map_err(|e| oauth_fail("Failed to fetch OAuth2 token.", format!("{e:?}")))?;
+    let access = tok.access_token().secret().clone();
+    let id_token = tok.extra_fields().id_token.clone();
+    let user = fetch_user(&p, &access, id_token.as_deref())
+        .await
+        .map_err(|e| oauth_fail("Failed to fetch OAuth2 user.", e))?;
+    let expiry = tok
+        .expires_in()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(|d| basalt_core::time::format(chrono::Utc::now() + d))
+        .unwrap_or_default();
+    let create_data: Data = match body.get("createData") {
+        Some(Json::Object(m)) => m.clone(),
+        _ => Data::new(),
+    };
+    let (rec, is_new) = link_or_create(ctx, &coll, &p.name, &user, req, create_data).await?;
+    let meta = json!({
+        "accessToken": access,
+        "avatarURL": user.avatar,
+        "avatarUrl": user.avatar,
+        "email": user.email,
+        "expiry": expiry,
+        "id": user.id,
+        "isNew": is_new,
+        "name": user.name,
+        "rawUser": user.raw,
+        "refreshToken": tok.refresh_token().map(|r| r.secret().clone()).unwrap_or_default(),
+        "username": user.username,
+    });
+    complete_signin(
+        ctx,
+        req,
+        Signin {
+            coll: &coll,
+            rec,
+            method: SignInMethod::OAuth2,
+            mfa_id: super::mfa::mfa_id_of(body, &req.query),
+            meta: Some(meta),
+        },
+    )
+    .await
+}
+
+async fn external_auth_owner(
+    ctx: &AppCtx,
+    coll: &Collection,
+    provider: &str,
+    provider_id: &str,
+) -> ServiceResult<Option<String>> {
+    let mut s = ctx.sql();
+    s.push("SELECT \"recordRef\" FROM \"_externalAuths\" WHERE \"collectionRef\" = ")
+        .bind(Value::Text(coll.id.clone()))
+        .push(" AND \"provider\" = ")
+        .bind(Value::Text(provider.to_string()))
+        .push(" AND \"providerId\" = ")
+        .bind(Value::Text(provider_id.to_string()));
+    Ok(ctx.store.query(&s).await?.scalar().map(Value::into_string))
+}
+
+/// Links by external auth, then the current auth (same collection), then email; otherwise creates a
+/// record under createRule with `createData` and the mapped fields. Returns the record and whether
+/// it is new.
+async fn link_or_create(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    provider: &str,
+    user: &AuthUser,
+    req: &Req,
+    create_data: Data,
+) -> ServiceResult<(Data, bool)> {
+    if let Some(owner) = external_auth_owner(ctx, coll, provider, &user.id).await? {
+        if let Some(rec) = records::load_record(ctx, coll, &owner).await? {
+            return Ok((rec, false));
+        }
+    }
+    let current = req
+        .auth
+        .as_ref()
+        .filter(|c| c.collection.id == coll.id)
+        .map(|c| c.record.clone());
+    let (rec, is_new) = match current {
+        Some(r) => (r, false),
+        None => match (user.email_trusted && !user.email.is_empty())
+            .then(|| find_by_email(ctx, coll, &user.email))
+        {
+            Some(f) => match f.await? {
+                Some(r) => (claim_by_email(ctx, coll, r).await?, false),
+                None => (create_record(ctx, coll, user, create_data).await?, true),
+            },
+            None => (create_record(ctx, coll, user, create_data).await?, true),
+        },
+    };
+    let rec_id = rec.get("id").and_then(Json::as_str).unwrap_or("");
+    if let Err(e) = super::mfa::insert_row(
+        ctx,
+        "_externalAuths",
+        vec![
+            ("collectionRef", json!(coll.id)),
+            ("recordRef", json!(rec_id)),
+            ("provider", json!(provider)),
+            ("providerId", json!(user.id)),
+        ],
+    )
+    .await
+    {
+        // A concurrent sign-in linked it first; anything else is a real failure.
+        if external_auth_owner(ctx, coll, provider, &user.id)
+            .await?
+            .is_none()
+        {
+            return Err(e);
+        }
+    }
+    Ok((rec, is_new))
+}
+
+/// An existing account found by the provider's (verified) email: marked verified. If it was not
+/// verified, its password is replaced by a random one (and tokens revoked), so whoever registered
+/// the address without owning it loses the account rather than sharing it.
+async fn claim_by_email(ctx: &AppCtx, coll: &Arc<Collection>, rec: Data) -> ServiceResult<Data> {
+    if rec.get("verified").and_then(Json::as_bool) == Some(true) {
+        return Ok(rec);
+    }
+    let mut ch = Data::new();
+    ch.insert("verified".into(), Json::Bool(true));
+    ch.insert(
+        "password".into(),
+        Json::String(super::hash_password_blocking(random_string(40)).await?),
+    );
+    ch.insert(
+        "tokenKey".into(),
+        Json::String(basalt_core::id::random_id(50)),
+    );
+    let id = rec
+        .get("id")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    records::system_update(ctx, coll, &id, ch).await
+}
+
+async fn create_record(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    user: &AuthUser,
+    mut data: Data,
+) -> ServiceResult<Data> {
+    let mapped = oauth2_options(coll)
+        .map(|o| o["mappedFields"].clone())
+        .unwrap_or(Json::Null);
+    for (key, val) in [
+        ("id", &user.id),
+        ("name", &user.name),
+        ("username", &user.username),
+        ("avatarURL", &user.avatar),
+    ] {
+        let Some(field) = mapped[key].as_str().filter(|f| !f.is_empty()) else {
+            continue;
+        };
+        // File fields would need the avatar downloaded (files arrive with issue 5): skipped.
+        match coll.field(field).map(|f| f.ty()) {
+            Some(FieldType::File) | None => {}
+            Some(_) => {
+                if !data.contains_key(field) && !val.is_empty() {
+                    data.insert(field.to_string(), json!(val));
+                }
+            }
+        }
+    }
+    if !user.email.is_empty() {
+        data.insert("email".into(), json!(user.email));
+    }
+    let pw = random_string(30);
+    data.insert("password".into(), json!(pw));
+    data.insert("passwordConfirm".into(), json!(pw));
+    let info = RequestInfo {
+        body: data.clone(),
+        method: "POST".into(),
+        context: "oauth2".into(),
+        ..Default::default()
+    };
+    let rec = records::create(ctx, coll, &data, &info).await?;
+    if user.email.is_empty() || !user.email_trusted {
+        return Ok(rec);
+    }
+    let mut ch = Data::new();
+    ch.insert("verified".into(), Json::Bool(true));
+    let id = rec
+        .get("id")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    records::system_update(ctx, coll, &id, ch).await
+}
+
+/// `/api/oauth2-redirect?state&code[&error]`, the provider's redirect in the popup flow: the code goes
+/// to the realtime client whose id is `state` (subscribed to `@oauth2`). `query` and `form` are the
+/// URL-encoded query string and body. True when a code was handed over.
+pub fn forward_code(ctx: &AppCtx, query: &str, form: &[u8]) -> bool {
+    let mut m: Map<String, Json> = Map::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()).chain(url::form_urlencoded::parse(form))
+    {
+        m.insert(k.into_owned(), Json::String(v.into_owned()));
+    }
+    let get = |k: &str| m.get(k).and_then(Json::as_str).unwrap_or("").to_string();
+    let (state, code, error) = (get("state"), get("code"), get("error"));
+    if state.is_empty() {
+        return false;
+    }
+    let mut data = json!({"state": state, "code": code});
+    if !error.is_empty() {
+        data["error"] = json!(error);
+    }
+    ctx.realtime
+        .send_oauth2(&state, Bytes::from(data.to_string()))
+        && error.is_empty()
+        && !code.is_empty()
+}
+
+/// Apple's client secret: an ES256 JWT signed with the team's `.p8` key (PKCS#8 PEM).
+fn apple_client_secret(
+    client_id: &str,
+    team_id: &str,
+    key_id: &str,
+    pem: &str,
+    duration: i64,
+) -> Result<String, String> {
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let b64: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| "the private key is not PEM".to_string())?;
+    let rng = ring::rand::SystemRandom::new();
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+        .map_err(|_| "the private key is not a PKCS#8 P-256 key".to_string())?;
+    let now = chrono::Utc::now().timestamp();
+    let header = B64.encode(json!({"alg": "ES256", "kid": key_id, "typ": "JWT"}).to_string());
+    let claims = B64.encode(
+        json!({"aud": "https://appleid.apple.com", "exp": now + duration, "iat": now,
+               "iss": team_id, "sub": client_id})
+        .to_string(),
+    );
+    let input = format!("{header}.{claims}");
+    let sig = key
+        .sign(&rng, input.as_bytes())
+        .map_err(|_| "signing failed".to_string())?;
+    Ok(format!("{input}.{}", B64.encode(sig.as_ref())))
+}
+
+/// `POST /api/settings/apple/generate-client-secret {clientId, teamId, keyId, privateKey, duration}`
+/// (superusers) → `{secret}`; duration in seconds, at most ~6 months as Apple allows.
+pub async fn generate_apple_secret(req: &Req, body: &Json) -> ServiceResult<Json> {
+    req.require_superuser()?;
+    let mut errs = basalt_core::FieldErrors::new();
+    let get = |k: &str| body_str(body, k);
+    for k in ["clientId", "teamId", "keyId", "privateKey"] {
+        if get(k).is_empty() {
+            errs.insert(k.into(), FieldError::required());
+        }
+    }
+    let duration = body.get("duration").and_then(Json::as_i64).unwrap_or(0);
+    if !(1..=15_777_000).contains(&duration) {
+        errs.insert(
+            "duration".into(),
+            FieldError::new(
+                "validation_out_of_range",
+                "Must be between 1 and 15777000 seconds.",
+            ),
+        );
+    }
+    check_fields(errs)?;
+    let secret = apple_client_secret(
+        &get("clientId"),
+        &get("teamId"),
+        &get("keyId"),
+        &get("privateKey"),
+        duration,
+    )
+    .map_err(|e| {
+        invalid(
+            "privateKey",
+            FieldError::new("validation_invalid_private_key", e),
+        )
+    })?;
+    Ok(json!({"secret": secret}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_provider_maps_its_user_shape() {
+        let g = map_user(
+            "google",
+            json!({"sub": "1", "name": "Ana", "email": "a@x.io", "email_verified": true, "picture": "p"}),
+        );
+        assert_eq!(
+            (g.id.as_str(), g.email.as_str(), g.avatar.as_str()),
+            ("1", "a@x.io", "p")
+        );
+        let g = map_user(
+            "oidc",
+            json!({"sub": "1", "email": "a@x.io", "email_verified": false}),
+        );
+        assert_eq!(g.email, "", "unverified emails are not used");
+        let g = map_user("oidc", json!({"sub": "1", "email": "a@x.io"}));
+        assert_eq!(g.email, "", "nor emails the provider does not vouch for");
+        let gh = map_user(
+            "github",
+            json!({"id": 42, "login": "ana", "name": null, "email": null, "avatar_url": "u"}),
+        );
+        assert_eq!(
+            (gh.id.as_str(), gh.username.as_str(), gh.email.as_str()),
+            ("42", "ana", "")
+        );
+        assert_eq!(
+            github_primary_email(&json!([
+                {"email": "old@x.io", "primary": false, "verified": true},
+                {"email": "main@x.io", "primary": true, "verified": true}
+            ])),
+            "main@x.io"
+        );
+        assert_eq!(
+            github_primary_email(&json!([{"email": "m@x.io", "primary": true, "verified": false}])),
+            ""
+        );
+        let gl = map_user(
+            "gitlab",
+            json!({"id": 7, "username": "ana", "email": "a@x.io"}),
+        );
+        assert_eq!((gl.id.as_str(), gl.username.as_str()), ("7", "ana"));
+        let ms = map_user(
+            "microsoft",
+            json!({"id": "m1", "displayName": "Ana", "mail": null, "userPrincipalName": "ana@corp.io"}),
+        );
+        assert_eq!(
+            (ms.name.as_str(), ms.email.as_str()),
+            ("Ana", "ana@corp.io")
+        );
+        assert!(!ms.email_trusted, "Microsoft mail/UPN never links accounts");
+        let d = map_user(
+            "discord",
+            json!({"id": "9", "username": "ana", "global_name": null, "email": "a@x.io", "verified": false, "avatar": "h"}),
+        );
+        assert_eq!((d.name.as_str(), d.email.as_str()), ("ana", ""));
+        assert_eq!(d.avatar, "https://cdn.discordapp.com/avatars/9/h.png");
+        let a = map_user(
+            "apple",
+            json!({"sub": "ap", "email": "r@privaterelay.appleid.com", "email_verified": "true"}),
+        );
+        assert_eq!(
+            (a.id.as_str(), a.email.as_str()),
+            ("ap", "r@privaterelay.appleid.com")
+        );
+    }
+
+    #[test]
+    fn apple_secret_is_an_es256_jwt_that_verifies() {
+        use ring::signature::{
+            EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING,
+        };
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
+        );
+        let jwt = apple_client_secret("com.app", "TEAM1", "KEY1", &pem, 3600).unwrap();
+        let (input, sig) = jwt.rsplit_once('.').unwrap();
+        ring::signature::UnparsedPublicKey::new(
+            &ECDSA_P256_SHA256_FIXED,
+            pair.public_key().as_ref(),
+        )
+        .verify(input.as_bytes(), &B64.decode(sig).unwrap())
+        .unwrap();
+        let claims = super::super::peek_claims(&jwt).unwrap();
+        assert_eq!(claims["iss"], "TEAM1");
+        assert_eq!(claims["sub"], "com.app");
+        assert_eq!(claims["aud"], "https://appleid.apple.com");
+        assert!(apple_client_secret("a", "b", "c", "not a key", 60).is_err());
+    }
+
+    #[test]
+    fn every_builtin_provider_is_listed() {
+        let names: Vec<String> = provider_list()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        for n in [
+            "google",
+            "github",
+            "gitlab",
+            "microsoft",
+            "apple",
+            "discord",
+            "oidc",
+        ] {
+            assert!(names.contains(&n.to_string()), "{n}");
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Record operations as every transport calls them: the collection lookup, the rate limits of the
+//! action, the rule, the write path, and the output shaping (`expand`, `fields`, hidden fields).
+//! A transport decodes its request into a [`Req`] and a body, calls one of these, and encodes what
+//! comes back.
+
+use std::sync::Arc;
+
+use basalt_core::filter::compile::RequestInfo;
+use basalt_core::record::Data;
+use basalt_core::schema::{Collection, CollectionType};
+use basalt_core::Error;
+use serde_json::Value as Json;
+
+use crate::auth::limits::{admit, Action};
+use crate::error::{bad, not_found, ServiceError, ServiceResult};
+use crate::files::upload::Upload;
+use crate::records::{self, ListParams};
+use crate::request::Req;
+use crate::AppCtx;
+
+/// `_totps` holds authenticator secrets: no records operation serves it, not even to superusers.
+fn records_collection(ctx: &AppCtx, key: &str) -> Option<Arc<Collection>> {
+    ctx.collection(key).filter(|c| c.name != "_totps")
+}
+
+fn collection_or_404(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
+    records_collection(ctx, key)
+        .ok_or_else(|| ServiceError(Error::NotFound("Missing collection context.".into())))
+}
+
+/// The collection a write goes to: the protocol's wording for an unknown one, and view collections
+/// refused. Transports call it before reading a body (its file size ceiling).
+pub fn collection_for_write(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
+    let c = records::collection_for_write(ctx, key)?;
+    writable(&c)?;
+    Ok(c)
+}
+
+/// Record writes are refused on view collections.
+fn writable(coll: &Collection) -> ServiceResult<()> {
+    if coll.kind == CollectionType::View {
+        return Err(bad("Unsupported collection type."));
+    }
+    Ok(())
+}
+
+/// `page` (≥ 1) and `perPage` (1..=1000, default 30) from the query.
+pub fn page_params(req: &Req) -> ServiceResult<(i64, i64)> {
+    let num = |k: &str, default: i64| -> ServiceResult<i64> {
+        let v = req.q(k);
+        if v.is_empty() {
+            return Ok(default);
+        }
+        v.parse::<i64>()
+            .map_err(|_| bad("Something went wrong while processing your request."))
+    };
+    let page = num("page", 1)?;
+    let page = if page < 1 { 1 } else { page };
+    let per_page = num("perPage", 30)?;
+    let per_page = if per_page < 1 { 30 } else { per_page.min(1000) };
+    Ok((page, per_page))
+}
+
+/// Records as they leave the server.
+pub enum Items {
+    /// JSON objects separated by commas, written straight from the rows (no `expand`/`fields`, no
+    /// per-record email decision).
+    Raw(Vec<u8>),
+    /// Shaped records.
+    Json(Json),
+}
+
+impl Items {
+    /// The bytes of the records, comma-separated (list) or the one record (view).
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Items::Raw(b) => b,
+            Items::Json(Json::Array(a)) => {
+                let b = serde_json::to_vec(&Json::Array(a)).unwrap_or_default();
+                b[1..b.len().saturating_sub(1)].to_vec()
+            }
+            Items::Json(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        }
+    }
+}
+
+/// One page of a list.
+pub struct Page {
+    pub items: Items,
+    pub page: i64,
+    pub per_page: i64,
+    /// -1 with `skipTotal`.
+    pub total_items: i64,
+    pub total_pages: i64,
+}
+
+impl Page {
+    /// The protocol's list envelope `{items, page, perPage, totalItems, totalPages}`.
+    pub fn into_json_bytes(self) -> Vec<u8> {
+        let items = self.items.into_bytes();
+        let mut b = Vec::with_capacity(items.len() + 96);
+        b.extend_from_slice(b"{\"items\":[");
+        b.extend_from_slice(&items);
+        b.extend_from_slice(
+            format!(
+                "],\"page\":{},\"perPage\":{},\"totalItems\":{},\"totalPages\":{}}}",
+                self.page, self.per_page, self.total_items, self.total_pages
+            )
+            .as_bytes(),
+        );
+        b
+    }
+}
+
+/// No `expand`, no `fields`, and no per-record email decision: rows can be written as JSON directly.
+fn fast_path(coll: &Collection, req: &Req, info: &RequestInfo) -> bool {
+    req.q("expand").is_empty()
+        && req.q("fields").is_empty()
+        && (!coll.is_auth() || info.is_superuser())
+}
+
+/// Lists records of `c` under its listRule with the caller's `filter`, `sort`, `page`, `perPage`,
+/// `skipTotal`, `expand`, `fields`.
+pub async fn list(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
+    let coll = collection_or_404(ctx, c)?;
+    admit(ctx, req, Some(&coll), Some(Action::List)).await?;
+    let (page, per_page) = page_params(req)?;
+    let info = req.info(&ctx.collections(), None, "default");
+    let p = ListParams {
+        page,
+        per_page,
+        sort: req.q("sort").into(),
+        filter: req.q("filter").into(),
+        skip_total: req.qbool("skipTotal"),
+    };
+    let res = records::list(ctx, &coll, &p, &info).await?;
+    let items = if fast_path(&coll, req, &info) {
+        let mut items = Vec::with_capacity(res.rows.rows.len() * 160);
+        records::write_rows_json(&coll, &res.rows, info.is_superuser(), &mut items);
+        Items::Raw(items)
+    } else {
+        let data = records::rows_to_data(&coll, res.rows);
+        let items = Json::Array(
+            records::render(ctx, &coll, data, &req.query, &info)
+                .await?
+                .into_iter()
+                .map(Json::Object)
+                .collect(),
+        );
+        Items::Json(records::shape(&req.query, items))
+    };
+    Ok(Page {
+        items,
+        page: res.page,
+        per_page: res.per_page,
+        total_items: res.total_items,
+        total_pages: res.total_pages,
+    })
+}
+
+/// One record of `c` under its viewRule (404 when missing or not visible).
+pub async fn view(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<Items> {
+    let coll = collection_or_404(ctx, c)?;
+    admit(ctx, req, Some(&coll), Some(Action::View)).await?;
+    let info = req.info(&ctx.collections(), None, "default");
+    let rows = records::fetch_rows_cached(ctx, &coll, id, &coll.view_rule, &info).await?;
+    if rows.rows.is_empty() {
+        return Err(not_found());
+    }
+    if fast_path(&coll, req, &info) {
+        let mut body = Vec::with_capacity(256);
+        records::write_rows_json(&coll, &rows, info.is_superuser(), &mut body);
+        return Ok(Items::Raw(body));
+    }
+    let data = records::rows_to_data(&coll, Arc::unwrap_or_clone(rows));
+    one(ctx, req, &coll, data.into_iter().next().unwrap_or_default(), &info)
+        .await
+        .map(Items::Json)
+}
+
+/// One record shaped for the caller (output rules, expand, fields).
+async fn one(
+    ctx: &AppCtx,
+    req: &Req,
+    coll: &Arc<Collection>,
+    data: Data,
+    info: &RequestInfo,
+) -> ServiceResult<Json> {
+    let out = records::render(ctx, coll, vec![data], &req.query, info).await?;
+    Ok(records::shape(
+        &req.query,
+        Json::Object(out.into_iter().next().unwrap_or_default()),
+    ))
+}
+
+fn body_data(body: Json) -> Data {
+    match body {
+        Json::Object(m) => m,
+        _ => Data::new(),
+    }
+}
+
+/// Creates a record of `c` from a decoded body and its uploads; answers the record as the caller
+/// sees it.
+pub async fn create(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: Json,
+    uploads: Vec<Upload>,
+) -> ServiceResult<Json> {
+    let coll = collection_for_write(ctx, c)?;
+    admit(ctx, req, Some(&coll), Some(Action::Create)).await?;
+    let body = body_data(body);
+    let info = req.info(&ctx.collections(), Some(&body), "default");
+    let mut w = records::WriteOut::default();
+    let r = records::create_in(ctx, &coll, &body, uploads, &info, None, &mut w).await;
+    let data = w.finish(ctx, r).await?;
+    one(ctx, req, &coll, data, &info).await
+}
+
+/// Updates record `id` of `c` under its updateRule.
+pub async fn update(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    id: &str,
+    body: Json,
+    uploads: Vec<Upload>,
+) -> ServiceResult<Json> {
+    let coll = collection_for_write(ctx, c)?;
+    admit(ctx, req, Some(&coll), Some(Action::Update)).await?;
+    let body = body_data(body);
+    let info = req.info(&ctx.collections(), Some(&body), "default");
+    let mut w = records::WriteOut::default();
+    let r = records::update_in(ctx, &coll, id, &body, uploads, &info, None, &mut w).await;
+    let data = w.finish(ctx, r).await?;
+    one(ctx, req, &coll, data, &info).await
+}
+
+/// Deletes record `id` of `c` under its deleteRule (references cleared or cascaded).
+pub async fn delete(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<()> {
+    let coll = collection_or_404(ctx, c)?;
+    writable(&coll)?;
+    admit(ctx, req, Some(&coll), Some(Action::Delete)).await?;
+    let info = req.info(&ctx.collections(), None, "default");
+    records::delete(ctx, &coll, id, &info).await
+}
+

@@ -1,0 +1,140 @@
+//! Basalt's service layer: the application every transport (REST, realtime, and later GraphQL, gRPC,
+//! the gateway) calls. It owns the rules, validation, the record read and write paths, collections,
+//! the sign-in surface, rate limits and lockout (on typed actions), files, batch, backups, the
+//! realtime hub and the cluster wiring.
+//!
+//! Layout:
+//! - [`state`]: [`AppState`], the shared application (store, collection snapshot, settings, hub, …).
+//! - [`request`]: [`request::Req`], the transport-neutral caller (IP, auth, query, headers).
+//! - [`error`]: [`error::ServiceError`], the one error type every operation returns.
+//! - [`crud`]: record operations as transports call them; [`records`]: the read/write paths under
+//!   them (rules, expand, output, the one write path); [`collections`] + [`ddl`]: schema changes.
+//! - [`auth`]: passwords, tokens, sign-in flows returning outcomes ([`auth::flows::SignIn`]), MFA,
+//!   OAuth2, mail, and [`auth::limits`] (rate limits on [`auth::limits::Action`], lockout).
+//! - [`files`], [`batch`], [`backups`], [`realtime`], [`cache`], [`cluster`], [`settings`],
+//!   [`bootstrap`].
+//!
+//! **Architecture Invariant:** the service never sees a transport's types: no axum, tower, hyper or
+//! `http` types in its code or its API (checked by `scripts/test.sh`). Outbound HTTP clients (OAuth2
+//! code exchange, S3) stay inside the components that use them.
+
+pub mod auth;
+pub mod backups;
+pub mod batch;
+pub mod bootstrap;
+pub mod cache;
+pub mod cluster;
+pub mod collections;
+pub mod crud;
+pub mod ddl;
+pub mod error;
+pub mod files;
+pub mod realtime;
+pub mod records;
+pub mod request;
+pub mod settings;
+pub mod state;
+
+use std::sync::Arc;
+
+pub use error::{ServiceError, ServiceResult};
+pub use request::Req;
+pub use state::AppState;
+
+/// The handle every operation receives.
+pub type AppCtx = Arc<AppState>;
+
+/// What the binary configures beyond the store.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub events: basalt_events::EventsConfig,
+    pub realtime: realtime::RealtimeConfig,
+    /// Where mail goes when no SMTP server is configured (`<data dir>/mailbox`); `None` logs it only.
+    pub mailbox: Option<std::path::PathBuf>,
+    /// The data directory: local file storage (`storage/`), uploads in flight (`.tmp/`), local
+    /// backups (`backups/`). `None`: a fresh folder under the system's temporary directory.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Redis, the record cache, this node's registry entry, the drain timings.
+    pub cluster: cluster::ClusterOptions,
+}
+
+/// Bootstraps with default options (SQLite or Postgres as given, no external sinks).
+pub async fn build(store: Arc<dyn basalt_store::Store>) -> Result<AppCtx, ServiceError> {
+    build_with(store, Options::default()).await
+}
+
+/// Bootstraps system tables, loads the caches and starts the event bus, its sinks and the realtime
+/// fan-out. A configured sink that cannot be reached is a startup error.
+pub async fn build_with(
+    store: Arc<dyn basalt_store::Store>,
+    opts: Options,
+) -> Result<AppCtx, ServiceError> {
+    use basalt_events::sink::Sink;
+    let data_dir = opts.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("basalt-{}", basalt_core::id::random_id(12)))
+    });
+    let files = files::Files::new(data_dir).map_err(|e| {
+        ServiceError(basalt_core::Error::internal(format!("data directory: {e}")))
+    })?;
+    let redis = match &opts.cluster.redis_url {
+        Some(url) => Some(
+            basalt_cluster::redis::Redis::connect(url)
+                .await
+                .map_err(|e| {
+                    ServiceError(basalt_core::Error::internal(format!(
+                        "redis is configured but unreachable: {e}"
+                    )))
+                })?,
+        ),
+        None => None,
+    };
+    let ctx = Arc::new(AppState::new(
+        store.clone(),
+        opts.realtime,
+        opts.mailbox,
+        files,
+        redis,
+        opts.cluster.cache.clone(),
+    ));
+    bootstrap::run(&ctx).await?;
+    let ev = opts.events;
+    let bus = basalt_events::EventBus::new(store.clone(), ev.clone()).await?;
+    // Register before anything else reads the outbox, so other nodes' pruners keep what this
+    // node's tail has yet to read.
+    if opts.cluster.join {
+        cluster::join(&ctx, &bus, &opts.cluster).await?;
+    }
+    let hooks =
+        basalt_events::webhook::Webhooks::new(store, ev.webhooks.clone(), &ev.source).await?;
+    tokio::spawn(hooks.clone().run());
+    bus.add_sink(Arc::new(basalt_events::webhook::WebhookSink(hooks.clone())))
+        .await?;
+    let mut extra: Vec<Arc<dyn Sink>> = Vec::new();
+    if let Some(k) = &ev.kafka {
+        extra.push(Arc::new(basalt_events::kafka::KafkaSink::new(
+            k.clone(),
+            &ev.source,
+        )));
+    }
+    if let Some(n) = &ev.nats {
+        extra.push(Arc::new(basalt_events::nats::NatsSink::new(
+            n.clone(),
+            &ev.source,
+        )));
+    }
+    for s in extra {
+        s.probe().await.map_err(|e| {
+            ServiceError(basalt_core::Error::internal(format!(
+                "events sink {} is configured but unreachable: {e}",
+                s.name()
+            )))
+        })?;
+        bus.add_sink(s).await?;
+    }
+    let _ = ctx.webhooks.set(hooks);
+    bus.set_listener(Arc::new(realtime::Fanout(ctx.clone())));
+    let _ = ctx.events.set(bus);
+    tokio::spawn(backups::run_scheduler(ctx.clone()));
+    Ok(ctx)
+}
+

@@ -1,0 +1,270 @@
+//! Shared application state: the store, the collection cache and settings.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use basalt_events::webhook::Webhooks;
+use basalt_events::EventBus;
+
+use basalt_core::filter::compile::Schema;
+use basalt_core::schema::Collection;
+use basalt_core::sql::{Dialect, Sql, Value};
+use basalt_store::Store;
+use serde_json::Value as Json;
+
+use crate::auth::limits::{Lockout, Policy, Rates};
+use crate::error::ServiceResult;
+use crate::realtime::{Hub, RealtimeConfig};
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    collections: RwLock<Arc<Collections>>,
+    pub settings: RwLock<Json>,
+    /// The event bus, once started (after bootstrap created the outbox tables).
+    pub events: OnceLock<Arc<EventBus>>,
+    pub webhooks: OnceLock<Arc<Webhooks>>,
+    pub realtime: Arc<Hub>,
+    /// Settings parts the request path reads (rate limits, proxies, superuser IPs), parsed once.
+    policy: RwLock<Arc<Policy>>,
+    /// `policy.rate_limits_enabled`, readable without the lock (checked on every request).
+    rate_limits_on: std::sync::atomic::AtomicBool,
+    /// Token buckets: configured rate limits, the built-in auth limit, OTP tries, resend guards
+    /// (in Redis, shared by the cluster, when Redis is configured).
+    pub rates: Rates,
+    /// The Redis component, when configured.
+    pub redis: Option<Arc<basalt_cluster::redis::Redis>>,
+    /// Rows by id for reads that need no query to decide access.
+    pub cache: crate::cache::RecordCache,
+    /// Cross-node messages (set once the app is built).
+    pub cluster: OnceLock<Arc<basalt_cluster::bus::ClusterBus>>,
+    /// This node's entry in the node registry (set once the app is built).
+    pub registry: OnceLock<Arc<basalt_cluster::registry::Registry>>,
+    /// Whether `/readyz` answers 200: false until started, and again once draining began.
+    pub ready: std::sync::atomic::AtomicBool,
+    /// Progressive lockout per identity after failed secrets.
+    pub lockout: Lockout,
+    /// The dev mailbox folder (mail is written here when no SMTP server is configured).
+    pub mailbox: Option<std::path::PathBuf>,
+    /// File storage (local or S3), uploads in flight, thumbnails.
+    pub files: crate::files::Files,
+    /// Backups in progress (one at a time).
+    pub backups: crate::backups::Backups,
+}
+
+/// An immutable snapshot of every collection, indexed by id and by name.
+#[derive(Default)]
+pub struct Collections {
+    pub list: Vec<Arc<Collection>>,
+    by_key: HashMap<String, Arc<Collection>>,
+    /// Whether any collection's rule reads `@request.headers`, `@request.query`, `@request.body`: only
+    /// then are those parts copied into each request's `RequestInfo` (related collections' rules run
+    /// in expand and in filters through relations, so all collections count).
+    pub rules_read: [bool; 3],
+}
+
+impl Collections {
+    pub fn new(list: Vec<Arc<Collection>>) -> Self {
+        let mut by_key = HashMap::new();
+        for c in &list {
+            by_key.insert(c.id.clone(), c.clone());
+            by_key.insert(c.name.clone(), c.clone());
+            by_key.insert(c.name.to_ascii_lowercase(), c.clone());
+        }
+        let read = |part: &str| list.iter().any(|c| crate::records::rules_mention(c, part));
+        let rules_read = [
+            read("@request.headers"),
+            read("@request.query"),
+            read("@request.body"),
+        ];
+        Collections {
+            list,
+            by_key,
+            rules_read,
+        }
+    }
+    pub fn get(&self, key: &str) -> Option<Arc<Collection>> {
+        self.by_key
+            .get(key)
+            .or_else(|| self.by_key.get(&key.to_ascii_lowercase()))
+            .cloned()
+    }
+}
+
+impl Schema for Collections {
+    fn collection(&self, name_or_id: &str) -> Option<Arc<Collection>> {
+        self.get(name_or_id)
+    }
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        realtime: RealtimeConfig,
+        mailbox: Option<std::path::PathBuf>,
+        files: crate::files::Files,
+        redis: Option<Arc<basalt_cluster::redis::Redis>>,
+        cache: crate::cache::CacheConfig,
+    ) -> Self {
+        AppState {
+            store,
+            collections: RwLock::new(Arc::new(Collections::default())),
+            settings: RwLock::new(Json::Null),
+            events: OnceLock::new(),
+            webhooks: OnceLock::new(),
+            realtime: Hub::new(realtime),
+            policy: RwLock::new(Arc::new(Policy::default())),
+            rate_limits_on: std::sync::atomic::AtomicBool::new(false),
+            rates: Rates::new(redis.clone()),
+            cache: crate::cache::RecordCache::new(cache, redis.clone()),
+            redis,
+            cluster: OnceLock::new(),
+            registry: OnceLock::new(),
+            ready: std::sync::atomic::AtomicBool::new(false),
+            lockout: Lockout::default(),
+            mailbox,
+            files,
+            backups: Default::default(),
+        }
+    }
+
+    /// After a commit that appended events up to `seq`: wakes the dispatcher and, when realtime
+    /// clients are connected, waits (≤2 s) until the event went through their fan-out, so a client
+    /// that sees the write's response has been sent its event, and one subscribing after it has not.
+    pub async fn committed(&self, seq: i64) {
+        if let Some(c) = self.cluster.get() {
+            c.events_committed(seq);
+        }
+        if let Some(b) = self.events.get() {
+            b.note_committed(seq);
+            if self.realtime.is_empty() {
+                b.committed();
+            } else {
+                b.wait_dispatched(seq, std::time::Duration::from_secs(2))
+                    .await;
+            }
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.store.dialect()
+    }
+
+    pub fn sql(&self) -> Sql {
+        Sql::new(self.dialect())
+    }
+
+    pub fn collections(&self) -> Arc<Collections> {
+        match self.collections.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn collection(&self, key: &str) -> Option<Arc<Collection>> {
+        self.collections().get(key)
+    }
+
+    /// Reloads the collection cache from the database.
+    pub async fn reload_collections(&self) -> ServiceResult<()> {
+        let mut q = self.sql();
+        q.push("SELECT data FROM _collections ORDER BY created, name");
+        let rows = self.store.query(&q).await?;
+        let mut list = Vec::with_capacity(rows.rows.len());
+        for r in rows.rows {
+            let text = r.into_iter().next().unwrap_or(Value::Null).into_string();
+            let j: Json = serde_json::from_str(&text).map_err(basalt_core::Error::internal)?;
+            list.push(Arc::new(Collection::from_storage_json(&j)?));
+        }
+        let snap = Arc::new(Collections::new(list));
+        match self.collections.write() {
+            Ok(mut g) => *g = snap,
+            Err(p) => *p.into_inner() = snap,
+        }
+        // Cached rows may have the old columns.
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// Tells the other nodes (collections, settings, webhooks changed); best effort, see
+    /// `basalt_cluster::bus`.
+    pub async fn announce(&self, m: basalt_cluster::bus::Msg) {
+        if let Some(c) = self.cluster.get() {
+            c.publish(m).await;
+        }
+    }
+
+    /// After a local schema change: reload, and have every other node reload.
+    pub async fn collections_changed(&self) -> ServiceResult<()> {
+        self.reload_collections().await?;
+        self.announce(basalt_cluster::bus::Msg::Collections).await;
+        Ok(())
+    }
+
+    /// Whether other nodes may write to this database, so the cache must follow the event tail.
+    pub fn cache_follows_events(&self) -> bool {
+        self.cache.enabled() && self.dialect() == Dialect::Postgres
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn rate_limits_on(&self) -> bool {
+        self.rate_limits_on
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the settings and the policy derived from them.
+    pub fn set_settings(&self, s: Json) {
+        self.files.configure(&s);
+        let p = Arc::new(Policy::from_settings(&s));
+        self.rate_limits_on.store(
+            p.rate_limits_enabled && !p.rules.is_empty(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match self.settings.write() {
+            Ok(mut g) => *g = s,
+            Err(e) => *e.into_inner() = s,
+        }
+        match self.policy.write() {
+            Ok(mut g) => *g = p,
+            Err(e) => *e.into_inner() = p,
+        }
+    }
+
+    pub fn settings(&self) -> Json {
+        match self.settings.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// The superuser part of `/api/health`: backups, events and sinks, realtime clients, the cluster.
+pub fn health(ctx: &AppState) -> serde_json::Map<String, Json> {
+    let mut data = serde_json::Map::new();
+    data.insert(
+        "canBackup".into(),
+        Json::Bool(ctx.store.can_backup() && !ctx.backups.busy()),
+    );
+    if let Some(bus) = ctx.events.get() {
+        let mut ev = bus.health();
+        if let (Some(o), Some(w)) = (ev.as_object_mut(), ctx.webhooks.get()) {
+            o.insert("webhooks".into(), w.health());
+        }
+        data.insert("events".into(), ev);
+    }
+    data.insert(
+        "realtime".into(),
+        serde_json::json!({"clients": ctx.realtime.len()}),
+    );
+    data.insert("cluster".into(), crate::cluster::health(ctx));
+    data
+}
