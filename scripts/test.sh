@@ -26,6 +26,20 @@ echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+echo "== the service layer never sees a transport (ARCHITECTURE.md: basalt-service)"
+# Direct dependencies: no server framework and no HTTP types. Transitively, outbound clients (reqwest
+# for OAuth2 and webhooks, object_store for S3) carry http/hyper inside; no server crate may appear.
+direct="$(cargo tree -p basalt-service -e normal --depth 1 --prefix none | awk 'NR>1{print $1}' | sort -u)"
+if echo "$direct" | grep -qxE 'axum|axum-core|tower|tower-http|hyper|hyper-util|http|http-body|multer|tokio-tungstenite'; then
+  echo "basalt-service depends directly on a transport crate:" >&2; echo "$direct" >&2; exit 1
+fi
+if cargo tree -p basalt-service -e normal --prefix none | awk '{print $1}' | grep -qxE 'axum|axum-core|multer|tungstenite'; then
+  echo "basalt-service pulls in a server transport crate (cargo tree -p basalt-service -i axum)" >&2; exit 1
+fi
+if grep -rnE '\b(axum|hyper|tower|tower_http|http)::' crates/service/src | grep -vE ':[0-9]+:\s*//'; then
+  echo "basalt-service code names a transport type (above)" >&2; exit 1
+fi
+
 echo "== cargo test: unit, property (parser/compiler fuzz), integration on SQLite and PostgreSQL, CLI"
 # The multi-node test writes its numbers here (test output is captured); printed at the end.
 BASALT_CLUSTER_REPORT="$(mktemp)"

@@ -16,6 +16,8 @@ pub struct TestApp {
     pub su: String,
     pub backend: Backend,
     pub ctx: basalt_http::AppCtx,
+    /// The PostgreSQL database's URL (`None` on SQLite).
+    pub db_url: Option<String>,
     _dir: TempDir,
 }
 
@@ -39,16 +41,30 @@ pub fn pg_base() -> String {
 /// A fresh PostgreSQL database; returns its URL.
 pub async fn fresh_pg_db() -> String {
     let name = format!("basalt_test_{}", random_suffix());
-    let (client, conn) =
-        tokio_postgres::connect(&format!("{}/postgres", pg_base()), tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL must be reachable for the test suite (run scripts/services.sh)");
+    let admin = format!("{}/postgres", pg_base());
+    let connect = tokio_postgres::connect(&admin, tokio_postgres::NoTls);
+    let (client, conn) = match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => panic!("{}", pg_down(&e.to_string())),
+        Err(_) => panic!("{}", pg_down("no answer in 5 s")),
+    };
     tokio::spawn(conn);
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create test database");
     format!("{}/{}", pg_base(), name)
+}
+
+/// The one message every PostgreSQL test fails with when the server is not there.
+fn pg_down(detail: &str) -> String {
+    format!(
+        "PostgreSQL is not reachable at {} ({detail}). The suite runs every test on SQLite and on \
+         PostgreSQL: start it with `scripts/services.sh` (or `pg_ctlcluster 15 main start`), or point \
+         BASALT_TEST_PG at a server (user postgres, trust auth).",
+        pg_base()
+    )
 }
 
 static LOG: std::sync::Once = std::sync::Once::new();
@@ -74,6 +90,7 @@ pub async fn spawn_app_with(backend: Backend, mut opts: basalt_http::Options) ->
     if opts.data_dir.is_none() {
         opts.data_dir = Some(dir.0.clone());
     }
+    let db_url = url.clone();
     let store = basalt_store::open(&dir.0, url.as_deref())
         .await
         .expect("open store");
@@ -99,6 +116,7 @@ pub async fn spawn_app_with(backend: Backend, mut opts: basalt_http::Options) ->
         su: String::new(),
         backend,
         ctx,
+        db_url,
         _dir: dir,
     };
     let r = app

@@ -10,6 +10,7 @@ mod auth;
 mod authflows;
 mod bad_input;
 mod collections;
+mod concurrency;
 mod events;
 mod files;
 mod filters;
