@@ -11,7 +11,10 @@ use serde_json::{json, Value as Json};
 use basalt_core::filter;
 use basalt_core::filter::compile::{Compiler, RequestInfo, MAIN};
 
+use basalt_store::Tx;
+
 use crate::error::{bad, not_found, ServiceError, ServiceResult};
+use crate::state::Collections;
 use crate::request::Req;
 use crate::{ddl, records, AppCtx};
 
@@ -25,11 +28,23 @@ fn invalid(fields: FieldErrors, creating: bool) -> ServiceError {
 }
 
 /// Inserts a definition and creates its table (bootstrap and create).
-pub async fn insert_collection(ctx: &AppCtx, mut c: Collection) -> ServiceResult<Arc<Collection>> {
+pub async fn insert_collection(ctx: &AppCtx, c: Collection) -> ServiceResult<Arc<Collection>> {
+    let mut tx = ctx.store.begin().await?;
+    let c = insert_def(ctx, &mut tx, c).await?;
+    tx.commit().await?;
+    ctx.collections_changed().await?;
+    ctx.collection(&c.id).ok_or_else(not_found)
+}
+
+/// Inserts a definition and creates its table inside `tx`.
+async fn insert_def(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn Tx>,
+    mut c: Collection,
+) -> ServiceResult<Collection> {
     let now = basalt_core::time::now();
     c.created = now.clone();
     c.updated = now;
-    let mut tx = ctx.store.begin().await?;
     let mut s = ctx.sql();
     s.push("INSERT INTO _collections (id, name, type, system, data, created, updated) VALUES (");
     s.bind(Value::Text(c.id.clone()))
@@ -63,10 +78,9 @@ pub async fn insert_collection(ctx: &AppCtx, mut c: Collection) -> ServiceResult
     for st in ddl::create_table(ctx.dialect(), &c) {
         tx.execute(&st).await.map_err(|e| ddl_error(e, true))?;
     }
-    tx.commit().await?;
-    ctx.collections_changed().await?;
-    ctx.collection(&c.id).ok_or_else(not_found)
+    Ok(c)
 }
+
 
 fn ddl_error(e: basalt_store::StoreError, creating: bool) -> ServiceError {
     let mut f = FieldErrors::new();
@@ -120,6 +134,20 @@ fn check_field_types(body: &Json) -> ServiceResult<()> {
 }
 
 pub async fn create(ctx: &AppCtx, body: &Json) -> ServiceResult<Arc<Collection>> {
+    let mut tx = ctx.store.begin().await?;
+    let c = create_in(ctx, &ctx.collections(), &mut tx, body).await?;
+    tx.commit().await?;
+    ctx.collections_changed().await?;
+    ctx.collection(&c.id).ok_or_else(not_found)
+}
+
+/// Validates a new definition against the schema `view` and creates it inside `tx`.
+async fn create_in(
+    ctx: &AppCtx,
+    view: &Collections,
+    tx: &mut Box<dyn Tx>,
+    body: &Json,
+) -> ServiceResult<Collection> {
     check_field_types(body)?;
     let kind = match body.get("type") {
         None => CollectionType::Base,
@@ -180,7 +208,7 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ServiceResult<Arc<Collection>>
     if c.is_auth() {
         ensure_auth_indexes(&mut c);
     }
-    let cols = ctx.collections();
+    let cols = view;
     if cols
         .list
         .iter()
@@ -208,16 +236,15 @@ pub async fn create(ctx: &AppCtx, body: &Json) -> ServiceResult<Arc<Collection>>
         );
         return Err(invalid(f, true));
     }
-    normalize_relations(ctx, &mut c);
-    check_rules(ctx, &c).map_err(|f| invalid(f, true))?;
-    insert_collection(ctx, c).await
+    normalize_relations(view, &mut c);
+    check_rules(ctx, view, &c).map_err(|f| invalid(f, true))?;
+    insert_def(ctx, tx, c).await
 }
 
 /// Compiles every rule against the new definition, so a rule naming an unknown field is rejected when
 /// it is saved rather than failing every request later.
-fn check_rules(ctx: &AppCtx, c: &Collection) -> Result<(), FieldErrors> {
-    let mut list: Vec<Arc<Collection>> = ctx
-        .collections()
+fn check_rules(ctx: &AppCtx, view: &Collections, c: &Collection) -> Result<(), FieldErrors> {
+    let mut list: Vec<Arc<Collection>> = view
         .list
         .iter()
         .filter(|x| x.id != c.id)
@@ -279,7 +306,7 @@ fn check_rules(ctx: &AppCtx, c: &Collection) -> Result<(), FieldErrors> {
 }
 
 /// Relation fields may name their target by name; store the id.
-fn normalize_relations(ctx: &AppCtx, c: &mut Collection) {
+fn normalize_relations(view: &Collections, c: &mut Collection) {
     let self_id = c.id.clone();
     let self_name = c.name.clone();
     for f in c
@@ -289,7 +316,7 @@ fn normalize_relations(ctx: &AppCtx, c: &mut Collection) {
     {
         if f.collection_id == self_name {
             f.collection_id = self_id.clone();
-        } else if let Some(t) = ctx.collection(&f.collection_id) {
+        } else if let Some(t) = view.get(&f.collection_id) {
             f.collection_id = t.id.clone();
         }
     }
@@ -368,6 +395,21 @@ pub async fn update(
     old: &Arc<Collection>,
     body: &Json,
 ) -> ServiceResult<Arc<Collection>> {
+    let mut tx = ctx.store.begin().await?;
+    let c = update_in(ctx, &ctx.collections(), &mut tx, old, body).await?;
+    tx.commit().await?;
+    ctx.collections_changed().await?;
+    ctx.collection(&c.id).ok_or_else(not_found)
+}
+
+/// Validates a changed definition against the schema `view` and applies it inside `tx`.
+async fn update_in(
+    ctx: &AppCtx,
+    view: &Collections,
+    tx: &mut Box<dyn Tx>,
+    old: &Arc<Collection>,
+    body: &Json,
+) -> ServiceResult<Collection> {
     check_field_types(body)?;
     let mut c: Collection = (**old).clone();
     if let Some(t) = body.get("type").and_then(Json::as_str) {
@@ -436,12 +478,10 @@ pub async fn update(
     if c.is_auth() {
         ensure_auth_indexes(&mut c);
     }
-    let cols = ctx.collections();
-    c.validate(&cols.list).map_err(|f| invalid(f, false))?;
-    normalize_relations(ctx, &mut c);
-    check_rules(ctx, &c).map_err(|f| invalid(f, false))?;
+    c.validate(&view.list).map_err(|f| invalid(f, false))?;
+    normalize_relations(view, &mut c);
+    check_rules(ctx, view, &c).map_err(|f| invalid(f, false))?;
     c.updated = basalt_core::time::now();
-    let mut tx = ctx.store.begin().await?;
     for st in ddl::alter_table(ctx.dialect(), old, &c) {
         tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
     }
@@ -453,16 +493,30 @@ pub async fn update(
     s.push(", updated = ").bind(Value::Text(c.updated.clone()));
     s.push(" WHERE id = ").bind(Value::Text(c.id.clone()));
     tx.execute(&s).await?;
-    tx.commit().await?;
-    ctx.collections_changed().await?;
-    ctx.collection(&c.id).ok_or_else(not_found)
+    Ok(c)
 }
 
 pub async fn delete(ctx: &AppCtx, c: &Arc<Collection>) -> ServiceResult<()> {
+    let mut tx = ctx.store.begin().await?;
+    delete_in(ctx, &ctx.collections(), &mut tx, c).await?;
+    tx.commit().await?;
+    ctx.collections_changed().await?;
+    drop_files(ctx, c).await;
+    Ok(())
+}
+
+/// Drops a collection's table and definition inside `tx`, refusing while another collection of
+/// `view` relates to it.
+async fn delete_in(
+    ctx: &AppCtx,
+    view: &Collections,
+    tx: &mut Box<dyn Tx>,
+    c: &Collection,
+) -> ServiceResult<()> {
     if c.system {
         return Err(bad("Failed to delete collection."));
     }
-    for other in ctx.collections().list.iter().filter(|o| o.id != c.id) {
+    for other in view.list.iter().filter(|o| o.id != c.id) {
         if other
             .fields
             .iter()
@@ -474,15 +528,11 @@ pub async fn delete(ctx: &AppCtx, c: &Arc<Collection>) -> ServiceResult<()> {
             )));
         }
     }
-    let mut tx = ctx.store.begin().await?;
     tx.execute(&ddl::drop_table(ctx.dialect(), c)).await?;
     let mut s = ctx.sql();
     s.push("DELETE FROM _collections WHERE id = ")
         .bind(Value::Text(c.id.clone()));
     tx.execute(&s).await?;
-    tx.commit().await?;
-    ctx.collections_changed().await?;
-    drop_files(ctx, c).await;
     Ok(())
 }
 
@@ -514,6 +564,15 @@ pub async fn truncate(ctx: &AppCtx, c: &Arc<Collection>) -> ServiceResult<()> {
 
 /// `PUT /api/collections/import`: creates or updates each collection (matched by id, then name);
 /// with `deleteMissing`, deletes the non-system collections not listed.
+async fn savepoint(ctx: &AppCtx, tx: &mut Box<dyn Tx>, stmt: &str) -> ServiceResult<()> {
+    let mut q = ctx.sql();
+    q.push(stmt);
+    tx.execute(&q).await?;
+    Ok(())
+}
+
+/// `PUT /api/collections/import {collections, deleteMissing}`: every change in one transaction, so
+/// a failed import changes nothing.
 pub async fn import(ctx: &AppCtx, body: &Json) -> ServiceResult<()> {
     let Some(list) = body
         .get("collections")
@@ -531,17 +590,28 @@ pub async fn import(ctx: &AppCtx, body: &Json) -> ServiceResult<()> {
         .get("deleteMissing")
         .and_then(Json::as_bool)
         .unwrap_or(false);
+    let mut tx = ctx.store.begin().await?;
+    // The schema as this import changes it, step by step, inside the transaction.
+    let mut staged: Vec<Arc<Collection>> = ctx.collections().list.clone();
+    let view_of = |l: &Vec<Arc<Collection>>| Collections::new(l.clone());
+    let put = |l: &mut Vec<Arc<Collection>>, c: Collection| {
+        let c = Arc::new(c);
+        match l.iter_mut().find(|x| x.id == c.id) {
+            Some(x) => *x = c,
+            None => l.push(c),
+        }
+    };
+    let find = |l: &Vec<Arc<Collection>>, item: &Json| {
+        let key_id = item.get("id").and_then(Json::as_str).unwrap_or("");
+        let key_name = item.get("name").and_then(Json::as_str).unwrap_or("");
+        let v = view_of(l);
+        v.get(key_id).or_else(|| v.get(key_name))
+    };
     let mut kept = vec![];
     // Pass 1: create the new collections as shells (no relation fields, rules or indexes), so that
     // relations to collections later in the list, or in cycles, resolve in pass 2.
     for item in list {
-        let key_id = item.get("id").and_then(Json::as_str).unwrap_or("");
-        let key_name = item.get("name").and_then(Json::as_str).unwrap_or("");
-        if ctx
-            .collection(key_id)
-            .or_else(|| ctx.collection(key_name))
-            .is_some()
-        {
+        if find(&staged, item).is_some() {
             continue;
         }
         let mut shell = item.clone();
@@ -562,20 +632,29 @@ pub async fn import(ctx: &AppCtx, body: &Json) -> ServiceResult<()> {
                 o.remove(k);
             }
         }
-        // A shell that fails is reported by pass 2 with the full definition.
-        let _ = create(ctx, &shell).await;
+        // A shell that fails is reported by pass 2 with the full definition; its statements are
+        // undone by a savepoint so the transaction stays usable.
+        savepoint(ctx, &mut tx, "SAVEPOINT import_shell").await?;
+        match create_in(ctx, &view_of(&staged), &mut tx, &shell).await {
+            Ok(c) => {
+                savepoint(ctx, &mut tx, "RELEASE SAVEPOINT import_shell").await?;
+                put(&mut staged, c);
+            }
+            Err(_) => savepoint(ctx, &mut tx, "ROLLBACK TO SAVEPOINT import_shell").await?,
+        }
     }
     // Pass 2: every collection gets its full definition.
     for (i, item) in list.iter().enumerate() {
-        let key_id = item.get("id").and_then(Json::as_str).unwrap_or("");
-        let key_name = item.get("name").and_then(Json::as_str).unwrap_or("");
-        let existing = ctx.collection(key_id).or_else(|| ctx.collection(key_name));
-        let res = match existing {
-            Some(e) => update(ctx, &e, item).await,
-            None => create(ctx, item).await,
+        let view = view_of(&staged);
+        let res = match find(&staged, item) {
+            Some(e) => update_in(ctx, &view, &mut tx, &e, item).await,
+            None => create_in(ctx, &view, &mut tx, item).await,
         };
         match res {
-            Ok(c) => kept.push(c.id.clone()),
+            Ok(c) => {
+                kept.push(c.id.clone());
+                put(&mut staged, c);
+            }
             Err(ServiceError(Error::Validation { fields, .. })) => {
                 let mut f = FieldErrors::new();
                 let detail = fields
@@ -598,12 +677,20 @@ pub async fn import(ctx: &AppCtx, body: &Json) -> ServiceResult<()> {
             Err(e) => return Err(e),
         }
     }
+    let mut dropped = vec![];
     if delete_missing {
-        for c in ctx.collections().list.iter() {
+        for c in staged.clone().iter() {
             if !c.system && !kept.contains(&c.id) {
-                delete(ctx, c).await?;
+                delete_in(ctx, &view_of(&staged), &mut tx, c).await?;
+                staged.retain(|x| x.id != c.id);
+                dropped.push(c.clone());
             }
         }
+    }
+    tx.commit().await?;
+    ctx.collections_changed().await?;
+    for c in &dropped {
+        drop_files(ctx, c).await;
     }
     Ok(())
 }

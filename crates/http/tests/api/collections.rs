@@ -212,6 +212,65 @@ async fn truncate_and_import(app: TestApp) {
         .any(|f| f["name"] == "w"));
 }
 
+/// An import that fails part-way changes nothing: not the new collections before the failing one,
+/// not the changed fields of existing ones, not the deletions `deleteMissing` asked for.
+async fn failed_import_changes_nothing(app: TestApp) {
+    app.collection(json!({"name": "keep_me", "fields": [{"name": "v", "type": "text"}]}))
+        .await;
+    app.record("keep_me", json!({"v": "x"})).await;
+    let before = app.get("/api/collections", app.su()).await.1["totalItems"].clone();
+    let r = app
+        .raw(
+            reqwest::Method::PUT,
+            "/api/collections/import",
+            app.su(),
+            "application/json",
+            serde_json::to_vec(&json!({"collections": [
+                {"name": "atomic_new", "type": "base", "fields": [{"name": "x", "type": "text"}]},
+                {"name": "keep_me", "type": "base", "fields": [{"name": "v", "type": "text"}, {"name": "added", "type": "number"}]},
+                {"name": "atomic_bad", "type": "base", "listRule": "nosuchfield = 1", "fields": [{"name": "y", "type": "text"}]}
+            ], "deleteMissing": true}))
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(r.0, 400, "{}", r.1);
+    assert_eq!(
+        r.1["data"]["collections"]["code"],
+        "validation_collections_import_failure"
+    );
+    assert_eq!(app.get("/api/collections/atomic_new", app.su()).await.0, 404);
+    assert_eq!(app.get("/api/collections/atomic_bad", app.su()).await.0, 404);
+    let kept = app.get("/api/collections/keep_me", app.su()).await.1;
+    assert!(
+        !kept["fields"].as_array().unwrap().iter().any(|f| f["name"] == "added"),
+        "the update of keep_me was rolled back: {kept}"
+    );
+    assert_eq!(
+        app.get("/api/collections", app.su()).await.1["totalItems"],
+        before
+    );
+    // The table is intact and still usable.
+    let l = app.get("/api/collections/keep_me/records", app.su()).await;
+    assert_eq!(l.1["totalItems"], 1);
+    app.record("keep_me", json!({"v": "y"})).await;
+    // The same import without the bad collection goes through, in one step.
+    let r = app
+        .raw(
+            reqwest::Method::PUT,
+            "/api/collections/import",
+            app.su(),
+            "application/json",
+            serde_json::to_vec(&json!({"collections": [
+                {"name": "atomic_new", "type": "base", "fields": [{"name": "x", "type": "text"}]},
+                {"name": "keep_me", "type": "base", "fields": [{"name": "v", "type": "text"}, {"name": "added", "type": "number"}]}
+            ]}))
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(r.0, 204, "{}", r.1);
+    assert_eq!(app.get("/api/collections/atomic_new", app.su()).await.0, 200);
+}
+
 async fn scaffolds_and_settings(app: TestApp) {
     let s = app.get("/api/collections/meta/scaffolds", app.su()).await;
     assert_eq!(s.0, 200);
@@ -265,6 +324,7 @@ crate::both!(
     schema_changes_keep_data,
     unique_index_is_enforced,
     truncate_and_import,
+    failed_import_changes_nothing,
     scaffolds_and_settings,
     health
 );
