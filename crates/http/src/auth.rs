@@ -37,7 +37,10 @@ pub fn routes() -> Router<AppCtx> {
         )
         .route("/api/collections/{c}/auth-refresh", post(auth_refresh))
         .route("/api/collections/{c}/auth-methods", get(auth_methods))
-        .route("/api/collections/{c}/auth-with-oauth2", post(auth_with_oauth2))
+        .route(
+            "/api/collections/{c}/auth-with-oauth2",
+            post(auth_with_oauth2),
+        )
         .route("/api/collections/{c}/request-otp", post(request_otp))
         .route("/api/collections/{c}/auth-with-otp", post(auth_with_otp))
         .route("/api/collections/{c}/auth-with-totp", post(auth_with_totp))
@@ -74,7 +77,10 @@ pub fn path_routes() -> Router<AppCtx> {
         .route("/api/collections/{c}/totp/confirm", post(totp_confirm))
         .route("/api/collections/{c}/totp/disable", post(totp_disable))
         .route("/api/collections/{c}/impersonate/{id}", post(impersonate))
-        .route("/api/oauth2-redirect", get(oauth2_redirect).post(oauth2_redirect))
+        .route(
+            "/api/oauth2-redirect",
+            get(oauth2_redirect).post(oauth2_redirect),
+        )
         .route("/api/settings/test/email", post(test_email))
         .route("/_/", get(landing))
         .route(
@@ -89,7 +95,9 @@ async fn auth_with_password(
     Path(c): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    Ok(signin(flows::auth_with_password(&ctx, &req, &c, &body).await?))
+    Ok(signin(
+        flows::auth_with_password(&ctx, &req, &c, &body).await?,
+    ))
 }
 
 async fn auth_with_oauth2(
@@ -98,7 +106,9 @@ async fn auth_with_oauth2(
     Path(c): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    Ok(signin(oauth2::auth_with_oauth2(&ctx, &req, &c, &body).await?))
+    Ok(signin(
+        oauth2::auth_with_oauth2(&ctx, &req, &c, &body).await?,
+    ))
 }
 
 async fn auth_with_otp(
@@ -190,7 +200,9 @@ async fn impersonate(
     Path((c, id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    Ok(ok_json(flows::impersonate(&ctx, &req, &c, &id, &body).await?))
+    Ok(ok_json(
+        flows::impersonate(&ctx, &req, &c, &id, &body).await?,
+    ))
 }
 
 async fn test_email(

@@ -25,7 +25,11 @@ pub fn peer_of(ext: &axum::http::Extensions) -> IpAddr {
 }
 
 /// The client IP of a request: the peer, or the trusted proxy header's entry.
-pub fn ip_of(ctx: &AppCtx, headers: &axum::http::HeaderMap, ext: &axum::http::Extensions) -> IpAddr {
+pub fn ip_of(
+    ctx: &AppCtx,
+    headers: &axum::http::HeaderMap,
+    ext: &axum::http::Extensions,
+) -> IpAddr {
     client_ip(
         &ctx.policy(),
         |name| headers.get(name).and_then(|v| v.to_str().ok()),

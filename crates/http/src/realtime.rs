@@ -233,7 +233,8 @@ async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket, req: 
 /// One subscription message on the socket; its `authorization` token is the caller's auth (checked
 /// against `superuserIPs` as on every request).
 async fn ws_subscribe(ctx: &AppCtx, client: &str, text: &str, conn: &Req) -> Json {
-    let err = |e: ServiceError| json!({"event": "PB_ERROR", "data": ApiError::from(e).into_parts().1});
+    let err =
+        |e: ServiceError| json!({"event": "PB_ERROR", "data": ApiError::from(e).into_parts().1});
     let Ok(body) = serde_json::from_str::<Json>(text) else {
         return err(basalt_service::error::bad(
             "Something went wrong while processing your request.",

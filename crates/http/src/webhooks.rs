@@ -16,8 +16,8 @@ use basalt_events::webhook::Webhooks;
 use serde_json::{json, Map, Value as Json};
 use std::sync::Arc;
 
-use crate::extract::Client;
 use crate::error::{bad, not_found, ApiError, ApiResult, JsonBody};
+use crate::extract::Client;
 use crate::AppCtx;
 
 fn hooks(ctx: &AppCtx) -> ApiResult<Arc<Webhooks>> {

@@ -22,8 +22,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::auth::TokenKind;
 use crate::error::{bad, ServiceError, ServiceResult};
-use crate::files::{S3Config, Storage};
 use crate::files::upload::Upload;
+use crate::files::{S3Config, Storage};
 use crate::request::Req;
 use crate::AppCtx;
 

@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::error::{bad, ServiceError, ServiceResult};
 use crate::files::upload::Upload;
-use crate::request::{parse_query, Req};
 use crate::records::{self, WriteOut};
+use crate::request::{parse_query, Req};
 use crate::AppCtx;
 
 /// The `batch` settings.
@@ -328,4 +328,3 @@ async fn run(
     }
     Ok(Ok(results))
 }
-

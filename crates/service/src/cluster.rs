@@ -60,7 +60,10 @@ pub async fn join(ctx: &AppCtx, bus: &Arc<EventBus>, opts: &ClusterOptions) -> S
         },
         env!("CARGO_PKG_VERSION"),
     );
-    let floor = reg.beat(bus.dispatched()).await.map_err(ServiceError::from)?;
+    let floor = reg
+        .beat(bus.dispatched())
+        .await
+        .map_err(ServiceError::from)?;
     bus.set_floor(floor);
     let _ = ctx.registry.set(reg.clone());
     ctx.realtime.set_node(bus.node_id());
@@ -169,4 +172,3 @@ pub fn health(ctx: &crate::AppState) -> Json {
         "nodes": me.map(|r| r.nodes()).unwrap_or_default(),
     })
 }
-

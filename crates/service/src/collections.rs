@@ -14,8 +14,8 @@ use basalt_core::filter::compile::{Compiler, RequestInfo, MAIN};
 use basalt_store::Tx;
 
 use crate::error::{bad, not_found, ServiceError, ServiceResult};
-use crate::state::Collections;
 use crate::request::Req;
+use crate::state::Collections;
 use crate::{ddl, records, AppCtx};
 
 fn invalid(fields: FieldErrors, creating: bool) -> ServiceError {
@@ -80,7 +80,6 @@ async fn insert_def(
     }
     Ok(c)
 }
-
 
 fn ddl_error(e: basalt_store::StoreError, creating: bool) -> ServiceError {
     let mut f = FieldErrors::new();
@@ -244,12 +243,8 @@ async fn create_in(
 /// Compiles every rule against the new definition, so a rule naming an unknown field is rejected when
 /// it is saved rather than failing every request later.
 fn check_rules(ctx: &AppCtx, view: &Collections, c: &Collection) -> Result<(), FieldErrors> {
-    let mut list: Vec<Arc<Collection>> = view
-        .list
-        .iter()
-        .filter(|x| x.id != c.id)
-        .cloned()
-        .collect();
+    let mut list: Vec<Arc<Collection>> =
+        view.list.iter().filter(|x| x.id != c.id).cloned().collect();
     let me = Arc::new(c.clone());
     list.push(me.clone());
     let schema = crate::state::Collections::new(list);
@@ -731,8 +726,7 @@ pub async fn list(ctx: &AppCtx, req: &Req) -> ServiceResult<Json> {
     cs.push("SELECT COUNT(*) FROM _collections AS ").push(MAIN);
     let f = req.q("filter");
     if !f.trim().is_empty() {
-        let e = filter::parse(f)
-            .map_err(|e| records::invalid_query("filter", &e.to_string()))?;
+        let e = filter::parse(f).map_err(|e| records::invalid_query("filter", &e.to_string()))?;
         let w = comp
             .compile(&meta, &e)
             .map_err(|e| records::invalid_query("filter", &e.to_string()))?;
@@ -797,4 +791,3 @@ pub fn scaffolds(req: &Req) -> ServiceResult<Json> {
         json!({"auth": auth_c.to_json(), "base": base.to_json(), "view": view}),
     ))
 }
-

@@ -173,9 +173,15 @@ pub async fn view(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<I
         return Ok(Items::Raw(body));
     }
     let data = records::rows_to_data(&coll, Arc::unwrap_or_clone(rows));
-    one(ctx, req, &coll, data.into_iter().next().unwrap_or_default(), &info)
-        .await
-        .map(Items::Json)
+    one(
+        ctx,
+        req,
+        &coll,
+        data.into_iter().next().unwrap_or_default(),
+        &info,
+    )
+    .await
+    .map(Items::Json)
 }
 
 /// One record shaped for the caller (output rules, expand, fields).
@@ -246,4 +252,3 @@ pub async fn delete(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult
     let info = req.info(&ctx.collections(), None, "default");
     records::delete(ctx, &coll, id, &info).await
 }
-

@@ -73,9 +73,8 @@ pub async fn build_with(
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("basalt-{}", basalt_core::id::random_id(12)))
     });
-    let files = files::Files::new(data_dir).map_err(|e| {
-        ServiceError(basalt_core::Error::internal(format!("data directory: {e}")))
-    })?;
+    let files = files::Files::new(data_dir)
+        .map_err(|e| ServiceError(basalt_core::Error::internal(format!("data directory: {e}"))))?;
     let redis = match &opts.cluster.redis_url {
         Some(url) => Some(
             basalt_cluster::redis::Redis::connect(url)
@@ -137,4 +136,3 @@ pub async fn build_with(
     tokio::spawn(backups::run_scheduler(ctx.clone()));
     Ok(ctx)
 }
-

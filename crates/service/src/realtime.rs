@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use basalt_core::filter::compile::RequestInfo;
 use basalt_core::record::Data;
 use basalt_core::schema::Collection;
 use basalt_core::{Error, FieldError, FieldErrors};
 use basalt_events::Event;
+use bytes::Bytes;
 use serde_json::{json, Map, Value as Json};
 use tokio::sync::mpsc;
 

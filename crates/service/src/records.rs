@@ -142,11 +142,13 @@ fn by_id_sql(ctx: &AppCtx, coll: &Collection, id: &str, cond: Option<Sql>) -> Sq
 /// The collection a record write names, with the protocol's wording when unknown (`_totps` is never
 /// served).
 pub fn collection_for_write(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
-    ctx.collection(key).filter(|c| c.name != "_totps").ok_or_else(|| {
-        ServiceError(Error::NotFound(
-            "Missing or invalid collection context.".into(),
-        ))
-    })
+    ctx.collection(key)
+        .filter(|c| c.name != "_totps")
+        .ok_or_else(|| {
+            ServiceError(Error::NotFound(
+                "Missing or invalid collection context.".into(),
+            ))
+        })
 }
 
 /// Records shaped for the viewer: output rules, then `expand` from the query.
@@ -174,7 +176,11 @@ pub async fn render(
 
 /// A successful answer's body with `?fields=` applied.
 pub fn shape(q: &Map<String, Json>, mut v: Json) -> Json {
-    if let Some(f) = q.get("fields").and_then(Json::as_str).filter(|f| !f.is_empty()) {
+    if let Some(f) = q
+        .get("fields")
+        .and_then(Json::as_str)
+        .filter(|f| !f.is_empty())
+    {
         pick_fields(&mut v, f);
     }
     v
@@ -733,7 +739,10 @@ pub async fn create_in(
                 "email".into(),
                 FieldError::new("validation_not_unique", "Value must be unique."),
             );
-            return Err(ServiceError(Error::validation("Failed to create record.", f)));
+            return Err(ServiceError(Error::validation(
+                "Failed to create record.",
+                f,
+            )));
         }
     }
     if coll.has_files() {
@@ -799,7 +808,9 @@ async fn settle(
 
 fn unique_error(e: basalt_store::StoreError, msg: &str) -> ServiceError {
     match ServiceError::from(e) {
-        ServiceError(Error::Validation { fields, .. }) => ServiceError(Error::validation(msg, fields)),
+        ServiceError(Error::Validation { fields, .. }) => {
+            ServiceError(Error::validation(msg, fields))
+        }
         other => other,
     }
 }
@@ -912,7 +923,10 @@ pub async fn update_in(
                         "Missing or invalid old password.",
                     ),
                 );
-                return Err(ServiceError(Error::validation("Failed to update record.", f)));
+                return Err(ServiceError(Error::validation(
+                    "Failed to update record.",
+                    f,
+                )));
             }
         }
         let h = crate::auth::hash_password_blocking(pw).await?;
@@ -936,7 +950,10 @@ pub async fn update_in(
                     "email".into(),
                     FieldError::new("validation_not_unique", "Value must be unique."),
                 );
-                return Err(ServiceError(Error::validation("Failed to update record.", f)));
+                return Err(ServiceError(Error::validation(
+                    "Failed to update record.",
+                    f,
+                )));
             }
         }
     }

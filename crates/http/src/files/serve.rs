@@ -48,7 +48,16 @@ pub async fn get(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    match serve(&ctx, &c, &rid, &name, &parse_query(raw.as_deref().unwrap_or("")), &headers).await {
+    match serve(
+        &ctx,
+        &c,
+        &rid,
+        &name,
+        &parse_query(raw.as_deref().unwrap_or("")),
+        &headers,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(r) => r,
     }
@@ -150,7 +159,10 @@ async fn thumb_key(
         return None;
     }
     let spec = thumbs::parse(thumb)?;
-    let key = format!("{}/{thumb}_{name}", basalt_service::files::thumbs_prefix(coll, rid, name));
+    let key = format!(
+        "{}/{thumb}_{name}",
+        basalt_service::files::thumbs_prefix(coll, rid, name)
+    );
     if let Ok(Some(_)) = st.head(&key).await {
         return Some(key);
     }

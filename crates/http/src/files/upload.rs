@@ -1,7 +1,6 @@
 //! Reading a record write's body: JSON, urlencoded or multipart. Multipart file parts are streamed to
 //! temporary files as they arrive; plain parts and `@jsonPayload` become the JSON body.
 
-
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -9,9 +8,9 @@ use serde_json::{json, Map, Value as Json};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{add_form_value, error_body, JsonBody};
-pub use basalt_service::files::upload::{ceiling, Upload};
 use crate::handlers::BODY_LIMIT;
 use crate::AppCtx;
+pub use basalt_service::files::upload::{ceiling, Upload};
 
 /// A parsed write body.
 pub struct Body {
@@ -176,4 +175,3 @@ pub async fn drain(req: Request) {
         }
     }
 }
-

@@ -238,11 +238,21 @@ async fn failed_import_changes_nothing(app: TestApp) {
         r.1["data"]["collections"]["code"],
         "validation_collections_import_failure"
     );
-    assert_eq!(app.get("/api/collections/atomic_new", app.su()).await.0, 404);
-    assert_eq!(app.get("/api/collections/atomic_bad", app.su()).await.0, 404);
+    assert_eq!(
+        app.get("/api/collections/atomic_new", app.su()).await.0,
+        404
+    );
+    assert_eq!(
+        app.get("/api/collections/atomic_bad", app.su()).await.0,
+        404
+    );
     let kept = app.get("/api/collections/keep_me", app.su()).await.1;
     assert!(
-        !kept["fields"].as_array().unwrap().iter().any(|f| f["name"] == "added"),
+        !kept["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "added"),
         "the update of keep_me was rolled back: {kept}"
     );
     assert_eq!(
@@ -268,7 +278,10 @@ async fn failed_import_changes_nothing(app: TestApp) {
         )
         .await;
     assert_eq!(r.0, 204, "{}", r.1);
-    assert_eq!(app.get("/api/collections/atomic_new", app.su()).await.0, 200);
+    assert_eq!(
+        app.get("/api/collections/atomic_new", app.su()).await.0,
+        200
+    );
 }
 
 async fn scaffolds_and_settings(app: TestApp) {

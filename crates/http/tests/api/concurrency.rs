@@ -90,10 +90,9 @@ crate::both_backends!(concurrent_patches_keep_every_field);
 async fn concurrent_patches_through_two_nodes() {
     let app = spawn_app_with(Backend::Postgres, opts()).await;
     let id = setup(&app).await;
-    let dir = crate::helpers::TempDir(std::env::temp_dir().join(format!(
-        "basalt-node-b-{}",
-        basalt_core::id::random_id(8)
-    )));
+    let dir = crate::helpers::TempDir(
+        std::env::temp_dir().join(format!("basalt-node-b-{}", basalt_core::id::random_id(8))),
+    );
     let store = basalt_store::open(&dir.0, app.db_url.as_deref())
         .await
         .unwrap();

@@ -43,12 +43,12 @@ pub async fn fresh_pg_db() -> String {
     let name = format!("basalt_test_{}", random_suffix());
     let admin = format!("{}/postgres", pg_base());
     let connect = tokio_postgres::connect(&admin, tokio_postgres::NoTls);
-    let (client, conn) = match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await
-    {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => panic!("{}", pg_down(&e.to_string())),
-        Err(_) => panic!("{}", pg_down("no answer in 5 s")),
-    };
+    let (client, conn) =
+        match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => panic!("{}", pg_down(&e.to_string())),
+            Err(_) => panic!("{}", pg_down("no answer in 5 s")),
+        };
     tokio::spawn(conn);
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))

@@ -22,8 +22,8 @@ use super::mail::{self, Template};
 use super::mfa::{self, Gate};
 use super::{new_auth_token, new_typed_token, verify_typed_token, Caller, TokenKind};
 use crate::error::{bad, forbidden, not_found, unauthorized, ServiceError, ServiceResult};
-use crate::request::Req;
 use crate::records;
+use crate::request::Req;
 use crate::AppCtx;
 
 /// Resend guard of the request-* mails, per record.
@@ -220,7 +220,12 @@ pub async fn complete_signin(ctx: &AppCtx, req: &Req, s: Signin<'_>) -> ServiceR
 }
 
 /// Checks the caller may do `action` on auth collection `c` (rate limits) and returns it.
-async fn auth_action(ctx: &AppCtx, req: &Req, c: &str, action: Action) -> ServiceResult<Arc<Collection>> {
+async fn auth_action(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    action: Action,
+) -> ServiceResult<Arc<Collection>> {
     let coll = auth_collection(ctx, c)?;
     limits::admit(ctx, req, Some(&coll), Some(action)).await?;
     Ok(coll)
@@ -304,7 +309,12 @@ async fn login_alert(
     Ok(())
 }
 
-pub async fn auth_with_password(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<SignIn> {
+pub async fn auth_with_password(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<SignIn> {
     let coll = begin_signin(ctx, req, c, SignInMethod::Password).await?;
     let a = coll.auth.clone().ok_or_else(not_found)?;
     if !a.password_enabled {
@@ -528,7 +538,12 @@ fn mail_token(
 }
 
 /// `POST request-verification {email}` → always 204.
-pub async fn request_verification(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<()> {
+pub async fn request_verification(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<()> {
     let coll = auth_action(ctx, req, c, Action::RequestVerification).await?;
     if coll.is_superusers() {
         return Err(bad("All superusers are verified by default."));
@@ -554,7 +569,12 @@ pub async fn request_verification(ctx: &AppCtx, req: &Req, c: &str, body: &Json)
 }
 
 /// `POST confirm-verification {token}` → 204, the record verified.
-pub async fn confirm_verification(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<()> {
+pub async fn confirm_verification(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<()> {
     let coll = auth_action(ctx, req, c, Action::ConfirmVerification).await?;
     let token = body_str(body, "token");
     if token.is_empty() {
@@ -581,7 +601,12 @@ pub async fn confirm_verification(ctx: &AppCtx, req: &Req, c: &str, body: &Json)
 }
 
 /// `POST request-password-reset {email}` → always 204.
-pub async fn request_password_reset(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<()> {
+pub async fn request_password_reset(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<()> {
     let coll = auth_action(ctx, req, c, Action::RequestPasswordReset).await?;
     let email = required_email(body, "email")?;
     if let Some(rec) = find_by_email(ctx, &coll, &email).await? {
@@ -634,7 +659,12 @@ fn check_new_password(coll: &Collection, pw: &str, confirm: &str) -> ServiceResu
 }
 
 /// `POST confirm-password-reset {token, password, passwordConfirm}` → 204. Rotates `tokenKey`.
-pub async fn confirm_password_reset(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<()> {
+pub async fn confirm_password_reset(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<()> {
     let coll = auth_action(ctx, req, c, Action::ConfirmPasswordReset).await?;
     let token = body_str(body, "token");
     if token.is_empty() {
@@ -666,7 +696,12 @@ pub async fn confirm_password_reset(ctx: &AppCtx, req: &Req, c: &str, body: &Jso
 }
 
 /// `POST request-email-change {newEmail}` (the record itself) → 204; mails the new address.
-pub async fn request_email_change(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<()> {
+pub async fn request_email_change(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<()> {
     let (coll, caller) = require_same_collection(ctx, req, c)?;
     limits::admit(ctx, req, Some(&coll), Some(Action::RequestEmailChange)).await?;
     let new_email = required_email(body, "newEmail")?;
@@ -700,7 +735,12 @@ pub async fn request_email_change(ctx: &AppCtx, req: &Req, c: &str, body: &Json)
 }
 
 /// `POST confirm-email-change {token, password}` → 204: new email, verified, `tokenKey` rotated.
-pub async fn confirm_email_change(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<()> {
+pub async fn confirm_email_change(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<()> {
     let coll = auth_action(ctx, req, c, Action::ConfirmEmailChange).await?;
     let token = body_str(body, "token");
     let password = body_str(body, "password");
@@ -753,7 +793,13 @@ pub async fn confirm_email_change(ctx: &AppCtx, req: &Req, c: &str, body: &Json)
 }
 
 /// `POST impersonate/{id} {duration}` (superusers only) → a non-refreshable token for the record.
-pub async fn impersonate(ctx: &AppCtx, req: &Req, c: &str, id: &str, body: &Json) -> ServiceResult<Json> {
+pub async fn impersonate(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    id: &str,
+    body: &Json,
+) -> ServiceResult<Json> {
     req.require_superuser()?;
     let coll = auth_collection(ctx, c)?;
     let duration = match body.get("duration") {

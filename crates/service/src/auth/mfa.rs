@@ -18,14 +18,14 @@ use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
 use super::flows::{
-    auth_collection, begin_signin, body_str, check_fields, complete_signin, find_by_email,
-    invalid, require_same_collection, SignIn, Signin,
+    auth_collection, begin_signin, body_str, check_fields, complete_signin, find_by_email, invalid,
+    require_same_collection, SignIn, Signin,
 };
 use super::limits::{self, Action, SignInMethod};
 use super::mail::{self, Template};
 use crate::error::{bad, ServiceError, ServiceResult};
-use crate::request::Req;
 use crate::records::load_record;
+use crate::request::Req;
 use crate::AppCtx;
 
 const OTP_TRIES: u32 = 5;
@@ -38,7 +38,11 @@ fn sys(ctx: &AppCtx, name: &str) -> ServiceResult<Arc<Collection>> {
 }
 
 /// Inserts a row into a system collection (no events: these rows hold secrets and sessions).
-pub async fn insert_row(ctx: &AppCtx, name: &str, fields: Vec<(&str, Json)>) -> ServiceResult<String> {
+pub async fn insert_row(
+    ctx: &AppCtx,
+    name: &str,
+    fields: Vec<(&str, Json)>,
+) -> ServiceResult<String> {
     insert_row_with_id(ctx, name, basalt_core::id::new_record_id(), fields).await
 }
 
@@ -648,7 +652,12 @@ pub async fn totp_disable(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> Serv
 }
 
 /// `POST /api/collections/{c}/auth-with-totp` `{mfaId, code}`: the second factor.
-pub async fn auth_with_totp(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<SignIn> {
+pub async fn auth_with_totp(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<SignIn> {
     let coll = begin_signin(ctx, req, c, SignInMethod::Totp).await?;
     let mfa_id = mfa_id_of(body, &req.query).unwrap_or_default();
     let code = body_str(body, "code");

@@ -312,8 +312,7 @@ pub async fn authenticate(
         return Ok(None);
     };
     let caller = resolve_token(ctx, h).await;
-    if caller.as_ref().is_some_and(Caller::is_superuser) && !ctx.policy().superuser_ip_allowed(ip)
-    {
+    if caller.as_ref().is_some_and(Caller::is_superuser) && !ctx.policy().superuser_ip_allowed(ip) {
         return Err(superuser_ip_denied());
     }
     Ok(caller)

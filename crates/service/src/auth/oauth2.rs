@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use basalt_core::filter::compile::RequestInfo;
 use basalt_core::record::Data;
 use basalt_core::schema::{Collection, FieldType};
@@ -19,6 +18,7 @@ use basalt_core::sql::Value;
 use basalt_core::FieldError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use bytes::Bytes;
 use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
     BasicTokenType,
@@ -37,8 +37,8 @@ use super::flows::{
 };
 use super::limits::SignInMethod;
 use crate::error::{bad, ServiceError, ServiceResult};
-use crate::request::Req;
 use crate::records;
+use crate::request::Req;
 use crate::AppCtx;
 
 const LOADING: &str = "An error occurred while loading the submitted data.";
@@ -854,7 +854,8 @@ async fn create_record(
 /// URL-encoded query string and body. True when a code was handed over.
 pub fn forward_code(ctx: &AppCtx, query: &str, form: &[u8]) -> bool {
     let mut m: Map<String, Json> = Map::new();
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()).chain(url::form_urlencoded::parse(form))
+    for (k, v) in
+        url::form_urlencoded::parse(query.as_bytes()).chain(url::form_urlencoded::parse(form))
     {
         m.insert(k.into_owned(), Json::String(v.into_owned()));
     }
