@@ -3,7 +3,7 @@
 # release whose rust-version the machine's rustc 1.95 meets).
 #   scripts/s3s.sh install   build it once (a few minutes) into ~/.cache/basalt/tools/bin, reused afterwards
 #   scripts/s3s.sh path      print the binary's path (installing first if missing)
-# The tests start their own s3s-fs on a free port over a temporary folder (see crates/api/tests and
+# The tests start their own s3s-fs on a free port over a temporary folder (see crates/http/tests and
 # sdk-tests/run.sh); nothing here runs a server.
 set -euo pipefail
 VERSION="${S3S_VERSION:-0.14.1}"

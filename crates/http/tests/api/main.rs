@@ -18,3 +18,4 @@ mod realtime;
 mod records;
 mod rules;
 mod servers;
+mod service;
