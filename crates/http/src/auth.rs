@@ -89,45 +89,24 @@ pub fn path_routes() -> Router<AppCtx> {
         )
 }
 
-async fn auth_with_password(
-    State(ctx): State<AppCtx>,
-    Client(req): Client,
-    Path(c): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
-    Ok(signin(
-        flows::auth_with_password(&ctx, &req, &c, &body).await?,
-    ))
+/// Sign-in routes: decode the body, call the flow, encode its [`SignIn`].
+macro_rules! signin_route {
+    ($name:ident, $f:path) => {
+        async fn $name(
+            State(ctx): State<AppCtx>,
+            Client(req): Client,
+            Path(c): Path<String>,
+            JsonBody(body): JsonBody,
+        ) -> ApiResult<Response> {
+            Ok(signin($f(&ctx, &req, &c, &body).await?))
+        }
+    };
 }
 
-async fn auth_with_oauth2(
-    State(ctx): State<AppCtx>,
-    Client(req): Client,
-    Path(c): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
-    Ok(signin(
-        oauth2::auth_with_oauth2(&ctx, &req, &c, &body).await?,
-    ))
-}
-
-async fn auth_with_otp(
-    State(ctx): State<AppCtx>,
-    Client(req): Client,
-    Path(c): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
-    Ok(signin(mfa::auth_with_otp(&ctx, &req, &c, &body).await?))
-}
-
-async fn auth_with_totp(
-    State(ctx): State<AppCtx>,
-    Client(req): Client,
-    Path(c): Path<String>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
-    Ok(signin(mfa::auth_with_totp(&ctx, &req, &c, &body).await?))
-}
+signin_route!(auth_with_password, flows::auth_with_password);
+signin_route!(auth_with_oauth2, oauth2::auth_with_oauth2);
+signin_route!(auth_with_otp, mfa::auth_with_otp);
+signin_route!(auth_with_totp, mfa::auth_with_totp);
 
 async fn auth_refresh(
     State(ctx): State<AppCtx>,
