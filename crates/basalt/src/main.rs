@@ -36,7 +36,7 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "BASALT_HTTP")]
         http: Option<String>,
-        /// Roles to run: all (default) or api. worker and gateway arrive with later issues.
+        /// Role to run: all (default), api or worker (see --list-targets).
         #[arg(long, env = "BASALT_TARGET")]
         target: Option<String>,
         /// Lists the roles and what each runs, then exits.
@@ -67,11 +67,6 @@ enum SuperuserCmd {
         storage: StorageArgs,
     },
 }
-
-const TARGETS: &[(&str, &str)] = &[
-    ("all", "api (the default; what a laptop runs)"),
-    ("api", "HTTP API: collections, records, rules, auth"),
-];
 
 fn init_logging(s: &Settings) {
     use tracing_subscriber::EnvFilter;
@@ -105,6 +100,7 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::Ap
                 role: s.target.clone(),
                 cache: s.cache.clone(),
             },
+            target: basalt_service::roles::Target::find(&s.target),
         }
     } else {
         basalt_http::Options {
@@ -158,9 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             advertise,
         } => {
             if list_targets {
-                for (t, d) in TARGETS {
-                    println!("{t:8} {d}");
-                }
+                print!("{}", basalt_service::roles::Target::table());
                 return Ok(());
             }
             let mut s = Settings::load(&storage, http, target)?;
@@ -180,11 +174,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {addr}"))?;
             tracing::info!(address = %listener.local_addr()?, storage = %s.storage_description(), target = %s.target, "basalt serving");
-            println!(
-                "Server started at http://{}\n├─ REST API: http://{}/api/",
-                listener.local_addr()?,
-                listener.local_addr()?
-            );
+            if s.target == "worker" {
+                println!(
+                    "Worker started (probes at http://{}/livez and /readyz)",
+                    listener.local_addr()?
+                );
+            } else {
+                println!(
+                    "Server started at http://{}\n├─ REST API: http://{}/api/",
+                    listener.local_addr()?,
+                    listener.local_addr()?
+                );
+            }
             basalt_http::serve_with(ctx, listener, shutdown_signal(), s.lifecycle).await?;
             tracing::info!("stopped");
             Ok(())

@@ -214,10 +214,15 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if !matches!(self.target.as_str(), "all" | "api") {
+        if basalt_service::roles::Target::find(&self.target).is_none() {
+            let names: Vec<&str> = basalt_service::roles::TARGETS
+                .iter()
+                .map(|t| t.name)
+                .collect();
             anyhow::bail!(
-                "unknown --target {:?}: this version runs `all` or `api` (see --list-targets)",
-                self.target
+                "unknown --target {:?}: this version runs {} (see --list-targets)",
+                self.target,
+                names.join(", ")
             );
         }
         if let Some(k) = &self.events.kafka {

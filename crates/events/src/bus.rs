@@ -71,8 +71,13 @@ impl EventBus {
             floor: AtomicI64::new(i64::MAX),
         });
         tokio::spawn(bus.clone().run_tail());
-        tokio::spawn(bus.clone().run_pruner());
         Ok(bus)
+    }
+
+    /// Starts the pruner (the `pruner` module of a process's role): deletes events every consumer
+    /// acknowledged, every `prune_ms`.
+    pub fn start_pruner(self: &Arc<Self>) {
+        tokio::spawn(self.clone().run_pruner());
     }
 
     /// This process's node id (random per start).

@@ -17,6 +17,15 @@ use crate::AppCtx;
 
 pub const BODY_LIMIT: usize = 32 << 20;
 
+/// What a process without the `api` module serves (a `worker`): the probes only.
+pub fn probes_router(ctx: AppCtx) -> Router {
+    Router::new()
+        .route("/livez", get(crate::cluster::livez))
+        .route("/readyz", get(crate::cluster::readyz))
+        .fallback(fallback)
+        .with_state(ctx)
+}
+
 pub fn router(ctx: AppCtx) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::any())

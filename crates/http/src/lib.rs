@@ -56,7 +56,11 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     life: basalt_service::cluster::Lifecycle,
 ) -> std::io::Result<()> {
-    let app = router(ctx.clone());
+    let app = if ctx.target.runs(basalt_service::roles::Module::Api) {
+        router(ctx.clone())
+    } else {
+        handlers::probes_router(ctx.clone())
+    };
     let began = Arc::new(tokio::sync::Notify::new());
     let c = ctx.clone();
     let b = began.clone();

@@ -32,6 +32,7 @@ pub mod files;
 pub mod realtime;
 pub mod records;
 pub mod request;
+pub mod roles;
 pub mod settings;
 pub mod state;
 
@@ -56,6 +57,8 @@ pub struct Options {
     pub data_dir: Option<std::path::PathBuf>,
     /// Redis, the record cache, this node's registry entry, the drain timings.
     pub cluster: cluster::ClusterOptions,
+    /// The modules this process runs (`--target`); `None`: all of them.
+    pub target: Option<&'static roles::Target>,
 }
 
 /// Bootstraps with default options (SQLite or Postgres as given, no external sinks).
@@ -69,7 +72,6 @@ pub async fn build_with(
     store: Arc<dyn basalt_store::Store>,
     opts: Options,
 ) -> Result<AppCtx, ServiceError> {
-    use basalt_events::sink::Sink;
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("basalt-{}", basalt_core::id::random_id(12)))
     });
@@ -87,14 +89,17 @@ pub async fn build_with(
         ),
         None => None,
     };
-    let ctx = Arc::new(AppState::new(
+    let target = opts.target.unwrap_or(roles::Target::all());
+    let mut state = AppState::new(
         store.clone(),
         opts.realtime,
         opts.mailbox,
         files,
         redis,
         opts.cluster.cache.clone(),
-    ));
+    );
+    state.target = target;
+    let ctx = Arc::new(state);
     bootstrap::run(&ctx).await?;
     let ev = opts.events;
     let bus = basalt_events::EventBus::new(store.clone(), ev.clone()).await?;
@@ -103,9 +108,38 @@ pub async fn build_with(
     if opts.cluster.join {
         cluster::join(&ctx, &bus, &opts.cluster).await?;
     }
+    // The webhook definitions are served by the API on every role; deliveries and sinks run only
+    // where the target says.
     let hooks =
         basalt_events::webhook::Webhooks::new(store, ev.webhooks.clone(), &ev.source).await?;
-    tokio::spawn(hooks.clone().run());
+    let _ = ctx.webhooks.set(hooks.clone());
+    if target.runs(roles::Module::WebhookWorker) {
+        tokio::spawn(hooks.clone().run());
+    }
+    if target.runs(roles::Module::Pruner) {
+        bus.start_pruner();
+    }
+    if target.runs(roles::Module::Sinks) {
+        start_sinks(&bus, &ev, &hooks).await?;
+    }
+    if target.runs(roles::Module::Realtime) {
+        bus.set_listener(Arc::new(realtime::Fanout(ctx.clone())));
+    }
+    let _ = ctx.events.set(bus);
+    if target.runs(roles::Module::BackupScheduler) {
+        tokio::spawn(backups::run_scheduler(ctx.clone()));
+    }
+    Ok(ctx)
+}
+
+/// The durable sinks of the `[events]` section, each probed (a configured sink that cannot be
+/// reached is a startup error naming it) and handed to the bus.
+async fn start_sinks(
+    bus: &Arc<basalt_events::EventBus>,
+    ev: &basalt_events::EventsConfig,
+    hooks: &Arc<basalt_events::webhook::Webhooks>,
+) -> ServiceResult<()> {
+    use basalt_events::sink::Sink;
     bus.add_sink(Arc::new(basalt_events::webhook::WebhookSink(hooks.clone())))
         .await?;
     let mut extra: Vec<Arc<dyn Sink>> = Vec::new();
@@ -130,9 +164,5 @@ pub async fn build_with(
         })?;
         bus.add_sink(s).await?;
     }
-    let _ = ctx.webhooks.set(hooks);
-    bus.set_listener(Arc::new(realtime::Fanout(ctx.clone())));
-    let _ = ctx.events.set(bus);
-    tokio::spawn(backups::run_scheduler(ctx.clone()));
-    Ok(ctx)
+    Ok(())
 }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub files: crate::files::Files,
     /// Backups in progress (one at a time).
     pub backups: crate::backups::Backups,
+    /// The modules this process runs (`--target`).
+    pub target: &'static crate::roles::Target,
 }
 
 /// An immutable snapshot of every collection, indexed by id and by name.
@@ -124,6 +126,7 @@ impl AppState {
             mailbox,
             files,
             backups: Default::default(),
+            target: crate::roles::Target::all(),
         }
     }
 

@@ -21,6 +21,8 @@ struct Node {
     port: u16,
     dir: Dir,
     child: Option<Child>,
+    /// `--target`: `api` behind the balancer, `worker` beside it.
+    target: &'static str,
 }
 
 impl Node {
@@ -35,6 +37,7 @@ impl Node {
             .unwrap();
         let child = Command::new(BIN)
             .args(["serve", "--http", &format!("127.0.0.1:{}", self.port)])
+            .args(["--target", self.target])
             .args(["--dir", &self.dir.0.display().to_string()])
             .args(["--database-url", db, "--redis-url", &redis_url()])
             .args(["--config", &cfg.display().to_string()])
@@ -278,21 +281,37 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
         ),
     )
     .unwrap();
+    // Three `api` nodes serve behind the balancer and deliver no events; one `worker` beside them
+    // runs the sinks (the NATS sink here), webhooks and pruning, and serves no API.
     let mut nodes: Vec<Node> = (0..3)
         .map(|_| Node {
             port: free_port(),
             dir: tmp(),
             child: None,
+            target: "api",
         })
         .collect();
-    // The first node creates the schema; the other two start together.
+    // The first node creates the schema; the others start together.
     nodes[0].start(&db, &cfg);
     wait_ready(&nodes[0].url()).await;
     nodes[1].start(&db, &cfg);
     nodes[2].start(&db, &cfg);
+    let mut worker = Node {
+        port: free_port(),
+        dir: tmp(),
+        child: None,
+        target: "worker",
+    };
+    worker.start(&db, &cfg);
     for n in &nodes[1..] {
         wait_ready(&n.url()).await;
     }
+    wait_ready(&worker.url()).await;
+    // The worker serves its probes and no API.
+    let r = reqwest::get(format!("{}/api/health", worker.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "a worker serves no public API");
     let lb_port = free_port();
     let _lb = haproxy(
         &shared,
@@ -306,6 +325,17 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
 
     // ---- 1. one cluster, seen from any node ----
     let tok = su_token(&a).await;
+    // An api node runs no sink: its health lists none (the worker holds them).
+    let h: Value = http
+        .get(format!("{a}/api/health"))
+        .header("Authorization", &tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["data"]["events"]["sinks"], json!([]), "{h}");
     let r = http
         .post(format!("{a}/api/collections"))
         .header("Authorization", &tok)
@@ -494,7 +524,7 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rolled = Instant::now();
-    for n in nodes.iter_mut() {
+    for n in nodes.iter_mut().chain(std::iter::once(&mut worker)) {
         let status = n.stop();
         assert!(status.success(), "node exited with {status:?}");
         n.start(&db, &cfg);
@@ -526,7 +556,8 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
         .map(|r| r.get::<_, String>(0))
         .collect();
     let lost_writes = acked.iter().filter(|id| !stored.contains(*id)).count();
-    // Every stored record's event reached the NATS sink (one node ran it at a time, by lease).
+    // Every stored record's event reached the NATS sink (delivered by the worker alone: the api
+    // nodes run no sinks).
     let events = nats_creates(&stream, stored.len()).await;
     let lost_events = stored.iter().filter(|id| !events.contains(*id)).count();
     let rt_ids: HashSet<String> = rt_seen
@@ -550,7 +581,10 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
             "cache staleness on another node p50 / max (ms)",
             format!("{:.1} / {:.1}", pct(stale.clone(), 0.5), pct(stale, 1.0)),
         ),
-        ("rolling restart of 3 nodes (s)", format!("{roll_secs:.1}")),
+        (
+            "rolling restart of 3 api nodes and the worker (s)",
+            format!("{roll_secs:.1}"),
+        ),
         ("requests sent through the balancer", requests.to_string()),
         ("requests failed", failures.len().to_string()),
         ("writes acknowledged", acked.len().to_string()),
@@ -562,7 +596,7 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
         ),
     ];
     let mut report = String::from(
-        "== cluster test (3 nodes, PostgreSQL, Redis, HAProxy) ==\n| measure | value |\n|---|---:|\n",
+        "== cluster test (3 api nodes + 1 worker, PostgreSQL, Redis, HAProxy) ==\n| measure | value |\n|---|---:|\n",
     );
     for (k, v) in rows {
         report.push_str(&format!("| {k} | {v} |\n"));

@@ -126,7 +126,11 @@ fn version_and_targets() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("all") && text.contains("api"), "{text}");
+    assert!(
+        text.contains("all") && text.contains("api") && text.contains("worker"),
+        "{text}"
+    );
+    assert!(text.contains("webhook-worker") && text.contains("module dependencies"));
 }
 
 #[test]
