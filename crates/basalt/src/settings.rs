@@ -116,8 +116,15 @@ impl Settings {
         };
         let flog = file.log.unwrap_or_default();
         let mut events = file.events.unwrap_or_default();
+        // The env variables configure the first (or only) sink of each kind.
+        fn first<T: Default>(v: &mut Vec<T>) -> &mut T {
+            if v.is_empty() {
+                v.push(T::default());
+            }
+            &mut v[0]
+        }
         if let Ok(b) = std::env::var("BASALT_KAFKA_BROKERS") {
-            let k = events.kafka.get_or_insert_with(Default::default);
+            let k = first(&mut events.kafka);
             k.brokers = b
                 .split(',')
                 .map(|s| s.trim().to_string())
@@ -125,10 +132,13 @@ impl Settings {
                 .collect();
         }
         if let Ok(t) = std::env::var("BASALT_KAFKA_TOPIC") {
-            events.kafka.get_or_insert_with(Default::default).topic = t;
+            first(&mut events.kafka).topic = t;
         }
         if let Ok(u) = std::env::var("BASALT_NATS_URL") {
-            events.nats.get_or_insert_with(Default::default).url = u;
+            first(&mut events.nats).url = u;
+        }
+        if let Ok(u) = std::env::var("BASALT_RABBITMQ_URL") {
+            first(&mut events.rabbitmq).url = u;
         }
         let fr = file.realtime.unwrap_or_default();
         let mut realtime = basalt_service::realtime::RealtimeConfig::default();
@@ -225,11 +235,17 @@ impl Settings {
                 names.join(", ")
             );
         }
-        if let Some(k) = &self.events.kafka {
+        for k in &self.events.kafka {
             if k.brokers.is_empty() || k.topic.is_empty() {
                 anyhow::bail!("[events.kafka] needs at least one broker and a topic");
             }
         }
+        for r in &self.events.rabbitmq {
+            if r.url.is_empty() || r.exchange.is_empty() {
+                anyhow::bail!("[events.rabbitmq] needs a url and an exchange");
+            }
+        }
+        basalt_events::sinks::build(&self.events).map_err(|e| anyhow::anyhow!("[events] {e}"))?;
         if self.realtime.idle.is_zero() || self.realtime.max_lifetime.is_zero() {
             anyhow::bail!("[realtime] idle_secs and max_lifetime_secs must be positive");
         }

@@ -1,6 +1,12 @@
-//! The `[events]` settings section: one sub-section per sink. A sink is enabled by being configured.
+//! The `[events]` settings section. Each sink kind's section is defined by its component in
+//! [`crate::sinks`]; a sink is enabled by being configured, and a kind may be configured several
+//! times (`[[events.kafka]]` with distinct `name`s) to deliver to several clusters.
 
 use serde::Deserialize;
+
+pub use crate::sinks::kafka::KafkaConfig;
+pub use crate::sinks::nats::NatsConfig;
+pub use crate::sinks::rabbitmq::RabbitMqConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case", default)]
@@ -18,8 +24,13 @@ pub struct EventsConfig {
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
     pub webhooks: WebhooksConfig,
-    pub kafka: Option<KafkaConfig>,
-    pub nats: Option<NatsConfig>,
+    /// `[events.kafka]` (one) or `[[events.kafka]]` (several).
+    #[serde(deserialize_with = "crate::sinks::one_or_many")]
+    pub kafka: Vec<KafkaConfig>,
+    #[serde(deserialize_with = "crate::sinks::one_or_many")]
+    pub nats: Vec<NatsConfig>,
+    #[serde(deserialize_with = "crate::sinks::one_or_many")]
+    pub rabbitmq: Vec<RabbitMqConfig>,
 }
 
 impl Default for EventsConfig {
@@ -32,8 +43,9 @@ impl Default for EventsConfig {
             retry_min_ms: 200,
             retry_max_ms: 30_000,
             webhooks: WebhooksConfig::default(),
-            kafka: None,
-            nats: None,
+            kafka: Vec::new(),
+            nats: Vec::new(),
+            rabbitmq: Vec::new(),
         }
     }
 }
@@ -60,60 +72,6 @@ impl Default for WebhooksConfig {
             backoff_max_ms: 300_000,
             timeout_ms: 10_000,
             concurrency: 4,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
-pub struct KafkaConfig {
-    /// Bootstrap brokers, `host:port`.
-    pub brokers: Vec<String>,
-    /// The topic when `topic_per_collection` is false; the prefix (`<topic>.<collection>`) otherwise.
-    pub topic: String,
-    pub topic_per_collection: bool,
-    /// Partitions of topics Basalt creates. A record's events always go to one partition (by key).
-    pub partitions: i32,
-    pub replication_factor: i16,
-    /// How long one produce may retry inside the client before the batch fails and the sink backs off.
-    pub retry_deadline_ms: u64,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        KafkaConfig {
-            brokers: vec!["127.0.0.1:9092".into()],
-            topic: "basalt.records".into(),
-            topic_per_collection: false,
-            partitions: 1,
-            replication_factor: 1,
-            retry_deadline_ms: 10_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
-pub struct NatsConfig {
-    pub url: String,
-    /// JetStream stream Basalt publishes to (created when missing, subjects `<subject_prefix>.>`).
-    pub stream: String,
-    /// Subjects are `<subject_prefix>.<collection>.<action>`.
-    pub subject_prefix: String,
-    /// JetStream's de-duplication window for `Nats-Msg-Id`, in seconds.
-    pub duplicate_window_secs: u64,
-    /// How long a publish waits for JetStream's acknowledgement before the batch is retried.
-    pub ack_timeout_ms: u64,
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            url: "nats://127.0.0.1:4222".into(),
-            stream: "BASALT".into(),
-            subject_prefix: "basalt".into(),
-            duplicate_window_secs: 120,
-            ack_timeout_ms: 5_000,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! - [`bus`]: the [`bus::EventBus`]: a tail task that feeds in-process consumers (realtime) in commit
 //!   order, one runner per durable sink with its own persisted cursor and backoff, and the pruner.
 //! - [`sink`]: the [`sink::Sink`] trait and each sink's health counters.
-//! - [`webhook`], [`kafka`], [`nats`]: the sinks.
+//! - [`sinks`]: the sink components (Kafka, NATS JetStream, RabbitMQ), one module each with its
+//!   config section; [`webhook`]: the webhook sink and delivery worker.
 //! - [`config`]: the typed `[events]` settings section.
 //!
 //! **Architecture Invariants:**
@@ -23,11 +24,12 @@
 
 pub mod bus;
 pub mod config;
-pub mod kafka;
-pub mod nats;
 pub mod outbox;
 pub mod sink;
+pub mod sinks;
 pub mod webhook;
+
+pub use sinks::{kafka, nats, rabbitmq};
 
 use serde_json::{json, Map, Value as Json};
 

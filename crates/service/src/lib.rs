@@ -139,22 +139,10 @@ async fn start_sinks(
     ev: &basalt_events::EventsConfig,
     hooks: &Arc<basalt_events::webhook::Webhooks>,
 ) -> ServiceResult<()> {
-    use basalt_events::sink::Sink;
     bus.add_sink(Arc::new(basalt_events::webhook::WebhookSink(hooks.clone())))
         .await?;
-    let mut extra: Vec<Arc<dyn Sink>> = Vec::new();
-    if let Some(k) = &ev.kafka {
-        extra.push(Arc::new(basalt_events::kafka::KafkaSink::new(
-            k.clone(),
-            &ev.source,
-        )));
-    }
-    if let Some(n) = &ev.nats {
-        extra.push(Arc::new(basalt_events::nats::NatsSink::new(
-            n.clone(),
-            &ev.source,
-        )));
-    }
+    let extra = basalt_events::sinks::build(ev)
+        .map_err(|e| ServiceError(basalt_core::Error::internal(e)))?;
     for s in extra {
         s.probe().await.map_err(|e| {
             ServiceError(basalt_core::Error::internal(format!(

@@ -494,13 +494,14 @@ async fn nats_outage(backend: Backend) {
         c
     });
     let mut o = opts();
-    o.events.nats = Some(NatsConfig {
+    o.events.nats = vec![NatsConfig {
+        name: String::new(),
         url: format!("nats://127.0.0.1:{port}"),
         stream: "BASALT_TEST".into(),
         subject_prefix: "bt".into(),
         duplicate_window_secs: 120,
         ack_timeout_ms: 1000,
-    });
+    }];
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;
     let exp = write_stream(&app, &coll, 24, &mut nats, 2500).await;
@@ -598,14 +599,15 @@ async fn kafka_outage(backend: Backend) {
     });
     let topic = "basalt.test".to_string();
     let mut o = opts();
-    o.events.kafka = Some(KafkaConfig {
+    o.events.kafka = vec![KafkaConfig {
+        name: String::new(),
         brokers: vec![format!("127.0.0.1:{port}")],
         topic: topic.clone(),
         topic_per_collection: false,
         partitions: 3,
         replication_factor: 1,
         retry_deadline_ms: 1000,
-    });
+    }];
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;
     let exp = write_stream(&app, &coll, 24, &mut broker, 2500).await;
@@ -663,9 +665,169 @@ async fn kafka_outage(backend: Backend) {
     sink_saw_outage(&app, "kafka").await;
 }
 
+// ---------------------------------------------------------------- RabbitMQ
+
+/// A TCP proxy in front of the machine's RabbitMQ: `stop` closes its listener and cuts every open
+/// connection (what the sink sees when the broker goes away), `start` listens again on the same port.
+/// The shared broker itself is never stopped, so other users of it are not disturbed.
+struct Proxy {
+    port: u16,
+    upstream: String,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    fn new(upstream: &str) -> Proxy {
+        let mut p = Proxy {
+            port: free_port(),
+            upstream: upstream.into(),
+            tasks: Arc::default(),
+        };
+        Target::start(&mut p);
+        p
+    }
+}
+
+impl Target for Proxy {
+    fn start(&mut self) {
+        let mut bound = None;
+        for _ in 0..100 {
+            match std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(l) => {
+                    bound = Some(l);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        let l = bound.expect("rebinding the proxy port");
+        l.set_nonblocking(true).unwrap();
+        let l = tokio::net::TcpListener::from_std(l).unwrap();
+        let upstream = self.upstream.clone();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut down, _)) = l.accept().await {
+                let upstream = upstream.clone();
+                let t = tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                tasks.lock().unwrap().push(t);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+    fn stop(&mut self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rabbitmq_addr() -> String {
+    std::env::var("BASALT_TEST_RABBITMQ").unwrap_or_else(|_| "127.0.0.1:5672".into())
+}
+
+async fn rabbitmq_outage(backend: Backend) {
+    use basalt_events::config::RabbitMqConfig;
+    use lapin::options::{BasicGetOptions, QueueDeleteOptions};
+    let mut proxy = Proxy::new(&rabbitmq_addr());
+    let tag = basalt_core::id::random_id(8);
+    let queue = format!("basalt_test_{tag}");
+    let exchange = format!("basalt_test_{tag}");
+    let mut o = opts();
+    o.events.rabbitmq = vec![RabbitMqConfig {
+        url: format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port),
+        exchange: exchange.clone(),
+        queue: queue.clone(),
+        confirm_timeout_ms: 1000,
+        ..Default::default()
+    }];
+    let app = spawn_app_with(backend, o).await;
+    let coll = items(&app).await;
+    let exp = write_stream(&app, &coll, 24, &mut proxy, 2500).await;
+    let total: usize = exp.values().map(Vec::len).sum();
+    // Read everything back straight from the broker.
+    let conn = lapin::Connection::connect(
+        &format!("amqp://guest:guest@{}/%2f", rabbitmq_addr()),
+        lapin::ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio),
+    )
+    .await
+    .expect("RabbitMQ must run on 127.0.0.1:5672 (guest/guest): apt-get install rabbitmq-server");
+    let ch = conn.create_channel().await.unwrap();
+    let mut events = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match ch
+            .basic_get(&queue, BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            Some(m) => {
+                let v: Value = serde_json::from_slice(&m.delivery.data).unwrap();
+                let props = &m.delivery.properties;
+                assert_eq!(
+                    props.message_id().as_ref().map(|s| s.as_str()),
+                    v["id"].as_str(),
+                    "message_id is the event id"
+                );
+                assert_eq!(props.delivery_mode(), &Some(2), "persistent");
+                let action = v["data"]["action"].as_str().unwrap();
+                assert_eq!(m.delivery.routing_key.as_str(), format!("{coll}.{action}"));
+                events.push(v);
+            }
+            None => {
+                let distinct: std::collections::HashSet<&str> =
+                    events.iter().filter_map(|v| v["id"].as_str()).collect();
+                if distinct.len() >= total {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "only {} of {total} events reached RabbitMQ",
+                    distinct.len()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    check_delivery(&exp, &events);
+    // The last batch can be in the queue before its confirmations reached the sink: wait for the
+    // sink to count it delivered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = app.get("/api/health", app.su()).await.1;
+        let lag = h["data"]["events"]["sinks"]
+            .as_array()
+            .and_then(|l| l.iter().find(|s| s["name"] == "rabbitmq"))
+            .map(|s| s["lag"].clone());
+        if lag == Some(json!(0)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink did not catch up: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sink_saw_outage(&app, "rabbitmq").await;
+    let _ = ch.queue_delete(&queue, QueueDeleteOptions::default()).await;
+    let _ = ch.exchange_delete(&exchange, Default::default()).await;
+}
+
 crate::both_backends!(
     webhook_outage,
     webhook_dead_letters,
     nats_outage,
-    kafka_outage
+    kafka_outage,
+    rabbitmq_outage
 );

@@ -17,11 +17,44 @@ use rskafka::record::Record;
 use rskafka::BackoffConfig;
 use tokio::sync::Mutex;
 
-use crate::config::KafkaConfig;
 use crate::sink::Sink;
 use crate::Event;
+use serde::Deserialize;
+
+/// The `[events.kafka]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
+pub struct KafkaConfig {
+    /// Tells several Kafka sinks apart: the sink (and its cursor) is `kafka`, or `kafka:<name>`.
+    pub name: String,
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// The topic when `topic_per_collection` is false; the prefix (`<topic>.<collection>`) otherwise.
+    pub topic: String,
+    pub topic_per_collection: bool,
+    /// Partitions of topics Basalt creates. A record's events always go to one partition (by key).
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// How long one produce may retry inside the client before the batch fails and the sink backs off.
+    pub retry_deadline_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            name: String::new(),
+            brokers: vec!["127.0.0.1:9092".into()],
+            topic: "basalt.records".into(),
+            topic_per_collection: false,
+            partitions: 1,
+            replication_factor: 1,
+            retry_deadline_ms: 10_000,
+        }
+    }
+}
 
 pub struct KafkaSink {
+    name: String,
     cfg: KafkaConfig,
     source: String,
     state: Mutex<Option<Conn>>,
@@ -37,6 +70,7 @@ struct Conn {
 impl KafkaSink {
     pub fn new(cfg: KafkaConfig, source: &str) -> KafkaSink {
         KafkaSink {
+            name: super::sink_name("kafka", &cfg.name),
             cfg,
             source: source.into(),
             state: Mutex::new(None),
@@ -162,7 +196,7 @@ impl KafkaSink {
 #[async_trait]
 impl Sink for KafkaSink {
     fn name(&self) -> &str {
-        "kafka"
+        &self.name
     }
     async fn probe(&self) -> Result<(), String> {
         let conn = tokio::time::timeout(self.op_timeout(), self.connect())

@@ -9,11 +9,42 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use crate::config::NatsConfig;
 use crate::sink::Sink;
 use crate::Event;
+use serde::Deserialize;
+
+/// The `[events.nats]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
+pub struct NatsConfig {
+    /// Tells several NATS sinks apart: the sink (and its cursor) is `nats`, or `nats:<name>`.
+    pub name: String,
+    pub url: String,
+    /// JetStream stream Basalt publishes to (created when missing, subjects `<subject_prefix>.>`).
+    pub stream: String,
+    /// Subjects are `<subject_prefix>.<collection>.<action>`.
+    pub subject_prefix: String,
+    /// JetStream's de-duplication window for `Nats-Msg-Id`, in seconds.
+    pub duplicate_window_secs: u64,
+    /// How long a publish waits for JetStream's acknowledgement before the batch is retried.
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            name: String::new(),
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "BASALT".into(),
+            subject_prefix: "basalt".into(),
+            duplicate_window_secs: 120,
+            ack_timeout_ms: 5_000,
+        }
+    }
+}
 
 pub struct NatsSink {
+    name: String,
     cfg: NatsConfig,
     source: String,
     state: Mutex<Option<(async_nats::jetstream::Context, bool)>>,
@@ -22,6 +53,7 @@ pub struct NatsSink {
 impl NatsSink {
     pub fn new(cfg: NatsConfig, source: &str) -> NatsSink {
         NatsSink {
+            name: super::sink_name("nats", &cfg.name),
             cfg,
             source: source.into(),
             state: Mutex::new(None),
@@ -80,7 +112,7 @@ impl NatsSink {
 #[async_trait]
 impl Sink for NatsSink {
     fn name(&self) -> &str {
-        "nats"
+        &self.name
     }
     async fn probe(&self) -> Result<(), String> {
         let client = self.connect().await?;
