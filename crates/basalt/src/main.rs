@@ -83,9 +83,13 @@ fn init_logging(s: &Settings) {
 
 /// Opens the database and builds the app; `serving` also starts the configured event sinks.
 async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::AppCtx> {
-    let store = basalt_store::open(&s.dir, s.database_url.as_ref().map(|u| u.expose()))
-        .await
-        .with_context(|| format!("opening the database ({})", s.storage_description()))?;
+    let store = basalt_store::open_with(
+        &s.dir,
+        s.database_url.as_ref().map(|u| u.expose()),
+        s.synchronous,
+    )
+    .await
+    .with_context(|| format!("opening the database ({})", s.storage_description()))?;
     let opts = if serving {
         basalt_http::Options {
             events: s.events.clone(),

@@ -51,6 +51,15 @@ struct FileSettings {
     advertise: Option<String>,
     cache: Option<basalt_service::cache::CacheConfig>,
     lifecycle: Option<FileLifecycle>,
+    storage: Option<FileStorage>,
+}
+
+/// `[storage]`: how the embedded SQLite database commits.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    /// `full` (default: acknowledged after the fsync) or `normal` (after the WAL write).
+    synchronous: Option<String>,
 }
 
 /// `[lifecycle]`: shutdown timings in milliseconds.
@@ -98,6 +107,8 @@ pub struct Settings {
     pub advertise: Option<String>,
     pub cache: basalt_service::cache::CacheConfig,
     pub lifecycle: basalt_service::cluster::Lifecycle,
+    /// `[storage] synchronous` / `BASALT_SYNCHRONOUS` (SQLite only).
+    pub synchronous: basalt_store::Synchronous,
 }
 
 impl Settings {
@@ -182,7 +193,17 @@ impl Settings {
         if let Some(v) = ms("BASALT_SHUTDOWN_DEADLINE_MS", fl.deadline_ms)? {
             lifecycle.deadline = std::time::Duration::from_millis(v);
         }
+        let sync_text = std::env::var("BASALT_SYNCHRONOUS")
+            .ok()
+            .or(file.storage.and_then(|s| s.synchronous));
+        let synchronous = match sync_text {
+            None => basalt_store::Synchronous::Full,
+            Some(t) => basalt_store::Synchronous::parse(&t).ok_or_else(|| {
+                anyhow::anyhow!("[storage] synchronous must be `full` or `normal`, not {t:?}")
+            })?,
+        };
         let s = Settings {
+            synchronous,
             redis_url: std::env::var("BASALT_REDIS_URL")
                 .ok()
                 .map(Secret)

@@ -117,10 +117,48 @@ pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 
-/// Opens a store from a database URL (`postgres://…`) or, when none is given, the SQLite file in `dir`.
+/// When a SQLite commit is acknowledged (`[storage] synchronous`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// After the group's fsync: an acknowledged write survives `kill -9` and power loss (default).
+    #[default]
+    Full,
+    /// After the group's WAL write, without fsync (fsync at checkpoints): an acknowledged write
+    /// survives a crash of the process, not a power loss or kernel crash. What PocketBase and
+    /// TrailBase run.
+    Normal,
+}
+
+impl Synchronous {
+    pub fn parse(s: &str) -> Option<Synchronous> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Some(Synchronous::Full),
+            "normal" => Some(Synchronous::Normal),
+            _ => None,
+        }
+    }
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Opens a store with default options (see [`open_with`]).
 pub async fn open(
     dir: &std::path::Path,
     database_url: Option<&str>,
+) -> Result<std::sync::Arc<dyn Store>> {
+    open_with(dir, database_url, Synchronous::Full).await
+}
+
+/// Opens a store from a database URL (`postgres://…`) or, when none is given, the SQLite file in `dir`
+/// committing with `sync`.
+pub async fn open_with(
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+    sync: Synchronous,
 ) -> Result<std::sync::Arc<dyn Store>> {
     match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -133,8 +171,9 @@ pub async fn open(
         None => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Connect(format!("{}: {e}", dir.display())))?;
-            Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+            Ok(std::sync::Arc::new(sqlite::SqliteStore::open_with(
                 &dir.join("data.db"),
+                sync,
             )?))
         }
     }

@@ -4,8 +4,8 @@
 //! Group commit: each `Tx` is a SAVEPOINT inside one open transaction. `commit` releases the savepoint
 //! and queues its caller; the first caller of a group leads it: it waits while other writers are in
 //! flight (begun or waiting for the writer), at most [`GROUP_WINDOW`], then issues one `COMMIT` for the
-//! whole group (`synchronous=FULL`: one WAL write and one fsync for the group) and answers every
-//! caller. The writer stays held during that fsync, so writers arriving meanwhile form the next group.
+//! whole group (`synchronous=FULL`: one WAL write and one fsync for the group; with `[storage]
+//! synchronous = "normal"` the fsync waits for the next checkpoint) and answers every caller. The writer stays held during that fsync, so writers arriving meanwhile form the next group.
 //! No caller is answered before the COMMIT holding its write returned: an acknowledged write survives
 //! `kill -9` and power loss. A `Tx` dropped without commit rolls back only its savepoint.
 //!
@@ -91,11 +91,12 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-fn configure(c: &Connection) -> rusqlite::Result<()> {
+fn configure(c: &Connection, sync: crate::Synchronous) -> rusqlite::Result<()> {
     c.busy_timeout(std::time::Duration::from_secs(10))?;
-    c.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-2000;",
-    )?;
+    c.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-2000;",
+        sync.pragma()
+    ))?;
     c.set_prepared_statement_cache_capacity(256);
     register_functions(c)
 }
@@ -146,9 +147,14 @@ impl SqliteStore {
     }
 
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, crate::Synchronous::Full)
+    }
+
+    /// Opens the database file committing with `sync` (see [`crate::Synchronous`]).
+    pub fn open_with(path: &Path, sync: crate::Synchronous) -> Result<Self> {
         let writer = Connection::open(path)
             .map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))?;
-        configure(&writer).map_err(db_err)?;
+        configure(&writer, sync).map_err(db_err)?;
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -160,7 +166,7 @@ impl SqliteStore {
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(|e| StoreError::Connect(e.to_string()))?;
-            configure(&r).map_err(db_err)?;
+            configure(&r, sync).map_err(db_err)?;
             r.execute_batch("PRAGMA query_only=1;").map_err(db_err)?;
             // Interrupts a read that runs past its deadline (checked every 10,000 VM steps).
             let deadline = Arc::new(AtomicU64::new(0));

@@ -173,6 +173,17 @@ fn bad_settings_fail_with_a_clear_message() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    std::fs::write(&cfg, "[storage]\nsynchronous = \"sometimes\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("synchronous") && err.contains("normal"),
+        "{err}"
+    );
     // A configured event sink that cannot be reached stops the start, naming the sink.
     std::fs::write(&cfg, "[events.nats]\nurl = \"nats://127.0.0.1:1\"\n").unwrap();
     let out = Command::new(BIN)
@@ -230,7 +241,7 @@ async fn sigterm_drains_and_exits_cleanly() {
 /// restarts it, and checks that every create answered 200 is there, and that the NATS JetStream sink
 /// (the machine's server, a stream of this test's own) ends up with the event of every stored record:
 /// the outbox resumes where the killed process stopped.
-async fn kill9_loses_no_acknowledged_write(db: Option<String>) {
+async fn kill9_loses_no_acknowledged_write(db: Option<String>, extra_toml: &str) {
     let d = tmp();
     upsert(&d, &db);
     let tag = basalt_core::id::random_id(8).to_uppercase();
@@ -240,7 +251,7 @@ async fn kill9_loses_no_acknowledged_write(db: Option<String>) {
     std::fs::write(
         &cfg,
         format!(
-            "[events.nats]\nurl = \"{}\"\nstream = \"{stream}\"\nsubject_prefix = \"{prefix}\"\n",
+            "{extra_toml}[events.nats]\nurl = \"{}\"\nstream = \"{stream}\"\nsubject_prefix = \"{prefix}\"\n",
             nats_url()
         ),
     )
@@ -400,12 +411,18 @@ async fn nats_creates(stream: &str, want: usize) -> std::collections::HashSet<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_sqlite() {
-    kill9_loses_no_acknowledged_write(None).await;
+    kill9_loses_no_acknowledged_write(None, "").await;
+}
+
+/// `synchronous = "normal"` acknowledges before the fsync: still safe against a process crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_sqlite_synchronous_normal() {
+    kill9_loses_no_acknowledged_write(None, "[storage]\nsynchronous = \"normal\"\n").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_postgres() {
-    kill9_loses_no_acknowledged_write(Some(fresh_pg().await)).await;
+    kill9_loses_no_acknowledged_write(Some(fresh_pg().await), "").await;
 }
 
 /// The process's peak resident memory (VmHWM) in bytes.
