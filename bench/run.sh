@@ -331,6 +331,16 @@ if wants basalt; then
   wait_ready basalt "http://127.0.0.1:$port/api/health"
   run_suite basalt "$port"
   stop_server
+  # The same again with [storage] synchronous = "normal": acknowledged after the WAL write, before
+  # the fsync (what PocketBase and TrailBase run).
+  d=$RUN_DIR/basalt_normal-home/data
+  port=$((PORT_BASE + 3))
+  mkdir -p "$d"
+  "$BASALT" superuser upsert "$EMAIL" "$PASS" --dir "$d" >"$RUN_DIR/basalt_normal-superuser.log" 2>&1
+  start_server basalt_normal "$port" env BASALT_SYNCHRONOUS=normal "$BASALT" serve --http "127.0.0.1:$port" --dir "$d"
+  wait_ready basalt_normal "http://127.0.0.1:$port/api/health"
+  run_suite basalt_normal "$port"
+  stop_server
 fi
 
 if wants ceiling; then
@@ -357,7 +367,7 @@ fi
 # ---------------------------------------------------------------- report
 cell() { local v=${RES[$1]:-}; [[ -n $v ]] && printf "$2" "$v" || printf -- "-"; }
 ratio() {
-  local a=${RES[basalt.$1.rps]:-} b=${RES[pocketbase.$1.rps]:-}
+  local a=${RES[${2:-basalt}.$1.rps]:-} b=${RES[pocketbase.$1.rps]:-}
   [[ -n $a && -n $b ]] && awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f×", a / b }' || printf -- "-"
 }
 
@@ -383,6 +393,15 @@ report() {
       "$(cell basalt.$t.rps %.0f)" "$(cell basalt.$t.p50 %.2f)" "$(cell basalt.$t.p99 %.2f)" \
       "$(ratio $t)" "$target"
   done
+  if [[ -n ${RES[basalt_normal.create.rps]:-} ]]; then
+    for t in read list create; do
+      printf '| %s, synchronous=normal | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+        "$(case $t in read) echo read-by-id;; list) echo list-20;; create) echo create;; esac)" \
+        "$(cell pocketbase.$t.rps %.0f)" "$(cell pocketbase.$t.p50 %.2f)" "$(cell pocketbase.$t.p99 %.2f)" \
+        "$(cell basalt_normal.$t.rps %.0f)" "$(cell basalt_normal.$t.p50 %.2f)" "$(cell basalt_normal.$t.p99 %.2f)" \
+        "$(ratio $t basalt_normal)" "$([[ $t == create ]] && echo "≥6×" || echo "-")"
+    done
+  fi
   echo
   if [[ -n ${RES[ceiling.read.rps]:-} ]]; then
     local pct=-
@@ -394,7 +413,7 @@ report() {
   fi
   local s
   echo
-  for s in pocketbase basalt; do
+  for s in pocketbase basalt basalt_normal; do
     [[ -n ${RES[$s.id]:-} ]] || continue
     printf -- '- %s: seeding %s records/s; create answers HTTP %s; RSS %s MB after seeding, %s MB after the run' \
       "$s" "${RES[$s.seed]:-?}" "${RES[$s.create_code]}" "${RES[$s.rss_seeded]}" "${RES[$s.rss_after]}"
