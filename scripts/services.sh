@@ -8,7 +8,8 @@
 # Before that it makes sure NATS with JetStream answers on $BASALT_TEST_NATS (default 127.0.0.1:4222),
 # starting a private `nats-server -js` (store in ~/.cache/basalt/nats) when none does; the events tests
 # also start private servers from the same binary. Then Redis on $BASALT_TEST_REDIS (default
-# 127.0.0.1:6379; a private `redis-server` when none answers) and the `haproxy` binary for the cluster test.
+# 127.0.0.1:6379; a private `redis-server` when none answers), the `haproxy` binary for the cluster test,
+# and RabbitMQ on $BASALT_TEST_RABBITMQ (default 127.0.0.1:5672, guest/guest; Debian's rabbitmq-server).
 set -euo pipefail
 url="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
 say() { echo "services: $*" >&2; }
@@ -45,6 +46,18 @@ if ! (exec 3<>"/dev/tcp/$rhost/$rport") 2>/dev/null; then
 fi
 say "Redis ok at $rhost:$rport"
 command -v haproxy >/dev/null || need_pkg haproxy
+
+# RabbitMQ (the RabbitMQ sink's tests reach it through an in-test proxy): guest/guest on 5672.
+rabbit="${BASALT_TEST_RABBITMQ:-127.0.0.1:5672}"
+rhost2="${rabbit%:*}"; rport2="${rabbit##*:}"
+if ! (exec 3<>"/dev/tcp/$rhost2/$rport2") 2>/dev/null; then
+  command -v rabbitmq-server >/dev/null || need_pkg rabbitmq-server
+  say "starting rabbitmq-server"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  for _ in $(seq 1 150); do (exec 3<>"/dev/tcp/$rhost2/$rport2") 2>/dev/null && break; sleep 0.2; done
+fi
+(exec 3<>"/dev/tcp/$rhost2/$rport2") 2>/dev/null || { say "RabbitMQ did not come up on $rabbit"; exit 1; }
+say "RabbitMQ ok at $rabbit"
 
 command -v psql >/dev/null || need_pkg postgresql postgresql-client
 if up "$url"; then say "PostgreSQL ok at $url"; echo "$url"; exit 0; fi
