@@ -24,7 +24,7 @@ impl FieldError {
         self
     }
     pub fn required() -> Self {
-        Self::new("validation_required", "Cannot be blank.")
+        Self::new(crate::codes::REQUIRED, "Cannot be blank.")
     }
 }
 
@@ -92,6 +92,23 @@ impl Error {
     }
     pub fn internal(msg: impl std::fmt::Display) -> Self {
         Error::Internal(msg.to_string())
+    }
+}
+
+impl Error {
+    /// The error's kind in the code table: stable and transport-neutral. Each transport maps kinds to
+    /// its own statuses in exactly one place (HTTP: `basalt-http`'s `error.rs`); field errors carry
+    /// their own codes from [`crate::codes`].
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Validation { .. } => "validation_failed",
+            Error::BadRequest(_) => "bad_request",
+            Error::Forbidden(_) => "forbidden",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::NotFound(_) => "not_found",
+            Error::TooManyRequests { .. } => "too_many_requests",
+            Error::Internal(_) => "internal",
+        }
     }
 }
 

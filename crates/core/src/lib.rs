@@ -12,6 +12,7 @@
 //! **Architecture Invariant:** this crate does no I/O and knows nothing of HTTP or of a database driver.
 //! **Architecture Invariant:** a user-supplied value never becomes SQL text; only validated identifiers do.
 
+pub mod codes;
 pub mod error;
 pub mod filter;
 pub mod id;

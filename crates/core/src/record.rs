@@ -112,7 +112,7 @@ fn scalar_string(v: &Json) -> Option<String> {
 /// Normalizes one incoming value to the field's type (lenient like the protocol: "12" → 12 for numbers,
 /// "true" → true, a single value for a multi field → [value]). Returns an error code on type mismatch.
 pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
-    let invalid = |m: &str| FieldError::new("validation_invalid_value", m.to_string());
+    let invalid = |m: &str| FieldError::new(crate::codes::INVALID_VALUE, m.to_string());
     // NUL cannot be stored in PostgreSQL text; refuse it on every backend alike.
     if contains_nul(v) {
         return Err(invalid("Must not contain null characters."));
@@ -213,7 +213,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                 let max = if f.max_size > 0 { f.max_size } else { 5 << 20 };
                 if s.len() as i64 > max {
                     return Err(FieldError::new(
-                        "validation_max_size_constraint",
+                        crate::codes::MAX_SIZE_CONSTRAINT,
                         format!("Must be less than {max} bytes."),
                     ));
                 }
@@ -225,7 +225,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             if let Some(min) = f.min_num().filter(|m| *m > 0.0) {
                 if (n as f64) < min {
                     return Err(FieldError::new(
-                        "validation_min_text_constraint",
+                        crate::codes::MIN_TEXT_CONSTRAINT,
                         format!("Must be at least {} character(s).", min as i64),
                     )
                     .with_params(len_params("min", min as i64)));
@@ -241,14 +241,14 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                     });
             if (n as f64) > max {
                 return Err(FieldError::new(
-                    "validation_max_text_constraint",
+                    crate::codes::MAX_TEXT_CONSTRAINT,
                     format!("Must be no more than {} character(s).", max as i64),
                 )
                 .with_params(len_params("max", max as i64)));
             }
             if !f.pattern.is_empty() && !simple_pattern_match(&f.pattern, s) {
                 return Err(FieldError::new(
-                    "validation_invalid_format",
+                    crate::codes::INVALID_FORMAT,
                     "Invalid value format.",
                 ));
             }
@@ -257,14 +257,14 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             let x = v.as_f64().unwrap_or(0.0);
             if f.only_int && x.fract() != 0.0 {
                 return Err(FieldError::new(
-                    "validation_only_int_constraint",
+                    crate::codes::ONLY_INT_CONSTRAINT,
                     "Decimal numbers are not allowed.",
                 ));
             }
             if let Some(min) = f.min_num() {
                 if x < min {
                     return Err(FieldError::new(
-                        "validation_min_number_constraint",
+                        crate::codes::MIN_NUMBER_CONSTRAINT,
                         format!("Must be greater or equal than {}.", num_json(min)),
                     )
                     .with_params(serde_json::json!({"min": min})));
@@ -273,7 +273,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             if let Some(max) = f.max_num() {
                 if x > max {
                     return Err(FieldError::new(
-                        "validation_max_number_constraint",
+                        crate::codes::MAX_NUMBER_CONSTRAINT,
                         format!("Must be less or equal than {}.", num_json(max)),
                     )
                     .with_params(serde_json::json!({"max": max})));
@@ -285,7 +285,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             if !s.is_empty() {
                 if !is_email(s) {
                     return Err(FieldError::new(
-                        "validation_is_email",
+                        crate::codes::IS_EMAIL,
                         "Must be a valid email address.",
                     ));
                 }
@@ -308,7 +308,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                     }
                     _ => {
                         return Err(FieldError::new(
-                            "validation_invalid_url",
+                            crate::codes::INVALID_URL,
                             "Must be a valid url.",
                         ))
                     }
@@ -319,7 +319,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             for x in as_list(v) {
                 if !f.values.contains(&x) {
                     return Err(FieldError::new(
-                        "validation_invalid_value",
+                        crate::codes::INVALID_VALUE,
                         format!("Invalid value {x}."),
                     )
                     .with_params(serde_json::json!({ "value": x })));
@@ -328,7 +328,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             let n = as_list(v).len() as i64;
             if f.is_multiple() && n > f.max_select {
                 return Err(FieldError::new(
-                    "validation_too_many_values",
+                    crate::codes::TOO_MANY_VALUES,
                     format!("Select no more than {}.", f.max_select),
                 )
                 .with_params(len_params("maxSelect", f.max_select)));
@@ -338,7 +338,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             let n = as_list(v).len() as i64;
             if f.is_multiple() && n > f.max_select {
                 return Err(FieldError::new(
-                    "validation_too_many_files",
+                    crate::codes::TOO_MANY_FILES,
                     format!("The maximum allowed files is {}.", f.max_select),
                 )
                 .with_params(serde_json::json!({ "maxSelect": f.max_select })));
@@ -348,14 +348,14 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             let n = as_list(v).len() as i64;
             if f.is_multiple() && n > f.max_select {
                 return Err(FieldError::new(
-                    "validation_too_many_values",
+                    crate::codes::TOO_MANY_VALUES,
                     format!("Select no more than {}.", f.max_select),
                 )
                 .with_params(len_params("maxSelect", f.max_select)));
             }
             if n > 0 && n < f.min_select {
                 return Err(FieldError::new(
-                    "validation_not_enough_values",
+                    crate::codes::NOT_ENOUGH_VALUES,
                     format!("Select at least {}.", f.min_select),
                 )
                 .with_params(len_params("minSelect", f.min_select)));
@@ -365,7 +365,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
             let max = if f.max_size > 0 { f.max_size } else { 1 << 20 };
             if v.to_string().len() as i64 > max {
                 return Err(FieldError::new(
-                    "validation_json_size_limit",
+                    crate::codes::JSON_SIZE_LIMIT,
                     format!("The maximum allowed JSON size is {max} bytes."),
                 ));
             }
@@ -376,7 +376,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                 if let Some(min) = f.min.as_str().and_then(time::normalize) {
                     if s < min.as_str() {
                         return Err(FieldError::new(
-                            "validation_min_date_constraint",
+                            crate::codes::MIN_DATE_CONSTRAINT,
                             format!("Must be no earlier than {min}."),
                         ));
                     }
@@ -384,7 +384,7 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                 if let Some(max) = f.max.as_str().and_then(time::normalize) {
                     if s > max.as_str() {
                         return Err(FieldError::new(
-                            "validation_max_date_constraint",
+                            crate::codes::MAX_DATE_CONSTRAINT,
                             format!("Must be no later than {max}."),
                         ));
                     }
@@ -400,13 +400,13 @@ fn domain_check(f: &Field, domain: &str) -> std::result::Result<(), FieldError> 
     let d = domain.to_ascii_lowercase();
     if !f.only_domains.is_empty() && !f.only_domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
         return Err(FieldError::new(
-            "validation_email_domain_not_allowed",
+            crate::codes::EMAIL_DOMAIN_NOT_ALLOWED,
             "Email domain is not allowed.",
         ));
     }
     if f.except_domains.iter().any(|x| x.eq_ignore_ascii_case(&d)) {
         return Err(FieldError::new(
-            "validation_email_domain_not_allowed",
+            crate::codes::EMAIL_DOMAIN_NOT_ALLOWED,
             "Email domain is not allowed.",
         ));
     }
@@ -526,7 +526,7 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                             errs.insert(
                                 "id".into(),
                                 FieldError::new(
-                                    "validation_min_text_constraint",
+                                    crate::codes::MIN_TEXT_CONSTRAINT,
                                     "Must be at least 15 character(s).",
                                 )
                                 .with_params(len_params("min", 15)),
@@ -535,7 +535,7 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                             errs.insert(
                                 "id".into(),
                                 FieldError::new(
-                                    "validation_max_text_constraint",
+                                    crate::codes::MAX_TEXT_CONSTRAINT,
                                     "Must be no more than 15 character(s).",
                                 )
                                 .with_params(len_params("max", 15)),
@@ -548,7 +548,7 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                             errs.insert(
                                 "id".into(),
                                 FieldError::new(
-                                    "validation_invalid_format",
+                                    crate::codes::INVALID_FORMAT,
                                     "Invalid value format.",
                                 ),
                             );
@@ -561,7 +561,7 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                     Some(_) => {
                         errs.insert(
                             "id".into(),
-                            FieldError::new("validation_invalid_format", "Invalid value format."),
+                            FieldError::new(crate::codes::INVALID_FORMAT, "Invalid value format."),
                         );
                     }
                 }
@@ -595,7 +595,7 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                             errs.insert(
                                 "passwordConfirm".into(),
                                 FieldError::new(
-                                    "validation_values_mismatch",
+                                    crate::codes::VALUES_MISMATCH,
                                     "Values don't match.",
                                 ),
                             );
@@ -623,7 +623,7 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                                 errs.insert(
                                     name.into(),
                                     FieldError::new(
-                                        "validation_values_mismatch",
+                                        crate::codes::VALUES_MISMATCH,
                                         "The field can be changed only by managers.",
                                     ),
                                 );
@@ -641,7 +641,7 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                         errs.insert(
                             name.into(),
                             FieldError::new(
-                                "validation_values_mismatch",
+                                crate::codes::VALUES_MISMATCH,
                                 "The field can be changed only by managers.",
                             ),
                         );
@@ -833,8 +833,8 @@ mod tests {
         let Err(Error::Validation { fields, .. }) = prepare(&ctx, &bad) else {
             panic!()
         };
-        assert_eq!(fields["title"].code, "validation_required");
-        assert_eq!(fields["tags"].code, "validation_invalid_value");
+        assert_eq!(fields["title"].code, crate::codes::REQUIRED);
+        assert_eq!(fields["tags"].code, crate::codes::INVALID_VALUE);
     }
 
     #[test]

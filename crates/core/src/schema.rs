@@ -379,7 +379,7 @@ fn keep_client_secrets(dst: &mut Map<String, Json>, old: Option<&Json>, errs: &m
         let Some(p) = p.as_object_mut() else {
             errs.insert(
                 format!("oauth2.providers.{i}"),
-                FieldError::new("validation_invalid_value", "Invalid provider."),
+                FieldError::new(crate::codes::INVALID_VALUE, "Invalid provider."),
             );
             continue;
         };
@@ -650,7 +650,7 @@ impl Collection {
         let Some(o) = v.as_object() else {
             errs.insert(
                 "".into(),
-                FieldError::new("validation_invalid_body", "Invalid body."),
+                FieldError::new(crate::codes::INVALID_BODY, "Invalid body."),
             );
             return Err(errs);
         };
@@ -660,7 +660,7 @@ impl Collection {
                 None => {
                     errs.insert(
                         "name".into(),
-                        FieldError::new("validation_invalid_name", "Must be a string."),
+                        FieldError::new(crate::codes::INVALID_NAME, "Must be a string."),
                     );
                 }
             }
@@ -683,7 +683,7 @@ impl Collection {
                 Err(_) => {
                     errs.insert(
                         "type".into(),
-                        FieldError::new("validation_in_invalid", "Must be a valid value."),
+                        FieldError::new(crate::codes::IN_INVALID, "Must be a valid value."),
                     );
                 }
             }
@@ -708,7 +708,7 @@ impl Collection {
                 } else {
                     errs.insert(
                         "id".into(),
-                        FieldError::new("validation_invalid_id", "Invalid id."),
+                        FieldError::new(crate::codes::INVALID_ID, "Invalid id."),
                     );
                 }
             }
@@ -727,7 +727,7 @@ impl Collection {
                     _ => {
                         errs.insert(
                             key.into(),
-                            FieldError::new("validation_invalid_rule", "Must be a string or null."),
+                            FieldError::new(crate::codes::INVALID_RULE, "Must be a string or null."),
                         );
                     }
                 }
@@ -744,7 +744,7 @@ impl Collection {
                 _ => {
                     errs.insert(
                         "indexes".into(),
-                        FieldError::new("validation_invalid_indexes", "Must be a list of strings."),
+                        FieldError::new(crate::codes::INVALID_INDEXES, "Must be a list of strings."),
                     );
                 }
             }
@@ -775,7 +775,7 @@ impl Collection {
                                 errs.insert(
                                     format!("fields.{i}"),
                                     FieldError::new(
-                                        "validation_invalid_field",
+                                        crate::codes::INVALID_FIELD,
                                         format!("Invalid field: {e}."),
                                     ),
                                 );
@@ -813,7 +813,7 @@ impl Collection {
                 None => {
                     errs.insert(
                         "fields".into(),
-                        FieldError::new("validation_invalid_fields", "Must be a list of fields."),
+                        FieldError::new(crate::codes::INVALID_FIELDS, "Must be a list of fields."),
                     );
                 }
             }
@@ -831,7 +831,7 @@ impl Collection {
                             errs.insert(
                                 key.into(),
                                 FieldError::new(
-                                    "validation_invalid_rule",
+                                    crate::codes::INVALID_RULE,
                                     "Must be a string or null.",
                                 ),
                             );
@@ -912,7 +912,7 @@ impl Collection {
             errs.insert(
                 "name".into(),
                 FieldError::new(
-                    "validation_length_out_of_range",
+                    crate::codes::LENGTH_OUT_OF_RANGE,
                     "The length must be between 1 and 255.",
                 )
                 .with_params(serde_json::json!({"min": 1, "max": 255})),
@@ -920,7 +920,7 @@ impl Collection {
         } else if !id::is_valid_name(&self.name) {
             errs.insert(
                 "name".into(),
-                FieldError::new("validation_match_invalid", "Must be in a valid format."),
+                FieldError::new(crate::codes::MATCH_INVALID, "Must be in a valid format."),
             );
         } else if others
             .iter()
@@ -929,7 +929,7 @@ impl Collection {
             errs.insert(
                 "name".into(),
                 FieldError::new(
-                    "validation_collection_name_exists",
+                    crate::codes::COLLECTION_NAME_EXISTS,
                     "Collection name must be unique (case insensitive).",
                 ),
             );
@@ -938,7 +938,7 @@ impl Collection {
             errs.insert(
                 "type".into(),
                 FieldError::new(
-                    "validation_unsupported_type",
+                    crate::codes::UNSUPPORTED_TYPE,
                     "View collections are not supported yet.",
                 ),
             );
@@ -953,7 +953,7 @@ impl Collection {
             if !id::is_valid_name(&f.name) {
                 errs.insert(
                     key,
-                    FieldError::new("validation_match_invalid", "Must be in a valid format."),
+                    FieldError::new(crate::codes::MATCH_INVALID, "Must be in a valid format."),
                 );
                 continue;
             }
@@ -961,7 +961,7 @@ impl Collection {
                 errs.insert(
                     key,
                     FieldError::new(
-                        "validation_duplicated_field_name",
+                        crate::codes::DUPLICATED_FIELD_NAME,
                         "Duplicated or invalid field name.",
                     ),
                 );
@@ -970,7 +970,7 @@ impl Collection {
             if f.name == "expand" || f.name == "collectionId" || f.name == "collectionName" {
                 errs.insert(
                     key,
-                    FieldError::new("validation_not_in_invalid", "Must be a valid value."),
+                    FieldError::new(crate::codes::NOT_IN_INVALID, "Must be a valid value."),
                 );
                 continue;
             }
@@ -984,7 +984,7 @@ impl Collection {
                         errs.insert(
                             format!("fields.{i}.collectionId"),
                             FieldError::new(
-                                "validation_field_relation_missing_collection",
+                                crate::codes::FIELD_RELATION_MISSING_COLLECTION,
                                 "The relation collection doesn't exist.",
                             ),
                         );
@@ -1002,14 +1002,14 @@ impl Collection {
             if !f.pattern.is_empty() && f.pattern.len() > 1000 {
                 errs.insert(
                     format!("fields.{i}.pattern"),
-                    FieldError::new("validation_invalid_pattern", "Pattern too long."),
+                    FieldError::new(crate::codes::INVALID_PATTERN, "Pattern too long."),
                 );
             }
         }
         if self.field("id").is_none() {
             errs.insert(
                 "fields".into(),
-                FieldError::new("validation_missing_id", "The id field is required."),
+                FieldError::new(crate::codes::MISSING_ID, "The id field is required."),
             );
         }
         if self.is_auth() {
@@ -1018,7 +1018,7 @@ impl Collection {
                     errs.insert(
                         "fields".into(),
                         FieldError::new(
-                            "validation_missing_system_field",
+                            crate::codes::MISSING_SYSTEM_FIELD,
                             format!("Missing system field \"{n}\"."),
                         ),
                     );
@@ -1047,7 +1047,7 @@ impl Collection {
                     errs.insert(
                         key.into(),
                         FieldError::new(
-                            "validation_invalid_rule",
+                            crate::codes::INVALID_RULE,
                             format!("Invalid rule. Raw error: {e}."),
                         ),
                     );
@@ -1058,7 +1058,7 @@ impl Collection {
             if let Err(e) = Index::parse(ix) {
                 errs.insert(
                     format!("indexes.{i}"),
-                    FieldError::new("validation_invalid_index_expression", e),
+                    FieldError::new(crate::codes::INVALID_INDEX_EXPRESSION, e),
                 );
             } else if let Ok(p) = Index::parse(ix) {
                 for c in &p.columns {
@@ -1066,7 +1066,7 @@ impl Collection {
                         errs.insert(
                             format!("indexes.{i}"),
                             FieldError::new(
-                                "validation_invalid_index_expression",
+                                crate::codes::INVALID_INDEX_EXPRESSION,
                                 format!("Unknown column \"{c}\"."),
                             ),
                         );

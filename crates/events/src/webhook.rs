@@ -220,7 +220,7 @@ impl Webhooks {
                 Some(_) => {
                     errs.insert(
                         k.into(),
-                        FieldError::new("validation_invalid_type", "Must be a string."),
+                        FieldError::new(basalt_core::codes::INVALID_TYPE, "Must be a string."),
                     );
                     None
                 }
@@ -252,7 +252,7 @@ impl Webhooks {
                     errs.insert(
                         "events".into(),
                         FieldError::new(
-                            "validation_invalid_value",
+                            basalt_core::codes::INVALID_VALUE,
                             "Must be a non-empty list of create, update, delete.",
                         ),
                     );
@@ -262,7 +262,7 @@ impl Webhooks {
                 errs.insert(
                     "events".into(),
                     FieldError::new(
-                        "validation_invalid_value",
+                        basalt_core::codes::INVALID_VALUE,
                         "Must be a non-empty list of create, update, delete.",
                     ),
                 );
@@ -274,7 +274,7 @@ impl Webhooks {
             Some(_) => {
                 errs.insert(
                     "active".into(),
-                    FieldError::new("validation_invalid_type", "Must be a boolean."),
+                    FieldError::new(basalt_core::codes::INVALID_TYPE, "Must be a boolean."),
                 );
             }
         }
@@ -288,7 +288,7 @@ impl Webhooks {
                         errs.insert(
                             k.into(),
                             FieldError::new(
-                                "validation_out_of_range",
+                                basalt_core::codes::OUT_OF_RANGE,
                                 format!("Must be a whole number from {min} to {max}."),
                             ),
                         );
@@ -313,7 +313,7 @@ impl Webhooks {
             errs.insert(
                 "name".into(),
                 FieldError::new(
-                    "validation_length_out_of_range",
+                    basalt_core::codes::LENGTH_OUT_OF_RANGE,
                     "Must be at most 200 characters.",
                 ),
             );
@@ -322,20 +322,20 @@ impl Webhooks {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             _ => {
                 errs.entry("url".into()).or_insert(FieldError::new(
-                    "validation_invalid_url",
+                    basalt_core::codes::INVALID_URL,
                     "Must be an http or https URL.",
                 ));
             }
         }
         if w.secret.chars().count() < 16 {
             errs.entry("secret".into()).or_insert(FieldError::new(
-                "validation_length_out_of_range",
+                basalt_core::codes::LENGTH_OUT_OF_RANGE,
                 "Must be at least 16 characters.",
             ));
         }
         if w.collection != "*" && !collection_exists(&w.collection) {
             errs.entry("collection".into()).or_insert(FieldError::new(
-                "validation_missing_collection",
+                basalt_core::codes::MISSING_COLLECTION,
                 "No such collection (use * for all).",
             ));
         }

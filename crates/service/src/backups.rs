@@ -165,7 +165,7 @@ pub async fn create(ctx: &AppCtx, req: &Req, body: &Json) -> ServiceResult<()> {
         if name.len() > 150 {
             return Err(validation(
                 "name",
-                "validation_length_out_of_range",
+                basalt_core::codes::LENGTH_OUT_OF_RANGE,
                 "The length must be between 1 and 150.",
                 Some(json!({"max": 150, "min": 1})),
             ));
@@ -173,7 +173,7 @@ pub async fn create(ctx: &AppCtx, req: &Req, body: &Json) -> ServiceResult<()> {
         if !valid_name(&name) {
             return Err(validation(
                 "name",
-                "validation_match_invalid",
+                basalt_core::codes::MATCH_INVALID,
                 "Must be in a valid format.",
                 None,
             ));
@@ -182,7 +182,7 @@ pub async fn create(ctx: &AppCtx, req: &Req, body: &Json) -> ServiceResult<()> {
         if st.head(&name).await.ok().flatten().is_some() {
             return Err(validation(
                 "name",
-                "validation_backup_name_exists",
+                basalt_core::codes::BACKUP_NAME_EXISTS,
                 "The backup file name is invalid or already exists.",
                 None,
             ));
@@ -282,11 +282,11 @@ pub async fn upload(ctx: &AppCtx, req: &Req, uploads: Vec<Upload>) -> ServiceRes
     guard(ctx, req)?;
     let file_err = |code: &str, msg: &str| validation("file", code, msg, None);
     let Some(up) = uploads.into_iter().find(|u| u.part == "file") else {
-        return Err(file_err("validation_required", "Cannot be blank."));
+        return Err(file_err(basalt_core::codes::REQUIRED, "Cannot be blank."));
     };
     if up.mime != "application/zip" {
         return Err(file_err(
-            "validation_invalid_mime_type",
+            basalt_core::codes::INVALID_MIME_TYPE,
             &format!(
                 "\"{}\" mime type must be one of: application/zip.",
                 crate::files::stored_name(&up.original, &up.mime)
@@ -301,14 +301,14 @@ pub async fn upload(ctx: &AppCtx, req: &Req, uploads: Vec<Upload>) -> ServiceRes
         .to_string();
     if !safe_key(&name) {
         return Err(file_err(
-            "validation_invalid_file_name",
+            basalt_core::codes::INVALID_FILE_NAME,
             "Invalid backup file name.",
         ));
     }
     let st = storage(ctx)?;
     if st.head(&name).await.ok().flatten().is_some() {
         return Err(file_err(
-            "validation_backup_name_exists",
+            basalt_core::codes::BACKUP_NAME_EXISTS,
             "Backup file with the specified name already exists.",
         ));
     }

@@ -89,13 +89,13 @@ fn check_requests(requests: &[Json], max: usize) -> ServiceResult<()> {
     if requests.is_empty() {
         f.insert(
             "requests".into(),
-            FieldError::new("validation_required", "Cannot be blank."),
+            FieldError::new(basalt_core::codes::REQUIRED, "Cannot be blank."),
         );
     } else if requests.len() > max {
         f.insert(
             "requests".into(),
             FieldError::new(
-                "validation_length_too_long",
+                basalt_core::codes::LENGTH_TOO_LONG,
                 format!("The length must be no more than {max}."),
             )
             .with_params(json!({"max": max, "min": 0})),
@@ -106,14 +106,14 @@ fn check_requests(requests: &[Json], max: usize) -> ServiceResult<()> {
                 "" => {
                     f.insert(
                         format!("requests.{i}.method"),
-                        FieldError::new("validation_required", "Cannot be blank."),
+                        FieldError::new(basalt_core::codes::REQUIRED, "Cannot be blank."),
                     );
                 }
                 "GET" | "POST" | "PUT" | "PATCH" | "DELETE" => {}
                 _ => {
                     f.insert(
                         format!("requests.{i}.method"),
-                        FieldError::new("validation_in_invalid", "Must be a valid value."),
+                        FieldError::new(basalt_core::codes::IN_INVALID, "Must be a valid value."),
                     );
                 }
             }
@@ -121,13 +121,13 @@ fn check_requests(requests: &[Json], max: usize) -> ServiceResult<()> {
             if url.is_empty() {
                 f.insert(
                     format!("requests.{i}.url"),
-                    FieldError::new("validation_required", "Cannot be blank."),
+                    FieldError::new(basalt_core::codes::REQUIRED, "Cannot be blank."),
                 );
             } else if url.chars().count() > 2000 {
                 f.insert(
                     format!("requests.{i}.url"),
                     FieldError::new(
-                        "validation_length_too_long",
+                        basalt_core::codes::LENGTH_TOO_LONG,
                         "The length must be no more than 2000.",
                     )
                     .with_params(json!({"max": 2000, "min": 0})),

@@ -67,7 +67,7 @@ async fn insert_def(
             f.insert(
                 "name".into(),
                 FieldError::new(
-                    "validation_collection_name_exists",
+                    basalt_core::codes::COLLECTION_NAME_EXISTS,
                     "Collection name must be unique (case insensitive).",
                 ),
             );
@@ -92,7 +92,7 @@ fn ddl_error(e: basalt_store::StoreError, creating: bool) -> ServiceError {
     tracing::warn!(error = %e, "schema change rejected by the database");
     f.insert(
         "indexes".into(),
-        FieldError::new("validation_invalid_index_expression", msg),
+        FieldError::new(basalt_core::codes::INVALID_INDEX_EXPRESSION, msg),
     );
     invalid(f, creating)
 }
@@ -154,7 +154,7 @@ async fn create_in(
             let mut f = FieldErrors::new();
             f.insert(
                 "type".into(),
-                FieldError::new("validation_in_invalid", "Must be a valid value."),
+                FieldError::new(basalt_core::codes::IN_INVALID, "Must be a valid value."),
             );
             invalid(f, true)
         })?,
@@ -217,7 +217,7 @@ async fn create_in(
         f.insert(
             "name".into(),
             FieldError::new(
-                "validation_collection_name_exists",
+                basalt_core::codes::COLLECTION_NAME_EXISTS,
                 "Collection name must be unique (case insensitive).",
             ),
         );
@@ -229,7 +229,7 @@ async fn create_in(
         f.insert(
             "id".into(),
             FieldError::new(
-                "validation_invalid_id",
+                basalt_core::codes::INVALID_ID,
                 "The id is invalid or already exists.",
             ),
         );
@@ -287,7 +287,7 @@ fn check_rules(ctx: &AppCtx, view: &Collections, c: &Collection) -> Result<(), F
             errs.insert(
                 key.into(),
                 FieldError::new(
-                    "validation_invalid_rule",
+                    basalt_core::codes::INVALID_RULE,
                     format!("Invalid rule. Raw error: {e}."),
                 ),
             );
@@ -334,7 +334,7 @@ fn check_providers(c: &Collection) -> Result<(), FieldErrors> {
                     errs.insert(
                         format!("{group}.{key}"),
                         FieldError::new(
-                            "validation_min_greater_equal_than_required",
+                            basalt_core::codes::MIN_GREATER_EQUAL_THAN_REQUIRED,
                             format!("Must be no less than {min}."),
                         )
                         .with_params(json!({"threshold": min})),
@@ -344,7 +344,7 @@ fn check_providers(c: &Collection) -> Result<(), FieldErrors> {
                     errs.insert(
                         format!("{group}.{key}"),
                         FieldError::new(
-                            "validation_max_less_equal_than_required",
+                            basalt_core::codes::MAX_LESS_EQUAL_THAN_REQUIRED,
                             format!("Must be no greater than {max}."),
                         )
                         .with_params(json!({"threshold": max})),
@@ -354,7 +354,7 @@ fn check_providers(c: &Collection) -> Result<(), FieldErrors> {
                 None => {
                     errs.insert(
                         format!("{group}.{key}"),
-                        FieldError::new("validation_invalid_value", "Must be a number."),
+                        FieldError::new(basalt_core::codes::INVALID_VALUE, "Must be a number."),
                     );
                 }
             }
@@ -372,7 +372,7 @@ fn check_providers(c: &Collection) -> Result<(), FieldErrors> {
             errs.insert(
                 format!("oauth2.providers.{i}.name"),
                 FieldError::new(
-                    "validation_invalid_provider",
+                    basalt_core::codes::INVALID_PROVIDER,
                     format!("Unknown provider {name}."),
                 ),
             );
@@ -413,7 +413,7 @@ async fn update_in(
             f.insert(
                 "type".into(),
                 FieldError::new(
-                    "validation_collection_type_change",
+                    basalt_core::codes::COLLECTION_TYPE_CHANGE,
                     "Changing the collection type is not allowed.",
                 ),
             );
@@ -430,7 +430,7 @@ async fn update_in(
         f.insert(
             "name".into(),
             FieldError::new(
-                "validation_collection_system_name_change",
+                basalt_core::codes::COLLECTION_SYSTEM_NAME_CHANGE,
                 "System collection name cannot be changed.",
             ),
         );
@@ -451,7 +451,7 @@ async fn update_in(
                 errs.insert(
                     format!("fields.{i}.type"),
                     FieldError::new(
-                        "validation_field_type_change",
+                        basalt_core::codes::FIELD_TYPE_CHANGE,
                         "Field type cannot be changed.",
                     ),
                 );
@@ -460,7 +460,7 @@ async fn update_in(
                 errs.insert(
                     format!("fields.{i}.name"),
                     FieldError::new(
-                        "validation_system_field_change",
+                        basalt_core::codes::SYSTEM_FIELD_CHANGE,
                         "System field name cannot be changed.",
                     ),
                 );
@@ -660,7 +660,7 @@ pub async fn import(ctx: &AppCtx, body: &Json) -> ServiceResult<()> {
                 f.insert(
                     "collections".into(),
                     FieldError::new(
-                        "validation_collections_import_failure",
+                        basalt_core::codes::COLLECTIONS_IMPORT_FAILURE,
                         format!("Failed to import collection {i}: {detail}"),
                     ),
                 );

@@ -24,7 +24,7 @@ impl From<StoreError> for ServiceError {
                 let mut f = basalt_core::FieldErrors::new();
                 f.insert(
                     column,
-                    basalt_core::FieldError::new("validation_not_unique", "Value must be unique."),
+                    basalt_core::FieldError::new(basalt_core::codes::NOT_UNIQUE, "Value must be unique."),
                 );
                 ServiceError(Error::validation("Failed to save record.", f))
             }

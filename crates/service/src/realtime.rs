@@ -429,7 +429,7 @@ pub fn parse_body(body: &Json) -> ServiceResult<(String, Vec<String>)> {
                 errs.insert(
                     "subscriptions".into(),
                     FieldError::new(
-                        "validation_length_too_long",
+                        basalt_core::codes::LENGTH_TOO_LONG,
                         format!("The length must be no more than {MAX_SUBSCRIPTIONS}."),
                     )
                     .with_params(json!({"max": MAX_SUBSCRIPTIONS, "min": 0})),
@@ -442,7 +442,7 @@ pub fn parse_body(body: &Json) -> ServiceResult<(String, Vec<String>)> {
                         errs.insert(
                             format!("subscriptions.{i}"),
                             FieldError::new(
-                                "validation_length_too_long",
+                                basalt_core::codes::LENGTH_TOO_LONG,
                                 format!("The length must be no more than {MAX_TOPIC_LEN}."),
                             )
                             .with_params(json!({"max": MAX_TOPIC_LEN, "min": 0})),
@@ -451,7 +451,7 @@ pub fn parse_body(body: &Json) -> ServiceResult<(String, Vec<String>)> {
                     None => {
                         errs.insert(
                             format!("subscriptions.{i}"),
-                            FieldError::new("validation_invalid_type", "Must be a string."),
+                            FieldError::new(basalt_core::codes::INVALID_TYPE, "Must be a string."),
                         );
                     }
                 }
@@ -460,7 +460,7 @@ pub fn parse_body(body: &Json) -> ServiceResult<(String, Vec<String>)> {
         Some(_) => {
             errs.insert(
                 "subscriptions".into(),
-                FieldError::new("validation_invalid_type", "Must be a list of strings."),
+                FieldError::new(basalt_core::codes::INVALID_TYPE, "Must be a list of strings."),
             );
         }
     }

@@ -478,7 +478,7 @@ async fn relation_errors(
             errs.insert(
                 field.clone(),
                 FieldError::new(
-                    "validation_missing_rel_records",
+                    basalt_core::codes::MISSING_REL_RECORDS,
                     "Failed to find all relation records with the provided ids.",
                 ),
             );
@@ -500,7 +500,7 @@ async fn relation_errors(
             errs.insert(
                 field.clone(),
                 FieldError::new(
-                    "validation_missing_rel_records",
+                    basalt_core::codes::MISSING_REL_RECORDS,
                     "Failed to find all relation records with the provided ids.",
                 ),
             );
@@ -574,7 +574,7 @@ async fn store_files(
             errs.insert(
                 f.name.clone(),
                 FieldError::new(
-                    "validation_invalid_file",
+                    basalt_core::codes::INVALID_FILE,
                     format!("Invalid new files: [{}].", invalid.join(" ")),
                 )
                 .with_params(serde_json::json!({ "invalidFiles": invalid })),
@@ -737,7 +737,7 @@ pub async fn create_in(
             let mut f = FieldErrors::new();
             f.insert(
                 "email".into(),
-                FieldError::new("validation_not_unique", "Value must be unique."),
+                FieldError::new(basalt_core::codes::NOT_UNIQUE, "Value must be unique."),
             );
             return Err(ServiceError(Error::validation(
                 "Failed to create record.",
@@ -919,7 +919,7 @@ pub async fn update_in(
                 f.insert(
                     "oldPassword".into(),
                     FieldError::new(
-                        "validation_invalid_old_password",
+                        basalt_core::codes::INVALID_OLD_PASSWORD,
                         "Missing or invalid old password.",
                     ),
                 );
@@ -948,7 +948,7 @@ pub async fn update_in(
                 let mut f = FieldErrors::new();
                 f.insert(
                     "email".into(),
-                    FieldError::new("validation_not_unique", "Value must be unique."),
+                    FieldError::new(basalt_core::codes::NOT_UNIQUE, "Value must be unique."),
                 );
                 return Err(ServiceError(Error::validation(
                     "Failed to update record.",

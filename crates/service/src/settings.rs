@@ -91,7 +91,7 @@ fn validate(patch: &Map<String, Json>) -> Result<(), basalt_core::FieldErrors> {
             errs.insert(
                 "backups.cron".into(),
                 basalt_core::FieldError::new(
-                    "validation_invalid_cron",
+                    basalt_core::codes::INVALID_CRON,
                     "Invalid cron expression - must be a valid macro or to have exactly 5 space separated segments.",
                 ),
             );
@@ -126,7 +126,7 @@ fn validate_merged(s: &Json) -> Result<(), basalt_core::FieldErrors> {
             if v.get(f).and_then(Json::as_str).unwrap_or("").is_empty() {
                 errs.insert(
                     format!("{key}.{f}"),
-                    basalt_core::FieldError::new("validation_required", "Cannot be blank."),
+                    basalt_core::FieldError::new(basalt_core::codes::REQUIRED, "Cannot be blank."),
                 );
             }
         }
@@ -134,7 +134,7 @@ fn validate_merged(s: &Json) -> Result<(), basalt_core::FieldErrors> {
     let required = |errs: &mut basalt_core::FieldErrors, k: &str| {
         errs.insert(
             k.into(),
-            basalt_core::FieldError::new("validation_required", "Cannot be blank."),
+            basalt_core::FieldError::new(basalt_core::codes::REQUIRED, "Cannot be blank."),
         );
     };
     let num = |p: &str, k: &str| {
@@ -179,7 +179,7 @@ fn check_shape(path: &str, def: &Json, v: &Json, errs: &mut basalt_core::FieldEr
     if !same {
         errs.insert(
             path.to_string(),
-            basalt_core::FieldError::new("validation_invalid_value", "Invalid value type."),
+            basalt_core::FieldError::new(basalt_core::codes::INVALID_VALUE, "Invalid value type."),
         );
         return;
     }
@@ -195,7 +195,7 @@ fn check_shape(path: &str, def: &Json, v: &Json, errs: &mut basalt_core::FieldEr
             errs.insert(
                 path.to_string(),
                 basalt_core::FieldError::new(
-                    "validation_min_greater_equal_than_required",
+                    basalt_core::codes::MIN_GREATER_EQUAL_THAN_REQUIRED,
                     "Must be no less than 0.",
                 )
                 .with_params(serde_json::json!({"threshold": 0})),

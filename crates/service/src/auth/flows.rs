@@ -335,7 +335,7 @@ pub async fn auth_with_password(
         errs.insert(
             "identity".into(),
             FieldError::new(
-                "validation_length_too_long",
+                basalt_core::codes::LENGTH_TOO_LONG,
                 "The length must be no more than 255.",
             ),
         );
@@ -347,7 +347,7 @@ pub async fn auth_with_password(
         if !fields.contains(&wanted) {
             return Err(invalid(
                 "identityField",
-                FieldError::new("validation_in_invalid", "Must be a valid value."),
+                FieldError::new(basalt_core::codes::IN_INVALID, "Must be a valid value."),
             ));
         }
         fields = vec![wanted];
@@ -490,7 +490,7 @@ fn required_email(body: &Json, key: &str) -> ServiceResult<String> {
     if !basalt_core::record::is_email(&email) {
         return Err(invalid(
             key,
-            FieldError::new("validation_is_email", "Must be a valid email address."),
+            FieldError::new(basalt_core::codes::IS_EMAIL, "Must be a valid email address."),
         ));
     }
     Ok(email)
@@ -500,7 +500,7 @@ fn token_collection_mismatch() -> ServiceError {
     invalid(
         "token",
         FieldError::new(
-            "validation_token_collection_mismatch",
+            basalt_core::codes::TOKEN_COLLECTION_MISMATCH,
             "The provided token is for different auth collection.",
         ),
     )
@@ -509,7 +509,7 @@ fn token_collection_mismatch() -> ServiceError {
 fn invalid_token() -> ServiceError {
     invalid(
         "token",
-        FieldError::new("validation_invalid_token", "Invalid or expired token."),
+        FieldError::new(basalt_core::codes::INVALID_TOKEN, "Invalid or expired token."),
     )
 }
 
@@ -643,7 +643,7 @@ fn check_new_password(coll: &Collection, pw: &str, confirm: &str) -> ServiceResu
         errs.insert(
             "password".into(),
             FieldError::new(
-                "validation_length_out_of_range",
+                basalt_core::codes::LENGTH_OUT_OF_RANGE,
                 format!("The length must be between {min} and {max}."),
             )
             .with_params(json!({"max": max, "min": min})),
@@ -652,7 +652,7 @@ fn check_new_password(coll: &Collection, pw: &str, confirm: &str) -> ServiceResu
     if confirm != pw {
         errs.insert(
             "passwordConfirm".into(),
-            FieldError::new("validation_values_mismatch", "Values don't match."),
+            FieldError::new(basalt_core::codes::VALUES_MISMATCH, "Values don't match."),
         );
     }
     check_fields(errs)
@@ -708,13 +708,13 @@ pub async fn request_email_change(
     if new_email.eq_ignore_ascii_case(rec_str(&caller.record, "email")) {
         return Err(invalid(
             "newEmail",
-            FieldError::new("validation_not_in_invalid", "Must not be in list."),
+            FieldError::new(basalt_core::codes::NOT_IN_INVALID, "Must not be in list."),
         ));
     }
     if find_by_email(ctx, &coll, &new_email).await?.is_some() {
         return Err(invalid(
             "newEmail",
-            FieldError::new("validation_email_exists", "User email already exists."),
+            FieldError::new(basalt_core::codes::EMAIL_EXISTS, "User email already exists."),
         ));
     }
     let rec = &caller.record;
@@ -770,7 +770,7 @@ pub async fn confirm_email_change(
         return Err(invalid(
             "password",
             FieldError::new(
-                "validation_invalid_password",
+                basalt_core::codes::INVALID_PASSWORD,
                 "Missing or invalid auth record password.",
             ),
         ));
@@ -778,7 +778,7 @@ pub async fn confirm_email_change(
     if find_by_email(ctx, &coll, &new_email).await?.is_some() {
         return Err(invalid(
             "newEmail",
-            FieldError::new("validation_email_exists", "User email already exists."),
+            FieldError::new(basalt_core::codes::EMAIL_EXISTS, "User email already exists."),
         ));
     }
     let mut ch = Data::new();
@@ -813,7 +813,7 @@ pub async fn impersonate(
                 return Err(invalid(
                     "duration",
                     FieldError::new(
-                        "validation_min_greater_equal_than_required",
+                        basalt_core::codes::MIN_GREATER_EQUAL_THAN_REQUIRED,
                         "Must be no less than 0.",
                     ),
                 ))
@@ -835,7 +835,7 @@ pub async fn test_email(ctx: &AppCtx, req: &Req, body: &Json) -> ServiceResult<(
     let tpl = Template::parse(&body_str(body, "template")).ok_or_else(|| {
         invalid(
             "template",
-            FieldError::new("validation_in_invalid", "Must be a valid value."),
+            FieldError::new(basalt_core::codes::IN_INVALID, "Must be a valid value."),
         )
     })?;
     let cname = body_str(body, "collection");

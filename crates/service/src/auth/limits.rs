@@ -153,7 +153,7 @@ pub fn validate_settings(patch: &Json, errs: &mut basalt_core::FieldErrors) {
             if label.is_empty() || !valid_label(label) {
                 errs.insert(
                     format!("rateLimits.rules.{i}.label"),
-                    FieldError::new("validation_match_invalid", "Must be in a valid format."),
+                    FieldError::new(basalt_core::codes::MATCH_INVALID, "Must be in a valid format."),
                 );
             }
             for k in ["maxRequests", "duration"] {
@@ -165,7 +165,7 @@ pub fn validate_settings(patch: &Json, errs: &mut basalt_core::FieldErrors) {
             if !["", "@guest", "@auth"].contains(&aud) {
                 errs.insert(
                     format!("rateLimits.rules.{i}.audience"),
-                    FieldError::new("validation_in_invalid", "Must be a valid value."),
+                    FieldError::new(basalt_core::codes::IN_INVALID, "Must be a valid value."),
                 );
             }
         }
@@ -176,7 +176,7 @@ pub fn validate_settings(patch: &Json, errs: &mut basalt_core::FieldErrors) {
                 errs.insert(
                     format!("superuserIPs.{i}"),
                     FieldError::new(
-                        "validation_invalid_ip",
+                        basalt_core::codes::INVALID_IP,
                         "Must be a valid IP address or CIDR.",
                     ),
                 );

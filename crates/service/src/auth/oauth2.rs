@@ -616,7 +616,7 @@ pub async fn auth_with_oauth2(
             f.insert(
                 "provider".into(),
                 FieldError::new(
-                    "validation_invalid_provider",
+                    basalt_core::codes::INVALID_PROVIDER,
                     format!("Provider with name {provider} is missing or is not enabled."),
                 )
                 .with_params(json!({"name": provider})),
@@ -632,7 +632,7 @@ pub async fn auth_with_oauth2(
     let redirect_url = RedirectUrl::new(redirect.clone()).map_err(|_| {
         invalid(
             "redirectURL",
-            FieldError::new("validation_is_url", "Must be a valid url."),
+            FieldError::new(basalt_core::codes::IS_URL, "Must be a valid url."),
         )
     })?;
     let oc = oauth2::Client::<
@@ -924,7 +924,7 @@ pub async fn generate_apple_secret(req: &Req, body: &Json) -> ServiceResult<Json
         errs.insert(
             "duration".into(),
             FieldError::new(
-                "validation_out_of_range",
+                basalt_core::codes::OUT_OF_RANGE,
                 "Must be between 1 and 15777000 seconds.",
             ),
         );
@@ -940,7 +940,7 @@ pub async fn generate_apple_secret(req: &Req, body: &Json) -> ServiceResult<Json
     .map_err(|e| {
         invalid(
             "privateKey",
-            FieldError::new("validation_invalid_private_key", e),
+            FieldError::new(basalt_core::codes::INVALID_PRIVATE_KEY, e),
         )
     })?;
     Ok(json!({"secret": secret}))

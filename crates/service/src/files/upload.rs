@@ -83,7 +83,7 @@ pub fn attach(
             errs.insert(
                 f.name.clone(),
                 FieldError::new(
-                    "validation_file_size_limit",
+                    basalt_core::codes::FILE_SIZE_LIMIT,
                     format!(
                         "Failed to upload {} - the maximum allowed file size is {limit} bytes.",
                         up.original
@@ -98,7 +98,7 @@ pub fn attach(
             errs.insert(
                 f.name.clone(),
                 FieldError::new(
-                    "validation_invalid_mime_type",
+                    basalt_core::codes::INVALID_MIME_TYPE,
                     format!(
                         "\"{name}\" mime type must be one of: {}.",
                         f.mime_types.join(", ")
