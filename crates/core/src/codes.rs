@@ -151,7 +151,8 @@ mod tests {
             assert!(seen.insert(*c), "{c} twice");
             assert!(c.starts_with("validation_"), "{c}");
             assert!(
-                c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{c}"
             );
         }

@@ -727,7 +727,10 @@ impl Collection {
                     _ => {
                         errs.insert(
                             key.into(),
-                            FieldError::new(crate::codes::INVALID_RULE, "Must be a string or null."),
+                            FieldError::new(
+                                crate::codes::INVALID_RULE,
+                                "Must be a string or null.",
+                            ),
                         );
                     }
                 }
@@ -744,7 +747,10 @@ impl Collection {
                 _ => {
                     errs.insert(
                         "indexes".into(),
-                        FieldError::new(crate::codes::INVALID_INDEXES, "Must be a list of strings."),
+                        FieldError::new(
+                            crate::codes::INVALID_INDEXES,
+                            "Must be a list of strings.",
+                        ),
                     );
                 }
             }

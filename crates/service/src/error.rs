@@ -24,7 +24,10 @@ impl From<StoreError> for ServiceError {
                 let mut f = basalt_core::FieldErrors::new();
                 f.insert(
                     column,
-                    basalt_core::FieldError::new(basalt_core::codes::NOT_UNIQUE, "Value must be unique."),
+                    basalt_core::FieldError::new(
+                        basalt_core::codes::NOT_UNIQUE,
+                        "Value must be unique.",
+                    ),
                 );
                 ServiceError(Error::validation("Failed to save record.", f))
             }

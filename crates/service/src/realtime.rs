@@ -460,7 +460,10 @@ pub fn parse_body(body: &Json) -> ServiceResult<(String, Vec<String>)> {
         Some(_) => {
             errs.insert(
                 "subscriptions".into(),
-                FieldError::new(basalt_core::codes::INVALID_TYPE, "Must be a list of strings."),
+                FieldError::new(
+                    basalt_core::codes::INVALID_TYPE,
+                    "Must be a list of strings.",
+                ),
             );
         }
     }

@@ -490,7 +490,10 @@ fn required_email(body: &Json, key: &str) -> ServiceResult<String> {
     if !basalt_core::record::is_email(&email) {
         return Err(invalid(
             key,
-            FieldError::new(basalt_core::codes::IS_EMAIL, "Must be a valid email address."),
+            FieldError::new(
+                basalt_core::codes::IS_EMAIL,
+                "Must be a valid email address.",
+            ),
         ));
     }
     Ok(email)
@@ -509,7 +512,10 @@ fn token_collection_mismatch() -> ServiceError {
 fn invalid_token() -> ServiceError {
     invalid(
         "token",
-        FieldError::new(basalt_core::codes::INVALID_TOKEN, "Invalid or expired token."),
+        FieldError::new(
+            basalt_core::codes::INVALID_TOKEN,
+            "Invalid or expired token.",
+        ),
     )
 }
 
@@ -714,7 +720,10 @@ pub async fn request_email_change(
     if find_by_email(ctx, &coll, &new_email).await?.is_some() {
         return Err(invalid(
             "newEmail",
-            FieldError::new(basalt_core::codes::EMAIL_EXISTS, "User email already exists."),
+            FieldError::new(
+                basalt_core::codes::EMAIL_EXISTS,
+                "User email already exists.",
+            ),
         ));
     }
     let rec = &caller.record;
@@ -778,7 +787,10 @@ pub async fn confirm_email_change(
     if find_by_email(ctx, &coll, &new_email).await?.is_some() {
         return Err(invalid(
             "newEmail",
-            FieldError::new(basalt_core::codes::EMAIL_EXISTS, "User email already exists."),
+            FieldError::new(
+                basalt_core::codes::EMAIL_EXISTS,
+                "User email already exists.",
+            ),
         ));
     }
     let mut ch = Data::new();

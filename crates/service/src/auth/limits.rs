@@ -153,7 +153,10 @@ pub fn validate_settings(patch: &Json, errs: &mut basalt_core::FieldErrors) {
             if label.is_empty() || !valid_label(label) {
                 errs.insert(
                     format!("rateLimits.rules.{i}.label"),
-                    FieldError::new(basalt_core::codes::MATCH_INVALID, "Must be in a valid format."),
+                    FieldError::new(
+                        basalt_core::codes::MATCH_INVALID,
+                        "Must be in a valid format.",
+                    ),
                 );
             }
             for k in ["maxRequests", "duration"] {

@@ -249,7 +249,10 @@ pub async fn request_otp(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> Servi
     if !basalt_core::record::is_email(&email) {
         return Err(invalid(
             "email",
-            FieldError::new(basalt_core::codes::IS_EMAIL, "Must be a valid email address."),
+            FieldError::new(
+                basalt_core::codes::IS_EMAIL,
+                "Must be a valid email address.",
+            ),
         ));
     }
     let otp_id = basalt_core::id::new_record_id();
@@ -533,7 +536,10 @@ async fn write_row(
 fn invalid_code() -> ServiceError {
     invalid(
         "code",
-        FieldError::new(basalt_core::codes::INVALID_TOTP_CODE, "Invalid or expired code."),
+        FieldError::new(
+            basalt_core::codes::INVALID_TOTP_CODE,
+            "Invalid or expired code.",
+        ),
     )
 }
 
