@@ -364,7 +364,7 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    // Every node sees the three (views refresh with each 2 s heartbeat).
+    // Every node sees the four: three api nodes and the worker (views refresh with each 2 s heartbeat).
     let deadline = Instant::now() + Duration::from_secs(6);
     let health = loop {
         let h: Value = http
@@ -376,18 +376,21 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
             .json()
             .await
             .unwrap();
-        let live = h["data"]["cluster"]["nodes"]
+        let ready: Vec<&str> = h["data"]["cluster"]["nodes"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|n| n["live"] == true && n["state"] == "ready")
-            .count();
-        if live == 3 {
+            .filter_map(|n| n["role"].as_str())
+            .collect();
+        let apis = ready.iter().filter(|r| **r == "api").count();
+        let workers = ready.iter().filter(|r| **r == "worker").count();
+        if apis == 3 && workers == 1 {
             break h;
         }
         assert!(
             Instant::now() < deadline,
-            "cluster view never showed 3 ready nodes: {h}"
+            "cluster view never showed 3 api nodes and 1 worker ready: {h}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
