@@ -40,6 +40,9 @@ if grep -rnE '\b(axum|hyper|tower|tower_http|http)::' crates/service/src | grep 
   echo "basalt-service code names a transport type (above)" >&2; exit 1
 fi
 
+# The service's top-level modules import each other without a cycle (components below `state`).
+python3 scripts/module-cycles.py crates/service/src
+
 echo "== cargo test: unit, property (parser/compiler fuzz), integration on SQLite and PostgreSQL, CLI"
 # The multi-node test writes its numbers here (test output is captured); printed at the end.
 BASALT_CLUSTER_REPORT="$(mktemp)"

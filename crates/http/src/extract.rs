@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use basalt_service::auth::limits::client_ip;
+use basalt_service::limits::client_ip;
 use basalt_service::request::parse_query;
 use basalt_service::Req;
 use serde_json::{Map, Value as Json};

@@ -194,7 +194,7 @@ fn json_bytes(body: Vec<u8>) -> Response {
 async fn health(State(ctx): State<AppCtx>, Client(req): Client) -> Response {
     let mut data = Map::new();
     if req.is_superuser() {
-        data = basalt_service::state::health(&ctx);
+        data = basalt_service::cluster::status(&ctx);
     }
     ok_json(json!({"code": 200, "data": data, "message": "API is healthy."}))
 }

@@ -5,7 +5,7 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use basalt_service::auth::limits::admit;
+use basalt_service::auth::admit;
 use basalt_service::Req;
 
 use crate::error::ApiError;

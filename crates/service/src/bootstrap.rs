@@ -78,10 +78,7 @@ async fn run_once(ctx: &AppCtx) -> ServiceResult<()> {
     Ok(())
 }
 
-/// The system collections of the auth flows (PocketBase's `_externalAuths`, `_mfas`, `_otps`,
-/// `_authOrigins`, plus Basalt's `_totps`). Rows name their owner by `collectionRef`/`recordRef`;
-/// deleting an auth record deletes its rows here.
-pub const AUTH_SYSTEM: [&str; 5] = ["_externalAuths", "_mfas", "_otps", "_authOrigins", "_totps"];
+pub use crate::state::AUTH_SYSTEM;
 
 fn auth_system_collections() -> Vec<Collection> {
     let owner = "@request.auth.id != '' && recordRef = @request.auth.id && collectionRef = @request.auth.collectionId";

@@ -172,3 +172,25 @@ pub fn health(ctx: &crate::AppState) -> Json {
         "nodes": me.map(|r| r.nodes()).unwrap_or_default(),
     })
 }
+
+/// The superuser part of `/api/health`: backups, events and sinks, realtime clients, the cluster.
+pub fn status(ctx: &crate::AppState) -> serde_json::Map<String, Json> {
+    let mut data = serde_json::Map::new();
+    data.insert(
+        "canBackup".into(),
+        Json::Bool(ctx.store.can_backup() && !ctx.backups.busy()),
+    );
+    if let Some(bus) = ctx.events.get() {
+        let mut ev = bus.health();
+        if let (Some(o), Some(w)) = (ev.as_object_mut(), ctx.webhooks.get()) {
+            o.insert("webhooks".into(), w.health());
+        }
+        data.insert("events".into(), ev);
+    }
+    data.insert(
+        "realtime".into(),
+        serde_json::json!({"clients": ctx.realtime.len()}),
+    );
+    data.insert("cluster".into(), health(ctx));
+    data
+}

@@ -11,9 +11,10 @@ use basalt_core::schema::{Collection, CollectionType};
 use basalt_core::Error;
 use serde_json::Value as Json;
 
-use crate::auth::limits::{admit, Action};
+use crate::auth::admit;
 use crate::error::{bad, not_found, ServiceError, ServiceResult};
 use crate::files::upload::Upload;
+use crate::limits::Action;
 use crate::records::{self, ListParams};
 use crate::request::Req;
 use crate::AppCtx;

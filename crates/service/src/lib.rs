@@ -9,8 +9,14 @@
 //! - [`error`]: [`error::ServiceError`], the one error type every operation returns.
 //! - [`crud`]: record operations as transports call them; [`records`]: the read/write paths under
 //!   them (rules, expand, output, the one write path); [`collections`] + [`ddl`]: schema changes.
-//! - [`auth`]: passwords, tokens, sign-in flows returning outcomes ([`auth::flows::SignIn`]), MFA,
-//!   OAuth2, mail, and [`auth::limits`] (rate limits on [`auth::limits::Action`], lockout).
+//! - [`auth`]: tokens, `authenticate`, `admit` (rate limits on a typed [`limits::Action`]), sign-in
+//!   flows returning outcomes ([`auth::flows::SignIn`]), MFA, OAuth2, mail.
+//! - Components the state holds, which never read the state: [`limits`] (policy, rates, lockout),
+//!   [`hub`] (realtime clients), [`cache`], [`files`], [`roles`]; leaves: [`caller`], [`passwords`],
+//!   [`cron`], [`error`].
+//!
+//! **Architecture Invariant:** the top-level modules form no import cycle (`scripts/test.sh` checks
+//! it): components below `state`, operations above it.
 //! - [`files`], [`batch`], [`backups`], [`realtime`], [`cache`], [`cluster`], [`settings`],
 //!   [`bootstrap`].
 //!
@@ -23,12 +29,17 @@ pub mod backups;
 pub mod batch;
 pub mod bootstrap;
 pub mod cache;
+pub mod caller;
 pub mod cluster;
 pub mod collections;
+pub mod cron;
 pub mod crud;
 pub mod ddl;
 pub mod error;
 pub mod files;
+pub mod hub;
+pub mod limits;
+pub mod passwords;
 pub mod realtime;
 pub mod records;
 pub mod request;

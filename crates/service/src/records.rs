@@ -138,7 +138,8 @@ fn by_id_sql(ctx: &AppCtx, coll: &Collection, id: &str, cond: Option<Sql>) -> Sq
     s
 }
 
-/// Whether any rule of the collection contains `needle`.
+pub use crate::state::rules_mention;
+
 /// The collection a record write names, with the protocol's wording when unknown (`_totps` is never
 /// served).
 pub fn collection_for_write(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
@@ -184,24 +185,6 @@ pub fn shape(q: &Map<String, Json>, mut v: Json) -> Json {
         pick_fields(&mut v, f);
     }
     v
-}
-
-/// Whether any rule of the collection contains `needle`.
-pub fn rules_mention(coll: &Collection, needle: &str) -> bool {
-    let auth_rules = coll
-        .auth
-        .iter()
-        .flat_map(|a| [&a.auth_rule, &a.manage_rule]);
-    [
-        &coll.list_rule,
-        &coll.view_rule,
-        &coll.create_rule,
-        &coll.update_rule,
-        &coll.delete_rule,
-    ]
-    .into_iter()
-    .chain(auth_rules)
-    .any(|r| r.as_deref().is_some_and(|r| r.contains(needle)))
 }
 
 /// A rule as it applies to this caller: `None` means no condition (public or superuser).
@@ -723,7 +706,7 @@ pub async fn create_in(
     };
     let mut prepared = prepare_checked(ctx, &wctx, &body, errs, re(&mut outer)).await?;
     if let Some(pw) = prepared.new_password.take() {
-        let h = crate::auth::hash_password_blocking(pw).await?;
+        let h = crate::passwords::hash_password_blocking(pw).await?;
         prepared.data.insert("password".into(), Json::String(h));
     }
     if coll.is_auth() {
@@ -914,7 +897,7 @@ pub async fn update_in(
                 .and_then(Json::as_str)
                 .unwrap_or("")
                 .to_string();
-            if !crate::auth::verify_password_blocking(old, hash).await {
+            if !crate::passwords::verify_password_blocking(old, hash).await {
                 let mut f = FieldErrors::new();
                 f.insert(
                     "oldPassword".into(),
@@ -929,7 +912,7 @@ pub async fn update_in(
                 )));
             }
         }
-        let h = crate::auth::hash_password_blocking(pw).await?;
+        let h = crate::passwords::hash_password_blocking(pw).await?;
         prepared.data.insert("password".into(), Json::String(h));
         rotate = true;
     }
@@ -1157,7 +1140,7 @@ fn delete_in_tx<'a>(
         }
         if coll.is_auth() {
             // The record's external auths, MFA sessions, OTPs, origins and TOTP go with it.
-            for t in crate::bootstrap::AUTH_SYSTEM {
+            for t in crate::state::AUTH_SYSTEM {
                 let mut d = ctx.sql();
                 d.push("DELETE FROM ")
                     .ident(t)

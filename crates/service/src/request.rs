@@ -8,7 +8,7 @@ use basalt_core::filter::compile::RequestInfo;
 use basalt_core::record::Data;
 use serde_json::{Map, Value as Json};
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{forbidden, unauthorized, ServiceResult};
 
 #[derive(Clone)]

@@ -81,13 +81,13 @@ pub async fn load(ctx: &AppCtx) -> ServiceResult<()> {
 fn validate(patch: &Map<String, Json>) -> Result<(), basalt_core::FieldErrors> {
     let d = defaults();
     let mut errs = basalt_core::FieldErrors::new();
-    crate::auth::limits::validate_settings(&Json::Object(patch.clone()), &mut errs);
+    crate::limits::validate_settings(&Json::Object(patch.clone()), &mut errs);
     if let Some(cron) = patch
         .get("backups")
         .and_then(|b| b.get("cron"))
         .and_then(Json::as_str)
     {
-        if !cron.is_empty() && crate::backups::Cron::parse(cron).is_none() {
+        if !cron.is_empty() && crate::cron::Cron::parse(cron).is_none() {
             errs.insert(
                 "backups.cron".into(),
                 basalt_core::FieldError::new(

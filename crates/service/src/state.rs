@@ -12,9 +12,9 @@ use basalt_core::sql::{Dialect, Sql, Value};
 use basalt_store::Store;
 use serde_json::Value as Json;
 
-use crate::auth::limits::{Lockout, Policy, Rates};
 use crate::error::ServiceResult;
-use crate::realtime::{Hub, RealtimeConfig};
+use crate::hub::{Hub, RealtimeConfig};
+use crate::limits::{Lockout, Policy, Rates};
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
@@ -48,7 +48,7 @@ pub struct AppState {
     /// File storage (local or S3), uploads in flight, thumbnails.
     pub files: crate::files::Files,
     /// Backups in progress (one at a time).
-    pub backups: crate::backups::Backups,
+    pub backups: Backups,
     /// The modules this process runs (`--target`).
     pub target: &'static crate::roles::Target,
 }
@@ -72,7 +72,7 @@ impl Collections {
             by_key.insert(c.name.clone(), c.clone());
             by_key.insert(c.name.to_ascii_lowercase(), c.clone());
         }
-        let read = |part: &str| list.iter().any(|c| crate::records::rules_mention(c, part));
+        let read = |part: &str| list.iter().any(|c| rules_mention(c, part));
         let rules_read = [
             read("@request.headers"),
             read("@request.query"),
@@ -250,24 +250,37 @@ impl AppState {
     }
 }
 
-/// The superuser part of `/api/health`: backups, events and sinks, realtime clients, the cluster.
-pub fn health(ctx: &AppState) -> serde_json::Map<String, Json> {
-    let mut data = serde_json::Map::new();
-    data.insert(
-        "canBackup".into(),
-        Json::Bool(ctx.store.can_backup() && !ctx.backups.busy()),
-    );
-    if let Some(bus) = ctx.events.get() {
-        let mut ev = bus.health();
-        if let (Some(o), Some(w)) = (ev.as_object_mut(), ctx.webhooks.get()) {
-            o.insert("webhooks".into(), w.health());
-        }
-        data.insert("events".into(), ev);
-    }
-    data.insert(
-        "realtime".into(),
-        serde_json::json!({"clients": ctx.realtime.len()}),
-    );
-    data.insert("cluster".into(), crate::cluster::health(ctx));
-    data
+/// Whether any rule of the collection contains `needle`.
+pub fn rules_mention(coll: &Collection, needle: &str) -> bool {
+    let auth_rules = coll
+        .auth
+        .iter()
+        .flat_map(|a| [&a.auth_rule, &a.manage_rule]);
+    [
+        &coll.list_rule,
+        &coll.view_rule,
+        &coll.create_rule,
+        &coll.update_rule,
+        &coll.delete_rule,
+    ]
+    .into_iter()
+    .chain(auth_rules)
+    .any(|r| r.as_deref().is_some_and(|r| r.contains(needle)))
 }
+
+/// The backup/restore lock (one at a time).
+#[derive(Default)]
+pub struct Backups {
+    pub(crate) running: tokio::sync::Mutex<()>,
+}
+
+impl Backups {
+    /// Whether a backup or restore runs now.
+    pub fn busy(&self) -> bool {
+        self.running.try_lock().is_err()
+    }
+}
+
+/// Auth collections of the sign-in flows (sessions, codes, links): ordinary tables, written without
+/// events.
+pub const AUTH_SYSTEM: [&str; 5] = ["_externalAuths", "_mfas", "_otps", "_authOrigins", "_totps"];

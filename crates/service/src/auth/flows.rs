@@ -17,11 +17,12 @@ use basalt_core::{Error, FieldError, FieldErrors};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
-use super::limits::{self, Action, SignInMethod};
+use super::admit;
 use super::mail::{self, Template};
 use super::mfa::{self, Gate};
 use super::{new_auth_token, new_typed_token, verify_typed_token, Caller, TokenKind};
 use crate::error::{bad, forbidden, not_found, unauthorized, ServiceError, ServiceResult};
+use crate::limits::{Action, SignInMethod};
 use crate::records;
 use crate::request::Req;
 use crate::AppCtx;
@@ -196,7 +197,7 @@ pub async fn begin_signin(
     method: SignInMethod,
 ) -> ServiceResult<Arc<Collection>> {
     let coll = auth_collection(ctx, c)?;
-    limits::admit(ctx, req, Some(&coll), Some(Action::SignIn(method))).await?;
+    admit(ctx, req, Some(&coll), Some(Action::SignIn(method))).await?;
     if coll.is_superusers() && !ctx.policy().superuser_ip_allowed(req.ip) {
         return Err(super::superuser_ip_denied());
     }
@@ -227,7 +228,7 @@ async fn auth_action(
     action: Action,
 ) -> ServiceResult<Arc<Collection>> {
     let coll = auth_collection(ctx, c)?;
-    limits::admit(ctx, req, Some(&coll), Some(action)).await?;
+    admit(ctx, req, Some(&coll), Some(action)).await?;
     Ok(coll)
 }
 
@@ -360,7 +361,7 @@ pub async fn auth_with_password(
     );
     ctx.lockout
         .check(&lock_key)
-        .map_err(super::limits::locked)?;
+        .map_err(crate::limits::locked)?;
     // Email first, as the protocol tries it.
     fields.sort_by_key(|f| f != "email");
     let mut found = None;
@@ -429,7 +430,7 @@ pub async fn auth_refresh(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Jso
             caller.collection.name
         )));
     }
-    limits::admit(ctx, req, Some(&coll), Some(Action::AuthRefresh)).await?;
+    admit(ctx, req, Some(&coll), Some(Action::AuthRefresh)).await?;
     check_auth_rule(ctx, &coll, &caller.record, caller.is_superuser()).await?;
     let token = if caller.refreshable {
         new_auth_token(&coll, &caller.record, true, None)
@@ -709,7 +710,7 @@ pub async fn request_email_change(
     body: &Json,
 ) -> ServiceResult<()> {
     let (coll, caller) = require_same_collection(ctx, req, c)?;
-    limits::admit(ctx, req, Some(&coll), Some(Action::RequestEmailChange)).await?;
+    admit(ctx, req, Some(&coll), Some(Action::RequestEmailChange)).await?;
     let new_email = required_email(body, "newEmail")?;
     if new_email.eq_ignore_ascii_case(rec_str(&caller.record, "email")) {
         return Err(invalid(

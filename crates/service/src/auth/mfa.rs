@@ -17,13 +17,14 @@ use rand::Rng;
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
+use super::admit;
 use super::flows::{
     auth_collection, begin_signin, body_str, check_fields, complete_signin, find_by_email, invalid,
     require_same_collection, SignIn, Signin,
 };
-use super::limits::{self, Action, SignInMethod};
 use super::mail::{self, Template};
 use crate::error::{bad, ServiceError, ServiceResult};
+use crate::limits::{Action, SignInMethod};
 use crate::records::load_record;
 use crate::request::Req;
 use crate::AppCtx;
@@ -236,7 +237,7 @@ pub async fn gate(
 /// `POST /api/collections/{c}/request-otp` `{email}` → `{otpId}`, a fake id for an unknown email.
 pub async fn request_otp(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<Json> {
     let coll = auth_collection(ctx, c)?;
-    limits::admit(ctx, req, Some(&coll), Some(Action::RequestOtp)).await?;
+    admit(ctx, req, Some(&coll), Some(Action::RequestOtp)).await?;
     if !opt_enabled(&coll, "otp") {
         return Err(crate::error::forbidden(
             "The collection is not configured to allow OTP authentication.",
@@ -631,7 +632,7 @@ async fn verify_code(
     allow_recovery: bool,
 ) -> ServiceResult<()> {
     let key = format!("totp:{}", s(rec, "id"));
-    ctx.lockout.check(&key).map_err(super::limits::locked)?;
+    ctx.lockout.check(&key).map_err(crate::limits::locked)?;
     if !check_second_factor(ctx, row, s(rec, "email"), code, allow_recovery).await? {
         ctx.lockout.fail(&key);
         return Err(invalid_code());

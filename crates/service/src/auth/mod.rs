@@ -5,17 +5,13 @@
 //! full crypto backend (RSA/EC) we do not use, and the protocol needs only HS256 with fixed claims.
 
 pub mod flows;
-pub mod limits;
 pub mod mail;
 pub mod mfa;
 pub mod oauth2;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::Argon2;
 use basalt_core::record::Data;
 use basalt_core::schema::Collection;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -24,62 +20,19 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value as Json};
 use sha2::Sha256;
 
+type HmacSha256 = Hmac<Sha256>;
+
 use crate::error::{ServiceError, ServiceResult};
 use crate::records::load_record;
 use crate::AppCtx;
 
-pub fn hash_password(pw: &str) -> ServiceResult<String> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(pw.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ServiceError(basalt_core::Error::internal(e)))
-}
-
-pub fn verify_password(pw: &str, hash: &str) -> bool {
-    if hash.starts_with("$2") {
-        return bcrypt::verify(pw, hash).unwrap_or(false);
-    }
-    match PasswordHash::new(hash) {
-        Ok(h) => Argon2::default().verify_password(pw.as_bytes(), &h).is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// A well-formed argon2id hash no password matches: verified against when no record exists, so the
-/// answer takes as long either way.
-pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0JtRy6Xm4w6I3r0fQ1aW3bq4x6W3mA5lq1n2b3c4d5e";
-
-/// At most this many argon2 computations (≈19 MiB each) run at once; others wait their turn, so a
-/// burst of sign-ins cannot exhaust memory or the blocking pool.
-const HASH_SLOTS: usize = 8;
-
-fn hash_slots() -> &'static tokio::sync::Semaphore {
-    static S: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    S.get_or_init(|| tokio::sync::Semaphore::new(HASH_SLOTS))
-}
-
-/// Hashes passwords off the async workers (argon2 takes tens of milliseconds by design).
-pub async fn hash_password_blocking(pw: String) -> ServiceResult<String> {
-    let _slot = hash_slots()
-        .acquire()
-        .await
-        .map_err(|e| ServiceError(basalt_core::Error::internal(e)))?;
-    tokio::task::spawn_blocking(move || hash_password(&pw))
-        .await
-        .map_err(|e| ServiceError(basalt_core::Error::internal(e)))?
-}
-
-pub async fn verify_password_blocking(pw: String, hash: String) -> bool {
-    let Ok(_slot) = hash_slots().acquire().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
-        .await
-        .unwrap_or(false)
-}
-
-type HmacSha256 = Hmac<Sha256>;
+pub use crate::caller::Caller;
+pub use crate::limits;
+use crate::limits::{pick_rule, Action, AUTH_BURST, AUTH_PER_SEC};
+pub use crate::passwords::{
+    hash_password, hash_password_blocking, verify_password, verify_password_blocking, DUMMY_HASH,
+};
+use crate::request::Req;
 
 fn sign(input: &str, key: &str) -> String {
     let mut mac = match HmacSha256::new_from_slice(key.as_bytes()) {
@@ -241,24 +194,6 @@ pub async fn verify_typed_token(
     verify_token(token, &typed_key(&coll, &rec, kind)).then_some((coll, rec, claims))
 }
 
-/// The authenticated caller, if any.
-#[derive(Clone)]
-pub struct Caller {
-    pub collection: Arc<Collection>,
-    pub record: Data,
-    pub refreshable: bool,
-    pub token: String,
-}
-
-impl Caller {
-    pub fn is_superuser(&self) -> bool {
-        self.collection.is_superusers()
-    }
-    pub fn id(&self) -> &str {
-        self.record.get("id").and_then(Json::as_str).unwrap_or("")
-    }
-}
-
 pub async fn resolve_token(ctx: &AppCtx, raw: &str) -> Option<Caller> {
     let token = raw.trim();
     let token = match token.get(..7) {
@@ -298,6 +233,71 @@ pub async fn resolve_token(ctx: &AppCtx, raw: &str) -> Option<Caller> {
 /// A superuser token or sign-in from an address outside `superuserIPs`.
 pub fn superuser_ip_denied() -> ServiceError {
     crate::error::forbidden("You are not allowed to perform this request.")
+}
+
+/// Admits one request doing `action` on `coll` (or, with `None`, a request that is only a path, such
+/// as `/api/settings`): the most specific configured rule (when `rateLimits.enabled`: `coll:action`,
+/// `coll:auth`, `*:action`, `*:auth`, then the longest path label matching `req.path`), and the
+/// built-in auth limit for auth actions. Superusers and excluded IPs are never limited. Called by the
+/// service at the start of every operation that has an action, whatever the transport.
+pub async fn admit(
+    ctx: &AppCtx,
+    req: &Req,
+    coll: Option<&basalt_core::schema::Collection>,
+    action: Option<Action>,
+) -> ServiceResult<()> {
+    let auth_action = action.is_some_and(Action::is_auth);
+    if !auth_action && !ctx.rate_limits_on() {
+        return Ok(());
+    }
+    let policy = ctx.policy();
+    if policy.excluded_ips.iter().any(|n| n.contains(req.ip)) {
+        return Ok(());
+    }
+    let ip = req.ip.to_string();
+    if policy.rate_limits_enabled && !policy.rules.is_empty() && !req.is_superuser() {
+        let tag = match (coll, action) {
+            (Some(c), Some(a)) => Some((c.name.as_str(), a)),
+            _ => None,
+        };
+        let coll_id = coll.map(|c| c.id.as_str());
+        if let Some(rule) = pick_rule(
+            &policy.rules,
+            &req.method,
+            &req.path,
+            tag,
+            coll_id,
+            req.auth.is_some(),
+        ) {
+            // A tag rule (`*:auth`) counts per collection, a path rule per label.
+            let bucket = if rule.label.starts_with('/') || rule.label.contains(' ') {
+                rule.label.clone()
+            } else {
+                format!("{}|{}", rule.label, coll_id.unwrap_or(""))
+            };
+            ctx.rates
+                .hit(
+                    &bucket,
+                    &ip,
+                    rule.max_requests,
+                    Duration::from_secs(rule.duration_secs),
+                )
+                .await
+                .map_err(limits::too_many)?;
+        }
+    }
+    if auth_action {
+        ctx.rates
+            .hit(
+                "builtin:auth",
+                &ip,
+                AUTH_BURST,
+                Duration::from_secs(u64::from(AUTH_BURST / AUTH_PER_SEC)),
+            )
+            .await
+            .map_err(limits::too_many)?;
+    }
+    Ok(())
 }
 
 /// The caller behind an Authorization header value (with or without `Bearer `), for a request from

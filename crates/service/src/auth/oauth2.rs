@@ -35,8 +35,8 @@ use sha2::{Digest, Sha256};
 use super::flows::{
     begin_signin, body_str, check_fields, complete_signin, find_by_email, invalid, SignIn, Signin,
 };
-use super::limits::SignInMethod;
 use crate::error::{bad, ServiceError, ServiceResult};
+use crate::limits::SignInMethod;
 use crate::records;
 use crate::request::Req;
 use crate::AppCtx;

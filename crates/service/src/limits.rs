@@ -15,9 +15,7 @@ use basalt_core::Error;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::Value as Json;
 
-use crate::error::{ServiceError, ServiceResult};
-use crate::request::Req;
-use crate::AppCtx;
+use crate::error::ServiceError;
 
 /// Built-in limit on auth endpoints per client IP, on top of any configured rule: a burst of
 /// `AUTH_BURST`, refilled at `AUTH_PER_SEC` per second.
@@ -287,7 +285,7 @@ impl Action {
 
 /// The most specific configured rule for the request: `coll:action`, `coll:auth`, `*:action`,
 /// `*:auth`, then the longest matching path label (method-specific first).
-fn pick_rule<'a>(
+pub fn pick_rule<'a>(
     rules: &'a [Rule],
     method: &str,
     path: &str,
@@ -521,73 +519,8 @@ pub fn client_ip<'h>(
     peer
 }
 
-fn too_many(wait: Duration) -> ServiceError {
+pub fn too_many(wait: Duration) -> ServiceError {
     ServiceError(Error::too_many("Too Many Requests.", wait))
-}
-
-/// Admits one request doing `action` on `coll` (or, with `None`, a request that is only a path, such
-/// as `/api/settings`): the most specific configured rule (when `rateLimits.enabled`: `coll:action`,
-/// `coll:auth`, `*:action`, `*:auth`, then the longest path label matching `req.path`), and the
-/// built-in auth limit for auth actions. Superusers and excluded IPs are never limited. Called by the
-/// service at the start of every operation that has an action, whatever the transport.
-pub async fn admit(
-    ctx: &AppCtx,
-    req: &Req,
-    coll: Option<&basalt_core::schema::Collection>,
-    action: Option<Action>,
-) -> ServiceResult<()> {
-    let auth_action = action.is_some_and(Action::is_auth);
-    if !auth_action && !ctx.rate_limits_on() {
-        return Ok(());
-    }
-    let policy = ctx.policy();
-    if policy.excluded_ips.iter().any(|n| n.contains(req.ip)) {
-        return Ok(());
-    }
-    let ip = req.ip.to_string();
-    if policy.rate_limits_enabled && !policy.rules.is_empty() && !req.is_superuser() {
-        let tag = match (coll, action) {
-            (Some(c), Some(a)) => Some((c.name.as_str(), a)),
-            _ => None,
-        };
-        let coll_id = coll.map(|c| c.id.as_str());
-        if let Some(rule) = pick_rule(
-            &policy.rules,
-            &req.method,
-            &req.path,
-            tag,
-            coll_id,
-            req.auth.is_some(),
-        ) {
-            // A tag rule (`*:auth`) counts per collection, a path rule per label.
-            let bucket = if rule.label.starts_with('/') || rule.label.contains(' ') {
-                rule.label.clone()
-            } else {
-                format!("{}|{}", rule.label, coll_id.unwrap_or(""))
-            };
-            ctx.rates
-                .hit(
-                    &bucket,
-                    &ip,
-                    rule.max_requests,
-                    Duration::from_secs(rule.duration_secs),
-                )
-                .await
-                .map_err(too_many)?;
-        }
-    }
-    if auth_action {
-        ctx.rates
-            .hit(
-                "builtin:auth",
-                &ip,
-                AUTH_BURST,
-                Duration::from_secs(u64::from(AUTH_BURST / AUTH_PER_SEC)),
-            )
-            .await
-            .map_err(too_many)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
