@@ -43,12 +43,7 @@ pub use crate::state::Backups;
 
 /// The storage backups go to.
 fn storage(ctx: &AppCtx) -> ServiceResult<Storage> {
-    let s = ctx.settings();
-    match s
-        .get("backups")
-        .and_then(|b| b.get("s3"))
-        .and_then(S3Config::from_settings)
-    {
+    match S3Config::from_settings(&ctx.config().backups.s3) {
         Some(c) => {
             Storage::s3(&c).map_err(|e| ServiceError(Error::internal(format!("backups s3: {e}"))))
         }
@@ -99,13 +94,7 @@ fn validation(field: &str, code: &str, msg: &str, params: Option<Json>) -> Servi
 
 /// The automatic name: `pb_backup_<app name in snake case, ≤50>_<UTC YYYYMMDDHHMMSS>.zip`.
 fn auto_name(ctx: &AppCtx, prefix: &str) -> String {
-    let app = ctx
-        .settings()
-        .get("meta")
-        .and_then(|m| m.get("appName"))
-        .and_then(Json::as_str)
-        .unwrap_or("")
-        .to_string();
+    let app = ctx.config().meta.app_name.clone();
     let snake: String = crate::files::snake_case(&app).chars().take(50).collect();
     let ts = chrono::Utc::now().format("%Y%m%d%H%M%S");
     if snake.is_empty() {
@@ -488,9 +477,8 @@ pub async fn run_scheduler(ctx: AppCtx) {
             continue;
         }
         last = minute;
-        let s = ctx.settings();
-        let b = s.get("backups").cloned().unwrap_or(Json::Null);
-        let expr = b.get("cron").and_then(Json::as_str).unwrap_or("");
+        let cfg = ctx.config();
+        let expr = cfg.backups.cron.as_str();
         if expr.is_empty() || !ctx.store.can_backup() {
             continue;
         }
@@ -500,11 +488,7 @@ pub async fn run_scheduler(ctx: AppCtx) {
         if !cron.matches(&now) {
             continue;
         }
-        let keep = b
-            .get("cronMaxKeep")
-            .and_then(Json::as_u64)
-            .unwrap_or(3)
-            .max(1) as usize;
+        let keep = cfg.backups.cron_max_keep.max(1) as usize;
         if let Err(e) = scheduled(&ctx, keep).await {
             tracing::error!(error = %e.0, "scheduled backup failed");
         }

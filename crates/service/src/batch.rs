@@ -27,16 +27,14 @@ pub struct Settings {
 }
 
 pub fn settings(ctx: &AppCtx) -> Settings {
-    let s = ctx.settings();
-    let b = s.get("batch").cloned().unwrap_or(Json::Null);
-    let n = |k: &str, d: u64| b.get(k).and_then(Json::as_u64).unwrap_or(d);
+    let b = &ctx.config().batch;
     Settings {
-        enabled: b.get("enabled").and_then(Json::as_bool).unwrap_or(false),
-        max_requests: n("maxRequests", 50) as usize,
-        timeout: Duration::from_secs(n("timeout", 3).max(1)),
-        max_body: match n("maxBodySize", 0) {
+        enabled: b.enabled,
+        max_requests: b.max_requests as usize,
+        timeout: Duration::from_secs(b.timeout.max(1)),
+        max_body: match b.max_body_size {
             0 => 128 << 20,
-            b => b,
+            n => n,
         },
     }
 }

@@ -20,6 +20,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     collections: RwLock<Arc<Collections>>,
     pub settings: RwLock<Json>,
+    /// The typed view of `settings`, replaced with it.
+    typed: RwLock<Arc<crate::settings::Typed>>,
     /// The event bus, once started (after bootstrap created the outbox tables).
     pub events: OnceLock<Arc<EventBus>>,
     pub webhooks: OnceLock<Arc<Webhooks>>,
@@ -111,6 +113,7 @@ impl AppState {
             store,
             collections: RwLock::new(Arc::new(Collections::default())),
             settings: RwLock::new(Json::Null),
+            typed: RwLock::new(Arc::default()),
             events: OnceLock::new(),
             webhooks: OnceLock::new(),
             realtime: Hub::new(realtime),
@@ -232,6 +235,11 @@ impl AppState {
             p.rate_limits_enabled && !p.rules.is_empty(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        let t = Arc::new(crate::settings::Typed::from_json(&s));
+        match self.typed.write() {
+            Ok(mut g) => *g = t,
+            Err(e) => *e.into_inner() = t,
+        }
         match self.settings.write() {
             Ok(mut g) => *g = s,
             Err(e) => *e.into_inner() = s,
@@ -242,6 +250,15 @@ impl AppState {
         }
     }
 
+    /// The typed settings (an `Arc`: no copy).
+    pub fn config(&self) -> Arc<crate::settings::Typed> {
+        match self.typed.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The settings document (a copy: for the settings API and patches).
     pub fn settings(&self) -> Json {
         match self.settings.read() {
             Ok(g) => g.clone(),

@@ -116,7 +116,7 @@ pub fn render(
     to: &str,
     vars: &[(&str, &str)],
 ) -> Mail {
-    let settings = ctx.settings();
+    let settings = ctx.config();
     let tpl = coll
         .auth
         .as_ref()
@@ -137,11 +137,8 @@ pub fn render(
     };
     let subject = pick("subject", t.default_subject());
     let body = pick("body", t.default_body());
-    let app_name = settings["meta"]["appName"].as_str().unwrap_or("Basalt");
-    let app_url = settings["meta"]["appURL"]
-        .as_str()
-        .unwrap_or("")
-        .trim_end_matches('/');
+    let app_name = settings.meta.app_name.as_str();
+    let app_url = settings.meta.app_url.trim_end_matches('/');
     // {RECORD:field}: any non-hidden field of the record (secrets never).
     let record_value = |name: &str| -> String {
         let hidden =
@@ -240,11 +237,12 @@ fn internal(e: impl std::fmt::Display) -> ServiceError {
     ServiceError(basalt_core::Error::internal(e))
 }
 
-fn build_message(settings: &Json, mail: &Mail) -> ServiceResult<Message> {
-    let sender = settings["meta"]["senderAddress"]
-        .as_str()
-        .unwrap_or("no-reply@example.com");
-    let name = settings["meta"]["senderName"].as_str().unwrap_or("");
+fn build_message(settings: &crate::settings::Typed, mail: &Mail) -> ServiceResult<Message> {
+    let sender = match settings.meta.sender_address.as_str() {
+        "" => "no-reply@example.com",
+        s => s,
+    };
+    let name = settings.meta.sender_name.as_str();
     let from = Mailbox::new(
         (!name.is_empty()).then(|| name.to_string()),
         sender.parse().map_err(internal)?,
@@ -272,19 +270,19 @@ fn build_message(settings: &Json, mail: &Mail) -> ServiceResult<Message> {
 
 /// Sends now: SMTP when configured, else the dev mailbox.
 pub async fn send(ctx: &AppCtx, mail: &Mail) -> ServiceResult<()> {
-    let settings = ctx.settings();
+    let settings = ctx.config();
     let msg = build_message(&settings, mail)?;
-    let smtp = &settings["smtp"];
-    if !smtp["enabled"].as_bool().unwrap_or(false) {
+    let smtp = &settings.smtp;
+    if !smtp.enabled {
         return write_mailbox(ctx, mail, &msg).await;
     }
-    let host = smtp["host"].as_str().unwrap_or("").to_string();
-    let port = u16::try_from(smtp["port"].as_u64().unwrap_or(587)).unwrap_or(587);
+    let host = smtp.host.clone();
+    let port = u16::try_from(smtp.port).unwrap_or(587);
     let params = TlsParameters::new(host.clone()).map_err(internal)?;
     // `tls: true` is implicit TLS (465); otherwise STARTTLS is used when the server offers it.
-    let user = smtp["username"].as_str().unwrap_or("");
+    let user = smtp.username.as_str();
     // Credentials never go out in clear: with a username, STARTTLS is required.
-    let tls = if smtp["tls"].as_bool().unwrap_or(false) {
+    let tls = if smtp.tls {
         Tls::Wrapper(params)
     } else if !user.is_empty() {
         Tls::Required(params)
@@ -296,15 +294,15 @@ pub async fn send(ctx: &AppCtx, mail: &Mail) -> ServiceResult<()> {
         .tls(tls)
         .timeout(Some(Duration::from_secs(15)));
     if !user.is_empty() {
-        let pass = smtp["password"].as_str().unwrap_or("");
+        let pass = smtp.password.as_str();
         b = b.credentials(Credentials::new(user.to_string(), pass.to_string()));
-        match smtp["authMethod"].as_str().unwrap_or("") {
+        match smtp.auth_method.as_str() {
             "LOGIN" => b = b.authentication(vec![Mechanism::Login]),
             "PLAIN" => b = b.authentication(vec![Mechanism::Plain]),
             _ => {}
         }
     }
-    let local = smtp["localName"].as_str().unwrap_or("");
+    let local = smtp.local_name.as_str();
     if !local.is_empty() {
         b = b.hello_name(ClientId::Domain(local.to_string()));
     }

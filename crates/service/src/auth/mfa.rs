@@ -429,11 +429,10 @@ pub fn mfa_id_of(body: &Json, q: &serde_json::Map<String, Json>) -> Option<Strin
 fn build_totp(ctx: &AppCtx, secret_b32: &str, account: &str) -> ServiceResult<totp_rs::Totp> {
     let secret = totp_rs::Secret::try_from_base32(secret_b32)
         .map_err(|e| ServiceError(Error::internal(format!("totp secret: {e:?}"))))?;
-    let settings = ctx.settings();
-    let issuer = settings["meta"]["appName"]
-        .as_str()
-        .unwrap_or("Basalt")
-        .replace(':', " ");
+    let issuer = match ctx.config().meta.app_name.as_str() {
+        "" => "Basalt".to_string(),
+        n => n.replace(':', " "),
+    };
     let account = if account.is_empty() {
         "account".to_string()
     } else {
