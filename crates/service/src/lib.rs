@@ -32,6 +32,7 @@ pub mod cache;
 pub mod caller;
 pub mod cluster;
 pub mod collections;
+pub mod config;
 pub mod cron;
 pub mod crud;
 pub mod ddl;

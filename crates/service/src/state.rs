@@ -21,7 +21,7 @@ pub struct AppState {
     collections: RwLock<Arc<Collections>>,
     pub settings: RwLock<Json>,
     /// The typed view of `settings`, replaced with it.
-    typed: RwLock<Arc<crate::settings::Typed>>,
+    typed: RwLock<Arc<crate::config::Typed>>,
     /// The event bus, once started (after bootstrap created the outbox tables).
     pub events: OnceLock<Arc<EventBus>>,
     pub webhooks: OnceLock<Arc<Webhooks>>,
@@ -235,7 +235,7 @@ impl AppState {
             p.rate_limits_enabled && !p.rules.is_empty(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        let t = Arc::new(crate::settings::Typed::from_json(&s));
+        let t = Arc::new(crate::config::Typed::from_json(&s));
         match self.typed.write() {
             Ok(mut g) => *g = t,
             Err(e) => *e.into_inner() = t,
@@ -251,7 +251,7 @@ impl AppState {
     }
 
     /// The typed settings (an `Arc`: no copy).
-    pub fn config(&self) -> Arc<crate::settings::Typed> {
+    pub fn config(&self) -> Arc<crate::config::Typed> {
         match self.typed.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),

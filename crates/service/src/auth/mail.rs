@@ -237,7 +237,7 @@ fn internal(e: impl std::fmt::Display) -> ServiceError {
     ServiceError(basalt_core::Error::internal(e))
 }
 
-fn build_message(settings: &crate::settings::Typed, mail: &Mail) -> ServiceResult<Message> {
+fn build_message(settings: &crate::config::Typed, mail: &Mail) -> ServiceResult<Message> {
     let sender = match settings.meta.sender_address.as_str() {
         "" => "no-reply@example.com",
         s => s,
