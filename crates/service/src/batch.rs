@@ -216,11 +216,14 @@ async fn run(
             let coll_key = match &op {
                 Op::Create(c) | Op::Upsert(c) | Op::Update(c, _) | Op::Delete(c, _) => c.clone(),
             };
-            let coll = records::collection_for_write(ctx, &coll_key)
-                .map_err(|_| ServiceError(Error::NotFound("Missing collection context.".into())))?;
-            if coll.kind == basalt_core::schema::CollectionType::View {
-                return Err(crate::error::bad("Unsupported collection type."));
-            }
+            // The batch answers an unknown collection with the protocol's other wording.
+            let coll =
+                crate::crud::collection_for_write(ctx, &coll_key).map_err(|e| match e.0 {
+                    Error::NotFound(_) => {
+                        ServiceError(Error::NotFound("Missing collection context.".into()))
+                    }
+                    _ => e,
+                })?;
             let m = match &op {
                 Op::Create(_) => "POST",
                 Op::Upsert(_) => "PUT",

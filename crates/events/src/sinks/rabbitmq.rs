@@ -34,7 +34,7 @@ pub struct RabbitMqConfig {
     pub exchange: String,
     /// A durable queue to declare and bind to the exchange with `#` (empty: none; bind your own).
     pub queue: String,
-    /// How long a batch waits for the broker's confirmations before it is retried.
+    /// How long a batch's publishes and confirmations may take before it is retried.
     pub confirm_timeout_ms: u64,
 }
 
@@ -84,19 +84,27 @@ impl RabbitMqSink {
         Duration::from_millis(self.cfg.confirm_timeout_ms.max(100))
     }
 
-    /// Connects, opens a channel in confirm mode and declares the exchange (and queue).
+    /// Connects, opens a channel in confirm mode and declares the exchange (and queue), all within
+    /// 5 s: a broker that accepts the connection and then stalls cannot hold the sink.
     async fn connect(&self) -> Result<(Connection, Channel), String> {
+        tokio::time::timeout(Duration::from_secs(5), self.open())
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "connecting to {} timed out",
+                    redacted(&self.cfg.url)
+                ))
+            })
+    }
+
+    async fn open(&self) -> Result<(Connection, Channel), String> {
         let at = redacted(&self.cfg.url);
         let props = ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            Connection::connect(&self.cfg.url, props),
-        )
-        .await
-        .map_err(|_| format!("connecting to {at} timed out"))?
-        .map_err(|e| format!("connecting to {at}: {e}"))?;
+        let conn = Connection::connect(&self.cfg.url, props)
+            .await
+            .map_err(|e| format!("connecting to {at}: {e}"))?;
         let ch = conn
             .create_channel()
             .await
@@ -137,8 +145,14 @@ impl RabbitMqSink {
         Ok((conn, ch))
     }
 
-    /// Publishes the batch, then waits for every confirmation.
+    /// Publishes the batch, then waits for every confirmation (the whole within the confirm timeout).
     async fn publish(&self, ch: &Channel, events: &[Arc<Event>]) -> Result<(), String> {
+        tokio::time::timeout(self.timeout(), self.publish_all(ch, events))
+            .await
+            .unwrap_or_else(|_| Err("publishing timed out".into()))
+    }
+
+    async fn publish_all(&self, ch: &Channel, events: &[Arc<Event>]) -> Result<(), String> {
         let mut confirms = Vec::with_capacity(events.len());
         for ev in events {
             let body = ev.cloudevent(&self.source).to_string();
@@ -159,18 +173,13 @@ impl RabbitMqSink {
                 .map_err(|e| format!("publishing: {e}"))?;
             confirms.push(c);
         }
-        let all = async {
-            for c in confirms {
-                match c.await.map_err(|e| format!("confirmation: {e}"))? {
-                    Confirmation::Nack(_) => return Err("the broker refused a message".to_string()),
-                    Confirmation::Ack(_) | Confirmation::NotRequested => {}
-                }
+        for c in confirms {
+            match c.await.map_err(|e| format!("confirmation: {e}"))? {
+                Confirmation::Nack(_) => return Err("the broker refused a message".to_string()),
+                Confirmation::Ack(_) | Confirmation::NotRequested => {}
             }
-            Ok(())
-        };
-        tokio::time::timeout(self.timeout(), all)
-            .await
-            .unwrap_or_else(|_| Err("confirmations timed out".into()))
+        }
+        Ok(())
     }
 }
 
