@@ -311,22 +311,26 @@ async fn view_record(
     Ok(json_bytes(one.into_bytes()))
 }
 
-/// A record write's body; file parts are streamed to temporary files, up to the collection's largest
-/// file size. An unknown collection is answered before the body is read (and drained).
+/// Admits a record write, then reads its body; file parts are streamed to temporary files, up to
+/// the collection's largest file size. An unknown collection or a rate-limited caller is answered
+/// before the body is read (it is drained).
 async fn write_body(
     ctx: &AppCtx,
+    client: &basalt_service::Req,
     c: &str,
+    action: basalt_service::limits::Action,
     req: axum::extract::Request,
-) -> Result<crate::files::upload::Body, Response> {
-    let coll = match crud::collection_for_write(ctx, c) {
-        Ok(c) => c,
+) -> Result<(crud::Admitted, crate::files::upload::Body), Response> {
+    let w = match crud::admit_write(ctx, client, c, action).await {
+        Ok(w) => w,
         Err(e) => {
             crate::files::upload::drain(req).await;
             return Err(crate::error::ApiError::from(e).into_response());
         }
     };
-    let max = crate::files::upload::ceiling([&*coll]);
-    crate::files::upload::read(ctx, req, max, u64::MAX).await
+    let max = crate::files::upload::ceiling([&**w.collection()]);
+    let body = crate::files::upload::read(ctx, req, max, u64::MAX).await?;
+    Ok((w, body))
 }
 
 async fn create_record(
@@ -335,11 +339,12 @@ async fn create_record(
     Path(c): Path<String>,
     req: axum::extract::Request,
 ) -> ApiResult<Response> {
-    let body = match write_body(&ctx, &c, req).await {
+    let action = basalt_service::limits::Action::Create;
+    let (w, body) = match write_body(&ctx, &client, &c, action, req).await {
         Ok(b) => b,
         Err(resp) => return Ok(resp),
     };
-    let out = crud::create(&ctx, &client, &c, body.json, body.uploads).await?;
+    let out = crud::create(&ctx, &client, w, body.json, body.uploads).await?;
     Ok(ok_json(out))
 }
 
@@ -349,11 +354,12 @@ async fn update_record(
     Path((c, id)): Path<(String, String)>,
     req: axum::extract::Request,
 ) -> ApiResult<Response> {
-    let body = match write_body(&ctx, &c, req).await {
+    let action = basalt_service::limits::Action::Update;
+    let (w, body) = match write_body(&ctx, &client, &c, action, req).await {
         Ok(b) => b,
         Err(resp) => return Ok(resp),
     };
-    let out = crud::update(&ctx, &client, &c, &id, body.json, body.uploads).await?;
+    let out = crud::update(&ctx, &client, w, &id, body.json, body.uploads).await?;
     Ok(ok_json(out))
 }
 

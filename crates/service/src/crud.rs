@@ -207,17 +207,45 @@ fn body_data(body: Json) -> Data {
     }
 }
 
-/// Creates a record of `c` from a decoded body and its uploads; answers the record as the caller
-/// sees it.
-pub async fn create(
+/// A write the caller was admitted to (collection found and writable, rate limits passed). Only
+/// [`admit_write`] makes one, so a transport cannot reach [`create`] or [`update`] without the
+/// limits, and it can admit before it reads a possibly large body.
+pub struct Admitted {
+    coll: Arc<Collection>,
+    action: Action,
+}
+
+impl Admitted {
+    /// The collection written to (its file size ceiling bounds the body's file parts).
+    pub fn collection(&self) -> &Arc<Collection> {
+        &self.coll
+    }
+}
+
+/// Admits a create (`Action::Create`) or update (`Action::Update`) of collection `c`.
+pub async fn admit_write(
     ctx: &AppCtx,
     req: &Req,
     c: &str,
+    action: Action,
+) -> ServiceResult<Admitted> {
+    let coll = collection_for_write(ctx, c)?;
+    admit(ctx, req, Some(&coll), Some(action)).await?;
+    Ok(Admitted { coll, action })
+}
+
+/// Creates a record from a decoded body and its uploads; answers the record as the caller sees it.
+pub async fn create(
+    ctx: &AppCtx,
+    req: &Req,
+    w: Admitted,
     body: Json,
     uploads: Vec<Upload>,
 ) -> ServiceResult<Json> {
-    let coll = collection_for_write(ctx, c)?;
-    admit(ctx, req, Some(&coll), Some(Action::Create)).await?;
+    if w.action != Action::Create {
+        return Err(bad("Something went wrong while processing your request."));
+    }
+    let coll = w.coll;
     let body = body_data(body);
     let info = req.info(&ctx.collections(), Some(&body), "default");
     let mut w = records::WriteOut::default();
@@ -226,17 +254,19 @@ pub async fn create(
     one(ctx, req, &coll, data, &info).await
 }
 
-/// Updates record `id` of `c` under its updateRule.
+/// Updates record `id` under its updateRule.
 pub async fn update(
     ctx: &AppCtx,
     req: &Req,
-    c: &str,
+    w: Admitted,
     id: &str,
     body: Json,
     uploads: Vec<Upload>,
 ) -> ServiceResult<Json> {
-    let coll = collection_for_write(ctx, c)?;
-    admit(ctx, req, Some(&coll), Some(Action::Update)).await?;
+    if w.action != Action::Update {
+        return Err(bad("Something went wrong while processing your request."));
+    }
+    let coll = w.coll;
     let body = body_data(body);
     let info = req.info(&ctx.collections(), Some(&body), "default");
     let mut w = records::WriteOut::default();

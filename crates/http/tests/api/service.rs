@@ -105,7 +105,38 @@ async fn sign_in_outcomes_are_typed(app: TestApp) {
     }
 }
 
+/// A rate-limited write is refused before its body is read: a malformed body gets the 429, not
+/// the 400 it would get if the server had parsed it first.
+async fn writes_are_admitted_before_the_body_is_read(app: TestApp) {
+    app.collection(
+        json!({"name": "limw", "createRule": "", "fields": [{"name": "v", "type": "text"}]}),
+    )
+    .await;
+    let r = app
+        .patch(
+            "/api/settings",
+            app.su(),
+            json!({"rateLimits": {"enabled": true, "rules": [
+                {"label": "limw:create", "maxRequests": 1, "duration": 60, "audience": ""}
+            ]}}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let bad = || {
+        app.raw(
+            reqwest::Method::POST,
+            "/api/collections/limw/records",
+            None,
+            "application/json",
+            b"{not json".to_vec(),
+        )
+    };
+    assert_eq!(bad().await.0, 400, "within the budget the body is parsed");
+    assert_eq!(bad().await.0, 429, "past it, refused before parsing");
+}
+
 crate::both!(
     limits_apply_to_direct_service_calls,
-    sign_in_outcomes_are_typed
+    sign_in_outcomes_are_typed,
+    writes_are_admitted_before_the_body_is_read
 );
