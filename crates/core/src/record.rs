@@ -479,6 +479,104 @@ pub struct WriteCtx<'a> {
     pub is_superuser: bool,
 }
 
+/// Whether `k` is a modifier key (`name+`, `+name`, `name-`).
+pub fn is_modifier(k: &str) -> bool {
+    k.starts_with('+') || k.ends_with('+') || k.ends_with('-')
+}
+
+/// Folds a body's modifiers (`name+` and `+name` append/prepend or add, `name-` removes or
+/// subtracts, on number, select, relation and file fields) into plain `name` keys holding the value
+/// the write will store, computed from the body's own `name` if it has one, else the stored record
+/// (`existing`, on update) or the field's zero value (on create). The modifier keys are removed.
+///
+/// Access rules see this body, never the raw one, so `@request.body.credits:isset = false` refuses
+/// `{"credits+": 1000}` like it refuses `{"credits": 1000}` (PocketBase resolves modifiers the same
+/// way before its rules run). Returns the errors of modifier values that do not fit their field;
+/// the field then keeps its plain value (if any) and is reported by the write.
+pub fn resolve_modifiers(
+    coll: &Collection,
+    existing: Option<&Data>,
+    body: &Data,
+) -> (Data, FieldErrors) {
+    let mut errs = FieldErrors::new();
+    if !body.keys().any(|k| is_modifier(k)) {
+        return (body.clone(), errs);
+    }
+    let mut out = body.clone();
+    for f in &coll.fields {
+        let name = f.name.as_str();
+        let ty = f.ty();
+        if !matches!(
+            ty,
+            FieldType::Number | FieldType::Select | FieldType::Relation | FieldType::File
+        ) {
+            continue;
+        }
+        let (ak, pk, rk) = (format!("{name}+"), format!("+{name}"), format!("{name}-"));
+        let (append, prepend, remove) = (body.get(&ak), body.get(&pk), body.get(&rk));
+        if append.is_none() && prepend.is_none() && remove.is_none() {
+            continue;
+        }
+        for k in [&ak, &pk, &rk] {
+            out.remove(k);
+        }
+        let base = match body.get(name) {
+            Some(v) => match normalize(f, v) {
+                Ok(n) => n,
+                Err(e) => {
+                    errs.insert(name.into(), e);
+                    continue;
+                }
+            },
+            None => existing
+                .and_then(|e| e.get(name).cloned())
+                .unwrap_or_else(|| zero(f)),
+        };
+        let next = if ty == FieldType::Number {
+            let mut x = base.as_f64().unwrap_or(0.0);
+            for (v, sign) in [(append, 1.0), (prepend, 1.0), (remove, -1.0)] {
+                if let Some(v) = v {
+                    match normalize(f, v) {
+                        Ok(n) => x += sign * n.as_f64().unwrap_or(0.0),
+                        Err(e) => {
+                            errs.insert(name.into(), e);
+                        }
+                    }
+                }
+            }
+            num_json(x)
+        } else {
+            let mut list = as_list(&base);
+            if let Some(v) = prepend {
+                let mut p = as_list(v);
+                p.retain(|x| !list.contains(x));
+                p.extend(list);
+                list = p;
+            }
+            if let Some(v) = append {
+                for x in as_list(v) {
+                    if !list.contains(&x) {
+                        list.push(x);
+                    }
+                }
+            }
+            if let Some(v) = remove {
+                let r = as_list(v);
+                list.retain(|x| !r.contains(x));
+            }
+            if f.is_multiple() {
+                Json::Array(list.into_iter().map(Json::String).collect())
+            } else {
+                Json::String(list.last().cloned().unwrap_or_default())
+            }
+        };
+        if !errs.contains_key(name) {
+            out.insert(name.into(), next);
+        }
+    }
+    (out, errs)
+}
+
 /// Applies a request body to a record (defaults for create, stored values for update), honouring
 /// modifiers, and validates the result.
 pub fn prepare(ctx: &WriteCtx, body: &Data) -> Result<Prepared> {
@@ -509,9 +607,10 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
             .collect(),
     };
     let mut new_password = None;
-    let has_modifiers = body
-        .keys()
-        .any(|k| k.starts_with('+') || k.ends_with('+') || k.ends_with('-'));
+    // Modifiers become plain values first, exactly as the access rules saw them.
+    let (resolved, modifier_errs) = resolve_modifiers(coll, ctx.existing, body);
+    let body = &resolved;
+    errs.extend(modifier_errs);
     for f in &coll.fields {
         let name = f.name.as_str();
         if f.ty() == FieldType::Autodate {
@@ -654,73 +753,15 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
         if f.hidden && !ctx.is_superuser {
             continue;
         }
-        let current = data.get(name).cloned().unwrap_or(Json::Null);
-        let mut next: Option<Json> = None;
         if let Some(v) = body.get(name) {
             match normalize(f, v) {
-                Ok(n) => next = Some(n),
+                Ok(n) => {
+                    data.insert(name.into(), n);
+                }
                 Err(e) => {
                     errs.insert(name.into(), e);
-                    continue;
                 }
             }
-        }
-        // Modifiers: `name+`, `+name`, `name-` (looked up only when the body has any).
-        let (append, prepend, remove) = if has_modifiers {
-            (
-                body.get(&format!("{name}+")),
-                body.get(&format!("+{name}")),
-                body.get(&format!("{name}-")),
-            )
-        } else {
-            (None, None, None)
-        };
-        if append.is_some() || prepend.is_some() || remove.is_some() {
-            let base = next.clone().unwrap_or(current.clone());
-            if f.ty() == FieldType::Number {
-                let mut x = base.as_f64().unwrap_or(0.0);
-                for (v, sign) in [(append, 1.0), (prepend, 1.0), (remove, -1.0)] {
-                    if let Some(v) = v {
-                        match normalize(f, v) {
-                            Ok(n) => x += sign * n.as_f64().unwrap_or(0.0),
-                            Err(e) => {
-                                errs.insert(name.into(), e);
-                            }
-                        }
-                    }
-                }
-                next = Some(num_json(x));
-            } else if matches!(
-                f.ty(),
-                FieldType::Select | FieldType::Relation | FieldType::File
-            ) {
-                let mut list = as_list(&base);
-                if let Some(v) = prepend {
-                    let mut p = as_list(v);
-                    p.retain(|x| !list.contains(x));
-                    p.extend(list);
-                    list = p;
-                }
-                if let Some(v) = append {
-                    for x in as_list(v) {
-                        if !list.contains(&x) {
-                            list.push(x);
-                        }
-                    }
-                }
-                if let Some(v) = remove {
-                    let r = as_list(v);
-                    list.retain(|x| !r.contains(x));
-                }
-                next = Some(if f.is_multiple() {
-                    Json::Array(list.into_iter().map(Json::String).collect())
-                } else {
-                    Json::String(list.last().cloned().unwrap_or_default())
-                });
-            }
-        }
-        if let Some(n) = next {
-            data.insert(name.into(), n);
         }
     }
     // Autodates.

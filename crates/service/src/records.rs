@@ -691,6 +691,16 @@ pub async fn create_in(
     if coll.is_superusers() && !info.is_superuser() {
         return Err(forbidden(SUPERUSERS_ONLY));
     }
+    // The createRule sees modifiers (`discount+`) resolved, as the write stores them.
+    let resolved;
+    let info = if info.body.keys().any(|k| record::is_modifier(k)) {
+        let mut i = info.clone();
+        i.body = record::resolve_modifiers(coll, None, &info.body).0;
+        resolved = i;
+        &resolved
+    } else {
+        info
+    };
     let wctx = WriteCtx {
         coll,
         existing: None,
@@ -855,12 +865,17 @@ pub async fn update_in(
     };
     lock_row(ctx, tx, coll, id).await?;
     let mut outer = Some(tx);
-    // `@request.body.x:changed` compares with the stored row, so the rule sees it.
+    // `@request.body.x:changed` compares with the stored row, and the rule sees modifiers
+    // (`credits+`) resolved against it, so both need the row before the rule runs.
+    let modifiers = info.body.keys().any(|k| record::is_modifier(k));
     let with_existing;
-    let info = if rules_mention(coll, ":changed") {
+    let info = if modifiers || rules_mention(coll, ":changed") {
         let mut i = info.clone();
         i.existing =
             fetch_with_rule(ctx, coll, id, &Some(String::new()), info, re(&mut outer)).await?;
+        if modifiers {
+            i.body = record::resolve_modifiers(coll, i.existing.as_ref(), &info.body).0;
+        }
         with_existing = i;
         &with_existing
     } else {

@@ -18,4 +18,5 @@ mod realtime;
 mod records;
 mod rules;
 mod servers;
+mod security;
 mod service;
