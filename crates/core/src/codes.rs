@@ -66,6 +66,7 @@ pub const OUT_OF_RANGE: &str = "validation_out_of_range";
 pub const REQUIRED: &str = "validation_required";
 pub const SYSTEM_FIELD_CHANGE: &str = "validation_system_field_change";
 pub const TOKEN_COLLECTION_MISMATCH: &str = "validation_token_collection_mismatch";
+pub const TOO_EXPENSIVE: &str = "validation_too_expensive";
 pub const TOO_MANY_FILES: &str = "validation_too_many_files";
 pub const TOO_MANY_VALUES: &str = "validation_too_many_values";
 pub const UNSUPPORTED_TYPE: &str = "validation_unsupported_type";
@@ -136,6 +137,7 @@ pub const ALL: &[&str] = &[
     REQUIRED,
     SYSTEM_FIELD_CHANGE,
     TOKEN_COLLECTION_MISMATCH,
+    TOO_EXPENSIVE,
     TOO_MANY_FILES,
     TOO_MANY_VALUES,
     UNSUPPORTED_TYPE,

@@ -152,9 +152,7 @@ pub async fn readiness(ctx: &AppCtx) -> Result<(), Json> {
     if !ctx.is_ready() {
         return Err(json!({"status": "draining"}));
     }
-    let mut q = ctx.sql();
-    q.push("SELECT 1");
-    match tokio::time::timeout(Duration::from_secs(1), ctx.store.query(&q)).await {
+    match tokio::time::timeout(Duration::from_secs(1), ctx.store.ping()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(json!({"status": "database unavailable", "error": e.to_string()})),
         Err(_) => Err(json!({"status": "database timed out"})),

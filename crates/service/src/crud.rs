@@ -133,6 +133,7 @@ pub async fn list(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
         sort: req.q("sort").into(),
         filter: req.q("filter").into(),
         skip_total: req.qbool("skipTotal"),
+        caller: req.caller_key(),
     };
     let res = records::list(ctx, &coll, &p, &info).await?;
     let items = if fast_path(&coll, req, &info) {

@@ -443,48 +443,205 @@ impl Rates {
     }
 }
 
-/// Progressive lockout per identity: after [`LOCKOUT_AFTER`] consecutive failures every attempt is
-/// refused until the lock ends; the lock after the n-th failure lasts 2^(n-4) s (2 s, 4 s, 8 s, …),
-/// at most [`LOCKOUT_MAX`]. A success clears the identity.
+/// Failures of one identity, across all networks, after which networks that never signed in to it
+/// are slowed to one attempt per [`IDENTITY_SLOW_EVERY`] between them.
+pub const IDENTITY_SLOW_AFTER: u32 = 20;
+pub const IDENTITY_SLOW_EVERY: Duration = Duration::from_secs(2);
+/// Networks remembered per identity as having signed in to it.
+const KNOWN_NETWORKS: usize = 8;
+
+/// Progressive lockout, keyed to (identity, client network) so that whoever guesses locks only
+/// themselves:
+/// - after [`LOCKOUT_AFTER`] consecutive failures of an identity from one network
+///   ([`network_of`]), that network is refused for it until the lock ends; the lock after the n-th
+///   failure lasts 2^(n-4) s (2 s, 4 s, 8 s, …), at most [`LOCKOUT_MAX`]; a success clears it;
+/// - an identity guessed at from many networks (more than [`IDENTITY_SLOW_AFTER`] failures in all,
+///   forgotten [`LOCKOUT_MAX`] after the last) is *slowed*, not locked: networks that never signed
+///   in to it share one attempt per [`IDENTITY_SLOW_EVERY`], while networks it signed in from
+///   before (the owner's) go through as usual.
+///
+/// State is per node (like PocketBase's), bounded in size.
 #[derive(Default)]
 pub struct Lockout {
-    state: Mutex<HashMap<String, (u32, Instant)>>,
+    state: Mutex<LockoutState>,
+}
+
+#[derive(Default)]
+struct LockoutState {
+    /// (identity, network) → (consecutive failures, locked until).
+    pairs: HashMap<(String, String), (u32, Instant)>,
+    identities: HashMap<String, IdentityFails>,
+}
+
+struct IdentityFails {
+    fails: u32,
+    last: Instant,
+    /// When the next attempt from an unknown network may go through while slowed.
+    next_slot: Instant,
+    known: Vec<String>,
+}
+
+impl LockoutState {
+    fn identity(&mut self, identity: &str, now: Instant) -> &mut IdentityFails {
+        if self.identities.len() > 100_000 {
+            self.identities
+                .retain(|_, i| now.duration_since(i.last) < LOCKOUT_MAX);
+        }
+        let i = self
+            .identities
+            .entry(identity.to_string())
+            .or_insert_with(|| IdentityFails {
+                fails: 0,
+                last: now,
+                next_slot: now,
+                known: Vec::new(),
+            });
+        if now.duration_since(i.last) >= LOCKOUT_MAX {
+            i.fails = 0;
+        }
+        i
+    }
 }
 
 impl Lockout {
-    /// `Err(wait)` while the identity is locked. Past a lock, one attempt at a time goes through:
-    /// it holds a one-second provisional lock until its outcome (`fail` or `success`) is recorded.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        match g.get_mut(key) {
-            Some((_, until)) if *until > now => Err(*until - now),
-            Some((n, until)) if *n >= LOCKOUT_AFTER => {
-                *until = now + Duration::from_secs(1);
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, LockoutState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-    pub fn fail(&self, key: &str) {
-        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+
+    /// `Err(wait)` while `identity` is locked for `network`, or slowed and not this network's turn.
+    /// Past a lock, one attempt at a time goes through: it holds a one-second provisional lock until
+    /// its outcome (`fail` or `success`) is recorded.
+    pub fn check(&self, identity: &str, network: &str) -> Result<(), Duration> {
+        let mut g = self.lock();
         let now = Instant::now();
-        if g.len() > 100_000 {
-            g.retain(|_, (_, until)| now.duration_since(*until) < Duration::from_secs(3600));
+        let key = (identity.to_string(), network.to_string());
+        match g.pairs.get_mut(&key) {
+            Some((_, until)) if *until > now => return Err(*until - now),
+            Some((n, until)) if *n >= LOCKOUT_AFTER => *until = now + Duration::from_secs(1),
+            _ => {}
         }
-        let e = g.entry(key.to_string()).or_insert((0, now));
+        let Some(i) = g.identities.get_mut(identity) else {
+            return Ok(());
+        };
+        if i.fails < IDENTITY_SLOW_AFTER
+            || now.duration_since(i.last) >= LOCKOUT_MAX
+            || i.known.iter().any(|k| k == network)
+        {
+            return Ok(());
+        }
+        if i.next_slot > now {
+            return Err(i.next_slot - now);
+        }
+        i.next_slot = now + IDENTITY_SLOW_EVERY;
+        Ok(())
+    }
+
+    pub fn fail(&self, identity: &str, network: &str) {
+        let mut g = self.lock();
+        let now = Instant::now();
+        if g.pairs.len() > 100_000 {
+            g.pairs
+                .retain(|_, (_, until)| now.duration_since(*until) < Duration::from_secs(3600));
+        }
+        let e = g
+            .pairs
+            .entry((identity.to_string(), network.to_string()))
+            .or_insert((0, now));
         e.0 += 1;
         if e.0 >= LOCKOUT_AFTER {
             let exp = (e.0 - LOCKOUT_AFTER + 1).min(20);
             let lock = Duration::from_secs(1u64 << exp).min(LOCKOUT_MAX);
             e.1 = now + lock;
         }
+        let i = g.identity(identity, now);
+        i.fails += 1;
+        i.last = now;
     }
-    pub fn success(&self, key: &str) {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+
+    /// A correct secret from `network`: clears its lock and remembers the network for the identity.
+    pub fn success(&self, identity: &str, network: &str) {
+        let mut g = self.lock();
+        g.pairs
+            .remove(&(identity.to_string(), network.to_string()));
+        let i = g.identity(identity, Instant::now());
+        if !i.known.iter().any(|k| k == network) {
+            if i.known.len() >= KNOWN_NETWORKS {
+                i.known.remove(0);
+            }
+            i.known.push(network.to_string());
+        }
+    }
+}
+
+/// How long a heavy read waits for its turn before it is refused with 429.
+pub const HEAVY_READ_WAIT: Duration = Duration::from_secs(5);
+
+/// Admission of heavy reads: lists whose client filter or sort joins relations (the cost the
+/// compiler bounds, still up to the read deadline each). Each caller (a user, or a guest's IP) may run
+/// half the store's read connections' worth of them at once, and guests together the same, so one
+/// caller, or every guest at once, can never hold all read connections: the other half stays free
+/// for everyone else. Waits asynchronously (no worker held) up to [`HEAVY_READ_WAIT`], then 429.
+/// Reads without joins (by id, plain filters) never wait here.
+pub struct HeavyReads {
+    per_caller: usize,
+    guests: Arc<tokio::sync::Semaphore>,
+    callers: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// A heavy read's admission, held until the read ends.
+pub struct HeavyPass {
+    _caller: tokio::sync::OwnedSemaphorePermit,
+    _guests: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl HeavyReads {
+    /// For a store running `read_concurrency` reads at once.
+    pub fn new(read_concurrency: usize) -> HeavyReads {
+        let half = (read_concurrency / 2).max(1);
+        HeavyReads {
+            per_caller: half,
+            guests: Arc::new(tokio::sync::Semaphore::new(half)),
+            callers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for the caller's turn (`caller`: a stable key of the user, or of a guest's IP).
+    pub async fn enter(&self, caller: &str, guest: bool) -> Result<HeavyPass, ServiceError> {
+        let mine = {
+            let mut g = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+            if g.len() > 10_000 {
+                // Callers with no read in flight hold no permit: forget them.
+                g.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            g.entry(caller.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_caller)))
+                .clone()
+        };
+        let busy = || {
+            ServiceError(Error::too_many(
+                "Too many expensive requests at once, try again later.",
+                Duration::from_secs(1),
+            ))
+        };
+        let deadline = tokio::time::Instant::now() + HEAVY_READ_WAIT;
+        let caller = tokio::time::timeout_at(deadline, mine.acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        let guests = if guest {
+            Some(
+                tokio::time::timeout_at(deadline, self.guests.clone().acquire_owned())
+                    .await
+                    .map_err(|_| busy())?
+                    .map_err(|_| busy())?,
+            )
+        } else {
+            None
+        };
+        Ok(HeavyPass {
+            _caller: caller,
+            _guests: guests,
+        })
     }
 }
 
@@ -517,6 +674,21 @@ pub fn client_ip<'h>(
         }
     }
     peer
+}
+
+/// The network a client address stands for in per-client keys: an IPv4 address itself, an IPv6
+/// address's /64 (one subscriber's usual allocation, so rotating addresses within it does not help).
+pub fn network_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 pub fn too_many(wait: Duration) -> ServiceError {
@@ -626,18 +798,38 @@ mod tests {
     fn lockout_grows_and_clears() {
         let l = Lockout::default();
         for _ in 0..4 {
-            l.fail("k");
-            assert!(l.check("k").is_ok());
+            l.fail("k", "1.1.1.1");
+            assert!(l.check("k", "1.1.1.1").is_ok());
         }
-        l.fail("k");
-        let w1 = l.check("k").unwrap_err();
+        l.fail("k", "1.1.1.1");
+        let w1 = l.check("k", "1.1.1.1").unwrap_err();
         assert!(w1 > Duration::from_millis(1500) && w1 <= Duration::from_secs(2));
-        l.fail("k");
-        let w2 = l.check("k").unwrap_err();
+        l.fail("k", "1.1.1.1");
+        let w2 = l.check("k", "1.1.1.1").unwrap_err();
         assert!(w2 > Duration::from_secs(3));
-        assert!(l.check("other").is_ok());
-        l.success("k");
-        assert!(l.check("k").is_ok());
+        assert!(l.check("other", "1.1.1.1").is_ok());
+        assert!(l.check("k", "2.2.2.2").is_ok(), "another network is not locked");
+        l.success("k", "1.1.1.1");
+        assert!(l.check("k", "1.1.1.1").is_ok());
+    }
+
+    #[test]
+    fn distributed_guessing_is_slowed_but_the_owner_gets_through() {
+        let l = Lockout::default();
+        l.success("k", "9.9.9.9");
+        for n in 0..IDENTITY_SLOW_AFTER {
+            let net = format!("10.0.0.{n}");
+            assert!(l.check("k", &net).is_ok());
+            l.fail("k", &net);
+        }
+        // Slowed: unknown networks share one attempt per IDENTITY_SLOW_EVERY.
+        assert!(l.check("k", "10.0.1.1").is_ok());
+        assert!(l.check("k", "10.0.1.2").is_err());
+        assert!(l.check("k", "10.0.1.3").is_err());
+        // The network the owner signed in from before is not slowed.
+        assert!(l.check("k", "9.9.9.9").is_ok());
+        assert!(l.check("k", "9.9.9.9").is_ok());
+        assert!(l.check("other", "10.0.1.2").is_ok());
     }
 
     #[test]

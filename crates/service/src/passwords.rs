@@ -16,19 +16,30 @@ pub fn hash_password(pw: &str) -> ServiceResult<String> {
         .map_err(|e| ServiceError(basalt_core::Error::internal(e)))
 }
 
+/// Whether `pw` matches `hash`. An empty `hash` (no such record, or one without a password) is
+/// verified against [`dummy_hash`] and fails, so the answer takes as long as a real check.
 pub fn verify_password(pw: &str, hash: &str) -> bool {
     if hash.starts_with("$2") {
         return bcrypt::verify(pw, hash).unwrap_or(false);
     }
+    let real = !hash.is_empty();
+    let hash = if real { hash } else { dummy_hash() };
     match PasswordHash::new(hash) {
-        Ok(h) => Argon2::default().verify_password(pw.as_bytes(), &h).is_ok(),
+        Ok(h) => Argon2::default().verify_password(pw.as_bytes(), &h).is_ok() && real,
         Err(_) => false,
     }
 }
 
-/// A well-formed argon2id hash no password matches: verified against when no record exists, so the
-/// answer takes as long either way.
-pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0JtRy6Xm4w6I3r0fQ1aW3bq4x6W3mA5lq1n2b3c4d5e";
+/// An argon2id hash (same parameters as real ones) of a random password nobody knows, made once per
+/// process: what a sign-in for a missing identity verifies against.
+pub fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        hash_password(&basalt_core::id::random_id(32)).unwrap_or_else(|_| {
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()
+        })
+    })
+}
 
 /// At most this many argon2 computations (≈19 MiB each) run at once; others wait their turn, so a
 /// burst of sign-ins cannot exhaust memory or the blocking pool.

@@ -99,7 +99,7 @@ async fn payload_for(
         Err(_) => return Ok(None),
     };
     let filter = s.query.get("filter").and_then(Json::as_str).unwrap_or("");
-    let filt = match records::client_filter(ctx, coll, filter, &info) {
+    let filt = match records::client_filter(ctx, coll, filter, &info).map(|(f, _)| f) {
         Ok(f) => f,
         Err(_) => return Ok(None),
     };

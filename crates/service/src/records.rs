@@ -216,22 +216,25 @@ pub fn invalid_query(what: &str, detail: &str) -> ServiceError {
     bad("Something went wrong while processing your request.")
 }
 
+/// A client's `filter` compiled for `coll` (bounded in cost for non-superusers), and how many
+/// relation hops it joins.
 pub fn client_filter(
     ctx: &AppCtx,
     coll: &Collection,
     f: &str,
     info: &RequestInfo,
-) -> ServiceResult<Option<Sql>> {
+) -> ServiceResult<(Option<Sql>, usize)> {
     if f.trim().is_empty() {
-        return Ok(None);
+        return Ok((None, 0));
     }
     let e = filter::parse(f).map_err(|e| invalid_query("filter", &e.to_string()))?;
     let cols = ctx.collections();
     let mut c = Compiler::new(ctx.dialect(), cols.as_ref(), info, false);
-    c.compile(coll, &e).map(Some).map_err(|e| match e {
+    let s = c.compile(coll, &e).map_err(|e| match e {
         Error::BadRequest(m) => invalid_query("filter", &m),
         other => ServiceError(other),
-    })
+    })?;
+    Ok((Some(s), c.joins()))
 }
 
 pub struct ListParams {
@@ -240,6 +243,9 @@ pub struct ListParams {
     pub sort: String,
     pub filter: String,
     pub skip_total: bool,
+    /// Who asks (see [`crate::request::Req::caller_key`]): a filter or sort that joins relations
+    /// waits for this caller's turn in [`crate::limits::HeavyReads`].
+    pub caller: String,
 }
 
 pub struct ListResult {
@@ -258,7 +264,7 @@ pub async fn list(
     info: &RequestInfo,
 ) -> ServiceResult<ListResult> {
     let rule = rule_condition(ctx, coll, &coll.list_rule, info)?;
-    let filt = client_filter(ctx, coll, &p.filter, info)?;
+    let (filt, filter_joins) = client_filter(ctx, coll, &p.filter, info)?;
     let sort: Vec<SortItem> =
         filter::parse_sort(&p.sort).map_err(|e| invalid_query("sort", &e.to_string()))?;
     let cols = ctx.collections();
@@ -267,6 +273,15 @@ pub async fn list(
         Error::BadRequest(m) => invalid_query("sort", &m),
         other => ServiceError(other),
     })?;
+    let _turn = if filter_joins + comp.joins() > 0 && !info.is_superuser() {
+        Some(
+            ctx.heavy_reads
+                .enter(&p.caller, info.auth.is_none())
+                .await?,
+        )
+    } else {
+        None
+    };
     let mut where_ = ctx.sql();
     for (i, c) in [rule, filt].into_iter().flatten().enumerate() {
         where_.push(if i == 0 { " WHERE (" } else { " AND (" });

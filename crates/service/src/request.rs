@@ -54,6 +54,15 @@ impl Req {
         }
     }
 
+    /// A stable key of who asks, for per-caller limits: the authenticated record, or a guest's
+    /// network ([`crate::limits::network_of`]).
+    pub fn caller_key(&self) -> String {
+        match &self.auth {
+            Some(c) => format!("auth:{}:{}", c.collection.id, c.id()),
+            None => format!("net:{}", crate::limits::network_of(self.ip)),
+        }
+    }
+
     pub fn is_superuser(&self) -> bool {
         self.auth.as_ref().is_some_and(Caller::is_superuser)
     }

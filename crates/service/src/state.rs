@@ -45,6 +45,8 @@ pub struct AppState {
     pub ready: std::sync::atomic::AtomicBool,
     /// Progressive lockout per identity after failed secrets.
     pub lockout: Lockout,
+    /// Admission of client reads that join relations ([`crate::limits::HeavyReads`]).
+    pub heavy_reads: crate::limits::HeavyReads,
     /// The dev mailbox folder (mail is written here when no SMTP server is configured).
     pub mailbox: Option<std::path::PathBuf>,
     /// File storage (local or S3), uploads in flight, thumbnails.
@@ -109,6 +111,7 @@ impl AppState {
         redis: Option<Arc<basalt_cluster::redis::Redis>>,
         cache: crate::cache::CacheConfig,
     ) -> Self {
+        let heavy_reads = crate::limits::HeavyReads::new(store.read_concurrency());
         AppState {
             store,
             collections: RwLock::new(Arc::new(Collections::default())),
@@ -126,6 +129,7 @@ impl AppState {
             registry: OnceLock::new(),
             ready: std::sync::atomic::AtomicBool::new(false),
             lockout: Lockout::default(),
+            heavy_reads,
             mailbox,
             files,
             backups: Default::default(),

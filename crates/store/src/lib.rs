@@ -80,6 +80,11 @@ impl Rows {
     }
 }
 
+/// The longest a read ([`Store::query`]) may run before the database stops it with
+/// [`StoreError::Timeout`]: client filters can be expensive, and a read must not hold a connection
+/// for long.
+pub const READ_TIMEOUT_MS: u64 = 5_000;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     fn dialect(&self) -> Dialect;
@@ -87,6 +92,10 @@ pub trait Store: Send + Sync + 'static {
     async fn query(&self, sql: &Sql) -> Result<Rows>;
     /// Starts a read-write transaction. Dropping it without [`Tx::commit`] rolls back.
     async fn begin(&self) -> Result<Box<dyn Tx>>;
+    /// How many reads run at once (read connections); callers size their admission by it.
+    fn read_concurrency(&self) -> usize;
+    /// A cheap round trip to the database on a path no user query can occupy (the probes').
+    async fn ping(&self) -> Result<()>;
     /// A short description for logs (never includes credentials).
     fn describe(&self) -> String;
     /// Whether [`Store::snapshot`] and [`Store::restore`] work here. PostgreSQL: no, its backups

@@ -9,11 +9,17 @@ use crate::{Dialect, Result, Rows, Sql, Store, StoreError, Tx, Value};
 
 pub struct PgStore {
     pool: Pool,
+    /// One connection of the probes' own, so `/readyz` never waits behind user queries.
+    probe: Pool,
+    size: usize,
     desc: String,
 }
 
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
+        if db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED {
+            return StoreError::Timeout;
+        }
         if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
             // `Key (col)=(…) already exists.`; for an expression index `Key (lower(col::text))=…`.
             let detail = format!(
@@ -38,19 +44,26 @@ impl PgStore {
         let cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Connect(format!("invalid postgres url: {e}")))?;
-        let mgr = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = || {
+            Manager::from_config(
+                cfg.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            )
+        };
         let size = std::thread::available_parallelism()
             .map(|n| n.get() * 4)
             .unwrap_or(8)
             .max(8);
-        let pool = Pool::builder(mgr)
+        let pool = Pool::builder(manager())
             .max_size(size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        let probe = Pool::builder(manager())
+            .max_size(1)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Connect(e.to_string()))?;
@@ -63,7 +76,12 @@ impl PgStore {
         c.simple_query("SELECT 1")
             .await
             .map_err(|e| StoreError::Connect(format!("{desc}: {e}")))?;
-        Ok(PgStore { pool, desc })
+        Ok(PgStore {
+            pool,
+            probe,
+            size,
+            desc,
+        })
     }
 
     async fn client(&self) -> Result<Object> {
@@ -207,7 +225,30 @@ impl Store for PgStore {
     }
     async fn query(&self, sql: &Sql) -> Result<Rows> {
         let c = self.client().await?;
-        run_query(&c, sql).await
+        let run = run_query(&c, sql);
+        tokio::pin!(run);
+        let limit = std::time::Duration::from_millis(crate::READ_TIMEOUT_MS);
+        match tokio::time::timeout(limit, &mut run).await {
+            Ok(r) => r,
+            Err(_) => {
+                // Stop it on the server, and wait for its end so the connection is free again.
+                let _ = c.cancel_token().cancel_query(NoTls).await;
+                let _ = run.await;
+                Err(StoreError::Timeout)
+            }
+        }
+    }
+    fn read_concurrency(&self) -> usize {
+        self.size
+    }
+    async fn ping(&self) -> Result<()> {
+        let c = self
+            .probe
+            .get()
+            .await
+            .map_err(|e| StoreError::Db(format!("postgres: {e}")))?;
+        c.simple_query("SELECT 1").await.map_err(db_err)?;
+        Ok(())
     }
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         // The guard exists before BEGIN is awaited: a cancelled begin still rolls back.

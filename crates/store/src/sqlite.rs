@@ -23,11 +23,7 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::{Dialect, Result, Rows, Sql, Store, StoreError, Tx, Value};
-
-/// The longest a read may run before SQLite interrupts it: client filters can be arbitrarily expensive,
-/// and reads run on the async workers.
-pub const READ_TIMEOUT_MS: u64 = 5_000;
+use crate::{Dialect, Result, Rows, Sql, Store, StoreError, Tx, Value, READ_TIMEOUT_MS};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -65,7 +61,13 @@ pub struct SqliteStore {
     path: String,
     writer: Arc<tokio::sync::Mutex<Writer>>,
     flow: Arc<Flow>,
-    readers: Vec<Mutex<Reader>>,
+    /// The read connections. A read waits (asynchronously) for one of `free`'s permits, so a permit
+    /// guarantees a free connection, and runs on the blocking pool: however long a read takes, the
+    /// async workers stay free for every other request.
+    readers: Arc<Vec<Mutex<Reader>>>,
+    free: Arc<tokio::sync::Semaphore>,
+    /// The probes' own connection (`/readyz` never waits behind a user's read).
+    probe: Arc<Mutex<Connection>>,
     read_timeout_ms: u64,
     next: AtomicUsize,
 }
@@ -180,6 +182,11 @@ impl SqliteStore {
             );
             readers.push(Mutex::new(Reader { conn: r, deadline }));
         }
+        let probe = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        probe
+            .busy_timeout(std::time::Duration::from_secs(1))
+            .map_err(db_err)?;
         Ok(SqliteStore {
             path: path.display().to_string(),
             writer: Arc::new(tokio::sync::Mutex::new(Writer {
@@ -187,7 +194,9 @@ impl SqliteStore {
                 pending: Vec::new(),
             })),
             flow: Arc::new(Flow::default()),
-            readers,
+            free: Arc::new(tokio::sync::Semaphore::new(readers.len())),
+            readers: Arc::new(readers),
+            probe: Arc::new(Mutex::new(probe)),
             read_timeout_ms: READ_TIMEOUT_MS,
             next: AtomicUsize::new(0),
         })
@@ -292,18 +301,50 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, sql: &Sql) -> Result<Rows> {
-        // Reads are short; they run inline on the calling task with a free reader connection.
-        let n = self.readers.len();
+        let permit = self
+            .free
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Db("store closed".into()))?;
+        let (readers, sql, timeout) = (self.readers.clone(), sql.clone(), self.read_timeout_ms);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for k in 0..n {
-            if let Ok(c) = self.readers[(start + k) % n].try_lock() {
-                return c.query(sql, self.read_timeout_ms);
+        tokio::task::spawn_blocking(move || {
+            // Held until the read ends, even when the caller has gone: the permit counts connections.
+            let _permit = permit;
+            let n = readers.len();
+            for k in 0..n {
+                if let Ok(c) = readers[(start + k) % n].try_lock() {
+                    return c.query(&sql, timeout);
+                }
             }
-        }
-        let c = self.readers[start % n]
-            .lock()
-            .map_err(|_| StoreError::Db("reader poisoned".into()))?;
-        c.query(sql, self.read_timeout_ms)
+            let c = readers[start % n]
+                .lock()
+                .map_err(|_| StoreError::Db("reader poisoned".into()))?;
+            c.query(&sql, timeout)
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+    }
+
+    fn read_concurrency(&self) -> usize {
+        self.readers.len()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let probe = self.probe.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = probe
+                .lock()
+                .map_err(|_| StoreError::Db("probe poisoned".into()))?;
+            c.query_row("SELECT 1 FROM sqlite_master LIMIT 1", [], |_| Ok(()))
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(()),
+                    e => Err(db_err(e)),
+                })
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("probe task failed: {e}")))?
     }
 
     async fn begin(&self) -> Result<Box<dyn Tx>> {

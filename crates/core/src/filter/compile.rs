@@ -22,6 +22,11 @@ use crate::sql::{ident, Dialect, Sql, Value};
 
 pub const MAIN: &str = "_m";
 const MAX_PATH_HOPS: usize = 6;
+/// The cost bound of a client filter or sort (superusers and rules are not bounded): relation hops
+/// joined in all, and of those, back-relations (`posts_via_author`), which fan out one row into
+/// many. Past either, 400 with [`crate::codes::TOO_EXPENSIVE`] on the `filter`/`sort` field.
+pub const MAX_CLIENT_JOINS: usize = 24;
+pub const MAX_CLIENT_BACK_RELATIONS: usize = 6;
 
 /// What the compiler may know about the request (`@request.*`).
 #[derive(Debug, Clone, Default)]
@@ -86,6 +91,11 @@ pub struct Compiler<'a> {
     /// Whether `@request.*` / `@collection.*` may appear (client filters of non-superusers: no).
     allow_request: bool,
     next_alias: usize,
+    /// Relation hops joined so far, and how many of them are back-relations.
+    joins: usize,
+    back_joins: usize,
+    /// Whether [`MAX_CLIENT_JOINS`] and [`MAX_CLIENT_BACK_RELATIONS`] apply (client filters).
+    bounded: bool,
     collection_joins: Vec<(String, String, Arc<Collection>)>,
     /// The alias plain field names resolve against: `_m`, or a joined row while a joined collection's
     /// listRule is compiled into its join.
@@ -107,9 +117,39 @@ impl<'a> Compiler<'a> {
             allow_hidden: trusted || su,
             allow_request: trusted || su,
             next_alias: 0,
+            joins: 0,
+            back_joins: 0,
+            bounded: !(trusted || su),
             collection_joins: vec![],
             base: MAIN.to_string(),
         }
+    }
+
+    /// Relation hops the compiled filter and sort join (0: the read touches one table).
+    pub fn joins(&self) -> usize {
+        self.joins
+    }
+
+    /// Counts one joined relation hop, refusing a client filter past the cost bound.
+    fn join(&mut self, back: bool) -> Result<()> {
+        self.joins += 1;
+        self.back_joins += usize::from(back);
+        if self.bounded
+            && (self.joins > MAX_CLIENT_JOINS || self.back_joins > MAX_CLIENT_BACK_RELATIONS)
+        {
+            return Err(Error::field(
+                "The filter or sort is too expensive.",
+                "filter",
+                crate::FieldError::new(
+                    crate::codes::TOO_EXPENSIVE,
+                    format!(
+                        "A filter and a sort may each join at most {MAX_CLIENT_JOINS} relations, \
+                         of which at most {MAX_CLIENT_BACK_RELATIONS} back-relations (x_via_y)."
+                    ),
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn alias(&mut self, p: &str) -> String {
@@ -852,6 +892,7 @@ impl<'a> Compiler<'a> {
                     if !self.allow_hidden && target.list_rule.is_none() {
                         return Err(self.bad(format!("relation {name} cannot be filtered")));
                     }
+                    self.join(false)?;
                     let ja = self.alias("j");
                     let mut ch = chain.unwrap_or_else(|| Chain {
                         from: Sql::new(self.dialect),
@@ -906,6 +947,7 @@ impl<'a> Compiler<'a> {
             if !self.allow_hidden && (oc.list_rule.is_none() || rf.hidden) {
                 return Err(self.bad(format!("back-relation {name} cannot be filtered")));
             }
+            self.join(true)?;
             let ja = self.alias("j");
             let mut ch = chain.unwrap_or_else(|| Chain {
                 from: Sql::new(self.dialect),

@@ -404,7 +404,7 @@ async fn otp_and_mfa(app: TestApp) {
     assert_eq!(limited.0, 429, "{}", limited.1);
 }
 
-fn otp_code(mail: &str, len: usize) -> String {
+pub fn otp_code(mail: &str, len: usize) -> String {
     let i = mail.find("<strong>").expect("code in mail") + 8;
     let code: String = mail[i..].chars().take(len).collect();
     assert!(code.chars().all(|c| c.is_ascii_digit()), "{code}");

@@ -114,4 +114,282 @@ async fn modifiers_cannot_bypass_body_rules(app: TestApp) {
     assert_eq!(all.1["totalItems"], json!(1), "{}", all.1);
 }
 
-crate::both!(modifiers_cannot_bypass_body_rules);
+
+/// Seeds `authors` (one row) and `posts` (`n` rows by that author), both listable by guests.
+async fn seed_posts(app: &TestApp, n: usize) {
+    app.collection(json!({"name": "authors", "listRule": "", "viewRule": "",
+        "fields": [{"name": "name", "type": "text"}]}))
+        .await;
+    let authors = app.get("/api/collections/authors", app.su()).await;
+    app.collection(json!({"name": "posts", "listRule": "", "viewRule": "",
+        "fields": [
+            {"name": "body", "type": "text"},
+            {"name": "author", "type": "relation", "collectionId": authors.1["id"], "maxSelect": 1}
+        ]}))
+        .await;
+    let author = "a00000000000001";
+    let store = app.store();
+    let mut tx = store.begin().await.unwrap();
+    let mut s = basalt_core::sql::Sql::new(store.dialect());
+    s.push("INSERT INTO \"authors\" (\"id\", \"name\") VALUES (")
+        .bind(basalt_core::sql::Value::Text(author.into()))
+        .push(", 'a')");
+    tx.execute(&s).await.unwrap();
+    for i in 0..n {
+        let mut s = basalt_core::sql::Sql::new(store.dialect());
+        s.push("INSERT INTO \"posts\" (\"id\", \"body\", \"author\") VALUES (")
+            .bind(basalt_core::sql::Value::Text(format!("p{i:014}")))
+            .push(", ")
+            .bind(basalt_core::sql::Value::Text(format!("some body text number {i} {}", "lorem ipsum ".repeat(8))))
+            .push(", ")
+            .bind(basalt_core::sql::Value::Text(author.into()))
+            .push(")");
+        tx.execute(&s).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// The attack's filter (50 OR'd paths through two back-relations each) is refused before it runs, and
+/// expensive filters within the bound cannot starve the node: while eight guests run them, health
+/// and readiness answer at once and a signed-in user's read is served.
+async fn expensive_filters_cannot_stall_the_node(app: TestApp) {
+    seed_posts(&app, 4000).await;
+    let attack = (0..50)
+        .map(|i| format!("author.posts_via_author.author.posts_via_author.body ?~ \"zz{i}\""))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let r = app
+        .get_q("/api/collections/posts/records", None, &[("filter", &attack)])
+        .await;
+    let e = assert_error(&r, 400);
+    assert_eq!(
+        e["filter"]["code"], "validation_too_expensive",
+        "the refusal names the bound: {e}"
+    );
+    let short = (0..7)
+        .map(|i| format!("author.posts_via_author.body ~ \"zz{i}\""))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let r = app
+        .get_q("/api/collections/posts/records", None, &[("filter", &short), ("perPage", "1")])
+        .await;
+    assert_eq!(r.0, 400, "7 back-relations are past the client bound: {}", r.1);
+
+    // Within the bound (6 back-relations) but expensive: each read scans posts × posts.
+    let heavy = (0..6)
+        .map(|i| format!("author.posts_via_author.body ~ \"zz{i}\""))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let (uid, token) = app.user("reader@example.com").await;
+    let mut guests = Vec::new();
+    for _ in 0..8 {
+        let (c, url, f) = (app.client.clone(), app.url.clone(), heavy.clone());
+        guests.push(tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let r = c
+                .get(format!("{url}/api/collections/posts/records"))
+                .query(&[("filter", f.as_str()), ("skipTotal", "1")])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), t.elapsed())
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut health = Vec::new();
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let r = app.get("/api/health", None).await;
+        assert_eq!(r.0, 200);
+        let r = app.get("/readyz", None).await;
+        assert_eq!(r.0, 200, "ready while guests read: {}", r.1);
+        health.push(t.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A signed-in user's own read is not queued behind the guests' (they hold at most half the
+    // read connections).
+    let t = std::time::Instant::now();
+    let me = app
+        .get(&format!("/api/collections/users/records/{uid}"), Some(&token))
+        .await;
+    assert_eq!(me.0, 200, "{}", me.1);
+    let user_read = t.elapsed();
+    let mut outcomes = Vec::new();
+    for g in guests {
+        outcomes.push(g.await.unwrap());
+    }
+    health.sort();
+    let median = health[health.len() / 2];
+    eprintln!("health+readyz while 8 heavy guest reads run: median {median:?}, max {:?}; user read {user_read:?}; guests {outcomes:?}", health[health.len() - 1]);
+    assert!(
+        median < std::time::Duration::from_millis(100),
+        "health and readiness answer at once, not behind user queries: {health:?}"
+    );
+    assert!(
+        health[health.len() - 1] < std::time::Duration::from_secs(1),
+        "no probe waits for a read: {health:?}"
+    );
+    assert!(
+        user_read < std::time::Duration::from_secs(1),
+        "a user's read is served while guests run heavy reads: {user_read:?}"
+    );
+    // Every heavy read ends with an answer: its result, its deadline (400), or its turn refused (429).
+    for (status, _) in &outcomes {
+        assert!(
+            [200, 400, 429].contains(status),
+            "heavy reads end cleanly: {outcomes:?}"
+        );
+    }
+}
+
+/// Client addresses come from `X-Real-IP` (a trusted proxy header), so one test plays many networks.
+async fn trust_proxy_header(app: &TestApp) {
+    let r = app
+        .patch(
+            "/api/settings",
+            app.su(),
+            json!({"trustedProxy": {"headers": ["X-Real-IP"]}}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+}
+
+async fn sign_in_from(app: &TestApp, coll: &str, identity: &str, pw: &str, ip: &str) -> u16 {
+    app.send_with(
+        app.client
+            .post(format!("{}/api/collections/{coll}/auth-with-password", app.url))
+            .header("X-Real-IP", ip)
+            .json(&json!({"identity": identity, "password": pw})),
+    )
+    .await
+    .0
+}
+
+/// Wrong passwords lock the (identity, network) pair, not the account: an attacker locks only
+/// themselves, the owner (a user or a superuser) still signs in from elsewhere. Guessing from many
+/// networks slows unknown networks to one try per interval; the owner's known network is not slowed.
+async fn lockout_locks_the_guesser_not_the_account(app: TestApp) {
+    trust_proxy_header(&app).await;
+    app.user("victim@example.com").await;
+    for (coll, who, pw) in [
+        ("users", "victim@example.com", "password123"),
+        ("_superusers", "admin@example.com", "password123"),
+    ] {
+        assert_eq!(sign_in_from(&app, coll, who, pw, "198.51.100.7").await, 200);
+        for _ in 0..5 {
+            assert_eq!(sign_in_from(&app, coll, who, "wrong-pass", "203.0.113.5").await, 400);
+        }
+        assert_eq!(
+            sign_in_from(&app, coll, who, pw, "203.0.113.5").await,
+            429,
+            "the guessing network is locked for {who}"
+        );
+        assert_eq!(
+            sign_in_from(&app, coll, who, pw, "198.51.100.7").await,
+            200,
+            "{who} still signs in from their own network"
+        );
+        assert_eq!(
+            sign_in_from(&app, coll, who, pw, "192.0.2.44").await,
+            200,
+            "{who} signs in from a new network too"
+        );
+    }
+    // Distributed guessing of another account: one wrong try from each of 20 networks.
+    app.user("spread@example.com").await;
+    let who = "spread@example.com";
+    assert_eq!(sign_in_from(&app, "users", who, "password123", "198.51.100.8").await, 200);
+    for n in 0..20 {
+        let ip = format!("10.9.{n}.1");
+        assert_eq!(sign_in_from(&app, "users", who, "wrong-pass", &ip).await, 400);
+    }
+    // Now unknown networks share one try per interval: the first goes through, the next waits.
+    assert_eq!(sign_in_from(&app, "users", who, "wrong-pass", "10.10.0.1").await, 400);
+    assert_eq!(sign_in_from(&app, "users", who, "password123", "10.10.0.2").await, 429);
+    // The owner's network (signed in from before) is not slowed.
+    assert_eq!(sign_in_from(&app, "users", who, "password123", "198.51.100.8").await, 200);
+    assert_eq!(sign_in_from(&app, "users", who, "password123", "198.51.100.8").await, 200);
+}
+
+/// Guessing a user's OTP from one network uses up that network's tries, not the owner's.
+async fn otp_tries_are_per_network(app: TestApp) {
+    let smtp = crate::servers::Smtp::start().await;
+    crate::servers::use_smtp(&app, &smtp).await;
+    trust_proxy_header(&app).await;
+    app.user("otp-victim@example.com").await;
+    let r = app
+        .patch("/api/collections/users", app.su(), json!({"otp": {"enabled": true, "length": 6}}))
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let otp = |ip: &'static str, otp_id: String, code: String| {
+        let app = &app;
+        async move {
+            app.send_with(
+                app.client
+                    .post(format!("{}/api/collections/users/auth-with-otp", app.url))
+                    .header("X-Real-IP", ip)
+                    .json(&json!({"otpId": otp_id, "password": code})),
+            )
+            .await
+            .0
+        }
+    };
+    // The attacker asks for an OTP for the victim and guesses until refused.
+    let r = app
+        .post("/api/collections/users/request-otp", None, json!({"email": "otp-victim@example.com"}))
+        .await;
+    let attacker_otp = r.1["otpId"].as_str().unwrap().to_string();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(otp("203.0.113.9", attacker_otp.clone(), "000000".into()).await);
+    }
+    assert_eq!(statuses, vec![400, 400, 400, 400, 400, 429], "the guesser runs out of tries");
+    // The owner asks for a new OTP and signs in with it from their own network.
+    let r = app
+        .post("/api/collections/users/request-otp", None, json!({"email": "otp-victim@example.com"}))
+        .await;
+    let owner_otp = r.1["otpId"].as_str().unwrap().to_string();
+    let mail = smtp.wait_nth("otp-victim@example.com", "one-time password", 2).await;
+    let code = crate::authflows::otp_code(&mail, 6);
+    assert_eq!(otp("198.51.100.7", owner_otp, code).await, 200, "the owner is not locked out");
+}
+
+/// A known identity with a wrong password and an unknown identity do the same hashing work: their
+/// median answer times are within 20% (30 tries each, interleaved, each from its own network so no
+/// lockout applies).
+async fn sign_in_timing_does_not_reveal_accounts(app: TestApp) {
+    trust_proxy_header(&app).await;
+    for k in 0..3 {
+        app.user(&format!("timing{k}@example.com")).await;
+    }
+    // Warm up (the dummy hash is made on first use).
+    sign_in_from(&app, "users", "nobody@example.com", "wrong-pass", "10.20.0.1").await;
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for i in 0..30 {
+        for (list, who, host) in [
+            (&mut known, format!("timing{}@example.com", i % 3), 1),
+            (&mut unknown, format!("nobody{i}@example.com"), 2),
+        ] {
+            let ip = format!("10.21.{i}.{host}");
+            let t = std::time::Instant::now();
+            assert_eq!(sign_in_from(&app, "users", &who, "wrong-pass", &ip).await, 400);
+            list.push(t.elapsed());
+        }
+    }
+    known.sort();
+    unknown.sort();
+    let (a, b) = (known[15].as_secs_f64(), unknown[15].as_secs_f64());
+    eprintln!("sign-in medians: known email {:.1} ms, unknown email {:.1} ms", a * 1e3, b * 1e3);
+    assert!(
+        (a - b).abs() <= 0.2 * a.max(b),
+        "known {a:.4}s vs unknown {b:.4}s: timing tells whether an email exists"
+    );
+}
+
+crate::both!(
+    modifiers_cannot_bypass_body_rules,
+    expensive_filters_cannot_stall_the_node,
+    lockout_locks_the_guesser_not_the_account,
+    otp_tries_are_per_network,
+    sign_in_timing_does_not_reveal_accounts,
+);

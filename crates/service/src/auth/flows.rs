@@ -353,14 +353,15 @@ pub async fn auth_with_password(
         }
         fields = vec![wanted];
     }
-    // Progressive lockout per identity, whether or not it exists.
+    // Progressive lockout per (identity, client network), whether or not the identity exists.
     let lock_key = format!(
         "pw:{}:{:x}",
         coll.id,
         Sha256::digest(identity.trim().to_lowercase().as_bytes())
     );
+    let network = crate::limits::network_of(req.ip);
     ctx.lockout
-        .check(&lock_key)
+        .check(&lock_key, &network)
         .map_err(crate::limits::locked)?;
     // Email first, as the protocol tries it.
     fields.sort_by_key(|f| f != "email");
@@ -386,19 +387,19 @@ pub async fn auth_with_password(
             break;
         }
     }
-    // Verify against a dummy hash when no record matched, so timing does not reveal existence.
+    // No record (or no password): verified against a dummy hash, so timing does not reveal existence.
     let hash = found
         .as_ref()
         .map(|r| rec_str(r, "password"))
         .filter(|h| !h.is_empty())
-        .unwrap_or(super::DUMMY_HASH)
+        .unwrap_or_default()
         .to_string();
     let ok = super::verify_password_blocking(password, hash).await;
     let Some(rec) = found.filter(|_| ok) else {
-        ctx.lockout.fail(&lock_key);
+        ctx.lockout.fail(&lock_key, &network);
         return Err(bad("Failed to authenticate."));
     };
-    ctx.lockout.success(&lock_key);
+    ctx.lockout.success(&lock_key, &network);
     complete_signin(
         ctx,
         req,

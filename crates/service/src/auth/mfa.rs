@@ -30,6 +30,8 @@ use crate::request::Req;
 use crate::AppCtx;
 
 const OTP_TRIES: u32 = 5;
+/// Tries of one record's OTPs from all networks together per window.
+const OTP_TRIES_ALL: u32 = 100;
 const OTP_TRY_WINDOW: Duration = Duration::from_secs(180);
 const RECOVERY_CODES: usize = 10;
 
@@ -362,19 +364,24 @@ pub async fn auth_with_otp(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> Ser
     let row = load_row(ctx, "_otps", &otp_id).await?;
     let Some(row) = row.filter(|r| s(r, "collectionRef") == coll.id) else {
         // Same work as a real check, so timing does not tell a fake id from a real one.
-        let _ = super::verify_password_blocking(code, super::DUMMY_HASH.into()).await;
+        let _ = super::verify_password_blocking(code, String::new()).await;
         return Err(fail());
     };
-    // Tries per record (not per code): a new OTP does not reset them.
-    if let Err(wait) = ctx
-        .rates
-        .hit("otp-tries", s(&row, "recordRef"), OTP_TRIES, OTP_TRY_WINDOW)
-        .await
-    {
-        return Err(ServiceError(Error::too_many(
-            "Too many attempts, please try again later with a new OTP.",
-            wait,
-        )));
+    // Tries per (record, client network), not per code: a new OTP does not reset them, and one who
+    // guesses blocks only their own network. Across networks a higher ceiling slows distributed
+    // guessing.
+    let record = s(&row, "recordRef");
+    let mine = format!("{record}|{}", crate::limits::network_of(req.ip));
+    for (bucket, key, max) in [
+        ("otp-tries", mine.as_str(), OTP_TRIES),
+        ("otp-tries-all", record, OTP_TRIES_ALL),
+    ] {
+        if let Err(wait) = ctx.rates.hit(bucket, key, max, OTP_TRY_WINDOW).await {
+            return Err(ServiceError(Error::too_many(
+                "Too many attempts, please try again later with a new OTP.",
+                wait,
+            )));
+        }
     }
     let dur = opt_i64(&coll, "otp", "duration", 180).max(1) as u64;
     if age(&row) > Duration::from_secs(dur) {
@@ -595,7 +602,7 @@ pub async fn totp_confirm(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> Serv
     if row.get("confirmed").and_then(Json::as_bool) == Some(true) {
         return Err(bad("TOTP is already enabled."));
     }
-    verify_code(ctx, &caller.record, &row, &code, false).await?;
+    verify_code(ctx, req, &caller.record, &row, &code, false).await?;
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
     let hashed: Vec<String> = codes.iter().map(|c| sha256_hex(c)).collect();
     let row = load_row(ctx, "_totps", s(&row, "id"))
@@ -621,22 +628,27 @@ fn recovery_code() -> String {
     format!("{a}-{b}")
 }
 
-/// Checks a TOTP (or recovery) code of `rec` under the progressive lockout of its record: refused
-/// while locked, a failure counts, a success clears.
+/// Checks a TOTP (or recovery) code of `rec` under the progressive lockout of its record and the
+/// caller's network ([`crate::limits::Lockout`]): refused while locked, a failure counts, a success
+/// clears.
 async fn verify_code(
     ctx: &AppCtx,
+    req: &Req,
     rec: &Data,
     row: &Data,
     code: &str,
     allow_recovery: bool,
 ) -> ServiceResult<()> {
     let key = format!("totp:{}", s(rec, "id"));
-    ctx.lockout.check(&key).map_err(crate::limits::locked)?;
+    let network = crate::limits::network_of(req.ip);
+    ctx.lockout
+        .check(&key, &network)
+        .map_err(crate::limits::locked)?;
     if !check_second_factor(ctx, row, s(rec, "email"), code, allow_recovery).await? {
-        ctx.lockout.fail(&key);
+        ctx.lockout.fail(&key, &network);
         return Err(invalid_code());
     }
-    ctx.lockout.success(&key);
+    ctx.lockout.success(&key, &network);
     Ok(())
 }
 
@@ -651,7 +663,7 @@ pub async fn totp_disable(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> Serv
         .await?
         .ok_or_else(|| bad("TOTP is not enabled."))?;
     if row.get("confirmed").and_then(Json::as_bool) == Some(true) {
-        verify_code(ctx, &caller.record, &row, &code, true).await?;
+        verify_code(ctx, req, &caller.record, &row, &code, true).await?;
     }
     delete_row(ctx, "_totps", s(&row, "id")).await?;
     Ok(())
@@ -685,7 +697,7 @@ pub async fn auth_with_totp(
         .await?
         .filter(|t| t.get("confirmed").and_then(Json::as_bool) == Some(true))
         .ok_or_else(|| bad("TOTP is not enabled for this account."))?;
-    verify_code(ctx, &rec, &row, &code, true).await?;
+    verify_code(ctx, req, &rec, &row, &code, true).await?;
     complete_signin(
         ctx,
         req,

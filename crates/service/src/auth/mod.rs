@@ -30,7 +30,7 @@ pub use crate::caller::Caller;
 pub use crate::limits;
 use crate::limits::{pick_rule, Action, AUTH_BURST, AUTH_PER_SEC};
 pub use crate::passwords::{
-    hash_password, hash_password_blocking, verify_password, verify_password_blocking, DUMMY_HASH,
+    hash_password, hash_password_blocking, verify_password, verify_password_blocking,
 };
 use crate::request::Req;
 
