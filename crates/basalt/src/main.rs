@@ -105,6 +105,7 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::Ap
                 cache: s.cache.clone(),
             },
             target: basalt_service::roles::Target::find(&s.target),
+            egress: s.egress.clone(),
         }
     } else {
         basalt_http::Options {

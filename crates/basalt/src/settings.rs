@@ -52,6 +52,7 @@ struct FileSettings {
     cache: Option<basalt_service::cache::CacheConfig>,
     lifecycle: Option<FileLifecycle>,
     storage: Option<FileStorage>,
+    egress: Option<basalt_events::egress::EgressConfig>,
 }
 
 /// `[storage]`: how the embedded SQLite database commits.
@@ -109,6 +110,9 @@ pub struct Settings {
     pub lifecycle: basalt_service::cluster::Lifecycle,
     /// `[storage] synchronous` / `BASALT_SYNCHRONOUS` (SQLite only).
     pub synchronous: basalt_store::Synchronous,
+    /// `[egress] allow` / `BASALT_EGRESS_ALLOW` (comma-separated): internal networks webhooks and
+    /// OAuth2 may reach.
+    pub egress: basalt_events::egress::EgressConfig,
 }
 
 impl Settings {
@@ -202,7 +206,16 @@ impl Settings {
                 anyhow::anyhow!("[storage] synchronous must be `full` or `normal`, not {t:?}")
             })?,
         };
+        let mut egress = file.egress.unwrap_or_default();
+        if let Ok(v) = std::env::var("BASALT_EGRESS_ALLOW") {
+            egress.allow = v
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect();
+        }
         let s = Settings {
+            egress,
             synchronous,
             redis_url: std::env::var("BASALT_REDIS_URL")
                 .ok()
@@ -267,6 +280,11 @@ impl Settings {
             }
         }
         basalt_events::sinks::build(&self.events).map_err(|e| anyhow::anyhow!("[events] {e}"))?;
+        for a in &self.egress.allow {
+            if basalt_core::net::Net::parse(a).is_none() {
+                anyhow::bail!("[egress] allow: {a:?} is not a network (10.0.0.0/8, 127.0.0.1, ::1)");
+            }
+        }
         if self.realtime.idle.is_zero() || self.realtime.max_lifetime.is_zero() {
             anyhow::bail!("[realtime] idle_secs and max_lifetime_secs must be positive");
         }

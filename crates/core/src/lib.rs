@@ -7,7 +7,7 @@
 //!   parameterised SQL for a [`sql::Dialect`] ([`filter::compile`]).
 //! - [`sql`]: the dialect-neutral SQL builder and the [`sql::Value`] type that carries every value to the
 //!   database as a bound parameter.
-//! - [`id`], [`time`]: ids and the protocol's date format.
+//! - [`id`], [`time`]: ids and the protocol's date format; [`net`]: IP networks of allow-lists.
 //!
 //! **Architecture Invariant:** this crate does no I/O and knows nothing of HTTP or of a database driver.
 //! **Architecture Invariant:** a user-supplied value never becomes SQL text; only validated identifiers do.
@@ -16,6 +16,7 @@ pub mod codes;
 pub mod error;
 pub mod filter;
 pub mod id;
+pub mod net;
 pub mod record;
 pub mod schema;
 pub mod sql;

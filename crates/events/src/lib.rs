@@ -24,6 +24,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod egress;
 pub mod outbox;
 pub mod sink;
 pub mod sinks;

@@ -126,7 +126,8 @@ pub struct Webhooks {
     wake: Notify,
     inflight: Mutex<HashSet<String>>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
-    client: reqwest::Client,
+    /// Outbound requests under the `[egress]` policy.
+    egress: crate::egress::Egress,
     pub delivered: std::sync::atomic::AtomicU64,
     pub failed_attempts: std::sync::atomic::AtomicU64,
     pub dead: std::sync::atomic::AtomicU64,
@@ -137,12 +138,14 @@ impl Webhooks {
         store: Arc<dyn Store>,
         cfg: WebhooksConfig,
         source: &str,
+        egress: &crate::egress::Egress,
     ) -> Result<Arc<Webhooks>, StoreError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("basalt-webhooks/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| StoreError::Connect(format!("http client: {e}")))?;
+        let egress = egress
+            .with(
+                concat!("basalt-webhooks/", env!("CARGO_PKG_VERSION")),
+                Duration::from_secs(120),
+            )
+            .map_err(StoreError::Connect)?;
         let w = Arc::new(Webhooks {
             store,
             cfg,
@@ -151,7 +154,7 @@ impl Webhooks {
             wake: Notify::new(),
             inflight: Mutex::new(HashSet::new()),
             limits: Mutex::new(HashMap::new()),
-            client,
+            egress,
             delivered: Default::default(),
             failed_attempts: Default::default(),
             dead: Default::default(),
@@ -319,7 +322,14 @@ impl Webhooks {
             );
         }
         match reqwest::Url::parse(&w.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                if let Err(e) = self.egress.check_url(&w.url) {
+                    errs.entry("url".into()).or_insert(FieldError::new(
+                        basalt_core::codes::INVALID_URL,
+                        format!("Not allowed: {e}."),
+                    ));
+                }
+            }
             _ => {
                 errs.entry("url".into()).or_insert(FieldError::new(
                     basalt_core::codes::INVALID_URL,
@@ -586,22 +596,31 @@ impl Webhooks {
         let ts = chrono::Utc::now().timestamp();
         let sig = sign(&h.secret, ts, body.as_bytes());
         let timeout = Duration::from_millis(h.timeout_ms.unwrap_or(self.cfg.timeout_ms));
-        let res = self
-            .client
-            .post(&h.url)
-            .timeout(timeout)
-            .header("content-type", "application/cloudevents+json")
-            .header(EVENT_ID_HEADER, event_id)
-            .header("x-basalt-timestamp", ts.to_string())
-            .header(SIGNATURE_HEADER, sig)
-            .body(body)
-            .send()
-            .await;
-        let err = match res {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("target answered {}", r.status().as_u16())),
-            Err(e) if e.is_timeout() => Some(format!("timed out after {} ms", timeout.as_millis())),
-            Err(e) => Some(format!("request failed: {}", error_chain(&e))),
+        // Checked again at delivery: the allow-list may have changed since the hook was saved.
+        let err = match self.egress.check_url(&h.url) {
+            Err(e) => Some(e),
+            Ok(()) => {
+                let res = self
+                    .egress
+                    .client()
+                    .post(&h.url)
+                    .timeout(timeout)
+                    .header("content-type", "application/cloudevents+json")
+                    .header(EVENT_ID_HEADER, event_id)
+                    .header("x-basalt-timestamp", ts.to_string())
+                    .header(SIGNATURE_HEADER, sig)
+                    .body(body)
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status().is_success() => None,
+                    Ok(r) => Some(format!("target answered {}", r.status().as_u16())),
+                    Err(e) if e.is_timeout() => {
+                        Some(format!("timed out after {} ms", timeout.as_millis()))
+                    }
+                    Err(e) => Some(format!("request failed: {}", error_chain(&e))),
+                }
+            }
         };
         let d = self.dialect();
         let mut q = Sql::new(d);

@@ -71,7 +71,12 @@ pub struct Options {
     pub cluster: cluster::ClusterOptions,
     /// The modules this process runs (`--target`); `None`: all of them.
     pub target: Option<&'static roles::Target>,
+    /// `[egress]`: the internal networks webhooks and OAuth2 may reach (none by default).
+    pub egress: basalt_events::egress::EgressConfig,
 }
+
+/// The overall deadline of an OAuth2/OIDC request.
+const OUTBOUND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Bootstraps with default options (SQLite or Postgres as given, no external sinks).
 pub async fn build(store: Arc<dyn basalt_store::Store>) -> Result<AppCtx, ServiceError> {
@@ -111,6 +116,8 @@ pub async fn build_with(
         opts.cluster.cache.clone(),
     );
     state.target = target;
+    state.egress = basalt_events::egress::Egress::new(&opts.egress, "basalt", OUTBOUND_TIMEOUT)
+        .map_err(|e| ServiceError(basalt_core::Error::internal(e)))?;
     let ctx = Arc::new(state);
     bootstrap::run(&ctx).await?;
     let ev = opts.events;
@@ -123,7 +130,8 @@ pub async fn build_with(
     // The webhook definitions are served by the API on every role; deliveries and sinks run only
     // where the target says.
     let hooks =
-        basalt_events::webhook::Webhooks::new(store, ev.webhooks.clone(), &ev.source).await?;
+        basalt_events::webhook::Webhooks::new(store, ev.webhooks.clone(), &ev.source, &ctx.egress)
+            .await?;
     let _ = ctx.webhooks.set(hooks.clone());
     if target.runs(roles::Module::WebhookWorker) {
         tokio::spawn(hooks.clone().run());

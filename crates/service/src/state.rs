@@ -47,6 +47,8 @@ pub struct AppState {
     pub lockout: Lockout,
     /// Admission of client reads that join relations ([`crate::limits::HeavyReads`]).
     pub heavy_reads: crate::limits::HeavyReads,
+    /// Outbound OAuth2/OIDC requests under the `[egress]` policy (webhooks hold their own).
+    pub egress: basalt_events::egress::Egress,
     /// The dev mailbox folder (mail is written here when no SMTP server is configured).
     pub mailbox: Option<std::path::PathBuf>,
     /// File storage (local or S3), uploads in flight, thumbnails.
@@ -130,6 +132,12 @@ impl AppState {
             ready: std::sync::atomic::AtomicBool::new(false),
             lockout: Lockout::default(),
             heavy_reads,
+            egress: basalt_events::egress::Egress::new(
+                &Default::default(),
+                "basalt",
+                std::time::Duration::from_secs(15),
+            )
+            .expect("an HTTP client with default options"),
             mailbox,
             files,
             backups: Default::default(),

@@ -90,6 +90,11 @@ pub async fn spawn_app_with(backend: Backend, mut opts: basalt_http::Options) ->
     if opts.data_dir.is_none() {
         opts.data_dir = Some(dir.0.clone());
     }
+    // The tests' fakes (OAuth2 provider, webhook receivers) listen on loopback, which the egress
+    // policy refuses by default; a test of the default policy passes its own allow-list.
+    if opts.egress.allow.is_empty() {
+        opts.egress.allow = vec!["127.0.0.0/8".into(), "::1".into()];
+    }
     let db_url = url.clone();
     let store = basalt_store::open(&dir.0, url.as_deref())
         .await

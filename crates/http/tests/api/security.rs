@@ -386,6 +386,117 @@ async fn sign_in_timing_does_not_reveal_accounts(app: TestApp) {
     );
 }
 
+/// A loopback listener that counts the connections it accepts (and answers nothing useful).
+async fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = n.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    (port, n)
+}
+
+/// Under the default egress policy (no allow-list for loopback), webhooks and OIDC discovery
+/// cannot reach internal addresses: IP literals are refused when saved, host names resolving to
+/// loopback are refused at connect time, and nothing ever connects to the internal listener.
+async fn egress_policy_keeps_outbound_requests_public(backend: crate::helpers::Backend) {
+    let opts = basalt_http::Options {
+        // An allow-list that does not cover loopback: the default policy applies to 127.0.0.1.
+        egress: basalt_events::egress::EgressConfig {
+            allow: vec!["192.0.2.0/24".into()],
+        },
+        ..Default::default()
+    };
+    let app = crate::helpers::spawn_app_with(backend, opts).await;
+    let (port, hits) = counting_listener().await;
+    app.collection(json!({"name": "notes", "fields": [{"name": "t", "type": "text"}]}))
+        .await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://[::1]:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        "http://10.0.0.5/hook".to_string(),
+    ] {
+        let r = app
+            .post(
+                "/api/webhooks",
+                app.su(),
+                json!({"url": url, "secret": "0123456789abcdef0123", "collection": "notes", "events": ["create"]}),
+            )
+            .await;
+        let e = assert_error(&r, 400);
+        assert!(
+            e["url"]["message"].as_str().unwrap_or("").contains("egress policy"),
+            "{url}: {e}"
+        );
+    }
+    // A host name is checked on the address it resolves to, when connecting.
+    let r = app
+        .post(
+            "/api/webhooks",
+            app.su(),
+            json!({"url": format!("http://localhost:{port}/hook"), "secret": "0123456789abcdef0123",
+                   "collection": "notes", "events": ["create"], "maxAttempts": 1}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    app.post("/api/collections/notes/records", app.su(), json!({"t": "x"}))
+        .await;
+    let mut dead = json!(null);
+    for _ in 0..100 {
+        let d = app
+            .get("/api/webhooks/deliveries?status=dead", app.su())
+            .await;
+        if d.1["totalItems"].as_i64().unwrap_or(0) > 0 {
+            dead = d.1;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        dead["items"][0]["lastError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("egress policy"),
+        "the delivery failed on the policy: {dead}"
+    );
+    // OIDC discovery on an internal issuer, triggered by an anonymous auth-methods call.
+    for issuer in [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ] {
+        let r = app
+            .patch(
+                "/api/collections/users",
+                app.su(),
+                json!({"oauth2": {"enabled": true, "providers": [
+                    {"name": "oidc", "clientId": "c", "clientSecret": "s", "extra": {"issuer": issuer}}
+                ]}}),
+            )
+            .await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        let m = app.get("/api/collections/users/auth-methods", None).await;
+        assert_eq!(m.0, 200, "{}", m.1);
+        assert_eq!(m.1["oauth2"]["providers"], json!([]), "{issuer}: {}", m.1);
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing connected to the internal listener"
+    );
+}
+
+mod egress {
+    use super::egress_policy_keeps_outbound_requests_public;
+    crate::both_backends!(egress_policy_keeps_outbound_requests_public);
+}
+
 crate::both!(
     modifiers_cannot_bypass_body_rules,
     expensive_filters_cannot_stall_the_node,

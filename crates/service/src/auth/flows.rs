@@ -463,7 +463,7 @@ pub async fn auth_methods(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Jso
         };
         json!({"duration": duration, "enabled": enabled})
     };
-    let providers = super::oauth2::providers_for_methods(&coll).await;
+    let providers = super::oauth2::providers_for_methods(&ctx.egress, &coll).await;
     let legacy: Vec<Json> = providers
         .iter()
         .map(|p| {

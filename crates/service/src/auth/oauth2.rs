@@ -16,6 +16,7 @@ use basalt_core::record::Data;
 use basalt_core::schema::{Collection, FieldType};
 use basalt_core::sql::Value;
 use basalt_core::FieldError;
+use basalt_events::egress::Egress;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use bytes::Bytes;
@@ -190,25 +191,14 @@ fn oauth2_options(coll: &Collection) -> Option<&Json> {
     coll.auth.as_ref().and_then(|a| a.extra.get("oauth2"))
 }
 
-fn http() -> &'static reqwest::Client {
-    static C: OnceLock<reqwest::Client> = OnceLock::new();
-    C.get_or_init(|| {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(15))
-            .user_agent("basalt")
-            .build()
-            .unwrap_or_default()
-    })
-}
-
 /// Fetched JSON documents (OIDC discovery, JWKS), kept ten minutes.
 fn cache() -> &'static Mutex<HashMap<String, (Instant, Json)>> {
     static C: OnceLock<Mutex<HashMap<String, (Instant, Json)>>> = OnceLock::new();
     C.get_or_init(Default::default)
 }
 
-async fn fetch_json_cached(url: &str) -> Result<Json, String> {
+async fn fetch_json_cached(http: &Egress, url: &str) -> Result<Json, String> {
+    http.check_url(url)?;
     if let Some((at, v)) = cache()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -219,7 +209,8 @@ async fn fetch_json_cached(url: &str) -> Result<Json, String> {
             return Ok(v);
         }
     }
-    let v: Json = http()
+    let v: Json = http
+        .client()
         .get(url)
         .header("Accept", "application/json")
         .send()
@@ -236,7 +227,7 @@ async fn fetch_json_cached(url: &str) -> Result<Json, String> {
     Ok(v)
 }
 
-async fn resolve(cfg: &Json) -> Result<Provider, String> {
+async fn resolve(http: &Egress, cfg: &Json) -> Result<Provider, String> {
     let name = cfg["name"].as_str().unwrap_or("").to_string();
     let k = kind(&name).ok_or_else(|| format!("unknown provider {name}"))?;
     let get = |key: &str, default: &str| -> String {
@@ -274,7 +265,8 @@ async fn resolve(cfg: &Json) -> Result<Provider, String> {
         .unwrap_or("")
         .trim_end_matches('/');
     if !issuer.is_empty() {
-        let d = fetch_json_cached(&format!("{issuer}/.well-known/openid-configuration")).await?;
+        let d = fetch_json_cached(http, &format!("{issuer}/.well-known/openid-configuration"))
+            .await?;
         let from = |slot: &mut String, key: &str| {
             if slot.is_empty() {
                 *slot = d[key].as_str().unwrap_or("").to_string();
@@ -316,10 +308,10 @@ fn random_string(n: usize) -> String {
 
 /// The `oauth2.providers` of auth-methods: each with a fresh state and PKCE pair, and an authURL
 /// ending in `&redirect_uri=` for the client to complete.
-pub async fn providers_for_methods(coll: &Collection) -> Vec<Json> {
+pub async fn providers_for_methods(http: &Egress, coll: &Collection) -> Vec<Json> {
     let mut out = Vec::new();
     for cfg in enabled_providers(coll) {
-        let p = match resolve(&cfg).await {
+        let p = match resolve(http, &cfg).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(collection = %coll.name, error = %e, "oauth2 provider skipped");
@@ -449,12 +441,14 @@ fn verify_id_token(token: &str, jwks: &Json, client_id: &str, issuers: &[String]
 }
 
 async fn fetch_user(
+    http: &Egress,
     p: &Provider,
     access: &str,
     id_token: Option<&str>,
 ) -> Result<AuthUser, String> {
     let raw: Json = if !p.user.is_empty() {
-        http()
+        http.check_url(&p.user)?;
+        http.client()
             .get(&p.user)
             .bearer_auth(access)
             .header("Accept", "application/json")
@@ -470,14 +464,15 @@ async fn fetch_user(
         if p.jwks.is_empty() {
             return Err("no userinfo endpoint and no JWKS to verify the id_token".into());
         }
-        let jwks = fetch_json_cached(&p.jwks).await?;
+        let jwks = fetch_json_cached(http, &p.jwks).await?;
         verify_id_token(t, &jwks, &p.client_id, &p.issuers).ok_or("invalid id_token")?
     };
     let mut u = map_user(p.kind.name, raw);
     if p.kind.name == "github" && u.email.is_empty() {
         // The primary verified address, from the emails endpoint beside the user endpoint.
         let url = format!("{}/emails", p.user.trim_end_matches('/'));
-        if let Ok(r) = http()
+        if let Ok(r) = http
+            .client()
             .get(&url)
             .bearer_auth(access)
             .header("Accept", "application/json")
@@ -623,8 +618,11 @@ pub async fn auth_with_oauth2(
             );
             ServiceError(basalt_core::Error::validation(LOADING, f))
         })?;
-    let p = resolve(&cfg)
+    let p = resolve(&ctx.egress, &cfg)
         .await
+        .map_err(|e| oauth_fail("Failed to fetch OAuth2 token.", e))?;
+    ctx.egress
+        .check_url(&p.token)
         .map_err(|e| oauth_fail("Failed to fetch OAuth2 token.", e))?;
     // The code exchange.
     let token_url = TokenUrl::new(p.token.clone())
@@ -652,12 +650,12 @@ pub async fn auth_with_oauth2(
         exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(verifier));
     }
     let tok = exchange
-        .request_async(http())
+        .request_async(ctx.egress.client())
         .await
         .map_err(|e| oauth_fail("Failed to fetch OAuth2 token.", format!("{e:?}")))?;
     let access = tok.access_token().secret().clone();
     let id_token = tok.extra_fields().id_token.clone();
-    let user = fetch_user(&p, &access, id_token.as_deref())
+    let user = fetch_user(&ctx.egress, &p, &access, id_token.as_deref())
         .await
         .map_err(|e| oauth_fail("Failed to fetch OAuth2 user.", e))?;
     let expiry = tok
