@@ -406,15 +406,22 @@ async fn restore_from(ctx: &AppCtx, st: &Storage, key: &str) -> ServiceResult<()
 }
 
 /// Unpacks `data.db` and `storage/…`; whether the archive held a storage folder.
+/// An I/O failure while extracting: logged in full; the client gets a fixed message (an OS error
+/// text tells an attacker about the server and nothing useful to the operator's client).
+fn unwritable(e: impl std::fmt::Display) -> String {
+    tracing::warn!(error = %e, "backup restore: extracting the archive failed");
+    "an entry cannot be extracted (conflicting paths in the archive, or no space left)".into()
+}
+
 fn extract(zip: &Path, db: &Path, files: &Path) -> Result<bool, String> {
-    let f = std::fs::File::open(zip).map_err(|e| e.to_string())?;
+    let f = std::fs::File::open(zip).map_err(unwritable)?;
     let mut a = zip::ZipArchive::new(std::io::BufReader::new(f))
         .map_err(|_| "it is not a zip archive".to_string())?;
     let mut found_db = false;
     let mut has_files = false;
-    std::fs::create_dir_all(files).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(files).map_err(unwritable)?;
     for i in 0..a.len() {
-        let mut e = a.by_index(i).map_err(|e| e.to_string())?;
+        let mut e = a.by_index(i).map_err(unwritable)?;
         if e.is_dir() {
             continue;
         }
@@ -432,16 +439,16 @@ fn extract(zip: &Path, db: &Path, files: &Path) -> Result<bool, String> {
             continue;
         };
         if let Some(p) = dest.parent() {
-            std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(p).map_err(unwritable)?;
         }
-        let mut out = std::fs::File::create(&dest).map_err(|e| e.to_string())?;
+        let mut out = std::fs::File::create(&dest).map_err(unwritable)?;
         let mut buf = vec![0u8; 256 << 10];
         loop {
-            let n = e.read(&mut buf).map_err(|e| e.to_string())?;
+            let n = e.read(&mut buf).map_err(unwritable)?;
             if n == 0 {
                 break;
             }
-            out.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+            out.write_all(&buf[..n]).map_err(unwritable)?;
         }
     }
     if !found_db {

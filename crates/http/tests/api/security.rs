@@ -492,6 +492,62 @@ async fn egress_policy_keeps_outbound_requests_public(backend: crate::helpers::B
     );
 }
 
+/// Informational findings: impersonation tokens are bounded, JSON and HTML answers carry the
+/// anti-sniffing, referrer and anti-framing headers.
+async fn impersonation_is_bounded_and_headers_are_sent(app: TestApp) {
+    let (id, _) = app.user("imp@example.com").await;
+    let path = format!("/api/collections/users/impersonate/{id}");
+    let r = app.post(&path, app.su(), json!({"duration": 1_000_000_000_000i64})).await;
+    let e = assert_error(&r, 400);
+    assert_eq!(e["duration"]["code"], "validation_max_less_equal_than_required", "{e}");
+    let r = app.post(&path, app.su(), json!({"duration": 3600})).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    for path in ["/api/health", "/api/collections/users/records", "/api/nope"] {
+        let r = app.client.get(format!("{}{path}", app.url)).send().await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["content-security-policy"], "frame-ancestors 'none'", "{path}");
+    }
+}
+
+/// A backup whose entries conflict (a file and a folder of the same name) is refused with a
+/// message of ours; the OS error (`File exists (os error 17)`) stays in the server log.
+async fn restore_errors_do_not_echo_os_errors(app: TestApp) {
+    use std::io::Write;
+    let dir = app.ctx.files.data_dir.join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = std::fs::File::create(dir.join("evil.zip")).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let o = zip::write::SimpleFileOptions::default();
+    z.start_file("storage/a", o).unwrap();
+    z.write_all(b"x").unwrap();
+    z.start_file("storage/a/b", o).unwrap();
+    z.write_all(b"y").unwrap();
+    z.start_file("data.db", o).unwrap();
+    z.write_all(b"not a database").unwrap();
+    z.finish().unwrap();
+    let r = app
+        .post("/api/backups/evil.zip/restore", app.su(), json!({}))
+        .await;
+    assert_error(&r, 400);
+    let m = r.1["message"].as_str().unwrap();
+    assert!(!m.contains("os error") && !m.contains("File exists"), "{m}");
+    assert!(m.contains("cannot be extracted"), "{m}");
+    assert_eq!(app.get("/api/health", None).await.0, 200);
+}
+
+mod sqlite_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn restore_errors_do_not_echo_os_errors() {
+        super::restore_errors_do_not_echo_os_errors(
+            crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await,
+        )
+        .await
+    }
+}
+
 mod egress {
     use super::egress_policy_keeps_outbound_requests_public;
     crate::both_backends!(egress_policy_keeps_outbound_requests_public);
@@ -503,4 +559,5 @@ crate::both!(
     lockout_locks_the_guesser_not_the_account,
     otp_tries_are_per_network,
     sign_in_timing_does_not_reveal_accounts,
+    impersonation_is_bounded_and_headers_are_sent,
 );

@@ -806,6 +806,10 @@ pub async fn confirm_email_change(
     Ok(())
 }
 
+/// The longest impersonation token (30 days): it cannot be refreshed nor revoked short of rotating
+/// the record's token key, so it must not outlive a normal session by much.
+pub const MAX_IMPERSONATION_SECS: i64 = 30 * 24 * 3600;
+
 /// `POST impersonate/{id} {duration}` (superusers only) → a non-refreshable token for the record.
 pub async fn impersonate(
     ctx: &AppCtx,
@@ -822,7 +826,17 @@ pub async fn impersonate(
             .as_i64()
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         {
-            Some(d) if d >= 0 => d,
+            Some(d) if (0..=MAX_IMPERSONATION_SECS).contains(&d) => d,
+            Some(d) if d > MAX_IMPERSONATION_SECS => {
+                return Err(invalid(
+                    "duration",
+                    FieldError::new(
+                        basalt_core::codes::MAX_LESS_EQUAL_THAN_REQUIRED,
+                        format!("Must be no more than {MAX_IMPERSONATION_SECS}."),
+                    )
+                    .with_params(json!({"max": MAX_IMPERSONATION_SECS})),
+                ))
+            }
             _ => {
                 return Err(invalid(
                     "duration",
