@@ -53,6 +53,25 @@ struct FileSettings {
     lifecycle: Option<FileLifecycle>,
     storage: Option<FileStorage>,
     egress: Option<basalt_events::egress::EgressConfig>,
+    connections: Option<FileConnections>,
+}
+
+/// `[connections]`: bounds on slow and greedy clients (see `basalt_http::conn`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConnections {
+    /// Seconds a request head (and an idle keep-alive connection) may take (default 20).
+    header_timeout_secs: Option<u64>,
+    /// Seconds before a body must keep up `body_min_rate` (default 10).
+    body_grace_secs: Option<u64>,
+    /// Bytes per second a body must average after the grace (default 1024).
+    body_min_rate: Option<u64>,
+    /// Open connections per client address, 0 for no cap (default 128).
+    max_per_ip: Option<usize>,
+    /// Peers not counted (default loopback: a local proxy or sidecar).
+    unlimited: Option<Vec<String>>,
+    /// MiB of request bodies all requests together may hold in memory (default 256).
+    body_memory_mb: Option<usize>,
 }
 
 /// `[storage]`: how the embedded SQLite database commits.
@@ -113,6 +132,8 @@ pub struct Settings {
     /// `[egress] allow` / `BASALT_EGRESS_ALLOW` (comma-separated): internal networks webhooks and
     /// OAuth2 may reach.
     pub egress: basalt_events::egress::EgressConfig,
+    /// `[connections]`: timeouts, per-address cap, buffered-body memory.
+    pub connections: basalt_http::conn::HttpLimits,
 }
 
 impl Settings {
@@ -214,7 +235,37 @@ impl Settings {
                 .filter(|a| !a.is_empty())
                 .collect();
         }
+        let fc = file.connections.unwrap_or_default();
+        let mut connections = basalt_http::conn::HttpLimits::default();
+        let secs = std::time::Duration::from_secs;
+        if let Some(v) = fc.header_timeout_secs {
+            anyhow::ensure!(v > 0, "[connections] header_timeout_secs must be positive");
+            connections.header_timeout = secs(v);
+        }
+        if let Some(v) = fc.body_grace_secs {
+            connections.body_grace = secs(v);
+        }
+        if let Some(v) = fc.body_min_rate {
+            connections.body_min_rate = v.max(1);
+        }
+        if let Some(v) = fc.max_per_ip {
+            connections.per_ip = v;
+        }
+        if let Some(list) = fc.unlimited {
+            connections.unlimited = list
+                .iter()
+                .map(|n| {
+                    basalt_core::net::Net::parse(n).ok_or_else(|| {
+                        anyhow::anyhow!("[connections] unlimited: {n:?} is not a network")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(v) = fc.body_memory_mb {
+            connections.body_memory = v.max(1) << 20;
+        }
         let s = Settings {
+            connections,
             egress,
             synchronous,
             redis_url: std::env::var("BASALT_REDIS_URL")

@@ -146,6 +146,64 @@ pub fn unauthorized(msg: &str) -> ApiError {
     ApiError(Error::Unauthorized(msg.into()))
 }
 
+/// Reads a whole body into memory, at most `limit` bytes (413 past it), under the process-wide
+/// memory budget (503 when exhausted), 408 when the client sends too slowly.
+pub async fn read_body(
+    req: axum::extract::Request,
+    limit: usize,
+    held: &mut crate::conn::Held,
+) -> Result<axum::body::Bytes, Response> {
+    use futures_util::StreamExt;
+    let mut buf = Vec::new();
+    let mut stream = req.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| body_error(&e))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(error_body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request entity too large.",
+                json!({}),
+            ));
+        }
+        if !held.take(chunk.len()) {
+            return Err(busy());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
+/// A failed body read: 408 when the client was too slow, else 400.
+pub fn body_error(e: &axum::Error) -> Response {
+    if crate::conn::is_too_slow(e) {
+        error_body(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body arrived too slowly.",
+            json!({}),
+        )
+    } else {
+        error_body(
+            StatusCode::BAD_REQUEST,
+            "Failed to read request body.",
+            json!({}),
+        )
+    }
+}
+
+/// 503 when the buffered-body budget is exhausted: the client may retry shortly.
+pub fn busy() -> Response {
+    let mut r = error_body(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The server is busy receiving other requests, try again shortly.",
+        json!({}),
+    );
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    r
+}
+
 /// JSON body extractor whose rejections use the protocol's error shape.
 pub struct JsonBody(pub Json);
 
@@ -160,26 +218,9 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
             .unwrap_or("")
             .to_string();
         let ct = ct_raw.to_ascii_lowercase();
-        let bytes = match axum::body::Bytes::from_request(req, state).await {
-            Ok(b) => b,
-            Err(e) => {
-                let status = e.status();
-                let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "Request entity too large."
-                } else {
-                    "Failed to read request body."
-                };
-                return Err(error_body(
-                    if status == StatusCode::PAYLOAD_TOO_LARGE {
-                        status
-                    } else {
-                        StatusCode::BAD_REQUEST
-                    },
-                    msg,
-                    json!({}),
-                ));
-            }
-        };
+        let _ = state;
+        let mut held = crate::conn::Held::default();
+        let bytes = read_body(req, crate::handlers::BODY_LIMIT, &mut held).await?;
         if bytes.is_empty() {
             return Ok(JsonBody(Json::Object(Map::new())));
         }

@@ -6,6 +6,7 @@
 //! - [`handlers`]: [`router`] and the record, collection, settings and health handlers;
 //!   [`auth`]: the sign-in routes; [`realtime`], [`files`], [`batch`], [`backups`], [`webhooks`],
 //!   [`cluster`] (probes).
+//! - [`conn`]: the accept loop and its bounds on slow and greedy clients ([`conn::HttpLimits`]).
 //! - [`error`]: the one mapping from errors to `{status,message,data}`; [`extract`]: the caller;
 //!   [`limits`]: path-label rate limits for routes without a typed action.
 //!
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod backups;
 pub mod batch;
 pub mod cluster;
+pub mod conn;
 pub mod error;
 pub mod extract;
 pub mod files;
@@ -40,7 +42,7 @@ pub async fn serve(
         drain_delay: std::time::Duration::ZERO,
         ..Default::default()
     };
-    serve_with(ctx, listener, shutdown, life).await
+    serve_with(ctx, listener, shutdown, life, conn::HttpLimits::default()).await
 }
 
 /// Serves until `shutdown` resolves, then stops without failing a request:
@@ -55,6 +57,7 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     life: basalt_service::cluster::Lifecycle,
+    limits: conn::HttpLimits,
 ) -> std::io::Result<()> {
     let app = if ctx.target.runs(basalt_service::roles::Module::Api) {
         router(ctx.clone())
@@ -77,11 +80,7 @@ pub async fn serve_with(
     if let Some(r) = ctx.registry.get() {
         r.set_state("ready");
     }
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(drain);
+    let server = conn::serve_connections(listener, app, limits, drain);
     let deadline = life.deadline;
     let res = tokio::select! {
         r = server => r,

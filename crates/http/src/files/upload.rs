@@ -73,8 +73,17 @@ pub async fn read(
     let tmp = ctx.files.tmp_dir();
     let read_err = |e: multer::Error| {
         tracing::debug!(error = %e, "multipart");
+        if crate::conn::is_too_slow(&e) {
+            return error_body(
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body arrived too slowly.",
+                json!({}),
+            );
+        }
         bad("Failed to read the multipart body.")
     };
+    // Text parts (and `@jsonPayload`) are held in memory: under the process-wide budget.
+    let mut held = crate::conn::Held::default();
     loop {
         let Some(mut field) = mp.next_field().await.map_err(read_err)? else {
             break;
@@ -141,19 +150,26 @@ pub async fn read(
             uploads.push(up);
             continue;
         }
-        let text = field.text().await.map_err(read_err)?;
-        text_bytes += text.len();
-        total += text.len() as u64;
-        if total > max_total {
-            return Err(too_large());
+        let mut raw = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(read_err)? {
+            text_bytes += chunk.len();
+            total += chunk.len() as u64;
+            if total > max_total {
+                return Err(too_large());
+            }
+            if text_bytes > BODY_LIMIT {
+                return Err(error_body(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request entity too large.",
+                    json!({}),
+                ));
+            }
+            if !held.take(chunk.len()) {
+                return Err(crate::error::busy());
+            }
+            raw.extend_from_slice(&chunk);
         }
-        if text_bytes > BODY_LIMIT {
-            return Err(error_body(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request entity too large.",
-                json!({}),
-            ));
-        }
+        let text = String::from_utf8_lossy(&raw);
         add_form_value(&mut m, name, &text).map_err(bad)?;
     }
     Ok(Body {

@@ -1,0 +1,347 @@
+//! Connections: the accept loop (hyper's HTTP/1 server, with upgrades for WebSocket), and what it
+//! does against slow and greedy clients.
+//!
+//! - **Header read and idle timeout** ([`HttpLimits::header_timeout`]): hyper closes a connection
+//!   whose request head has not fully arrived in time; the timer starts when hyper waits for a head,
+//!   so it also closes an idle keep-alive connection (Go's `ReadHeaderTimeout` + `IdleTimeout`).
+//! - **Body rate** ([`SlowBody`]): a body must keep up an average rate after a grace period
+//!   (Apache's `mod_reqtimeout` `body=…,MinRate=…`): the deadline starts at `body_grace` and moves
+//!   one second later per `body_min_rate` bytes received. Past it the body fails and the request
+//!   ends with 408.
+//! - **Connections per client address** ([`HttpLimits::per_ip`]): past the cap a new connection is
+//!   closed at once. Peers in [`HttpLimits::unlimited`] (by default loopback, where a local proxy
+//!   or sidecar connects from) are not counted: behind a trusted proxy the peer is the proxy.
+//! - **Buffered body memory** ([`BodyBudget`]): bytes a request keeps in memory (JSON bodies,
+//!   multipart text parts and `@jsonPayload`; file parts stream to disk) are taken from one
+//!   process-wide budget as they arrive; a request that finds it exhausted gets 503 at once.
+//!
+//! **Invariant:** every connection the listener accepts is served by [`serve_connections`], so no
+//! request escapes these bounds.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use basalt_core::net::Net;
+use bytes::Bytes;
+use http_body::Frame;
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+
+/// `[http]`: the connection bounds (see the module docs).
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub header_timeout: Duration,
+    pub body_grace: Duration,
+    /// Bytes per second a body must average after the grace period.
+    pub body_min_rate: u64,
+    /// Open connections per client address; 0: no cap.
+    pub per_ip: usize,
+    /// Peers not counted against `per_ip`.
+    pub unlimited: Vec<Net>,
+    /// Bytes all requests together may hold buffered in memory.
+    pub body_memory: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(20),
+            body_grace: Duration::from_secs(10),
+            body_min_rate: 1024,
+            per_ip: 128,
+            unlimited: ["127.0.0.0/8", "::1"]
+                .iter()
+                .filter_map(|n| Net::parse(n))
+                .collect(),
+            body_memory: 256 << 20,
+        }
+    }
+}
+
+/// Counts open connections per peer address.
+#[derive(Default)]
+struct PerIp {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+struct Slot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn enter(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<Slot> {
+        let mut g = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = g.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut g = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = g.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                g.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts connections until `stop` resolves, then lets the open ones finish their requests
+/// (keep-alive connections close after their current response); returns when all have ended.
+pub async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    BodyBudget::init(limits.body_memory);
+    let limits = Arc::new(limits);
+    let per_ip = Arc::new(PerIp::default());
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let mut stop = std::pin::pin!(stop);
+    let open = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut count = 0u32;
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let slot = if limits.per_ip == 0 || limits.unlimited.iter().any(|n| n.contains(peer.ip())) {
+            None
+        } else {
+            match per_ip.enter(peer.ip(), limits.per_ip) {
+                Some(s) => Some(s),
+                None => {
+                    tracing::debug!(peer = %peer, "connection refused: too many from this address");
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        count += 1;
+        let (app, limits, mut closing, open) =
+            (app.clone(), limits.clone(), closing_rx.clone(), open.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            serve_one(stream, peer, app, &limits, &mut closing).await;
+            open.add_permits(1);
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    // Every connection adds one permit when it ends.
+    let _ = open.acquire_many(count).await;
+    Ok(())
+}
+
+async fn serve_one(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    limits: &HttpLimits,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let (grace, rate) = (limits.body_grace, limits.body_min_rate.max(1));
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        async move {
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(ConnectInfo(peer));
+            let body = Body::new(SlowBody::new(body, grace, rate));
+            app.oneshot(hyper::Request::from_parts(parts, body)).await
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %peer, error = %e, "connection ended");
+            }
+            return;
+        }
+        _ = closing.wait_for(|c| *c) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// A request body that must keep up [`HttpLimits::body_min_rate`] after [`HttpLimits::body_grace`].
+pub struct SlowBody<B> {
+    inner: B,
+    started: Instant,
+    received: u64,
+    grace: Duration,
+    rate: u64,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<B> SlowBody<B> {
+    fn new(inner: B, grace: Duration, rate: u64) -> Self {
+        let started = Instant::now();
+        SlowBody {
+            inner,
+            started,
+            received: 0,
+            grace,
+            rate,
+            timer: Box::pin(tokio::time::sleep_until(started + grace)),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.started + self.grace + Duration::from_secs(self.received / self.rate)
+    }
+}
+
+/// The error a too-slow body fails with; the body readers answer it with 408.
+#[derive(Debug)]
+pub struct TooSlow;
+
+impl std::fmt::Display for TooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body arrived too slowly")
+    }
+}
+
+impl std::error::Error for TooSlow {}
+
+impl<B> http_body::Body for SlowBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.received += d.len() as u64;
+                    let at = this.deadline();
+                    this.timer.as_mut().reset(at);
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(TooSlow)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether a body read failed because the client sent too slowly (see [`SlowBody`]).
+pub fn is_too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.is::<TooSlow>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// The process-wide budget of buffered body bytes (KiB permits).
+pub struct BodyBudget;
+
+static BUDGET: OnceLock<Arc<tokio::sync::Semaphore>> = OnceLock::new();
+
+/// Body bytes held in memory by one request, returned to the budget when dropped.
+#[derive(Default)]
+pub struct Held {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    kib: u32,
+    bytes: usize,
+}
+
+impl BodyBudget {
+    /// Sizes the budget (the first server of the process decides; later calls keep it).
+    fn init(bytes: usize) {
+        let _ = BUDGET.get_or_init(|| {
+            Arc::new(tokio::sync::Semaphore::new(
+                (bytes >> 10).clamp(1024, tokio::sync::Semaphore::MAX_PERMITS),
+            ))
+        });
+    }
+
+    fn get() -> &'static Arc<tokio::sync::Semaphore> {
+        BUDGET.get_or_init(|| {
+            Arc::new(tokio::sync::Semaphore::new(
+                HttpLimits::default().body_memory >> 10,
+            ))
+        })
+    }
+}
+
+impl Held {
+    /// Accounts `n` more bytes; `false` when the budget is exhausted (answer 503).
+    pub fn take(&mut self, n: usize) -> bool {
+        self.bytes += n;
+        let want = u32::try_from(self.bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        if want <= self.kib {
+            return true;
+        }
+        match BodyBudget::get().clone().try_acquire_many_owned(want - self.kib) {
+            Ok(p) => {
+                self.kib = want;
+                match &mut self.permit {
+                    Some(h) => h.merge(p),
+                    None => self.permit = Some(p),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
