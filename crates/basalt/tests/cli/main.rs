@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod cluster;
+mod connections;
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
 
