@@ -191,8 +191,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     listener.local_addr()?
                 );
             }
-            basalt_http::serve_with(ctx, listener, shutdown_signal(), s.lifecycle, s.connections.clone())
-                .await?;
+            basalt_http::serve_with(
+                ctx,
+                listener,
+                shutdown_signal(),
+                s.lifecycle,
+                s.connections.clone(),
+            )
+            .await?;
             tracing::info!("stopped");
             Ok(())
         }

@@ -333,7 +333,9 @@ impl Settings {
         basalt_events::sinks::build(&self.events).map_err(|e| anyhow::anyhow!("[events] {e}"))?;
         for a in &self.egress.allow {
             if basalt_core::net::Net::parse(a).is_none() {
-                anyhow::bail!("[egress] allow: {a:?} is not a network (10.0.0.0/8, 127.0.0.1, ::1)");
+                anyhow::bail!(
+                    "[egress] allow: {a:?} is not a network (10.0.0.0/8, 127.0.0.1, ::1)"
+                );
             }
         }
         if self.realtime.idle.is_zero() || self.realtime.max_lifetime.is_zero() {

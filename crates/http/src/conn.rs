@@ -146,8 +146,12 @@ pub async fn serve_connections(
         };
         let _ = stream.set_nodelay(true);
         count += 1;
-        let (app, limits, mut closing, open) =
-            (app.clone(), limits.clone(), closing_rx.clone(), open.clone());
+        let (app, limits, mut closing, open) = (
+            app.clone(),
+            limits.clone(),
+            closing_rx.clone(),
+            open.clone(),
+        );
         tokio::spawn(async move {
             let _slot = slot;
             serve_one(stream, peer, app, &limits, &mut closing).await;
@@ -332,7 +336,10 @@ impl Held {
         if want <= self.kib {
             return true;
         }
-        match BodyBudget::get().clone().try_acquire_many_owned(want - self.kib) {
+        match BodyBudget::get()
+            .clone()
+            .try_acquire_many_owned(want - self.kib)
+        {
             Ok(p) => {
                 self.kib = want;
                 match &mut self.permit {

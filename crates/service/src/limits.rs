@@ -519,8 +519,7 @@ impl Lockout {
     /// A correct secret from `network`: clears its lock and remembers the network for the identity.
     pub fn success(&self, identity: &str, network: &str) {
         let mut g = self.lock();
-        g.pairs
-            .remove(&(identity.to_string(), network.to_string()));
+        g.pairs.remove(&(identity.to_string(), network.to_string()));
         let i = g.identity(identity, Instant::now());
         if !i.known.iter().any(|k| k == network) {
             if i.known.len() >= KNOWN_NETWORKS {
@@ -766,7 +765,10 @@ mod tests {
         let w2 = l.check("k", "1.1.1.1").unwrap_err();
         assert!(w2 > Duration::from_secs(3));
         assert!(l.check("other", "1.1.1.1").is_ok());
-        assert!(l.check("k", "2.2.2.2").is_ok(), "another network is not locked");
+        assert!(
+            l.check("k", "2.2.2.2").is_ok(),
+            "another network is not locked"
+        );
         l.success("k", "1.1.1.1");
         assert!(l.check("k", "1.1.1.1").is_ok());
     }

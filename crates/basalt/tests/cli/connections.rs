@@ -35,14 +35,17 @@ async fn slow_and_greedy_clients_are_bounded(db: Option<String>) {
     upsert(&d, &db);
     let cfg = d.0.join("basalt.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
-    let (mut child, url) = serve_with(&d, &db, &["--config".into(), cfg.display().to_string()]).await;
+    let (mut child, url) =
+        serve_with(&d, &db, &["--config".into(), cfg.display().to_string()]).await;
     let addr = url.trim_start_matches("http://").to_string();
     let tok = su_token(&url).await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{url}/api/collections"))
         .header("Authorization", &tok)
-        .json(&json!({"name": "notes", "createRule": "", "fields": [{"name": "t", "type": "text"}]}))
+        .json(
+            &json!({"name": "notes", "createRule": "", "fields": [{"name": "t", "type": "text"}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -51,17 +54,24 @@ async fn slow_and_greedy_clients_are_bounded(db: Option<String>) {
 
     // 1. A head sent a line every 700 ms never completes: closed at the header timeout (2 s).
     let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let drip = async {
         for i in 0..20 {
             tokio::time::sleep(Duration::from_millis(700)).await;
-            if s.write_all(format!("X-Drip-{i}: y\r\n").as_bytes()).await.is_err() {
+            if s.write_all(format!("X-Drip-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 break;
             }
         }
     };
     let t = Instant::now();
-    tokio::time::timeout(Duration::from_secs(6), drip).await.ok();
+    tokio::time::timeout(Duration::from_secs(6), drip)
+        .await
+        .ok();
     let (_, closed) = read_until_closed(&mut s, Duration::from_secs(1)).await;
     assert!(
         closed.is_some() && t.elapsed() < Duration::from_secs(7),
@@ -72,7 +82,10 @@ async fn slow_and_greedy_clients_are_bounded(db: Option<String>) {
     let mut s = TcpStream::connect(&addr).await.unwrap();
     let (_, closed) = read_until_closed(&mut s, Duration::from_secs(6)).await;
     let closed = closed.expect("an idle connection is closed");
-    assert!(closed >= Duration::from_millis(1500), "not before the timeout: {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(1500),
+        "not before the timeout: {closed:?}"
+    );
 
     // 3. A body at one byte a second is answered 408 after the grace period.
     let mut s = TcpStream::connect(&addr).await.unwrap();
@@ -106,7 +119,10 @@ async fn slow_and_greedy_clients_are_bounded(db: Option<String>) {
     }
     drip.abort();
     let head = String::from_utf8_lossy(&got);
-    assert!(head.starts_with("HTTP/1.1 408"), "a body too slow gets 408: {head:?}");
+    assert!(
+        head.starts_with("HTTP/1.1 408"),
+        "a body too slow gets 408: {head:?}"
+    );
     assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
 
     // 4. At most 16 connections from one address: the 17th is closed at once.
@@ -127,7 +143,11 @@ async fn slow_and_greedy_clients_are_bounded(db: Option<String>) {
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ok = reqwest::get(format!("{url}/api/health")).await.unwrap();
-    assert_eq!(ok.status(), 200, "connections are accepted again once others close");
+    assert_eq!(
+        ok.status(),
+        200,
+        "connections are accepted again once others close"
+    );
 
     // 5. Sixteen concurrent anonymous 40 MB text parts: the 16 MiB budget of buffered bodies holds,
     //    those past it get 503 (or are cut off), and the server's peak memory grows by far less
@@ -138,10 +158,8 @@ async fn slow_and_greedy_clients_are_bounded(db: Option<String>) {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
             let b = "greedyBoundary";
-            let mut body = format!(
-                "--{b}\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\n"
-            )
-            .into_bytes();
+            let mut body =
+                format!("--{b}\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\n").into_bytes();
             body.resize(body.len() + (40 << 20), b'a');
             body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
             let r = reqwest::Client::new()
@@ -158,7 +176,10 @@ async fn slow_and_greedy_clients_are_bounded(db: Option<String>) {
         statuses.push(t.await.unwrap());
     }
     let grown = peak_rss(child.id()).saturating_sub(before);
-    eprintln!("16 × 40 MB text parts: statuses {statuses:?}, peak RSS grew {} MiB", grown >> 20);
+    eprintln!(
+        "16 × 40 MB text parts: statuses {statuses:?}, peak RSS grew {} MiB",
+        grown >> 20
+    );
     assert!(
         statuses.iter().all(|s| [0, 413, 503].contains(s)),
         "each is refused, none stored: {statuses:?}"

@@ -17,6 +17,6 @@ mod filters;
 mod realtime;
 mod records;
 mod rules;
-mod servers;
 mod security;
+mod servers;
 mod service;

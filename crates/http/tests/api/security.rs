@@ -108,12 +108,9 @@ async fn modifiers_cannot_bypass_body_rules(app: TestApp) {
     assert_eq!(r.0, 400, "{}", r.1);
     let now = app.get(&path, Some(&ta)).await;
     assert_eq!(now.1["credits"], json!(10), "{}", now.1);
-    let all = app
-        .get("/api/collections/wallets/records", Some(&ta))
-        .await;
+    let all = app.get("/api/collections/wallets/records", Some(&ta)).await;
     assert_eq!(all.1["totalItems"], json!(1), "{}", all.1);
 }
-
 
 /// Seeds `authors` (one row) and `posts` (`n` rows by that author), both listable by guests.
 async fn seed_posts(app: &TestApp, n: usize) {
@@ -122,11 +119,11 @@ async fn seed_posts(app: &TestApp, n: usize) {
         .await;
     let authors = app.get("/api/collections/authors", app.su()).await;
     app.collection(json!({"name": "posts", "listRule": "", "viewRule": "",
-        "fields": [
-            {"name": "body", "type": "text"},
-            {"name": "author", "type": "relation", "collectionId": authors.1["id"], "maxSelect": 1}
-        ]}))
-        .await;
+    "fields": [
+        {"name": "body", "type": "text"},
+        {"name": "author", "type": "relation", "collectionId": authors.1["id"], "maxSelect": 1}
+    ]}))
+    .await;
     let author = "a00000000000001";
     let store = app.store();
     let mut tx = store.begin().await.unwrap();
@@ -140,7 +137,10 @@ async fn seed_posts(app: &TestApp, n: usize) {
         s.push("INSERT INTO \"posts\" (\"id\", \"body\", \"author\") VALUES (")
             .bind(basalt_core::sql::Value::Text(format!("p{i:014}")))
             .push(", ")
-            .bind(basalt_core::sql::Value::Text(format!("some body text number {i} {}", "lorem ipsum ".repeat(8))))
+            .bind(basalt_core::sql::Value::Text(format!(
+                "some body text number {i} {}",
+                "lorem ipsum ".repeat(8)
+            )))
             .push(", ")
             .bind(basalt_core::sql::Value::Text(author.into()))
             .push(")");
@@ -159,7 +159,11 @@ async fn expensive_filters_cannot_stall_the_node(app: TestApp) {
         .collect::<Vec<_>>()
         .join(" || ");
     let r = app
-        .get_q("/api/collections/posts/records", None, &[("filter", &attack)])
+        .get_q(
+            "/api/collections/posts/records",
+            None,
+            &[("filter", &attack)],
+        )
         .await;
     let e = assert_error(&r, 400);
     assert_eq!(
@@ -171,9 +175,17 @@ async fn expensive_filters_cannot_stall_the_node(app: TestApp) {
         .collect::<Vec<_>>()
         .join(" || ");
     let r = app
-        .get_q("/api/collections/posts/records", None, &[("filter", &short), ("perPage", "1")])
+        .get_q(
+            "/api/collections/posts/records",
+            None,
+            &[("filter", &short), ("perPage", "1")],
+        )
         .await;
-    assert_eq!(r.0, 400, "7 back-relations are past the client bound: {}", r.1);
+    assert_eq!(
+        r.0, 400,
+        "7 back-relations are past the client bound: {}",
+        r.1
+    );
 
     // Within the bound (6 back-relations) but expensive: each read scans posts × posts.
     let heavy = (0..6)
@@ -210,7 +222,10 @@ async fn expensive_filters_cannot_stall_the_node(app: TestApp) {
     // read connections).
     let t = std::time::Instant::now();
     let me = app
-        .get(&format!("/api/collections/users/records/{uid}"), Some(&token))
+        .get(
+            &format!("/api/collections/users/records/{uid}"),
+            Some(&token),
+        )
         .await;
     assert_eq!(me.0, 200, "{}", me.1);
     let user_read = t.elapsed();
@@ -257,7 +272,10 @@ async fn trust_proxy_header(app: &TestApp) {
 async fn sign_in_from(app: &TestApp, coll: &str, identity: &str, pw: &str, ip: &str) -> u16 {
     app.send_with(
         app.client
-            .post(format!("{}/api/collections/{coll}/auth-with-password", app.url))
+            .post(format!(
+                "{}/api/collections/{coll}/auth-with-password",
+                app.url
+            ))
             .header("X-Real-IP", ip)
             .json(&json!({"identity": identity, "password": pw})),
     )
@@ -277,7 +295,10 @@ async fn lockout_locks_the_guesser_not_the_account(app: TestApp) {
     ] {
         assert_eq!(sign_in_from(&app, coll, who, pw, "198.51.100.7").await, 200);
         for _ in 0..5 {
-            assert_eq!(sign_in_from(&app, coll, who, "wrong-pass", "203.0.113.5").await, 400);
+            assert_eq!(
+                sign_in_from(&app, coll, who, "wrong-pass", "203.0.113.5").await,
+                400
+            );
         }
         assert_eq!(
             sign_in_from(&app, coll, who, pw, "203.0.113.5").await,
@@ -298,17 +319,35 @@ async fn lockout_locks_the_guesser_not_the_account(app: TestApp) {
     // Distributed guessing of another account: one wrong try from each of 20 networks.
     app.user("spread@example.com").await;
     let who = "spread@example.com";
-    assert_eq!(sign_in_from(&app, "users", who, "password123", "198.51.100.8").await, 200);
+    assert_eq!(
+        sign_in_from(&app, "users", who, "password123", "198.51.100.8").await,
+        200
+    );
     for n in 0..20 {
         let ip = format!("10.9.{n}.1");
-        assert_eq!(sign_in_from(&app, "users", who, "wrong-pass", &ip).await, 400);
+        assert_eq!(
+            sign_in_from(&app, "users", who, "wrong-pass", &ip).await,
+            400
+        );
     }
     // Now unknown networks share one try per interval: the first goes through, the next waits.
-    assert_eq!(sign_in_from(&app, "users", who, "wrong-pass", "10.10.0.1").await, 400);
-    assert_eq!(sign_in_from(&app, "users", who, "password123", "10.10.0.2").await, 429);
+    assert_eq!(
+        sign_in_from(&app, "users", who, "wrong-pass", "10.10.0.1").await,
+        400
+    );
+    assert_eq!(
+        sign_in_from(&app, "users", who, "password123", "10.10.0.2").await,
+        429
+    );
     // The owner's network (signed in from before) is not slowed.
-    assert_eq!(sign_in_from(&app, "users", who, "password123", "198.51.100.8").await, 200);
-    assert_eq!(sign_in_from(&app, "users", who, "password123", "198.51.100.8").await, 200);
+    assert_eq!(
+        sign_in_from(&app, "users", who, "password123", "198.51.100.8").await,
+        200
+    );
+    assert_eq!(
+        sign_in_from(&app, "users", who, "password123", "198.51.100.8").await,
+        200
+    );
 }
 
 /// Guessing a user's OTP from one network uses up that network's tries, not the owner's.
@@ -318,7 +357,11 @@ async fn otp_tries_are_per_network(app: TestApp) {
     trust_proxy_header(&app).await;
     app.user("otp-victim@example.com").await;
     let r = app
-        .patch("/api/collections/users", app.su(), json!({"otp": {"enabled": true, "length": 6}}))
+        .patch(
+            "/api/collections/users",
+            app.su(),
+            json!({"otp": {"enabled": true, "length": 6}}),
+        )
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
     let otp = |ip: &'static str, otp_id: String, code: String| {
@@ -336,22 +379,40 @@ async fn otp_tries_are_per_network(app: TestApp) {
     };
     // The attacker asks for an OTP for the victim and guesses until refused.
     let r = app
-        .post("/api/collections/users/request-otp", None, json!({"email": "otp-victim@example.com"}))
+        .post(
+            "/api/collections/users/request-otp",
+            None,
+            json!({"email": "otp-victim@example.com"}),
+        )
         .await;
     let attacker_otp = r.1["otpId"].as_str().unwrap().to_string();
     let mut statuses = Vec::new();
     for _ in 0..6 {
         statuses.push(otp("203.0.113.9", attacker_otp.clone(), "000000".into()).await);
     }
-    assert_eq!(statuses, vec![400, 400, 400, 400, 400, 429], "the guesser runs out of tries");
+    assert_eq!(
+        statuses,
+        vec![400, 400, 400, 400, 400, 429],
+        "the guesser runs out of tries"
+    );
     // The owner asks for a new OTP and signs in with it from their own network.
     let r = app
-        .post("/api/collections/users/request-otp", None, json!({"email": "otp-victim@example.com"}))
+        .post(
+            "/api/collections/users/request-otp",
+            None,
+            json!({"email": "otp-victim@example.com"}),
+        )
         .await;
     let owner_otp = r.1["otpId"].as_str().unwrap().to_string();
-    let mail = smtp.wait_nth("otp-victim@example.com", "one-time password", 2).await;
+    let mail = smtp
+        .wait_nth("otp-victim@example.com", "one-time password", 2)
+        .await;
     let code = crate::authflows::otp_code(&mail, 6);
-    assert_eq!(otp("198.51.100.7", owner_otp, code).await, 200, "the owner is not locked out");
+    assert_eq!(
+        otp("198.51.100.7", owner_otp, code).await,
+        200,
+        "the owner is not locked out"
+    );
 }
 
 /// A known identity with a wrong password and an unknown identity do the same hashing work: their
@@ -363,7 +424,14 @@ async fn sign_in_timing_does_not_reveal_accounts(app: TestApp) {
         app.user(&format!("timing{k}@example.com")).await;
     }
     // Warm up (the dummy hash is made on first use).
-    sign_in_from(&app, "users", "nobody@example.com", "wrong-pass", "10.20.0.1").await;
+    sign_in_from(
+        &app,
+        "users",
+        "nobody@example.com",
+        "wrong-pass",
+        "10.20.0.1",
+    )
+    .await;
     let (mut known, mut unknown) = (Vec::new(), Vec::new());
     for i in 0..30 {
         for (list, who, host) in [
@@ -372,14 +440,21 @@ async fn sign_in_timing_does_not_reveal_accounts(app: TestApp) {
         ] {
             let ip = format!("10.21.{i}.{host}");
             let t = std::time::Instant::now();
-            assert_eq!(sign_in_from(&app, "users", &who, "wrong-pass", &ip).await, 400);
+            assert_eq!(
+                sign_in_from(&app, "users", &who, "wrong-pass", &ip).await,
+                400
+            );
             list.push(t.elapsed());
         }
     }
     known.sort();
     unknown.sort();
     let (a, b) = (known[15].as_secs_f64(), unknown[15].as_secs_f64());
-    eprintln!("sign-in medians: known email {:.1} ms, unknown email {:.1} ms", a * 1e3, b * 1e3);
+    eprintln!(
+        "sign-in medians: known email {:.1} ms, unknown email {:.1} ms",
+        a * 1e3,
+        b * 1e3
+    );
     assert!(
         (a - b).abs() <= 0.2 * a.max(b),
         "known {a:.4}s vs unknown {b:.4}s: timing tells whether an email exists"
@@ -432,7 +507,10 @@ async fn egress_policy_keeps_outbound_requests_public(backend: crate::helpers::B
             .await;
         let e = assert_error(&r, 400);
         assert!(
-            e["url"]["message"].as_str().unwrap_or("").contains("egress policy"),
+            e["url"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("egress policy"),
             "{url}: {e}"
         );
     }
@@ -446,8 +524,12 @@ async fn egress_policy_keeps_outbound_requests_public(backend: crate::helpers::B
         )
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
-    app.post("/api/collections/notes/records", app.su(), json!({"t": "x"}))
-        .await;
+    app.post(
+        "/api/collections/notes/records",
+        app.su(),
+        json!({"t": "x"}),
+    )
+    .await;
     let mut dead = json!(null);
     for _ in 0..100 {
         let d = app
@@ -497,18 +579,31 @@ async fn egress_policy_keeps_outbound_requests_public(backend: crate::helpers::B
 async fn impersonation_is_bounded_and_headers_are_sent(app: TestApp) {
     let (id, _) = app.user("imp@example.com").await;
     let path = format!("/api/collections/users/impersonate/{id}");
-    let r = app.post(&path, app.su(), json!({"duration": 1_000_000_000_000i64})).await;
+    let r = app
+        .post(&path, app.su(), json!({"duration": 1_000_000_000_000i64}))
+        .await;
     let e = assert_error(&r, 400);
-    assert_eq!(e["duration"]["code"], "validation_max_less_equal_than_required", "{e}");
+    assert_eq!(
+        e["duration"]["code"], "validation_max_less_equal_than_required",
+        "{e}"
+    );
     let r = app.post(&path, app.su(), json!({"duration": 3600})).await;
     assert_eq!(r.0, 200, "{}", r.1);
     for path in ["/api/health", "/api/collections/users/records", "/api/nope"] {
-        let r = app.client.get(format!("{}{path}", app.url)).send().await.unwrap();
+        let r = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
         let h = r.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
-        assert_eq!(h["content-security-policy"], "frame-ancestors 'none'", "{path}");
+        assert_eq!(
+            h["content-security-policy"], "frame-ancestors 'none'",
+            "{path}"
+        );
     }
 }
 

@@ -265,8 +265,8 @@ async fn resolve(http: &Egress, cfg: &Json) -> Result<Provider, String> {
         .unwrap_or("")
         .trim_end_matches('/');
     if !issuer.is_empty() {
-        let d = fetch_json_cached(http, &format!("{issuer}/.well-known/openid-configuration"))
-            .await?;
+        let d =
+            fetch_json_cached(http, &format!("{issuer}/.well-known/openid-configuration")).await?;
         let from = |slot: &mut String, key: &str| {
             if slot.is_empty() {
                 *slot = d[key].as_str().unwrap_or("").to_string();
