@@ -117,8 +117,7 @@ pub async fn serve_connections(
     let per_ip = Arc::new(PerIp::default());
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let mut stop = std::pin::pin!(stop);
-    let open = Arc::new(tokio::sync::Semaphore::new(0));
-    let mut count = 0u32;
+    let live = Arc::new(Live::default());
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -145,24 +144,54 @@ pub async fn serve_connections(
             }
         };
         let _ = stream.set_nodelay(true);
-        count += 1;
-        let (app, limits, mut closing, open) = (
-            app.clone(),
-            limits.clone(),
-            closing_rx.clone(),
-            open.clone(),
-        );
+        let (app, limits, mut closing) = (app.clone(), limits.clone(), closing_rx.clone());
+        let guard = live.enter();
         tokio::spawn(async move {
             let _slot = slot;
+            let _live = guard;
             serve_one(stream, peer, app, &limits, &mut closing).await;
-            open.add_permits(1);
         });
     }
     drop(listener);
     let _ = closing_tx.send(true);
-    // Every connection adds one permit when it ends.
-    let _ = open.acquire_many(count).await;
+    live.until_none().await;
     Ok(())
+}
+
+/// The connections being served, and a signal when the last one ends.
+#[derive(Default)]
+struct Live {
+    n: std::sync::atomic::AtomicUsize,
+    ended: tokio::sync::Notify,
+}
+
+struct LiveGuard(Arc<Live>);
+
+impl Live {
+    fn enter(self: &Arc<Self>) -> LiveGuard {
+        self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        LiveGuard(self.clone())
+    }
+
+    async fn until_none(&self) {
+        loop {
+            let ended = self.ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            if self.n.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if self.0.n.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.ended.notify_waiters();
+        }
+    }
 }
 
 async fn serve_one(
