@@ -207,8 +207,15 @@ async fn serve_one(
         async move {
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ConnectInfo(peer));
-            let body = Body::new(SlowBody::new(body, grace, rate));
-            app.oneshot(hyper::Request::from_parts(parts, body)).await
+            // A request without a body (most GETs) has nothing to time.
+            let body = if http_body::Body::is_end_stream(&body) {
+                Body::new(body)
+            } else {
+                Body::new(SlowBody::new(body, grace, rate))
+            };
+            let mut res = app.oneshot(hyper::Request::from_parts(parts, body)).await?;
+            security_headers(&mut res);
+            Ok::<_, std::convert::Infallible>(res)
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -233,6 +240,36 @@ async fn serve_one(
     let _ = conn.await;
 }
 
+/// Headers every answer carries: no MIME sniffing (an uploaded file is served as its stored type,
+/// never guessed into HTML), no referrer leaves the API, and JSON and HTML answers may not be
+/// framed by another site (clickjacking). Files may be framed: apps embed their PDFs and images.
+fn security_headers(res: &mut axum::response::Response) {
+    use axum::http::header::{self, HeaderValue};
+    let framed_doc = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if framed_doc {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("frame-ancestors 'none'"),
+            );
+        }
+    }
+}
+
 /// A request body that must keep up [`HttpLimits::body_min_rate`] after [`HttpLimits::body_grace`].
 pub struct SlowBody<B> {
     inner: B,
@@ -240,7 +277,8 @@ pub struct SlowBody<B> {
     received: u64,
     grace: Duration,
     rate: u64,
-    timer: Pin<Box<Sleep>>,
+    /// Made the first time the body has nothing ready (a body that arrives at once never needs it).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> SlowBody<B> {
@@ -252,7 +290,7 @@ impl<B> SlowBody<B> {
             received: 0,
             grace,
             rate,
-            timer: Box::pin(tokio::time::sleep_until(started + grace)),
+            timer: None,
         }
     }
 
@@ -291,16 +329,24 @@ where
                 if let Some(d) = f.data_ref() {
                     this.received += d.len() as u64;
                     let at = this.deadline();
-                    this.timer.as_mut().reset(at);
+                    if let Some(t) = this.timer.as_mut() {
+                        t.as_mut().reset(at);
+                    }
                 }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(TooSlow)))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let at = this.deadline();
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(TooSlow)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

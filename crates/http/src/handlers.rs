@@ -125,41 +125,8 @@ pub fn router(ctx: AppCtx) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .layer(axum::middleware::from_fn(security_headers))
         .layer(cors)
         .with_state(ctx)
-}
-
-/// Headers every answer carries: no MIME sniffing (an uploaded file is served as its stored type,
-/// never guessed into HTML), no referrer leaves the API, and JSON and HTML answers may not be
-/// framed by another site (clickjacking). Files may be framed: apps embed their PDFs and images.
-async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    use axum::http::header::{self, HeaderValue};
-    let mut res = next.run(req).await;
-    let framed_doc = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
-    let h = res.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    if framed_doc {
-        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("frame-ancestors 'none'"),
-            );
-        }
-    }
-    res
 }
 
 async fn oauth2_providers(Client(req): Client) -> ApiResult<Response> {
