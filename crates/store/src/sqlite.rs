@@ -203,6 +203,10 @@ impl SqliteStore {
     }
 }
 
+/// How long a read may run inline on the calling (async) task before it is moved to the blocking
+/// pool (see `SqliteStore::query`).
+pub const INLINE_READ_MS: u64 = 5;
+
 /// The longest a group's leader waits for in-flight writers to join the group.
 pub const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -301,12 +305,29 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, sql: &Sql) -> Result<Rows> {
-        let permit = self
-            .free
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Db("store closed".into()))?;
+        // Most reads take microseconds: tried inline first, on a connection free right now, with a
+        // deadline of INLINE_READ_MS; one that runs past it is interrupted and run again on the
+        // blocking pool with the full deadline, so no read holds an async worker for longer.
+        let permit = match self.free.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                let n = self.readers.len();
+                let inline = (0..n).find_map(|k| self.readers[(start + k) % n].try_lock().ok());
+                if let Some(c) = inline {
+                    match c.query(sql, INLINE_READ_MS) {
+                        Err(StoreError::Timeout) => {}
+                        done => return done,
+                    }
+                }
+                permit
+            }
+            Err(_) => self
+                .free
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| StoreError::Db("store closed".into()))?,
+        };
         let (readers, sql, timeout) = (self.readers.clone(), sql.clone(), self.read_timeout_ms);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
