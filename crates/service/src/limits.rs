@@ -1,6 +1,6 @@
 //! Abuse protection: the client IP (behind trusted proxies), the protocol's `rateLimits` rules with a
-//! built-in stricter limit on auth endpoints, the superuser IP allow-list, and progressive lockout per
-//! identity after failed secrets.
+//! built-in stricter limit on auth endpoints, the superuser IP allow-list, progressive lockout per
+//! (identity, client network) after failed secrets, and the admission of heavy reads.
 //!
 //! **Invariant:** every rate counter here goes through [`Rates`] (Redis when configured and up,
 //! else this node's [`LocalRates`]); the lockout ([`Lockout`]) is still per node.

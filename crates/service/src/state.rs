@@ -43,7 +43,7 @@ pub struct AppState {
     pub registry: OnceLock<Arc<basalt_cluster::registry::Registry>>,
     /// Whether `/readyz` answers 200: false until started, and again once draining began.
     pub ready: std::sync::atomic::AtomicBool,
-    /// Progressive lockout per identity after failed secrets.
+    /// Progressive lockout per (identity, client network) after failed secrets.
     pub lockout: Lockout,
     /// Admission of client reads that join relations ([`crate::limits::HeavyReads`]).
     pub heavy_reads: crate::limits::HeavyReads,

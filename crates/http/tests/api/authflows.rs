@@ -915,7 +915,10 @@ async fn dev_mailbox(app: TestApp, dir: std::path::PathBuf) {
     assert_eq!(r.0, 204);
     for _ in 0..100 {
         if let Ok(rd) = std::fs::read_dir(&dir) {
-            let files: Vec<_> = rd.flatten().collect();
+            let files: Vec<_> = rd
+                .flatten()
+                .filter(|f| f.path().extension().is_some_and(|e| e == "eml"))
+                .collect();
             if let Some(f) = files.first() {
                 let text = std::fs::read_to_string(f.path()).expect("read");
                 assert!(text.contains("To: box@example.com"), "{text}");

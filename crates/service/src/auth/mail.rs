@@ -327,7 +327,10 @@ async fn write_mailbox(ctx: &AppCtx, mail: &Mail, msg: &Message) -> ServiceResul
     let p = path.clone();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(p.parent().unwrap_or(std::path::Path::new(".")))?;
-        std::fs::write(&p, bytes)
+        // Written aside and renamed: whoever watches the folder sees whole messages only.
+        let part = p.with_extension("eml.part");
+        std::fs::write(&part, bytes)?;
+        std::fs::rename(&part, &p)
     })
     .await
     .map_err(internal)?
