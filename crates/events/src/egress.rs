@@ -120,7 +120,15 @@ impl Egress {
                 Net::parse(a).ok_or_else(|| format!("[egress] allow: {a:?} is not a network"))?,
             );
         }
-        let policy = Arc::new(Policy { allow });
+        Self::bound(Arc::new(Policy { allow }), user_agent, timeout)
+    }
+
+    /// The same policy with another user agent and timeout.
+    pub fn with(&self, user_agent: &str, timeout: Duration) -> Result<Egress, String> {
+        Self::bound(self.policy.clone(), user_agent, timeout)
+    }
+
+    fn bound(policy: Arc<Policy>, user_agent: &str, timeout: Duration) -> Result<Egress, String> {
         let client = reqwest::Client::builder()
             .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::none())
@@ -129,21 +137,6 @@ impl Egress {
             .build()
             .map_err(|e| format!("http client: {e}"))?;
         Ok(Egress { policy, client })
-    }
-
-    /// The same policy with another user agent and timeout.
-    pub fn with(&self, user_agent: &str, timeout: Duration) -> Result<Egress, String> {
-        let client = reqwest::Client::builder()
-            .user_agent(user_agent)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .dns_resolver(Arc::new(Resolver(self.policy.clone())))
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
-        Ok(Egress {
-            policy: self.policy.clone(),
-            client,
-        })
     }
 
     pub fn client(&self) -> &reqwest::Client {

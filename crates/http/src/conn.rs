@@ -66,7 +66,7 @@ impl Default for HttpLimits {
     }
 }
 
-/// Counts open connections per peer address.
+/// Counts open connections per client (see [`client_key`]).
 #[derive(Default)]
 struct PerIp {
     open: Mutex<HashMap<IpAddr, usize>>,
@@ -77,8 +77,21 @@ struct Slot {
     ip: IpAddr,
 }
 
+/// The key a peer is counted under: an IPv4 address, or an IPv6 address's /64 (one subscriber's usual
+/// allocation: addresses within it are one client).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
+
 impl PerIp {
     fn enter(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<Slot> {
+        let ip = client_key(ip);
         let mut g = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = g.entry(ip).or_insert(0);
         if *n >= cap {
@@ -112,7 +125,7 @@ pub async fn serve_connections(
     limits: HttpLimits,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    BodyBudget::init(limits.body_memory);
+    let _ = BodyBudget::init(limits.body_memory);
     let limits = Arc::new(limits);
     let per_ip = Arc::new(PerIp::default());
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
@@ -386,20 +399,16 @@ pub struct Held {
 
 impl BodyBudget {
     /// Sizes the budget (the first server of the process decides; later calls keep it).
-    fn init(bytes: usize) {
-        let _ = BUDGET.get_or_init(|| {
+    fn init(bytes: usize) -> &'static Arc<tokio::sync::Semaphore> {
+        BUDGET.get_or_init(|| {
             Arc::new(tokio::sync::Semaphore::new(
                 (bytes >> 10).clamp(1024, tokio::sync::Semaphore::MAX_PERMITS),
             ))
-        });
+        })
     }
 
     fn get() -> &'static Arc<tokio::sync::Semaphore> {
-        BUDGET.get_or_init(|| {
-            Arc::new(tokio::sync::Semaphore::new(
-                HttpLimits::default().body_memory >> 10,
-            ))
-        })
+        Self::init(HttpLimits::default().body_memory)
     }
 }
 
@@ -425,5 +434,22 @@ impl Held {
             }
             Err(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_peers_count_per_64() {
+        let a = client_key("2001:db8:1:2::1".parse().unwrap());
+        let b = client_key("2001:db8:1:2:ffff::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, client_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(
+            client_key("::ffff:10.0.0.1".parse().unwrap()),
+            client_key("10.0.0.1".parse().unwrap())
+        );
     }
 }

@@ -209,7 +209,7 @@ pub struct JsonBody(pub Json);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
     type Rejection = Response;
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, Self::Rejection> {
         // The boundary is case-sensitive: keep the raw header beside the lowercased one.
         let ct_raw = req
             .headers()
@@ -218,7 +218,6 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
             .unwrap_or("")
             .to_string();
         let ct = ct_raw.to_ascii_lowercase();
-        let _ = state;
         let mut held = crate::conn::Held::default();
         let bytes = read_body(req, crate::handlers::BODY_LIMIT, &mut held).await?;
         if bytes.is_empty() {

@@ -107,6 +107,8 @@ pub async fn build_with(
         None => None,
     };
     let target = opts.target.unwrap_or(roles::Target::all());
+    let egress = basalt_events::egress::Egress::new(&opts.egress, "basalt", OUTBOUND_TIMEOUT)
+        .map_err(|e| ServiceError(basalt_core::Error::internal(e)))?;
     let mut state = AppState::new(
         store.clone(),
         opts.realtime,
@@ -114,10 +116,9 @@ pub async fn build_with(
         files,
         redis,
         opts.cluster.cache.clone(),
+        egress,
     );
     state.target = target;
-    state.egress = basalt_events::egress::Egress::new(&opts.egress, "basalt", OUTBOUND_TIMEOUT)
-        .map_err(|e| ServiceError(basalt_core::Error::internal(e)))?;
     let ctx = Arc::new(state);
     bootstrap::run(&ctx).await?;
     let ev = opts.events;

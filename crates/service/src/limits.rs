@@ -407,6 +407,8 @@ pub const IDENTITY_SLOW_AFTER: u32 = 20;
 pub const IDENTITY_SLOW_EVERY: Duration = Duration::from_secs(2);
 /// Networks remembered per identity as having signed in to it.
 const KNOWN_NETWORKS: usize = 8;
+/// Entries past which the lockout maps drop what matters least (bounded memory under a flood).
+const MAX_TRACKED: usize = 100_000;
 
 /// Progressive lockout, keyed to (identity, client network) so that whoever guesses locks only
 /// themselves:
@@ -441,9 +443,15 @@ struct IdentityFails {
 
 impl LockoutState {
     fn identity(&mut self, identity: &str, now: Instant) -> &mut IdentityFails {
-        if self.identities.len() > 100_000 {
+        if self.identities.len() > MAX_TRACKED {
             self.identities
                 .retain(|_, i| now.duration_since(i.last) < LOCKOUT_MAX);
+            if self.identities.len() > MAX_TRACKED {
+                // Guessing at many identities at once: keep those being slowed, and whose owners
+                // signed in (their known networks).
+                self.identities
+                    .retain(|_, i| i.fails >= IDENTITY_SLOW_AFTER || !i.known.is_empty());
+            }
         }
         let i = self
             .identities
@@ -497,9 +505,13 @@ impl Lockout {
     pub fn fail(&self, identity: &str, network: &str) {
         let mut g = self.lock();
         let now = Instant::now();
-        if g.pairs.len() > 100_000 {
+        if g.pairs.len() > MAX_TRACKED {
             g.pairs
                 .retain(|_, (_, until)| now.duration_since(*until) < Duration::from_secs(3600));
+            if g.pairs.len() > MAX_TRACKED {
+                // Many networks guessing at once: keep the pairs locked right now.
+                g.pairs.retain(|_, (_, until)| *until > now);
+            }
         }
         let e = g
             .pairs

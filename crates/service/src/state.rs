@@ -112,6 +112,7 @@ impl AppState {
         files: crate::files::Files,
         redis: Option<Arc<basalt_cluster::redis::Redis>>,
         cache: crate::cache::CacheConfig,
+        egress: basalt_events::egress::Egress,
     ) -> Self {
         let heavy_reads = crate::limits::HeavyReads::new(store.read_concurrency());
         AppState {
@@ -132,12 +133,7 @@ impl AppState {
             ready: std::sync::atomic::AtomicBool::new(false),
             lockout: Lockout::default(),
             heavy_reads,
-            egress: basalt_events::egress::Egress::new(
-                &Default::default(),
-                "basalt",
-                std::time::Duration::from_secs(15),
-            )
-            .expect("an HTTP client with default options"),
+            egress,
             mailbox,
             files,
             backups: Default::default(),

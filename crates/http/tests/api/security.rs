@@ -149,15 +149,24 @@ async fn seed_posts(app: &TestApp, n: usize) {
     tx.commit().await.unwrap();
 }
 
+/// `n` terms `path ~ "zz<i>"` joined with `||`.
+fn ors(n: usize, path: &str, op: &str) -> String {
+    (0..n)
+        .map(|i| format!("{path} {op} \"zz{i}\""))
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
 /// The attack's filter (50 OR'd paths through two back-relations each) is refused before it runs, and
 /// expensive filters within the bound cannot starve the node: while eight guests run them, health
 /// and readiness answer at once and a signed-in user's read is served.
 async fn expensive_filters_cannot_stall_the_node(app: TestApp) {
     seed_posts(&app, 4000).await;
-    let attack = (0..50)
-        .map(|i| format!("author.posts_via_author.author.posts_via_author.body ?~ \"zz{i}\""))
-        .collect::<Vec<_>>()
-        .join(" || ");
+    let attack = ors(
+        50,
+        "author.posts_via_author.author.posts_via_author.body",
+        "?~",
+    );
     let r = app
         .get_q(
             "/api/collections/posts/records",
@@ -170,10 +179,7 @@ async fn expensive_filters_cannot_stall_the_node(app: TestApp) {
         e["filter"]["code"], "validation_too_expensive",
         "the refusal names the bound: {e}"
     );
-    let short = (0..7)
-        .map(|i| format!("author.posts_via_author.body ~ \"zz{i}\""))
-        .collect::<Vec<_>>()
-        .join(" || ");
+    let short = ors(7, "author.posts_via_author.body", "~");
     let r = app
         .get_q(
             "/api/collections/posts/records",
@@ -188,10 +194,7 @@ async fn expensive_filters_cannot_stall_the_node(app: TestApp) {
     );
 
     // Within the bound (6 back-relations) but expensive: each read scans posts × posts.
-    let heavy = (0..6)
-        .map(|i| format!("author.posts_via_author.body ~ \"zz{i}\""))
-        .collect::<Vec<_>>()
-        .join(" || ");
+    let heavy = ors(6, "author.posts_via_author.body", "~");
     let (uid, token) = app.user("reader@example.com").await;
     let mut guests = Vec::new();
     for _ in 0..8 {
@@ -453,6 +456,45 @@ async fn sign_in_timing_does_not_reveal_accounts(app: TestApp) {
     );
 }
 
+/// A read that never ends is stopped at the read deadline (`READ_TIMEOUT_MS`, 5 s) with
+/// `StoreError::Timeout`, on SQLite (interrupted; it first runs inline for 5 ms, then on the blocking
+/// pool) and on PostgreSQL (cancelled on the server); the node answers meanwhile and the store works
+/// after.
+async fn endless_reads_stop_at_the_deadline(app: TestApp) {
+    let store = app.store();
+    let mut q = basalt_core::sql::Sql::new(store.dialect());
+    q.push(match store.dialect() {
+        basalt_core::sql::Dialect::Sqlite => {
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        }
+        basalt_core::sql::Dialect::Postgres => "SELECT pg_sleep(30)",
+    });
+    let t = std::time::Instant::now();
+    let read = tokio::spawn(async move { store.query(&q).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let h = std::time::Instant::now();
+    assert_eq!(app.get("/readyz", None).await.0, 200);
+    assert!(
+        h.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        h.elapsed()
+    );
+    let r = read.await.unwrap();
+    let took = t.elapsed();
+    assert!(
+        matches!(r, Err(basalt_store::StoreError::Timeout)),
+        "stopped with Timeout: {r:?}"
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(4500) && took < std::time::Duration::from_secs(12),
+        "at the deadline: {took:?}"
+    );
+    assert_eq!(
+        app.get("/api/collections/users/records", app.su()).await.0,
+        200
+    );
+}
+
 /// A loopback listener that counts the connections it accepts (and answers nothing useful).
 async fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -647,4 +689,5 @@ crate::both!(
     otp_tries_are_per_network,
     sign_in_timing_does_not_reveal_accounts,
     impersonation_is_bounded_and_headers_are_sent,
+    endless_reads_stop_at_the_deadline,
 );
