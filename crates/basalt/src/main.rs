@@ -49,6 +49,10 @@ enum Command {
         /// The address this node is reached at, shown in the node registry (default: --http).
         #[arg(long, env = "BASALT_ADVERTISE")]
         advertise: Option<String>,
+        /// Serve /metrics alone on this address too (e.g. 0.0.0.0:9091), for scrapers on an
+        /// internal network; `[metrics]` in the config sets a token or an allow-list.
+        #[arg(long)]
+        metrics_http: Option<String>,
     },
     /// Manages superusers.
     Superuser {
@@ -106,6 +110,7 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::Ap
             },
             target: basalt_service::roles::Target::find(&s.target),
             egress: s.egress.clone(),
+            commit: env!("BASALT_COMMIT"),
         }
     } else {
         basalt_http::Options {
@@ -157,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             list_targets,
             redis_url,
             advertise,
+            metrics_http,
         } => {
             if list_targets {
                 print!("{}", basalt_service::roles::Target::table());
@@ -169,6 +175,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if advertise.is_some() {
                 s.advertise = advertise;
             }
+            if let Some(a) = metrics_http.filter(|a| !a.is_empty()) {
+                let access = s.metrics_http.take().map(|m| m.1).unwrap_or_else(|| {
+                    basalt_http::metrics::MetricsAccess {
+                        token: s.metrics.token.clone(),
+                        allow: ["0.0.0.0/0", "::/0"]
+                            .iter()
+                            .filter_map(|n| basalt_core::net::Net::parse(n))
+                            .collect(),
+                    }
+                });
+                s.metrics_http = Some((a, access));
+            }
             init_logging(&s);
             let ctx = open_app(&s, true).await?;
             let addr: SocketAddr = s
@@ -178,6 +196,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
+            if let Some((a, access)) = s.metrics_http.clone() {
+                let addr: SocketAddr = a
+                    .parse()
+                    .with_context(|| format!("invalid --metrics-http address {a:?}"))?;
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
+                tracing::info!(address = %l.local_addr()?, "metrics served");
+                tokio::spawn(basalt_http::serve_metrics(ctx.clone(), l, access));
+            }
             tracing::info!(address = %listener.local_addr()?, storage = %s.storage_description(), target = %s.target, "basalt serving");
             if s.target == "worker" {
                 println!(
@@ -197,6 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shutdown_signal(),
                 s.lifecycle,
                 s.connections.clone(),
+                s.metrics.clone(),
             )
             .await?;
             tracing::info!("stopped");

@@ -54,6 +54,20 @@ struct FileSettings {
     storage: Option<FileStorage>,
     egress: Option<basalt_events::egress::EgressConfig>,
     connections: Option<FileConnections>,
+    metrics: Option<FileMetrics>,
+}
+
+/// `[metrics]`: who may read `/metrics`, and an optional listener of its own.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    /// A bearer token every scrape must present (`BASALT_METRICS_TOKEN`).
+    token: Option<Secret>,
+    /// Peers that may scrape without a token (default: loopback on the main port, anyone on the
+    /// metrics listener).
+    allow: Option<Vec<String>>,
+    /// An address serving only `/metrics` (`--metrics-http`, `BASALT_METRICS_HTTP`).
+    http: Option<String>,
 }
 
 /// `[connections]`: bounds on slow and greedy clients (see `basalt_http::conn`).
@@ -134,6 +148,10 @@ pub struct Settings {
     pub egress: basalt_events::egress::EgressConfig,
     /// `[connections]`: timeouts, per-address cap, buffered-body memory.
     pub connections: basalt_http::conn::HttpLimits,
+    /// `[metrics]`: access to `/metrics` on the main port.
+    pub metrics: basalt_http::metrics::MetricsAccess,
+    /// `[metrics] http` / `--metrics-http`: a listener serving only `/metrics`, and its access.
+    pub metrics_http: Option<(String, basalt_http::metrics::MetricsAccess)>,
 }
 
 impl Settings {
@@ -264,7 +282,50 @@ impl Settings {
         if let Some(v) = fc.body_memory_mb {
             connections.body_memory = v.max(1) << 20;
         }
+        let fm = file.metrics.unwrap_or_default();
+        let token = std::env::var("BASALT_METRICS_TOKEN")
+            .ok()
+            .map(Secret)
+            .or(fm.token)
+            .map(|t| t.0)
+            .filter(|t| !t.is_empty());
+        let allow = fm
+            .allow
+            .map(|list| {
+                list.iter()
+                    .map(|n| {
+                        basalt_core::net::Net::parse(n).ok_or_else(|| {
+                            anyhow::anyhow!("[metrics] allow: {n:?} is not a network")
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .transpose()?;
+        let mut metrics = basalt_http::metrics::MetricsAccess {
+            token: token.clone(),
+            ..Default::default()
+        };
+        if let Some(a) = &allow {
+            metrics.allow = a.clone();
+        }
+        let metrics_http = std::env::var("BASALT_METRICS_HTTP")
+            .ok()
+            .or(fm.http)
+            .filter(|a| !a.is_empty())
+            .map(|addr| {
+                let everyone = ["0.0.0.0/0", "::/0"]
+                    .iter()
+                    .filter_map(|n| basalt_core::net::Net::parse(n))
+                    .collect();
+                let access = basalt_http::metrics::MetricsAccess {
+                    token,
+                    allow: allow.unwrap_or(everyone),
+                };
+                (addr, access)
+            });
         let s = Settings {
+            metrics,
+            metrics_http,
             connections,
             egress,
             synchronous,

@@ -207,6 +207,12 @@ impl EventBus {
         Ok(stats)
     }
 
+    /// Each durable sink's counters (metrics), and the outbox's high-water mark.
+    pub fn sinks(&self) -> (Vec<Arc<SinkStats>>, i64) {
+        let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (sinks, *self.hwm.borrow())
+    }
+
     pub fn health(&self) -> Json {
         let hwm = *self.hwm.borrow();
         let sinks: Vec<Json> = self

@@ -30,10 +30,12 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use basalt_core::net::Net;
+use basalt_service::metrics::RequestMetrics;
 use bytes::Bytes;
 use http_body::Frame;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
+use tracing::Instrument;
 
 /// `[http]`: the connection bounds (see the module docs).
 #[derive(Debug, Clone)]
@@ -123,6 +125,7 @@ pub async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: HttpLimits,
+    metrics: RequestMetrics,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let _ = BodyBudget::init(limits.body_memory);
@@ -158,11 +161,12 @@ pub async fn serve_connections(
         };
         let _ = stream.set_nodelay(true);
         let (app, limits, mut closing) = (app.clone(), limits.clone(), closing_rx.clone());
+        let metrics = metrics.clone();
         let guard = live.enter();
         tokio::spawn(async move {
             let _slot = slot;
             let _live = guard;
-            serve_one(stream, peer, app, &limits, &mut closing).await;
+            serve_one(stream, peer, app, metrics, &limits, &mut closing).await;
         });
     }
     drop(listener);
@@ -211,23 +215,48 @@ async fn serve_one(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     app: Router,
+    metrics: RequestMetrics,
     limits: &HttpLimits,
     closing: &mut tokio::sync::watch::Receiver<bool>,
 ) {
     let (grace, rate) = (limits.body_grace, limits.body_min_rate.max(1));
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let app = app.clone();
+        let flight = metrics.start(req.method().as_str());
         async move {
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ConnectInfo(peer));
+            let rid = request_id(&mut parts.headers);
+            let request_bytes = parts
+                .headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
             // A request without a body (most GETs) has nothing to time.
             let body = if http_body::Body::is_end_stream(&body) {
                 Body::new(body)
             } else {
                 Body::new(SlowBody::new(body, grace, rate))
             };
-            let mut res = app.oneshot(hyper::Request::from_parts(parts, body)).await?;
+            let span = tracing::info_span!(
+                "request",
+                request_id = rid.to_str().unwrap_or(""),
+                method = %parts.method,
+                path = parts.uri.path(),
+            );
+            let mut res = app
+                .oneshot(hyper::Request::from_parts(parts, body))
+                .instrument(span)
+                .await?;
             security_headers(&mut res);
+            res.headers_mut().insert(X_REQUEST_ID, rid);
+            let route: Arc<str> = res
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map_or_else(|| Arc::from(""), |m| Arc::from(m.as_str()));
+            let response_bytes = http_body::Body::size_hint(res.body()).exact();
+            flight.finish(route, res.status().as_u16(), request_bytes, response_bytes);
             Ok::<_, std::convert::Infallible>(res)
         }
     });
@@ -251,6 +280,24 @@ async fn serve_one(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// The request's id: the client's `X-Request-Id` when it is a sensible token (1 to 128 visible ASCII
+/// characters), else a new random one, set on the request for handlers and echoed on the answer.
+fn request_id(h: &mut axum::http::HeaderMap) -> axum::http::HeaderValue {
+    if let Some(v) = h.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    let id = basalt_core::id::random_id(20);
+    let v = axum::http::HeaderValue::from_str(&id)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("-"));
+    h.insert(X_REQUEST_ID, v.clone());
+    v
 }
 
 /// Headers every answer carries: no MIME sniffing (an uploaded file is served as its stored type,

@@ -22,6 +22,7 @@ pub fn probes_router(ctx: AppCtx) -> Router {
     Router::new()
         .route("/livez", get(crate::cluster::livez))
         .route("/readyz", get(crate::cluster::readyz))
+        .route_layer(axum::middleware::from_fn(crate::metrics::route_label))
         .fallback(fallback)
         .with_state(ctx)
 }
@@ -49,7 +50,8 @@ pub fn router(ctx: AppCtx) -> Router {
             "/api/collections/{c}/records/{id}",
             get(view_record).patch(update_record).delete(delete_record),
         )
-        .merge(auth::routes());
+        .merge(auth::routes())
+        .route_layer(axum::middleware::from_fn(crate::metrics::route_label));
     // Everything else is limited by path labels only (`/api/`, `POST /api/batch`, …).
     let paths = Router::new()
         .route("/api/health", get(health).head(health))
@@ -116,7 +118,8 @@ pub fn router(ctx: AppCtx) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             crate::limits::path_limits,
-        ));
+        ))
+        .route_layer(axum::middleware::from_fn(crate::metrics::route_label));
     actions
         .merge(paths)
         .fallback(fallback)

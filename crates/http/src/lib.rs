@@ -23,6 +23,7 @@ pub mod extract;
 pub mod files;
 pub mod handlers;
 pub mod limits;
+pub mod metrics;
 pub mod realtime;
 pub mod webhooks;
 
@@ -31,6 +32,23 @@ use std::sync::Arc;
 pub use basalt_service::{build, build_with, AppCtx, AppState, Options};
 
 pub use handlers::router;
+
+/// Serves `/metrics` alone on its own listener (`--metrics-http`) until the process ends.
+pub async fn serve_metrics(
+    ctx: AppCtx,
+    listener: tokio::net::TcpListener,
+    access: metrics::MetricsAccess,
+) -> std::io::Result<()> {
+    let app = metrics::routes(ctx.clone(), access);
+    conn::serve_connections(
+        listener,
+        app,
+        conn::HttpLimits::default(),
+        ctx.metrics.http.clone(),
+        std::future::pending(),
+    )
+    .await
+}
 
 /// Serves until `shutdown` resolves, then drains (see [`serve_with`]) with no drain delay.
 pub async fn serve(
@@ -42,7 +60,15 @@ pub async fn serve(
         drain_delay: std::time::Duration::ZERO,
         ..Default::default()
     };
-    serve_with(ctx, listener, shutdown, life, conn::HttpLimits::default()).await
+    serve_with(
+        ctx,
+        listener,
+        shutdown,
+        life,
+        conn::HttpLimits::default(),
+        metrics::MetricsAccess::default(),
+    )
+    .await
 }
 
 /// Serves until `shutdown` resolves, then stops without failing a request:
@@ -58,12 +84,14 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     life: basalt_service::cluster::Lifecycle,
     limits: conn::HttpLimits,
+    access: metrics::MetricsAccess,
 ) -> std::io::Result<()> {
     let app = if ctx.target.runs(basalt_service::roles::Module::Api) {
         router(ctx.clone())
     } else {
         handlers::probes_router(ctx.clone())
-    };
+    }
+    .merge(metrics::routes(ctx.clone(), access));
     let began = Arc::new(tokio::sync::Notify::new());
     let c = ctx.clone();
     let b = began.clone();
@@ -80,7 +108,7 @@ pub async fn serve_with(
     if let Some(r) = ctx.registry.get() {
         r.set_state("ready");
     }
-    let server = conn::serve_connections(listener, app, limits, drain);
+    let server = conn::serve_connections(listener, app, limits, ctx.metrics.http.clone(), drain);
     let deadline = life.deadline;
     let res = tokio::select! {
         r = server => r,

@@ -109,7 +109,7 @@ impl Stream {
 
 /// `GET /api/realtime`: the event stream. The first frame is `PB_CONNECT` with the client id.
 pub async fn sse(State(ctx): State<AppCtx>) -> Response {
-    let (reg, rx) = ctx.realtime.connect();
+    let (reg, rx) = ctx.realtime.connect(basalt_service::hub::Transport::Sse);
     let hello = json!({"clientId": reg.id}).to_string();
     let st = Stream {
         connect: Some(sse_frame(&reg.id, "PB_CONNECT", hello.as_bytes())),
@@ -180,7 +180,9 @@ pub async fn websocket(
 
 async fn ws_session(ctx: AppCtx, mut socket: axum::extract::ws::WebSocket, req: Req) {
     use axum::extract::ws::Message;
-    let (reg, mut rx) = ctx.realtime.connect();
+    let (reg, mut rx) = ctx
+        .realtime
+        .connect(basalt_service::hub::Transport::WebSocket);
     let cfg = ctx.realtime.config.clone();
     let hello = json!({"event": "PB_CONNECT", "data": {"clientId": reg.id}}).to_string();
     if socket.send(Message::Text(hello.into())).await.is_err() {

@@ -71,8 +71,14 @@ pub struct RecordCache {
     cfg: CacheConfig,
     stripes: Vec<Mutex<Stripe>>,
     redis: Option<Arc<Redis>>,
+    /// Reads served from a cache (either layer), and reads that missed both.
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    /// Of the process layer's misses, those Redis served, and those it did not.
+    pub redis_hits: AtomicU64,
+    pub redis_misses: AtomicU64,
+    /// Entries the process layer dropped for room.
+    pub evictions: AtomicU64,
 }
 
 /// What a reader notes before its database read, to hand back to [`RecordCache::fill`].
@@ -123,6 +129,9 @@ impl RecordCache {
             redis,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            redis_hits: AtomicU64::new(0),
+            redis_misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -175,10 +184,12 @@ impl RecordCache {
                         rows: vec![st.r],
                     });
                     self.hits.fetch_add(1, Ordering::Relaxed);
+                    self.redis_hits.fetch_add(1, Ordering::Relaxed);
                     self.put_local(&ticket, rows.clone());
                     return Ok(rows);
                 }
             }
+            self.redis_misses.fetch_add(1, Ordering::Relaxed);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         Err(ticket)
@@ -200,6 +211,7 @@ impl RecordCache {
             if s.map.len() >= per {
                 if let Some(k) = s.map.keys().next().cloned() {
                     s.map.remove(&k);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }

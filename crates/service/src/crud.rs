@@ -123,6 +123,20 @@ fn fast_path(coll: &Collection, req: &Req, info: &RequestInfo) -> bool {
 /// Lists records of `c` under its listRule with the caller's `filter`, `sort`, `page`, `perPage`,
 /// `skipTotal`, `expand`, `fields`.
 pub async fn list(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
+    let res = list_inner(ctx, req, c).await;
+    count(ctx, c, "list", &res);
+    res
+}
+
+/// Counts a record operation in `basalt_record_operations_total` (collections the caller named
+/// but that do not exist are `_unknown`, so guessing names cannot grow the series).
+fn count<T>(ctx: &AppCtx, c: &str, action: &'static str, res: &ServiceResult<T>) {
+    let name = records_collection(ctx, c);
+    let name = name.as_ref().map_or("_unknown", |c| c.name.as_str());
+    ctx.metrics.record_op(name, action, res);
+}
+
+async fn list_inner(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
     let coll = collection_or_404(ctx, c)?;
     admit(ctx, req, Some(&coll), Some(Action::List)).await?;
     let (page, per_page) = page_params(req)?;
@@ -162,6 +176,12 @@ pub async fn list(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
 
 /// One record of `c` under its viewRule (404 when missing or not visible).
 pub async fn view(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<Items> {
+    let res = view_inner(ctx, req, c, id).await;
+    count(ctx, c, "view", &res);
+    res
+}
+
+async fn view_inner(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<Items> {
     let coll = collection_or_404(ctx, c)?;
     admit(ctx, req, Some(&coll), Some(Action::View)).await?;
     let info = req.info(&ctx.collections(), None, "default");
@@ -251,8 +271,9 @@ pub async fn create(
     let info = req.info(&ctx.collections(), Some(&body), "default");
     let mut w = records::WriteOut::default();
     let r = records::create_in(ctx, &coll, &body, uploads, &info, None, &mut w).await;
-    let data = w.finish(ctx, r).await?;
-    one(ctx, req, &coll, data, &info).await
+    let data = w.finish(ctx, r).await;
+    ctx.metrics.record_op(&coll.name, "create", &data);
+    one(ctx, req, &coll, data?, &info).await
 }
 
 /// Updates record `id` under its updateRule.
@@ -272,12 +293,19 @@ pub async fn update(
     let info = req.info(&ctx.collections(), Some(&body), "default");
     let mut w = records::WriteOut::default();
     let r = records::update_in(ctx, &coll, id, &body, uploads, &info, None, &mut w).await;
-    let data = w.finish(ctx, r).await?;
-    one(ctx, req, &coll, data, &info).await
+    let data = w.finish(ctx, r).await;
+    ctx.metrics.record_op(&coll.name, "update", &data);
+    one(ctx, req, &coll, data?, &info).await
 }
 
 /// Deletes record `id` of `c` under its deleteRule (references cleared or cascaded).
 pub async fn delete(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<()> {
+    let res = delete_inner(ctx, req, c, id).await;
+    count(ctx, c, "delete", &res);
+    res
+}
+
+async fn delete_inner(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<()> {
     let coll = collection_or_404(ctx, c)?;
     writable(&coll)?;
     admit(ctx, req, Some(&coll), Some(Action::Delete)).await?;

@@ -67,8 +67,26 @@ struct ClientState {
     subs: Vec<Subscription>,
 }
 
+/// How a realtime client is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Sse,
+    WebSocket,
+}
+
+/// Counts read at scrape time ([`Hub::stats`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HubStats {
+    pub sse: usize,
+    pub websocket: usize,
+    pub subscriptions: usize,
+    /// Clients disconnected because they could not keep up, since start.
+    pub dropped: u64,
+}
+
 pub struct Client {
     pub id: String,
+    pub transport: Transport,
     tx: mpsc::Sender<Frame>,
     state: Mutex<ClientState>,
 }
@@ -79,6 +97,7 @@ pub struct Hub {
     /// This node's id: client ids start with it, so a node that receives `POST /api/realtime` for
     /// a client held by another node knows where to forward it (see `cluster::forward_subscribe`).
     node: std::sync::OnceLock<String>,
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 /// Removes the client from the hub when its stream ends (disconnect, timeout, shutdown).
@@ -103,6 +122,7 @@ impl Hub {
             clients: RwLock::new(HashMap::new()),
             config,
             node: std::sync::OnceLock::new(),
+            dropped: Default::default(),
         })
     }
 
@@ -117,7 +137,10 @@ impl Hub {
     }
 
     /// Registers a new client; frames arrive on the receiver until the registration is dropped.
-    pub fn connect(self: &Arc<Self>) -> (Registration, mpsc::Receiver<Frame>) {
+    pub fn connect(
+        self: &Arc<Self>,
+        transport: Transport,
+    ) -> (Registration, mpsc::Receiver<Frame>) {
         // 40 characters as in the protocol: the node id, then random ones.
         let id = match self.node.get() {
             Some(n) if n.len() < 40 => format!("{n}{}", basalt_core::id::random_id(40 - n.len())),
@@ -126,6 +149,7 @@ impl Hub {
         let (tx, rx) = mpsc::channel(QUEUE);
         let c = Arc::new(Client {
             id: id.clone(),
+            transport,
             tx,
             state: Mutex::new(ClientState::default()),
         });
@@ -144,6 +168,29 @@ impl Hub {
 
     pub fn len(&self) -> usize {
         self.clients.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Connections by transport, subscriptions, and slow clients dropped.
+    pub fn stats(&self) -> HubStats {
+        let clients: Vec<Arc<Client>> = self
+            .clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut st = HubStats {
+            dropped: self.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            ..Default::default()
+        };
+        for c in clients {
+            match c.transport {
+                Transport::Sse => st.sse += 1,
+                Transport::WebSocket => st.websocket += 1,
+            }
+            st.subscriptions += c.state.lock().unwrap_or_else(|p| p.into_inner()).subs.len();
+        }
+        st
     }
 
     pub fn is_empty(&self) -> bool {
@@ -271,7 +318,10 @@ impl Hub {
         let mut g = self.clients.write().unwrap_or_else(|p| p.into_inner());
         for id in ids {
             tracing::info!(client = %id, "realtime: client too slow, disconnected");
-            g.remove(&id);
+            if g.remove(&id).is_some() {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod error;
 pub mod files;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod passwords;
 pub mod realtime;
 pub mod records;
@@ -73,6 +74,8 @@ pub struct Options {
     pub target: Option<&'static roles::Target>,
     /// `[egress]`: the internal networks webhooks and OAuth2 may reach (none by default).
     pub egress: basalt_events::egress::EgressConfig,
+    /// The commit the binary was built from (`basalt_build_info`); empty when unknown.
+    pub commit: &'static str,
 }
 
 /// The overall deadline of an OAuth2/OIDC request.
@@ -119,6 +122,7 @@ pub async fn build_with(
         egress,
     );
     state.target = target;
+    state.build = (env!("CARGO_PKG_VERSION"), opts.commit);
     let ctx = Arc::new(state);
     bootstrap::run(&ctx).await?;
     let ev = opts.events;

@@ -424,6 +424,10 @@ const MAX_TRACKED: usize = 100_000;
 #[derive(Default)]
 pub struct Lockout {
     state: Mutex<LockoutState>,
+    /// Failures that locked a pair (identity, network), since start (a metric).
+    pub engaged: std::sync::atomic::AtomicU64,
+    /// Attempts refused while locked or slowed, since start (a metric).
+    pub refused: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -478,6 +482,15 @@ impl Lockout {
     /// Past a lock, one attempt at a time goes through: it holds a one-second provisional lock until
     /// its outcome (`fail` or `success`) is recorded.
     pub fn check(&self, identity: &str, network: &str) -> Result<(), Duration> {
+        let res = self.check_inner(identity, network);
+        if res.is_err() {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        res
+    }
+
+    fn check_inner(&self, identity: &str, network: &str) -> Result<(), Duration> {
         let mut g = self.lock();
         let now = Instant::now();
         let key = (identity.to_string(), network.to_string());
@@ -522,6 +535,8 @@ impl Lockout {
             let exp = (e.0 - LOCKOUT_AFTER + 1).min(20);
             let lock = Duration::from_secs(1u64 << exp).min(LOCKOUT_MAX);
             e.1 = now + lock;
+            self.engaged
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let i = g.identity(identity, now);
         i.fails += 1;

@@ -145,7 +145,9 @@ impl basalt_events::bus::Listener for Fanout {
             return;
         }
         for ev in events {
+            let began = std::time::Instant::now();
             dispatch(&self.0, ev).await;
+            self.0.metrics.fanout.observe(began.elapsed().as_secs_f64());
         }
     }
 }

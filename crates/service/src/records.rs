@@ -203,9 +203,14 @@ pub fn rule_condition(
         Some(r) => {
             let e = filter::parse(r)
                 .map_err(|e| ServiceError(Error::internal(format!("stored rule: {e}"))))?;
+            let began = std::time::Instant::now();
             let cols = ctx.collections();
             let mut c = Compiler::new(ctx.dialect(), cols.as_ref(), info, true);
-            Ok(Some(c.compile(coll, &e)?))
+            let sql = c.compile(coll, &e);
+            ctx.metrics
+                .rule_compile
+                .observe(began.elapsed().as_secs_f64());
+            Ok(Some(sql?))
         }
     }
 }

@@ -57,6 +57,10 @@ pub struct AppState {
     pub backups: Backups,
     /// The modules this process runs (`--target`).
     pub target: &'static crate::roles::Target,
+    /// Prometheus metrics ([`crate::metrics`]).
+    pub metrics: crate::metrics::Metrics,
+    /// `(version, commit)` of the binary, for `basalt_build_info`.
+    pub build: (&'static str, &'static str),
 }
 
 /// An immutable snapshot of every collection, indexed by id and by name.
@@ -115,6 +119,7 @@ impl AppState {
         egress: basalt_events::egress::Egress,
     ) -> Self {
         let heavy_reads = crate::limits::HeavyReads::new(store.read_concurrency());
+        let metrics = crate::metrics::Metrics::new(store.metrics());
         AppState {
             store,
             collections: RwLock::new(Arc::new(Collections::default())),
@@ -138,6 +143,8 @@ impl AppState {
             files,
             backups: Default::default(),
             target: crate::roles::Target::all(),
+            metrics,
+            build: (env!("CARGO_PKG_VERSION"), "unknown"),
         }
     }
 

@@ -12,6 +12,7 @@
 use async_trait::async_trait;
 pub use basalt_core::sql::{Dialect, Sql, Value};
 
+pub mod metrics;
 pub mod postgres;
 pub mod sqlite;
 
@@ -94,6 +95,10 @@ pub trait Store: Send + Sync + 'static {
     async fn begin(&self) -> Result<Box<dyn Tx>>;
     /// How many reads run at once (read connections); callers size their admission by it.
     fn read_concurrency(&self) -> usize;
+    /// The store's metrics ([`metrics::StoreMetrics`]).
+    fn metrics(&self) -> &metrics::StoreMetrics;
+    /// Connections in use now, of the most the store opens (read at scrape time).
+    fn connections(&self) -> metrics::Connections;
     /// A cheap round trip to the database on a path no user query can occupy (the probes').
     async fn ping(&self) -> Result<()>;
     /// A short description for logs (never includes credentials).

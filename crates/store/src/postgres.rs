@@ -5,6 +5,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::NoTls;
 
+use crate::metrics::{since, Connections, StoreMetrics};
 use crate::{Dialect, Result, Rows, Sql, Store, StoreError, Tx, Value};
 
 pub struct PgStore {
@@ -13,6 +14,7 @@ pub struct PgStore {
     probe: Pool,
     size: usize,
     desc: String,
+    metrics: StoreMetrics,
 }
 
 fn db_err(e: tokio_postgres::Error) -> StoreError {
@@ -81,14 +83,40 @@ impl PgStore {
             probe,
             size,
             desc,
+            metrics: StoreMetrics::default(),
         })
     }
 
-    async fn client(&self) -> Result<Object> {
-        self.pool
+    /// A pool connection; the wait is recorded in `wait`.
+    async fn client_for(
+        &self,
+        wait: &prometheus_client::metrics::histogram::Histogram,
+    ) -> Result<Object> {
+        let began = std::time::Instant::now();
+        let c = self
+            .pool
             .get()
             .await
-            .map_err(|e| StoreError::Db(format!("postgres pool: {e}")))
+            .map_err(|e| StoreError::Db(format!("postgres pool: {e}")));
+        wait.observe(since(began));
+        c
+    }
+
+    /// A read with its deadline: past it the query is cancelled on the server.
+    async fn read(&self, sql: &Sql) -> Result<Rows> {
+        let c = self.client_for(&self.metrics.read_wait).await?;
+        let run = run_query(&c, sql);
+        tokio::pin!(run);
+        let limit = std::time::Duration::from_millis(crate::READ_TIMEOUT_MS);
+        match tokio::time::timeout(limit, &mut run).await {
+            Ok(r) => r,
+            Err(_) => {
+                // Stop it on the server, and wait for its end so the connection is free again.
+                let _ = c.cancel_token().cancel_query(NoTls).await;
+                let _ = run.await;
+                Err(StoreError::Timeout)
+            }
+        }
     }
 }
 
@@ -224,18 +252,22 @@ impl Store for PgStore {
         Dialect::Postgres
     }
     async fn query(&self, sql: &Sql) -> Result<Rows> {
-        let c = self.client().await?;
-        let run = run_query(&c, sql);
-        tokio::pin!(run);
-        let limit = std::time::Duration::from_millis(crate::READ_TIMEOUT_MS);
-        match tokio::time::timeout(limit, &mut run).await {
-            Ok(r) => r,
-            Err(_) => {
-                // Stop it on the server, and wait for its end so the connection is free again.
-                let _ = c.cancel_token().cancel_query(NoTls).await;
-                let _ = run.await;
-                Err(StoreError::Timeout)
-            }
+        let began = std::time::Instant::now();
+        let res = self.read(sql).await;
+        self.metrics.reads.observe(since(began));
+        if matches!(res, Err(StoreError::Timeout)) {
+            self.metrics.read_timeouts.inc();
+        }
+        res
+    }
+    fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+    fn connections(&self) -> Connections {
+        let st = self.pool.status();
+        Connections {
+            in_use: st.size.saturating_sub(st.available),
+            max: st.max_size,
         }
     }
     fn read_concurrency(&self) -> usize {
@@ -252,8 +284,11 @@ impl Store for PgStore {
     }
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         // The guard exists before BEGIN is awaited: a cancelled begin still rolls back.
+        let began = std::time::Instant::now();
         let tx = PgTx {
-            client: Some(self.client().await?),
+            client: Some(self.client_for(&self.metrics.write_wait).await?),
+            metrics: self.metrics.clone(),
+            began,
         };
         tx.c()?.batch_execute("BEGIN").await.map_err(db_err)?;
         Ok(Box::new(tx))
@@ -265,6 +300,8 @@ impl Store for PgStore {
 
 struct PgTx {
     client: Option<Object>,
+    metrics: StoreMetrics,
+    began: std::time::Instant,
 }
 
 impl PgTx {
@@ -278,17 +315,25 @@ impl PgTx {
 #[async_trait]
 impl Tx for PgTx {
     async fn query(&mut self, sql: &Sql) -> Result<Rows> {
-        run_query(self.c()?, sql).await
+        let t = std::time::Instant::now();
+        let res = run_query(self.c()?, sql).await;
+        self.metrics.writes.observe(since(t));
+        res
     }
     async fn execute(&mut self, sql: &Sql) -> Result<u64> {
-        run_exec(self.c()?, sql).await
+        let t = std::time::Instant::now();
+        let res = run_exec(self.c()?, sql).await;
+        self.metrics.writes.observe(since(t));
+        res
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
         let c = self
             .client
             .take()
             .ok_or_else(|| StoreError::Db("transaction finished".into()))?;
-        c.batch_execute("COMMIT").await.map_err(db_err)
+        let res = c.batch_execute("COMMIT").await.map_err(db_err);
+        self.metrics.transactions.observe(since(self.began));
+        res
     }
 }
 

@@ -18,11 +18,13 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::metrics::{since, Connections, StoreMetrics};
 use crate::{Dialect, Result, Rows, Sql, Store, StoreError, Tx, Value, READ_TIMEOUT_MS};
 
 fn now_ms() -> u64 {
@@ -70,6 +72,7 @@ pub struct SqliteStore {
     probe: Arc<Mutex<Connection>>,
     read_timeout_ms: u64,
     next: AtomicUsize,
+    metrics: StoreMetrics,
 }
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -148,6 +151,56 @@ impl SqliteStore {
         self
     }
 
+    /// A read: inline on a free connection when it is quick, else on the blocking pool.
+    async fn read(&self, sql: &Sql) -> Result<Rows> {
+        // Most reads take microseconds: tried inline first, on a connection free right now, with a
+        // deadline of INLINE_READ_MS; one that runs past it is interrupted and run again on the
+        // blocking pool with the full deadline, so no read holds an async worker for longer.
+        let permit = match self.free.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                let n = self.readers.len();
+                let inline = (0..n).find_map(|k| self.readers[(start + k) % n].try_lock().ok());
+                if let Some(c) = inline {
+                    match c.query(sql, INLINE_READ_MS) {
+                        Err(StoreError::Timeout) => {}
+                        done => return done,
+                    }
+                }
+                permit
+            }
+            Err(_) => {
+                let waited = Instant::now();
+                let permit = self
+                    .free
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| StoreError::Db("store closed".into()))?;
+                self.metrics.read_wait.observe(since(waited));
+                permit
+            }
+        };
+        let (readers, sql, timeout) = (self.readers.clone(), sql.clone(), self.read_timeout_ms);
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            // Held until the read ends, even when the caller has gone: the permit counts connections.
+            let _permit = permit;
+            let n = readers.len();
+            for k in 0..n {
+                if let Ok(c) = readers[(start + k) % n].try_lock() {
+                    return c.query(&sql, timeout);
+                }
+            }
+            let c = readers[start % n]
+                .lock()
+                .map_err(|_| StoreError::Db("reader poisoned".into()))?;
+            c.query(&sql, timeout)
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+    }
+
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with(path, crate::Synchronous::Full)
     }
@@ -199,6 +252,7 @@ impl SqliteStore {
             probe: Arc::new(Mutex::new(probe)),
             read_timeout_ms: READ_TIMEOUT_MS,
             next: AtomicUsize::new(0),
+            metrics: StoreMetrics::default(),
         })
     }
 }
@@ -305,47 +359,26 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, sql: &Sql) -> Result<Rows> {
-        // Most reads take microseconds: tried inline first, on a connection free right now, with a
-        // deadline of INLINE_READ_MS; one that runs past it is interrupted and run again on the
-        // blocking pool with the full deadline, so no read holds an async worker for longer.
-        let permit = match self.free.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
-                let n = self.readers.len();
-                let inline = (0..n).find_map(|k| self.readers[(start + k) % n].try_lock().ok());
-                if let Some(c) = inline {
-                    match c.query(sql, INLINE_READ_MS) {
-                        Err(StoreError::Timeout) => {}
-                        done => return done,
-                    }
-                }
-                permit
-            }
-            Err(_) => self
-                .free
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| StoreError::Db("store closed".into()))?,
-        };
-        let (readers, sql, timeout) = (self.readers.clone(), sql.clone(), self.read_timeout_ms);
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
-            // Held until the read ends, even when the caller has gone: the permit counts connections.
-            let _permit = permit;
-            let n = readers.len();
-            for k in 0..n {
-                if let Ok(c) = readers[(start + k) % n].try_lock() {
-                    return c.query(&sql, timeout);
-                }
-            }
-            let c = readers[start % n]
-                .lock()
-                .map_err(|_| StoreError::Db("reader poisoned".into()))?;
-            c.query(&sql, timeout)
-        })
-        .await
-        .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+        let began = Instant::now();
+        let res = self.read(sql).await;
+        self.metrics.reads.observe(since(began));
+        if matches!(res, Err(StoreError::Timeout)) {
+            self.metrics.read_timeouts.inc();
+        }
+        res
+    }
+
+    fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    fn connections(&self) -> Connections {
+        let readers = self.readers.len();
+        let writing = usize::from(self.writer.try_lock().is_err());
+        Connections {
+            in_use: readers - self.free.available_permits().min(readers) + writing,
+            max: readers + 1,
+        }
     }
 
     fn read_concurrency(&self) -> usize {
@@ -371,12 +404,16 @@ impl Store for SqliteStore {
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         // In flight from before the lock wait, so a group leader knows this writer is coming.
         self.flow.writer_started();
+        let began = Instant::now();
         let mut tx = SqliteTx {
             guard: None,
             writer: self.writer.clone(),
             flow: self.flow.clone(),
+            metrics: self.metrics.clone(),
+            began,
         };
         let mut g = self.writer.clone().lock_owned().await;
+        self.metrics.write_wait.observe(since(began));
         if g.conn.is_autocommit() {
             // Released savepoints still waiting while no transaction is open were rolled back by
             // SQLite (an I/O, full-disk or memory error aborts the whole transaction): fail them.
@@ -485,6 +522,8 @@ struct SqliteTx {
     guard: Option<WriterGuard>,
     writer: Arc<tokio::sync::Mutex<Writer>>,
     flow: Arc<Flow>,
+    metrics: StoreMetrics,
+    began: Instant,
 }
 
 impl SqliteTx {
@@ -507,7 +546,7 @@ fn fail_lost(g: &mut Writer) {
 
 /// Leads one group: lets in-flight writers join, then COMMITs the group (one fsync, off the async
 /// workers, writer held) and answers its callers.
-async fn lead(writer: Arc<tokio::sync::Mutex<Writer>>, flow: Arc<Flow>) {
+async fn lead(writer: Arc<tokio::sync::Mutex<Writer>>, flow: Arc<Flow>, metrics: StoreMetrics) {
     flow.wait_idle(tokio::time::Instant::now() + GROUP_WINDOW)
         .await;
     let mut g = writer.lock_owned().await;
@@ -533,11 +572,8 @@ async fn lead(writer: Arc<tokio::sync::Mutex<Writer>>, flow: Arc<Flow>) {
     if let Err(e) = &res {
         tracing::error!(error = %e, "sqlite group commit failed");
     }
-    tracing::trace!(
-        group = waiters.len(),
-        micros = started.elapsed().as_micros() as u64,
-        "sqlite group commit"
-    );
+    metrics.group_size.observe(waiters.len() as f64);
+    metrics.group_commit.observe(since(started));
     for w in waiters {
         let _ = w.send(res.clone());
     }
@@ -546,10 +582,16 @@ async fn lead(writer: Arc<tokio::sync::Mutex<Writer>>, flow: Arc<Flow>) {
 #[async_trait]
 impl Tx for SqliteTx {
     async fn query(&mut self, sql: &Sql) -> Result<Rows> {
-        run_query(self.conn()?, sql)
+        let t = Instant::now();
+        let res = run_query(self.conn()?, sql);
+        self.metrics.writes.observe(since(t));
+        res
     }
     async fn execute(&mut self, sql: &Sql) -> Result<u64> {
-        run_exec(self.conn()?, sql)
+        let t = Instant::now();
+        let res = run_exec(self.conn()?, sql);
+        self.metrics.writes.observe(since(t));
+        res
     }
     async fn commit(mut self: Box<Self>) -> Result<()> {
         let mut g = self
@@ -566,14 +608,22 @@ impl Tx for SqliteTx {
         g.pending.push(tx);
         let leader = g.pending.len() == 1;
         drop(g);
-        let (writer, flow) = (self.writer.clone(), self.flow.clone());
+        let (writer, flow, metrics, began) = (
+            self.writer.clone(),
+            self.flow.clone(),
+            self.metrics.clone(),
+            self.began,
+        );
         drop(self); // leaves the in-flight count
         if leader {
             // Its own task, so a cancelled request cannot leave its group uncommitted.
-            tokio::spawn(lead(writer, flow));
+            tokio::spawn(lead(writer, flow, metrics.clone()));
         }
-        rx.await
-            .map_err(|_| StoreError::Db("commit outcome lost".into()))?
+        let res = rx
+            .await
+            .map_err(|_| StoreError::Db("commit outcome lost".into()))?;
+        metrics.transactions.observe(since(began));
+        res
     }
 }
 

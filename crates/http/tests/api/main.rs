@@ -14,6 +14,7 @@ mod concurrency;
 mod events;
 mod files;
 mod filters;
+mod metrics;
 mod realtime;
 mod records;
 mod rules;

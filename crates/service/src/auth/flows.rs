@@ -316,6 +316,17 @@ pub async fn auth_with_password(
     c: &str,
     body: &Json,
 ) -> ServiceResult<SignIn> {
+    let res = auth_with_password_inner(ctx, req, c, body).await;
+    ctx.metrics.signin("password", &res);
+    res
+}
+
+async fn auth_with_password_inner(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<SignIn> {
     let coll = begin_signin(ctx, req, c, SignInMethod::Password).await?;
     let a = coll.auth.clone().ok_or_else(not_found)?;
     if !a.password_enabled {

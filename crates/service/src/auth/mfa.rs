@@ -344,6 +344,17 @@ async fn store_otp(
 
 /// `POST /api/collections/{c}/auth-with-otp` `{otpId, password, mfaId?}`.
 pub async fn auth_with_otp(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<SignIn> {
+    let res = auth_with_otp_inner(ctx, req, c, body).await;
+    ctx.metrics.signin("otp", &res);
+    res
+}
+
+async fn auth_with_otp_inner(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<SignIn> {
     let coll = begin_signin(ctx, req, c, SignInMethod::Otp).await?;
     if !opt_enabled(&coll, "otp") {
         return Err(crate::error::forbidden(
@@ -671,6 +682,17 @@ pub async fn totp_disable(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> Serv
 
 /// `POST /api/collections/{c}/auth-with-totp` `{mfaId, code}`: the second factor.
 pub async fn auth_with_totp(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<SignIn> {
+    let res = auth_with_totp_inner(ctx, req, c, body).await;
+    ctx.metrics.signin("totp", &res);
+    res
+}
+
+async fn auth_with_totp_inner(
     ctx: &AppCtx,
     req: &Req,
     c: &str,

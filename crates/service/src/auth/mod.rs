@@ -283,7 +283,7 @@ pub async fn admit(
                     Duration::from_secs(rule.duration_secs),
                 )
                 .await
-                .map_err(limits::too_many)?;
+                .map_err(|w| refused(ctx, &rule.label, w))?;
         }
     }
     if auth_action {
@@ -295,9 +295,20 @@ pub async fn admit(
                 Duration::from_secs(u64::from(AUTH_BURST / AUTH_PER_SEC)),
             )
             .await
-            .map_err(limits::too_many)?;
+            .map_err(|w| refused(ctx, "builtin:auth", w))?;
     }
     Ok(())
+}
+
+/// A rate limit's refusal, counted by rule label.
+fn refused(ctx: &AppCtx, rule: &str, wait: Duration) -> ServiceError {
+    ctx.metrics
+        .rate_limited
+        .get_or_create(&crate::metrics::RuleLabel {
+            rule: rule.to_string(),
+        })
+        .inc();
+    limits::too_many(wait)
 }
 
 /// The caller behind an Authorization header value (with or without `Bearer `), for a request from

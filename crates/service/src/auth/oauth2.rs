@@ -578,6 +578,17 @@ pub async fn auth_with_oauth2(
     c: &str,
     body: &Json,
 ) -> ServiceResult<SignIn> {
+    let res = auth_with_oauth2_inner(ctx, req, c, body).await;
+    ctx.metrics.signin("oauth2", &res);
+    res
+}
+
+async fn auth_with_oauth2_inner(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    body: &Json,
+) -> ServiceResult<SignIn> {
     let coll = begin_signin(ctx, req, c, SignInMethod::OAuth2).await?;
     if oauth2_options(&coll).is_none_or(|o| o["enabled"].as_bool() != Some(true)) {
         return Err(crate::error::forbidden(

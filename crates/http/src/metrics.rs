@@ -1,0 +1,131 @@
+//! `GET /metrics`: the Prometheus text exposition ([`basalt_service::metrics::render`]), and the
+//! route label every answer carries for the request metrics of [`crate::conn`].
+//!
+//! Access ([`MetricsAccess`]): with a bearer token configured, a scrape must present it
+//! (`Authorization: Bearer …`, compared in constant time), from anywhere; without one, only peers in
+//! the allow-list may scrape (by default loopback on the main port). The peer is the socket's
+//! address, never a forwarded header: a reverse proxy in front of the API must not make the metrics
+//! public. A separate listener (`--metrics-http`) serves only `/metrics` and allows any peer unless a
+//! token or an allow-list is set: it is bound to an internal address, not published.
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use basalt_core::net::Net;
+
+use basalt_core::Error;
+
+use crate::error::ApiError;
+use crate::AppCtx;
+
+/// Who may read `/metrics`.
+#[derive(Clone)]
+pub struct MetricsAccess {
+    /// A bearer token every scrape must present; `None`: the allow-list decides.
+    pub token: Option<String>,
+    /// Peers allowed without a token (when no token is set).
+    pub allow: Vec<Net>,
+}
+
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAccess")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("allow", &self.allow)
+            .finish()
+    }
+}
+
+impl Default for MetricsAccess {
+    /// The main port's default: loopback only, no token.
+    fn default() -> Self {
+        MetricsAccess {
+            token: None,
+            allow: ["127.0.0.0/8", "::1"]
+                .iter()
+                .filter_map(|n| Net::parse(n))
+                .collect(),
+        }
+    }
+}
+
+impl MetricsAccess {
+    fn allows(
+        &self,
+        peer: std::net::IpAddr,
+        authorization: Option<&str>,
+    ) -> Result<(), StatusCode> {
+        if let Some(t) = &self.token {
+            let given = authorization
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap_or("");
+            return if subtle_eq(given.as_bytes(), t.as_bytes()) {
+                Ok(())
+            } else {
+                Err(StatusCode::UNAUTHORIZED)
+            };
+        }
+        if self.allow.iter().any(|n| n.contains(peer)) {
+            Ok(())
+        } else {
+            Err(StatusCode::FORBIDDEN)
+        }
+    }
+}
+
+/// Equal in constant time for equal lengths.
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The `/metrics` route with its access policy.
+pub fn routes(ctx: AppCtx, access: MetricsAccess) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(
+                move |State(ctx): State<AppCtx>,
+                      ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+                      req: Request| {
+                    let access = access.clone();
+                    async move {
+                        let auth = req
+                            .headers()
+                            .get(header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok());
+                        match access.allows(peer.ip(), auth) {
+                            Ok(()) => (
+                                [(header::CONTENT_TYPE, basalt_service::metrics::CONTENT_TYPE)],
+                                basalt_service::metrics::render(&ctx).await,
+                            )
+                                .into_response(),
+                            Err(StatusCode::UNAUTHORIZED) => ApiError::from(Error::Unauthorized(
+                                "The metrics token is missing or invalid.".into(),
+                            ))
+                            .into_response(),
+                            Err(_) => ApiError::from(Error::Forbidden(
+                                "Metrics are not served to this address.".into(),
+                            ))
+                            .into_response(),
+                        }
+                    }
+                },
+            ),
+        )
+        .route_layer(axum::middleware::from_fn(route_label))
+        .with_state(ctx)
+}
+
+/// Route middleware: copies the matched route template onto the answer, where the connection's
+/// request metrics read it (`http_route`).
+pub async fn route_label(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let mut res = next.run(req).await;
+    if let Some(r) = route {
+        res.extensions_mut().insert(r);
+    }
+    res
+}

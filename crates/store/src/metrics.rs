@@ -1,0 +1,123 @@
+//! The store's metrics (Prometheus histograms and counters, prometheus-client), owned by each store and
+//! registered by the application into its registry. Both backends record the same series:
+//!
+//! - `basalt_store_query_duration_seconds{kind}`: `read` ([`crate::Store::query`], the whole call:
+//!   wait for a connection included) and `write` (each statement inside a transaction);
+//! - `basalt_store_transaction_duration_seconds`: from `begin` to the acknowledged commit (SQLite:
+//!   the group's fsync included);
+//! - `basalt_store_connection_wait_seconds{kind}`: waiting for a connection (`read`: a reader or a
+//!   pool connection, `write`: SQLite's writer or a pool connection);
+//! - `basalt_store_read_timeouts_total`: reads stopped at their deadline;
+//! - SQLite only: `basalt_store_group_commit_size` (transactions per group) and
+//!   `basalt_store_group_commit_duration_seconds` (the group's COMMIT: WAL write and fsync).
+//!
+//! Connection gauges are read at scrape time from [`crate::Store::connections`].
+
+use std::time::Instant;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets (seconds), 100 µs to 10 s: a read by id takes tens of microseconds here, a
+/// request a slow client holds can take seconds. Explicit buckets, so series aggregate across nodes.
+pub const LATENCY: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Size buckets (bytes): 64 B to 64 MiB by factors of 4.
+pub const BYTES: [f64; 11] = [
+    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    67108864.0,
+];
+
+/// Buckets for counts of things in a group (1 to 512).
+pub const COUNTS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+pub fn latency() -> Histogram {
+    Histogram::new(LATENCY)
+}
+
+type Kind = [(&'static str, &'static str); 1];
+
+#[derive(Clone)]
+pub struct StoreMetrics {
+    queries: Family<Kind, Histogram>,
+    waits: Family<Kind, Histogram>,
+    pub reads: Histogram,
+    pub writes: Histogram,
+    pub read_wait: Histogram,
+    pub write_wait: Histogram,
+    pub transactions: Histogram,
+    pub read_timeouts: Counter,
+    pub group_size: Histogram,
+    pub group_commit: Histogram,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        let queries = Family::<Kind, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let waits = Family::<Kind, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        StoreMetrics {
+            reads: queries.get_or_create_owned(&[("kind", "read")]),
+            writes: queries.get_or_create_owned(&[("kind", "write")]),
+            read_wait: waits.get_or_create_owned(&[("kind", "read")]),
+            write_wait: waits.get_or_create_owned(&[("kind", "write")]),
+            queries,
+            waits,
+            transactions: latency(),
+            read_timeouts: Counter::default(),
+            group_size: Histogram::new(COUNTS),
+            group_commit: latency(),
+        }
+    }
+}
+
+impl StoreMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "basalt_store_query_duration_seconds",
+            "Statement duration: reads (wait for a connection included) and writes inside transactions",
+            self.queries.clone(),
+        );
+        r.register(
+            "basalt_store_connection_wait_seconds",
+            "Time spent waiting for a database connection",
+            self.waits.clone(),
+        );
+        r.register(
+            "basalt_store_transaction_duration_seconds",
+            "Read-write transactions from begin to the acknowledged commit",
+            self.transactions.clone(),
+        );
+        r.register(
+            "basalt_store_read_timeouts",
+            "Reads stopped at their deadline",
+            self.read_timeouts.clone(),
+        );
+        r.register(
+            "basalt_store_group_commit_size",
+            "SQLite: transactions committed together by one fsync",
+            self.group_size.clone(),
+        );
+        r.register(
+            "basalt_store_group_commit_duration_seconds",
+            "SQLite: a group's COMMIT (WAL write and fsync)",
+            self.group_commit.clone(),
+        );
+    }
+}
+
+/// Seconds since `t`, for a histogram.
+pub fn since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+/// Connections of a store's pools, read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Connections {
+    pub in_use: usize,
+    pub max: usize,
+}
