@@ -9,6 +9,7 @@
 # starting a private `nats-server -js` (store in ~/.cache/basalt/nats) when none does; the events tests
 # also start private servers from the same binary. Then Redis on $BASALT_TEST_REDIS (default
 # 127.0.0.1:6379; a private `redis-server` when none answers), the `haproxy` binary for the cluster test,
+# the `prometheus` binary for the observability test,
 # and RabbitMQ on $BASALT_TEST_RABBITMQ (default 127.0.0.1:5672, guest/guest; Debian's rabbitmq-server).
 set -euo pipefail
 url="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
@@ -46,6 +47,8 @@ if ! (exec 3<>"/dev/tcp/$rhost/$rport") 2>/dev/null; then
 fi
 say "Redis ok at $rhost:$rport"
 command -v haproxy >/dev/null || need_pkg haproxy
+# Prometheus (with promtool): the observability test scrapes a running server with it.
+command -v prometheus >/dev/null || need_pkg prometheus
 
 # RabbitMQ (the RabbitMQ sink's tests reach it through an in-test proxy): guest/guest on 5672.
 rabbit="${BASALT_TEST_RABBITMQ:-127.0.0.1:5672}"

@@ -245,10 +245,18 @@ async fn serve_one(
                 method = %parts.method,
                 path = parts.uri.path(),
             );
+            let began = Instant::now();
             let mut res = app
                 .oneshot(hyper::Request::from_parts(parts, body))
-                .instrument(span)
+                .instrument(span.clone())
                 .await?;
+            span.in_scope(|| {
+                tracing::debug!(
+                    status = res.status().as_u16(),
+                    micros = began.elapsed().as_micros() as u64,
+                    "request served"
+                )
+            });
             security_headers(&mut res);
             res.headers_mut().insert(X_REQUEST_ID, rid);
             let route: Arc<str> = res

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 mod cluster;
 mod connections;
+mod observability;
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
 
