@@ -17,8 +17,12 @@
 #   SEED_WORKERS  seeding concurrency                        (default: 8)
 #   RETRY_NOISY   redo a run disturbed by other processes (>10% of the
 #                 machine) after waiting for quiet, up to N times (default: 2)
-#   PB_LOGS       on = PocketBase defaults (request logs kept), off = PATCH
-#                 /api/settings logs.maxDays=0 before the run (default: on)
+#   PB_LOGS       on = the defaults (request logs kept), off = PATCH
+#                 /api/settings logs.maxDays=0 before the run, on PocketBase and
+#                 Basalt alike (default: on)
+#   OBSERVABILITY 1 = also run Basalt with request logs off (basalt_logsoff) and,
+#                 when BASALT_BASE_BIN is set, a Basalt built before metrics and
+#                 request logs existed (basalt_base): the cost of each, same run
 #   SERVER_CPU / LOAD_CPU   cores for server / wrk           (default: 0 / 1)
 #   BENCH_PORT_BASE         PocketBase port; Basalt +1, ceiling +2 (default: 18090)
 #   CARGO_TARGET_DIR        Basalt build dir (default: ~/.cache/basalt/target)
@@ -253,9 +257,11 @@ LIST_QS='filter=%28score%3E500%29&sort=-score&perPage=20&skipTotal=1'
 # run_suite NAME PORT : seed a ready server and run the three tests
 run_suite() {
   local name=$1 port=$2 base="http://127.0.0.1:$2" seed_args=() id code
-  if [[ $name == pocketbase ]]; then
-    if [[ $PB_LOGS == off ]]; then seed_args+=(--logs-max-days 0); else seed_args+=(--show-logs-settings); fi
-  fi
+  case $name in
+    pocketbase|basalt)
+      if [[ $PB_LOGS == off ]]; then seed_args+=(--logs-max-days 0); else seed_args+=(--show-logs-settings); fi ;;
+    basalt_logsoff) seed_args+=(--logs-max-days 0) ;;
+  esac
   say "$name: seeding $RECORDS records"
   if ! python3 "$HERE/seed.py" --url "$base" --email "$EMAIL" --password "$PASS" \
         --count "$RECORDS" --workers "$SEED_WORKERS" "${seed_args[@]}" \
@@ -341,6 +347,23 @@ if wants basalt; then
   wait_ready basalt_normal "http://127.0.0.1:$port/api/health"
   run_suite basalt_normal "$port"
   stop_server
+  if [[ ${OBSERVABILITY:-0} == 1 ]]; then
+    # Metrics on, request logs off; and the binary before metrics and logs, when given.
+    variants=(basalt_logsoff)
+    [[ -n ${BASALT_BASE_BIN:-} ]] && variants+=(basalt_base)
+    for v in "${variants[@]}"; do
+      d=$RUN_DIR/$v-home/data
+      port=$((PORT_BASE + 4))
+      mkdir -p "$d"
+      bin=$BASALT
+      [[ $v == basalt_base ]] && bin=$BASALT_BASE_BIN
+      "$bin" superuser upsert "$EMAIL" "$PASS" --dir "$d" >"$RUN_DIR/$v-superuser.log" 2>&1
+      start_server "$v" "$port" "$bin" serve --http "127.0.0.1:$port" --dir "$d"
+      wait_ready "$v" "http://127.0.0.1:$port/api/health"
+      run_suite "$v" "$port"
+      stop_server
+    done
+  fi
 fi
 
 if wants ceiling; then
@@ -403,6 +426,19 @@ report() {
     done
   fi
   echo
+  if [[ -n ${RES[basalt_logsoff.read.rps]:-} ]]; then
+    echo "Observability cost (same run; Basalt defaults = metrics on, request logs $PB_LOGS):"
+    echo
+    echo "| test | before metrics (basalt_base) rps | metrics on, logs off rps | defaults rps | metrics cost | request logs cost |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for t in read list create; do
+      local b=${RES[basalt_base.$t.rps]:-} m=${RES[basalt_logsoff.$t.rps]:-} l=${RES[basalt.$t.rps]:-}
+      printf '| %s | %s | %s | %s | %s | %s |\n' "$t" "${b:--}" "${m:--}" "${l:--}" \
+        "$([[ -n $b && -n $m ]] && awk -v b="$b" -v m="$m" 'BEGIN { printf "%.1f%%", 100 * (b - m) / b }' || echo -)" \
+        "$([[ -n $m && -n $l && $PB_LOGS == on ]] && awk -v m="$m" -v l="$l" 'BEGIN { printf "%.1f%%", 100 * (m - l) / m }' || echo -)"
+    done
+    echo
+  fi
   if [[ -n ${RES[ceiling.read.rps]:-} ]]; then
     local pct=-
     [[ -n ${RES[basalt.read.rps]:-} ]] && pct=$(awk -v a="${RES[basalt.read.rps]}" -v c="${RES[ceiling.read.rps]}" 'BEGIN { printf "%.0f%%", 100 * a / c }')
@@ -413,7 +449,7 @@ report() {
   fi
   local s
   echo
-  for s in pocketbase basalt basalt_normal; do
+  for s in pocketbase basalt basalt_normal basalt_logsoff basalt_base; do
     [[ -n ${RES[$s.id]:-} ]] || continue
     printf -- '- %s: seeding %s records/s; create answers HTTP %s; RSS %s MB after seeding, %s MB after the run' \
       "$s" "${RES[$s.seed]:-?}" "${RES[$s.create_code]}" "${RES[$s.rss_seeded]}" "${RES[$s.rss_after]}"

@@ -176,16 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 s.advertise = advertise;
             }
             if let Some(a) = metrics_http.filter(|a| !a.is_empty()) {
-                let access = s.metrics_http.take().map(|m| m.1).unwrap_or_else(|| {
-                    basalt_http::metrics::MetricsAccess {
-                        token: s.metrics.token.clone(),
-                        allow: ["0.0.0.0/0", "::/0"]
-                            .iter()
-                            .filter_map(|n| basalt_core::net::Net::parse(n))
-                            .collect(),
-                    }
-                });
-                s.metrics_http = Some((a, access));
+                s.metrics_http = Some(a);
             }
             init_logging(&s);
             let ctx = open_app(&s, true).await?;
@@ -196,7 +187,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
-            if let Some((a, access)) = s.metrics_http.clone() {
+            if let Some(a) = s.metrics_http.clone() {
+                let access = s.metrics_http_access.clone();
                 let addr: SocketAddr = a
                     .parse()
                     .with_context(|| format!("invalid --metrics-http address {a:?}"))?;

@@ -150,8 +150,11 @@ pub struct Settings {
     pub connections: basalt_http::conn::HttpLimits,
     /// `[metrics]`: access to `/metrics` on the main port.
     pub metrics: basalt_http::metrics::MetricsAccess,
-    /// `[metrics] http` / `--metrics-http`: a listener serving only `/metrics`, and its access.
-    pub metrics_http: Option<(String, basalt_http::metrics::MetricsAccess)>,
+    /// `[metrics] http` / `BASALT_METRICS_HTTP` / `--metrics-http`: a listener serving only
+    /// `/metrics`.
+    pub metrics_http: Option<String>,
+    /// Access on that listener: the token, else `[metrics] allow`, else any peer.
+    pub metrics_http_access: basalt_http::metrics::MetricsAccess,
 }
 
 impl Settings {
@@ -311,21 +314,20 @@ impl Settings {
         let metrics_http = std::env::var("BASALT_METRICS_HTTP")
             .ok()
             .or(fm.http)
-            .filter(|a| !a.is_empty())
-            .map(|addr| {
-                let everyone = ["0.0.0.0/0", "::/0"]
-                    .iter()
-                    .filter_map(|n| basalt_core::net::Net::parse(n))
-                    .collect();
-                let access = basalt_http::metrics::MetricsAccess {
-                    token,
-                    allow: allow.unwrap_or(everyone),
-                };
-                (addr, access)
-            });
+            .filter(|a| !a.is_empty());
+        let everyone = ["0.0.0.0/0", "::/0"]
+            .iter()
+            .filter_map(|n| basalt_core::net::Net::parse(n))
+            .collect();
+        let metrics_http_access = basalt_http::metrics::MetricsAccess {
+            token,
+            allow: allow.unwrap_or(everyone),
+            refuse_forwarded: false,
+        };
         let s = Settings {
             metrics,
             metrics_http,
+            metrics_http_access,
             connections,
             egress,
             synchronous,

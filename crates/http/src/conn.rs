@@ -30,7 +30,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use basalt_core::net::Net;
-use basalt_service::metrics::RequestMetrics;
+use basalt_service::AppCtx;
 use bytes::Bytes;
 use http_body::Frame;
 use tokio::time::{Instant, Sleep};
@@ -125,7 +125,7 @@ pub async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: HttpLimits,
-    metrics: RequestMetrics,
+    ctx: AppCtx,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let _ = BodyBudget::init(limits.body_memory);
@@ -161,12 +161,12 @@ pub async fn serve_connections(
         };
         let _ = stream.set_nodelay(true);
         let (app, limits, mut closing) = (app.clone(), limits.clone(), closing_rx.clone());
-        let metrics = metrics.clone();
+        let ctx = ctx.clone();
         let guard = live.enter();
         tokio::spawn(async move {
             let _slot = slot;
             let _live = guard;
-            serve_one(stream, peer, app, metrics, &limits, &mut closing).await;
+            serve_one(stream, peer, app, ctx, &limits, &mut closing).await;
         });
     }
     drop(listener);
@@ -215,18 +215,27 @@ async fn serve_one(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     app: Router,
-    metrics: RequestMetrics,
+    ctx: AppCtx,
     limits: &HttpLimits,
     closing: &mut tokio::sync::watch::Receiver<bool>,
 ) {
     let (grace, rate) = (limits.body_grace, limits.body_min_rate.max(1));
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let app = app.clone();
-        let flight = metrics.start(req.method().as_str());
+        let flight = ctx.metrics.http.start(req.method().as_str());
+        let ctx = ctx.clone();
         async move {
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ConnectInfo(peer));
             let rid = request_id(&mut parts.headers);
+            let log = ctx.logs.get().and_then(|l| {
+                let s = ctx.config();
+                (s.logs.max_days > 0).then(|| {
+                    let slot = basalt_service::logs::AuthSlot::default();
+                    parts.extensions.insert(slot.clone());
+                    (l.clone(), slot, pending_entry(&ctx, &parts, peer))
+                })
+            });
             let request_bytes = parts
                 .headers
                 .get(axum::http::header::CONTENT_LENGTH)
@@ -264,6 +273,15 @@ async fn serve_one(
                 .get::<axum::extract::MatchedPath>()
                 .map_or_else(|| Arc::from(""), |m| Arc::from(m.as_str()));
             let response_bytes = http_body::Body::size_hint(res.body()).exact();
+            if let Some((logs, slot, mut e)) = log {
+                e.status = res.status().as_u16();
+                e.exec_ms = began.elapsed().as_secs_f64() * 1000.0;
+                if let Some((coll, id)) = slot.get() {
+                    e.auth = coll;
+                    e.auth_id = id;
+                }
+                logs.push(&ctx.config().logs, e);
+            }
             flight.finish(route, res.status().as_u16(), request_bytes, response_bytes);
             Ok::<_, std::convert::Infallible>(res)
         }
@@ -288,6 +306,36 @@ async fn serve_one(
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// What a request log entry knows before the answer: method, URL, addresses, referer, agent.
+fn pending_entry(
+    ctx: &AppCtx,
+    parts: &axum::http::request::Parts,
+    peer: SocketAddr,
+) -> basalt_service::logs::RequestEntry {
+    let h = |k: axum::http::HeaderName| {
+        parts
+            .headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect::<String>()
+    };
+    basalt_service::logs::RequestEntry {
+        method: parts.method.as_str().to_string(),
+        url: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
+        remote_ip: peer.ip().to_string(),
+        user_ip: crate::extract::ip_of(ctx, &parts.headers, &parts.extensions).to_string(),
+        referer: h(axum::http::header::REFERER),
+        user_agent: h(axum::http::header::USER_AGENT),
+        ..Default::default()
+    }
 }
 
 const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");

@@ -46,6 +46,12 @@ impl FromRequestParts<AppCtx> for Client {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let auth = basalt_service::auth::authenticate(ctx, authorization, ip).await?;
+        if let (Some(slot), Some(c)) = (
+            parts.extensions.get::<basalt_service::logs::AuthSlot>(),
+            &auth,
+        ) {
+            slot.set(c);
+        }
         let query = parse_query(parts.uri.query().unwrap_or(""));
         // Headers are copied only when some rule, or this request's filter, reads them.
         let wants_headers = ctx.collections().rules_read[0]

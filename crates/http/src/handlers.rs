@@ -58,6 +58,9 @@ pub fn router(ctx: AppCtx) -> Router {
         .route("/livez", get(crate::cluster::livez))
         .route("/readyz", get(crate::cluster::readyz))
         .route("/api/settings", get(get_settings).patch(patch_settings))
+        .route("/api/logs", get(list_logs).delete(truncate_logs))
+        .route("/api/logs/stats", get(logs_stats))
+        .route("/api/logs/{id}", get(view_log))
         .route(
             "/api/collections",
             get(list_collections).post(create_collection),
@@ -200,6 +203,36 @@ async fn health(State(ctx): State<AppCtx>, Client(req): Client) -> Response {
         data = basalt_service::cluster::status(&ctx);
     }
     ok_json(json!({"code": 200, "data": data, "message": "API is healthy."}))
+}
+
+// ---------- request logs ----------
+
+async fn list_logs(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
+    let mut page = basalt_service::logs::api_list(&ctx, &req).await?;
+    // `fields` picks from each item, as on record lists.
+    if let Some(items) = page.get_mut("items") {
+        *items = records::shape(&req.query, items.take());
+    }
+    Ok(ok_json(page))
+}
+
+async fn logs_stats(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
+    let stats = basalt_service::logs::api_stats(&ctx, &req).await?;
+    Ok(ok_json(records::shape(&req.query, stats)))
+}
+
+async fn view_log(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let entry = basalt_service::logs::api_view(&ctx, &req, &id).await?;
+    Ok(ok_json(records::shape(&req.query, entry)))
+}
+
+async fn truncate_logs(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
+    basalt_service::logs::api_truncate(&ctx, &req).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_settings(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {

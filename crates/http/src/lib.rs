@@ -44,7 +44,7 @@ pub async fn serve_metrics(
         listener,
         app,
         conn::HttpLimits::default(),
-        ctx.metrics.http.clone(),
+        ctx.clone(),
         std::future::pending(),
     )
     .await
@@ -108,7 +108,7 @@ pub async fn serve_with(
     if let Some(r) = ctx.registry.get() {
         r.set_state("ready");
     }
-    let server = conn::serve_connections(listener, app, limits, ctx.metrics.http.clone(), drain);
+    let server = conn::serve_connections(listener, app, limits, ctx.clone(), drain);
     let deadline = life.deadline;
     let res = tokio::select! {
         r = server => r,

@@ -5,8 +5,10 @@
 //! (`Authorization: Bearer …`, compared in constant time), from anywhere; without one, only peers in
 //! the allow-list may scrape (by default loopback on the main port). The peer is the socket's
 //! address, never a forwarded header: a reverse proxy in front of the API must not make the metrics
-//! public. A separate listener (`--metrics-http`) serves only `/metrics` and allows any peer unless a
-//! token or an allow-list is set: it is bound to an internal address, not published.
+//! public; for a reverse proxy on the same host (which connects from loopback), a request carrying a
+//! forwarding header (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) is refused without a token. A
+//! separate listener (`--metrics-http`) serves only `/metrics` and allows any peer unless a token or
+//! an allow-list is set: it is bound to an internal address, not published.
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -28,6 +30,10 @@ pub struct MetricsAccess {
     pub token: Option<String>,
     /// Peers allowed without a token (when no token is set).
     pub allow: Vec<Net>,
+    /// Refuses (without a token) requests that came through a proxy (`Forwarded`,
+    /// `X-Forwarded-For`, `X-Real-IP`): a reverse proxy on the same host connects from loopback,
+    /// and must not make the metrics public. On by default; the metrics listener turns it off.
+    pub refuse_forwarded: bool,
 }
 
 impl std::fmt::Debug for MetricsAccess {
@@ -48,6 +54,7 @@ impl Default for MetricsAccess {
                 .iter()
                 .filter_map(|n| Net::parse(n))
                 .collect(),
+            refuse_forwarded: true,
         }
     }
 }
@@ -57,6 +64,7 @@ impl MetricsAccess {
         &self,
         peer: std::net::IpAddr,
         authorization: Option<&str>,
+        forwarded: bool,
     ) -> Result<(), StatusCode> {
         if let Some(t) = &self.token {
             let given = authorization
@@ -67,6 +75,9 @@ impl MetricsAccess {
             } else {
                 Err(StatusCode::UNAUTHORIZED)
             };
+        }
+        if forwarded && self.refuse_forwarded {
+            return Err(StatusCode::FORBIDDEN);
         }
         if self.allow.iter().any(|n| n.contains(peer)) {
             Ok(())
@@ -92,11 +103,15 @@ pub fn routes(ctx: AppCtx, access: MetricsAccess) -> Router {
                       req: Request| {
                     let access = access.clone();
                     async move {
+                        let h = req.headers();
+                        let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+                            .iter()
+                            .any(|k| h.contains_key(*k));
                         let auth = req
                             .headers()
                             .get(header::AUTHORIZATION)
                             .and_then(|v| v.to_str().ok());
-                        match access.allows(peer.ip(), auth) {
+                        match access.allows(peer.ip(), auth, forwarded) {
                             Ok(()) => (
                                 [(header::CONTENT_TYPE, basalt_service::metrics::CONTENT_TYPE)],
                                 basalt_service::metrics::render(&ctx).await,

@@ -30,6 +30,7 @@ pub fn defaults() -> Json {
 #[serde(rename_all = "camelCase", default)]
 pub struct Typed {
     pub meta: Meta,
+    pub logs: LogsSettings,
     pub smtp: Smtp,
     pub backups: BackupsSettings,
     pub batch: Batch,
@@ -67,6 +68,19 @@ pub struct BackupsSettings {
     pub s3: Json,
 }
 
+/// `logs`: request logging ([`crate::logs`]).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LogsSettings {
+    /// Days entries are kept; 0 turns request logging off.
+    pub max_days: i64,
+    /// Entries below this level are not stored.
+    pub min_level: i64,
+    #[serde(rename = "logIP")]
+    pub log_ip: bool,
+    pub log_auth_id: bool,
+}
+
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Batch {
@@ -98,6 +112,8 @@ mod typed_tests {
         assert_eq!(t.smtp.port, 587);
         assert_eq!(t.batch.max_requests, 50);
         assert_eq!(t.backups.cron_max_keep, 3);
+        assert_eq!(t.logs.max_days, 5);
+        assert!(t.logs.log_ip && !t.logs.log_auth_id);
         assert!(!t.smtp.enabled);
     }
 }

@@ -40,6 +40,7 @@ pub mod error;
 pub mod files;
 pub mod hub;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod passwords;
 pub mod realtime;
@@ -95,7 +96,7 @@ pub async fn build_with(
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("basalt-{}", basalt_core::id::random_id(12)))
     });
-    let files = files::Files::new(data_dir)
+    let files = files::Files::new(data_dir.clone())
         .map_err(|e| ServiceError(basalt_core::Error::internal(format!("data directory: {e}"))))?;
     let redis = match &opts.cluster.redis_url {
         Some(url) => Some(
@@ -138,11 +139,14 @@ pub async fn build_with(
         basalt_events::webhook::Webhooks::new(store, ev.webhooks.clone(), &ev.source, &ctx.egress)
             .await?;
     let _ = ctx.webhooks.set(hooks.clone());
+    let logs_store = logs::open_store(&ctx.store, &data_dir).await?;
+    let _ = ctx.logs.set(logs::RequestLogs::start(logs_store).await?);
     if target.runs(roles::Module::WebhookWorker) {
         tokio::spawn(hooks.clone().run());
     }
     if target.runs(roles::Module::Pruner) {
         bus.start_pruner();
+        tokio::spawn(logs::run_pruner(ctx.clone()));
     }
     if target.runs(roles::Module::Sinks) {
         start_sinks(&bus, &ev, &hooks).await?;

@@ -57,6 +57,8 @@ pub struct AppState {
     pub backups: Backups,
     /// The modules this process runs (`--target`).
     pub target: &'static crate::roles::Target,
+    /// Request logs (set once the app is built).
+    pub logs: OnceLock<Arc<crate::logs::RequestLogs>>,
     /// Prometheus metrics ([`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
     /// `(version, commit)` of the binary, for `basalt_build_info`.
@@ -144,6 +146,7 @@ impl AppState {
             backups: Default::default(),
             target: crate::roles::Target::all(),
             metrics,
+            logs: OnceLock::new(),
             build: (env!("CARGO_PKG_VERSION"), "unknown"),
         }
     }

@@ -258,6 +258,7 @@ async fn scrapes_are_guarded_and_requests_carry_ids(backend: Backend) {
     let url = serve(basalt_http::metrics::MetricsAccess {
         token: Some("s3cret-token".into()),
         allow: vec![],
+        refuse_forwarded: true,
     })
     .await;
     let c = &app.client;
@@ -288,6 +289,7 @@ async fn scrapes_are_guarded_and_requests_carry_ids(backend: Backend) {
     let url = serve(basalt_http::metrics::MetricsAccess {
         token: None,
         allow: vec![basalt_core::net::Net::parse("10.0.0.0/8").unwrap()],
+        refuse_forwarded: true,
     })
     .await;
     let r = c.get(format!("{url}/metrics")).send().await.unwrap();
@@ -301,6 +303,15 @@ async fn scrapes_are_guarded_and_requests_carry_ids(backend: Backend) {
             .status(),
         200
     );
+
+    // Through a reverse proxy on the same host (loopback peer, forwarding header): refused.
+    let r = c
+        .get(format!("{}/metrics", app.url))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 
     let r = c
         .get(format!("{}/api/health", app.url))

@@ -1,0 +1,485 @@
+//! PocketBase's request logs (`GET /api/logs`, `/api/logs/stats`, `/api/logs/{id}`,
+//! `DELETE /api/logs`), written off the request path.
+//!
+//! - **Where:** a table `_logs` in a store of its own: on SQLite the file `auxiliary.db` beside
+//!   `data.db` (as PocketBase keeps it; committed with `synchronous=NORMAL`: a log is not worth an
+//!   fsync), on PostgreSQL the same database, so every node sees every node's logs.
+//! - **How:** a transport hands each finished request to [`RequestLogs::push`], which only queues it
+//!   (a bounded channel; when full the entry is dropped and counted). One writer task inserts queued
+//!   entries in batches (one transaction per batch, multi-row `INSERT`s).
+//! - **Settings** (`logs` of the settings document): `maxDays` (0 turns request logging off; older
+//!   entries are pruned every hour), `minLevel` (entries below it are not stored), `logIP`,
+//!   `logAuthId`.
+//! - **Reading:** the filter and sort language of records, compiled against the `_logs` schema
+//!   (`id, created, updated, level, message, data`; `data.*` are JSON paths).
+//!
+//! **Invariant:** the request path never waits on the logs store: `push` never blocks or awaits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use basalt_core::filter;
+use basalt_core::filter::ast::SortItem;
+use basalt_core::filter::compile::{Compiler, RequestInfo, MAIN};
+use basalt_core::schema::{Collection, CollectionType, Field, FieldType};
+use basalt_core::sql::{Dialect, Sql, Value};
+use basalt_store::Store;
+use serde_json::{json, Map, Value as Json};
+use tokio::sync::mpsc;
+
+use crate::error::{not_found, ServiceResult};
+
+/// PocketBase's levels (slog): debug -4, info 0, warn 4, error 8.
+pub const LEVEL_INFO: i64 = 0;
+pub const LEVEL_WARN: i64 = 4;
+pub const LEVEL_ERROR: i64 = 8;
+
+/// Entries queued for the writer at most; past it new ones are dropped (and counted).
+const QUEUE: usize = 16_384;
+/// Rows per writer transaction at most.
+const BATCH: usize = 512;
+/// Rows per multi-row INSERT statement.
+const ROWS_PER_INSERT: usize = 64;
+
+/// One finished request as a transport saw it.
+#[derive(Debug, Clone, Default)]
+pub struct RequestEntry {
+    pub method: String,
+    /// Path and query, as requested.
+    pub url: String,
+    pub status: u16,
+    /// Milliseconds.
+    pub exec_ms: f64,
+    pub remote_ip: String,
+    pub user_ip: String,
+    pub referer: String,
+    pub user_agent: String,
+    /// The caller's collection name (`_superusers`, `users`, …), empty for a guest.
+    pub auth: String,
+    pub auth_id: String,
+    /// The error message of a failed request (5xx), if any.
+    pub error: String,
+}
+
+/// Where a transport's authentication step leaves the caller for the request's log entry.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSlot(Arc<std::sync::OnceLock<(String, String)>>);
+
+impl AuthSlot {
+    pub fn set(&self, c: &crate::caller::Caller) {
+        let _ = self.0.set((c.collection.name.clone(), c.id().to_string()));
+    }
+    /// `(collection name, record id)` of the caller, if one authenticated.
+    pub fn get(&self) -> Option<(String, String)> {
+        self.0.get().cloned()
+    }
+}
+
+struct Row {
+    id: String,
+    created: String,
+    level: i64,
+    message: String,
+    data: String,
+}
+
+/// The logs store, its queue and its writer.
+pub struct RequestLogs {
+    store: Arc<dyn Store>,
+    coll: Arc<Collection>,
+    tx: mpsc::Sender<Row>,
+    /// Entries dropped because the queue was full, and entries written (metrics).
+    pub dropped: AtomicU64,
+    pub written: Arc<AtomicU64>,
+}
+
+/// The `_logs` schema the filter compiler reads.
+fn schema() -> Collection {
+    let mut c = Collection::scaffold(CollectionType::Base, "_logs");
+    c.id = "_logs".into();
+    c.system = true;
+    let mut created = Field::new("created", FieldType::Autodate);
+    created.system = true;
+    let mut updated = Field::new("updated", FieldType::Autodate);
+    updated.system = true;
+    c.fields.extend([
+        created,
+        updated,
+        Field::new("level", FieldType::Number),
+        Field::new("message", FieldType::Text),
+        Field::new("data", FieldType::Json),
+    ]);
+    c.indexes = vec![
+        "CREATE INDEX `idx_logs_created` ON `_logs` (`created`)".into(),
+        "CREATE INDEX `idx_logs_level` ON `_logs` (`level`)".into(),
+    ];
+    c
+}
+
+/// The store request logs live in: `auxiliary.db` in `dir` on SQLite, the main database on
+/// PostgreSQL.
+pub async fn open_store(
+    main: &Arc<dyn Store>,
+    dir: &std::path::Path,
+) -> basalt_store::Result<Arc<dyn Store>> {
+    match main.dialect() {
+        Dialect::Postgres => Ok(main.clone()),
+        Dialect::Sqlite => Ok(Arc::new(basalt_store::sqlite::SqliteStore::open_with(
+            &dir.join("auxiliary.db"),
+            basalt_store::Synchronous::Normal,
+        )?)),
+    }
+}
+
+impl RequestLogs {
+    /// Creates the table when missing and starts the writer.
+    pub async fn start(store: Arc<dyn Store>) -> basalt_store::Result<Arc<RequestLogs>> {
+        let coll = Arc::new(schema());
+        let d = store.dialect();
+        let mut exists = Sql::new(d);
+        match d {
+            Dialect::Sqlite => exists.push(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_logs'",
+            ),
+            Dialect::Postgres => exists.push(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_logs'",
+            ),
+        };
+        if store.query(&exists).await?.scalar_int() == 0 {
+            let mut tx = store.begin().await?;
+            for s in crate::ddl::create_table(d, &coll) {
+                match tx.execute(&s).await {
+                    Ok(_) => {}
+                    // Another node created it meanwhile.
+                    Err(e) if d == Dialect::Postgres => {
+                        tracing::debug!(error = %e, "creating _logs");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            tx.commit().await?;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let logs = Arc::new(RequestLogs {
+            store,
+            coll,
+            tx,
+            dropped: AtomicU64::new(0),
+            written: Arc::new(AtomicU64::new(0)),
+        });
+        tokio::spawn(write_loop(logs.store.clone(), rx, logs.written.clone()));
+        Ok(logs)
+    }
+
+    /// Queues a finished request under the `logs` settings; never waits.
+    pub fn push(&self, s: &crate::config::LogsSettings, e: RequestEntry) {
+        if s.max_days <= 0 {
+            return;
+        }
+        let level = if e.status >= 500 {
+            LEVEL_ERROR
+        } else if e.status >= 400 {
+            LEVEL_WARN
+        } else {
+            LEVEL_INFO
+        };
+        if level < s.min_level {
+            return;
+        }
+        let mut data = Map::new();
+        data.insert("type".into(), json!("request"));
+        data.insert("method".into(), json!(e.method));
+        data.insert("url".into(), json!(e.url));
+        data.insert("status".into(), json!(e.status));
+        data.insert("execTime".into(), json!(e.exec_ms));
+        data.insert("auth".into(), json!(e.auth));
+        data.insert(
+            "authId".into(),
+            json!(if s.log_auth_id {
+                e.auth_id
+            } else {
+                String::new()
+            }),
+        );
+        let (remote, user) = if s.log_ip {
+            (e.remote_ip, e.user_ip)
+        } else {
+            (String::new(), String::new())
+        };
+        data.insert("remoteIP".into(), json!(remote));
+        data.insert("userIP".into(), json!(user));
+        data.insert("referer".into(), json!(e.referer));
+        data.insert("userAgent".into(), json!(e.user_agent));
+        if !e.error.is_empty() {
+            data.insert("error".into(), json!(e.error));
+        }
+        let row = Row {
+            id: basalt_core::id::random_id(15),
+            created: basalt_core::time::now(),
+            level,
+            message: format!("{} {}", e.method, e.url),
+            data: Json::Object(data).to_string(),
+        };
+        if self.tx.try_send(row).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn select(&self) -> Sql {
+        let mut q = Sql::new(self.store.dialect());
+        q.push("SELECT \"id\", \"created\", \"updated\", \"level\", \"message\", \"data\" FROM \"_logs\" AS ")
+            .push(MAIN);
+        q
+    }
+
+    /// Compiles a client filter on `_logs` (400 with the protocol's message when malformed).
+    fn filter(&self, f: &str) -> ServiceResult<Option<Sql>> {
+        if f.trim().is_empty() {
+            return Ok(None);
+        }
+        let e = filter::parse(f)
+            .map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
+        let info = RequestInfo::default();
+        let mut c = Compiler::new(self.store.dialect(), &NoCollections, &info, false);
+        let sql = c
+            .compile(&self.coll, &e)
+            .map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
+        Ok(Some(sql))
+    }
+
+    /// `GET /api/logs`: a page of entries (default sort: newest first).
+    pub async fn list(
+        &self,
+        page: i64,
+        per_page: i64,
+        filter: &str,
+        sort: &str,
+    ) -> ServiceResult<Json> {
+        let cond = self.filter(filter)?;
+        let sort = if sort.trim().is_empty() {
+            "-created"
+        } else {
+            sort
+        };
+        let items: Vec<SortItem> = filter::parse_sort(sort)
+            .map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
+        let info = RequestInfo::default();
+        let mut c = Compiler::new(self.store.dialect(), &NoCollections, &info, false);
+        let order = c
+            .order_by(&self.coll, &items)
+            .map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
+        let mut where_ = Sql::new(self.store.dialect());
+        if let Some(c) = cond {
+            where_.push(" WHERE (");
+            where_.append(c);
+            where_.push(")");
+        }
+        let mut q = self.select();
+        q.append(where_.clone());
+        if !order.text.is_empty() {
+            q.push(" ORDER BY ");
+            q.append(order);
+            q.push(", ").push(MAIN).push(".\"id\" DESC");
+        }
+        q.push(" LIMIT ")
+            .bind(Value::Int(per_page))
+            .push(" OFFSET ")
+            .bind(Value::Int((page - 1).max(0).saturating_mul(per_page)));
+        let rows = self.store.query(&q).await?;
+        let mut cq = Sql::new(self.store.dialect());
+        cq.push("SELECT COUNT(*) FROM \"_logs\" AS ").push(MAIN);
+        cq.append(where_);
+        let total = self.store.query(&cq).await?.scalar_int();
+        let items: Vec<Json> = rows.rows.into_iter().map(to_json).collect();
+        Ok(json!({
+            "page": page,
+            "perPage": per_page,
+            "totalItems": total,
+            "totalPages": (total + per_page - 1) / per_page,
+            "items": items,
+        }))
+    }
+
+    /// `GET /api/logs/{id}`.
+    pub async fn view(&self, id: &str) -> ServiceResult<Json> {
+        let mut q = self.select();
+        q.push(" WHERE \"id\" = ").bind(Value::Text(id.into()));
+        let rows = self.store.query(&q).await?;
+        rows.rows
+            .into_iter()
+            .next()
+            .map(to_json)
+            .ok_or_else(not_found)
+    }
+
+    /// `GET /api/logs/stats`: entries per hour, oldest first.
+    pub async fn stats(&self, filter: &str) -> ServiceResult<Json> {
+        let cond = self.filter(filter)?;
+        let mut q = Sql::new(self.store.dialect());
+        q.push("SELECT COUNT(*), substr(\"created\", 1, 13) || ':00:00.000Z' AS \"date\" FROM \"_logs\" AS ")
+            .push(MAIN);
+        if let Some(c) = cond {
+            q.push(" WHERE (");
+            q.append(c);
+            q.push(")");
+        }
+        q.push(" GROUP BY \"date\" ORDER BY \"date\"");
+        let rows = self.store.query(&q).await?;
+        Ok(Json::Array(
+            rows.rows
+                .into_iter()
+                .map(|r| {
+                    let mut it = r.into_iter();
+                    let total = it.next().map_or(0, |v| v.as_i64());
+                    let date = it.next().map(Value::into_string).unwrap_or_default();
+                    json!({"total": total, "date": date})
+                })
+                .collect(),
+        ))
+    }
+
+    /// `DELETE /api/logs`: removes every entry.
+    pub async fn truncate(&self) -> ServiceResult<()> {
+        let mut q = Sql::new(self.store.dialect());
+        q.push("DELETE FROM \"_logs\"");
+        let mut tx = self.store.begin().await?;
+        tx.execute(&q).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes entries older than `max_days` (none when it is 0 or less: logging is off, what was
+    /// logged stays until it is truncated).
+    pub async fn prune(&self, max_days: i64) -> ServiceResult<u64> {
+        if max_days <= 0 {
+            return Ok(0);
+        }
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(max_days);
+        let mut q = Sql::new(self.store.dialect());
+        q.push("DELETE FROM \"_logs\" WHERE \"created\" < ")
+            .bind(Value::Text(
+                cutoff.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string(),
+            ));
+        let mut tx = self.store.begin().await?;
+        let n = tx.execute(&q).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+/// Prunes entries past `logs.maxDays` at start and then every hour.
+pub async fn run_pruner(ctx: crate::AppCtx) {
+    loop {
+        if let Some(l) = ctx.logs.get() {
+            let days = ctx.config().logs.max_days;
+            match l.prune(days).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "request logs pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = ?e.0, "pruning request logs failed"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+fn to_json(r: Vec<Value>) -> Json {
+    let mut it = r.into_iter();
+    let mut next = || it.next().unwrap_or(Value::Null);
+    let id = next().into_string();
+    let created = next().into_string();
+    let updated = next().into_string();
+    let level = next().as_i64();
+    let message = next().into_string();
+    let data = serde_json::from_str::<Json>(&next().into_string()).unwrap_or(Json::Null);
+    json!({"id": id, "created": created, "updated": updated, "level": level, "message": message, "data": data})
+}
+
+/// The logs schema refers to no other collection.
+struct NoCollections;
+
+impl basalt_core::filter::compile::Schema for NoCollections {
+    fn collection(&self, _: &str) -> Option<Arc<Collection>> {
+        None
+    }
+}
+
+async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Row>, written: Arc<AtomicU64>) {
+    let mut buf: Vec<Row> = Vec::with_capacity(BATCH);
+    loop {
+        if rx.recv_many(&mut buf, BATCH).await == 0 {
+            return;
+        }
+        let n = buf.len();
+        match write_batch(store.as_ref(), &mut buf).await {
+            Ok(()) => {
+                written.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = n, "writing request logs failed; dropped");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        buf.clear();
+    }
+}
+
+async fn write_batch(store: &dyn Store, rows: &mut [Row]) -> basalt_store::Result<()> {
+    let d = store.dialect();
+    let mut tx = store.begin().await?;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut q = Sql::new(d);
+        q.push("INSERT INTO \"_logs\" (\"id\", \"created\", \"updated\", \"level\", \"message\", \"data\") VALUES ");
+        for (i, r) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(" } else { ", (" });
+            q.bind(Value::Text(r.id.clone()))
+                .push(", ")
+                .bind(Value::Text(r.created.clone()))
+                .push(", ")
+                .bind(Value::Text(r.created.clone()))
+                .push(", ")
+                .bind(Value::Int(r.level))
+                .push(", ")
+                .bind(Value::Text(r.message.clone()))
+                .push(", ")
+                .bind(Value::Json(r.data.clone()))
+                .push(")");
+        }
+        tx.execute(&q).await?;
+    }
+    tx.commit().await
+}
+
+fn logs_of(ctx: &crate::AppCtx) -> ServiceResult<&Arc<RequestLogs>> {
+    ctx.logs.get().ok_or_else(|| {
+        crate::ServiceError(basalt_core::Error::internal("request logs not started"))
+    })
+}
+
+/// `GET /api/logs` (superusers): `page`, `perPage`, `filter`, `sort`.
+pub async fn api_list(ctx: &crate::AppCtx, req: &crate::Req) -> ServiceResult<Json> {
+    req.require_superuser()?;
+    let (page, per_page) = crate::crud::page_params(req)?;
+    logs_of(ctx)?
+        .list(page, per_page, req.q("filter"), req.q("sort"))
+        .await
+}
+
+/// `GET /api/logs/stats` (superusers): `filter`.
+pub async fn api_stats(ctx: &crate::AppCtx, req: &crate::Req) -> ServiceResult<Json> {
+    req.require_superuser()?;
+    logs_of(ctx)?.stats(req.q("filter")).await
+}
+
+/// `GET /api/logs/{id}` (superusers).
+pub async fn api_view(ctx: &crate::AppCtx, req: &crate::Req, id: &str) -> ServiceResult<Json> {
+    req.require_superuser()?;
+    logs_of(ctx)?.view(id).await
+}
+
+/// `DELETE /api/logs` (superusers).
+pub async fn api_truncate(ctx: &crate::AppCtx, req: &crate::Req) -> ServiceResult<()> {
+    req.require_superuser()?;
+    logs_of(ctx)?.truncate().await
+}
