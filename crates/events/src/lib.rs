@@ -87,6 +87,10 @@ pub struct Event {
     pub record: Option<Map<String, Json>>,
     /// The record before the change (updates and deletes).
     pub before: Option<Map<String, Json>>,
+    /// The W3C `traceparent` of the request that made the change, when it was traced: every sink
+    /// passes it on (HTTP and message headers, the CloudEvent's `traceparent` extension), so a
+    /// consumer continues the same trace.
+    pub traceparent: Option<String>,
 }
 
 impl Event {
@@ -108,6 +112,7 @@ impl Event {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             record,
             before,
+            traceparent: None,
         }
     }
 
@@ -139,7 +144,7 @@ impl Event {
 
     /// The event as CloudEvents 1.0 structured JSON.
     pub fn cloudevent(&self, source: &str) -> Json {
-        json!({
+        let mut ce = json!({
             "specversion": "1.0",
             "id": self.id,
             "source": source,
@@ -148,7 +153,12 @@ impl Event {
             "time": self.time,
             "datacontenttype": "application/json",
             "data": self.data(),
-        })
+        });
+        // The CloudEvents distributed-tracing extension.
+        if let (Some(tp), Json::Object(m)) = (&self.traceparent, &mut ce) {
+            m.insert("traceparent".into(), json!(tp));
+        }
+        ce
     }
 }
 

@@ -116,10 +116,13 @@ pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<i64,
     struct Stored<'a> {
         record: &'a Option<Map<String, Json>>,
         before: &'a Option<Map<String, Json>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        traceparent: &'a Option<String>,
     }
     let data = serde_json::to_string(&Stored {
         record: &ev.record,
         before: &ev.before,
+        traceparent: &ev.traceparent,
     })
     .unwrap_or_default();
     s.bind(Value::Text(data));
@@ -194,6 +197,9 @@ fn rows_to_events(rows: Rows) -> Vec<Event> {
                 time,
                 record: obj(data.remove("record")),
                 before: obj(data.remove("before")),
+                traceparent: data
+                    .remove("traceparent")
+                    .and_then(|t| t.as_str().map(str::to_string)),
             })
         })
         .collect()

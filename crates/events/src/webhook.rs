@@ -595,6 +595,10 @@ impl Webhooks {
     async fn attempt(&self, h: &Webhook, id: &str, attempts: u32, body: String, event_id: &str) {
         let ts = chrono::Utc::now().timestamp();
         let sig = sign(&h.secret, ts, body.as_bytes());
+        // The write's trace continues in the receiver (the CloudEvent carries it as an extension).
+        let traceparent = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("traceparent")?.as_str().map(str::to_string));
         let timeout = Duration::from_millis(h.timeout_ms.unwrap_or(self.cfg.timeout_ms));
         // Checked again at delivery: the allow-list may have changed since the hook was saved.
         let err = match self.egress.check_url(&h.url) {
@@ -608,10 +612,12 @@ impl Webhooks {
                     .header("content-type", "application/cloudevents+json")
                     .header(EVENT_ID_HEADER, event_id)
                     .header("x-basalt-timestamp", ts.to_string())
-                    .header(SIGNATURE_HEADER, sig)
-                    .body(body)
-                    .send()
-                    .await;
+                    .header(SIGNATURE_HEADER, sig);
+                let res = match &traceparent {
+                    Some(tp) => res.header("traceparent", tp),
+                    None => res,
+                };
+                let res = res.body(body).send().await;
                 match res {
                     Ok(r) if r.status().is_success() => None,
                     Ok(r) => Some(format!("target answered {}", r.status().as_u16())),

@@ -248,20 +248,27 @@ async fn serve_one(
             } else {
                 Body::new(SlowBody::new(body, grace, rate))
             };
-            let span = tracing::info_span!(
-                "request",
-                request_id = rid.to_str().unwrap_or(""),
-                method = %parts.method,
-                path = parts.uri.path(),
-            );
+            let span = request_span(&parts, &rid);
+            let method = basalt_service::metrics::method_label(parts.method.as_str());
             let began = Instant::now();
             let mut res = app
                 .oneshot(hyper::Request::from_parts(parts, body))
                 .instrument(span.clone())
                 .await?;
+            let status = res.status().as_u16();
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "error");
+            }
+            if let Some(r) = res.extensions().get::<axum::extract::MatchedPath>() {
+                span.record("http.route", r.as_str());
+                if basalt_service::trace::enabled() {
+                    span.record("otel.name", format!("{method} {}", r.as_str()));
+                }
+            }
             span.in_scope(|| {
                 tracing::debug!(
-                    status = res.status().as_u16(),
+                    status,
                     micros = began.elapsed().as_micros() as u64,
                     "request served"
                 )
@@ -280,6 +287,10 @@ async fn serve_one(
                     e.auth = coll;
                     e.auth_id = id;
                 }
+                e.error = res
+                    .extensions()
+                    .get::<basalt_service::logs::LoggedError>()
+                    .cloned();
                 logs.push(&ctx.config().logs, e);
             }
             flight.finish(route, res.status().as_u16(), request_bytes, response_bytes);
@@ -333,8 +344,65 @@ fn pending_entry(
         remote_ip: peer.ip().to_string(),
         user_ip: crate::extract::ip_of(ctx, &parts.headers, &parts.extensions).to_string(),
         referer: h(axum::http::header::REFERER),
+        preflight: parts.method == axum::http::Method::OPTIONS
+            && parts
+                .headers
+                .contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD),
         user_agent: h(axum::http::header::USER_AGENT),
         ..Default::default()
+    }
+}
+
+/// The request's span: its id, method and path, and (filled as they become known) route, status,
+/// collection and caller kind. With tracing on, it is an OpenTelemetry server span continuing the
+/// client's W3C `traceparent`, and its trace and span ids are fields (JSON logs carry them).
+fn request_span(
+    parts: &axum::http::request::Parts,
+    rid: &axum::http::HeaderValue,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %parts.method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        request_id = rid.to_str().unwrap_or(""),
+        method = %parts.method,
+        path = parts.uri.path(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        basalt.collection = tracing::field::Empty,
+        basalt.caller = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if basalt_service::trace::enabled() {
+        use opentelemetry::propagation::TextMapPropagator;
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if parts.headers.contains_key("traceparent") {
+            let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+                .extract(&Headers(&parts.headers));
+            let _ = span.set_parent(parent);
+        }
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        if sc.is_valid() {
+            span.record("trace_id", sc.trace_id().to_string());
+            span.record("span_id", sc.span_id().to_string());
+        }
+    }
+    span
+}
+
+/// Reads W3C trace context headers from a request.
+struct Headers<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
     }
 }
 

@@ -34,7 +34,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 pub fn error_body(status: StatusCode, message: &str, data: Json) -> Response {
     let body = json!({"data": data, "message": message, "status": status.as_u16()});
-    (status, axum::Json(body)).into_response()
+    let mut res = (status, axum::Json(body)).into_response();
+    res.extensions_mut()
+        .insert(basalt_service::logs::LoggedError {
+            message: message.to_string(),
+            details: Json::Null,
+        });
+    res
 }
 
 impl ApiError {
@@ -88,8 +94,12 @@ impl IntoResponse for ApiError {
             } => Some(*retry_after_secs),
             _ => None,
         };
+        // For the request log: the answer's message and the error's details.
+        let mut logged = basalt_service::logs::LoggedError::of(&self.0, "");
         let (status, body) = self.into_parts();
+        logged.message = body["message"].as_str().unwrap_or("").to_string();
         let mut res = (status, axum::Json(body)).into_response();
+        res.extensions_mut().insert(logged);
         if let Some(secs) = retry {
             res.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

@@ -133,6 +133,7 @@ pub async fn list(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
 fn count<T>(ctx: &AppCtx, c: &str, action: &'static str, res: &ServiceResult<T>) {
     let name = records_collection(ctx, c);
     let name = name.as_ref().map_or("_unknown", |c| c.name.as_str());
+    crate::trace::record_collection(name);
     ctx.metrics.record_op(name, action, res);
 }
 
@@ -272,6 +273,7 @@ pub async fn create(
     let mut w = records::WriteOut::default();
     let r = records::create_in(ctx, &coll, &body, uploads, &info, None, &mut w).await;
     let data = w.finish(ctx, r).await;
+    crate::trace::record_collection(&coll.name);
     ctx.metrics.record_op(&coll.name, "create", &data);
     one(ctx, req, &coll, data?, &info).await
 }
@@ -294,6 +296,7 @@ pub async fn update(
     let mut w = records::WriteOut::default();
     let r = records::update_in(ctx, &coll, id, &body, uploads, &info, None, &mut w).await;
     let data = w.finish(ctx, r).await;
+    crate::trace::record_collection(&coll.name);
     ctx.metrics.record_op(&coll.name, "update", &data);
     one(ctx, req, &coll, data?, &info).await
 }

@@ -49,6 +49,7 @@ pub mod request;
 pub mod roles;
 pub mod settings;
 pub mod state;
+pub mod trace;
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! PocketBase's request logs (`GET /api/logs`, `/api/logs/stats`, `/api/logs/{id}`,
-//! `DELETE /api/logs`), written off the request path.
+//! `DELETE /api/logs`), written off the request path. Behaviour checked against PocketBase 0.40
+//! (`sdk-tests/logs.test.mjs` passes on both).
 //!
 //! - **Where:** a table `_logs` in a store of its own: on SQLite the file `auxiliary.db` beside
 //!   `data.db` (as PocketBase keeps it; committed with `synchronous=NORMAL`: a log is not worth an
@@ -7,11 +8,14 @@
 //! - **How:** a transport hands each finished request to [`RequestLogs::push`], which only queues it
 //!   (a bounded channel; when full the entry is dropped and counted). One writer task inserts queued
 //!   entries in batches (one transaction per batch, multi-row `INSERT`s).
+//! - **What:** every routed request except a successful call of the logs API itself, a CORS
+//!   preflight and the realtime event stream. Level 0 on success, 8 on an error answer (with its
+//!   message and details).
 //! - **Settings** (`logs` of the settings document): `maxDays` (0 turns request logging off; older
-//!   entries are pruned every hour), `minLevel` (entries below it are not stored), `logIP`,
-//!   `logAuthId`.
+//!   entries are pruned every hour and at every settings save), `minLevel` (entries below it are not
+//!   stored), `logIP`, `logAuthId`; `maxDataSize` is kept and validated.
 //! - **Reading:** the filter and sort language of records, compiled against the `_logs` schema
-//!   (`id, created, updated, level, message, data`; `data.*` are JSON paths).
+//!   (`id, created, level, message, data`; `data.*` are JSON paths). Default order: oldest first.
 //!
 //! **Invariant:** the request path never waits on the logs store: `push` never blocks or awaits.
 
@@ -32,7 +36,6 @@ use crate::error::{not_found, ServiceResult};
 
 /// PocketBase's levels (slog): debug -4, info 0, warn 4, error 8.
 pub const LEVEL_INFO: i64 = 0;
-pub const LEVEL_WARN: i64 = 4;
 pub const LEVEL_ERROR: i64 = 8;
 
 /// Entries queued for the writer at most; past it new ones are dropped (and counted).
@@ -41,12 +44,14 @@ const QUEUE: usize = 16_384;
 const BATCH: usize = 512;
 /// Rows per multi-row INSERT statement.
 const ROWS_PER_INSERT: usize = 64;
+/// Longest `data.url` kept (PocketBase's cut), then `...`.
+const MAX_URL: usize = 3000;
 
 /// One finished request as a transport saw it.
 #[derive(Debug, Clone, Default)]
 pub struct RequestEntry {
     pub method: String,
-    /// Path and query, as requested.
+    /// Path and query, as requested (percent-encoded).
     pub url: String,
     pub status: u16,
     /// Milliseconds.
@@ -58,8 +63,46 @@ pub struct RequestEntry {
     /// The caller's collection name (`_superusers`, `users`, …), empty for a guest.
     pub auth: String,
     pub auth_id: String,
-    /// The error message of a failed request (5xx), if any.
-    pub error: String,
+    /// What a failed request answered, when the transport knows.
+    pub error: Option<LoggedError>,
+    /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`).
+    pub preflight: bool,
+}
+
+/// The error of a failed request as its log entry shows it: the answer's message, and details
+/// (field errors as `{field: "cannot be blank"}`, an internal error's text, or null).
+#[derive(Debug, Clone)]
+pub struct LoggedError {
+    pub message: String,
+    pub details: Json,
+}
+
+impl LoggedError {
+    pub fn of(e: &basalt_core::Error, message: &str) -> LoggedError {
+        use basalt_core::Error;
+        let details = match e {
+            Error::Validation { fields, .. } if !fields.is_empty() => Json::Object(
+                fields
+                    .iter()
+                    .map(|(k, f)| {
+                        let m = f.message.trim_end_matches('.');
+                        let mut c = m.chars();
+                        let lower: String = c
+                            .next()
+                            .map(|f| f.to_lowercase().chain(c).collect())
+                            .unwrap_or_default();
+                        (k.clone(), json!(lower))
+                    })
+                    .collect(),
+            ),
+            Error::Internal(m) => json!(m),
+            _ => Json::Null,
+        };
+        LoggedError {
+            message: message.to_string(),
+            details,
+        }
+    }
 }
 
 /// Where a transport's authentication step leaves the caller for the request's log entry.
@@ -79,6 +122,7 @@ impl AuthSlot {
 struct Row {
     id: String,
     created: String,
+    seq: i64,
     level: i64,
     message: String,
     data: String,
@@ -101,20 +145,38 @@ fn schema() -> Collection {
     c.system = true;
     let mut created = Field::new("created", FieldType::Autodate);
     created.system = true;
-    let mut updated = Field::new("updated", FieldType::Autodate);
-    updated.system = true;
     c.fields.extend([
         created,
-        updated,
         Field::new("level", FieldType::Number),
         Field::new("message", FieldType::Text),
         Field::new("data", FieldType::Json),
     ]);
-    c.indexes = vec![
-        "CREATE INDEX `idx_logs_created` ON `_logs` (`created`)".into(),
-        "CREATE INDEX `idx_logs_level` ON `_logs` (`level`)".into(),
-    ];
     c
+}
+
+/// `_logs`: the schema's columns plus `seq` (microseconds at queueing: the insertion order that
+/// breaks ties between entries of the same millisecond; not filterable).
+fn create_table(d: Dialect) -> Vec<Sql> {
+    let (json, big) = match d {
+        Dialect::Sqlite => ("TEXT", "INTEGER"),
+        Dialect::Postgres => ("JSONB", "BIGINT"),
+    };
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS \"_logs\" (\"id\" TEXT PRIMARY KEY NOT NULL, \"created\" TEXT NOT NULL, \
+             \"level\" {big} NOT NULL DEFAULT 0, \"message\" TEXT NOT NULL DEFAULT '', \"data\" {json}, \
+             \"seq\" {big} NOT NULL DEFAULT 0)"
+        ),
+        "CREATE INDEX IF NOT EXISTS \"idx_logs_created\" ON \"_logs\" (\"created\", \"seq\")".into(),
+        "CREATE INDEX IF NOT EXISTS \"idx_logs_level\" ON \"_logs\" (\"level\")".into(),
+    ]
+    .into_iter()
+    .map(|t| {
+        let mut s = Sql::new(d);
+        s.push(&t);
+        s
+    })
+    .collect()
 }
 
 /// The store request logs live in: `auxiliary.db` in `dir` on SQLite, the main database on
@@ -132,39 +194,40 @@ pub async fn open_store(
     }
 }
 
+fn worth_logging(e: &RequestEntry) -> bool {
+    if e.preflight {
+        return false;
+    }
+    let path = e.url.split('?').next().unwrap_or("");
+    if e.method == "GET" && path == "/api/realtime" {
+        return false;
+    }
+    !(e.status < 400 && (path == "/api/logs" || path.starts_with("/api/logs/")))
+}
+
+/// Percent-decodes a URL for the entry's message (invalid sequences kept as they are).
+fn decode(url: &str) -> String {
+    percent_encoding::percent_decode_str(url)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 impl RequestLogs {
     /// Creates the table when missing and starts the writer.
     pub async fn start(store: Arc<dyn Store>) -> basalt_store::Result<Arc<RequestLogs>> {
-        let coll = Arc::new(schema());
         let d = store.dialect();
-        let mut exists = Sql::new(d);
-        match d {
-            Dialect::Sqlite => exists.push(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_logs'",
-            ),
-            Dialect::Postgres => exists.push(
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_logs'",
-            ),
-        };
-        if store.query(&exists).await?.scalar_int() == 0 {
-            let mut tx = store.begin().await?;
-            for s in crate::ddl::create_table(d, &coll) {
-                match tx.execute(&s).await {
-                    Ok(_) => {}
-                    // Another node created it meanwhile.
-                    Err(e) if d == Dialect::Postgres => {
-                        tracing::debug!(error = %e, "creating _logs");
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            tx.commit().await?;
+        let mut tx = store.begin().await?;
+        for s in create_table(d) {
+            tx.execute(&s).await?;
+        }
+        if let Err(e) = tx.commit().await {
+            // Another node created it at the same moment (PostgreSQL's catalog race).
+            tracing::debug!(error = %e, "creating _logs");
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         let logs = Arc::new(RequestLogs {
             store,
-            coll,
+            coll: Arc::new(schema()),
             tx,
             dropped: AtomicU64::new(0),
             written: Arc::new(AtomicU64::new(0)),
@@ -175,51 +238,54 @@ impl RequestLogs {
 
     /// Queues a finished request under the `logs` settings; never waits.
     pub fn push(&self, s: &crate::config::LogsSettings, e: RequestEntry) {
-        if s.max_days <= 0 {
+        if s.max_days <= 0 || !worth_logging(&e) {
             return;
         }
-        let level = if e.status >= 500 {
-            LEVEL_ERROR
-        } else if e.status >= 400 {
-            LEVEL_WARN
-        } else {
-            LEVEL_INFO
-        };
+        let failed = e.status >= 400;
+        let level = if failed { LEVEL_ERROR } else { LEVEL_INFO };
         if level < s.min_level {
             return;
+        }
+        let message = format!("{} {}", e.method, decode(&e.url));
+        let mut url = e.url;
+        if url.len() > MAX_URL {
+            let mut cut = MAX_URL;
+            while !url.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            url.truncate(cut);
+            url.push_str("...");
         }
         let mut data = Map::new();
         data.insert("type".into(), json!("request"));
         data.insert("method".into(), json!(e.method));
-        data.insert("url".into(), json!(e.url));
+        data.insert("url".into(), json!(url));
         data.insert("status".into(), json!(e.status));
         data.insert("execTime".into(), json!(e.exec_ms));
         data.insert("auth".into(), json!(e.auth));
-        data.insert(
-            "authId".into(),
-            json!(if s.log_auth_id {
-                e.auth_id
-            } else {
-                String::new()
-            }),
-        );
-        let (remote, user) = if s.log_ip {
-            (e.remote_ip, e.user_ip)
-        } else {
-            (String::new(), String::new())
-        };
-        data.insert("remoteIP".into(), json!(remote));
-        data.insert("userIP".into(), json!(user));
+        if s.log_auth_id && !e.auth.is_empty() {
+            data.insert("authId".into(), json!(e.auth_id));
+        }
+        if s.log_ip {
+            data.insert("remoteIP".into(), json!(e.remote_ip));
+            data.insert("userIP".into(), json!(e.user_ip));
+        }
         data.insert("referer".into(), json!(e.referer));
         data.insert("userAgent".into(), json!(e.user_agent));
-        if !e.error.is_empty() {
-            data.insert("error".into(), json!(e.error));
+        if failed {
+            let (error, details) = e
+                .error
+                .map_or((String::new(), Json::Null), |x| (x.message, x.details));
+            data.insert("error".into(), json!(error));
+            data.insert("details".into(), details);
         }
+        let now = chrono::Utc::now();
         let row = Row {
             id: basalt_core::id::random_id(15),
-            created: basalt_core::time::now(),
+            created: basalt_core::time::format(now),
+            seq: now.timestamp_micros(),
             level,
-            message: format!("{} {}", e.method, e.url),
+            message,
             data: Json::Object(data).to_string(),
         };
         if self.tx.try_send(row).is_err() {
@@ -229,7 +295,7 @@ impl RequestLogs {
 
     fn select(&self) -> Sql {
         let mut q = Sql::new(self.store.dialect());
-        q.push("SELECT \"id\", \"created\", \"updated\", \"level\", \"message\", \"data\" FROM \"_logs\" AS ")
+        q.push("SELECT \"id\", \"created\", \"level\", \"message\", \"data\" FROM \"_logs\" AS ")
             .push(MAIN);
         q
     }
@@ -249,20 +315,16 @@ impl RequestLogs {
         Ok(Some(sql))
     }
 
-    /// `GET /api/logs`: a page of entries (default sort: newest first).
+    /// `GET /api/logs`: a page of entries (default order: oldest first, as stored).
     pub async fn list(
         &self,
         page: i64,
         per_page: i64,
         filter: &str,
         sort: &str,
+        skip_total: bool,
     ) -> ServiceResult<Json> {
         let cond = self.filter(filter)?;
-        let sort = if sort.trim().is_empty() {
-            "-created"
-        } else {
-            sort
-        };
         let items: Vec<SortItem> = filter::parse_sort(sort)
             .map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
         let info = RequestInfo::default();
@@ -278,26 +340,35 @@ impl RequestLogs {
         }
         let mut q = self.select();
         q.append(where_.clone());
+        q.push(" ORDER BY ");
         if !order.text.is_empty() {
-            q.push(" ORDER BY ");
             q.append(order);
-            q.push(", ").push(MAIN).push(".\"id\" DESC");
+            q.push(", ");
         }
+        q.push(MAIN)
+            .push(".\"created\", ")
+            .push(MAIN)
+            .push(".\"seq\"");
         q.push(" LIMIT ")
             .bind(Value::Int(per_page))
             .push(" OFFSET ")
             .bind(Value::Int((page - 1).max(0).saturating_mul(per_page)));
         let rows = self.store.query(&q).await?;
-        let mut cq = Sql::new(self.store.dialect());
-        cq.push("SELECT COUNT(*) FROM \"_logs\" AS ").push(MAIN);
-        cq.append(where_);
-        let total = self.store.query(&cq).await?.scalar_int();
+        let (total, pages) = if skip_total {
+            (-1, -1)
+        } else {
+            let mut cq = Sql::new(self.store.dialect());
+            cq.push("SELECT COUNT(*) FROM \"_logs\" AS ").push(MAIN);
+            cq.append(where_);
+            let n = self.store.query(&cq).await?.scalar_int();
+            (n, (n + per_page - 1) / per_page)
+        };
         let items: Vec<Json> = rows.rows.into_iter().map(to_json).collect();
         Ok(json!({
             "page": page,
             "perPage": per_page,
             "totalItems": total,
-            "totalPages": (total + per_page - 1) / per_page,
+            "totalPages": pages,
             "items": items,
         }))
     }
@@ -314,12 +385,17 @@ impl RequestLogs {
             .ok_or_else(not_found)
     }
 
-    /// `GET /api/logs/stats`: entries per hour, oldest first.
+    /// `GET /api/logs/stats`: entries per hour (hours with entries only), oldest first.
     pub async fn stats(&self, filter: &str) -> ServiceResult<Json> {
-        let cond = self.filter(filter)?;
+        // The protocol's message differs from the list's here.
+        let cond = self
+            .filter(filter)
+            .map_err(|_| crate::error::bad("Invalid filter format."))?;
         let mut q = Sql::new(self.store.dialect());
-        q.push("SELECT COUNT(*), substr(\"created\", 1, 13) || ':00:00.000Z' AS \"date\" FROM \"_logs\" AS ")
-            .push(MAIN);
+        q.push(
+            "SELECT COUNT(*), substr(\"created\", 1, 13) || ':00:00.000Z' AS \"date\" FROM \"_logs\" AS ",
+        )
+        .push(MAIN);
         if let Some(c) = cond {
             q.push(" WHERE (");
             q.append(c);
@@ -350,18 +426,12 @@ impl RequestLogs {
         Ok(())
     }
 
-    /// Deletes entries older than `max_days` (none when it is 0 or less: logging is off, what was
-    /// logged stays until it is truncated).
+    /// Deletes entries older than `max_days` days (0: every entry, as PocketBase does).
     pub async fn prune(&self, max_days: i64) -> ServiceResult<u64> {
-        if max_days <= 0 {
-            return Ok(0);
-        }
-        let cutoff = chrono::Utc::now() - chrono::Duration::days(max_days);
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(max_days.max(0));
         let mut q = Sql::new(self.store.dialect());
         q.push("DELETE FROM \"_logs\" WHERE \"created\" < ")
-            .bind(Value::Text(
-                cutoff.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string(),
-            ));
+            .bind(Value::Text(basalt_core::time::format(cutoff)));
         let mut tx = self.store.begin().await?;
         let n = tx.execute(&q).await?;
         tx.commit().await?;
@@ -389,11 +459,10 @@ fn to_json(r: Vec<Value>) -> Json {
     let mut next = || it.next().unwrap_or(Value::Null);
     let id = next().into_string();
     let created = next().into_string();
-    let updated = next().into_string();
     let level = next().as_i64();
     let message = next().into_string();
     let data = serde_json::from_str::<Json>(&next().into_string()).unwrap_or(Json::Null);
-    json!({"id": id, "created": created, "updated": updated, "level": level, "message": message, "data": data})
+    json!({"id": id, "created": created, "level": level, "message": message, "data": data})
 }
 
 /// The logs schema refers to no other collection.
@@ -412,7 +481,7 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Row>, written:
             return;
         }
         let n = buf.len();
-        match write_batch(store.as_ref(), &mut buf).await {
+        match write_batch(store.as_ref(), &buf).await {
             Ok(()) => {
                 written.fetch_add(n as u64, Ordering::Relaxed);
             }
@@ -425,19 +494,21 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Row>, written:
     }
 }
 
-async fn write_batch(store: &dyn Store, rows: &mut [Row]) -> basalt_store::Result<()> {
+async fn write_batch(store: &dyn Store, rows: &[Row]) -> basalt_store::Result<()> {
     let d = store.dialect();
     let mut tx = store.begin().await?;
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut q = Sql::new(d);
-        q.push("INSERT INTO \"_logs\" (\"id\", \"created\", \"updated\", \"level\", \"message\", \"data\") VALUES ");
+        q.push(
+            "INSERT INTO \"_logs\" (\"id\", \"created\", \"seq\", \"level\", \"message\", \"data\") VALUES ",
+        );
         for (i, r) in chunk.iter().enumerate() {
             q.push(if i == 0 { "(" } else { ", (" });
             q.bind(Value::Text(r.id.clone()))
                 .push(", ")
                 .bind(Value::Text(r.created.clone()))
                 .push(", ")
-                .bind(Value::Text(r.created.clone()))
+                .bind(Value::Int(r.seq))
                 .push(", ")
                 .bind(Value::Int(r.level))
                 .push(", ")
@@ -457,12 +528,18 @@ fn logs_of(ctx: &crate::AppCtx) -> ServiceResult<&Arc<RequestLogs>> {
     })
 }
 
-/// `GET /api/logs` (superusers): `page`, `perPage`, `filter`, `sort`.
+/// `GET /api/logs` (superusers): `page`, `perPage`, `filter`, `sort`, `skipTotal`.
 pub async fn api_list(ctx: &crate::AppCtx, req: &crate::Req) -> ServiceResult<Json> {
     req.require_superuser()?;
     let (page, per_page) = crate::crud::page_params(req)?;
     logs_of(ctx)?
-        .list(page, per_page, req.q("filter"), req.q("sort"))
+        .list(
+            page,
+            per_page,
+            req.q("filter"),
+            req.q("sort"),
+            req.qbool("skipTotal"),
+        )
         .await
 }
 
@@ -482,4 +559,44 @@ pub async fn api_view(ctx: &crate::AppCtx, req: &crate::Req, id: &str) -> Servic
 pub async fn api_truncate(ctx: &crate::AppCtx, req: &crate::Req) -> ServiceResult<()> {
     req.require_superuser()?;
     logs_of(ctx)?.truncate().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_logged_follows_pocketbase() {
+        let e = |method: &str, url: &str, status: u16| RequestEntry {
+            method: method.into(),
+            url: url.into(),
+            status,
+            ..Default::default()
+        };
+        assert!(worth_logging(&e("GET", "/api/health", 200)));
+        assert!(worth_logging(&e("POST", "/api/realtime", 204)));
+        assert!(!worth_logging(&e("GET", "/api/realtime", 200)));
+        assert!(!worth_logging(&e("GET", "/api/logs?page=1", 200)));
+        assert!(!worth_logging(&e("GET", "/api/logs/stats", 200)));
+        assert!(worth_logging(&e("GET", "/api/logs?filter=bad((", 400)));
+        assert!(worth_logging(&e("GET", "/api/logsx", 404)));
+        let mut p = e("OPTIONS", "/api/health", 204);
+        p.preflight = true;
+        assert!(!worth_logging(&p));
+        assert_eq!(decode("/api/x?q=a%20b&y=%E2%82%AC"), "/api/x?q=a b&y=€");
+    }
+
+    #[test]
+    fn field_errors_become_details() {
+        let mut f = basalt_core::FieldErrors::new();
+        f.insert(
+            "password".into(),
+            basalt_core::FieldError::new(basalt_core::codes::REQUIRED, "Cannot be blank."),
+        );
+        let e = basalt_core::Error::validation("Failed to create record.", f);
+        let l = LoggedError::of(&e, "Failed to create record.");
+        assert_eq!(l.details, json!({"password": "cannot be blank"}));
+        let l = LoggedError::of(&basalt_core::Error::not_found(), "x");
+        assert_eq!(l.details, Json::Null);
+    }
 }

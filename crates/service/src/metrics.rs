@@ -568,6 +568,28 @@ async fn gather(ctx: &AppCtx) -> Snapshot {
         vec![],
         hub.dropped as f64,
     );
+    if crate::trace::enabled() {
+        use crate::trace::{EXPORT_FAILURES, SPANS_DROPPED, SPANS_EXPORTED};
+        let help = "Spans by fate: exported to the OTLP collector, or dropped (queue full: the collector is slow or down)";
+        s.counter(
+            "basalt_trace_spans",
+            help,
+            l("outcome", "exported"),
+            SPANS_EXPORTED.load(Ordering::Relaxed) as f64,
+        );
+        s.counter(
+            "basalt_trace_spans",
+            help,
+            l("outcome", "dropped"),
+            SPANS_DROPPED.load(Ordering::Relaxed) as f64,
+        );
+        s.counter(
+            "basalt_trace_export_failures",
+            "OTLP export requests that failed",
+            vec![],
+            EXPORT_FAILURES.load(Ordering::Relaxed) as f64,
+        );
+    }
     events(ctx, &mut s).await;
     cluster(ctx, &mut s);
     process(&mut s);

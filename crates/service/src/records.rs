@@ -1789,7 +1789,8 @@ async fn emit(
     after: Option<&Data>,
     before: Option<&Data>,
 ) -> ServiceResult<i64> {
-    let ev = event(coll, action, after, before);
+    let mut ev = event(coll, action, after, before);
+    ev.traceparent = crate::trace::current_traceparent();
     Ok(basalt_events::outbox::append(tx, ctx.dialect(), &ev).await?)
 }
 

@@ -173,7 +173,8 @@ fn check_shape(path: &str, def: &Json, v: &Json, errs: &mut basalt_core::FieldEr
             }
         }
     }
-    if let Json::Number(n) = v {
+    // Levels are any integer (debug is -4).
+    if let (Json::Number(n), false) = (v, path == "logs.minLevel") {
         if n.as_f64().is_some_and(|f| f < 0.0) {
             errs.insert(
                 path.to_string(),
@@ -222,5 +223,9 @@ pub async fn patch(ctx: &AppCtx, body: &Json) -> ServiceResult<Json> {
     tx.commit().await?;
     ctx.set_settings(s.clone());
     ctx.announce(basalt_cluster::bus::Msg::Settings).await;
+    // As PocketBase does: every save prunes the request logs past `maxDays` (0: all of them).
+    if let Some(l) = ctx.logs.get() {
+        l.prune(ctx.config().logs.max_days).await?;
+    }
     Ok(public_view(&s))
 }

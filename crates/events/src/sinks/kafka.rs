@@ -160,6 +160,9 @@ impl KafkaSink {
                 ev.action.event_type().as_bytes().to_vec(),
             );
             headers.insert("ce_subject".to_string(), ev.subject().into_bytes());
+            if let Some(tp) = &ev.traceparent {
+                headers.insert("traceparent".to_string(), tp.clone().into_bytes());
+            }
             groups.entry((topic, p)).or_default().push(Record {
                 key: Some(ev.record_id.clone().into_bytes()),
                 value: Some(ev.cloudevent(&self.source).to_string().into_bytes()),

@@ -94,6 +94,9 @@ impl NatsSink {
             let mut h = async_nats::HeaderMap::new();
             h.insert("Nats-Msg-Id", ev.id.as_str());
             h.insert("Ce-Type", ev.action.event_type());
+            if let Some(tp) = &ev.traceparent {
+                h.insert("traceparent", tp.as_str());
+            }
             let body = ev.cloudevent(&self.source).to_string();
             let ack = js
                 .publish_with_headers(self.subject(ev), h, body.into())

@@ -153,6 +153,16 @@ impl RabbitMqSink {
     }
 
     async fn publish_all(&self, ch: &Channel, events: &[Arc<Event>]) -> Result<(), String> {
+        fn trace_headers(ev: &Event) -> FieldTable {
+            let mut t = FieldTable::default();
+            if let Some(tp) = &ev.traceparent {
+                t.insert(
+                    "traceparent".into(),
+                    lapin::types::AMQPValue::LongString(tp.clone().into()),
+                );
+            }
+            t
+        }
         let mut confirms = Vec::with_capacity(events.len());
         for ev in events {
             let body = ev.cloudevent(&self.source).to_string();
@@ -160,7 +170,8 @@ impl RabbitMqSink {
                 .with_delivery_mode(2)
                 .with_message_id(ev.id.clone().into())
                 .with_content_type("application/cloudevents+json".into())
-                .with_type(ev.action.event_type().into());
+                .with_type(ev.action.event_type().into())
+                .with_headers(trace_headers(ev));
             let c = ch
                 .basic_publish(
                     &self.cfg.exchange,

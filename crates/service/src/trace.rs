@@ -1,0 +1,48 @@
+//! Trace context as the service sees it: the W3C `traceparent` of the current span (stamped on each
+//! event, so sinks pass the trace on), and the request span's attributes an operation knows
+//! (collection, caller kind). A leaf module. With no tracer installed the context is empty and
+//! every function here is a no-op.
+
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether an OpenTelemetry tracer is installed (set once by the binary at start): transports only
+/// then read and continue incoming trace context.
+pub fn enabled() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub fn set_enabled() {
+    ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Spans the trace exporter dropped because its queue was full (the collector is slow or down).
+pub static SPANS_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Spans handed to the collector, and export attempts that failed.
+pub static SPANS_EXPORTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static EXPORT_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `00-<trace id>-<span id>-<flags>` of the current span, when it belongs to a valid trace.
+pub fn current_traceparent() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Notes the collection an operation works on in the request's span (`basalt.collection`).
+pub fn record_collection(name: &str) {
+    tracing::Span::current().record("basalt.collection", name);
+}
