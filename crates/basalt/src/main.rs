@@ -4,6 +4,7 @@
 //! `basalt_http::build` and serves it until SIGTERM/SIGINT.
 
 mod settings;
+mod telemetry;
 
 /// mimalloc: the request path allocates many small JSON maps and strings; glibc malloc took ~35% of
 /// a list request's CPU in `perf` (see docs/benchmarks.md).
@@ -70,19 +71,6 @@ enum SuperuserCmd {
         #[command(flatten)]
         storage: StorageArgs,
     },
-}
-
-fn init_logging(s: &Settings) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&s.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if s.log.format == "json" {
-        b.json().init();
-    } else {
-        b.with_ansi(false).init();
-    }
 }
 
 /// Opens the database and builds the app; `serving` also starts the configured event sinks.
@@ -178,7 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(a) = metrics_http.filter(|a| !a.is_empty()) {
                 s.metrics_http = Some(a);
             }
-            init_logging(&s);
+            let _tracer = telemetry::init(&s)?;
             let ctx = open_app(&s, true).await?;
             let addr: SocketAddr = s
                 .http
@@ -232,7 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let s = Settings::load(&storage, None, None)?;
-            init_logging(&s);
+            telemetry::init(&s)?;
             let ctx = open_app(&s, false).await?;
             basalt_service::bootstrap::upsert_superuser(&ctx, &email, &password)
                 .await

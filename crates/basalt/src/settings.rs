@@ -55,6 +55,43 @@ struct FileSettings {
     egress: Option<basalt_events::egress::EgressConfig>,
     connections: Option<FileConnections>,
     metrics: Option<FileMetrics>,
+    telemetry: Option<FileTelemetry>,
+}
+
+/// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (see `telemetry.rs`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileTelemetry {
+    /// The collector's base URL (`http://collector:4318`); `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME` (default `basalt`).
+    service_name: Option<String>,
+    /// Share of new traces sampled, 0 to 1 (`OTEL_TRACES_SAMPLER_ARG`, default 1).
+    sample_ratio: Option<f64>,
+}
+
+/// Tracing, as configured by `[telemetry]` and the standard `OTEL_*` variables.
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// From `[telemetry] endpoint`; `None` leaves it to `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`.
+    pub endpoint: Option<String>,
+    /// Whether an `OTEL_EXPORTER_OTLP_*ENDPOINT` variable is set.
+    pub env_endpoint: bool,
+    pub service_name: String,
+    pub sample_ratio: f64,
+}
+
+impl TelemetrySettings {
+    pub fn enabled(&self) -> bool {
+        self.endpoint.is_some() || self.env_endpoint
+    }
+    pub fn endpoint_description(&self) -> String {
+        self.endpoint.clone().unwrap_or_else(|| {
+            std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                .unwrap_or_default()
+        })
+    }
 }
 
 /// `[metrics]`: who may read `/metrics`, and an optional listener of its own.
@@ -155,6 +192,8 @@ pub struct Settings {
     pub metrics_http: Option<String>,
     /// Access on that listener: the token, else `[metrics] allow`, else any peer.
     pub metrics_http_access: basalt_http::metrics::MetricsAccess,
+    /// `[telemetry]`: traces over OTLP; `None` when `OTEL_SDK_DISABLED=true`.
+    pub telemetry: Option<TelemetrySettings>,
 }
 
 impl Settings {
@@ -324,7 +363,36 @@ impl Settings {
             allow: allow.unwrap_or(everyone),
             refuse_forwarded: false,
         };
+        let ft = file.telemetry.unwrap_or_default();
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let sample_ratio = match env("OTEL_TRACES_SAMPLER_ARG") {
+            Some(v) => v.parse::<f64>().map_err(|_| {
+                anyhow::anyhow!("OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, not {v:?}")
+            })?,
+            None => ft.sample_ratio.unwrap_or(1.0),
+        };
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&sample_ratio),
+            "[telemetry] sample_ratio must be from 0 to 1, not {sample_ratio}"
+        );
+        if let Some(e) = &ft.endpoint {
+            anyhow::ensure!(
+                e.starts_with("http://") || e.starts_with("https://"),
+                "[telemetry] endpoint must be an http(s) URL, not {e:?}"
+            );
+        }
+        let telemetry =
+            (env("OTEL_SDK_DISABLED").as_deref() != Some("true")).then(|| TelemetrySettings {
+                endpoint: ft.endpoint.filter(|e| !e.is_empty()),
+                env_endpoint: env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+                    || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some(),
+                service_name: env("OTEL_SERVICE_NAME")
+                    .or(ft.service_name)
+                    .unwrap_or_else(|| "basalt".into()),
+                sample_ratio,
+            });
         let s = Settings {
+            telemetry,
             metrics,
             metrics_http,
             metrics_http_access,

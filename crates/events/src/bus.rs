@@ -338,7 +338,13 @@ impl EventBus {
                 continue;
             };
             let batch: Vec<Arc<Event>> = batch.into_iter().map(Arc::new).collect();
-            match sink.deliver(&batch).await {
+            let span = tracing::info_span!(
+                "sink.deliver",
+                otel.kind = "producer",
+                sink = sink.name(),
+                events = batch.len(),
+            );
+            match tracing::Instrument::instrument(sink.deliver(&batch), span).await {
                 Ok(()) => {
                     attempt = 0;
                     stats.cursor.store(last, Ordering::Relaxed);

@@ -263,7 +263,12 @@ async fn serve_one(
             if let Some(r) = res.extensions().get::<axum::extract::MatchedPath>() {
                 span.record("http.route", r.as_str());
                 if basalt_service::trace::enabled() {
-                    span.record("otel.name", format!("{method} {}", r.as_str()));
+                    // The OpenTelemetry span exists already (its ids are in the logs): renamed in place.
+                    use opentelemetry::trace::TraceContextExt;
+                    use tracing_opentelemetry::OpenTelemetrySpanExt;
+                    span.context()
+                        .span()
+                        .update_name(format!("{method} {}", r.as_str()));
                 }
             }
             span.in_scope(|| {

@@ -204,6 +204,7 @@ pub fn rule_condition(
             let e = filter::parse(r)
                 .map_err(|e| ServiceError(Error::internal(format!("stored rule: {e}"))))?;
             let began = std::time::Instant::now();
+            let _span = tracing::debug_span!("rule.compile", collection = %coll.name).entered();
             let cols = ctx.collections();
             let mut c = Compiler::new(ctx.dialect(), cols.as_ref(), info, true);
             let sql = c.compile(coll, &e);

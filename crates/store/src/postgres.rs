@@ -253,7 +253,9 @@ impl Store for PgStore {
     }
     async fn query(&self, sql: &Sql) -> Result<Rows> {
         let began = std::time::Instant::now();
-        let res = self.read(sql).await;
+        let span =
+            tracing::debug_span!("db.query", db.system = "postgresql", db.statement = %sql.text);
+        let res = tracing::Instrument::instrument(self.read(sql), span).await;
         self.metrics.reads.observe(since(began));
         if matches!(res, Err(StoreError::Timeout)) {
             self.metrics.read_timeouts.inc();
@@ -316,13 +318,17 @@ impl PgTx {
 impl Tx for PgTx {
     async fn query(&mut self, sql: &Sql) -> Result<Rows> {
         let t = std::time::Instant::now();
-        let res = run_query(self.c()?, sql).await;
+        let span =
+            tracing::debug_span!("db.query", db.system = "postgresql", db.statement = %sql.text);
+        let res = tracing::Instrument::instrument(run_query(self.c()?, sql), span).await;
         self.metrics.writes.observe(since(t));
         res
     }
     async fn execute(&mut self, sql: &Sql) -> Result<u64> {
         let t = std::time::Instant::now();
-        let res = run_exec(self.c()?, sql).await;
+        let span =
+            tracing::debug_span!("db.execute", db.system = "postgresql", db.statement = %sql.text);
+        let res = tracing::Instrument::instrument(run_exec(self.c()?, sql), span).await;
         self.metrics.writes.observe(since(t));
         res
     }

@@ -360,7 +360,8 @@ impl Store for SqliteStore {
 
     async fn query(&self, sql: &Sql) -> Result<Rows> {
         let began = Instant::now();
-        let res = self.read(sql).await;
+        let span = tracing::debug_span!("db.query", db.system = "sqlite", db.statement = %sql.text);
+        let res = tracing::Instrument::instrument(self.read(sql), span).await;
         self.metrics.reads.observe(since(began));
         if matches!(res, Err(StoreError::Timeout)) {
             self.metrics.read_timeouts.inc();
@@ -583,12 +584,18 @@ async fn lead(writer: Arc<tokio::sync::Mutex<Writer>>, flow: Arc<Flow>, metrics:
 impl Tx for SqliteTx {
     async fn query(&mut self, sql: &Sql) -> Result<Rows> {
         let t = Instant::now();
+        let _span =
+            tracing::debug_span!("db.query", db.system = "sqlite", db.statement = %sql.text)
+                .entered();
         let res = run_query(self.conn()?, sql);
         self.metrics.writes.observe(since(t));
         res
     }
     async fn execute(&mut self, sql: &Sql) -> Result<u64> {
         let t = Instant::now();
+        let _span =
+            tracing::debug_span!("db.execute", db.system = "sqlite", db.statement = %sql.text)
+                .entered();
         let res = run_exec(self.conn()?, sql);
         self.metrics.writes.observe(since(t));
         res

@@ -122,6 +122,13 @@ impl Storage {
 
     /// Stores the file at `path` under `key`, streaming it. The file is consumed (moved or copied).
     pub async fn put_file(&self, key: &str, path: &Path) -> StorageResult<()> {
+        use tracing::Instrument;
+        self.put_file_inner(key, path)
+            .instrument(tracing::debug_span!("storage.put", key))
+            .await
+    }
+
+    async fn put_file_inner(&self, key: &str, path: &Path) -> StorageResult<()> {
         if let Some(root) = &self.local_root {
             let dest = root.join(key);
             if let Some(parent) = dest.parent() {
@@ -175,7 +182,11 @@ impl Storage {
     }
 
     pub async fn put_bytes(&self, key: &str, bytes: bytes::Bytes) -> StorageResult<()> {
-        self.store.put(&Key::from(key), bytes.into()).await?;
+        use tracing::Instrument;
+        self.store
+            .put(&Key::from(key), bytes.into())
+            .instrument(tracing::debug_span!("storage.put", key))
+            .await?;
         Ok(())
     }
 
@@ -184,7 +195,11 @@ impl Storage {
         key: &str,
         opts: object_store::GetOptions,
     ) -> StorageResult<object_store::GetResult> {
-        self.store.get_opts(&Key::from(key), opts).await
+        use tracing::Instrument;
+        self.store
+            .get_opts(&Key::from(key), opts)
+            .instrument(tracing::debug_span!("storage.get", key))
+            .await
     }
 
     pub async fn head(&self, key: &str) -> StorageResult<Option<object_store::ObjectMeta>> {
@@ -197,7 +212,9 @@ impl Storage {
 
     /// Deletes one object; a missing one is not an error.
     pub async fn delete(&self, key: &str) -> StorageResult<()> {
-        match self.store.delete(&Key::from(key)).await {
+        use tracing::Instrument;
+        let span = tracing::debug_span!("storage.delete", key);
+        match self.store.delete(&Key::from(key)).instrument(span).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
