@@ -20,9 +20,11 @@
 #   PB_LOGS       on = the defaults (request logs kept), off = PATCH
 #                 /api/settings logs.maxDays=0 before the run, on PocketBase and
 #                 Basalt alike (default: on)
-#   OBSERVABILITY 1 = also run Basalt with request logs off (basalt_logsoff) and,
-#                 when BASALT_BASE_BIN is set, a Basalt built before metrics and
-#                 request logs existed (basalt_base): the cost of each, same run
+#   OBSERVABILITY 1 = also run Basalt with request logs off (basalt_logsoff), with
+#                 tracing to a stand-in OTLP collector (bench/otlp_sink.py, on the
+#                 load core) at sampling 0 and 1.0 (basalt_trace0, basalt_trace1),
+#                 and, when BASALT_BASE_BIN is set, a Basalt built before metrics,
+#                 request logs and tracing existed (basalt_base): the cost of each
 #   SERVER_CPU / LOAD_CPU   cores for server / wrk           (default: 0 / 1)
 #   BENCH_PORT_BASE         PocketBase port; Basalt +1, ceiling +2 (default: 18090)
 #   CARGO_TARGET_DIR        Basalt build dir (default: ~/.cache/basalt/target)
@@ -349,20 +351,32 @@ if wants basalt; then
   stop_server
   if [[ ${OBSERVABILITY:-0} == 1 ]]; then
     # Metrics on, request logs off; and the binary before metrics and logs, when given.
-    variants=(basalt_logsoff)
+    variants=(basalt_logsoff basalt_trace0 basalt_trace1)
     [[ -n ${BASALT_BASE_BIN:-} ]] && variants+=(basalt_base)
+    sink_port=$((PORT_BASE + 5))
+    taskset -c "$LOAD_CPU" python3 "$HERE/otlp_sink.py" "$sink_port" >"$RUN_DIR/otlp-sink.log" 2>&1 &
+    SINK_PID=$!
     for v in "${variants[@]}"; do
       d=$RUN_DIR/$v-home/data
       port=$((PORT_BASE + 4))
       mkdir -p "$d"
       bin=$BASALT
-      [[ $v == basalt_base ]] && bin=$BASALT_BASE_BIN
+      envs=()
+      case $v in
+        basalt_base) bin=$BASALT_BASE_BIN ;;
+        basalt_trace0) envs=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACES_SAMPLER_ARG=0) ;;
+        basalt_trace1) envs=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACES_SAMPLER_ARG=1) ;;
+      esac
       "$bin" superuser upsert "$EMAIL" "$PASS" --dir "$d" >"$RUN_DIR/$v-superuser.log" 2>&1
-      start_server "$v" "$port" "$bin" serve --http "127.0.0.1:$port" --dir "$d"
+      start_server "$v" "$port" env "${envs[@]}" "$bin" serve --http "127.0.0.1:$port" --dir "$d"
       wait_ready "$v" "http://127.0.0.1:$port/api/health"
       run_suite "$v" "$port"
+      if [[ $v == basalt_trace* ]]; then
+        RES[$v.spans]=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^basalt_trace_spans_total/ {printf "%s=%s ", $1, $2}')
+      fi
       stop_server
     done
+    kill "$SINK_PID" 2>/dev/null; wait "$SINK_PID" 2>/dev/null || true
   fi
 fi
 
@@ -429,14 +443,17 @@ report() {
   if [[ -n ${RES[basalt_logsoff.read.rps]:-} ]]; then
     echo "Observability cost (same run; Basalt defaults = metrics on, request logs $PB_LOGS):"
     echo
-    echo "| test | before metrics (basalt_base) rps | metrics on, logs off rps | defaults rps | metrics cost | request logs cost |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| test | before (basalt_base) | metrics on, logs off | defaults (+logs) | +tracing, sampling 0 | +tracing, sampling 1.0 | metrics cost | logs cost | tracing cost 0 / 1.0 |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    pct() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * (a - b) / a }' || echo -; }
     for t in read list create; do
       local b=${RES[basalt_base.$t.rps]:-} m=${RES[basalt_logsoff.$t.rps]:-} l=${RES[basalt.$t.rps]:-}
-      printf '| %s | %s | %s | %s | %s | %s |\n' "$t" "${b:--}" "${m:--}" "${l:--}" \
-        "$([[ -n $b && -n $m ]] && awk -v b="$b" -v m="$m" 'BEGIN { printf "%.1f%%", 100 * (b - m) / b }' || echo -)" \
-        "$([[ -n $m && -n $l && $PB_LOGS == on ]] && awk -v m="$m" -v l="$l" 'BEGIN { printf "%.1f%%", 100 * (m - l) / m }' || echo -)"
+      local t0=${RES[basalt_trace0.$t.rps]:-} t1=${RES[basalt_trace1.$t.rps]:-}
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$t" "${b:--}" "${m:--}" "${l:--}" "${t0:--}" "${t1:--}" \
+        "$(pct "$b" "$m")" "$([[ $PB_LOGS == on ]] && pct "$m" "$l" || echo -)" "$(pct "$l" "$t0")" "$(pct "$l" "$t1")"
     done
+    echo
+    echo "Spans (basalt_trace0 / basalt_trace1): ${RES[basalt_trace0.spans]:-?} / ${RES[basalt_trace1.spans]:-?}"
     echo
   fi
   if [[ -n ${RES[ceiling.read.rps]:-} ]]; then

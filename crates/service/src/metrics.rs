@@ -590,6 +590,22 @@ async fn gather(ctx: &AppCtx) -> Snapshot {
             EXPORT_FAILURES.load(Ordering::Relaxed) as f64,
         );
     }
+    if let Some(logs) = ctx.logs.get() {
+        let help =
+            "Request log entries by fate: written to the logs store, or dropped (queue full)";
+        s.counter(
+            "basalt_request_logs",
+            help,
+            l("outcome", "written"),
+            logs.written.load(Ordering::Relaxed) as f64,
+        );
+        s.counter(
+            "basalt_request_logs",
+            help,
+            l("outcome", "dropped"),
+            logs.dropped.load(Ordering::Relaxed) as f64,
+        );
+    }
     events(ctx, &mut s).await;
     cluster(ctx, &mut s);
     process(&mut s);

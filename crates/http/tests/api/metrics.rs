@@ -169,6 +169,14 @@ async fn metrics_describe_what_was_served(backend: Backend) {
         "{text}"
     );
     assert!(sample(&text, "process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    // Request logs are on by default (PocketBase's maxDays 5): the requests above were queued.
+    assert!(
+        sample(
+            &text,
+            "basalt_request_logs_total",
+            &[("outcome", "dropped")]
+        ) == Some(0.0)
+    );
     assert!(sample(&text, "process_open_fds", &[]).unwrap() > 3.0);
     assert_eq!(
         sample(
