@@ -208,7 +208,7 @@ async fn health(State(ctx): State<AppCtx>, Client(req): Client) -> Response {
 // ---------- request logs ----------
 
 async fn list_logs(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
-    let mut page = basalt_service::logs::api_list(&ctx, &req).await?;
+    let mut page = basalt_service::observe::api_list(&ctx, &req).await?;
     // `fields` picks from each item, as on record lists.
     if let Some(items) = page.get_mut("items") {
         *items = records::shape(&req.query, items.take());
@@ -217,7 +217,7 @@ async fn list_logs(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<
 }
 
 async fn logs_stats(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
-    let stats = basalt_service::logs::api_stats(&ctx, &req).await?;
+    let stats = basalt_service::observe::api_stats(&ctx, &req).await?;
     Ok(ok_json(records::shape(&req.query, stats)))
 }
 
@@ -226,12 +226,12 @@ async fn view_log(
     Client(req): Client,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let entry = basalt_service::logs::api_view(&ctx, &req, &id).await?;
+    let entry = basalt_service::observe::api_view(&ctx, &req, &id).await?;
     Ok(ok_json(records::shape(&req.query, entry)))
 }
 
 async fn truncate_logs(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
-    basalt_service::logs::api_truncate(&ctx, &req).await?;
+    basalt_service::observe::api_truncate(&ctx, &req).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

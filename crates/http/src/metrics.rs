@@ -114,7 +114,7 @@ pub fn routes(ctx: AppCtx, access: MetricsAccess) -> Router {
                         match access.allows(peer.ip(), auth, forwarded) {
                             Ok(()) => (
                                 [(header::CONTENT_TYPE, basalt_service::metrics::CONTENT_TYPE)],
-                                basalt_service::metrics::render(&ctx).await,
+                                basalt_service::observe::render(&ctx).await,
                             )
                                 .into_response(),
                             Err(StatusCode::UNAUTHORIZED) => ApiError::from(Error::Unauthorized(

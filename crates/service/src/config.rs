@@ -68,7 +68,7 @@ pub struct BackupsSettings {
     pub s3: Json,
 }
 
-/// `logs`: request logging ([`crate::logs`]).
+/// `logs`: request logging (see the `logs` module).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct LogsSettings {

@@ -12,8 +12,10 @@
 //! - [`auth`]: tokens, `authenticate`, `admit` (rate limits on a typed [`limits::Action`]), sign-in
 //!   flows returning outcomes ([`auth::flows::SignIn`]), MFA, OAuth2, mail.
 //! - Components the state holds, which never read the state: [`limits`] (policy, rates, lockout),
-//!   [`hub`] (realtime clients), [`cache`], [`files`], [`roles`]; leaves: [`caller`], [`passwords`],
-//!   [`cron`], [`error`].
+//!   [`hub`] (realtime clients), [`cache`], [`files`], [`roles`], [`metrics`] (the registry),
+//!   [`logs`] (request logs store and writer); leaves: [`caller`], [`passwords`], [`cron`], [`error`],
+//!   [`trace`] (trace context).
+//! - [`observe`]: the `/metrics` scrape, the logs API and pruner (operations reading the state).
 //!
 //! **Architecture Invariant:** the top-level modules form no import cycle (`scripts/test.sh` checks
 //! it): components below `state`, operations above it.
@@ -42,6 +44,7 @@ pub mod hub;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
+pub mod observe;
 pub mod passwords;
 pub mod realtime;
 pub mod records;
@@ -147,7 +150,7 @@ pub async fn build_with(
     }
     if target.runs(roles::Module::Pruner) {
         bus.start_pruner();
-        tokio::spawn(logs::run_pruner(ctx.clone()));
+        tokio::spawn(observe::run_pruner(ctx.clone()));
     }
     if target.runs(roles::Module::Sinks) {
         start_sinks(&bus, &ev, &hooks).await?;

@@ -205,6 +205,12 @@ fn worth_logging(e: &RequestEntry) -> bool {
     !(e.status < 400 && (path == "/api/logs" || path.starts_with("/api/logs/")))
 }
 
+/// A malformed filter or sort: 400 with the protocol's generic message; the detail goes to the log.
+fn bad_query(what: &str, detail: &str) -> crate::ServiceError {
+    tracing::debug!(what, detail, "rejected logs query");
+    crate::error::bad("Something went wrong while processing your request.")
+}
+
 /// Percent-decodes a URL for the entry's message (invalid sequences kept as they are).
 fn decode(url: &str) -> String {
     percent_encoding::percent_decode_str(url)
@@ -305,13 +311,12 @@ impl RequestLogs {
         if f.trim().is_empty() {
             return Ok(None);
         }
-        let e = filter::parse(f)
-            .map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
+        let e = filter::parse(f).map_err(|e| bad_query("filter", &e.to_string()))?;
         let info = RequestInfo::default();
         let mut c = Compiler::new(self.store.dialect(), &NoCollections, &info, false);
         let sql = c
             .compile(&self.coll, &e)
-            .map_err(|e| crate::records::invalid_query("filter", &e.to_string()))?;
+            .map_err(|e| bad_query("filter", &e.to_string()))?;
         Ok(Some(sql))
     }
 
@@ -325,13 +330,13 @@ impl RequestLogs {
         skip_total: bool,
     ) -> ServiceResult<Json> {
         let cond = self.filter(filter)?;
-        let items: Vec<SortItem> = filter::parse_sort(sort)
-            .map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
+        let items: Vec<SortItem> =
+            filter::parse_sort(sort).map_err(|e| bad_query("sort", &e.to_string()))?;
         let info = RequestInfo::default();
         let mut c = Compiler::new(self.store.dialect(), &NoCollections, &info, false);
         let order = c
             .order_by(&self.coll, &items)
-            .map_err(|e| crate::records::invalid_query("sort", &e.to_string()))?;
+            .map_err(|e| bad_query("sort", &e.to_string()))?;
         let mut where_ = Sql::new(self.store.dialect());
         if let Some(c) = cond {
             where_.push(" WHERE (");
@@ -439,21 +444,6 @@ impl RequestLogs {
     }
 }
 
-/// Prunes entries past `logs.maxDays` at start and then every hour.
-pub async fn run_pruner(ctx: crate::AppCtx) {
-    loop {
-        if let Some(l) = ctx.logs.get() {
-            let days = ctx.config().logs.max_days;
-            match l.prune(days).await {
-                Ok(n) if n > 0 => tracing::info!(deleted = n, "request logs pruned"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = ?e.0, "pruning request logs failed"),
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
-}
-
 fn to_json(r: Vec<Value>) -> Json {
     let mut it = r.into_iter();
     let mut next = || it.next().unwrap_or(Value::Null);
@@ -520,45 +510,6 @@ async fn write_batch(store: &dyn Store, rows: &[Row]) -> basalt_store::Result<()
         tx.execute(&q).await?;
     }
     tx.commit().await
-}
-
-fn logs_of(ctx: &crate::AppCtx) -> ServiceResult<&Arc<RequestLogs>> {
-    ctx.logs.get().ok_or_else(|| {
-        crate::ServiceError(basalt_core::Error::internal("request logs not started"))
-    })
-}
-
-/// `GET /api/logs` (superusers): `page`, `perPage`, `filter`, `sort`, `skipTotal`.
-pub async fn api_list(ctx: &crate::AppCtx, req: &crate::Req) -> ServiceResult<Json> {
-    req.require_superuser()?;
-    let (page, per_page) = crate::crud::page_params(req)?;
-    logs_of(ctx)?
-        .list(
-            page,
-            per_page,
-            req.q("filter"),
-            req.q("sort"),
-            req.qbool("skipTotal"),
-        )
-        .await
-}
-
-/// `GET /api/logs/stats` (superusers): `filter`.
-pub async fn api_stats(ctx: &crate::AppCtx, req: &crate::Req) -> ServiceResult<Json> {
-    req.require_superuser()?;
-    logs_of(ctx)?.stats(req.q("filter")).await
-}
-
-/// `GET /api/logs/{id}` (superusers).
-pub async fn api_view(ctx: &crate::AppCtx, req: &crate::Req, id: &str) -> ServiceResult<Json> {
-    req.require_superuser()?;
-    logs_of(ctx)?.view(id).await
-}
-
-/// `DELETE /api/logs` (superusers).
-pub async fn api_truncate(ctx: &crate::AppCtx, req: &crate::Req) -> ServiceResult<()> {
-    req.require_superuser()?;
-    logs_of(ctx)?.truncate().await
 }
 
 #[cfg(test)]

@@ -317,7 +317,7 @@ pub async fn auth_with_password(
     body: &Json,
 ) -> ServiceResult<SignIn> {
     let res = auth_with_password_inner(ctx, req, c, body).await;
-    ctx.metrics.signin("password", &res);
+    ctx.metrics.signin("password", super::signin_outcome(&res));
     res
 }
 

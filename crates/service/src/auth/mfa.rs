@@ -345,7 +345,7 @@ async fn store_otp(
 /// `POST /api/collections/{c}/auth-with-otp` `{otpId, password, mfaId?}`.
 pub async fn auth_with_otp(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> ServiceResult<SignIn> {
     let res = auth_with_otp_inner(ctx, req, c, body).await;
-    ctx.metrics.signin("otp", &res);
+    ctx.metrics.signin("otp", super::signin_outcome(&res));
     res
 }
 
@@ -688,7 +688,7 @@ pub async fn auth_with_totp(
     body: &Json,
 ) -> ServiceResult<SignIn> {
     let res = auth_with_totp_inner(ctx, req, c, body).await;
-    ctx.metrics.signin("totp", &res);
+    ctx.metrics.signin("totp", super::signin_outcome(&res));
     res
 }
 

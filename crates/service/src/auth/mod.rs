@@ -300,6 +300,18 @@ pub async fn admit(
     Ok(())
 }
 
+/// A sign-in's outcome as `basalt_auth_signins_total` labels it.
+pub fn signin_outcome(res: &ServiceResult<flows::SignIn>) -> &'static str {
+    match res {
+        Ok(flows::SignIn::Token(_)) => "success",
+        Ok(flows::SignIn::MfaRequired { .. }) => "mfa_required",
+        Err(e) => match crate::metrics::outcome_of(e) {
+            o @ ("refused" | "error") => o,
+            _ => "failure",
+        },
+    }
+}
+
 /// A rate limit's refusal, counted by rule label.
 fn refused(ctx: &AppCtx, rule: &str, wait: Duration) -> ServiceError {
     ctx.metrics

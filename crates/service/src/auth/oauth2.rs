@@ -579,7 +579,7 @@ pub async fn auth_with_oauth2(
     body: &Json,
 ) -> ServiceResult<SignIn> {
     let res = auth_with_oauth2_inner(ctx, req, c, body).await;
-    ctx.metrics.signin("oauth2", &res);
+    ctx.metrics.signin("oauth2", super::signin_outcome(&res));
     res
 }
 
