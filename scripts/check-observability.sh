@@ -69,6 +69,9 @@ COUNTERS = {
     "basalt_sink_delivered_events_total": {"sink"},
     "basalt_sink_failures_total": {"sink"},
     "basalt_webhook_deliveries_total": {"outcome"},
+    "basalt_request_logs_total": {"outcome"},
+    "basalt_trace_spans_total": {"outcome"},
+    "basalt_trace_export_failures_total": set(),
     "process_cpu_seconds_total": set(),
 }
 HISTOGRAMS = {

@@ -43,6 +43,9 @@ fi
 # The service's top-level modules import each other without a cycle (components below `state`).
 python3 scripts/module-cycles.py crates/service/src
 
+echo "== observability kit: Prometheus rules and config (promtool), dashboard metric names"
+scripts/check-observability.sh
+
 echo "== cargo test: unit, property (parser/compiler fuzz), integration on SQLite and PostgreSQL, CLI"
 # The multi-node test writes its numbers here (test output is captured); printed at the end.
 BASALT_CLUSTER_REPORT="$(mktemp)"

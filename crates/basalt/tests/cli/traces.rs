@@ -197,9 +197,16 @@ async fn a_clients_trace_continues_through_the_server_and_every_sink() {
     );
     wait_port(kport).await;
     let cfg = d.0.join("basalt.toml");
+    let tag = basalt_core::id::random_id(8);
+    let (stream, queue) = (format!("TRACED_{tag}"), format!("traced_{tag}"));
     std::fs::write(
         &cfg,
-        format!("[events.kafka]\nbrokers = [\"127.0.0.1:{kport}\"]\ntopic = \"traced\"\npartitions = 1\n"),
+        format!(
+            "[events.kafka]\nbrokers = [\"127.0.0.1:{kport}\"]\ntopic = \"traced\"\npartitions = 1\n\
+             [events.nats]\nurl = \"{}\"\nstream = \"{stream}\"\nsubject_prefix = \"traced{tag}\"\n\
+             [events.rabbitmq]\nexchange = \"{queue}\"\nqueue = \"{queue}\"\n",
+            super::nats_url()
+        ),
     )
     .unwrap();
     let log = d.0.join("server.log");
@@ -367,6 +374,77 @@ async fn a_clients_trace_continues_through_the_server_and_every_sink() {
     assert_eq!(ktp, tp, "the Kafka record's header");
     let v: Value = serde_json::from_slice(record.value.as_ref().unwrap()).unwrap();
     assert_eq!(v["traceparent"], tp);
+
+    // NATS JetStream and RabbitMQ messages carry it as a header.
+    {
+        use futures_util::StreamExt;
+        let js = async_nats::jetstream::new(async_nats::connect(super::nats_url()).await.unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let header = loop {
+            if let Ok(st) = js.get_stream(&stream).await {
+                let c = st
+                    .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                        ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                let mut msgs = c
+                    .fetch()
+                    .max_messages(10)
+                    .expires(Duration::from_secs(1))
+                    .messages()
+                    .await
+                    .unwrap();
+                if let Some(Ok(m)) = msgs.next().await {
+                    break m
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get("traceparent"))
+                        .map(|v| v.as_str().to_string());
+                }
+            }
+            assert!(Instant::now() < deadline, "no NATS message");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(
+            header.as_deref(),
+            Some(tp.as_str()),
+            "the NATS message's header"
+        );
+        let _ = js.delete_stream(&stream).await;
+    }
+    {
+        use lapin::options::{BasicGetOptions, QueueDeleteOptions};
+        let conn = lapin::Connection::connect(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            lapin::ConnectionProperties::default()
+                .with_executor(tokio_executor_trait::Tokio::current())
+                .with_reactor(tokio_reactor_trait::Tokio),
+        )
+        .await
+        .expect("RabbitMQ must run on 127.0.0.1:5672 (guest/guest)");
+        let ch = conn.create_channel().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let header = loop {
+            if let Ok(Some(m)) = ch.basic_get(&queue, BasicGetOptions { no_ack: true }).await {
+                let h = m.delivery.properties.headers().clone().unwrap_or_default();
+                break h.inner().get("traceparent").and_then(|v| match v {
+                    lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
+                    _ => None,
+                });
+            }
+            assert!(Instant::now() < deadline, "no RabbitMQ message");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(
+            header.as_deref(),
+            Some(tp.as_str()),
+            "the RabbitMQ message's header"
+        );
+        let _ = ch.queue_delete(&queue, QueueDeleteOptions::default()).await;
+        let _ = ch.exchange_delete(&queue, Default::default()).await;
+    }
 
     // JSON log lines of the request carry its trace and span ids.
     let text = std::fs::read_to_string(&log).unwrap();
