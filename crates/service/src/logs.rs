@@ -179,6 +179,25 @@ fn create_table(d: Dialect) -> Vec<Sql> {
     .collect()
 }
 
+async fn create(store: &dyn Store) -> basalt_store::Result<()> {
+    let mut tx = store.begin().await?;
+    for s in create_table(store.dialect()) {
+        tx.execute(&s).await?;
+    }
+    tx.commit().await
+}
+
+async fn exists(store: &dyn Store) -> basalt_store::Result<bool> {
+    let mut q = Sql::new(store.dialect());
+    q.push(match store.dialect() {
+        Dialect::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_logs'",
+        Dialect::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '_logs'"
+        }
+    });
+    Ok(store.query(&q).await?.scalar_int() > 0)
+}
+
 /// The store request logs live in: `auxiliary.db` in `dir` on SQLite, the main database on
 /// PostgreSQL.
 pub async fn open_store(
@@ -221,14 +240,12 @@ fn decode(url: &str) -> String {
 impl RequestLogs {
     /// Creates the table when missing and starts the writer.
     pub async fn start(store: Arc<dyn Store>) -> basalt_store::Result<Arc<RequestLogs>> {
-        let d = store.dialect();
-        let mut tx = store.begin().await?;
-        for s in create_table(d) {
-            tx.execute(&s).await?;
-        }
-        if let Err(e) = tx.commit().await {
-            // Another node created it at the same moment (PostgreSQL's catalog race).
-            tracing::debug!(error = %e, "creating _logs");
+        if let Err(e) = create(store.as_ref()).await {
+            // Two nodes creating it at once (PostgreSQL's catalog race): fine if it exists now.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if !exists(store.as_ref()).await? {
+                return Err(e);
+            }
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         let logs = Arc::new(RequestLogs {

@@ -364,6 +364,32 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    // Request logs live in the shared database: node C lists the collection create made on node A.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs: Value = http
+            .get(format!("{c}/api/logs"))
+            .query(&[(
+                "filter",
+                "data.method = 'POST' && data.url = '/api/collections'",
+            )])
+            .header("Authorization", &tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if logs["totalItems"].as_i64() == Some(1) {
+            assert_eq!(logs["items"][0]["data"]["auth"], "_superusers");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node C never saw node A's request log: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Every node sees the four: three api nodes and the worker (views refresh with each 2 s heartbeat).
     let deadline = Instant::now() + Duration::from_secs(6);
     let health = loop {
