@@ -46,6 +46,9 @@ pub fn init(s: &Settings) -> anyhow::Result<Option<opentelemetry_sdk::trace::Sdk
     } else {
         fmt.with_ansi(false).boxed()
     };
+    if s.log.format == "json" {
+        basalt_service::trace::set_request_spans();
+    }
     let registry = tracing_subscriber::registry().with(fmt.with_filter(filter));
     let Some(t) = s.telemetry.as_ref().filter(|t| t.enabled()) else {
         registry.init();

@@ -365,6 +365,10 @@ fn request_span(
     parts: &axum::http::request::Parts,
     rid: &axum::http::HeaderValue,
 ) -> tracing::Span {
+    // A span costs its formatting on every request: made only when something reads it.
+    if !basalt_service::trace::request_spans() {
+        return tracing::Span::none();
+    }
     let span = tracing::info_span!(
         "request",
         otel.name = %parts.method,

@@ -52,6 +52,11 @@ impl FromRequestParts<AppCtx> for Client {
         ) {
             slot.set(c);
         }
+        basalt_service::trace::record_caller(match &auth {
+            None => "guest",
+            Some(c) if c.is_superuser() => "superuser",
+            Some(_) => "user",
+        });
         let query = parse_query(parts.uri.query().unwrap_or(""));
         // Headers are copied only when some rule, or this request's filter, reads them.
         let wants_headers = ctx.collections().rules_read[0]

@@ -16,6 +16,27 @@ pub fn enabled() -> bool {
 
 pub fn set_enabled() {
     ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+    set_request_spans();
+}
+
+static REQUEST_SPANS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether transports open a span per request (its fields: request id, method, path, route, status,
+/// collection, caller, trace and span ids): with tracing on, or JSON logs (whose lines carry them).
+/// Off, a request costs no span at all.
+pub fn request_spans() -> bool {
+    REQUEST_SPANS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub fn set_request_spans() {
+    REQUEST_SPANS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Notes the caller's kind (`guest`, `user`, `superuser`) in the request's span (`basalt.caller`).
+pub fn record_caller(kind: &str) {
+    if request_spans() {
+        tracing::Span::current().record("basalt.caller", kind);
+    }
 }
 
 /// Spans the trace exporter dropped because its queue was full (the collector is slow or down).
@@ -44,5 +65,7 @@ pub fn current_traceparent() -> Option<String> {
 
 /// Notes the collection an operation works on in the request's span (`basalt.collection`).
 pub fn record_collection(name: &str) {
-    tracing::Span::current().record("basalt.collection", name);
+    if request_spans() {
+        tracing::Span::current().record("basalt.collection", name);
+    }
 }
