@@ -127,14 +127,12 @@ async fn export_loop(exporter: opentelemetry_otlp::SpanExporter, mut rx: mpsc::R
         if rx.recv_many(&mut batch, BATCH).await == 0 {
             return;
         }
-        // Let a batch fill for a moment before sending it.
-        let linger = tokio::time::sleep(LINGER);
-        tokio::pin!(linger);
+        // Let a batch fill for a moment before sending it (without a wake per span).
+        tokio::time::sleep(LINGER).await;
         while batch.len() < BATCH {
-            let room = BATCH - batch.len();
-            tokio::select! {
-                n = rx.recv_many(&mut batch, room) => if n == 0 { break },
-                _ = &mut linger => break,
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
             }
         }
         let n = batch.len() as u64;

@@ -5,7 +5,22 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 pub const FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3fZ";
 
 pub fn format(t: DateTime<Utc>) -> String {
-    t.format(FORMAT).to_string()
+    use chrono::{Datelike, Timelike};
+    // Written field by field: `format(FORMAT)` parses the pattern on every call (hot: every write
+    // and every request log entry).
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return t.format(FORMAT).to_string();
+    }
+    format!(
+        "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}Z",
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.timestamp_subsec_millis().min(999)
+    )
 }
 
 pub fn now() -> String {
@@ -65,5 +80,30 @@ mod tests {
             Some("2024-01-31 12:34:56.000Z")
         );
         assert_eq!(normalize("yesterday"), None);
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn format_matches_the_pattern() {
+        for t in [
+            "2024-01-31T12:34:56.789Z",
+            "1999-12-31T23:59:59.999Z",
+            "2026-02-03T04:05:06Z",
+            "0900-01-01T00:00:00.001Z",
+        ] {
+            let t = DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+            assert_eq!(format(t), t.format(FORMAT).to_string());
+        }
+        // A leap second's nanoseconds never print as 1000.
+        let leap = NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+            .unwrap()
+            .and_utc();
+        assert_eq!(format(leap), "2016-12-31 23:59:59.999Z");
     }
 }

@@ -228,6 +228,8 @@ async fn serve_one(
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ConnectInfo(peer));
             let rid = request_id(&mut parts.headers);
+            let route_slot = crate::metrics::RouteSlot::default();
+            parts.extensions.insert(route_slot.clone());
             let log = ctx.logs.get().and_then(|l| {
                 let s = ctx.config();
                 (s.logs.max_days > 0).then(|| {
@@ -251,16 +253,18 @@ async fn serve_one(
             let span = request_span(&parts, &rid);
             let method = basalt_service::metrics::method_label(parts.method.as_str());
             let began = Instant::now();
-            let mut res = app
-                .oneshot(hyper::Request::from_parts(parts, body))
-                .instrument(span.clone())
-                .await?;
+            let call = app.oneshot(hyper::Request::from_parts(parts, body));
+            let mut res = if span.is_none() {
+                call.await?
+            } else {
+                call.instrument(span.clone()).await?
+            };
             let status = res.status().as_u16();
             span.record("http.response.status_code", status);
             if status >= 500 {
                 span.record("otel.status_code", "error");
             }
-            if let Some(r) = res.extensions().get::<axum::extract::MatchedPath>() {
+            if let Some(r) = route_slot.get() {
                 span.record("http.route", r.as_str());
                 if basalt_service::trace::enabled() {
                     // The OpenTelemetry span exists already (its ids are in the logs): renamed in place.
@@ -280,9 +284,8 @@ async fn serve_one(
             });
             security_headers(&mut res);
             res.headers_mut().insert(X_REQUEST_ID, rid);
-            let route: Arc<str> = res
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
+            let route: Arc<str> = route_slot
+                .get()
                 .map_or_else(|| Arc::from(""), |m| Arc::from(m.as_str()));
             let response_bytes = http_body::Body::size_hint(res.body()).exact();
             if let Some((logs, slot, mut e)) = log {
@@ -426,11 +429,28 @@ fn request_id(h: &mut axum::http::HeaderMap) -> axum::http::HeaderValue {
             return v.clone();
         }
     }
-    let id = basalt_core::id::random_id(20);
-    let v = axum::http::HeaderValue::from_str(&id)
+    // A process prefix (random at start) and a counter, in 20 hex characters: unique, cheap.
+    static PREFIX: std::sync::LazyLock<u32> = std::sync::LazyLock::new(rand_u32);
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff_ffff_ffff;
+    let mut buf = [0u8; 20];
+    let hex = b"0123456789abcdef";
+    let v = (u128::from(*PREFIX) << 48) | u128::from(n);
+    for (i, c) in buf.iter_mut().rev().enumerate() {
+        *c = hex[((v >> (4 * i)) & 0xf) as usize];
+    }
+    let v = axum::http::HeaderValue::from_bytes(&buf)
         .unwrap_or_else(|_| axum::http::HeaderValue::from_static("-"));
     h.insert(X_REQUEST_ID, v.clone());
     v
+}
+
+/// 32 random bits (the standard library's per-process hash keys come from the OS).
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as u32
 }
 
 /// Headers every answer carries: no MIME sniffing (an uploaded file is served as its stored type,

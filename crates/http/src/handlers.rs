@@ -22,7 +22,7 @@ pub fn probes_router(ctx: AppCtx) -> Router {
     Router::new()
         .route("/livez", get(crate::cluster::livez))
         .route("/readyz", get(crate::cluster::readyz))
-        .route_layer(axum::middleware::from_fn(crate::metrics::route_label))
+        .route_layer(crate::metrics::route_layer())
         .fallback(fallback)
         .with_state(ctx)
 }
@@ -51,7 +51,7 @@ pub fn router(ctx: AppCtx) -> Router {
             get(view_record).patch(update_record).delete(delete_record),
         )
         .merge(auth::routes())
-        .route_layer(axum::middleware::from_fn(crate::metrics::route_label));
+        .route_layer(crate::metrics::route_layer());
     // Everything else is limited by path labels only (`/api/`, `POST /api/batch`, …).
     let paths = Router::new()
         .route("/api/health", get(health).head(health))
@@ -122,7 +122,7 @@ pub fn router(ctx: AppCtx) -> Router {
             ctx.clone(),
             crate::limits::path_limits,
         ))
-        .route_layer(axum::middleware::from_fn(crate::metrics::route_label));
+        .route_layer(crate::metrics::route_layer());
     actions
         .merge(paths)
         .fallback(fallback)

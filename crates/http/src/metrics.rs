@@ -12,8 +12,7 @@
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use basalt_core::net::Net;
@@ -130,17 +129,33 @@ pub fn routes(ctx: AppCtx, access: MetricsAccess) -> Router {
                 },
             ),
         )
-        .route_layer(axum::middleware::from_fn(route_label))
+        .route_layer(route_layer())
         .with_state(ctx)
 }
 
-/// Route middleware: copies the matched route template onto the answer, where the connection's
-/// request metrics read it (`http_route`).
-pub async fn route_label(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let mut res = next.run(req).await;
-    if let Some(r) = route {
-        res.extensions_mut().insert(r);
+/// Where the router notes the matched route template (`http_route`) for the connection loop, which
+/// put it in the request ([`route_layer`]).
+#[derive(Clone, Default)]
+pub struct RouteSlot(std::sync::Arc<std::sync::OnceLock<MatchedPath>>);
+
+impl RouteSlot {
+    pub fn get(&self) -> Option<&MatchedPath> {
+        self.0.get()
     }
-    res
+}
+
+fn note_route(req: Request) -> Request {
+    if let (Some(p), Some(slot)) = (
+        req.extensions().get::<MatchedPath>(),
+        req.extensions().get::<RouteSlot>(),
+    ) {
+        let _ = slot.0.set(p.clone());
+    }
+    req
+}
+
+/// The route layer every router's routes get: fills the request's [`RouteSlot`]. A plain request
+/// mapping: no boxed future, nothing added to the answer.
+pub fn route_layer() -> tower::util::MapRequestLayer<fn(Request) -> Request> {
+    tower::util::MapRequestLayer::new(note_route as fn(Request) -> Request)
 }

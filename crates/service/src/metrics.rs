@@ -92,13 +92,29 @@ pub struct MethodLabel {
 }
 
 /// Requests of one server transport (`http_server_*`, OpenTelemetry's HTTP semantic conventions in
-/// Prometheus form).
+/// Prometheus form). Cheap to clone (one `Arc`).
 #[derive(Clone)]
-pub struct RequestMetrics {
+pub struct RequestMetrics(Arc<RequestFamilies>);
+
+pub struct RequestFamilies {
     pub duration: Family<RequestLabels, Histogram>,
     pub active: Family<MethodLabel, Gauge>,
     pub request_size: Family<RouteLabels, Histogram>,
     pub response_size: Family<RouteLabels, Histogram>,
+    /// `active`'s gauge of each method label, looked up once.
+    active_by_method: Vec<Gauge>,
+}
+
+/// The method labels, in the order of `active_by_method`.
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS", "_OTHER",
+];
+
+impl std::ops::Deref for RequestMetrics {
+    type Target = RequestFamilies;
+    fn deref(&self) -> &RequestFamilies {
+        &self.0
+    }
 }
 
 impl Default for RequestMetrics {
@@ -106,31 +122,41 @@ impl Default for RequestMetrics {
         fn bytes() -> Histogram {
             Histogram::new(BYTES)
         }
-        RequestMetrics {
+        let active: Family<MethodLabel, Gauge> = Family::default();
+        let active_by_method = METHODS
+            .iter()
+            .map(|m| {
+                active.get_or_create_owned(&MethodLabel {
+                    http_request_method: m,
+                })
+            })
+            .collect();
+        RequestMetrics(Arc::new(RequestFamilies {
             duration: Family::new_with_constructor(latency),
-            active: Family::default(),
+            active,
             request_size: Family::new_with_constructor(bytes),
             response_size: Family::new_with_constructor(bytes),
-        }
+            active_by_method,
+        }))
     }
 }
 
 /// One request in flight: counted in `active` until [`InFlight::finish`] (or drop).
 pub struct InFlight {
     metrics: RequestMetrics,
-    method: &'static str,
+    method: usize,
     began: Instant,
     done: bool,
 }
 
 impl RequestMetrics {
     pub fn start(&self, method: &str) -> InFlight {
-        let method = method_label(method);
-        self.active
-            .get_or_create(&MethodLabel {
-                http_request_method: method,
-            })
-            .inc();
+        let label = method_label(method);
+        let method = METHODS
+            .iter()
+            .position(|m| *m == label)
+            .unwrap_or(METHODS.len() - 1);
+        self.active_by_method[method].inc();
         InFlight {
             metrics: self.clone(),
             method,
@@ -151,13 +177,17 @@ impl InFlight {
     ) {
         self.done = true;
         let m = &self.metrics;
-        m.active
-            .get_or_create(&MethodLabel {
-                http_request_method: self.method,
+        m.active_by_method[self.method].dec();
+        let method = METHODS[self.method];
+        m.duration
+            .get_or_create(&RequestLabels {
+                http_request_method: method,
+                http_route: route.clone(),
+                http_response_status_code: status,
             })
-            .dec();
+            .observe(since(self.began));
         let labels = RouteLabels {
-            http_request_method: self.method,
+            http_request_method: method,
             http_route: route,
         };
         m.request_size
@@ -166,25 +196,13 @@ impl InFlight {
         if let Some(n) = response_bytes {
             m.response_size.get_or_create(&labels).observe(n as f64);
         }
-        m.duration
-            .get_or_create(&RequestLabels {
-                http_request_method: self.method,
-                http_route: labels.http_route,
-                http_response_status_code: status,
-            })
-            .observe(since(self.began));
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.done {
-            self.metrics
-                .active
-                .get_or_create(&MethodLabel {
-                    http_request_method: self.method,
-                })
-                .dec();
+            self.metrics.active_by_method[self.method].dec();
         }
     }
 }

@@ -336,7 +336,10 @@ async fn scrapes_are_guarded_and_requests_carry_ids(backend: Backend) {
             .await
             .unwrap();
         let id = r.headers()["x-request-id"].to_str().unwrap();
-        assert!(id != bad && id.len() == 20, "{id:?}");
+        assert!(
+            id != bad && id.len() == 20 && id.bytes().all(|c| c.is_ascii_hexdigit()),
+            "{id:?}"
+        );
     }
     let r = c.get(format!("{}/nowhere", app.url)).send().await.unwrap();
     assert_eq!(r.status(), 404);
