@@ -235,7 +235,8 @@ async fn serve_one(
                 (s.logs.max_days > 0).then(|| {
                     let slot = basalt_service::logs::AuthSlot::default();
                     parts.extensions.insert(slot.clone());
-                    (l.clone(), slot, pending_entry(&ctx, &parts, peer))
+                    let e = pending_entry(&ctx, &parts, peer, s.logs.log_ip);
+                    (l.clone(), slot, e, s)
                 })
             });
             let request_bytes = parts
@@ -288,7 +289,7 @@ async fn serve_one(
                 .get()
                 .map_or_else(|| Arc::from(""), |m| Arc::from(m.as_str()));
             let response_bytes = http_body::Body::size_hint(res.body()).exact();
-            if let Some((logs, slot, mut e)) = log {
+            if let Some((logs, slot, mut e, settings)) = log {
                 e.status = res.status().as_u16();
                 e.exec_ms = began.elapsed().as_secs_f64() * 1000.0;
                 if let Some((coll, id)) = slot.get() {
@@ -299,7 +300,7 @@ async fn serve_one(
                     .extensions()
                     .get::<basalt_service::logs::LoggedError>()
                     .cloned();
-                logs.push(&ctx.config().logs, e);
+                logs.push(&settings.logs, e);
             }
             flight.finish(route, res.status().as_u16(), request_bytes, response_bytes);
             Ok::<_, std::convert::Infallible>(res)
@@ -332,6 +333,7 @@ fn pending_entry(
     ctx: &AppCtx,
     parts: &axum::http::request::Parts,
     peer: SocketAddr,
+    log_ip: bool,
 ) -> basalt_service::logs::RequestEntry {
     let h = |k: axum::http::HeaderName| {
         parts
@@ -349,8 +351,16 @@ fn pending_entry(
             .uri
             .path_and_query()
             .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
-        remote_ip: peer.ip().to_string(),
-        user_ip: crate::extract::ip_of(ctx, &parts.headers, &parts.extensions).to_string(),
+        remote_ip: if log_ip {
+            peer.ip().to_string()
+        } else {
+            String::new()
+        },
+        user_ip: if log_ip {
+            crate::extract::ip_of(ctx, &parts.headers, &parts.extensions).to_string()
+        } else {
+            String::new()
+        },
         referer: h(axum::http::header::REFERER),
         preflight: parts.method == axum::http::Method::OPTIONS
             && parts

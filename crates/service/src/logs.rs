@@ -538,7 +538,7 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Row>, written:
             }
         }
         let n = buf.len();
-        match write_batch(store.as_ref(), &buf).await {
+        match write_batch(store.as_ref(), &mut buf).await {
             Ok(()) => {
                 written.fetch_add(n as u64, Ordering::Relaxed);
             }
@@ -551,26 +551,26 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Row>, written:
     }
 }
 
-async fn write_batch(store: &dyn Store, rows: &[Row]) -> basalt_store::Result<()> {
+async fn write_batch(store: &dyn Store, rows: &mut Vec<Row>) -> basalt_store::Result<()> {
     let d = store.dialect();
     let mut tx = store.begin().await?;
-    for r in rows {
+    for r in rows.drain(..) {
         // One statement text for every row: prepared once per connection.
         let mut q = Sql::new(d);
         q.push(
             "INSERT INTO \"_logs\" (\"id\", \"created\", \"seq\", \"level\", \"message\", \"data\") VALUES (",
         )
-        .bind(Value::Text(r.id.clone()))
+        .bind(Value::Text(r.id))
         .push(", ")
-        .bind(Value::Text(r.created.clone()))
+        .bind(Value::Text(r.created))
         .push(", ")
         .bind(Value::Int(r.seq))
         .push(", ")
         .bind(Value::Int(r.level))
         .push(", ")
-        .bind(Value::Text(r.message.clone()))
+        .bind(Value::Text(r.message))
         .push(", ")
-        .bind(Value::Json(r.data.clone()))
+        .bind(Value::Json(r.data))
         .push(")");
         tx.execute(&q).await?;
     }
