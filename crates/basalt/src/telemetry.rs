@@ -42,14 +42,17 @@ pub fn init(s: &Settings) -> anyhow::Result<Option<opentelemetry_sdk::trace::Sdk
     let filter = EnvFilter::try_new(&s.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if s.log.format == "json" {
-        fmt.json().boxed()
+        // JSON lines carry their spans' fields (request id, trace and span ids).
+        basalt_service::trace::set_json_logs();
+        fmt.json().with_filter(filter).boxed()
     } else {
-        fmt.with_ansi(false).boxed()
+        // Text lines do not show spans: the text layer never sees them, so a traced request's spans
+        // cost no formatting here.
+        use tracing_subscriber::filter::FilterExt;
+        let events = tracing_subscriber::filter::filter_fn(|m| !m.is_span());
+        fmt.with_ansi(false).with_filter(filter.and(events)).boxed()
     };
-    if s.log.format == "json" {
-        basalt_service::trace::set_request_spans();
-    }
-    let registry = tracing_subscriber::registry().with(fmt.with_filter(filter));
+    let registry = tracing_subscriber::registry().with(fmt);
     let Some(t) = s.telemetry.as_ref().filter(|t| t.enabled()) else {
         registry.init();
         return Ok(None);

@@ -408,9 +408,13 @@ fn request_span(
         }
         let cx = span.context();
         let sc = cx.span().span_context().clone();
-        if sc.is_valid() {
+        if sc.is_valid() && (sc.is_sampled() || basalt_service::trace::json_logs()) {
             span.record("trace_id", sc.trace_id().to_string());
             span.record("span_id", sc.span_id().to_string());
+        }
+        // An unsampled span that no log line shows: nothing more is worth recording on it.
+        if !sc.is_sampled() && !basalt_service::trace::json_logs() {
+            return tracing::Span::none();
         }
     }
     span

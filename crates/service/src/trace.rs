@@ -32,6 +32,18 @@ pub fn set_request_spans() {
     REQUEST_SPANS.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether log lines are JSON (they then carry the request span's fields).
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub fn set_json_logs() {
+    JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+    set_request_spans();
+}
+
 /// Notes the caller's kind (`guest`, `user`, `superuser`) in the request's span (`basalt.caller`).
 pub fn record_caller(kind: &str) {
     if request_spans() {
