@@ -130,12 +130,15 @@ async fn export_loop(exporter: opentelemetry_otlp::SpanExporter, mut rx: mpsc::R
         if rx.recv_many(&mut batch, BATCH).await == 0 {
             return;
         }
-        // Let a batch fill for a moment before sending it (without a wake per span).
-        tokio::time::sleep(LINGER).await;
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
+        // A batch not full yet may fill for a moment (without a wake per span); under load full
+        // batches go out back to back.
+        if batch.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(_) => break,
+                }
             }
         }
         let n = batch.len() as u64;

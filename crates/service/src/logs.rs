@@ -530,11 +530,13 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Row>, written:
         }
         // Let a batch fill for a moment, without waking for each entry (senders only wake a
         // waiting receiver): one transaction per batch is what keeps logging cheap.
-        tokio::time::sleep(LINGER).await;
-        while buf.len() < BATCH {
-            match rx.try_recv() {
-                Ok(r) => buf.push(r),
-                Err(_) => break,
+        if buf.len() < BATCH {
+            tokio::time::sleep(LINGER).await;
+            while buf.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => buf.push(r),
+                    Err(_) => break,
+                }
             }
         }
         let n = buf.len();
