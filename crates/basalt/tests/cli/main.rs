@@ -187,6 +187,22 @@ fn bad_settings_fail_with_a_clear_message() {
         err.contains("synchronous") && err.contains("normal"),
         "{err}"
     );
+    // Observability settings are checked too, each error naming its key.
+    for (toml, needle) in [
+        ("[telemetry]\nsample_ratio = 2.0\n", "sample_ratio"),
+        ("[telemetry]\nendpoint = \"collector:4318\"\n", "endpoint"),
+        ("[metrics]\nallow = [\"not-a-net\"]\n", "allow"),
+        ("[metrics]\ntokn = \"x\"\n", "tokn"),
+    ] {
+        std::fs::write(&cfg, toml).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{toml}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{toml}: {err}");
+    }
     // A configured event sink that cannot be reached stops the start, naming the sink.
     std::fs::write(&cfg, "[events.nats]\nurl = \"nats://127.0.0.1:1\"\n").unwrap();
     let out = Command::new(BIN)
