@@ -285,9 +285,7 @@ async fn serve_one(
             });
             security_headers(&mut res);
             res.headers_mut().insert(X_REQUEST_ID, rid);
-            let route: Arc<str> = route_slot
-                .get()
-                .map_or_else(|| Arc::from(""), |m| Arc::from(m.as_str()));
+            let route = route_slot.get().map_or("", |m| m.as_str());
             let response_bytes = http_body::Body::size_hint(res.body()).exact();
             if let Some((logs, slot, mut e, settings)) = log {
                 e.status = res.status().as_u16();

@@ -14,7 +14,7 @@
 //! the known set are `_OTHER`, collections past [`MAX_COLLECTION_LABELS`] are `_other`, rate-limit
 //! rules are the configured labels.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -103,7 +103,48 @@ pub struct RequestFamilies {
     pub response_size: Family<RouteLabels, Histogram>,
     /// `active`'s gauge of each method label, looked up once.
     active_by_method: Vec<Gauge>,
+    /// The three histograms of each (method, status, route) seen, found with one cheap lookup keyed
+    /// by the route text's address (transports pass the router's own long-lived template strings).
+    routes: std::sync::RwLock<HashMap<RouteKey, RouteHandles, BuildFast>>,
 }
+
+type RouteKey = (u8, u16, usize, usize);
+
+struct RouteHandles {
+    route: Arc<str>,
+    duration: Histogram,
+    request_size: Histogram,
+    response_size: Histogram,
+}
+
+/// A multiply-rotate hasher for the small integer keys above (SipHash costs more than the lookup).
+#[derive(Default, Clone, Copy)]
+struct Fast(u64);
+
+impl std::hash::Hasher for Fast {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+}
+
+type BuildFast = std::hash::BuildHasherDefault<Fast>;
 
 /// The method labels, in the order of `active_by_method`.
 const METHODS: [&str; 8] = [
@@ -137,6 +178,7 @@ impl Default for RequestMetrics {
             request_size: Family::new_with_constructor(bytes),
             response_size: Family::new_with_constructor(bytes),
             active_by_method,
+            routes: Default::default(),
         }))
     }
 }
@@ -170,7 +212,7 @@ impl InFlight {
     /// Records the answer: its route template (`""` when no route matched), status and sizes.
     pub fn finish(
         mut self,
-        route: Arc<str>,
+        route: &str,
         status: u16,
         request_bytes: u64,
         response_bytes: Option<u64>,
@@ -178,23 +220,48 @@ impl InFlight {
         self.done = true;
         let m = &self.metrics;
         m.active_by_method[self.method].dec();
+        let key = (
+            self.method as u8,
+            status,
+            route.as_ptr() as usize,
+            route.len(),
+        );
+        let observe = |h: &RouteHandles| {
+            h.duration.observe(since(self.began));
+            h.request_size.observe(request_bytes as f64);
+            if let Some(n) = response_bytes {
+                h.response_size.observe(n as f64);
+            }
+        };
+        {
+            let g = m.routes.read().unwrap_or_else(|p| p.into_inner());
+            // The text is compared too: an address may be reused by another string once freed.
+            if let Some(h) = g.get(&key).filter(|h| &*h.route == route) {
+                observe(h);
+                return;
+            }
+        }
         let method = METHODS[self.method];
-        m.duration
-            .get_or_create(&RequestLabels {
+        let route: Arc<str> = Arc::from(route);
+        let labels = RouteLabels {
+            http_request_method: method,
+            http_route: route.clone(),
+        };
+        let h = RouteHandles {
+            duration: m.duration.get_or_create_owned(&RequestLabels {
                 http_request_method: method,
                 http_route: route.clone(),
                 http_response_status_code: status,
-            })
-            .observe(since(self.began));
-        let labels = RouteLabels {
-            http_request_method: method,
-            http_route: route,
+            }),
+            request_size: m.request_size.get_or_create_owned(&labels),
+            response_size: m.response_size.get_or_create_owned(&labels),
+            route,
         };
-        m.request_size
-            .get_or_create(&labels)
-            .observe(request_bytes as f64);
-        if let Some(n) = response_bytes {
-            m.response_size.get_or_create(&labels).observe(n as f64);
+        observe(&h);
+        let mut g = m.routes.write().unwrap_or_else(|p| p.into_inner());
+        // Bounded like the families: routes are templates, statuses a few hundred at most.
+        if g.len() < 4096 {
+            g.insert(key, h);
         }
     }
 }
