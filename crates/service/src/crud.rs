@@ -24,11 +24,6 @@ fn records_collection(ctx: &AppCtx, key: &str) -> Option<Arc<Collection>> {
     ctx.collection(key).filter(|c| c.name != "_totps")
 }
 
-fn collection_or_404(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
-    records_collection(ctx, key)
-        .ok_or_else(|| ServiceError(Error::NotFound("Missing collection context.".into())))
-}
-
 /// The collection a write goes to: the protocol's wording for an unknown one, and view collections
 /// refused. Transports call it before reading a body (its file size ceiling).
 pub fn collection_for_write(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
@@ -123,22 +118,27 @@ fn fast_path(coll: &Collection, req: &Req, info: &RequestInfo) -> bool {
 /// Lists records of `c` under its listRule with the caller's `filter`, `sort`, `page`, `perPage`,
 /// `skipTotal`, `expand`, `fields`.
 pub async fn list(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
-    let res = list_inner(ctx, req, c).await;
-    count(ctx, c, "list", &res);
+    let coll = records_collection(ctx, c);
+    let res = list_inner(ctx, req, coll.clone()).await;
+    count(ctx, coll.as_deref(), "list", &res);
     res
 }
 
 /// Counts a record operation in `basalt_record_operations_total` (collections the caller named
 /// but that do not exist are `_unknown`, so guessing names cannot grow the series).
-fn count<T>(ctx: &AppCtx, c: &str, action: &'static str, res: &ServiceResult<T>) {
-    let name = records_collection(ctx, c);
-    let name = name.as_ref().map_or("_unknown", |c| c.name.as_str());
+fn count<T>(ctx: &AppCtx, coll: Option<&Collection>, action: &'static str, res: &ServiceResult<T>) {
+    let name = coll.map_or("_unknown", |c| c.name.as_str());
     crate::trace::record_collection(name);
     ctx.metrics.record_op(name, action, res);
 }
 
-async fn list_inner(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
-    let coll = collection_or_404(ctx, c)?;
+/// The collection a record operation names, or the protocol's 404.
+fn found(coll: Option<Arc<Collection>>) -> ServiceResult<Arc<Collection>> {
+    coll.ok_or_else(|| ServiceError(Error::NotFound("Missing collection context.".into())))
+}
+
+async fn list_inner(ctx: &AppCtx, req: &Req, coll: Option<Arc<Collection>>) -> ServiceResult<Page> {
+    let coll = found(coll)?;
     admit(ctx, req, Some(&coll), Some(Action::List)).await?;
     let (page, per_page) = page_params(req)?;
     let info = req.info(&ctx.collections(), None, "default");
@@ -177,13 +177,19 @@ async fn list_inner(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
 
 /// One record of `c` under its viewRule (404 when missing or not visible).
 pub async fn view(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<Items> {
-    let res = view_inner(ctx, req, c, id).await;
-    count(ctx, c, "view", &res);
+    let coll = records_collection(ctx, c);
+    let res = view_inner(ctx, req, coll.clone(), id).await;
+    count(ctx, coll.as_deref(), "view", &res);
     res
 }
 
-async fn view_inner(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<Items> {
-    let coll = collection_or_404(ctx, c)?;
+async fn view_inner(
+    ctx: &AppCtx,
+    req: &Req,
+    coll: Option<Arc<Collection>>,
+    id: &str,
+) -> ServiceResult<Items> {
+    let coll = found(coll)?;
     admit(ctx, req, Some(&coll), Some(Action::View)).await?;
     let info = req.info(&ctx.collections(), None, "default");
     let rows = records::fetch_rows_cached(ctx, &coll, id, &coll.view_rule, &info).await?;
@@ -303,13 +309,19 @@ pub async fn update(
 
 /// Deletes record `id` of `c` under its deleteRule (references cleared or cascaded).
 pub async fn delete(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<()> {
-    let res = delete_inner(ctx, req, c, id).await;
-    count(ctx, c, "delete", &res);
+    let coll = records_collection(ctx, c);
+    let res = delete_inner(ctx, req, coll.clone(), id).await;
+    count(ctx, coll.as_deref(), "delete", &res);
     res
 }
 
-async fn delete_inner(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<()> {
-    let coll = collection_or_404(ctx, c)?;
+async fn delete_inner(
+    ctx: &AppCtx,
+    req: &Req,
+    coll: Option<Arc<Collection>>,
+    id: &str,
+) -> ServiceResult<()> {
+    let coll = found(coll)?;
     writable(&coll)?;
     admit(ctx, req, Some(&coll), Some(Action::Delete)).await?;
     let info = req.info(&ctx.collections(), None, "default");

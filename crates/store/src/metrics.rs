@@ -110,6 +110,26 @@ impl StoreMetrics {
     }
 }
 
+impl StoreMetrics {
+    /// Runs a read ([`crate::Store::query`]) in its `db.query` span, recording its duration and
+    /// whether it hit the read deadline: the one place both backends time their reads.
+    pub async fn timed_read(
+        &self,
+        system: &'static str,
+        sql: &crate::Sql,
+        read: impl std::future::Future<Output = crate::Result<crate::Rows>>,
+    ) -> crate::Result<crate::Rows> {
+        let began = Instant::now();
+        let span = tracing::debug_span!("db.query", db.system = system, db.statement = %sql.text);
+        let res = tracing::Instrument::instrument(read, span).await;
+        self.reads.observe(since(began));
+        if matches!(res, Err(crate::StoreError::Timeout)) {
+            self.read_timeouts.inc();
+        }
+        res
+    }
+}
+
 /// Seconds since `t`, for a histogram.
 pub fn since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()

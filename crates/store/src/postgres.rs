@@ -252,15 +252,9 @@ impl Store for PgStore {
         Dialect::Postgres
     }
     async fn query(&self, sql: &Sql) -> Result<Rows> {
-        let began = std::time::Instant::now();
-        let span =
-            tracing::debug_span!("db.query", db.system = "postgresql", db.statement = %sql.text);
-        let res = tracing::Instrument::instrument(self.read(sql), span).await;
-        self.metrics.reads.observe(since(began));
-        if matches!(res, Err(StoreError::Timeout)) {
-            self.metrics.read_timeouts.inc();
-        }
-        res
+        self.metrics
+            .timed_read("postgresql", sql, self.read(sql))
+            .await
     }
     fn metrics(&self) -> &StoreMetrics {
         &self.metrics

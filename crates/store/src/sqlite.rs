@@ -359,14 +359,7 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, sql: &Sql) -> Result<Rows> {
-        let began = Instant::now();
-        let span = tracing::debug_span!("db.query", db.system = "sqlite", db.statement = %sql.text);
-        let res = tracing::Instrument::instrument(self.read(sql), span).await;
-        self.metrics.reads.observe(since(began));
-        if matches!(res, Err(StoreError::Timeout)) {
-            self.metrics.read_timeouts.inc();
-        }
-        res
+        self.metrics.timed_read("sqlite", sql, self.read(sql)).await
     }
 
     fn metrics(&self) -> &StoreMetrics {

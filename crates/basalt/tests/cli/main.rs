@@ -22,6 +22,15 @@ impl Drop for Dir {
     }
 }
 
+/// A child process killed (and reaped) on drop, so a failing test leaves no server behind.
+struct Proc(std::process::Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn tmp() -> Dir {
     let d = std::env::temp_dir().join(format!("basalt-cli-{}", basalt_core::id::random_id(10)));
     std::fs::create_dir_all(&d).unwrap();

@@ -7,19 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{free_port, serve_with, storage_args, su_token, tmp, upsert, BIN};
+use super::{free_port, serve_with, storage_args, su_token, tmp, upsert, Proc, BIN};
 
 fn prometheus_bin() -> String {
     std::env::var("BASALT_PROMETHEUS").unwrap_or_else(|_| "prometheus".into())
-}
-
-/// Kills the child on drop.
-struct Proc(std::process::Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn query(prom: &str, q: &str) -> Vec<Value> {

@@ -16,15 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::{json, Value};
 
-use super::{free_port, storage_args, su_token, tmp, upsert, BIN};
-
-struct Proc(std::process::Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use super::{free_port, storage_args, su_token, tmp, upsert, Proc, BIN};
 
 #[derive(Default)]
 struct Seen {
