@@ -99,10 +99,13 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::Ap
             target: basalt_service::roles::Target::find(&s.target),
             egress: s.egress.clone(),
             commit: env!("BASALT_COMMIT"),
+            pii_keys: s.pii_keys.clone(),
+            pii_require_reason: s.pii_require_reason,
         }
     } else {
         basalt_http::Options {
             data_dir: Some(s.dir.clone()),
+            pii_keys: s.pii_keys.clone(),
             ..Default::default()
         }
     };

@@ -56,6 +56,48 @@ struct FileSettings {
     connections: Option<FileConnections>,
     metrics: Option<FileMetrics>,
     telemetry: Option<FileTelemetry>,
+    pii: Option<FilePii>,
+}
+
+/// `[pii]`: the master key ring of PII protection (see `basalt_service::keyring`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FilePii {
+    /// A TOML file: `primary = "<id>"` and a `[keys]` table of `<id> = "<base64 32 bytes>"`.
+    /// `BASALT_PII_KEYS` (`id:base64,…`, the first primary) replaces it.
+    keys_file: Option<PathBuf>,
+    /// Superusers see pii values in clear only with an `X-Pii-Reason` header (else masks).
+    require_reason: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    primary: String,
+    keys: std::collections::BTreeMap<String, String>,
+}
+
+fn load_pii_keys(
+    env: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<basalt_service::keyring::KeyRing>>> {
+    use basalt_service::keyring::KeyRing;
+    let ring = match (env.filter(|e| !e.trim().is_empty()), file) {
+        (Some(e), _) => {
+            KeyRing::parse_env(&e).map_err(|m| anyhow::anyhow!("BASALT_PII_KEYS: {m}"))?
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("[pii] keys_file {}", path.display()))?;
+            let kf: KeysFile = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("[pii] keys_file {}: {e}", path.display()))?;
+            let keys: Vec<(String, String)> = kf.keys.into_iter().collect();
+            KeyRing::new(&keys, &kf.primary)
+                .map_err(|m| anyhow::anyhow!("[pii] keys_file {}: {m}", path.display()))?
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(std::sync::Arc::new(ring)))
 }
 
 /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (see `telemetry.rs`).
@@ -194,6 +236,9 @@ pub struct Settings {
     pub metrics_http_access: basalt_http::metrics::MetricsAccess,
     /// `[telemetry]`: traces over OTLP; `None` when `OTEL_SDK_DISABLED=true`.
     pub telemetry: Option<TelemetrySettings>,
+    /// `[pii]` / `BASALT_PII_KEYS`: the master key ring (its `Debug` shows key ids only).
+    pub pii_keys: Option<std::sync::Arc<basalt_service::keyring::KeyRing>>,
+    pub pii_require_reason: bool,
 }
 
 impl Settings {
@@ -391,7 +436,11 @@ impl Settings {
                     .unwrap_or_else(|| "basalt".into()),
                 sample_ratio,
             });
+        let fp = file.pii.unwrap_or_default();
+        let pii_keys = load_pii_keys(env("BASALT_PII_KEYS"), fp.keys_file.as_deref())?;
         let s = Settings {
+            pii_keys,
+            pii_require_reason: fp.require_reason.unwrap_or(false),
             telemetry,
             metrics,
             metrics_http,

@@ -31,6 +31,7 @@ pub const INVALID_NAME: &str = "validation_invalid_name";
 pub const INVALID_OLD_PASSWORD: &str = "validation_invalid_old_password";
 pub const INVALID_PASSWORD: &str = "validation_invalid_password";
 pub const INVALID_PATTERN: &str = "validation_invalid_pattern";
+pub const INVALID_PII: &str = "validation_invalid_pii";
 pub const INVALID_PRIVATE_KEY: &str = "validation_invalid_private_key";
 pub const INVALID_PROVIDER: &str = "validation_invalid_provider";
 pub const INVALID_RULE: &str = "validation_invalid_rule";
@@ -63,6 +64,7 @@ pub const NOT_IN_INVALID: &str = "validation_not_in_invalid";
 pub const NOT_UNIQUE: &str = "validation_not_unique";
 pub const ONLY_INT_CONSTRAINT: &str = "validation_only_int_constraint";
 pub const OUT_OF_RANGE: &str = "validation_out_of_range";
+pub const PII_FILTER: &str = "validation_pii_filter";
 pub const REQUIRED: &str = "validation_required";
 pub const SYSTEM_FIELD_CHANGE: &str = "validation_system_field_change";
 pub const TOKEN_COLLECTION_MISMATCH: &str = "validation_token_collection_mismatch";
@@ -102,6 +104,7 @@ pub const ALL: &[&str] = &[
     INVALID_OLD_PASSWORD,
     INVALID_PASSWORD,
     INVALID_PATTERN,
+    INVALID_PII,
     INVALID_PRIVATE_KEY,
     INVALID_PROVIDER,
     INVALID_RULE,
@@ -134,6 +137,7 @@ pub const ALL: &[&str] = &[
     NOT_UNIQUE,
     ONLY_INT_CONSTRAINT,
     OUT_OF_RANGE,
+    PII_FILTER,
     REQUIRED,
     SYSTEM_FIELD_CHANGE,
     TOKEN_COLLECTION_MISMATCH,

@@ -17,6 +17,7 @@ pub mod error;
 pub mod filter;
 pub mod id;
 pub mod net;
+pub mod pii;
 pub mod record;
 pub mod schema;
 pub mod sql;

@@ -12,6 +12,17 @@ pub type Data = Map<String, Json>;
 
 /// Converts a stored column value to the field's JSON type.
 pub fn column_to_json(f: &Field, v: Value) -> Json {
+    if f.pii.is_some() {
+        match v {
+            // Opened by the service: the value's output JSON.
+            Value::Json(s) => return serde_json::from_str(&s).unwrap_or(Json::Null),
+            // Never a ciphertext to a caller, whatever path forgot to open it.
+            Value::Text(s) if s.starts_with(crate::pii::CIPHER_PREFIX) => return Json::Null,
+            Value::Null => return zero(f),
+            Value::Text(s) if s.is_empty() => return zero(f),
+            _ => {}
+        }
+    }
     match f.column_kind() {
         ColumnKind::Number => num_json(v.as_f64().unwrap_or(0.0)),
         ColumnKind::Bool => Json::Bool(v.as_bool()),

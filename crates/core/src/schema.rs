@@ -116,6 +116,8 @@ pub struct Field {
     pub mime_types: Vec<String>,
     pub thumbs: Vec<String>,
     pub protected: bool,
+    /// PII protection ([`crate::pii`]): encrypted at rest, masked for callers failing `revealRule`.
+    pub pii: Option<crate::pii::Pii>,
 }
 
 impl Field {
@@ -202,6 +204,7 @@ impl Field {
             mime_types: list("mimeTypes"),
             thumbs: list("thumbs"),
             protected: b("protected"),
+            pii: crate::pii::Pii::from_json(o.get("pii")).map_err(|e| format!("{}: {e}", s("name")))?,
         };
         if f.id.is_empty() {
             f.id = id::field_id(kind.as_str(), &f.name);
@@ -294,6 +297,7 @@ impl Field {
         if self.ty() != FieldType::Autodate {
             o.insert("help".into(), json!(self.help));
         }
+        crate::pii::write_json(self, &mut o);
         Json::Object(o)
     }
 
@@ -1005,6 +1009,30 @@ impl Collection {
                 }
                 _ => {}
             }
+            if let Some(p) = &f.pii {
+                let why = if !crate::pii::supported(f.ty()) {
+                    Some(format!(
+                        "A {} field cannot be marked pii (text, email, number, date, json and editor fields can).",
+                        f.ty().as_str()
+                    ))
+                } else if f.name == "id" || f.primary_key {
+                    Some("The id field cannot be marked pii.".to_string())
+                } else if !id::is_valid_name(&f.id) {
+                    Some("A pii field needs an id of letters, digits and underscores.".to_string())
+                } else {
+                    p.reveal_rule
+                        .as_ref()
+                        .filter(|r| !r.trim().is_empty())
+                        .and_then(|r| crate::filter::parse(r).err())
+                        .map(|e| format!("Invalid revealRule. Raw error: {e}."))
+                };
+                if let Some(why) = why {
+                    errs.insert(
+                        format!("fields.{i}.pii"),
+                        FieldError::new(crate::codes::INVALID_PII, why),
+                    );
+                }
+            }
             if !f.pattern.is_empty() && f.pattern.len() > 1000 {
                 errs.insert(
                     format!("fields.{i}.pattern"),
@@ -1068,13 +1096,20 @@ impl Collection {
                 );
             } else if let Ok(p) = Index::parse(ix) {
                 for c in &p.columns {
-                    if self.field(c).is_none() {
+                    let why = match self.field(c) {
+                        None => Some(format!("Unknown column \"{c}\".")),
+                        Some(f) if f.pii.as_ref().is_some_and(|p| !p.searchable) => Some(format!(
+                            "\"{c}\" is encrypted (pii) without a blind index: set pii.searchable to index it."
+                        )),
+                        Some(f) if f.pii.is_some() && p.columns.len() > 1 => Some(format!(
+                            "\"{c}\" is encrypted (pii): its index must cover that field alone."
+                        )),
+                        _ => None,
+                    };
+                    if let Some(why) = why {
                         errs.insert(
                             format!("indexes.{i}"),
-                            FieldError::new(
-                                crate::codes::INVALID_INDEX_EXPRESSION,
-                                format!("Unknown column \"{c}\"."),
-                            ),
+                            FieldError::new(crate::codes::INVALID_INDEX_EXPRESSION, why),
                         );
                     }
                 }

@@ -37,6 +37,9 @@ use serde_json::{json, Map, Value as Json};
 pub use bus::EventBus;
 pub use config::EventsConfig;
 
+/// The collection of the PII reveal audit, whose events are typed `basalt.pii.revealed`.
+pub const PII_AUDIT: &str = "_piiAudit";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     Create,
@@ -142,13 +145,23 @@ impl Event {
         Json::Object(d)
     }
 
+    /// The CloudEvents `type`: `basalt.record.<action>`, and `basalt.pii.revealed` for the rows of
+    /// the PII reveal audit (`_piiAudit`).
+    pub fn event_type(&self) -> &'static str {
+        if self.collection == PII_AUDIT {
+            "basalt.pii.revealed"
+        } else {
+            self.action.event_type()
+        }
+    }
+
     /// The event as CloudEvents 1.0 structured JSON.
     pub fn cloudevent(&self, source: &str) -> Json {
         let mut ce = json!({
             "specversion": "1.0",
             "id": self.id,
             "source": source,
-            "type": self.action.event_type(),
+            "type": self.event_type(),
             "subject": self.subject(),
             "time": self.time,
             "datacontenttype": "application/json",

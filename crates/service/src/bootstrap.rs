@@ -74,6 +74,9 @@ async fn run_once(ctx: &AppCtx) -> ServiceResult<()> {
             collections::insert_collection(ctx, c).await?;
         }
     }
+    if ctx.collection(basalt_events::PII_AUDIT).is_none() {
+        collections::insert_collection(ctx, pii_audit_collection()).await?;
+    }
     settings::load(ctx).await?;
     Ok(())
 }
@@ -150,6 +153,34 @@ fn auth_system_collections() -> Vec<Collection> {
     ]
 }
 
+/// `_piiAudit`: one row per record whose pii values were revealed to a caller (who, which fields,
+/// the route, the client IP, the reason given); superusers read it, nobody writes it through the API.
+fn pii_audit_collection() -> Collection {
+    let name = basalt_events::PII_AUDIT;
+    let mut c = Collection::scaffold(CollectionType::Base, name);
+    c.id = basalt_core::id::collection_id("base", name);
+    c.system = true;
+    for n in [
+        "collectionRef",
+        "recordRef",
+        "fields",
+        "actor",
+        "route",
+        "ip",
+        "reason",
+    ] {
+        let mut f = Field::new(n, FieldType::Text);
+        f.system = true;
+        c.fields.push(f);
+    }
+    c.fields.extend(Collection::autodate_fields());
+    c.indexes = vec![format!(
+        "CREATE INDEX `idx_{}_record` ON `{name}` (`collectionRef`, `recordRef`)",
+        c.id
+    )];
+    c
+}
+
 /// Creates or updates a superuser (the CLI's `superuser upsert`).
 pub async fn upsert_superuser(ctx: &AppCtx, email: &str, password: &str) -> ServiceResult<()> {
     let coll: Arc<Collection> = ctx
@@ -199,7 +230,7 @@ pub async fn upsert_superuser(ctx: &AppCtx, email: &str, password: &str) -> Serv
             data.insert("verified".into(), Json::Bool(true));
             data.insert("created".into(), Json::String(now.clone()));
             data.insert("updated".into(), Json::String(now));
-            let s = crate::records::insert_sql(ctx, &coll, &data);
+            let s = crate::records::insert_sql(ctx, &coll, &data)?;
             tx.execute(&s).await?;
         }
     }

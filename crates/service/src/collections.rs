@@ -247,7 +247,7 @@ fn check_rules(ctx: &AppCtx, view: &Collections, c: &Collection) -> Result<(), F
         view.list.iter().filter(|x| x.id != c.id).cloned().collect();
     let me = Arc::new(c.clone());
     list.push(me.clone());
-    let schema = crate::state::Collections::new(list);
+    let schema = crate::state::Collections::new(list).with_pii(ctx.pii.clone());
     // A stand-in caller of this collection (when it is an auth collection) so `@request.auth.*` paths resolve.
     let auth = c
         .is_auth()
@@ -267,6 +267,26 @@ fn check_rules(ctx: &AppCtx, view: &Collections, c: &Collection) -> Result<(), F
     if let Some(a) = &c.auth {
         rules.push(("authRule", &a.auth_rule));
         rules.push(("manageRule", &a.manage_rule));
+    }
+    let reveal: Vec<(String, &Option<String>)> = c
+        .fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| Some((format!("fields.{i}.pii"), &f.pii.as_ref()?.reveal_rule)))
+        .collect();
+    for (key, _) in &reveal {
+        if ctx.pii.is_none() {
+            errs.insert(
+                key.clone(),
+                FieldError::new(
+                    basalt_core::codes::INVALID_PII,
+                    "The server has no PII keys: set BASALT_PII_KEYS or [pii] keys_file before marking fields pii.",
+                ),
+            );
+        }
+    }
+    for (key, rule) in &reveal {
+        rules.push((key.as_str(), rule));
     }
     for (key, rule) in rules {
         let Some(r) = rule.as_ref().filter(|r| !r.trim().is_empty()) else {
@@ -456,6 +476,17 @@ async fn update_in(
                     ),
                 );
             }
+            let searchable = |f: &basalt_core::schema::Field| f.pii.as_ref().map(|p| p.searchable);
+            if of.pii.is_some() != nf.pii.is_some() || searchable(of) != searchable(nf) {
+                errs.insert(
+                    format!("fields.{i}.pii"),
+                    FieldError::new(
+                        basalt_core::codes::INVALID_PII,
+                        "Adding or removing pii (or its blind index) on an existing field is not supported yet: \
+                         add a new field marked pii and copy the values into it.",
+                    ),
+                );
+            }
             if of.system && of.name != nf.name {
                 errs.insert(
                     format!("fields.{i}.name"),
@@ -588,7 +619,7 @@ pub async fn import(ctx: &AppCtx, body: &Json) -> ServiceResult<()> {
     let mut tx = ctx.store.begin().await?;
     // The schema as this import changes it, step by step, inside the transaction.
     let mut staged: Vec<Arc<Collection>> = ctx.collections().list.clone();
-    let view_of = |l: &Vec<Arc<Collection>>| Collections::new(l.clone());
+    let view_of = |l: &Vec<Arc<Collection>>| Collections::new(l.clone()).with_pii(ctx.pii.clone());
     let put = |l: &mut Vec<Arc<Collection>>, c: Collection| {
         let c = Arc::new(c);
         match l.iter_mut().find(|x| x.id == c.id) {

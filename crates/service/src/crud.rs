@@ -150,8 +150,9 @@ async fn list_inner(ctx: &AppCtx, req: &Req, coll: Option<Arc<Collection>>) -> S
         skip_total: req.qbool("skipTotal"),
         caller: req.caller_key(),
     };
-    let res = records::list(ctx, &coll, &p, &info).await?;
+    let mut res = records::list(ctx, &coll, &p, &info).await?;
     let items = if fast_path(&coll, req, &info) {
+        crate::pii::present_rows(ctx, &coll, &mut res.rows, &info).await?;
         let mut items = Vec::with_capacity(res.rows.rows.len() * 160);
         records::write_rows_json(&coll, &res.rows, info.is_superuser(), &mut items);
         Items::Raw(items)
@@ -198,6 +199,13 @@ async fn view_inner(
     }
     if fast_path(&coll, req, &info) {
         let mut body = Vec::with_capacity(256);
+        let rows = if crate::pii::has_pii(&coll) {
+            let mut r = Arc::unwrap_or_clone(rows);
+            crate::pii::present_rows(ctx, &coll, &mut r, &info).await?;
+            Arc::new(r)
+        } else {
+            rows
+        };
         records::write_rows_json(&coll, &rows, info.is_superuser(), &mut body);
         return Ok(Items::Raw(body));
     }

@@ -13,6 +13,10 @@ pub fn column_type(d: Dialect, f: &Field) -> String {
             Dialect::Postgres => "TEXT COLLATE \"C\" PRIMARY KEY NOT NULL".into(),
         };
     }
+    if f.pii.is_some() {
+        // Ciphertext (`pii1:…`), or '' for an empty value, whatever the field's type.
+        return column_type(d, &Field::new(&f.name, basalt_core::schema::FieldType::Text));
+    }
     match (d, f.column_kind()) {
         // Binary collation on Postgres, so sorting and comparisons match SQLite's byte order.
         (Dialect::Sqlite, ColumnKind::Text) => "TEXT DEFAULT '' NOT NULL".into(),
@@ -80,6 +84,9 @@ pub fn create_table(d: Dialect, c: &Collection) -> Vec<Sql> {
         }
         s.ident(&f.name).push(" ").push(&column_type(d, f));
     }
+    for (col, ty) in pii_columns(d, c) {
+        s.push(", ").ident(&col).push(" ").push(&ty);
+    }
     s.push(")");
     let mut out = vec![s];
     out.extend(create_indexes(d, c));
@@ -102,14 +109,22 @@ pub fn create_indexes(d: Dialect, c: &Collection) -> Vec<Sql> {
                 if i > 0 {
                     s.push(", ");
                 }
-                s.ident(col);
+                // An index on a searchable pii field is an index on its blind index.
+                match c.field(col).filter(|f| f.pii.is_some()) {
+                    Some(f) => s.ident(&basalt_core::pii::index_column(f)),
+                    None => s.ident(col),
+                };
                 if ix.desc.get(i).copied().unwrap_or(false) {
                     s.push(" DESC");
                 }
             }
             s.push(")");
             if let Some(w) = &ix.where_not_empty {
-                s.push(" WHERE ").ident(w).push(" != ''");
+                let w = match c.field(w).filter(|f| f.pii.is_some()) {
+                    Some(f) => basalt_core::pii::index_column(f),
+                    None => w.clone(),
+                };
+                s.push(" WHERE ").ident(&w).push(" != ''");
             }
             s
         })
@@ -197,7 +212,34 @@ pub fn alter_table(d: Dialect, old: &Collection, new: &Collection) -> Vec<Sql> {
             }
         }
     }
+    let (had, has) = (pii_columns(d, old), pii_columns(d, new));
+    for (col, _) in had.iter().filter(|(c, _)| !has.iter().any(|(n, _)| n == c)) {
+        out.push(mk(format!("ALTER TABLE {table} DROP COLUMN {}", ident(col))));
+    }
+    for (col, ty) in has.iter().filter(|(c, _)| !had.iter().any(|(o, _)| o == c)) {
+        out.push(mk(format!("ALTER TABLE {table} ADD COLUMN {} {ty}", ident(col))));
+    }
     out.extend(create_indexes(d, new));
+    out
+}
+
+/// The hidden columns of PII protection: the record's wrapped data key, and a blind index per
+/// searchable pii field (`_bi_<field id>`, so a rename keeps it).
+pub fn pii_columns(d: Dialect, c: &Collection) -> Vec<(String, String)> {
+    let text = match d {
+        Dialect::Sqlite => "TEXT DEFAULT '' NOT NULL",
+        Dialect::Postgres => "TEXT COLLATE \"C\" DEFAULT '' NOT NULL",
+    };
+    let mut out = Vec::new();
+    if basalt_core::pii::fields(&c.fields).next().is_none() {
+        return out;
+    }
+    out.push((basalt_core::pii::DEK_COLUMN.to_string(), text.to_string()));
+    for f in basalt_core::pii::fields(&c.fields) {
+        if f.pii.as_ref().is_some_and(|p| p.searchable) {
+            out.push((basalt_core::pii::index_column(f), text.to_string()));
+        }
+    }
     out
 }
 

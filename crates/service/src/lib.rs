@@ -26,6 +26,7 @@
 //! `http` types in its code or its API (checked by `scripts/test.sh`). Outbound HTTP clients (OAuth2
 //! code exchange, S3) stay inside the components that use them.
 
+pub mod audit;
 pub mod auth;
 pub mod backups;
 pub mod batch;
@@ -41,11 +42,13 @@ pub mod ddl;
 pub mod error;
 pub mod files;
 pub mod hub;
+pub mod keyring;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod observe;
 pub mod passwords;
+pub mod pii;
 pub mod realtime;
 pub mod records;
 pub mod request;
@@ -81,6 +84,10 @@ pub struct Options {
     pub egress: basalt_events::egress::EgressConfig,
     /// The commit the binary was built from (`basalt_build_info`); empty when unknown.
     pub commit: &'static str,
+    /// `[pii]`: the master key ring (`None`: no pii fields can be created), and whether superusers
+    /// must give an `X-Pii-Reason` header to see pii values in clear.
+    pub pii_keys: Option<Arc<keyring::KeyRing>>,
+    pub pii_require_reason: bool,
 }
 
 /// The overall deadline of an OAuth2/OIDC request.
@@ -128,6 +135,8 @@ pub async fn build_with(
     );
     state.target = target;
     state.build = (env!("CARGO_PKG_VERSION"), opts.commit);
+    state.pii = opts.pii_keys.clone();
+    state.pii_require_reason = opts.pii_require_reason;
     let ctx = Arc::new(state);
     bootstrap::run(&ctx).await?;
     let ev = opts.events;
@@ -145,6 +154,7 @@ pub async fn build_with(
     let _ = ctx.webhooks.set(hooks.clone());
     let logs_store = logs::open_store(&ctx.store, &data_dir).await?;
     let _ = ctx.logs.set(logs::RequestLogs::start(logs_store).await?);
+    tokio::spawn(pii::run_audit_writer(ctx.clone()));
     if target.runs(roles::Module::WebhookWorker) {
         tokio::spawn(hooks.clone().run());
     }

@@ -87,7 +87,8 @@ async fn payload_for(
         headers: s.headers.clone(),
         method: "GET".into(),
         context: "realtime".into(),
-        existing: None,
+        route: format!("realtime {}", s.raw),
+        ..Default::default()
     };
     let rule = if s.record.is_some() {
         &coll.view_rule
@@ -107,7 +108,10 @@ async fn payload_for(
     if !conds.is_empty() && !records::snapshot_matches(ctx, coll, record, conds).await? {
         return Ok(None);
     }
-    let data: Data = record.clone();
+    let mut data: Data = record.clone();
+    if crate::pii::has_pii(coll) {
+        crate::pii::unmask_event_record(ctx, coll, &mut data).await?;
+    }
     let mut out = vec![records::output(ctx, coll, data.clone(), &info).await];
     let expand = s.query.get("expand").and_then(Json::as_str).unwrap_or("");
     if !expand.is_empty() {

@@ -27,6 +27,10 @@ pub fn rows_to_data(coll: &Collection, rows: Rows) -> Vec<Data> {
         .iter()
         .map(|c| coll.fields.iter().position(|f| &f.name == c))
         .collect();
+    let dek_at = rows
+        .columns
+        .iter()
+        .position(|c| c == basalt_core::pii::DEK_COLUMN);
     rows.rows
         .into_iter()
         .map(|r| {
@@ -35,11 +39,21 @@ pub fn rows_to_data(coll: &Collection, rows: Rows) -> Vec<Data> {
                 if let Some(Some(fi)) = map.get(i) {
                     let f = &coll.fields[*fi];
                     d.insert(f.name.clone(), column_to_json(f, v));
+                } else if Some(i) == dek_at {
+                    // The wrapped data key, for the write path (never output: records leave
+                    // through `output`, which writes fields only).
+                    d.insert(basalt_core::pii::DEK_COLUMN.into(), Json::String(v.into_string()));
                 }
             }
             d
         })
         .collect()
+}
+
+/// Rows of `coll` as read from its table, pii values decrypted (see [`crate::pii::open`]).
+fn opened(ctx: &AppCtx, coll: &Collection, mut rows: Rows) -> Rows {
+    crate::pii::open(ctx, coll, &mut rows);
+    rows
 }
 
 fn select_all(ctx: &AppCtx, coll: &Collection) -> Sql {
@@ -50,6 +64,12 @@ fn select_all(ctx: &AppCtx, coll: &Collection) -> Sql {
             s.push(", ");
         }
         s.push(MAIN).push(".").ident(&f.name);
+    }
+    if crate::pii::has_pii(coll) {
+        s.push(", ")
+            .push(MAIN)
+            .push(".")
+            .ident(basalt_core::pii::DEK_COLUMN);
     }
     s.push(" FROM ").ident(&coll.name).push(" AS ").push(MAIN);
     s
@@ -104,6 +124,8 @@ pub fn write_rows_json(coll: &Collection, rows: &Rows, show_hidden: bool, out: &
 fn write_value(f: &basalt_core::schema::Field, v: &Value, out: &mut Vec<u8>) {
     use basalt_core::schema::ColumnKind;
     match (f.column_kind(), v) {
+        // An opened pii value is its output JSON already (see `pii::open`).
+        (_, Value::Json(s)) if f.pii.is_some() => out.extend_from_slice(s.as_bytes()),
         (ColumnKind::Json, Value::Text(s) | Value::Json(s)) if !s.is_empty() => {
             out.extend_from_slice(s.as_bytes())
         }
@@ -119,7 +141,9 @@ fn write_value(f: &basalt_core::schema::Field, v: &Value, out: &mut Vec<u8>) {
 /// Loads a record by id with no rule (internal use).
 pub async fn load_record(ctx: &AppCtx, coll: &Collection, id: &str) -> ServiceResult<Option<Data>> {
     let rows = ctx.store.query(&by_id_sql(ctx, coll, id, None)).await?;
-    Ok(rows_to_data(coll, rows).into_iter().next())
+    Ok(rows_to_data(coll, opened(ctx, coll, rows))
+        .into_iter()
+        .next())
 }
 
 /// `SELECT` of one record by id, with the rule's condition when there is one.
@@ -144,7 +168,7 @@ pub use crate::state::rules_mention;
 /// served).
 pub fn collection_for_write(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
     ctx.collection(key)
-        .filter(|c| c.name != "_totps")
+        .filter(|c| c.name != "_totps" && c.name != basalt_events::PII_AUDIT)
         .ok_or_else(|| {
             ServiceError(Error::NotFound(
                 "Missing or invalid collection context.".into(),
@@ -305,7 +329,7 @@ pub async fn list(
         .bind(Value::Int(p.per_page))
         .push(" OFFSET ")
         .bind(Value::Int(offset));
-    let rows = ctx.store.query(&q).await?;
+    let rows = opened(ctx, coll, ctx.store.query(&q).await?);
     let (total_items, total_pages) = if p.skip_total {
         (-1, -1)
     } else {
@@ -350,10 +374,11 @@ pub async fn fetch_rows_with_rule(
     tx: Option<&mut Box<dyn Tx>>,
 ) -> ServiceResult<Rows> {
     let s = by_id_sql(ctx, coll, id, rule_condition(ctx, coll, rule, info)?);
-    Ok(match tx {
+    let rows = match tx {
         Some(t) => t.query(&s).await?,
         None => ctx.store.query(&s).await?,
-    })
+    };
+    Ok(opened(ctx, coll, rows))
 }
 
 /// Whether rows of `coll` may be cached: base and auth collections (view collections have no
@@ -372,12 +397,15 @@ pub async fn fetch_rows_cached(
     rule: &Option<String>,
     info: &RequestInfo,
 ) -> ServiceResult<Arc<Rows>> {
-    match rule_condition(ctx, coll, rule, info)? {
-        None => cached_by_id(ctx, coll, id).await,
-        cond => Ok(Arc::new(
-            ctx.store.query(&by_id_sql(ctx, coll, id, cond)).await?,
-        )),
+    let rows = match rule_condition(ctx, coll, rule, info)? {
+        None => cached_by_id(ctx, coll, id).await?,
+        cond => Arc::new(ctx.store.query(&by_id_sql(ctx, coll, id, cond)).await?),
+    };
+    // The cache holds rows as stored (sealed); they are opened per read.
+    if crate::pii::has_pii(coll) {
+        return Ok(Arc::new(opened(ctx, coll, Arc::unwrap_or_clone(rows))));
     }
+    Ok(rows)
 }
 
 /// [`load_record`] through the record cache (the auth record behind a token).
@@ -387,9 +415,11 @@ pub async fn load_record_cached(
     id: &str,
 ) -> ServiceResult<Option<Data>> {
     let rows = cached_by_id(ctx, coll, id).await?;
-    Ok(rows_to_data(coll, Arc::unwrap_or_clone(rows))
-        .into_iter()
-        .next())
+    Ok(
+        rows_to_data(coll, opened(ctx, coll, Arc::unwrap_or_clone(rows)))
+            .into_iter()
+            .next(),
+    )
 }
 
 /// One record's stored row with no rule, from the cache when the collection may be cached.
@@ -622,8 +652,11 @@ async fn store_files(
     Ok(())
 }
 
-/// The INSERT of one record, every field bound.
-pub fn insert_sql(ctx: &AppCtx, coll: &Collection, data: &Data) -> Sql {
+/// The INSERT of one record, every field bound (pii fields sealed, see [`crate::pii::seal`]).
+pub fn insert_sql(ctx: &AppCtx, coll: &Collection, data: &Data) -> ServiceResult<Sql> {
+    let id = data.get("id").and_then(Json::as_str).unwrap_or("");
+    let sealed = crate::pii::seal(ctx, coll, id, data, None, None)?;
+    let extra = sealed.as_ref().map(|x| x.extra.as_slice()).unwrap_or(&[]);
     let mut s = ctx.sql();
     s.push("INSERT INTO ").ident(&coll.name).push(" (");
     for (i, f) in coll.fields.iter().enumerate() {
@@ -632,23 +665,42 @@ pub fn insert_sql(ctx: &AppCtx, coll: &Collection, data: &Data) -> Sql {
         }
         s.ident(&f.name);
     }
+    for (c, _) in extra {
+        s.push(", ").ident(c);
+    }
     s.push(") VALUES (");
     for (i, f) in coll.fields.iter().enumerate() {
         if i > 0 {
             s.push(", ");
         }
-        let v = data
-            .get(&f.name)
-            .cloned()
-            .unwrap_or_else(|| record::zero(f));
-        s.bind(json_to_column(f, &v));
+        s.bind(column_value(coll, f, data, sealed.as_ref()));
+    }
+    for (_, v) in extra {
+        s.push(", ").bind(Value::Text(v.clone()));
     }
     s.push(")");
-    s
+    Ok(s)
+}
+
+/// The value bound for one field: its sealed text for a pii field, else the typed column value.
+fn column_value(
+    _coll: &Collection,
+    f: &basalt_core::schema::Field,
+    data: &Data,
+    sealed: Option<&crate::pii::Sealed>,
+) -> Value {
+    if let Some(v) = sealed.and_then(|x| x.value(&f.name)) {
+        return Value::Text(v.to_string());
+    }
+    let v = data
+        .get(&f.name)
+        .cloned()
+        .unwrap_or_else(|| record::zero(f));
+    json_to_column(f, &v)
 }
 
 /// The UPDATE of one row, every field but the id bound.
-pub fn update_sql(ctx: &AppCtx, coll: &Collection, id: &str, data: &Data) -> Sql {
+pub fn update_sql(ctx: &AppCtx, coll: &Collection, id: &str, data: &Data) -> ServiceResult<Sql> {
     update_columns_sql(ctx, coll, id, data, None)
 }
 
@@ -659,27 +711,36 @@ fn update_columns_sql(
     id: &str,
     data: &Data,
     only: Option<&[&str]>,
-) -> Sql {
+) -> ServiceResult<Sql> {
+    let wrapped = data
+        .get(basalt_core::pii::DEK_COLUMN)
+        .and_then(Json::as_str);
+    let sealed = crate::pii::seal(ctx, coll, id, data, only, wrapped)?;
+    let all = sealed.as_ref().is_some_and(|x| x.all);
     let mut s = ctx.sql();
     s.push("UPDATE ").ident(&coll.name).push(" SET ");
     let mut first = true;
-    for f in coll
-        .fields
-        .iter()
-        .filter(|f| f.name != "id" && only.is_none_or(|o| o.contains(&f.name.as_str())))
-    {
+    for f in coll.fields.iter().filter(|f| {
+        f.name != "id"
+            && (only.is_none_or(|o| o.contains(&f.name.as_str())) || (all && f.pii.is_some()))
+    }) {
         if !first {
             s.push(", ");
         }
         first = false;
-        let v = data
-            .get(&f.name)
-            .cloned()
-            .unwrap_or_else(|| record::zero(f));
-        s.ident(&f.name).push(" = ").bind(json_to_column(f, &v));
+        s.ident(&f.name)
+            .push(" = ")
+            .bind(column_value(coll, f, data, sealed.as_ref()));
+    }
+    for (c, v) in sealed.as_ref().map(|x| x.extra.as_slice()).unwrap_or(&[]) {
+        if !first {
+            s.push(", ");
+        }
+        first = false;
+        s.ident(c).push(" = ").bind(Value::Text(v.clone()));
     }
     s.push(" WHERE \"id\" = ").bind(Value::Text(id.to_string()));
-    s
+    Ok(s)
 }
 
 /// Creates a record from a body without uploads (see [`create_in`]).
@@ -767,9 +828,9 @@ pub async fn create_in(
         Some(t) => t,
         None => own.insert(ctx.store.begin().await?),
     };
-    tx.execute(&insert_sql(ctx, coll, &prepared.data))
+    tx.execute(&insert_sql(ctx, coll, &prepared.data)?)
         .await
-        .map_err(|e| unique_error(e, "Failed to create record."))?;
+        .map_err(|e| unique_error(coll, e, "Failed to create record."))?;
     let id = prepared
         .data
         .get("id")
@@ -820,9 +881,22 @@ async fn settle(
     Ok(())
 }
 
-fn unique_error(e: basalt_store::StoreError, msg: &str) -> ServiceError {
+fn unique_error(coll: &Collection, e: basalt_store::StoreError, msg: &str) -> ServiceError {
     match ServiceError::from(e) {
         ServiceError(Error::Validation { fields, .. }) => {
+            // A unique pii field is enforced on its blind index column: name the field.
+            let fields = fields
+                .into_iter()
+                .map(|(k, v)| {
+                    let name = coll
+                        .fields
+                        .iter()
+                        .find(|f| f.pii.is_some() && basalt_core::pii::index_column(f) == k)
+                        .map(|f| f.name.clone())
+                        .unwrap_or(k);
+                    (name, v)
+                })
+                .collect();
             ServiceError(Error::validation(msg, fields))
         }
         other => other,
@@ -837,11 +911,10 @@ async fn email_taken(
     tx: Option<&mut Box<dyn Tx>>,
 ) -> ServiceResult<bool> {
     let mut s = ctx.sql();
-    s.push("SELECT 1 FROM ")
-        .ident(&coll.name)
-        .push(" WHERE LOWER(\"email\") = LOWER(")
-        .bind(Value::Text(email.into()))
-        .push(")");
+    s.push("SELECT 1 FROM ").ident(&coll.name).push(" WHERE ");
+    if let Some(f) = coll.field("email") {
+        crate::pii::eq_condition(ctx, coll, f, email, &mut s)?;
+    }
     if let Some(id) = except {
         s.push(" AND \"id\" != ").bind(Value::Text(id.into()));
     }
@@ -1040,10 +1113,21 @@ async fn write_changes(
         .map(|f| f.name.as_str())
         .collect();
     if !changed.is_empty() {
+        // A pii write reuses the record's data key, which `existing` carries.
+        let with_key;
+        let data = match existing.get(basalt_core::pii::DEK_COLUMN) {
+            Some(k) if !data.contains_key(basalt_core::pii::DEK_COLUMN) => {
+                let mut d = data.clone();
+                d.insert(basalt_core::pii::DEK_COLUMN.into(), k.clone());
+                with_key = d;
+                &with_key
+            }
+            _ => data,
+        };
         let n = tx
-            .execute(&update_columns_sql(ctx, coll, id, data, Some(&changed)))
+            .execute(&update_columns_sql(ctx, coll, id, data, Some(&changed))?)
             .await
-            .map_err(|e| unique_error(e, "Failed to update record."))?;
+            .map_err(|e| unique_error(coll, e, "Failed to update record."))?;
         if n == 0 {
             return Err(not_found());
         }
@@ -1172,7 +1256,7 @@ fn delete_in_tx<'a>(
             .bind(Value::Text(id.to_string()));
         tx.execute(&s).await?;
         for b in &before {
-            events.push(event(coll, Action::Delete, None, Some(b)));
+            events.push(event(ctx, coll, Action::Delete, None, Some(b)));
         }
         if coll.is_auth() {
             // The record's external auths, MFA sessions, OTPs, origins and TOTP go with it.
@@ -1255,7 +1339,7 @@ fn delete_in_tx<'a>(
                 tx.execute(&u).await?;
                 let after = load_in_tx(ctx, tx, other, &ids).await?;
                 for (b, a) in before.iter().zip(after.iter()) {
-                    events.push(event(other, Action::Update, Some(a), Some(b)));
+                    events.push(event(ctx, other, Action::Update, Some(a), Some(b)));
                 }
             }
         }
@@ -1498,7 +1582,7 @@ async fn fetch_many(
         s.append(c);
         s.push(")");
     }
-    Ok(rows_to_data(coll, ctx.store.query(&s).await?))
+    Ok(rows_to_data(coll, opened(ctx, coll, ctx.store.query(&s).await?)))
 }
 
 /// `(SELECT value FROM <the ids as one bound JSON array>)`: any number of ids in one parameter, so
@@ -1567,7 +1651,7 @@ async fn fetch_back(
     // One query for the whole batch; if it reaches the cap, some parent may have been starved of its
     // (up to) 1000, so fall back to one query per parent.
     let cap = (ids.len() * 1000).min(100_000) as i64;
-    let rows = ctx.store.query(&query(ids, cap)).await?;
+    let rows = opened(ctx, coll, ctx.store.query(&query(ids, cap)).await?);
     if (rows.rows.len() as i64) < cap {
         return Ok(rows_to_data(coll, rows));
     }
@@ -1576,7 +1660,7 @@ async fn fetch_back(
         let one = [id.clone()];
         out.extend(rows_to_data(
             coll,
-            ctx.store.query(&query(&one, 1000)).await?,
+            opened(ctx, coll, ctx.store.query(&query(&one, 1000)).await?),
         ));
     }
     Ok(out)
@@ -1600,6 +1684,14 @@ pub async fn output(
         if !show_email && info.auth.is_some() {
             let id = data.get("id").and_then(Json::as_str).unwrap_or("");
             show_email = is_manager(ctx, coll, id, info).await.unwrap_or(false);
+        }
+    }
+    let mut data = data;
+    if crate::pii::has_pii(coll) {
+        if let Err(e) = crate::pii::present_data(ctx, coll, &mut data, info).await {
+            // Deciding failed (a store error): mask everything rather than reveal.
+            tracing::warn!(error = %e.0, "pii reveal check failed; masking");
+            crate::pii::mask_event(ctx, coll, &mut data);
         }
     }
     record::to_output(coll, data, su, show_email)
@@ -1739,11 +1831,11 @@ pub async fn load_in_tx(
         s.bind(Value::Text(id.clone()));
     }
     s.push(") ORDER BY ").push(MAIN).push(".\"id\"");
-    Ok(rows_to_data(coll, tx.query(&s).await?))
+    Ok(rows_to_data(coll, opened(ctx, coll, tx.query(&s).await?)))
 }
 
 /// A record as events carry it: every field, secrets (password hashes, token keys) removed.
-fn event_record(coll: &Collection, data: &Data) -> Data {
+fn event_record(ctx: &AppCtx, coll: &Collection, data: &Data) -> Data {
     let mut d = Data::new();
     for f in &coll.fields {
         if f.ty() == FieldType::Password || (coll.is_auth() && f.name == "tokenKey") {
@@ -1755,11 +1847,13 @@ fn event_record(coll: &Collection, data: &Data) -> Data {
             .unwrap_or_else(|| record::zero(f));
         d.insert(f.name.clone(), v);
     }
+    crate::pii::mask_event(ctx, coll, &mut d);
     d
 }
 
 /// The event of one change.
 fn event(
+    ctx: &AppCtx,
     coll: &Collection,
     action: Action,
     after: Option<&Data>,
@@ -1776,13 +1870,13 @@ fn event(
         &coll.id,
         &coll.name,
         &id,
-        after.map(|d| event_record(coll, d)),
-        before.map(|d| event_record(coll, d)),
+        after.map(|d| event_record(ctx, coll, d)),
+        before.map(|d| event_record(ctx, coll, d)),
     )
 }
 
 /// Appends the change's event to the outbox, in the change's transaction (its last statement).
-async fn emit(
+pub(crate) async fn emit(
     ctx: &AppCtx,
     tx: &mut Box<dyn Tx>,
     coll: &Collection,
@@ -1790,7 +1884,7 @@ async fn emit(
     after: Option<&Data>,
     before: Option<&Data>,
 ) -> ServiceResult<i64> {
-    let mut ev = event(coll, action, after, before);
+    let mut ev = event(ctx, coll, action, after, before);
     ev.traceparent = crate::trace::current_traceparent();
     Ok(basalt_events::outbox::append(tx, ctx.dialect(), &ev).await?)
 }

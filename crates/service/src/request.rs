@@ -123,6 +123,14 @@ impl Req {
             method: self.method.clone(),
             context: context.to_string(),
             existing: None,
+            route: format!("{} {}", self.method, self.path),
+            ip: self.ip.to_string(),
+            reason: self
+                .headers
+                .get("x_pii_reason")
+                .and_then(Json::as_str)
+                .unwrap_or("")
+                .to_string(),
         }
     }
 }

@@ -61,6 +61,12 @@ pub struct AppState {
     pub logs: OnceLock<Arc<crate::logs::RequestLogs>>,
     /// Prometheus metrics ([`crate::metrics`]).
     pub metrics: crate::metrics::Metrics,
+    /// The PII master key ring ([`crate::keyring`]); `None` when not configured.
+    pub pii: Option<Arc<crate::keyring::KeyRing>>,
+    /// `[pii] require_reason`: superusers see pii in clear only with an `X-Pii-Reason` header.
+    pub pii_require_reason: bool,
+    /// Reveals waiting to be written to `_piiAudit`.
+    pub audit: crate::audit::Audit,
     /// `(version, commit)` of the binary, for `basalt_build_info`.
     pub build: (&'static str, &'static str),
 }
@@ -74,6 +80,8 @@ pub struct Collections {
     /// then are those parts copied into each request's `RequestInfo` (related collections' rules run
     /// in expand and in filters through relations, so all collections count).
     pub rules_read: [bool; 3],
+    /// The PII key ring, for blind-index lookups in filters and rules.
+    pii: Option<Arc<crate::keyring::KeyRing>>,
 }
 
 impl Collections {
@@ -94,7 +102,12 @@ impl Collections {
             list,
             by_key,
             rules_read,
+            pii: None,
         }
+    }
+    pub fn with_pii(mut self, ring: Option<Arc<crate::keyring::KeyRing>>) -> Self {
+        self.pii = ring;
+        self
     }
     pub fn get(&self, key: &str) -> Option<Arc<Collection>> {
         self.by_key
@@ -107,6 +120,14 @@ impl Collections {
 impl Schema for Collections {
     fn collection(&self, name_or_id: &str) -> Option<Arc<Collection>> {
         self.get(name_or_id)
+    }
+    fn blind_index(
+        &self,
+        coll: &Collection,
+        field: &basalt_core::schema::Field,
+        text: &str,
+    ) -> Option<Vec<String>> {
+        Some(self.pii.as_ref()?.index_all(&coll.id, &field.id, text))
     }
 }
 
@@ -147,6 +168,9 @@ impl AppState {
             target: crate::roles::Target::all(),
             metrics,
             logs: OnceLock::new(),
+            pii: None,
+            pii_require_reason: false,
+            audit: Default::default(),
             build: (env!("CARGO_PKG_VERSION"), "unknown"),
         }
     }
@@ -199,7 +223,7 @@ impl AppState {
             let j: Json = serde_json::from_str(&text).map_err(basalt_core::Error::internal)?;
             list.push(Arc::new(Collection::from_storage_json(&j)?));
         }
-        let snap = Arc::new(Collections::new(list));
+        let snap = Arc::new(Collections::new(list).with_pii(self.pii.clone()));
         match self.collections.write() {
             Ok(mut g) => *g = snap,
             Err(p) => *p.into_inner() = snap,

@@ -40,6 +40,11 @@ pub struct RequestInfo {
     pub context: String,
     /// Stored values of the record being updated (for `:changed`).
     pub existing: Option<Map<String, Json>>,
+    /// Where the request came from, for the PII reveal audit: `METHOD path`, the client IP, and the
+    /// `X-Pii-Reason` header.
+    pub route: String,
+    pub ip: String,
+    pub reason: String,
 }
 
 impl RequestInfo {
@@ -51,6 +56,12 @@ impl RequestInfo {
 /// Looks collections up by name or id.
 pub trait Schema: Send + Sync {
     fn collection(&self, name_or_id: &str) -> Option<Arc<Collection>>;
+    /// The blind index values of `text` ([`crate::pii::canonical`]) for a searchable pii field of
+    /// `coll`: one per key of the ring, the primary first, so rows indexed under a key being rotated
+    /// out still match. `None` when no PII keys are configured.
+    fn blind_index(&self, _coll: &Collection, _field: &Field, _text: &str) -> Option<Vec<String>> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +111,8 @@ pub struct Compiler<'a> {
     /// The alias plain field names resolve against: `_m`, or a joined row while a joined collection's
     /// listRule is compiled into its join.
     base: String,
+    /// Whether a sort is being compiled (errors name `sort`, not `filter`).
+    sorting: bool,
 }
 
 impl<'a> Compiler<'a> {
@@ -122,6 +135,7 @@ impl<'a> Compiler<'a> {
             bounded: !(trusted || su),
             collection_joins: vec![],
             base: MAIN.to_string(),
+            sorting: false,
         }
     }
 
@@ -207,9 +221,123 @@ impl<'a> Compiler<'a> {
     }
 
     fn cmp(&mut self, coll: &Collection, c: &Cmp) -> Result<Sql> {
+        if let Some(s) = self.pii_cmp(coll, c)? {
+            return Ok(s);
+        }
         let l = self.operand(coll, &c.left)?;
         let r = self.operand(coll, &c.right)?;
         Ok(self.combine(l, c.op, c.any, r))
+    }
+
+    /// A comparison with a pii field of this collection: only `=`/`!=` (and `?=`/`?!=`) against a
+    /// value, answered by the field's blind index. `None` when neither side names a pii field; any
+    /// other use of a pii field (range, like, sort, functions, modifiers, relation paths) is refused
+    /// where the path resolves ([`Self::pii_refused`]).
+    fn pii_cmp(&mut self, coll: &Collection, c: &Cmp) -> Result<Option<Sql>> {
+        let field_of = |o: &Operand| match o {
+            Operand::Ident(id) if !id.starts_with('@') && !id.contains('.') => {
+                let (name, modifier) = split_modifier(id);
+                coll.field(name)
+                    .filter(|f| f.pii.is_some())
+                    .map(|f| (f.clone(), modifier.is_some()))
+            }
+            _ => None,
+        };
+        let (f, value, modified) = match (field_of(&c.left), field_of(&c.right)) {
+            (Some(_), Some((f, _))) => {
+                return Err(self.pii_refused(&f))
+            }
+            (Some((f, m)), None) => (f, &c.right, m),
+            (None, Some((f, m))) => (f, &c.left, m),
+            (None, None) => return Ok(None),
+        };
+        if f.hidden && !self.allow_hidden {
+            return Err(self.bad(format!("field {} cannot be filtered", f.name)));
+        }
+        let searchable = f.pii.as_ref().is_some_and(|p| p.searchable);
+        if modified || !matches!(c.op, Op::Eq | Op::Neq) || !searchable {
+            return Err(self.pii_refused(&f));
+        }
+        let v = match self.operand(coll, value)? {
+            Res::Lit(v) if !v.is_array() && !v.is_object() => v,
+            _ => {
+                return Err(self.pii_refused(&f))
+            }
+        };
+        let a = ident(&self.base);
+        let mut col = format!("{a}.{}", ident(&crate::pii::index_column(&f)));
+        let mut s = Sql::new(self.dialect);
+        if coll.is_auth() && f.name == "email" && !self.allow_hidden {
+            // As for plain emails: a client filter sees an email only where the viewer may.
+            let me = self
+                .req
+                .auth
+                .as_ref()
+                .filter(|(c, _)| c.id == coll.id)
+                .and_then(|(_, r)| r.get("id").and_then(Json::as_str))
+                .unwrap_or("")
+                .to_string();
+            s.push("(CASE WHEN ")
+                .push(&a)
+                .push(".\"emailVisibility\" OR ")
+                .push(&a)
+                .push(".\"id\" = ")
+                .bind(Value::Text(me))
+                .push(" THEN ")
+                .push(&col)
+                .push(" END)");
+            col = String::new();
+        }
+        let mut out = Sql::new(self.dialect);
+        if c.op == Op::Neq {
+            out.push("NOT ");
+        }
+        out.push("(COALESCE(");
+        if col.is_empty() {
+            out.append(s);
+        } else {
+            out.push(&col);
+        }
+        match crate::pii::canonical(&f, &v) {
+            None => {
+                out.push(", '') = '')");
+            }
+            Some(text) => {
+                let values = self.schema.blind_index(coll, &f, &text).ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "{} is encrypted (pii) and the server has no PII keys configured",
+                        f.name
+                    ))
+                })?;
+                out.push(", '') IN (");
+                for (i, v) in values.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(", ");
+                    }
+                    out.bind(Value::Text(v));
+                }
+                out.push("))");
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn pii_refused(&self, f: &Field) -> Error {
+        let how = if f.pii.as_ref().is_some_and(|p| p.searchable) {
+            "only = and != with a value"
+        } else {
+            "not searchable (set pii.searchable for = and !=)"
+        };
+        let msg = format!(
+            "{} is encrypted (pii): it cannot be sorted, ranged, matched with ~ or reached through a relation; {how}.",
+            f.name
+        );
+        let key = if self.sorting { "sort" } else { "filter" };
+        Error::field(
+            &msg,
+            key,
+            crate::FieldError::new(crate::codes::PII_FILTER, msg.clone()),
+        )
     }
 
     fn combine(&mut self, l: Res, op: Op, any: bool, r: Res) -> Res2 {
@@ -838,6 +966,9 @@ impl<'a> Compiler<'a> {
             if f.hidden && !self.allow_hidden {
                 return Err(self.bad(format!("field {name} cannot be filtered")));
             }
+            if f.pii.is_some() {
+                return Err(self.pii_refused(f));
+            }
             let col = format!("{}.{}", ident(alias), ident(&f.name));
             if rest.is_empty() {
                 if coll.is_auth() && f.name == "email" && !self.allow_hidden {
@@ -1227,6 +1358,7 @@ impl<'a> Compiler<'a> {
 
     /// Compiles a sort list into an ORDER BY body (without the keyword). Empty input → empty output.
     pub fn order_by(&mut self, coll: &Collection, items: &[SortItem]) -> Result<Sql> {
+        self.sorting = true;
         let mut s = Sql::new(self.dialect);
         for (i, it) in items.iter().enumerate() {
             if i > 0 {

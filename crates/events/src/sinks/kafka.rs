@@ -157,7 +157,7 @@ impl KafkaSink {
             headers.insert("ce_id".to_string(), ev.id.clone().into_bytes());
             headers.insert(
                 "ce_type".to_string(),
-                ev.action.event_type().as_bytes().to_vec(),
+                ev.event_type().as_bytes().to_vec(),
             );
             headers.insert("ce_subject".to_string(), ev.subject().into_bytes());
             if let Some(tp) = &ev.traceparent {

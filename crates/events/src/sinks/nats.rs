@@ -93,7 +93,7 @@ impl NatsSink {
         for ev in events {
             let mut h = async_nats::HeaderMap::new();
             h.insert("Nats-Msg-Id", ev.id.as_str());
-            h.insert("Ce-Type", ev.action.event_type());
+            h.insert("Ce-Type", ev.event_type());
             if let Some(tp) = &ev.traceparent {
                 h.insert("traceparent", tp.as_str());
             }

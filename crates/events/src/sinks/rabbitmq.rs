@@ -170,7 +170,7 @@ impl RabbitMqSink {
                 .with_delivery_mode(2)
                 .with_message_id(ev.id.clone().into())
                 .with_content_type("application/cloudevents+json".into())
-                .with_type(ev.action.event_type().into())
+                .with_type(ev.event_type().into())
                 .with_headers(trace_headers(ev));
             let c = ch
                 .basic_publish(

@@ -83,12 +83,15 @@ pub async fn find_by_email(
     coll: &Collection,
     email: &str,
 ) -> ServiceResult<Option<Data>> {
+    let Some(f) = coll.field("email") else {
+        return Ok(None);
+    };
     let mut s = ctx.sql();
     s.push("SELECT \"id\" FROM ")
         .ident(&coll.name)
-        .push(" WHERE LOWER(\"email\") = LOWER(")
-        .bind(Value::Text(email.to_string()))
-        .push(") LIMIT 1");
+        .push(" WHERE ");
+    crate::pii::eq_condition(ctx, coll, f, email, &mut s)?;
+    s.push(" LIMIT 1");
     match ctx.store.query(&s).await?.scalar() {
         Some(id) => records::load_record(ctx, coll, &id.into_string()).await,
         None => Ok(None),
@@ -378,17 +381,16 @@ async fn auth_with_password_inner(
     fields.sort_by_key(|f| f != "email");
     let mut found = None;
     for f in &fields {
-        if coll.field(f).is_none() {
+        let Some(field) = coll.field(f) else {
             continue;
-        }
+        };
         let mut s = ctx.sql();
         s.push("SELECT \"id\" FROM ")
             .ident(&coll.name)
             .push(" WHERE ");
-        if f == "email" {
-            s.push("LOWER(\"email\") = LOWER(")
-                .bind(Value::Text(identity.clone()))
-                .push(")");
+        if f == "email" || field.pii.is_some() {
+            // Emails match case-insensitively; pii fields by their blind index.
+            crate::pii::eq_condition(ctx, &coll, field, &identity, &mut s)?;
         } else {
             s.ident(f).push(" = ").bind(Value::Text(identity.clone()));
         }

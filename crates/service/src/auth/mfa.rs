@@ -65,7 +65,7 @@ async fn insert_row_with_id(
         data.insert(k.to_string(), v);
     }
     let mut tx = ctx.store.begin().await?;
-    tx.execute(&crate::records::insert_sql(ctx, &coll, &data))
+    tx.execute(&crate::records::insert_sql(ctx, &coll, &data)?)
         .await?;
     tx.commit().await?;
     Ok(id)
@@ -545,7 +545,7 @@ async fn write_row(
     data.extend(changes);
     data.insert("updated".into(), json!(basalt_core::time::now()));
     let mut tx = ctx.store.begin().await?;
-    tx.execute(&crate::records::update_sql(ctx, coll, id, &data))
+    tx.execute(&crate::records::update_sql(ctx, coll, id, &data)?)
         .await?;
     tx.commit().await?;
     Ok(())

@@ -1,0 +1,547 @@
+//! PII protection in the one read and write path (issue #16; the ciphers are [`crate::keyring`]).
+//!
+//! - **Write** ([`seal`]): a record's pii values are encrypted under its own data key before the
+//!   row is written; the key is stored wrapped in the row's `_pii` column; a searchable field also
+//!   stores its blind index (`_bi_<field id>`). An empty value is stored as `''` (nothing to hide).
+//! - **Read, inside the server** ([`open`]): every record read through `records` is decrypted right
+//!   after the query (the cache holds the sealed rows), so rules, the write path, the auth flows and
+//!   mail see plaintext, exactly as without PII.
+//! - **Read, leaving the server** ([`present_rows`], [`present_data`]): each pii value is replaced by
+//!   its mask unless the caller passes the field's `revealRule` (superusers do, unless
+//!   `[pii] require_reason` asks them for an `X-Pii-Reason` header). Every value revealed is audited
+//!   ([`crate::audit`]): who, which record and fields, the route, never the value.
+//! - **Events** carry masks ([`mask_event`]): the outbox, webhooks, Kafka, NATS and RabbitMQ never
+//!   hold plaintext.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use basalt_core::filter::compile::{RequestInfo, MAIN};
+use basalt_core::pii::{canonical, index_column, Mask, DEK_COLUMN};
+use basalt_core::record::Data;
+use basalt_core::schema::{Collection, ColumnKind, Field, FieldType};
+use basalt_core::sql::Value;
+use basalt_core::Error;
+use basalt_store::Rows;
+use serde_json::Value as Json;
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::keyring::{KeyRing, RecordKey};
+use crate::AppCtx;
+
+pub fn has_pii(coll: &Collection) -> bool {
+    coll.fields.iter().any(|f| f.pii.is_some())
+}
+
+pub fn ring(ctx: &AppCtx) -> ServiceResult<&Arc<KeyRing>> {
+    ctx.pii.as_ref().ok_or_else(|| {
+        ServiceError(Error::BadRequest(
+            "This collection has pii fields and the server has no PII keys: set BASALT_PII_KEYS or [pii] keys_file.".into(),
+        ))
+    })
+}
+
+/// The plaintext of a value as sealed: strings as they are, numbers and JSON as JSON text.
+fn plain_text(f: &Field, v: &Json) -> Option<String> {
+    match v {
+        Json::Null => None,
+        Json::String(s) if s.is_empty() => None,
+        Json::String(s) if f.column_kind() != ColumnKind::Json => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The output JSON of a decrypted value (the inverse of [`plain_text`]).
+fn plain_json(f: &Field, text: &str) -> Json {
+    match f.ty() {
+        FieldType::Number | FieldType::Json => serde_json::from_str(text).unwrap_or(Json::Null),
+        _ => Json::String(text.to_string()),
+    }
+}
+
+/// What a write stores for its pii fields: the sealed value of each field written, and the hidden
+/// columns (`_pii`, `_bi_*`) to set.
+#[derive(Default)]
+pub struct Sealed {
+    pub values: Vec<(String, String)>,
+    pub extra: Vec<(String, String)>,
+    /// Every pii field must be written (a new data key: the old values no longer decrypt).
+    pub all: bool,
+}
+
+impl Sealed {
+    pub fn value(&self, field: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| n == field)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Seals `data`'s pii fields for record `id`. `written`: the fields an update writes (`None`: an
+/// insert, every field); `wrapped`: the record's stored data key (updates). An update keeps the data
+/// key (unwritten values stay readable) and rewraps it under the primary key when another key
+/// wrapped it, then re-indexes every searchable field under the primary too; a record whose key is
+/// gone (erased) gets a new one and every pii field is rewritten from `data`.
+pub fn seal(
+    ctx: &AppCtx,
+    coll: &Collection,
+    id: &str,
+    data: &Data,
+    written: Option<&[&str]>,
+    wrapped: Option<&str>,
+) -> ServiceResult<Option<Sealed>> {
+    if !has_pii(coll) {
+        return Ok(None);
+    }
+    let ring = ring(ctx)?;
+    let mut out = Sealed::default();
+    let existing = wrapped
+        .filter(|w| !w.is_empty())
+        .and_then(|w| ring.unwrap(w, &coll.id, id).map(|k| (k, w)));
+    let (dek, rewrap) = match existing {
+        Some((k, w)) => (k, KeyRing::wrapped_by(w) != Some(ring.primary_id())),
+        None => {
+            out.all = true;
+            (KeyRing::new_dek(), true)
+        }
+    };
+    if rewrap {
+        out.extra
+            .push((DEK_COLUMN.to_string(), ring.wrap(&dek, &coll.id, id)));
+    }
+    let rk = RecordKey::new(&dek, &coll.id, id);
+    for f in basalt_core::pii::fields(&coll.fields) {
+        let write = out.all || written.is_none_or(|w| w.contains(&f.name.as_str()));
+        let v = data.get(&f.name).cloned().unwrap_or(Json::Null);
+        if write {
+            let stored = plain_text(f, &v)
+                .map(|p| rk.seal(&f.id, &p))
+                .unwrap_or_default();
+            out.values.push((f.name.clone(), stored));
+        }
+        if f.pii.as_ref().is_some_and(|p| p.searchable) && (write || rewrap) {
+            let bi = canonical(f, &v)
+                .map(|t| ring.index(&coll.id, &f.id, &t))
+                .unwrap_or_default();
+            out.extra.push((index_column(f), bi));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Decrypts the pii columns of rows read from `coll`'s table, in place: each becomes
+/// `Value::Json(<the value's JSON>)` (what `column_to_json` reads back), `null` when it does not
+/// decrypt (an erased subject, a value moved from another row). The `_pii` column stays, for the
+/// write path to reuse the data key.
+pub fn open(ctx: &AppCtx, coll: &Collection, rows: &mut Rows) {
+    if !has_pii(coll) {
+        return;
+    }
+    let col = |n: &str| rows.columns.iter().position(|c| c == n);
+    let (Some(id_at), dek_at) = (col("id"), col(DEK_COLUMN)) else {
+        return;
+    };
+    let fields: Vec<(usize, &Field)> = basalt_core::pii::fields(&coll.fields)
+        .filter_map(|f| col(&f.name).map(|i| (i, f)))
+        .collect();
+    for row in rows.rows.iter_mut() {
+        let id = row[id_at].as_str().unwrap_or("").to_string();
+        let dek = dek_at
+            .and_then(|i| row[i].as_str())
+            .filter(|w| !w.is_empty())
+            .and_then(|w| ctx.pii.as_ref()?.unwrap(w, &coll.id, &id));
+        let rk = dek.as_ref().map(|k| RecordKey::new(k, &coll.id, &id));
+        for (i, f) in &fields {
+            let stored = std::mem::replace(&mut row[*i], Value::Null);
+            row[*i] = match stored.as_str() {
+                Some("") | None => Value::Json(basalt_core::record::zero(f).to_string()),
+                Some(s) => match rk.as_ref().and_then(|k| k.open(&f.id, s)) {
+                    Some(p) => Value::Json(plain_json(f, &p).to_string()),
+                    None => Value::Json("null".into()),
+                },
+            };
+        }
+    }
+}
+
+/// Which records' pii fields a caller sees in clear, per field.
+enum Seen {
+    All,
+    None,
+    Ids(HashSet<String>),
+}
+
+impl Seen {
+    fn has(&self, id: &str) -> bool {
+        match self {
+            Seen::All => true,
+            Seen::None => false,
+            Seen::Ids(s) => s.contains(id),
+        }
+    }
+}
+
+/// Decides, for each pii field of `coll`, which of `ids` the caller may see in clear: superusers
+/// all (unless a reason is required and missing), a missing `revealRule` none, an empty one all,
+/// else the ids the rule admits (one query per distinct rule).
+async fn decide(
+    ctx: &AppCtx,
+    coll: &Collection,
+    ids: &[&str],
+    info: &RequestInfo,
+) -> ServiceResult<Vec<Seen>> {
+    let su = info.is_superuser();
+    let su_ok = su && (!ctx.pii_require_reason || !info.reason.trim().is_empty());
+    let mut cache: Vec<(String, HashSet<String>)> = Vec::new();
+    let mut out = Vec::new();
+    for f in basalt_core::pii::fields(&coll.fields) {
+        let rule = f.pii.as_ref().and_then(|p| p.reveal_rule.as_ref());
+        let seen = match rule {
+            _ if su => {
+                if su_ok {
+                    Seen::All
+                } else {
+                    Seen::None
+                }
+            }
+            None => Seen::None,
+            Some(r) if r.trim().is_empty() => Seen::All,
+            Some(r) if ids.is_empty() => {
+                let _ = r;
+                Seen::None
+            }
+            Some(r) => {
+                if let Some((_, s)) = cache.iter().find(|(k, _)| k == r) {
+                    Seen::Ids(s.clone())
+                } else {
+                    let s = admitted(ctx, coll, ids, r, info).await?;
+                    cache.push((r.clone(), s.clone()));
+                    Seen::Ids(s)
+                }
+            }
+        };
+        out.push(seen);
+    }
+    Ok(out)
+}
+
+/// The ids among `ids` that `rule` admits for this caller.
+async fn admitted(
+    ctx: &AppCtx,
+    coll: &Collection,
+    ids: &[&str],
+    rule: &str,
+    info: &RequestInfo,
+) -> ServiceResult<HashSet<String>> {
+    let cond = crate::records::rule_condition(ctx, coll, &Some(rule.to_string()), info)?;
+    let mut s = ctx.sql();
+    s.push("SELECT ")
+        .push(MAIN)
+        .push(".\"id\" FROM ")
+        .ident(&coll.name)
+        .push(" AS ")
+        .push(MAIN)
+        .push(" WHERE ")
+        .push(MAIN)
+        .push(".\"id\" IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(", ");
+        }
+        s.bind(Value::Text(id.to_string()));
+    }
+    s.push(")");
+    if let Some(c) = cond {
+        s.push(" AND (").append(c).push(")");
+    }
+    let rows = ctx.store.query(&s).await?;
+    Ok(rows
+        .rows
+        .into_iter()
+        .filter_map(|mut r| r.pop().map(Value::into_string))
+        .collect())
+}
+
+/// The mask of a plaintext value.
+pub fn mask_value(ctx: &AppCtx, coll: &Collection, f: &Field, plain: &Json) -> Json {
+    let m = f.pii.as_ref().map(|p| p.mask).unwrap_or(Mask::Redact);
+    basalt_core::pii::mask(m, f, plain, || match (&ctx.pii, canonical(f, plain)) {
+        (Some(r), Some(t)) => r.mask_hash(&coll.id, &f.id, &t),
+        _ => String::new(),
+    })
+}
+
+fn is_blank(v: &Json) -> bool {
+    matches!(v, Json::Null) || v.as_str() == Some("")
+}
+
+/// Masks or reveals the (opened) pii columns of rows about to leave the server, and audits what was
+/// revealed.
+pub async fn present_rows(
+    ctx: &AppCtx,
+    coll: &Collection,
+    rows: &mut Rows,
+    info: &RequestInfo,
+) -> ServiceResult<()> {
+    if !has_pii(coll) || rows.rows.is_empty() {
+        return Ok(());
+    }
+    let Some(id_at) = rows.columns.iter().position(|c| c == "id") else {
+        return Ok(());
+    };
+    let ids: Vec<String> = rows
+        .rows
+        .iter()
+        .map(|r| r[id_at].as_str().unwrap_or("").to_string())
+        .collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let seen = decide(ctx, coll, &id_refs, info).await?;
+    let fields: Vec<(Option<usize>, &Field)> = basalt_core::pii::fields(&coll.fields)
+        .map(|f| (rows.columns.iter().position(|c| c == &f.name), f))
+        .collect();
+    let mut revealed: Vec<(String, Vec<String>)> = Vec::new();
+    for (row, id) in rows.rows.iter_mut().zip(&ids) {
+        let mut shown = Vec::new();
+        for ((at, f), s) in fields.iter().zip(&seen) {
+            let Some(at) = at else { continue };
+            let v: Json = match &row[*at] {
+                Value::Json(t) => serde_json::from_str(t).unwrap_or(Json::Null),
+                _ => Json::Null,
+            };
+            if is_blank(&v) {
+                continue;
+            }
+            if s.has(id) {
+                shown.push(f.name.clone());
+            } else {
+                row[*at] = Value::Json(mask_value(ctx, coll, f, &v).to_string());
+            }
+        }
+        if !shown.is_empty() {
+            revealed.push((id.clone(), shown));
+        }
+    }
+    audit(ctx, coll, revealed, info);
+    Ok(())
+}
+
+/// [`present_rows`] for one record as data (responses built from the write path, realtime).
+pub async fn present_data(
+    ctx: &AppCtx,
+    coll: &Collection,
+    data: &mut Data,
+    info: &RequestInfo,
+) -> ServiceResult<()> {
+    if !has_pii(coll) {
+        return Ok(());
+    }
+    let id = data
+        .get("id")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    let seen = decide(ctx, coll, &[&id], info).await?;
+    let mut shown = Vec::new();
+    for (f, s) in basalt_core::pii::fields(&coll.fields).zip(&seen) {
+        let Some(v) = data.get_mut(&f.name) else {
+            continue;
+        };
+        if is_blank(v) {
+            continue;
+        }
+        if s.has(&id) {
+            shown.push(f.name.clone());
+        } else {
+            *v = mask_value(ctx, coll, f, v);
+        }
+    }
+    if !shown.is_empty() {
+        audit(ctx, coll, vec![(id, shown)], info);
+    }
+    Ok(())
+}
+
+fn audit(ctx: &AppCtx, coll: &Collection, revealed: Vec<(String, Vec<String>)>, info: &RequestInfo) {
+    if revealed.is_empty() {
+        return;
+    }
+    let actor = info
+        .auth
+        .as_ref()
+        .map(|(c, r)| {
+            format!(
+                "{}:{}",
+                c.name,
+                r.get("id").and_then(Json::as_str).unwrap_or("")
+            )
+        })
+        .unwrap_or_else(|| "guest".into());
+    for (record, fields) in revealed {
+        ctx.audit.push(crate::audit::Reveal {
+            collection: coll.id.clone(),
+            record,
+            fields,
+            actor: actor.clone(),
+            route: info.route.clone(),
+            ip: info.ip.clone(),
+            reason: info.reason.clone(),
+        });
+    }
+}
+
+/// An event's copy of a record: pii values replaced by their masks (the outbox and every sink).
+pub fn mask_event(ctx: &AppCtx, coll: &Collection, data: &mut Data) {
+    for f in basalt_core::pii::fields(&coll.fields) {
+        if let Some(v) = data.get_mut(&f.name) {
+            if !is_blank(v) {
+                *v = mask_value(ctx, coll, f, v);
+            }
+        }
+    }
+    data.remove(DEK_COLUMN);
+}
+
+/// A condition matching `value` in `field` of `coll` (pii: by its blind index under every key).
+pub fn eq_condition(
+    ctx: &AppCtx,
+    coll: &Collection,
+    field: &Field,
+    value: &str,
+    s: &mut basalt_core::sql::Sql,
+) -> ServiceResult<()> {
+    if field.pii.is_none() {
+        if field.ty() == FieldType::Email {
+            s.push("LOWER(")
+                .ident(&field.name)
+                .push(") = LOWER(")
+                .bind(Value::Text(value.into()))
+                .push(")");
+        } else {
+            s.ident(&field.name)
+                .push(" = ")
+                .bind(Value::Text(value.into()));
+        }
+        return Ok(());
+    }
+    let ring = ring(ctx)?;
+    let text = canonical(field, &Json::String(value.to_string())).unwrap_or_default();
+    if text.is_empty() || !field.pii.as_ref().is_some_and(|p| p.searchable) {
+        s.push("1=0");
+        return Ok(());
+    }
+    s.ident(&index_column(field)).push(" IN (");
+    for (i, v) in ring
+        .index_all(&coll.id, &field.id, &text)
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            s.push(", ");
+        }
+        s.bind(Value::Text(v));
+    }
+    s.push(")");
+    Ok(())
+}
+
+/// An event's record (masked) made ready for [`crate::records::output`] in realtime: its pii values
+/// are taken from the live row when the row is still in the state the event describes (same
+/// `updated`), so a subscriber passing `revealRule` sees them and every other one their mask; when
+/// the row changed since or is gone (deletes), they are `null`: the plaintext of that state is no
+/// longer in the server (the event holds masks only).
+pub async fn unmask_event_record(
+    ctx: &AppCtx,
+    coll: &Collection,
+    data: &mut Data,
+) -> ServiceResult<()> {
+    let id = data
+        .get("id")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    let live = crate::records::load_record(ctx, coll, &id).await?;
+    let same = live.as_ref().is_some_and(|l| {
+        coll.field("updated").is_some() && l.get("updated") == data.get("updated")
+    });
+    for f in basalt_core::pii::fields(&coll.fields) {
+        let v = match (&live, same) {
+            (Some(l), true) => l.get(&f.name).cloned().unwrap_or(Json::Null),
+            _ => Json::Null,
+        };
+        data.insert(f.name.clone(), v);
+    }
+    Ok(())
+}
+
+/// Writes queued reveals to `_piiAudit`, a batch per transaction, each row with its event.
+pub async fn run_audit_writer(ctx: AppCtx) {
+    let Some(mut rx) = ctx.audit.take_receiver() else {
+        return;
+    };
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        if rx.recv_many(&mut buf, 512).await == 0 {
+            return;
+        }
+        // Let a burst gather into one transaction.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        while buf.len() < 4096 {
+            match rx.try_recv() {
+                Ok(r) => buf.push(r),
+                Err(_) => break,
+            }
+        }
+        let n = buf.len() as u64;
+        match write_audit(&ctx, &buf).await {
+            Ok(()) => {
+                ctx.audit
+                    .written
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                ctx.audit
+                    .dropped
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e.0, reveals = n, "pii audit batch not written");
+            }
+        }
+        buf.clear();
+    }
+}
+
+async fn write_audit(ctx: &AppCtx, batch: &[crate::audit::Reveal]) -> ServiceResult<()> {
+    let Some(coll) = ctx.collection(basalt_events::PII_AUDIT) else {
+        return Ok(());
+    };
+    let now = basalt_core::time::now();
+    let mut tx = ctx.store.begin().await?;
+    let mut seq = 0;
+    for r in batch {
+        let mut d = Data::new();
+        d.insert("id".into(), Json::String(basalt_core::id::new_record_id()));
+        d.insert("collectionRef".into(), Json::String(r.collection.clone()));
+        d.insert("recordRef".into(), Json::String(r.record.clone()));
+        d.insert("fields".into(), Json::String(r.fields.join(",")));
+        d.insert("actor".into(), Json::String(r.actor.clone()));
+        d.insert("route".into(), Json::String(r.route.clone()));
+        d.insert("ip".into(), Json::String(r.ip.clone()));
+        d.insert("reason".into(), Json::String(r.reason.clone()));
+        d.insert("created".into(), Json::String(now.clone()));
+        d.insert("updated".into(), Json::String(now.clone()));
+        tx.execute(&crate::records::insert_sql(ctx, &coll, &d)?)
+            .await?;
+        seq = crate::records::emit(
+            ctx,
+            &mut tx,
+            &coll,
+            basalt_events::Action::Create,
+            Some(&d),
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    ctx.committed(seq).await;
+    Ok(())
+}
