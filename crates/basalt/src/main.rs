@@ -55,6 +55,11 @@ enum Command {
         #[arg(long)]
         metrics_http: Option<String>,
     },
+    /// PII protection: key rotation, erasure, new keys.
+    Pii {
+        #[command(subcommand)]
+        action: PiiCmd,
+    },
     /// Manages superusers.
     Superuser {
         #[command(subcommand)]
@@ -71,6 +76,26 @@ enum SuperuserCmd {
         #[command(flatten)]
         storage: StorageArgs,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum PiiCmd {
+    /// Rewraps every record's data key under the primary key of the ring (BASALT_PII_KEYS or
+    /// [pii] keys_file) and re-keys the blind indexes, with progress; safe while servers run.
+    Rotate {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Crypto-shreds one subject's pii: deletes the record's data key (every copy of its pii,
+    /// including backups restored later, becomes unreadable).
+    Erase {
+        collection: String,
+        id: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Prints a new random 32-byte key, base64, for the key ring.
+    Keygen,
 }
 
 /// Opens the database and builds the app; `serving` also starts the configured event sinks.
@@ -229,6 +254,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.0))?;
             println!("Successfully saved superuser \"{email}\"!");
+            Ok(())
+        }
+        Command::Pii {
+            action: PiiCmd::Keygen,
+        } => {
+            println!("{}", basalt_service::keyring::generate_key());
+            Ok(())
+        }
+        Command::Pii {
+            action: PiiCmd::Rotate { storage },
+        } => {
+            let s = Settings::load(&storage, None, None)?;
+            telemetry::init(&s)?;
+            let ctx = open_app(&s, false).await?;
+            let started = std::time::Instant::now();
+            let n = basalt_service::pii::rotate(&ctx, |coll, done, left| {
+                let all = done + left;
+                let pct = if all == 0 { 100 } else { done * 100 / all };
+                eprintln!("{coll}: {done}/{all} rewrapped ({pct}%)");
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.0))?;
+            println!(
+                "Rewrapped {n} records under key {:?} in {:.1}s.",
+                ctx.pii.as_ref().map(|r| r.primary_id()).unwrap_or(""),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Pii {
+            action:
+                PiiCmd::Erase {
+                    collection,
+                    id,
+                    storage,
+                },
+        } => {
+            let s = Settings::load(&storage, None, None)?;
+            telemetry::init(&s)?;
+            let ctx = open_app(&s, false).await?;
+            basalt_service::pii::erase(&ctx, &collection, &id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.0))?;
+            println!("Erased the pii of {collection}/{id}.");
             Ok(())
         }
     }

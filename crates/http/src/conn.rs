@@ -345,10 +345,18 @@ fn pending_entry(
     };
     basalt_service::logs::RequestEntry {
         method: parts.method.as_str().to_string(),
-        url: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
+        url: {
+            let url = parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+            // A filter may compare a pii field with its value: the log keeps its shape only.
+            if ctx.collections().has_pii && url.contains("filter=") {
+                basalt_service::logs::redact_filter(&url)
+            } else {
+                url
+            }
+        },
         remote_ip: if log_ip {
             peer.ip().to_string()
         } else {

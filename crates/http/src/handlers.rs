@@ -93,6 +93,12 @@ pub fn router(ctx: AppCtx) -> Router {
         .route("/api/files/token", post(crate::files::serve::token))
         .route("/api/files/{c}/{id}/{name}", get(crate::files::serve::get))
         .route("/api/batch", post(crate::batch::batch))
+        .route("/api/pii/erase", post(crate::pii::erase))
+        .route("/api/pii/export/{c}/{id}", get(crate::pii::export))
+        .route(
+            "/api/pii/rotate",
+            post(crate::pii::rotate).get(crate::pii::status),
+        )
         .route(
             "/api/backups",
             get(crate::backups::list).post(crate::backups::create),
@@ -201,6 +207,12 @@ async fn health(State(ctx): State<AppCtx>, Client(req): Client) -> Response {
     let mut data = Map::new();
     if req.is_superuser() {
         data = basalt_service::cluster::status(&ctx);
+        if ctx.pii.is_some() {
+            let pii = basalt_service::pii::status(&ctx)
+                .await
+                .unwrap_or_else(|e| json!({"error": e.0.to_string()}));
+            data.insert("pii".into(), pii);
+        }
     }
     ok_json(json!({"code": 200, "data": data, "message": "API is healthy."}))
 }

@@ -24,6 +24,7 @@ pub mod files;
 pub mod handlers;
 pub mod limits;
 pub mod metrics;
+pub mod pii;
 pub mod realtime;
 pub mod webhooks;
 

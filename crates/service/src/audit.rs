@@ -65,3 +65,13 @@ impl Audit {
         }
     }
 }
+
+/// Progress of this node's PII key rotation (`pii::rotate`).
+#[derive(Default)]
+pub struct Rotation {
+    pub running: std::sync::atomic::AtomicBool,
+    pub rewrapped: std::sync::atomic::AtomicU64,
+    pub remaining: std::sync::atomic::AtomicU64,
+    pub last_error: std::sync::Mutex<String>,
+}
+

@@ -28,11 +28,13 @@ use crate::request::Req;
 use crate::AppCtx;
 
 /// Tables a restore leaves as they are live: the outbox and the sinks' positions in it.
-pub const KEEP_ON_RESTORE: [&str; 4] = [
+/// And the PII erasure list: a subject erased after the backup was taken stays erased.
+pub const KEEP_ON_RESTORE: [&str; 5] = [
     "_events",
     "_event_cursors",
     "_webhooks",
     "_webhook_deliveries",
+    crate::pii::ERASURES,
 ];
 
 const PG_MESSAGE: &str = "Backups are not available with PostgreSQL: back the database up with its own tooling (pg_dump, or base backups with WAL archiving).";
@@ -395,7 +397,8 @@ async fn restore_from(ctx: &AppCtx, st: &Storage, key: &str) -> ServiceResult<()
         }
         ctx.reload_collections().await?;
         crate::settings::load(ctx).await?;
-        tracing::info!(backup = key, "restored");
+        let erased = crate::pii::apply_erasures(ctx).await?;
+        tracing::info!(backup = key, erased, "restored");
         Ok::<_, ServiceError>(())
     }
     .await;

@@ -180,6 +180,7 @@ async fn create_in(
                 if sf.name == "email" {
                     f.only_domains = keep_opts.only_domains;
                     f.except_domains = keep_opts.except_domains;
+                    f.pii = keep_opts.pii;
                 }
             }
         }

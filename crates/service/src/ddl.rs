@@ -51,6 +51,8 @@ fn base_tables(d: Dialect) -> Vec<Sql> {
             "CREATE TABLE IF NOT EXISTS _collections (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL, system BOOLEAN DEFAULT FALSE NOT NULL, data {json} NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL)"
         )),
         mk("CREATE TABLE IF NOT EXISTS _params (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)".into()),
+        // Subjects whose PII was erased (crypto-shredded): re-applied after a backup restore.
+        mk("CREATE TABLE IF NOT EXISTS \"_piiErasures\" (collection_id TEXT NOT NULL, record_id TEXT NOT NULL, erased TEXT NOT NULL, PRIMARY KEY (collection_id, record_id))".into()),
     ]
 }
 

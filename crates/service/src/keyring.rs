@@ -203,6 +203,11 @@ impl KeyRing {
     }
 }
 
+/// A new random master key, base64 (`basalt pii keygen`).
+pub fn generate_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode(KeyRing::new_dek())
+}
+
 fn value_ad(coll_id: &str, rec_id: &str, field_id: &str) -> Vec<u8> {
     format!("basalt/value/{coll_id}/{rec_id}/{field_id}").into_bytes()
 }

@@ -67,6 +67,8 @@ pub struct AppState {
     pub pii_require_reason: bool,
     /// Reveals waiting to be written to `_piiAudit`.
     pub audit: crate::audit::Audit,
+    /// The PII key rotation of this node, when one runs.
+    pub rotation: crate::audit::Rotation,
     /// `(version, commit)` of the binary, for `basalt_build_info`.
     pub build: (&'static str, &'static str),
 }
@@ -82,6 +84,8 @@ pub struct Collections {
     pub rules_read: [bool; 3],
     /// The PII key ring, for blind-index lookups in filters and rules.
     pii: Option<Arc<crate::keyring::KeyRing>>,
+    /// Whether any collection has pii fields (request logs then redact filter literals).
+    pub has_pii: bool,
 }
 
 impl Collections {
@@ -98,7 +102,11 @@ impl Collections {
             read("@request.query"),
             read("@request.body"),
         ];
+        let has_pii = list
+            .iter()
+            .any(|c| c.fields.iter().any(|f| f.pii.is_some()));
         Collections {
+            has_pii,
             list,
             by_key,
             rules_read,
@@ -171,6 +179,7 @@ impl AppState {
             pii: None,
             pii_require_reason: false,
             audit: Default::default(),
+            rotation: Default::default(),
             build: (env!("CARGO_PKG_VERSION"), "unknown"),
         }
     }

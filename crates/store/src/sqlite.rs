@@ -505,6 +505,14 @@ fn restore_into(conn: &mut Connection, src: &Path, keep: &[String]) -> Result<()
                 t = q(t)
             ))
             .map_err(db_err)?;
+        } else {
+            // A backup older than the table: keep the live rows all the same (the server's
+            // bootstrap adds the table's constraints back only to new databases; the rows matter).
+            tx.execute_batch(&format!(
+                "CREATE TABLE main.{t} AS SELECT * FROM temp.{k}",
+                t = q(t)
+            ))
+            .map_err(db_err)?;
         }
         tx.execute_batch(&format!("DROP TABLE temp.{k}"))
             .map_err(db_err)?;

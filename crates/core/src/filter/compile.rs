@@ -244,9 +244,7 @@ impl<'a> Compiler<'a> {
             _ => None,
         };
         let (f, value, modified) = match (field_of(&c.left), field_of(&c.right)) {
-            (Some(_), Some((f, _))) => {
-                return Err(self.pii_refused(&f))
-            }
+            (Some((f, _)), Some(_)) => return Err(self.pii_refused(&f)),
             (Some((f, m)), None) => (f, &c.right, m),
             (None, Some((f, m))) => (f, &c.left, m),
             (None, None) => return Ok(None),

@@ -15,6 +15,7 @@ mod events;
 mod files;
 mod filters;
 mod metrics;
+mod pii;
 mod realtime;
 mod records;
 mod rules;

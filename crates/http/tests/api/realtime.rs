@@ -9,10 +9,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{spawn_app_with, Backend, TestApp};
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn next_json(ws: &mut Ws) -> Value {
+pub(crate) async fn next_json(ws: &mut Ws) -> Value {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await

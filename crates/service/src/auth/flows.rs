@@ -161,6 +161,8 @@ async fn auth_response(
 ) -> ServiceResult<Json> {
     let info = RequestInfo {
         auth: Some((coll.clone(), rec.clone())),
+        route: format!("{} {}", req.method, req.path),
+        ip: req.ip.to_string(),
         ..Default::default()
     };
     let out = records::render(ctx, coll, vec![rec], &req.query, &info).await?;

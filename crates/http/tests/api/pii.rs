@@ -1,0 +1,667 @@
+//! PII protection (issue #16) through the real server on SQLite and PostgreSQL: nothing in clear at
+//! rest (database file and WAL, pg_dump, outbox, backups), blind-index equality, unique and email
+//! sign-in on an encrypted email, masks for callers failing `revealRule` in REST, expand, batch,
+//! realtime and events, the reveal audit, values that do not decrypt elsewhere, key rotation under
+//! writes, crypto-shredding erasure that survives a backup restore.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
+
+fn key(b: u8) -> String {
+    base64::engine::general_purpose::STANDARD.encode([b; 32])
+}
+
+fn ring(spec: &str) -> Arc<basalt_service::keyring::KeyRing> {
+    Arc::new(basalt_service::keyring::KeyRing::parse_env(spec).unwrap())
+}
+
+fn opts(spec: &str) -> basalt_http::Options {
+    basalt_http::Options {
+        pii_keys: Some(ring(spec)),
+        ..Default::default()
+    }
+}
+
+const EMAIL: &str = "alice.secret@example.com";
+const PHONE: &str = "+44 7700 900123";
+const SSN: &str = "123-45-6789";
+const DOB: &str = "1984-03-09 00:00:00.000Z";
+
+/// `patients` (auth): email encrypted and searchable, phone/ssn/dob encrypted; each revealed to the
+/// patient, phone also to support staff. `visits` relate to patients.
+async fn schema(app: &TestApp) {
+    app.collection(json!({
+        "name": "patients", "type": "auth",
+        "listRule": "", "viewRule": "", "createRule": "", "updateRule": "id = @request.auth.id",
+        "fields": [
+            {"name": "email", "type": "email", "system": true, "required": true,
+             "pii": {"searchable": true, "mask": "partial", "revealRule": "id = @request.auth.id"}},
+            {"name": "phone", "type": "text",
+             "pii": {"mask": "partial", "revealRule": "id = @request.auth.id || @request.auth.role = 'support'"}},
+            {"name": "ssn", "type": "text", "pii": {"mask": "last4", "revealRule": "id = @request.auth.id"}},
+            {"name": "dob", "type": "date", "pii": {"mask": "partial", "revealRule": "id = @request.auth.id"}},
+            {"name": "score", "type": "number", "pii": {"searchable": true, "mask": "hash"}},
+            {"name": "role", "type": "text"}
+        ]
+    }))
+    .await;
+    app.collection(json!({
+        "name": "visits", "listRule": "", "viewRule": "", "createRule": "",
+        "fields": [
+            {"name": "note", "type": "text"},
+            {"name": "patient", "type": "relation", "collectionId": "patients", "maxSelect": 1}
+        ]
+    }))
+    .await;
+}
+
+async fn sign_up(app: &TestApp, email: &str, extra: Value) -> (String, String) {
+    let mut body = json!({"email": email, "password": "password123", "passwordConfirm": "password123", "emailVisibility": true});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let r = app
+        .post("/api/collections/patients/records", None, body)
+        .await;
+    assert_eq!(r.0, 200, "sign up: {}", r.1);
+    let id = r.1["id"].as_str().unwrap().to_string();
+    let a = app
+        .post(
+            "/api/collections/patients/auth-with-password",
+            None,
+            json!({"identity": email.to_uppercase(), "password": "password123"}),
+        )
+        .await;
+    assert_eq!(a.0, 200, "email sign-in through the blind index: {}", a.1);
+    (id, a.1["token"].as_str().unwrap().to_string())
+}
+
+/// Every byte the database holds: the SQLite files (records, request logs) and their WALs, or a
+/// pg_dump.
+async fn database_bytes(app: &TestApp) -> Vec<u8> {
+    match app.backend {
+        Backend::Sqlite => {
+            let dir = app.ctx.files.tmp_dir().parent().unwrap().to_path_buf();
+            let mut all = Vec::new();
+            for name in ["data.db", "data.db-wal", "auxiliary.db", "auxiliary.db-wal"] {
+                if let Ok(b) = std::fs::read(dir.join(name)) {
+                    all.extend(b);
+                }
+            }
+            assert!(!all.is_empty(), "no database file under {}", dir.display());
+            all
+        }
+        Backend::Postgres => {
+            let out = std::process::Command::new("pg_dump")
+                .arg(app.db_url.as_ref().unwrap())
+                .output()
+                .expect("pg_dump runs");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn assert_no_plaintext(what: &str, bytes: &[u8]) {
+    for p in [EMAIL, "alice.secret", PHONE, "7700 900123", SSN, "1984-03-09"] {
+        if let Some(at) = bytes.windows(p.len()).position(|w| w == p.as_bytes()) {
+            let from = at.saturating_sub(300);
+            panic!(
+                "{what} holds {p:?} in clear: …{}…",
+                String::from_utf8_lossy(&bytes[from..(at + 100).min(bytes.len())])
+            );
+        }
+    }
+}
+
+async fn at_rest_search_and_masks(backend: Backend) {
+    let app = spawn_app_with(backend, opts(&format!("k1:{}", key(1)))).await;
+    schema(&app).await;
+    let (alice, ta) = sign_up(
+        &app,
+        EMAIL,
+        json!({"phone": PHONE, "ssn": SSN, "dob": DOB, "score": 42}),
+    )
+    .await;
+    let (_bob, tb) = sign_up(&app, "bob@example.com", json!({"phone": "+1 555 0100 777"})).await;
+    let (_sam, ts) = sign_up(&app, "sam@example.com", json!({"role": "support"})).await;
+
+    // The patient sees her own values; the superuser too.
+    for t in [ta.as_str(), app.su.as_str()] {
+        let r = app
+            .get(&format!("/api/collections/patients/records/{alice}"), Some(t))
+            .await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        assert_eq!(r.1["email"], EMAIL);
+        assert_eq!(r.1["phone"], PHONE);
+        assert_eq!(r.1["ssn"], SSN);
+        assert_eq!(r.1["dob"], DOB);
+    }
+    // `score` has no revealRule: superusers only.
+    let r = app
+        .get(&format!("/api/collections/patients/records/{alice}"), Some(&ta))
+        .await;
+    assert!(r.1["score"].as_str().unwrap().starts_with("h:"), "{}", r.1);
+    let r = app
+        .get(&format!("/api/collections/patients/records/{alice}"), app.su())
+        .await;
+    assert_eq!(r.1["score"], 42);
+    // Another patient, and a guest, see masks (list and view, fast path and `fields`).
+    let masked = |v: &Value| {
+        assert_eq!(v["email"], "a***@e***.com", "{v}");
+        assert_eq!(v["phone"], "+44 **** ***123", "{v}");
+        assert_eq!(v["ssn"], "****6789", "{v}");
+        assert_eq!(v["dob"], "1984-**-** **:**:**.***Z", "{v}");
+        assert!(v["score"].as_str().unwrap().starts_with("h:"), "{v}");
+    };
+    for t in [Some(tb.as_str()), None] {
+        let r = app
+            .get(&format!("/api/collections/patients/records/{alice}"), t)
+            .await;
+        masked(&r.1);
+        let r = app
+            .get_q(
+                "/api/collections/patients/records",
+                t,
+                &[("filter", &format!("id = '{alice}'")), ("fields", "id,email,phone,ssn,dob,score")],
+            )
+            .await;
+        masked(&r.1["items"][0]);
+    }
+    // Support staff pass the phone's revealRule, not the others'.
+    let r = app
+        .get(&format!("/api/collections/patients/records/{alice}"), Some(&ts))
+        .await;
+    assert_eq!(r.1["phone"], PHONE);
+    assert_eq!(r.1["ssn"], "****6789");
+
+    // Expand: a visit shows its patient masked to others, in clear to the patient.
+    let v = app
+        .post(
+            "/api/collections/visits/records",
+            Some(&ta),
+            json!({"note": "checkup", "patient": alice}),
+        )
+        .await;
+    assert_eq!(v.0, 200, "{}", v.1);
+    let vid = v.1["id"].as_str().unwrap();
+    let path = format!("/api/collections/visits/records/{vid}");
+    let e = app.get_q(&path, Some(&tb), &[("expand", "patient")]).await;
+    masked(&e.1["expand"]["patient"]);
+    let e = app.get_q(&path, Some(&ta), &[("expand", "patient")]).await;
+    assert_eq!(e.1["expand"]["patient"]["ssn"], SSN);
+
+    // Batch: the created record comes back masked to a caller failing revealRule.
+    let r = app
+        .patch("/api/settings", app.su(), json!({"batch": {"enabled": true}}))
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let b = app
+        .post(
+            "/api/batch",
+            None,
+            json!({"requests": [{"method": "POST", "url": "/api/collections/patients/records",
+                "body": {"email": "carol@example.com", "password": "password123", "passwordConfirm": "password123",
+                         "emailVisibility": true, "ssn": "987-65-4321"}}]}),
+        )
+        .await;
+    assert_eq!(b.0, 200, "{}", b.1);
+    assert_eq!(b.1[0]["body"]["ssn"], "****4321", "{}", b.1);
+    assert_eq!(b.1[0]["body"]["email"], "c***@e***.com");
+
+    // Equality through the blind index; unique on it; everything else is refused naming the field.
+    let ids = app
+        .ids(
+            "patients",
+            app.su(),
+            &[("filter", &format!("email = '{}'", EMAIL.to_uppercase()))],
+        )
+        .await;
+    assert_eq!(ids, vec![alice.clone()]);
+    let ids = app
+        .ids("patients", app.su(), &[("filter", "score = 42 && email != ''")])
+        .await;
+    assert_eq!(ids, vec![alice.clone()]);
+    let n = app
+        .ids("patients", app.su(), &[("filter", &format!("email != '{EMAIL}'"))])
+        .await;
+    assert_eq!(n.len(), 3, "everyone else");
+    let dup = app
+        .post(
+            "/api/collections/patients/records",
+            None,
+            json!({"email": EMAIL, "password": "password123", "passwordConfirm": "password123"}),
+        )
+        .await;
+    let d = assert_error(&dup, 400);
+    assert_eq!(d["email"]["code"], "validation_not_unique", "{}", dup.1);
+    for (q, key, field) in [
+        ("filter", "email ~ 'alice'", "email"),
+        ("filter", "email > 'a'", "email"),
+        ("filter", "phone = 'x'", "phone"),
+        ("filter", "email = phone", "email"),
+        ("sort", "email", "email"),
+    ] {
+        let r = app
+            .get_q("/api/collections/patients/records", app.su(), &[(q, key)])
+            .await;
+        let d = assert_error(&r, 400);
+        assert_eq!(d[q]["code"], "validation_pii_filter", "{key}: {}", r.1);
+        assert!(
+            r.1["message"].as_str().unwrap().starts_with(field),
+            "{key}: the message names the field: {}",
+            r.1
+        );
+    }
+
+    // Realtime: the patient's subscription gets her values, another patient's the masks.
+    let url = app.url.replace("http://", "ws://") + "/api/realtime/ws";
+    let mut socks = Vec::new();
+    for t in [&ta, &tb] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
+        next_json(&mut ws).await;
+        ws.send(Message::Text(
+            json!({"subscriptions": [format!("patients/{alice}")], "authorization": t})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(next_json(&mut ws).await["event"], "PB_SUBSCRIPTIONS");
+        socks.push(ws);
+    }
+    let u = app
+        .patch(
+            &format!("/api/collections/patients/records/{alice}"),
+            Some(&ta),
+            json!({"role": "patient"}),
+        )
+        .await;
+    assert_eq!(u.0, 200, "{}", u.1);
+    assert_eq!(u.1["ssn"], SSN, "the update's answer, to the patient");
+    let mine = next_json(&mut socks[0]).await;
+    assert_eq!(mine["data"]["record"]["ssn"], SSN, "{mine}");
+    let other = next_json(&mut socks[1]).await;
+    masked(&other["data"]["record"]);
+
+    // The reveals were audited (who, record, fields, route; never a value), with their events.
+    let audit = wait_for(&app, "_piiAudit", &format!("recordRef = '{alice}' && actor = 'patients:{alice}'"), 1).await;
+    let view = format!("GET /api/collections/patients/records/{alice}");
+    let row = audit
+        .iter()
+        .find(|r| r["route"] == view.as_str())
+        .unwrap_or_else(|| panic!("no audit of {view}: {audit:?}"));
+    assert_eq!(row["fields"], "phone,ssn,dob,email", "{row}");
+    assert_eq!(row["ip"], "127.0.0.1", "{row}");
+    assert!(
+        audit.iter().any(|r| r["route"] == "POST /api/collections/patients/auth-with-password"),
+        "the sign-in answer revealed her own record: {audit:?}"
+    );
+    let su_audit = wait_for(&app, "_piiAudit", "actor ~ '_superusers:'", 1).await;
+    assert!(!su_audit.is_empty());
+    assert_no_plaintext("the audit", audit_bytes(&audit).as_bytes());
+    // Nobody writes the audit through the API.
+    let w = app
+        .post("/api/collections/_piiAudit/records", app.su(), json!({"actor": "forged"}))
+        .await;
+    assert_eq!(w.0, 404, "{}", w.1);
+
+    // The outbox holds masks, never values; its audit rows are basalt.pii.revealed events.
+    let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
+    q.push("SELECT collection, data FROM _events");
+    let rows = app.store().query(&q).await.unwrap();
+    let mut outbox = String::new();
+    let mut audit_events = 0;
+    for r in &rows.rows {
+        let c = r[0].as_str().unwrap_or("");
+        audit_events += usize::from(c == "_piiAudit");
+        outbox.push_str(r[1].as_str().unwrap_or(""));
+    }
+    assert!(outbox.contains("****6789"), "events carry the masks");
+    assert_no_plaintext("the outbox", outbox.as_bytes());
+    assert!(audit_events > 0, "reveal events on the bus");
+
+    // At rest: neither the database files (and WALs, request logs included: they are written
+    // within ~100 ms) nor a pg_dump holds a value in clear.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_no_plaintext("the database", &database_bytes(&app).await);
+    if backend == Backend::Sqlite {
+        let r = app
+            .post("/api/backups", app.su(), json!({"name": "pii.zip"}))
+            .await;
+        assert_eq!(r.0, 204, "{}", r.1);
+        let zip = app.ctx.files.tmp_dir().parent().unwrap().join("backups/pii.zip");
+        let mut a = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+        let mut db = Vec::new();
+        std::io::Read::read_to_end(&mut a.by_name("data.db").unwrap(), &mut db).unwrap();
+        assert!(contains(&db, "****6789") || !db.is_empty());
+        assert_no_plaintext("the backup", &db);
+    }
+
+    // A value moved to another row or field does not decrypt (and answers no error).
+    let mut m = basalt_core::sql::Sql::new(app.ctx.dialect());
+    m.push("UPDATE patients SET phone = (SELECT ssn FROM patients WHERE id = ")
+        .bind(basalt_core::sql::Value::Text(alice.clone()))
+        .push("), ssn = (SELECT ssn FROM patients WHERE id = ")
+        .bind(basalt_core::sql::Value::Text(alice.clone()))
+        .push(") WHERE email != (SELECT email FROM patients WHERE id = ")
+        .bind(basalt_core::sql::Value::Text(alice.clone()))
+        .push(")");
+    let mut tx = app.store().begin().await.unwrap();
+    tx.execute(&m).await.unwrap();
+    tx.commit().await.unwrap();
+    app.ctx.cache.clear();
+    let list = app
+        .get_q("/api/collections/patients/records", app.su(), &[("perPage", "50")])
+        .await;
+    assert_eq!(list.0, 200, "{}", list.1);
+    for it in list.1["items"].as_array().unwrap() {
+        if it["id"] == alice {
+            assert_eq!(it["ssn"], SSN, "the original still decrypts");
+            assert_eq!(it["phone"], PHONE);
+        } else {
+            assert_eq!(it["ssn"], Value::Null, "copied from another row: {it}");
+            assert_eq!(it["phone"], Value::Null, "copied from another field and row: {it}");
+        }
+    }
+}
+
+fn audit_bytes(rows: &[Value]) -> String {
+    rows.iter().map(Value::to_string).collect()
+}
+
+async fn next_json(ws: &mut crate::realtime::Ws) -> Value {
+    crate::realtime::next_json(ws).await
+}
+
+/// Polls a superuser list until `n` rows match (the audit is written off the request path).
+async fn wait_for(app: &TestApp, coll: &str, filter: &str, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let r = app
+            .get_q(
+                &format!("/api/collections/{coll}/records"),
+                app.su(),
+                &[("filter", filter), ("perPage", "200")],
+            )
+            .await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        let items = r.1["items"].as_array().unwrap().clone();
+        if items.len() >= n {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {n} rows in {coll} matching {filter}");
+}
+
+/// The code of the first `fields.<i>.pii` error in an error's data.
+fn pii_error(d: &Value) -> (String, String) {
+    let e = d["fields"]
+        .as_object()
+        .and_then(|m| m.values().find_map(|v| v.get("pii").cloned()))
+        .unwrap_or_else(|| panic!("no fields.<i>.pii error in {d}"));
+    (
+        e["code"].as_str().unwrap_or("").to_string(),
+        e["message"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Definitions are validated: pii on a type that cannot carry it, bad options, a server without keys,
+/// toggling pii on an existing field.
+async fn definitions_are_checked(backend: Backend) {
+    let app = spawn_app_with(backend, opts(&format!("k1:{}", key(1)))).await;
+    for (field, code) in [
+        (json!({"name": "b", "type": "bool", "pii": {}}), "validation_invalid_pii"),
+        (json!({"name": "t", "type": "text", "pii": {"revealRule": "nope ="}}), "validation_invalid_pii"),
+        (json!({"name": "t", "type": "text", "pii": {"revealRule": "missing = 1"}}), "validation_invalid_rule"),
+    ] {
+        let r = app
+            .post("/api/collections", app.su(), json!({"name": "c1", "fields": [field]}))
+            .await;
+        let d = assert_error(&r, 400);
+        assert_eq!(pii_error(&d).0, code, "{}", r.1);
+    }
+    let r = app
+        .post(
+            "/api/collections",
+            app.su(),
+            json!({"name": "c2", "fields": [{"name": "t", "type": "text", "pii": {"mask": "sometimes"}}]}),
+        )
+        .await;
+    assert_error(&r, 400);
+    let c = app
+        .collection(json!({"name": "c3", "fields": [{"name": "t", "type": "text"}], "indexes": []}))
+        .await;
+    let mut fields = c["fields"].clone();
+    let t = fields.as_array_mut().unwrap().iter_mut().find(|f| f["name"] == "t").unwrap();
+    t["pii"] = json!({"mask": "redact"});
+    let r = app
+        .patch("/api/collections/c3", app.su(), json!({"fields": fields}))
+        .await;
+    let d = assert_error(&r, 400);
+    assert_eq!(pii_error(&d).0, "validation_invalid_pii", "{}", r.1);
+    let r = app
+        .post(
+            "/api/collections",
+            app.su(),
+            json!({"name": "c4", "fields": [{"name": "t", "type": "text", "pii": {}}], "indexes": ["CREATE UNIQUE INDEX idx_c4_t ON c4 (t)"]}),
+        )
+        .await;
+    let d = assert_error(&r, 400);
+    assert!(d["indexes"]["0"]["message"].as_str().unwrap().contains("searchable"), "{}", r.1);
+    // Without a key ring, no field can be marked pii.
+    let bare = spawn_app_with(backend, basalt_http::Options::default()).await;
+    let r = bare
+        .post(
+            "/api/collections",
+            bare.su(),
+            json!({"name": "c5", "fields": [{"name": "t", "type": "text", "pii": {}}]}),
+        )
+        .await;
+    let d = assert_error(&r, 400);
+    assert!(pii_error(&d).1.contains("BASALT_PII_KEYS"), "{}", r.1);
+}
+
+/// A second application on the same store with another key ring, served on its own port.
+async fn with_ring(app: &TestApp, spec: &str) -> (basalt_http::AppCtx, String) {
+    let ctx = basalt_http::build_with(app.store(), opts(spec)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let c = ctx.clone();
+    tokio::spawn(async move {
+        let _ = basalt_http::serve(c, listener, std::future::pending()).await;
+    });
+    (ctx, url)
+}
+
+/// The erased subject: the record stays, its pii is gone (values, blind index), export says so.
+async fn check_erased(app: &TestApp, victim: &str, email: &str) {
+    let r = app
+        .get(&format!("/api/collections/people/records/{victim}"), app.su())
+        .await;
+    assert_eq!(r.0, 200, "the record stays: {}", r.1);
+    assert_eq!(r.1["email"], Value::Null, "{}", r.1);
+    assert_eq!(r.1["phone"], Value::Null, "{}", r.1);
+    assert_eq!(r.1["n"], 3, "the rest of the record is kept");
+    let f = app
+        .ids("people", app.su(), &[("filter", &format!("email = '{email}'"))])
+        .await;
+    assert!(f.is_empty(), "the blind index is gone too");
+    let x = app
+        .get(&format!("/api/pii/export/people/{victim}"), app.su())
+        .await;
+    assert_eq!(x.0, 200, "{}", x.1);
+    assert_eq!(x.1["erased"], true, "{}", x.1);
+}
+
+/// Erasure (crypto-shredding), also after restoring a backup taken before it; then rotation under
+/// writes: with k2 primary, new writes use k2 at once, `rotate` moves every record while writers keep
+/// updating and creating, and afterwards a server holding only k2 reads every value and finds every
+/// email.
+async fn rotation_and_erasure(backend: Backend) {
+    let app = spawn_app_with(backend, opts(&format!("k1:{}", key(1)))).await;
+    app.collection(json!({
+        "name": "people", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+        "fields": [
+            {"name": "email", "type": "email", "pii": {"searchable": true}},
+            {"name": "phone", "type": "text", "pii": {"mask": "last4"}},
+            {"name": "n", "type": "number"}
+        ],
+        "indexes": ["CREATE UNIQUE INDEX idx_people_email ON people (email)"]
+    }))
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        let r = app
+            .record("people", json!({"email": format!("p{i}@example.com"), "phone": format!("+1 555 {i:04}"), "n": 3}))
+            .await;
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+
+    // Erasure, with a backup taken before it (SQLite: on PostgreSQL backups are pg_dump's).
+    let victim = ids[3].clone();
+    if backend == Backend::Sqlite {
+        let r = app.post("/api/backups", app.su(), json!({"name": "before.zip"})).await;
+        assert_eq!(r.0, 204, "{}", r.1);
+    }
+    let guest = app
+        .post("/api/pii/erase", None, json!({"collection": "people", "id": victim}))
+        .await;
+    assert_error(&guest, 401);
+    let bad = app.post("/api/pii/erase", app.su(), json!({})).await;
+    let d = assert_error(&bad, 400);
+    assert_eq!(d["collection"]["code"], "validation_required");
+    let r = app
+        .post("/api/pii/erase", app.su(), json!({"collection": "people", "id": victim}))
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    check_erased(&app, &victim, "p3@example.com").await;
+    let other = app
+        .get(&format!("/api/pii/export/people/{}", ids[4]), app.su())
+        .await;
+    assert_eq!(other.1["record"]["email"], "p4@example.com", "{}", other.1);
+    assert_eq!(other.1["erased"], false);
+    if backend == Backend::Sqlite {
+        let r = app
+            .post("/api/backups/before.zip/restore", app.su(), json!({}))
+            .await;
+        assert_eq!(r.0, 204, "{}", r.1);
+        check_erased(&app, &victim, "p3@example.com").await;
+        let r = app
+            .get(&format!("/api/collections/people/records/{}", ids[4]), app.su())
+            .await;
+        assert_eq!(r.1["email"], "p4@example.com", "others are restored readable");
+    }
+
+    // Rotation: a server with k2 primary (k1 kept to read) rotates while writers write through it.
+    let (ctx2, url2) = with_ring(&app, &format!("k2:{},k1:{}", key(2), key(1))).await;
+    let backlog = basalt_service::pii::rotation_backlog(&ctx2).await.unwrap();
+    assert_eq!(backlog, vec![("people".to_string(), 119)], "all but the erased one");
+    let client = reqwest::Client::new();
+    let su = app.su.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let (client, url, su, ids, stop) =
+            (client.clone(), url2.clone(), su.clone(), ids.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut made = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || i < 3 {
+                let id = &ids[(i * 7 + w + 10) % ids.len()];
+                let r = client
+                    .patch(format!("{url}/api/collections/people/records/{id}"))
+                    .bearer_auth(&su)
+                    .json(&json!({"n+": 1}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let e = format!("w{w}-{i}@example.com");
+                let r = client
+                    .post(format!("{url}/api/collections/people/records"))
+                    .bearer_auth(&su)
+                    .json(&json!({"email": e, "phone": "+1 555 9999"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                made.push(e);
+                i += 1;
+            }
+            made
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut seen = Vec::new();
+    let n = basalt_service::pii::rotate(&ctx2, |c, done, left| seen.push((c.to_string(), done, left)))
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut made = Vec::new();
+    for w in writers {
+        made.extend(w.await.unwrap());
+    }
+    // Each record was rewrapped either by the rotation or by a write through the k2 server.
+    assert!(n > 0, "the rotation rewrapped records: {n}");
+    assert!(seen.last().is_some_and(|l| l.2 == 0), "progress ends at zero: {seen:?}");
+    let backlog = basalt_service::pii::rotation_backlog(&ctx2).await.unwrap();
+    assert_eq!(backlog, vec![("people".to_string(), 0)]);
+
+    // k1 leaves the ring: every value still reads, every email is still found.
+    let (_ctx3, url3) = with_ring(&app, &format!("k2:{}", key(2))).await;
+    let list: Value = client
+        .get(format!("{url3}/api/collections/people/records?perPage=500"))
+        .bearer_auth(&su)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 120 + made.len());
+    for it in items.iter().filter(|it| it["id"] != victim.as_str()) {
+        assert!(it["email"].as_str().unwrap().ends_with("@example.com"), "{it}");
+        assert!(it["phone"].as_str().unwrap().starts_with("+1 555"), "{it}");
+    }
+    for e in ["p7@example.com", made[0].as_str(), made.last().unwrap().as_str()] {
+        let r: Value = client
+            .get(format!("{url3}/api/collections/people/records"))
+            .query(&[("filter", format!("email = '{e}'"))])
+            .bearer_auth(&su)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["items"].as_array().unwrap().len(), 1, "{e}: {r}");
+    }
+    // Unique holds across the key change: p7 was indexed under k1, then re-keyed under k2.
+    let dup = client
+        .post(format!("{url3}/api/collections/people/records"))
+        .bearer_auth(&su)
+        .json(&json!({"email": "p7@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), 400);
+    let h = app.get("/api/health", app.su()).await;
+    assert_eq!(h.1["data"]["pii"]["primary"], "k1", "{}", h.1);
+    assert!(h.1["data"]["pii"]["rotation"]["behind"]["people"].as_i64().unwrap() > 100, "{}", h.1);
+    assert!(!h.1.to_string().contains(&key(1)), "no key material in health");
+}
+
+crate::both_backends!(at_rest_search_and_masks, definitions_are_checked, rotation_and_erasure);
