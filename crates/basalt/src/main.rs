@@ -271,7 +271,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let n = basalt_service::pii::rotate(&ctx, |coll, done, left| {
                 let all = done + left;
-                let pct = if all == 0 { 100 } else { done * 100 / all };
+                let pct = (done * 100).checked_div(all).unwrap_or(100);
                 eprintln!("{coll}: {done}/{all} rewrapped ({pct}%)");
             })
             .await

@@ -309,9 +309,11 @@ mod tests {
         assert!(Pii::from_json(Some(&json!({"mask": "nope"}))).is_err());
         assert!(Pii::from_json(Some(&json!({"searchable": "yes"}))).is_err());
         assert!(Pii::from_json(Some(&json!({"other": 1}))).is_err());
-        let p = Pii::from_json(Some(&json!({"searchable": true, "mask": "partial", "revealRule": "id = @request.auth.id"})))
-            .unwrap()
-            .unwrap();
+        let p = Pii::from_json(Some(
+            &json!({"searchable": true, "mask": "partial", "revealRule": "id = @request.auth.id"}),
+        ))
+        .unwrap()
+        .unwrap();
         assert!(p.searchable);
         assert_eq!(p.mask, Mask::Partial);
         assert_eq!(Pii::from_json(Some(&p.to_json())).unwrap(), Some(p));

@@ -204,7 +204,8 @@ impl Field {
             mime_types: list("mimeTypes"),
             thumbs: list("thumbs"),
             protected: b("protected"),
-            pii: crate::pii::Pii::from_json(o.get("pii")).map_err(|e| format!("{}: {e}", s("name")))?,
+            pii: crate::pii::Pii::from_json(o.get("pii"))
+                .map_err(|e| format!("{}: {e}", s("name")))?,
         };
         if f.id.is_empty() {
             f.id = id::field_id(kind.as_str(), &f.name);

@@ -74,4 +74,3 @@ pub struct Rotation {
     pub remaining: std::sync::atomic::AtomicU64,
     pub last_error: std::sync::Mutex<String>,
 }
-

@@ -15,7 +15,10 @@ pub fn column_type(d: Dialect, f: &Field) -> String {
     }
     if f.pii.is_some() {
         // Ciphertext (`pii1:…`), or '' for an empty value, whatever the field's type.
-        return column_type(d, &Field::new(&f.name, basalt_core::schema::FieldType::Text));
+        return column_type(
+            d,
+            &Field::new(&f.name, basalt_core::schema::FieldType::Text),
+        );
     }
     match (d, f.column_kind()) {
         // Binary collation on Postgres, so sorting and comparisons match SQLite's byte order.
@@ -216,10 +219,16 @@ pub fn alter_table(d: Dialect, old: &Collection, new: &Collection) -> Vec<Sql> {
     }
     let (had, has) = (pii_columns(d, old), pii_columns(d, new));
     for (col, _) in had.iter().filter(|(c, _)| !has.iter().any(|(n, _)| n == c)) {
-        out.push(mk(format!("ALTER TABLE {table} DROP COLUMN {}", ident(col))));
+        out.push(mk(format!(
+            "ALTER TABLE {table} DROP COLUMN {}",
+            ident(col)
+        )));
     }
     for (col, ty) in has.iter().filter(|(c, _)| !had.iter().any(|(o, _)| o == c)) {
-        out.push(mk(format!("ALTER TABLE {table} ADD COLUMN {} {ty}", ident(col))));
+        out.push(mk(format!(
+            "ALTER TABLE {table} ADD COLUMN {} {ty}",
+            ident(col)
+        )));
     }
     out.extend(create_indexes(d, new));
     out

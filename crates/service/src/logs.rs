@@ -307,10 +307,8 @@ pub fn redact_filter(url: &str) -> String {
                         None => out.push(c),
                     }
                 }
-                let enc = percent_encoding::utf8_percent_encode(
-                    &out,
-                    percent_encoding::NON_ALPHANUMERIC,
-                );
+                let enc =
+                    percent_encoding::utf8_percent_encode(&out, percent_encoding::NON_ALPHANUMERIC);
                 format!("filter={enc}")
             }
             _ => kv.to_string(),
@@ -633,7 +631,10 @@ mod redact_tests {
         );
         let d = super::decode(&u);
         assert!(!d.contains("a@b.io") && !d.contains("42"), "{d}");
-        assert!(d.contains("email = '*' && n=0") && d.contains("page=2") && d.contains("sort=-created"), "{d}");
+        assert!(
+            d.contains("email = '*' && n=0") && d.contains("page=2") && d.contains("sort=-created"),
+            "{d}"
+        );
     }
 }
 

@@ -362,7 +362,12 @@ pub async fn present_data(
     Ok(())
 }
 
-fn audit(ctx: &AppCtx, coll: &Collection, revealed: Vec<(String, Vec<String>)>, info: &RequestInfo) {
+fn audit(
+    ctx: &AppCtx,
+    coll: &Collection,
+    revealed: Vec<(String, Vec<String>)>,
+    info: &RequestInfo,
+) {
     if revealed.is_empty() {
         return;
     }
@@ -579,13 +584,11 @@ fn erase_sql(ctx: &AppCtx, coll: &Collection) -> basalt_core::sql::Sql {
 }
 
 fn pii_collection(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
-    ctx.collection(key)
-        .filter(|c| has_pii(c))
-        .ok_or_else(|| {
-            ServiceError(Error::NotFound(
-                "No collection with pii fields has that name or id.".into(),
-            ))
-        })
+    ctx.collection(key).filter(|c| has_pii(c)).ok_or_else(|| {
+        ServiceError(Error::NotFound(
+            "No collection with pii fields has that name or id.".into(),
+        ))
+    })
 }
 
 /// Crypto-shredding erasure of one subject (`POST /api/pii/erase`, `basalt pii erase`): the
@@ -649,7 +652,9 @@ pub async fn erase(ctx: &AppCtx, collection: &str, id: &str) -> ServiceResult<Js
         .await;
     ctx.committed(seq).await;
     tracing::info!(collection = %coll.name, record = id, "pii erased");
-    Ok(serde_json::json!({"collectionId": coll.id, "collectionName": coll.name, "id": id, "erased": now}))
+    Ok(
+        serde_json::json!({"collectionId": coll.id, "collectionName": coll.name, "id": id, "erased": now}),
+    )
 }
 
 /// Re-applies the erasure list (after a backup restore brought older rows back); how many records
@@ -750,10 +755,7 @@ pub async fn rotation_backlog(ctx: &AppCtx) -> ServiceResult<Vec<(String, i64)>>
 /// under the primary itself. Record values are not re-encrypted (their data keys do not change);
 /// once the backlog is zero, the old master key can leave the ring. `progress` is called after each
 /// batch with (collection, done, remaining).
-pub async fn rotate(
-    ctx: &AppCtx,
-    mut progress: impl FnMut(&str, u64, u64),
-) -> ServiceResult<u64> {
+pub async fn rotate(ctx: &AppCtx, mut progress: impl FnMut(&str, u64, u64)) -> ServiceResult<u64> {
     let ring = ring(ctx)?.clone();
     let mut total = 0u64;
     let list: Vec<Arc<Collection>> = ctx

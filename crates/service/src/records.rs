@@ -42,7 +42,10 @@ pub fn rows_to_data(coll: &Collection, rows: Rows) -> Vec<Data> {
                 } else if Some(i) == dek_at {
                     // The wrapped data key, for the write path (never output: records leave
                     // through `output`, which writes fields only).
-                    d.insert(basalt_core::pii::DEK_COLUMN.into(), Json::String(v.into_string()));
+                    d.insert(
+                        basalt_core::pii::DEK_COLUMN.into(),
+                        Json::String(v.into_string()),
+                    );
                 }
             }
             d
@@ -1582,7 +1585,10 @@ async fn fetch_many(
         s.append(c);
         s.push(")");
     }
-    Ok(rows_to_data(coll, opened(ctx, coll, ctx.store.query(&s).await?)))
+    Ok(rows_to_data(
+        coll,
+        opened(ctx, coll, ctx.store.query(&s).await?),
+    ))
 }
 
 /// `(SELECT value FROM <the ids as one bound JSON array>)`: any number of ids in one parameter, so

@@ -258,9 +258,7 @@ impl<'a> Compiler<'a> {
         }
         let v = match self.operand(coll, value)? {
             Res::Lit(v) if !v.is_array() && !v.is_object() => v,
-            _ => {
-                return Err(self.pii_refused(&f))
-            }
+            _ => return Err(self.pii_refused(&f)),
         };
         let a = ident(&self.base);
         let mut col = format!("{a}.{}", ident(&crate::pii::index_column(&f)));

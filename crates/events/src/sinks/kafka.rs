@@ -155,10 +155,7 @@ impl KafkaSink {
             let p = (crc32fast::hash(ev.record_id.as_bytes()) % n.max(1) as u32) as i32;
             let mut headers = BTreeMap::new();
             headers.insert("ce_id".to_string(), ev.id.clone().into_bytes());
-            headers.insert(
-                "ce_type".to_string(),
-                ev.event_type().as_bytes().to_vec(),
-            );
+            headers.insert("ce_type".to_string(), ev.event_type().as_bytes().to_vec());
             headers.insert("ce_subject".to_string(), ev.subject().into_bytes());
             if let Some(tp) = &ev.traceparent {
                 headers.insert("traceparent".to_string(), tp.clone().into_bytes());

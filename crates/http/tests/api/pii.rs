@@ -103,7 +103,11 @@ async fn database_bytes(app: &TestApp) -> Vec<u8> {
                 .arg(app.db_url.as_ref().unwrap())
                 .output()
                 .expect("pg_dump runs");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             out.stdout
         }
     }
@@ -114,7 +118,14 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 }
 
 fn assert_no_plaintext(what: &str, bytes: &[u8]) {
-    for p in [EMAIL, "alice.secret", PHONE, "7700 900123", SSN, "1984-03-09"] {
+    for p in [
+        EMAIL,
+        "alice.secret",
+        PHONE,
+        "7700 900123",
+        SSN,
+        "1984-03-09",
+    ] {
         if let Some(at) = bytes.windows(p.len()).position(|w| w == p.as_bytes()) {
             let from = at.saturating_sub(300);
             panic!(
@@ -140,7 +151,10 @@ async fn at_rest_search_and_masks(backend: Backend) {
     // The patient sees her own values; the superuser too.
     for t in [ta.as_str(), app.su.as_str()] {
         let r = app
-            .get(&format!("/api/collections/patients/records/{alice}"), Some(t))
+            .get(
+                &format!("/api/collections/patients/records/{alice}"),
+                Some(t),
+            )
             .await;
         assert_eq!(r.0, 200, "{}", r.1);
         assert_eq!(r.1["email"], EMAIL);
@@ -150,11 +164,17 @@ async fn at_rest_search_and_masks(backend: Backend) {
     }
     // `score` has no revealRule: superusers only.
     let r = app
-        .get(&format!("/api/collections/patients/records/{alice}"), Some(&ta))
+        .get(
+            &format!("/api/collections/patients/records/{alice}"),
+            Some(&ta),
+        )
         .await;
     assert!(r.1["score"].as_str().unwrap().starts_with("h:"), "{}", r.1);
     let r = app
-        .get(&format!("/api/collections/patients/records/{alice}"), app.su())
+        .get(
+            &format!("/api/collections/patients/records/{alice}"),
+            app.su(),
+        )
         .await;
     assert_eq!(r.1["score"], 42);
     // Another patient, and a guest, see masks (list and view, fast path and `fields`).
@@ -174,14 +194,20 @@ async fn at_rest_search_and_masks(backend: Backend) {
             .get_q(
                 "/api/collections/patients/records",
                 t,
-                &[("filter", &format!("id = '{alice}'")), ("fields", "id,email,phone,ssn,dob,score")],
+                &[
+                    ("filter", &format!("id = '{alice}'")),
+                    ("fields", "id,email,phone,ssn,dob,score"),
+                ],
             )
             .await;
         masked(&r.1["items"][0]);
     }
     // Support staff pass the phone's revealRule, not the others'.
     let r = app
-        .get(&format!("/api/collections/patients/records/{alice}"), Some(&ts))
+        .get(
+            &format!("/api/collections/patients/records/{alice}"),
+            Some(&ts),
+        )
         .await;
     assert_eq!(r.1["phone"], PHONE);
     assert_eq!(r.1["ssn"], "****6789");
@@ -204,7 +230,11 @@ async fn at_rest_search_and_masks(backend: Backend) {
 
     // Batch: the created record comes back masked to a caller failing revealRule.
     let r = app
-        .patch("/api/settings", app.su(), json!({"batch": {"enabled": true}}))
+        .patch(
+            "/api/settings",
+            app.su(),
+            json!({"batch": {"enabled": true}}),
+        )
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
     let b = app
@@ -230,11 +260,19 @@ async fn at_rest_search_and_masks(backend: Backend) {
         .await;
     assert_eq!(ids, vec![alice.clone()]);
     let ids = app
-        .ids("patients", app.su(), &[("filter", "score = 42 && email != ''")])
+        .ids(
+            "patients",
+            app.su(),
+            &[("filter", "score = 42 && email != ''")],
+        )
         .await;
     assert_eq!(ids, vec![alice.clone()]);
     let n = app
-        .ids("patients", app.su(), &[("filter", &format!("email != '{EMAIL}'"))])
+        .ids(
+            "patients",
+            app.su(),
+            &[("filter", &format!("email != '{EMAIL}'"))],
+        )
         .await;
     assert_eq!(n.len(), 3, "everyone else");
     let dup = app
@@ -296,7 +334,13 @@ async fn at_rest_search_and_masks(backend: Backend) {
     masked(&other["data"]["record"]);
 
     // The reveals were audited (who, record, fields, route; never a value), with their events.
-    let audit = wait_for(&app, "_piiAudit", &format!("recordRef = '{alice}' && actor = 'patients:{alice}'"), 1).await;
+    let audit = wait_for(
+        &app,
+        "_piiAudit",
+        &format!("recordRef = '{alice}' && actor = 'patients:{alice}'"),
+        1,
+    )
+    .await;
     let view = format!("GET /api/collections/patients/records/{alice}");
     let row = audit
         .iter()
@@ -305,7 +349,9 @@ async fn at_rest_search_and_masks(backend: Backend) {
     assert_eq!(row["fields"], "phone,ssn,dob,email", "{row}");
     assert_eq!(row["ip"], "127.0.0.1", "{row}");
     assert!(
-        audit.iter().any(|r| r["route"] == "POST /api/collections/patients/auth-with-password"),
+        audit
+            .iter()
+            .any(|r| r["route"] == "POST /api/collections/patients/auth-with-password"),
         "the sign-in answer revealed her own record: {audit:?}"
     );
     let su_audit = wait_for(&app, "_piiAudit", "actor ~ '_superusers:'", 1).await;
@@ -313,7 +359,11 @@ async fn at_rest_search_and_masks(backend: Backend) {
     assert_no_plaintext("the audit", audit_bytes(&audit).as_bytes());
     // Nobody writes the audit through the API.
     let w = app
-        .post("/api/collections/_piiAudit/records", app.su(), json!({"actor": "forged"}))
+        .post(
+            "/api/collections/_piiAudit/records",
+            app.su(),
+            json!({"actor": "forged"}),
+        )
         .await;
     assert_eq!(w.0, 404, "{}", w.1);
 
@@ -341,7 +391,13 @@ async fn at_rest_search_and_masks(backend: Backend) {
             .post("/api/backups", app.su(), json!({"name": "pii.zip"}))
             .await;
         assert_eq!(r.0, 204, "{}", r.1);
-        let zip = app.ctx.files.tmp_dir().parent().unwrap().join("backups/pii.zip");
+        let zip = app
+            .ctx
+            .files
+            .tmp_dir()
+            .parent()
+            .unwrap()
+            .join("backups/pii.zip");
         let mut a = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
         let mut db = Vec::new();
         std::io::Read::read_to_end(&mut a.by_name("data.db").unwrap(), &mut db).unwrap();
@@ -363,7 +419,11 @@ async fn at_rest_search_and_masks(backend: Backend) {
     tx.commit().await.unwrap();
     app.ctx.cache.clear();
     let list = app
-        .get_q("/api/collections/patients/records", app.su(), &[("perPage", "50")])
+        .get_q(
+            "/api/collections/patients/records",
+            app.su(),
+            &[("perPage", "50")],
+        )
         .await;
     assert_eq!(list.0, 200, "{}", list.1);
     for it in list.1["items"].as_array().unwrap() {
@@ -372,7 +432,11 @@ async fn at_rest_search_and_masks(backend: Backend) {
             assert_eq!(it["phone"], PHONE);
         } else {
             assert_eq!(it["ssn"], Value::Null, "copied from another row: {it}");
-            assert_eq!(it["phone"], Value::Null, "copied from another field and row: {it}");
+            assert_eq!(
+                it["phone"],
+                Value::Null,
+                "copied from another field and row: {it}"
+            );
         }
     }
 }
@@ -422,12 +486,25 @@ fn pii_error(d: &Value) -> (String, String) {
 async fn definitions_are_checked(backend: Backend) {
     let app = spawn_app_with(backend, opts(&format!("k1:{}", key(1)))).await;
     for (field, code) in [
-        (json!({"name": "b", "type": "bool", "pii": {}}), "validation_invalid_pii"),
-        (json!({"name": "t", "type": "text", "pii": {"revealRule": "nope ="}}), "validation_invalid_pii"),
-        (json!({"name": "t", "type": "text", "pii": {"revealRule": "missing = 1"}}), "validation_invalid_rule"),
+        (
+            json!({"name": "b", "type": "bool", "pii": {}}),
+            "validation_invalid_pii",
+        ),
+        (
+            json!({"name": "t", "type": "text", "pii": {"revealRule": "nope ="}}),
+            "validation_invalid_pii",
+        ),
+        (
+            json!({"name": "t", "type": "text", "pii": {"revealRule": "missing = 1"}}),
+            "validation_invalid_rule",
+        ),
     ] {
         let r = app
-            .post("/api/collections", app.su(), json!({"name": "c1", "fields": [field]}))
+            .post(
+                "/api/collections",
+                app.su(),
+                json!({"name": "c1", "fields": [field]}),
+            )
             .await;
         let d = assert_error(&r, 400);
         assert_eq!(pii_error(&d).0, code, "{}", r.1);
@@ -444,7 +521,12 @@ async fn definitions_are_checked(backend: Backend) {
         .collection(json!({"name": "c3", "fields": [{"name": "t", "type": "text"}], "indexes": []}))
         .await;
     let mut fields = c["fields"].clone();
-    let t = fields.as_array_mut().unwrap().iter_mut().find(|f| f["name"] == "t").unwrap();
+    let t = fields
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["name"] == "t")
+        .unwrap();
     t["pii"] = json!({"mask": "redact"});
     let r = app
         .patch("/api/collections/c3", app.su(), json!({"fields": fields}))
@@ -459,7 +541,14 @@ async fn definitions_are_checked(backend: Backend) {
         )
         .await;
     let d = assert_error(&r, 400);
-    assert!(d["indexes"]["0"]["message"].as_str().unwrap().contains("searchable"), "{}", r.1);
+    assert!(
+        d["indexes"]["0"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("searchable"),
+        "{}",
+        r.1
+    );
     // Without a key ring, no field can be marked pii.
     let bare = spawn_app_with(backend, basalt_http::Options::default()).await;
     let r = bare
@@ -475,7 +564,9 @@ async fn definitions_are_checked(backend: Backend) {
 
 /// A second application on the same store with another key ring, served on its own port.
 async fn with_ring(app: &TestApp, spec: &str) -> (basalt_http::AppCtx, String) {
-    let ctx = basalt_http::build_with(app.store(), opts(spec)).await.unwrap();
+    let ctx = basalt_http::build_with(app.store(), opts(spec))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let c = ctx.clone();
@@ -488,14 +579,21 @@ async fn with_ring(app: &TestApp, spec: &str) -> (basalt_http::AppCtx, String) {
 /// The erased subject: the record stays, its pii is gone (values, blind index), export says so.
 async fn check_erased(app: &TestApp, victim: &str, email: &str) {
     let r = app
-        .get(&format!("/api/collections/people/records/{victim}"), app.su())
+        .get(
+            &format!("/api/collections/people/records/{victim}"),
+            app.su(),
+        )
         .await;
     assert_eq!(r.0, 200, "the record stays: {}", r.1);
     assert_eq!(r.1["email"], Value::Null, "{}", r.1);
     assert_eq!(r.1["phone"], Value::Null, "{}", r.1);
     assert_eq!(r.1["n"], 3, "the rest of the record is kept");
     let f = app
-        .ids("people", app.su(), &[("filter", &format!("email = '{email}'"))])
+        .ids(
+            "people",
+            app.su(),
+            &[("filter", &format!("email = '{email}'"))],
+        )
         .await;
     assert!(f.is_empty(), "the blind index is gone too");
     let x = app
@@ -532,18 +630,28 @@ async fn rotation_and_erasure(backend: Backend) {
     // Erasure, with a backup taken before it (SQLite: on PostgreSQL backups are pg_dump's).
     let victim = ids[3].clone();
     if backend == Backend::Sqlite {
-        let r = app.post("/api/backups", app.su(), json!({"name": "before.zip"})).await;
+        let r = app
+            .post("/api/backups", app.su(), json!({"name": "before.zip"}))
+            .await;
         assert_eq!(r.0, 204, "{}", r.1);
     }
     let guest = app
-        .post("/api/pii/erase", None, json!({"collection": "people", "id": victim}))
+        .post(
+            "/api/pii/erase",
+            None,
+            json!({"collection": "people", "id": victim}),
+        )
         .await;
     assert_error(&guest, 401);
     let bad = app.post("/api/pii/erase", app.su(), json!({})).await;
     let d = assert_error(&bad, 400);
     assert_eq!(d["collection"]["code"], "validation_required");
     let r = app
-        .post("/api/pii/erase", app.su(), json!({"collection": "people", "id": victim}))
+        .post(
+            "/api/pii/erase",
+            app.su(),
+            json!({"collection": "people", "id": victim}),
+        )
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
     check_erased(&app, &victim, "p3@example.com").await;
@@ -559,22 +667,37 @@ async fn rotation_and_erasure(backend: Backend) {
         assert_eq!(r.0, 204, "{}", r.1);
         check_erased(&app, &victim, "p3@example.com").await;
         let r = app
-            .get(&format!("/api/collections/people/records/{}", ids[4]), app.su())
+            .get(
+                &format!("/api/collections/people/records/{}", ids[4]),
+                app.su(),
+            )
             .await;
-        assert_eq!(r.1["email"], "p4@example.com", "others are restored readable");
+        assert_eq!(
+            r.1["email"], "p4@example.com",
+            "others are restored readable"
+        );
     }
 
     // Rotation: a server with k2 primary (k1 kept to read) rotates while writers write through it.
     let (ctx2, url2) = with_ring(&app, &format!("k2:{},k1:{}", key(2), key(1))).await;
     let backlog = basalt_service::pii::rotation_backlog(&ctx2).await.unwrap();
-    assert_eq!(backlog, vec![("people".to_string(), 119)], "all but the erased one");
+    assert_eq!(
+        backlog,
+        vec![("people".to_string(), 119)],
+        "all but the erased one"
+    );
     let client = reqwest::Client::new();
     let su = app.su.clone();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..2 {
-        let (client, url, su, ids, stop) =
-            (client.clone(), url2.clone(), su.clone(), ids.clone(), stop.clone());
+        let (client, url, su, ids, stop) = (
+            client.clone(),
+            url2.clone(),
+            su.clone(),
+            ids.clone(),
+            stop.clone(),
+        );
         writers.push(tokio::spawn(async move {
             let mut made = Vec::new();
             let mut i = 0usize;
@@ -605,9 +728,11 @@ async fn rotation_and_erasure(backend: Backend) {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut seen = Vec::new();
-    let n = basalt_service::pii::rotate(&ctx2, |c, done, left| seen.push((c.to_string(), done, left)))
-        .await
-        .unwrap();
+    let n = basalt_service::pii::rotate(&ctx2, |c, done, left| {
+        seen.push((c.to_string(), done, left))
+    })
+    .await
+    .unwrap();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut made = Vec::new();
     for w in writers {
@@ -615,7 +740,10 @@ async fn rotation_and_erasure(backend: Backend) {
     }
     // Each record was rewrapped either by the rotation or by a write through the k2 server.
     assert!(n > 0, "the rotation rewrapped records: {n}");
-    assert!(seen.last().is_some_and(|l| l.2 == 0), "progress ends at zero: {seen:?}");
+    assert!(
+        seen.last().is_some_and(|l| l.2 == 0),
+        "progress ends at zero: {seen:?}"
+    );
     let backlog = basalt_service::pii::rotation_backlog(&ctx2).await.unwrap();
     assert_eq!(backlog, vec![("people".to_string(), 0)]);
 
@@ -633,10 +761,17 @@ async fn rotation_and_erasure(backend: Backend) {
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 120 + made.len());
     for it in items.iter().filter(|it| it["id"] != victim.as_str()) {
-        assert!(it["email"].as_str().unwrap().ends_with("@example.com"), "{it}");
+        assert!(
+            it["email"].as_str().unwrap().ends_with("@example.com"),
+            "{it}"
+        );
         assert!(it["phone"].as_str().unwrap().starts_with("+1 555"), "{it}");
     }
-    for e in ["p7@example.com", made[0].as_str(), made.last().unwrap().as_str()] {
+    for e in [
+        "p7@example.com",
+        made[0].as_str(),
+        made.last().unwrap().as_str(),
+    ] {
         let r: Value = client
             .get(format!("{url3}/api/collections/people/records"))
             .query(&[("filter", format!("email = '{e}'"))])
@@ -660,8 +795,22 @@ async fn rotation_and_erasure(backend: Backend) {
     assert_eq!(dup.status(), 400);
     let h = app.get("/api/health", app.su()).await;
     assert_eq!(h.1["data"]["pii"]["primary"], "k1", "{}", h.1);
-    assert!(h.1["data"]["pii"]["rotation"]["behind"]["people"].as_i64().unwrap() > 100, "{}", h.1);
-    assert!(!h.1.to_string().contains(&key(1)), "no key material in health");
+    assert!(
+        h.1["data"]["pii"]["rotation"]["behind"]["people"]
+            .as_i64()
+            .unwrap()
+            > 100,
+        "{}",
+        h.1
+    );
+    assert!(
+        !h.1.to_string().contains(&key(1)),
+        "no key material in health"
+    );
 }
 
-crate::both_backends!(at_rest_search_and_masks, definitions_are_checked, rotation_and_erasure);
+crate::both_backends!(
+    at_rest_search_and_masks,
+    definitions_are_checked,
+    rotation_and_erasure
+);
