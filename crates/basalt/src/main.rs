@@ -269,7 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(&s)?;
             let ctx = open_app(&s, false).await?;
             let started = std::time::Instant::now();
-            let n = basalt_service::pii::rotate(&ctx, |coll, done, left| {
+            let n = basalt_service::privacy::rotate(&ctx, |coll, done, left| {
                 let all = done + left;
                 let pct = (done * 100).checked_div(all).unwrap_or(100);
                 eprintln!("{coll}: {done}/{all} rewrapped ({pct}%)");
@@ -294,7 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = Settings::load(&storage, None, None)?;
             telemetry::init(&s)?;
             let ctx = open_app(&s, false).await?;
-            basalt_service::pii::erase(&ctx, &collection, &id)
+            basalt_service::privacy::erase(&ctx, &collection, &id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.0))?;
             println!("Erased the pii of {collection}/{id}.");

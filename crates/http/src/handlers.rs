@@ -208,7 +208,7 @@ async fn health(State(ctx): State<AppCtx>, Client(req): Client) -> Response {
     if req.is_superuser() {
         data = basalt_service::cluster::status(&ctx);
         if ctx.pii.is_some() {
-            let pii = basalt_service::pii::status(&ctx)
+            let pii = basalt_service::privacy::status(&ctx)
                 .await
                 .unwrap_or_else(|e| json!({"error": e.0.to_string()}));
             data.insert("pii".into(), pii);

@@ -36,7 +36,9 @@ pub async fn erase(
             basalt_core::Error::validation("Failed to erase.", errs),
         )));
     }
-    Ok(ok_json(basalt_service::pii::erase(&ctx, &c, &id).await?))
+    Ok(ok_json(
+        basalt_service::privacy::erase(&ctx, &c, &id).await?,
+    ))
 }
 
 pub async fn export(
@@ -45,15 +47,17 @@ pub async fn export(
     Path((c, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     Ok(ok_json(
-        basalt_service::pii::export(&ctx, &req, &c, &id).await?,
+        basalt_service::privacy::export(&ctx, &req, &c, &id).await?,
     ))
 }
 
 pub async fn rotate(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
-    Ok(ok_json(basalt_service::pii::start_rotation(&ctx, &req)?))
+    Ok(ok_json(basalt_service::privacy::start_rotation(
+        &ctx, &req,
+    )?))
 }
 
 pub async fn status(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
     req.require_superuser()?;
-    Ok(ok_json(basalt_service::pii::status(&ctx).await?))
+    Ok(ok_json(basalt_service::privacy::status(&ctx).await?))
 }

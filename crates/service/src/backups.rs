@@ -34,7 +34,7 @@ pub const KEEP_ON_RESTORE: [&str; 5] = [
     "_event_cursors",
     "_webhooks",
     "_webhook_deliveries",
-    crate::pii::ERASURES,
+    crate::privacy::ERASURES,
 ];
 
 const PG_MESSAGE: &str = "Backups are not available with PostgreSQL: back the database up with its own tooling (pg_dump, or base backups with WAL archiving).";
@@ -397,7 +397,7 @@ async fn restore_from(ctx: &AppCtx, st: &Storage, key: &str) -> ServiceResult<()
         }
         ctx.reload_collections().await?;
         crate::settings::load(ctx).await?;
-        let erased = crate::pii::apply_erasures(ctx).await?;
+        let erased = crate::privacy::apply_erasures(ctx).await?;
         tracing::info!(backup = key, erased, "restored");
         Ok::<_, ServiceError>(())
     }

@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod observe;
 pub mod passwords;
 pub mod pii;
+pub mod privacy;
 pub mod realtime;
 pub mod records;
 pub mod request;
@@ -154,7 +155,7 @@ pub async fn build_with(
     let _ = ctx.webhooks.set(hooks.clone());
     let logs_store = logs::open_store(&ctx.store, &data_dir).await?;
     let _ = ctx.logs.set(logs::RequestLogs::start(logs_store).await?);
-    tokio::spawn(pii::run_audit_writer(ctx.clone()));
+    tokio::spawn(privacy::run_audit_writer(ctx.clone()));
     if target.runs(roles::Module::WebhookWorker) {
         tokio::spawn(hooks.clone().run());
     }

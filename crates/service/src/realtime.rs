@@ -110,7 +110,7 @@ async fn payload_for(
     }
     let mut data: Data = record.clone();
     if crate::pii::has_pii(coll) {
-        crate::pii::unmask_event_record(ctx, coll, &mut data).await?;
+        crate::privacy::unmask_event_record(ctx, coll, &mut data).await?;
     }
     let mut out = vec![records::output(ctx, coll, data.clone(), &info).await];
     let expand = s.query.get("expand").and_then(Json::as_str).unwrap_or("");

@@ -680,7 +680,9 @@ async fn rotation_and_erasure(backend: Backend) {
 
     // Rotation: a server with k2 primary (k1 kept to read) rotates while writers write through it.
     let (ctx2, url2) = with_ring(&app, &format!("k2:{},k1:{}", key(2), key(1))).await;
-    let backlog = basalt_service::pii::rotation_backlog(&ctx2).await.unwrap();
+    let backlog = basalt_service::privacy::rotation_backlog(&ctx2)
+        .await
+        .unwrap();
     assert_eq!(
         backlog,
         vec![("people".to_string(), 119)],
@@ -728,7 +730,7 @@ async fn rotation_and_erasure(backend: Backend) {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut seen = Vec::new();
-    let n = basalt_service::pii::rotate(&ctx2, |c, done, left| {
+    let n = basalt_service::privacy::rotate(&ctx2, |c, done, left| {
         seen.push((c.to_string(), done, left))
     })
     .await
@@ -744,7 +746,9 @@ async fn rotation_and_erasure(backend: Backend) {
         seen.last().is_some_and(|l| l.2 == 0),
         "progress ends at zero: {seen:?}"
     );
-    let backlog = basalt_service::pii::rotation_backlog(&ctx2).await.unwrap();
+    let backlog = basalt_service::privacy::rotation_backlog(&ctx2)
+        .await
+        .unwrap();
     assert_eq!(backlog, vec![("people".to_string(), 0)]);
 
     // k1 leaves the ring: every value still reads, every email is still found.

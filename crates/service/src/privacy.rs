@@ -1,0 +1,457 @@
+//! PII operations above the record path (issue #16): crypto-shredding erasure and its re-application
+//! after restores, GDPR export, online key rotation, the reveal-audit writer, and realtime's view of
+//! an event's pii values. The codec every read and write goes through is [`crate::pii`].
+
+use std::sync::Arc;
+
+use basalt_core::pii::{index_column, DEK_COLUMN};
+use basalt_core::record::Data;
+use basalt_core::schema::Collection;
+use basalt_core::sql::Value;
+use basalt_core::Error;
+use serde_json::Value as Json;
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::pii::{has_pii, is_blank, mask_value, ring, seal};
+use crate::AppCtx;
+
+/// An event's record (masked) made ready for [`crate::records::output`] in realtime: its pii values
+/// are taken from the live row when the row is still in the state the event describes (every field
+/// equal, pii ones compared as masks), so a subscriber passing `revealRule` sees them and every other one their mask; when
+/// the row changed since or is gone (deletes), they are `null`: the plaintext of that state is no
+/// longer in the server (the event holds masks only).
+pub async fn unmask_event_record(
+    ctx: &AppCtx,
+    coll: &Collection,
+    data: &mut Data,
+) -> ServiceResult<()> {
+    let id = data
+        .get("id")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_string();
+    let live = crate::records::load_record(ctx, coll, &id).await?;
+    // The same state: every field the event carries is equal (pii ones as masks).
+    let same = live.as_ref().is_some_and(|l| {
+        coll.fields.iter().all(|f| match data.get(&f.name) {
+            None => true,
+            Some(v) if f.pii.is_some() => {
+                let lv = l.get(&f.name).cloned().unwrap_or(Json::Null);
+                let lm = if is_blank(&lv) {
+                    lv
+                } else {
+                    mask_value(ctx, coll, f, &lv)
+                };
+                &lm == v
+            }
+            Some(v) => l.get(&f.name) == Some(v),
+        })
+    });
+    for f in basalt_core::pii::fields(&coll.fields) {
+        let v = match (&live, same) {
+            (Some(l), true) => l.get(&f.name).cloned().unwrap_or(Json::Null),
+            _ => Json::Null,
+        };
+        data.insert(f.name.clone(), v);
+    }
+    Ok(())
+}
+
+/// Writes queued reveals to `_piiAudit`, a batch per transaction, each row with its event.
+pub async fn run_audit_writer(ctx: AppCtx) {
+    let Some(mut rx) = ctx.audit.take_receiver() else {
+        return;
+    };
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        if rx.recv_many(&mut buf, 512).await == 0 {
+            return;
+        }
+        // Let a burst gather into one transaction.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        while buf.len() < 4096 {
+            match rx.try_recv() {
+                Ok(r) => buf.push(r),
+                Err(_) => break,
+            }
+        }
+        let n = buf.len() as u64;
+        match write_audit(&ctx, &buf).await {
+            Ok(()) => {
+                ctx.audit
+                    .written
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                ctx.audit
+                    .dropped
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e.0, reveals = n, "pii audit batch not written");
+            }
+        }
+        buf.clear();
+    }
+}
+
+async fn write_audit(ctx: &AppCtx, batch: &[crate::audit::Reveal]) -> ServiceResult<()> {
+    let Some(coll) = ctx.collection(basalt_events::PII_AUDIT) else {
+        return Ok(());
+    };
+    let now = basalt_core::time::now();
+    let mut tx = ctx.store.begin().await?;
+    let mut seq = 0;
+    for r in batch {
+        let mut d = Data::new();
+        d.insert("id".into(), Json::String(basalt_core::id::new_record_id()));
+        d.insert("collectionRef".into(), Json::String(r.collection.clone()));
+        d.insert("recordRef".into(), Json::String(r.record.clone()));
+        d.insert("fields".into(), Json::String(r.fields.join(",")));
+        d.insert("actor".into(), Json::String(r.actor.clone()));
+        d.insert("route".into(), Json::String(r.route.clone()));
+        d.insert("ip".into(), Json::String(r.ip.clone()));
+        d.insert("reason".into(), Json::String(r.reason.clone()));
+        d.insert("created".into(), Json::String(now.clone()));
+        d.insert("updated".into(), Json::String(now.clone()));
+        tx.execute(&crate::records::insert_sql(ctx, &coll, &d)?)
+            .await?;
+        seq = crate::records::emit(
+            ctx,
+            &mut tx,
+            &coll,
+            basalt_events::Action::Create,
+            Some(&d),
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    ctx.committed(seq).await;
+    Ok(())
+}
+
+/// The table of erased subjects (kept live across backup restores).
+pub const ERASURES: &str = "_piiErasures";
+
+fn erase_sql(ctx: &AppCtx, coll: &Collection) -> basalt_core::sql::Sql {
+    let mut s = ctx.sql();
+    s.push("UPDATE ")
+        .ident(&coll.name)
+        .push(" SET ")
+        .ident(DEK_COLUMN)
+        .push(" = ''");
+    // The ciphertexts stay: without their key they are noise (that is the shredding).
+    for f in basalt_core::pii::fields(&coll.fields) {
+        if f.pii.as_ref().is_some_and(|p| p.searchable) {
+            s.push(", ").ident(&index_column(f)).push(" = ''");
+        }
+    }
+    s
+}
+
+fn pii_collection(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
+    ctx.collection(key).filter(|c| has_pii(c)).ok_or_else(|| {
+        ServiceError(Error::NotFound(
+            "No collection with pii fields has that name or id.".into(),
+        ))
+    })
+}
+
+/// Crypto-shredding erasure of one subject (`POST /api/pii/erase`, `basalt pii erase`): the
+/// record's data key is deleted, its pii columns and blind indexes cleared, the subject added to the
+/// erasure list (re-applied after any backup restore), and an `update` event emitted (its pii
+/// fields `null`). Every other copy of the values (older backups, replicas of the row) is
+/// ciphertext under a key that no longer exists. The rest of the record stays.
+pub async fn erase(ctx: &AppCtx, collection: &str, id: &str) -> ServiceResult<Json> {
+    let coll = pii_collection(ctx, collection)?;
+    let mut tx = ctx.store.begin().await?;
+    if ctx.dialect() == basalt_core::sql::Dialect::Postgres {
+        let mut l = ctx.sql();
+        l.push("SELECT 1 FROM ")
+            .ident(&coll.name)
+            .push(" WHERE \"id\" = ")
+            .bind(Value::Text(id.into()))
+            .push(" FOR UPDATE");
+        tx.query(&l).await?;
+    }
+    let before = crate::records::load_in_tx(ctx, &mut tx, &coll, &[id.to_string()])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ServiceError(Error::NotFound("The record does not exist.".into())))?;
+    let mut s = erase_sql(ctx, &coll);
+    s.push(" WHERE \"id\" = ").bind(Value::Text(id.into()));
+    tx.execute(&s).await?;
+    let now = basalt_core::time::now();
+    let mut e = ctx.sql();
+    e.push("INSERT INTO ")
+        .ident(ERASURES)
+        .push(" (collection_id, record_id, erased) VALUES (")
+        .bind(Value::Text(coll.id.clone()))
+        .push(", ")
+        .bind(Value::Text(id.into()))
+        .push(", ")
+        .bind(Value::Text(now.clone()))
+        .push(")");
+    if ctx.dialect() == basalt_core::sql::Dialect::Postgres {
+        e.push(" ON CONFLICT DO NOTHING");
+    } else {
+        e.text = e.text.replacen("INSERT INTO", "INSERT OR IGNORE INTO", 1);
+    }
+    tx.execute(&e).await?;
+    let mut after = before.clone();
+    for f in basalt_core::pii::fields(&coll.fields) {
+        after.insert(f.name.clone(), Json::Null);
+    }
+    let seq = crate::records::emit(
+        ctx,
+        &mut tx,
+        &coll,
+        basalt_events::Action::Update,
+        Some(&after),
+        Some(&before),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.cache
+        .invalidate(&[(coll.id.clone(), coll.updated.clone(), id.to_string())])
+        .await;
+    ctx.committed(seq).await;
+    tracing::info!(collection = %coll.name, record = id, "pii erased");
+    Ok(
+        serde_json::json!({"collectionId": coll.id, "collectionName": coll.name, "id": id, "erased": now}),
+    )
+}
+
+/// Re-applies the erasure list (after a backup restore brought older rows back); how many records
+/// it cleared.
+pub async fn apply_erasures(ctx: &AppCtx) -> ServiceResult<u64> {
+    let mut q = ctx.sql();
+    q.push("SELECT collection_id, record_id FROM ")
+        .ident(ERASURES)
+        .push(" ORDER BY collection_id");
+    let rows = ctx.store.query(&q).await?;
+    let mut n = 0;
+    let mut tx = ctx.store.begin().await?;
+    for r in rows.rows {
+        let mut it = r.into_iter();
+        let (c, id) = (
+            it.next().map(Value::into_string).unwrap_or_default(),
+            it.next().map(Value::into_string).unwrap_or_default(),
+        );
+        let Some(coll) = ctx.collection(&c).filter(|c| has_pii(c)) else {
+            continue;
+        };
+        let mut s = erase_sql(ctx, &coll);
+        s.push(" WHERE \"id\" = ")
+            .bind(Value::Text(id))
+            .push(" AND ")
+            .ident(DEK_COLUMN)
+            .push(" != ''");
+        n += tx.execute(&s).await?;
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// A subject's data (GDPR access, `GET /api/pii/export/{collection}/{id}`): the record as the caller
+/// may view it (viewRule), pii fields in clear where the caller passes their `revealRule` (audited),
+/// with which fields are pii and whether the subject was erased.
+pub async fn export(
+    ctx: &AppCtx,
+    req: &crate::Req,
+    collection: &str,
+    id: &str,
+) -> ServiceResult<Json> {
+    let coll = pii_collection(ctx, collection)?;
+    let info = req.info(&ctx.collections(), None, "export");
+    let data = crate::records::fetch_with_rule(ctx, &coll, id, &coll.view_rule, &info, None)
+        .await?
+        .ok_or_else(|| ServiceError(Error::NotFound("The record does not exist.".into())))?;
+    let erased = data
+        .get(DEK_COLUMN)
+        .and_then(Json::as_str)
+        .is_none_or(str::is_empty);
+    let record = crate::records::output(ctx, &coll, data, &info).await;
+    let fields: Vec<&str> = basalt_core::pii::fields(&coll.fields)
+        .map(|f| f.name.as_str())
+        .collect();
+    Ok(serde_json::json!({
+        "collectionId": coll.id,
+        "collectionName": coll.name,
+        "record": record,
+        "piiFields": fields,
+        "erased": erased,
+    }))
+}
+
+/// Records of `coll` whose data key is wrapped by another key than the primary.
+fn behind(ctx: &AppCtx, coll: &Collection, primary: &str) -> basalt_core::sql::Sql {
+    let prefix = format!("{primary}.");
+    let mut s = ctx.sql();
+    s.push(" FROM ")
+        .ident(&coll.name)
+        .push(" WHERE ")
+        .ident(DEK_COLUMN)
+        .push(" != '' AND substr(")
+        .ident(DEK_COLUMN)
+        .push(", 1, CAST(")
+        .bind(Value::Int(prefix.len() as i64))
+        .push(" AS INTEGER)) != ")
+        .bind(Value::Text(prefix));
+    s
+}
+
+/// How many records still have a data key wrapped by a non-primary key, per pii collection.
+pub async fn rotation_backlog(ctx: &AppCtx) -> ServiceResult<Vec<(String, i64)>> {
+    let ring = ring(ctx)?;
+    let mut out = Vec::new();
+    for coll in ctx.collections().list.iter().filter(|c| has_pii(c)) {
+        let mut s = ctx.sql();
+        s.push("SELECT COUNT(*)");
+        s.append(behind(ctx, coll, ring.primary_id()));
+        out.push((coll.name.clone(), ctx.store.query(&s).await?.scalar_int()));
+    }
+    Ok(out)
+}
+
+/// Rewraps every data key under the primary key and re-keys the blind indexes with it, 200 records
+/// per transaction, under live traffic: each batch locks its rows (PostgreSQL `FOR UPDATE`; SQLite's
+/// writer), so a concurrent update either ran before (and is rewrapped here) or waits and writes
+/// under the primary itself. Record values are not re-encrypted (their data keys do not change);
+/// once the backlog is zero, the old master key can leave the ring. `progress` is called after each
+/// batch with (collection, done, remaining).
+pub async fn rotate(ctx: &AppCtx, mut progress: impl FnMut(&str, u64, u64)) -> ServiceResult<u64> {
+    let ring = ring(ctx)?.clone();
+    let mut total = 0u64;
+    let list: Vec<Arc<Collection>> = ctx
+        .collections()
+        .list
+        .iter()
+        .filter(|c| has_pii(c))
+        .cloned()
+        .collect();
+    for coll in list {
+        let mut done = 0u64;
+        loop {
+            let mut tx = ctx.store.begin().await?;
+            let mut s = ctx.sql();
+            s.push("SELECT \"id\"");
+            s.append(behind(ctx, &coll, ring.primary_id()));
+            s.push(" ORDER BY \"id\" LIMIT 200");
+            if ctx.dialect() == basalt_core::sql::Dialect::Postgres {
+                s.push(" FOR UPDATE");
+            }
+            let ids: Vec<String> = tx
+                .query(&s)
+                .await?
+                .rows
+                .into_iter()
+                .filter_map(|mut r| r.pop().map(Value::into_string))
+                .collect();
+            if ids.is_empty() {
+                break;
+            }
+            let records = crate::records::load_in_tx(ctx, &mut tx, &coll, &ids).await?;
+            let mut touched = Vec::with_capacity(records.len());
+            for d in &records {
+                let id = d.get("id").and_then(Json::as_str).unwrap_or("");
+                let wrapped = d.get(DEK_COLUMN).and_then(Json::as_str);
+                // A key no longer in the ring cannot be rewrapped: stop rather than shred.
+                if wrapped.is_some_and(|w| ring.unwrap(w, &coll.id, id).is_none()) {
+                    return Err(ServiceError(Error::internal(format!(
+                        "{}/{id}: its data key is wrapped by a key that is not in the ring",
+                        coll.name
+                    ))));
+                }
+                let sealed = seal(ctx, &coll, id, d, Some(&[]), wrapped)?.unwrap_or_default();
+                let mut u = ctx.sql();
+                u.push("UPDATE ").ident(&coll.name).push(" SET ");
+                for (i, (c, v)) in sealed.extra.iter().enumerate() {
+                    if i > 0 {
+                        u.push(", ");
+                    }
+                    u.ident(c).push(" = ").bind(Value::Text(v.clone()));
+                }
+                u.push(" WHERE \"id\" = ").bind(Value::Text(id.to_string()));
+                if !sealed.extra.is_empty() {
+                    tx.execute(&u).await?;
+                }
+                touched.push((coll.id.clone(), coll.updated.clone(), id.to_string()));
+            }
+            tx.commit().await?;
+            ctx.cache.invalidate(&touched).await;
+            done += touched.len() as u64;
+            total += touched.len() as u64;
+            let mut c = ctx.sql();
+            c.push("SELECT COUNT(*)");
+            c.append(behind(ctx, &coll, ring.primary_id()));
+            let left = ctx.store.query(&c).await?.scalar_int().max(0) as u64;
+            progress(&coll.name, done, left);
+        }
+    }
+    Ok(total)
+}
+
+/// Starts [`rotate`] in the background (`POST /api/pii/rotate`); its progress is in
+/// [`status`]. One rotation at a time per node.
+pub fn start_rotation(ctx: &AppCtx, req: &crate::Req) -> ServiceResult<Json> {
+    req.require_superuser()?;
+    ring(ctx)?;
+    use std::sync::atomic::Ordering;
+    if ctx.rotation.running.swap(true, Ordering::SeqCst) {
+        return Err(ServiceError(Error::BadRequest(
+            "A key rotation is already running.".into(),
+        )));
+    }
+    ctx.rotation.rewrapped.store(0, Ordering::Relaxed);
+    let c = ctx.clone();
+    tokio::spawn(async move {
+        let r = rotate(&c, |_, _, left| {
+            c.rotation.remaining.store(left, Ordering::Relaxed);
+        })
+        .await;
+        match r {
+            Ok(n) => {
+                c.rotation.rewrapped.store(n, Ordering::Relaxed);
+                tracing::info!(records = n, "pii key rotation finished");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.0, "pii key rotation failed");
+                if let Ok(mut g) = c.rotation.last_error.lock() {
+                    *g = e.0.to_string();
+                }
+            }
+        }
+        c.rotation.running.store(false, Ordering::SeqCst);
+    });
+    Ok(serde_json::json!({"started": true}))
+}
+
+/// The PII part of `/api/health` (superusers) and `GET /api/pii/rotate`: the ring's key ids and
+/// primary (never a key), the rotation backlog per collection, the audit queue's counters.
+pub async fn status(ctx: &AppCtx) -> ServiceResult<Json> {
+    use std::sync::atomic::Ordering;
+    let Some(ring) = ctx.pii.as_ref() else {
+        return Ok(serde_json::json!({"configured": false}));
+    };
+    let backlog: serde_json::Map<String, Json> = rotation_backlog(ctx)
+        .await?
+        .into_iter()
+        .map(|(c, n)| (c, Json::from(n)))
+        .collect();
+    Ok(serde_json::json!({
+        "configured": true,
+        "keys": ring.ids().collect::<Vec<_>>(),
+        "primary": ring.primary_id(),
+        "rotation": {
+            "running": ctx.rotation.running.load(Ordering::Relaxed),
+            "rewrapped": ctx.rotation.rewrapped.load(Ordering::Relaxed),
+            "behind": backlog,
+            "lastError": ctx.rotation.last_error.lock().map(|g| g.clone()).unwrap_or_default(),
+        },
+        "audit": {
+            "written": ctx.audit.written.load(Ordering::Relaxed),
+            "dropped": ctx.audit.dropped.load(Ordering::Relaxed),
+        },
+    }))
+}
