@@ -72,7 +72,11 @@ PY
 declare -A ID
 while read -r name id; do ID[$name]=$id; done <"$RUN/ids"
 body='{"name":"Person X","email":"px@example.com","phone":"+44 7700 123456","note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}'
-printf 'wrk.method = "POST"\nwrk.body = %q\nwrk.headers["Content-Type"] = "application/json"\n' "$body" >"$RUN/create.lua"
+cat >"$RUN/create.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+LUA
 
 declare -A RPS P50 P99
 run() { # name test url [lua]

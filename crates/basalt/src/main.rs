@@ -126,6 +126,7 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::Ap
             commit: env!("BASALT_COMMIT"),
             pii_keys: s.pii_keys.clone(),
             pii_require_reason: s.pii_require_reason,
+            pii_require_tls: s.pii_require_tls,
         }
     } else {
         basalt_http::Options {

@@ -68,6 +68,9 @@ struct FilePii {
     keys_file: Option<PathBuf>,
     /// Superusers see pii values in clear only with an `X-Pii-Reason` header (else masks).
     require_reason: Option<bool>,
+    /// While any collection has pii fields, requests from other hosts must arrive over HTTPS (through
+    /// a trusted TLS-terminating proxy setting `X-Forwarded-Proto: https`).
+    require_tls: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +242,7 @@ pub struct Settings {
     /// `[pii]` / `BASALT_PII_KEYS`: the master key ring (its `Debug` shows key ids only).
     pub pii_keys: Option<std::sync::Arc<basalt_service::keyring::KeyRing>>,
     pub pii_require_reason: bool,
+    pub pii_require_tls: bool,
 }
 
 impl Settings {
@@ -441,6 +445,7 @@ impl Settings {
         let s = Settings {
             pii_keys,
             pii_require_reason: fp.require_reason.unwrap_or(false),
+            pii_require_tls: fp.require_tls.unwrap_or(false),
             telemetry,
             metrics,
             metrics_http,

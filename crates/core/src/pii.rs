@@ -55,6 +55,9 @@ pub struct Pii {
     /// Who sees the value (the filter language, like the collection's rules). `None`: superusers only;
     /// `""`: everyone who may read the record.
     pub reveal_rule: Option<String>,
+    /// `"fpe": "digits"`: callers failing `revealRule` (and events) get a same-format token instead
+    /// of the mask: the value's digits encrypted with FF1 (NIST SP 800-38G), everything else kept.
+    pub fpe_digits: bool,
 }
 
 /// The field types whose values may be marked `pii`.
@@ -79,9 +82,9 @@ impl Pii {
             Some(_) => return Err("pii must be an object or null".into()),
         };
         for k in o.keys() {
-            if !matches!(k.as_str(), "searchable" | "mask" | "revealRule") {
+            if !matches!(k.as_str(), "searchable" | "mask" | "revealRule" | "fpe") {
                 return Err(format!(
-                    "unknown pii option {k:?} (searchable, mask, revealRule)"
+                    "unknown pii option {k:?} (searchable, mask, revealRule, fpe)"
                 ));
             }
         }
@@ -102,10 +105,16 @@ impl Pii {
             Some(Json::String(s)) => Some(s.clone()),
             Some(_) => return Err("pii.revealRule must be a string or null".into()),
         };
+        let fpe_digits = match o.get("fpe") {
+            None | Some(Json::Null) => false,
+            Some(Json::String(s)) if s == "digits" => true,
+            Some(_) => return Err("pii.fpe must be \"digits\" or null".into()),
+        };
         Ok(Some(Pii {
             searchable,
             mask,
             reveal_rule,
+            fpe_digits,
         }))
     }
 
@@ -114,6 +123,7 @@ impl Pii {
             "searchable": self.searchable,
             "mask": self.mask.as_str(),
             "revealRule": self.reveal_rule,
+            "fpe": if self.fpe_digits { json!("digits") } else { Json::Null },
         })
     }
 }

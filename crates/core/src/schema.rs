@@ -1018,6 +1018,8 @@ impl Collection {
                     ))
                 } else if f.name == "id" || f.primary_key {
                     Some("The id field cannot be marked pii.".to_string())
+                } else if p.fpe_digits && f.ty() != FieldType::Text {
+                    Some("fpe \"digits\" applies to text fields (identifiers such as card or account numbers).".to_string())
                 } else if !id::is_valid_name(&f.id) {
                     Some("A pii field needs an id of letters, digits and underscores.".to_string())
                 } else {

@@ -41,6 +41,22 @@ impl FromRequestParts<AppCtx> for Client {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, ctx: &AppCtx) -> Result<Self, Self::Rejection> {
         let ip = ip_of(ctx, &parts.headers, &parts.extensions);
+        if ctx.pii_require_tls && !ip.is_loopback() && ctx.collections().has_pii {
+            // TLS ends at a proxy in front: only a request a trusted proxy forwarded (the client IP
+            // came from its header) and marked `X-Forwarded-Proto: https` arrived encrypted.
+            let proxied = peer_of(&parts.extensions) != ip;
+            let https = parts
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+            if !(proxied && https) {
+                return Err(basalt_service::error::forbidden(
+                    "This server holds PII and accepts requests from other hosts only over HTTPS (through a TLS-terminating proxy that sets X-Forwarded-Proto).",
+                )
+                .into());
+            }
+        }
         let authorization = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

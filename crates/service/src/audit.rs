@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 pub const QUEUE: usize = 8192;
 
 /// One record's values revealed to one caller (never the values themselves).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Reveal {
     pub collection: String,
     pub record: String,

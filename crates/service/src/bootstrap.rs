@@ -154,7 +154,8 @@ fn auth_system_collections() -> Vec<Collection> {
 }
 
 /// `_piiAudit`: one row per record whose pii values were revealed to a caller (who, which fields,
-/// the route, the client IP, the reason given); superusers read it, nobody writes it through the API.
+/// the route, the client IP, the reason given, how many times within the writer's batch); superusers
+/// read it, nobody writes it through the API.
 fn pii_audit_collection() -> Collection {
     let name = basalt_events::PII_AUDIT;
     let mut c = Collection::scaffold(CollectionType::Base, name);
@@ -173,6 +174,10 @@ fn pii_audit_collection() -> Collection {
         f.system = true;
         c.fields.push(f);
     }
+    // Identical reveals gathered in one write (same caller, record, fields, route) are one row.
+    let mut count = Field::new("count", FieldType::Number);
+    count.system = true;
+    c.fields.push(count);
     c.fields.extend(Collection::autodate_fields());
     c.indexes = vec![format!(
         "CREATE INDEX `idx_{}_record` ON `{name}` (`collectionRef`, `recordRef`)",

@@ -89,6 +89,8 @@ pub struct Options {
     /// must give an `X-Pii-Reason` header to see pii values in clear.
     pub pii_keys: Option<Arc<keyring::KeyRing>>,
     pub pii_require_reason: bool,
+    /// `[pii] require_tls`: refuse plain HTTP from other hosts while pii fields exist.
+    pub pii_require_tls: bool,
 }
 
 /// The overall deadline of an OAuth2/OIDC request.
@@ -138,6 +140,7 @@ pub async fn build_with(
     state.build = (env!("CARGO_PKG_VERSION"), opts.commit);
     state.pii = opts.pii_keys.clone();
     state.pii_require_reason = opts.pii_require_reason;
+    state.pii_require_tls = opts.pii_require_tls;
     let ctx = Arc::new(state);
     bootstrap::run(&ctx).await?;
     let ev = opts.events;

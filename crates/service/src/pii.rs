@@ -274,8 +274,17 @@ async fn admitted(
         .collect())
 }
 
-/// The mask of a plaintext value.
+/// The mask of a plaintext value (the FF1 token for `"fpe": "digits"` fields of 6 digits or more).
 pub fn mask_value(ctx: &AppCtx, coll: &Collection, f: &Field, plain: &Json) -> Json {
+    if let (Some(true), Some(ring), Json::String(s)) = (
+        f.pii.as_ref().map(|p| p.fpe_digits),
+        ctx.pii.as_ref(),
+        plain,
+    ) {
+        if let Some(t) = ring.fpe_digits(&coll.id, &f.id, s) {
+            return Json::String(t);
+        }
+    }
     let m = f.pii.as_ref().map(|p| p.mask).unwrap_or(Mask::Redact);
     basalt_core::pii::mask(m, f, plain, || match (&ctx.pii, canonical(f, plain)) {
         (Some(r), Some(t)) => r.mask_hash(&coll.id, &f.id, &t),

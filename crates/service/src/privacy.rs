@@ -98,9 +98,23 @@ async fn write_audit(ctx: &AppCtx, batch: &[crate::audit::Reveal]) -> ServiceRes
         return Ok(());
     };
     let now = basalt_core::time::now();
+    // One row per distinct reveal in the batch (~20 ms of reads), with how many times it happened:
+    // a record read in a loop costs a row per batch, not a row per read.
+    let mut groups: Vec<(&crate::audit::Reveal, u64)> = Vec::new();
+    let mut at: std::collections::HashMap<&crate::audit::Reveal, usize> =
+        std::collections::HashMap::new();
+    for r in batch {
+        match at.get(r) {
+            Some(&i) => groups[i].1 += 1,
+            None => {
+                at.insert(r, groups.len());
+                groups.push((r, 1));
+            }
+        }
+    }
     let mut tx = ctx.store.begin().await?;
     let mut seq = 0;
-    for r in batch {
+    for (r, n) in groups {
         let mut d = Data::new();
         d.insert("id".into(), Json::String(basalt_core::id::new_record_id()));
         d.insert("collectionRef".into(), Json::String(r.collection.clone()));
@@ -110,6 +124,7 @@ async fn write_audit(ctx: &AppCtx, batch: &[crate::audit::Reveal]) -> ServiceRes
         d.insert("route".into(), Json::String(r.route.clone()));
         d.insert("ip".into(), Json::String(r.ip.clone()));
         d.insert("reason".into(), Json::String(r.reason.clone()));
+        d.insert("count".into(), Json::from(n));
         d.insert("created".into(), Json::String(now.clone()));
         d.insert("updated".into(), Json::String(now.clone()));
         tx.execute(&crate::records::insert_sql(ctx, &coll, &d)?)

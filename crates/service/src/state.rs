@@ -65,6 +65,8 @@ pub struct AppState {
     pub pii: Option<Arc<crate::keyring::KeyRing>>,
     /// `[pii] require_reason`: superusers see pii in clear only with an `X-Pii-Reason` header.
     pub pii_require_reason: bool,
+    /// `[pii] require_tls`: with pii fields, requests from other hosts must come over HTTPS.
+    pub pii_require_tls: bool,
     /// Reveals waiting to be written to `_piiAudit`.
     pub audit: crate::audit::Audit,
     /// The PII key rotation of this node, when one runs.
@@ -178,6 +180,7 @@ impl AppState {
             logs: OnceLock::new(),
             pii: None,
             pii_require_reason: false,
+            pii_require_tls: false,
             audit: Default::default(),
             rotation: Default::default(),
             build: (env!("CARGO_PKG_VERSION"), "unknown"),

@@ -33,6 +33,7 @@ const EMAIL: &str = "alice.secret@example.com";
 const PHONE: &str = "+44 7700 900123";
 const SSN: &str = "123-45-6789";
 const DOB: &str = "1984-03-09 00:00:00.000Z";
+const CARD: &str = "4111 1111 1111 1234";
 
 /// `patients` (auth): email encrypted and searchable, phone/ssn/dob encrypted; each revealed to the
 /// patient, phone also to support staff. `visits` relate to patients.
@@ -48,6 +49,7 @@ async fn schema(app: &TestApp) {
             {"name": "ssn", "type": "text", "pii": {"mask": "last4", "revealRule": "id = @request.auth.id"}},
             {"name": "dob", "type": "date", "pii": {"mask": "partial", "revealRule": "id = @request.auth.id"}},
             {"name": "score", "type": "number", "pii": {"searchable": true, "mask": "hash"}},
+            {"name": "card", "type": "text", "pii": {"fpe": "digits", "revealRule": "id = @request.auth.id"}},
             {"name": "role", "type": "text"}
         ]
     }))
@@ -125,6 +127,8 @@ fn assert_no_plaintext(what: &str, bytes: &[u8]) {
         "7700 900123",
         SSN,
         "1984-03-09",
+        CARD,
+        "1111 1234",
     ] {
         if let Some(at) = bytes.windows(p.len()).position(|w| w == p.as_bytes()) {
             let from = at.saturating_sub(300);
@@ -142,7 +146,7 @@ async fn at_rest_search_and_masks(backend: Backend) {
     let (alice, ta) = sign_up(
         &app,
         EMAIL,
-        json!({"phone": PHONE, "ssn": SSN, "dob": DOB, "score": 42}),
+        json!({"phone": PHONE, "ssn": SSN, "dob": DOB, "score": 42, "card": CARD}),
     )
     .await;
     let (_bob, tb) = sign_up(&app, "bob@example.com", json!({"phone": "+1 555 0100 777"})).await;
@@ -161,6 +165,7 @@ async fn at_rest_search_and_masks(backend: Backend) {
         assert_eq!(r.1["phone"], PHONE);
         assert_eq!(r.1["ssn"], SSN);
         assert_eq!(r.1["dob"], DOB);
+        assert_eq!(r.1["card"], CARD);
     }
     // `score` has no revealRule: superusers only.
     let r = app
@@ -184,6 +189,16 @@ async fn at_rest_search_and_masks(backend: Backend) {
         assert_eq!(v["ssn"], "****6789", "{v}");
         assert_eq!(v["dob"], "1984-**-** **:**:**.***Z", "{v}");
         assert!(v["score"].as_str().unwrap().starts_with("h:"), "{v}");
+        // fpe "digits": a same-format token (digits replaced, spaces kept), stable per value.
+        let card = v["card"].as_str().unwrap();
+        assert_eq!(card.len(), CARD.len(), "{v}");
+        assert!(
+            card.chars()
+                .zip(CARD.chars())
+                .all(|(a, b)| a.is_ascii_digit() == b.is_ascii_digit()),
+            "{v}"
+        );
+        assert_ne!(card, CARD);
     };
     for t in [Some(tb.as_str()), None] {
         let r = app
@@ -196,7 +211,7 @@ async fn at_rest_search_and_masks(backend: Backend) {
                 t,
                 &[
                     ("filter", &format!("id = '{alice}'")),
-                    ("fields", "id,email,phone,ssn,dob,score"),
+                    ("fields", "id,email,phone,ssn,dob,score,card"),
                 ],
             )
             .await;
@@ -346,7 +361,8 @@ async fn at_rest_search_and_masks(backend: Backend) {
         .iter()
         .find(|r| r["route"] == view.as_str())
         .unwrap_or_else(|| panic!("no audit of {view}: {audit:?}"));
-    assert_eq!(row["fields"], "phone,ssn,dob,email", "{row}");
+    assert_eq!(row["fields"], "phone,ssn,dob,card,email", "{row}");
+    assert!(row["count"].as_i64().unwrap() >= 1, "{row}");
     assert_eq!(row["ip"], "127.0.0.1", "{row}");
     assert!(
         audit
@@ -354,6 +370,31 @@ async fn at_rest_search_and_masks(backend: Backend) {
             .any(|r| r["route"] == "POST /api/collections/patients/auth-with-password"),
         "the sign-in answer revealed her own record: {audit:?}"
     );
+    // A burst of identical reveals is gathered into rows with a count: every read is counted.
+    for _ in 0..30 {
+        let r = app
+            .get(
+                &format!("/api/collections/patients/records/{alice}"),
+                Some(&ta),
+            )
+            .await;
+        assert_eq!(r.0, 200);
+    }
+    let filter = format!("route = '{view}' && actor = 'patients:{alice}'");
+    let mut total = 0;
+    let mut rows = 0;
+    for _ in 0..100 {
+        let r = wait_for(&app, "_piiAudit", &filter, 1).await;
+        total = r.iter().map(|x| x["count"].as_i64().unwrap()).sum::<i64>();
+        rows = r.len();
+        if total >= 32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Her two views above, and the burst.
+    assert_eq!(total, 32, "every reveal counted");
+    assert!(rows < 32, "identical reveals share rows: {rows}");
     let su_audit = wait_for(&app, "_piiAudit", "actor ~ '_superusers:'", 1).await;
     assert!(!su_audit.is_empty());
     assert_no_plaintext("the audit", audit_bytes(&audit).as_bytes());
@@ -379,6 +420,17 @@ async fn at_rest_search_and_masks(backend: Backend) {
         outbox.push_str(r[1].as_str().unwrap_or(""));
     }
     assert!(outbox.contains("****6789"), "events carry the masks");
+    let token = app
+        .get(&format!("/api/collections/patients/records/{alice}"), None)
+        .await
+        .1["card"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        outbox.contains(&token),
+        "events carry the fpe token {token}"
+    );
     assert_no_plaintext("the outbox", outbox.as_bytes());
     assert!(audit_events > 0, "reveal events on the bus");
 
@@ -813,7 +865,58 @@ async fn rotation_and_erasure(backend: Backend) {
     );
 }
 
+/// `[pii] require_tls`: once pii fields exist, a request from another host must come through a
+/// trusted proxy that terminated TLS (`X-Forwarded-Proto: https`); loopback is always served.
+async fn tls_required_from_other_hosts(backend: Backend) {
+    let mut o = opts(&format!("k1:{}", key(1)));
+    o.pii_require_tls = true;
+    let app = spawn_app_with(backend, o).await;
+    let r = app
+        .patch(
+            "/api/settings",
+            app.su(),
+            json!({"trustedProxy": {"headers": ["X-Forwarded-For"], "useLeftmostIP": false}}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let from = |proto: Option<&str>| {
+        let mut rb = app
+            .client
+            .get(format!("{}/api/collections/users/records", app.url))
+            .bearer_auth(&app.su)
+            .header("X-Forwarded-For", "203.0.113.7");
+        if let Some(p) = proto {
+            rb = rb.header("X-Forwarded-Proto", p);
+        }
+        rb
+    };
+    assert_eq!(
+        app.send_with(from(None)).await.0,
+        200,
+        "no pii yet: plain HTTP is fine"
+    );
+    app.collection(
+        json!({"name": "secrets", "fields": [{"name": "v", "type": "text", "pii": {}}]}),
+    )
+    .await;
+    let r = app.send_with(from(None)).await;
+    let _ = assert_error(&r, 403);
+    assert!(
+        r.1["message"].as_str().unwrap().contains("HTTPS"),
+        "{}",
+        r.1
+    );
+    assert_eq!(app.send_with(from(Some("http"))).await.0, 403);
+    assert_eq!(app.send_with(from(Some("https"))).await.0, 200);
+    assert_eq!(
+        app.get("/api/collections/users/records", app.su()).await.0,
+        200,
+        "loopback"
+    );
+}
+
 crate::both_backends!(
+    tls_required_from_other_hosts,
     at_rest_search_and_masks,
     definitions_are_checked,
     rotation_and_erasure
