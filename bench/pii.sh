@@ -37,7 +37,7 @@ cleanup() {
   say "report and wrk output in $RUN"
 }
 trap cleanup EXIT
-export BASALT_PII_KEYS="k1:$(head -c 32 /dev/urandom | base64)"
+export BASALT_PII_KEYS=${BASALT_PII_KEYS:-"k1:$(head -c 32 /dev/urandom | base64)"}
 "$BASALT" superuser upsert bench@example.com bench-password-123 --dir "$RUN/data" >/dev/null
 taskset -c "$SERVER_CPU" "$BASALT" serve --http "127.0.0.1:$PORT" --dir "$RUN/data" >"$RUN/server.log" 2>&1 &
 PID=$!

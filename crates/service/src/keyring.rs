@@ -41,7 +41,13 @@ struct Key {
 pub struct KeyRing {
     keys: Vec<Key>,
     primary: usize,
+    /// Unwrapped data keys by wrapped form, with the record they belong to (the AWS Encryption
+    /// SDK's data key caching): a record read again skips the unwrap. Bounded (cleared whole when
+    /// full) and cleared on every erasure and restore, so a shredded key does not outlive its row here.
+    deks: std::sync::Mutex<std::collections::HashMap<String, (String, String, Dek)>>,
 }
+
+const DEK_CACHE: usize = 16_384;
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,7 +107,11 @@ impl KeyRing {
             .iter()
             .position(|k| k.id == primary)
             .ok_or_else(|| format!("the primary PII key {primary:?} is not in the ring"))?;
-        Ok(KeyRing { keys: out, primary })
+        Ok(KeyRing {
+            keys: out,
+            primary,
+            deks: Default::default(),
+        })
     }
 
     /// `BASALT_PII_KEYS`: `id:base64[,id:base64…]`, the first one primary.
@@ -153,10 +163,35 @@ impl KeyRing {
 
     /// Unwraps a DEK; `None` when its key is not in the ring, or it was moved to another record.
     pub fn unwrap(&self, wrapped: &str, coll_id: &str, rec_id: &str) -> Option<Dek> {
+        if let Ok(m) = self.deks.lock() {
+            if let Some((c, r, k)) = m.get(wrapped) {
+                // The cache answers only for the record the key was unwrapped for.
+                if c == coll_id && r == rec_id {
+                    return Some(*k);
+                }
+            }
+        }
         let (id, body) = wrapped.split_once('.')?;
         let k = self.keys.iter().find(|k| k.id == id)?;
         let plain = open(&k.wrap, body, &Self::dek_ad(coll_id, rec_id))?;
-        plain.try_into().ok()
+        let dek: Dek = plain.try_into().ok()?;
+        if let Ok(mut m) = self.deks.lock() {
+            if m.len() >= DEK_CACHE {
+                m.clear();
+            }
+            m.insert(
+                wrapped.to_string(),
+                (coll_id.to_string(), rec_id.to_string(), dek),
+            );
+        }
+        Some(dek)
+    }
+
+    /// Forgets every cached data key (an erasure, a restore).
+    pub fn forget_keys(&self) {
+        if let Ok(mut m) = self.deks.lock() {
+            m.clear();
+        }
     }
 
     fn index_with(k: &Key, coll_id: &str, field_id: &str, text: &str) -> String {
@@ -336,8 +371,11 @@ mod tests {
         let w = ring.wrap(&dek, "c1", "r1");
         assert!(w.starts_with("k1."));
         assert_eq!(ring.unwrap(&w, "c1", "r1"), Some(dek));
-        // A wrapped key moved to another record does not unwrap.
+        // A wrapped key moved to another record does not unwrap (cached or not).
         assert_eq!(ring.unwrap(&w, "c1", "r2"), None);
+        ring.forget_keys();
+        assert_eq!(ring.unwrap(&w, "c1", "r2"), None);
+        assert_eq!(ring.unwrap(&w, "c1", "r1"), Some(dek));
         let rk = RecordKey::new(&dek, "c1", "r1");
         let ct = rk.seal("f1", "alice@example.com");
         assert!(!ct.contains("alice"));

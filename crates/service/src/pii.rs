@@ -141,30 +141,83 @@ pub fn open(ctx: &AppCtx, coll: &Collection, rows: &mut Rows) {
     if !has_pii(coll) {
         return;
     }
-    let col = |n: &str| rows.columns.iter().position(|c| c == n);
-    let (Some(id_at), dek_at) = (col("id"), col(DEK_COLUMN)) else {
+    let Some(plan) = Plan::of(coll, rows) else {
         return;
     };
-    let fields: Vec<(usize, &Field)> = basalt_core::pii::fields(&coll.fields)
-        .filter_map(|f| col(&f.name).map(|i| (i, f)))
-        .collect();
     for row in rows.rows.iter_mut() {
-        let id = row[id_at].as_str().unwrap_or("").to_string();
-        let dek = dek_at
+        let opened = plan.open_row(ctx, coll, row);
+        for ((i, _), v) in plan.fields.iter().zip(opened) {
+            row[*i] = v;
+        }
+    }
+}
+
+/// [`open`] into a new `Rows` (for rows shared with the record cache: the ciphertexts are not copied).
+pub fn open_copy(ctx: &AppCtx, coll: &Collection, rows: &Rows) -> Rows {
+    let Some(plan) = Plan::of(coll, rows).filter(|_| has_pii(coll)) else {
+        return rows.clone();
+    };
+    let mut out = Rows {
+        columns: rows.columns.clone(),
+        rows: Vec::with_capacity(rows.rows.len()),
+    };
+    for row in &rows.rows {
+        let mut opened = plan.open_row(ctx, coll, row).into_iter();
+        let mut next = plan.fields.iter().map(|(i, _)| *i).peekable();
+        let mut r = Vec::with_capacity(row.len());
+        for (i, v) in row.iter().enumerate() {
+            if next.peek() == Some(&i) {
+                next.next();
+                r.push(opened.next().unwrap_or(Value::Null));
+            } else {
+                r.push(v.clone());
+            }
+        }
+        out.rows.push(r);
+    }
+    out
+}
+
+/// Where a result's id, wrapped key and pii columns are (pii columns in column order).
+struct Plan<'a> {
+    id_at: usize,
+    dek_at: Option<usize>,
+    fields: Vec<(usize, &'a Field)>,
+}
+
+impl<'a> Plan<'a> {
+    fn of(coll: &'a Collection, rows: &Rows) -> Option<Plan<'a>> {
+        let col = |n: &str| rows.columns.iter().position(|c| c == n);
+        let mut fields: Vec<(usize, &Field)> = basalt_core::pii::fields(&coll.fields)
+            .filter_map(|f| col(&f.name).map(|i| (i, f)))
+            .collect();
+        fields.sort_by_key(|(i, _)| *i);
+        Some(Plan {
+            id_at: col("id")?,
+            dek_at: col(DEK_COLUMN),
+            fields,
+        })
+    }
+
+    /// The opened values of one row's pii columns, in `fields` order.
+    fn open_row(&self, ctx: &AppCtx, coll: &Collection, row: &[Value]) -> Vec<Value> {
+        let id = row[self.id_at].as_str().unwrap_or("");
+        let dek = self
+            .dek_at
             .and_then(|i| row[i].as_str())
             .filter(|w| !w.is_empty())
-            .and_then(|w| ctx.pii.as_ref()?.unwrap(w, &coll.id, &id));
-        let rk = dek.as_ref().map(|k| RecordKey::new(k, &coll.id, &id));
-        for (i, f) in &fields {
-            let stored = std::mem::replace(&mut row[*i], Value::Null);
-            row[*i] = match stored.as_str() {
+            .and_then(|w| ctx.pii.as_ref()?.unwrap(w, &coll.id, id));
+        let rk = dek.as_ref().map(|k| RecordKey::new(k, &coll.id, id));
+        self.fields
+            .iter()
+            .map(|(i, f)| match row[*i].as_str() {
                 Some("") | None => Value::Json(basalt_core::record::zero(f).to_string()),
                 Some(s) => match rk.as_ref().and_then(|k| k.open(&f.id, s)) {
                     Some(p) => Value::Json(plain_json(f, &p).to_string()),
                     None => Value::Json("null".into()),
                 },
-            };
-        }
+            })
+            .collect()
     }
 }
 

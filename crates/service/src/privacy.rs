@@ -227,6 +227,9 @@ pub async fn erase(ctx: &AppCtx, collection: &str, id: &str) -> ServiceResult<Js
     )
     .await?;
     tx.commit().await?;
+    if let Some(r) = &ctx.pii {
+        r.forget_keys();
+    }
     ctx.cache
         .invalidate(&[(coll.id.clone(), coll.updated.clone(), id.to_string())])
         .await;
@@ -240,6 +243,9 @@ pub async fn erase(ctx: &AppCtx, collection: &str, id: &str) -> ServiceResult<Js
 /// Re-applies the erasure list (after a backup restore brought older rows back); how many records
 /// it cleared.
 pub async fn apply_erasures(ctx: &AppCtx) -> ServiceResult<u64> {
+    if let Some(r) = &ctx.pii {
+        r.forget_keys();
+    }
     let mut q = ctx.sql();
     q.push("SELECT collection_id, record_id FROM ")
         .ident(ERASURES)

@@ -406,7 +406,7 @@ pub async fn fetch_rows_cached(
     };
     // The cache holds rows as stored (sealed); they are opened per read.
     if crate::pii::has_pii(coll) {
-        return Ok(Arc::new(opened(ctx, coll, Arc::unwrap_or_clone(rows))));
+        return Ok(Arc::new(crate::pii::open_copy(ctx, coll, &rows)));
     }
     Ok(rows)
 }
@@ -418,11 +418,12 @@ pub async fn load_record_cached(
     id: &str,
 ) -> ServiceResult<Option<Data>> {
     let rows = cached_by_id(ctx, coll, id).await?;
-    Ok(
-        rows_to_data(coll, opened(ctx, coll, Arc::unwrap_or_clone(rows)))
-            .into_iter()
-            .next(),
-    )
+    let rows = if crate::pii::has_pii(coll) {
+        crate::pii::open_copy(ctx, coll, &rows)
+    } else {
+        Arc::unwrap_or_clone(rows)
+    };
+    Ok(rows_to_data(coll, rows).into_iter().next())
 }
 
 /// One record's stored row with no rule, from the cache when the collection may be cached.
