@@ -151,12 +151,16 @@ async fn list_inner(ctx: &AppCtx, req: &Req, coll: Option<Arc<Collection>>) -> S
         caller: req.caller_key(),
     };
     let mut res = records::list(ctx, &coll, &p, &info).await?;
+    let has_pii = crate::pii::has_pii(&coll);
     let items = if fast_path(&coll, req, &info) {
-        crate::pii::present_rows(ctx, &coll, &mut res.rows, &info).await?;
+        if has_pii {
+            res.rows = crate::pii::present_sealed(ctx, &coll, &res.rows, &info).await?;
+        }
         let mut items = Vec::with_capacity(res.rows.rows.len() * 160);
         records::write_rows_json(&coll, &res.rows, info.is_superuser(), &mut items);
         Items::Raw(items)
     } else {
+        crate::pii::open(ctx, &coll, &mut res.rows);
         let data = records::rows_to_data(&coll, res.rows);
         let items = Json::Array(
             records::render(ctx, &coll, data, &req.query, &info)
@@ -197,19 +201,23 @@ async fn view_inner(
     if rows.rows.is_empty() {
         return Err(not_found());
     }
+    let has_pii = crate::pii::has_pii(&coll);
     if fast_path(&coll, req, &info) {
         let mut body = Vec::with_capacity(256);
-        let rows = if crate::pii::has_pii(&coll) {
-            let mut r = Arc::unwrap_or_clone(rows);
-            crate::pii::present_rows(ctx, &coll, &mut r, &info).await?;
-            Arc::new(r)
+        if has_pii {
+            let shown = crate::pii::present_sealed(ctx, &coll, &rows, &info).await?;
+            records::write_rows_json(&coll, &shown, info.is_superuser(), &mut body);
         } else {
-            rows
-        };
-        records::write_rows_json(&coll, &rows, info.is_superuser(), &mut body);
+            records::write_rows_json(&coll, &rows, info.is_superuser(), &mut body);
+        }
         return Ok(Items::Raw(body));
     }
-    let data = records::rows_to_data(&coll, Arc::unwrap_or_clone(rows));
+    let rows = if has_pii {
+        crate::pii::open_copy(ctx, &coll, &rows)
+    } else {
+        Arc::unwrap_or_clone(rows)
+    };
+    let data = records::rows_to_data(&coll, rows);
     one(
         ctx,
         req,

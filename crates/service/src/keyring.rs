@@ -25,6 +25,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
+use std::sync::Arc;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -45,9 +46,26 @@ pub struct KeyRing {
     /// SDK's data key caching): a record read again skips the unwrap. Bounded (cleared whole when
     /// full) and cleared on every erasure and restore, so a shredded key does not outlive its row here.
     deks: std::sync::Mutex<std::collections::HashMap<String, (String, String, Dek)>>,
+    /// Masks by the exact stored state they were computed from (record, field, wrapped key,
+    /// ciphertext): a masked read of an unchanged value skips its decryption. A mask is what any
+    /// caller failing `revealRule` gets, so holding it in memory discloses nothing more.
+    masks: std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>,
 }
 
 const DEK_CACHE: usize = 16_384;
+
+/// The mask cache's key: everything the mask was computed from.
+pub fn mask_key(rec_id: &str, field_id: &str, wrapped: &str, stored: &str) -> String {
+    let mut k =
+        String::with_capacity(rec_id.len() + field_id.len() + wrapped.len() + stored.len() + 3);
+    for (i, p) in [rec_id, field_id, wrapped, stored].into_iter().enumerate() {
+        if i > 0 {
+            k.push('\u{1}');
+        }
+        k.push_str(p);
+    }
+    k
+}
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,6 +129,7 @@ impl KeyRing {
             keys: out,
             primary,
             deks: Default::default(),
+            masks: Default::default(),
         })
     }
 
@@ -187,10 +206,27 @@ impl KeyRing {
         Some(dek)
     }
 
-    /// Forgets every cached data key (an erasure, a restore).
+    /// Forgets every cached data key and mask (an erasure, a restore).
     pub fn forget_keys(&self) {
         if let Ok(mut m) = self.deks.lock() {
             m.clear();
+        }
+        if let Ok(mut m) = self.masks.lock() {
+            m.clear();
+        }
+    }
+
+    /// A cached mask (see `masks`); the key is [`mask_key`].
+    pub fn cached_mask(&self, key: &str) -> Option<Arc<str>> {
+        self.masks.lock().ok()?.get(key).cloned()
+    }
+
+    pub fn cache_mask(&self, key: String, mask: Arc<str>) {
+        if let Ok(mut m) = self.masks.lock() {
+            if m.len() >= DEK_CACHE {
+                m.clear();
+            }
+            m.insert(key, mask);
         }
     }
 

@@ -6,7 +6,8 @@
 //! - **Read, inside the server** ([`open`]): every record read through `records` is decrypted right
 //!   after the query (the cache holds the sealed rows), so rules, the write path, the auth flows and
 //!   mail see plaintext, exactly as without PII.
-//! - **Read, leaving the server** ([`present_rows`], [`present_data`]): each pii value is replaced by
+//! - **Read, leaving the server** ([`present_sealed`] on the fast path, [`present_data`] in
+//!   `records::output`): each pii value is replaced by
 //!   its mask unless the caller passes the field's `revealRule` (superusers do, unless
 //!   `[pii] require_reason` asks them for an `X-Pii-Reason` header). Every value revealed is audited
 //!   ([`crate::audit`]): who, which record and fields, the route, never the value.
@@ -349,57 +350,108 @@ pub(crate) fn is_blank(v: &Json) -> bool {
     matches!(v, Json::Null) || v.as_str() == Some("")
 }
 
-/// Masks or reveals the (opened) pii columns of rows about to leave the server, and audits what was
-/// revealed.
-pub async fn present_rows(
+/// Record rows as stored (sealed, as `records::list` and `records::fetch_rows_cached` return them)
+/// made ready to leave the server: each pii value decrypted where the caller passes its
+/// `revealRule` (audited), else its mask, taken from the ring's mask cache when this exact stored
+/// value was masked before (no decryption). The fast path's twin of `open` + [`present_data`].
+pub async fn present_sealed(
     ctx: &AppCtx,
     coll: &Collection,
-    rows: &mut Rows,
+    rows: &Rows,
     info: &RequestInfo,
-) -> ServiceResult<()> {
-    if !has_pii(coll) || rows.rows.is_empty() {
-        return Ok(());
-    }
-    let Some(id_at) = rows.columns.iter().position(|c| c == "id") else {
-        return Ok(());
+) -> ServiceResult<Rows> {
+    let (Some(plan), Some(ring)) = (Plan::of(coll, rows), ctx.pii.as_ref()) else {
+        return Ok(open_copy(ctx, coll, rows));
     };
-    let ids: Vec<String> = rows
+    let ids: Vec<&str> = rows
         .rows
         .iter()
-        .map(|r| r[id_at].as_str().unwrap_or("").to_string())
+        .map(|r| r[plan.id_at].as_str().unwrap_or(""))
         .collect();
-    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let seen = decide(ctx, coll, &id_refs, info).await?;
-    let fields: Vec<(Option<usize>, &Field)> = basalt_core::pii::fields(&coll.fields)
-        .map(|f| (rows.columns.iter().position(|c| c == &f.name), f))
+    // `decide` answers in the order of `pii::fields`; the plan is in column order.
+    let seen = decide(ctx, coll, &ids, info).await?;
+    let order: Vec<usize> = plan
+        .fields
+        .iter()
+        .map(|(_, f)| {
+            basalt_core::pii::fields(&coll.fields)
+                .position(|g| g.id == f.id)
+                .unwrap_or(0)
+        })
         .collect();
+    let mut out = Rows {
+        columns: rows.columns.clone(),
+        rows: Vec::with_capacity(rows.rows.len()),
+    };
     let mut revealed: Vec<(String, Vec<String>)> = Vec::new();
-    for (row, id) in rows.rows.iter_mut().zip(&ids) {
+    for (row, id) in rows.rows.iter().zip(&ids) {
+        let wrapped = plan.dek_at.and_then(|i| row[i].as_str()).unwrap_or("");
+        let mut rk: Option<Option<RecordKey>> = None;
+        let mut key = || -> Option<RecordKey> {
+            let dek = ring.unwrap(wrapped, &coll.id, id)?;
+            Some(RecordKey::new(&dek, &coll.id, id))
+        };
+        let mut values = Vec::with_capacity(plan.fields.len());
         let mut shown = Vec::new();
-        for ((at, f), s) in fields.iter().zip(&seen) {
-            let Some(at) = at else { continue };
-            let v: Json = match &row[*at] {
-                Value::Json(t) => serde_json::from_str(t).unwrap_or(Json::Null),
-                _ => Json::Null,
-            };
-            if is_blank(&v) {
-                continue;
-            }
-            if s.has(id) {
-                shown.push(f.name.clone());
+        for ((i, f), o) in plan.fields.iter().zip(&order) {
+            let stored = row[*i].as_str().unwrap_or("");
+            let v = if stored.is_empty() {
+                Value::Json(basalt_core::record::zero(f).to_string())
+            } else if wrapped.is_empty() {
+                // Erased (or never had a key): nothing to decrypt.
+                Value::Json("null".into())
+            } else if seen.get(*o).is_some_and(|s| s.has(id)) {
+                let k = rk.get_or_insert_with(&mut key);
+                match k.as_ref().and_then(|k| k.open(&f.id, stored)) {
+                    Some(p) => {
+                        shown.push(f.name.clone());
+                        Value::Json(plain_json(f, &p).to_string())
+                    }
+                    None => Value::Json("null".into()),
+                }
             } else {
-                row[*at] = Value::Json(mask_value(ctx, coll, f, &v).to_string());
+                let mk = crate::keyring::mask_key(id, &f.id, wrapped, stored);
+                match ring.cached_mask(&mk) {
+                    Some(m) => Value::Json(m.to_string()),
+                    None => {
+                        let k = rk.get_or_insert_with(&mut key);
+                        match k.as_ref().and_then(|k| k.open(&f.id, stored)) {
+                            Some(p) => {
+                                let m: Arc<str> = mask_value(ctx, coll, f, &plain_json(f, &p))
+                                    .to_string()
+                                    .into();
+                                ring.cache_mask(mk, m.clone());
+                                Value::Json(m.to_string())
+                            }
+                            None => Value::Json("null".into()),
+                        }
+                    }
+                }
+            };
+            values.push(v);
+        }
+        let mut opened = values.into_iter();
+        let mut next = plan.fields.iter().map(|(i, _)| *i).peekable();
+        let mut r = Vec::with_capacity(row.len());
+        for (i, v) in row.iter().enumerate() {
+            if next.peek() == Some(&i) {
+                next.next();
+                r.push(opened.next().unwrap_or(Value::Null));
+            } else {
+                r.push(v.clone());
             }
         }
+        out.rows.push(r);
         if !shown.is_empty() {
-            revealed.push((id.clone(), shown));
+            revealed.push((id.to_string(), shown));
         }
     }
     audit(ctx, coll, revealed, info);
-    Ok(())
+    Ok(out)
 }
 
-/// [`present_rows`] for one record as data (responses built from the write path, realtime).
+/// [`present_sealed`] for one opened record as data (`records::output`: responses built from the
+/// write path, expand, realtime).
 pub async fn present_data(
     ctx: &AppCtx,
     coll: &Collection,

@@ -282,7 +282,8 @@ pub struct ListParams {
 }
 
 pub struct ListResult {
-    /// The page's rows, as stored; see [`rows_to_data`] and [`write_rows_json`].
+    /// The page's rows, as stored (pii sealed); see [`crate::pii::present_sealed`],
+    /// [`crate::pii::open`], [`rows_to_data`] and [`write_rows_json`].
     pub rows: Rows,
     pub page: i64,
     pub per_page: i64,
@@ -332,7 +333,8 @@ pub async fn list(
         .bind(Value::Int(p.per_page))
         .push(" OFFSET ")
         .bind(Value::Int(offset));
-    let rows = opened(ctx, coll, ctx.store.query(&q).await?);
+    // Sealed: the caller presents them (`pii::present_sealed`) or opens them (`pii::open`).
+    let rows = ctx.store.query(&q).await?;
     let (total_items, total_pages) = if p.skip_total {
         (-1, -1)
     } else {
@@ -404,10 +406,7 @@ pub async fn fetch_rows_cached(
         None => cached_by_id(ctx, coll, id).await?,
         cond => Arc::new(ctx.store.query(&by_id_sql(ctx, coll, id, cond)).await?),
     };
-    // The cache holds rows as stored (sealed); they are opened per read.
-    if crate::pii::has_pii(coll) {
-        return Ok(Arc::new(crate::pii::open_copy(ctx, coll, &rows)));
-    }
+    // As stored (sealed, as the cache holds them): the caller presents or opens them.
     Ok(rows)
 }
 
