@@ -58,7 +58,15 @@ pub struct Pii {
     /// `"fpe": "digits"`: callers failing `revealRule` (and events) get a same-format token instead
     /// of the mask: the value's digits encrypted with FF1 (NIST SP 800-38G), everything else kept.
     pub fpe_digits: bool,
+    /// Existing values are still being encrypted (the field was marked pii after it held data): some
+    /// rows hold plaintext and no blind index, so equality also compares those rows' plaintext. Set by
+    /// the server from [`MIGRATIONS_PARAM`], never part of the definition's JSON.
+    pub pending: bool,
 }
+
+/// The `_params` key listing `[collection id, field id]` pairs whose existing values are being
+/// encrypted in the background.
+pub const MIGRATIONS_PARAM: &str = "piiMigrations";
 
 /// The field types whose values may be marked `pii`.
 pub fn supported(t: FieldType) -> bool {
@@ -115,6 +123,7 @@ impl Pii {
             mask,
             reveal_rule,
             fpe_digits,
+            pending: false,
         }))
     }
 

@@ -466,6 +466,7 @@ async fn update_in(
         }
     }
     let mut errs = FieldErrors::new();
+    let mut encrypting: Vec<String> = Vec::new();
     for (i, nf) in c.fields.iter().enumerate() {
         if let Some(of) = old.fields.iter().find(|f| f.id == nf.id) {
             if of.ty() != nf.ty() {
@@ -478,14 +479,28 @@ async fn update_in(
                 );
             }
             let searchable = |f: &basalt_core::schema::Field| f.pii.as_ref().map(|p| p.searchable);
-            if of.pii.is_some() != nf.pii.is_some() || searchable(of) != searchable(nf) {
+            let why = match (&of.pii, &nf.pii) {
+                // Encrypting the existing values runs in the background (`privacy::run_migrations`);
+                // their column must already be TEXT.
+                (None, Some(_)) if nf.column_kind() != basalt_core::schema::ColumnKind::Text => Some(
+                    "A number or json field can be marked pii only when it is created: add a new field marked pii and copy the values into it.",
+                ),
+                (None, Some(_)) => {
+                    encrypting.push(nf.id.clone());
+                    None
+                }
+                (Some(_), None) => Some(
+                    "Removing pii from a field is not supported yet: add a new field without pii and copy the values into it.",
+                ),
+                _ if searchable(of) != searchable(nf) => Some(
+                    "A pii field's blind index is chosen when it is marked pii: add a new field to change pii.searchable.",
+                ),
+                _ => None,
+            };
+            if let Some(why) = why {
                 errs.insert(
                     format!("fields.{i}.pii"),
-                    FieldError::new(
-                        basalt_core::codes::INVALID_PII,
-                        "Adding or removing pii (or its blind index) on an existing field is not supported yet: \
-                         add a new field marked pii and copy the values into it.",
-                    ),
+                    FieldError::new(basalt_core::codes::INVALID_PII, why),
                 );
             }
             if of.system && of.name != nf.name {
@@ -511,6 +526,9 @@ async fn update_in(
     c.updated = basalt_core::time::now();
     for st in ddl::alter_table(ctx.dialect(), old, &c) {
         tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
+    }
+    for field in encrypting {
+        crate::pii::add_migration(ctx, tx, &c.id, &field).await?;
     }
     let mut s = ctx.sql();
     s.push("UPDATE _collections SET name = ")

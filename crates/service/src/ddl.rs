@@ -124,11 +124,18 @@ pub fn create_indexes(d: Dialect, c: &Collection) -> Vec<Sql> {
                 }
             }
             s.push(")");
-            if let Some(w) = &ix.where_not_empty {
-                let w = match c.field(w).filter(|f| f.pii.is_some()) {
-                    Some(f) => basalt_core::pii::index_column(f),
-                    None => w.clone(),
-                };
+            // An index on a blind index leaves empty values out (a row whose value is being
+            // encrypted has none yet; two empty values are not a duplicate).
+            let pii = ix
+                .columns
+                .iter()
+                .find_map(|col| c.field(col).filter(|f| f.pii.is_some()));
+            let w = match (&ix.where_not_empty, pii) {
+                (_, Some(f)) => Some(basalt_core::pii::index_column(f)),
+                (Some(w), None) => Some(w.clone()),
+                (None, None) => None,
+            };
+            if let Some(w) = w {
                 s.push(" WHERE ").ident(&w).push(" != ''");
             }
             s

@@ -163,6 +163,7 @@ pub async fn build_with(
         tokio::spawn(hooks.clone().run());
     }
     if target.runs(roles::Module::Pruner) {
+        tokio::spawn(privacy::run_migrations(ctx.clone()));
         bus.start_pruner();
         tokio::spawn(observe::run_pruner(ctx.clone()));
     }

@@ -213,6 +213,10 @@ impl<'a> Plan<'a> {
             .iter()
             .map(|(i, f)| match row[*i].as_str() {
                 Some("") | None => Value::Json(basalt_core::record::zero(f).to_string()),
+                // Not encrypted yet (the field was marked pii after it held data).
+                Some(s) if !s.starts_with(basalt_core::pii::CIPHER_PREFIX) => {
+                    Value::Json(plain_json(f, s).to_string())
+                }
                 Some(s) => match rk.as_ref().and_then(|k| k.open(&f.id, s)) {
                     Some(p) => Value::Json(plain_json(f, &p).to_string()),
                     None => Value::Json("null".into()),
@@ -395,8 +399,18 @@ pub async fn present_sealed(
         let mut shown = Vec::new();
         for ((i, f), o) in plan.fields.iter().zip(&order) {
             let stored = row[*i].as_str().unwrap_or("");
+            let clear = !stored.starts_with(basalt_core::pii::CIPHER_PREFIX);
             let v = if stored.is_empty() {
                 Value::Json(basalt_core::record::zero(f).to_string())
+            } else if clear {
+                // Not encrypted yet (the field was marked pii after it held data).
+                let p = plain_json(f, stored);
+                if seen.get(*o).is_some_and(|s| s.has(id)) {
+                    shown.push(f.name.clone());
+                    Value::Json(p.to_string())
+                } else {
+                    Value::Json(mask_value(ctx, coll, f, &p).to_string())
+                }
             } else if wrapped.is_empty() {
                 // Erased (or never had a key): nothing to decrypt.
                 Value::Json("null".into())
@@ -560,7 +574,7 @@ pub fn eq_condition(
         s.push("1=0");
         return Ok(());
     }
-    s.ident(&index_column(field)).push(" IN (");
+    s.push("(").ident(&index_column(field)).push(" IN (");
     for (i, v) in ring
         .index_all(&coll.id, &field.id, &text)
         .into_iter()
@@ -572,5 +586,120 @@ pub fn eq_condition(
         s.bind(Value::Text(v));
     }
     s.push(")");
+    if field.pii.as_ref().is_some_and(|p| p.pending) {
+        // Rows not encrypted yet (see `Pii::pending`).
+        s.push(" OR (")
+            .ident(&index_column(field))
+            .push(" = '' AND substr(")
+            .ident(&field.name)
+            .push(", 1, 5) != 'pii1:' AND LOWER(")
+            .ident(&field.name)
+            .push(") = ")
+            .bind(Value::Text(text));
+        s.push(")");
+    }
+    s.push(")");
     Ok(())
+}
+
+/// Notes, inside a collection change's transaction, that `field`'s existing values are to be
+/// encrypted (`privacy::run_migrations` does it).
+pub async fn add_migration(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn basalt_store::Tx>,
+    coll_id: &str,
+    field_id: &str,
+) -> ServiceResult<()> {
+    let mut q = ctx.sql();
+    q.push("SELECT value FROM _params WHERE key = ")
+        .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
+    let mut list: Vec<(String, String)> = tx
+        .query(&q)
+        .await?
+        .scalar()
+        .and_then(|v| serde_json::from_str(&v.into_string()).ok())
+        .unwrap_or_default();
+    let item = (coll_id.to_string(), field_id.to_string());
+    if !list.contains(&item) {
+        list.push(item);
+    }
+    save_migrations(ctx, tx, &list).await
+}
+
+/// Writes the pending-migrations list.
+pub async fn save_migrations(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn basalt_store::Tx>,
+    list: &[(String, String)],
+) -> ServiceResult<()> {
+    let mut d = ctx.sql();
+    d.push("DELETE FROM _params WHERE key = ")
+        .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
+    tx.execute(&d).await?;
+    if !list.is_empty() {
+        let mut i = ctx.sql();
+        i.push("INSERT INTO _params (key, value) VALUES (")
+            .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()))
+            .push(", ")
+            .bind(Value::Text(
+                serde_json::to_string(list).unwrap_or_else(|_| "[]".into()),
+            ))
+            .push(")");
+        tx.execute(&i).await?;
+    }
+    Ok(())
+}
+
+/// While a unique searchable pii field's existing values are being encrypted, the rows not done yet
+/// have no blind index, so the unique index cannot see them: this checks them for `data`'s value.
+/// The field that would be duplicated, if any.
+pub async fn pending_unique_conflict(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn basalt_store::Tx>,
+    coll: &Collection,
+    data: &Data,
+    written: Option<&[&str]>,
+) -> ServiceResult<Option<String>> {
+    let id = data.get("id").and_then(Json::as_str).unwrap_or("");
+    for f in basalt_core::pii::fields(&coll.fields) {
+        let p = f.pii.as_ref();
+        if !p.is_some_and(|p| p.pending && p.searchable)
+            || written.is_some_and(|w| !w.contains(&f.name.as_str()))
+        {
+            continue;
+        }
+        let unique = coll
+            .indexes
+            .iter()
+            .filter_map(|i| basalt_core::schema::Index::parse(i).ok())
+            .any(|i| i.unique && i.columns == [f.name.clone()]);
+        let value = data.get(&f.name).and_then(Json::as_str).unwrap_or("");
+        if !unique || value.is_empty() {
+            continue;
+        }
+        let mut s = ctx.sql();
+        s.push("SELECT 1 FROM ")
+            .ident(&coll.name)
+            .push(" WHERE ")
+            .ident(&index_column(f))
+            .push(" = '' AND substr(")
+            .ident(&f.name)
+            .push(", 1, 5) != 'pii1:' AND ");
+        if f.ty() == FieldType::Email {
+            s.push("LOWER(")
+                .ident(&f.name)
+                .push(") = LOWER(")
+                .bind(Value::Text(value.into()))
+                .push(")");
+        } else {
+            s.ident(&f.name).push(" = ").bind(Value::Text(value.into()));
+        }
+        s.push(" AND \"id\" != ")
+            .bind(Value::Text(id.into()))
+            .push(" LIMIT 1");
+        if !tx.query(&s).await?.rows.is_empty() {
+            return Ok(Some(f.name.clone()));
+        }
+    }
+    Ok(None)
 }

@@ -470,9 +470,197 @@ pub async fn status(ctx: &AppCtx) -> ServiceResult<Json> {
             "behind": backlog,
             "lastError": ctx.rotation.last_error.lock().map(|g| g.clone()).unwrap_or_default(),
         },
+        "encrypting": migration_backlog(ctx).await?,
         "audit": {
             "written": ctx.audit.written.load(Ordering::Relaxed),
             "dropped": ctx.audit.dropped.load(Ordering::Relaxed),
         },
     }))
+}
+
+/// The pending `[collection id, field id]` encryptions ([`basalt_core::pii::MIGRATIONS_PARAM`]).
+async fn pending_migrations(ctx: &AppCtx) -> ServiceResult<Vec<(String, String)>> {
+    let mut q = ctx.sql();
+    q.push("SELECT value FROM _params WHERE key = ")
+        .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
+    Ok(ctx
+        .store
+        .query(&q)
+        .await?
+        .scalar()
+        .and_then(|v| serde_json::from_str(&v.into_string()).ok())
+        .unwrap_or_default())
+}
+
+/// `WHERE` rows of `coll` whose `field` still holds a value in clear.
+fn clear_rows(ctx: &AppCtx, coll: &Collection, field: &str) -> basalt_core::sql::Sql {
+    let mut s = ctx.sql();
+    s.push(" FROM ")
+        .ident(&coll.name)
+        .push(" WHERE ")
+        .ident(field)
+        .push(" != '' AND substr(")
+        .ident(field)
+        .push(", 1, 5) != 'pii1:'");
+    s
+}
+
+/// Rows still in clear per pending encryption, for `/api/health`.
+pub async fn migration_backlog(ctx: &AppCtx) -> ServiceResult<Vec<Json>> {
+    let mut out = Vec::new();
+    for (c, f) in pending_migrations(ctx).await? {
+        let Some(coll) = ctx.collection(&c) else {
+            continue;
+        };
+        let Some(field) = coll.fields.iter().find(|x| x.id == f) else {
+            continue;
+        };
+        let mut s = ctx.sql();
+        s.push("SELECT COUNT(*)");
+        s.append(clear_rows(ctx, &coll, &field.name));
+        let left = ctx.store.query(&s).await?.scalar_int();
+        out.push(
+            serde_json::json!({"collection": coll.name, "field": field.name, "remaining": left}),
+        );
+    }
+    Ok(out)
+}
+
+/// Encrypts the existing values of fields marked pii after they held data, 200 rows per
+/// transaction, locked as a rotation locks them, then drops the field from the pending list (and
+/// every node stops comparing clear rows). Resumable by construction: what is left is whatever
+/// value is still in clear. Runs on nodes whose target runs the pruner; two nodes share the work
+/// (`SKIP LOCKED` on PostgreSQL).
+pub async fn run_migrations(ctx: AppCtx) {
+    loop {
+        match migrate_once(&ctx).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e.0, "pii encryption of existing values failed; retrying")
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// One batch of the first pending encryption; whether there may be more right away.
+async fn migrate_once(ctx: &AppCtx) -> ServiceResult<bool> {
+    if ctx.pii.is_none() {
+        return Ok(false);
+    }
+    let pending = pending_migrations(ctx).await?;
+    let Some((c, f)) = pending.first().cloned() else {
+        return Ok(false);
+    };
+    let coll = ctx.collection(&c);
+    let field = coll
+        .as_ref()
+        .and_then(|x| x.fields.iter().find(|x| x.id == f && x.pii.is_some()))
+        .map(|x| x.name.clone());
+    let (Some(coll), Some(field)) = (coll, field) else {
+        // The collection or field went away (or lost pii): nothing left to do for it.
+        finish_migration(ctx, &c, &f).await?;
+        return Ok(true);
+    };
+    let mut tx = ctx.store.begin().await?;
+    let mut s = ctx.sql();
+    s.push("SELECT \"id\"");
+    s.append(clear_rows(ctx, &coll, &field));
+    s.push(" ORDER BY \"id\" LIMIT 200");
+    if ctx.dialect() == basalt_core::sql::Dialect::Postgres {
+        s.push(" FOR UPDATE SKIP LOCKED");
+    }
+    let ids: Vec<String> = tx
+        .query(&s)
+        .await?
+        .rows
+        .into_iter()
+        .filter_map(|mut r| r.pop().map(Value::into_string))
+        .collect();
+    if ids.is_empty() {
+        drop(tx);
+        let mut s = ctx.sql();
+        s.push("SELECT COUNT(*)");
+        s.append(clear_rows(ctx, &coll, &field));
+        if ctx.store.query(&s).await?.scalar_int() == 0 {
+            // The outbox still holds events written before the field was pii: mask them there too,
+            // then rewrite the files so no old row version keeps a value in clear.
+            mask_outbox(ctx, &coll, &field).await?;
+            ctx.store.scrub().await?;
+            finish_migration(ctx, &c, &f).await?;
+            tracing::info!(collection = %coll.name, field = %field, "pii: existing values encrypted");
+            return Ok(true);
+        }
+        return Ok(false);
+    }
+    let records = crate::records::load_in_tx(ctx, &mut tx, &coll, &ids).await?;
+    let mut touched = Vec::with_capacity(records.len());
+    for d in &records {
+        let id = d.get("id").and_then(Json::as_str).unwrap_or("");
+        let u = crate::records::update_sql_of(ctx, &coll, id, d, &[field.as_str()])?;
+        tx.execute(&u).await?;
+        touched.push((coll.id.clone(), coll.updated.clone(), id.to_string()));
+    }
+    tx.commit().await?;
+    ctx.cache.invalidate(&touched).await;
+    Ok(true)
+}
+
+/// Masks `field` in the outbox's copies of `coll`'s records (events not yet pruned, written before
+/// the field was pii).
+async fn mask_outbox(ctx: &AppCtx, coll: &Collection, field: &str) -> ServiceResult<()> {
+    let Some(f) = coll.field(field) else {
+        return Ok(());
+    };
+    let mut q = ctx.sql();
+    q.push("SELECT seq, data FROM _events WHERE collection_id = ")
+        .bind(Value::Text(coll.id.clone()));
+    let rows = ctx.store.query(&q).await?;
+    let mut tx = ctx.store.begin().await?;
+    for r in rows.rows {
+        let mut it = r.into_iter();
+        let (Some(seq), Some(data)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(mut d) = serde_json::from_str::<Json>(&data.into_string()) else {
+            continue;
+        };
+        let mut changed = false;
+        for part in ["record", "before"] {
+            if let Some(v) = d.get_mut(part).and_then(|r| r.get_mut(field)) {
+                if !is_blank(v) && !v.as_str().is_some_and(|s| s.starts_with("pii1:")) {
+                    *v = mask_value(ctx, coll, f, v);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            let mut u = ctx.sql();
+            u.push("UPDATE _events SET data = ")
+                .bind(Value::Text(d.to_string()))
+                .push(" WHERE seq = ")
+                .bind(seq);
+            tx.execute(&u).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn finish_migration(ctx: &AppCtx, c: &str, f: &str) -> ServiceResult<()> {
+    let mut tx = ctx.store.begin().await?;
+    let mut q = ctx.sql();
+    q.push("SELECT value FROM _params WHERE key = ")
+        .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
+    let mut list: Vec<(String, String)> = tx
+        .query(&q)
+        .await?
+        .scalar()
+        .and_then(|v| serde_json::from_str(&v.into_string()).ok())
+        .unwrap_or_default();
+    list.retain(|(x, y)| !(x == c && y == f));
+    crate::pii::save_migrations(ctx, &mut tx, &list).await?;
+    tx.commit().await?;
+    ctx.collections_changed().await
 }

@@ -702,6 +702,18 @@ fn column_value(
     json_to_column(f, &v)
 }
 
+/// The UPDATE of the named fields of one row (pii sealed with the record's key, which `data`
+/// carries as read).
+pub fn update_sql_of(
+    ctx: &AppCtx,
+    coll: &Collection,
+    id: &str,
+    data: &Data,
+    fields: &[&str],
+) -> ServiceResult<Sql> {
+    update_columns_sql(ctx, coll, id, data, Some(fields))
+}
+
 /// The UPDATE of one row, every field but the id bound.
 pub fn update_sql(ctx: &AppCtx, coll: &Collection, id: &str, data: &Data) -> ServiceResult<Sql> {
     update_columns_sql(ctx, coll, id, data, None)
@@ -831,6 +843,15 @@ pub async fn create_in(
         Some(t) => t,
         None => own.insert(ctx.store.begin().await?),
     };
+    pending_unique(
+        ctx,
+        tx,
+        coll,
+        &prepared.data,
+        None,
+        "Failed to create record.",
+    )
+    .await?;
     tx.execute(&insert_sql(ctx, coll, &prepared.data)?)
         .await
         .map_err(|e| unique_error(coll, e, "Failed to create record."))?;
@@ -880,6 +901,29 @@ async fn settle(
             ctx.committed(seq).await;
         }
         None => w.seq = w.seq.max(seq),
+    }
+    Ok(())
+}
+
+/// [`crate::pii::pending_unique_conflict`] as the protocol's unique error.
+async fn pending_unique(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn Tx>,
+    coll: &Collection,
+    data: &Data,
+    written: Option<&[&str]>,
+    msg: &str,
+) -> ServiceResult<()> {
+    if !crate::pii::has_pii(coll) {
+        return Ok(());
+    }
+    if let Some(f) = crate::pii::pending_unique_conflict(ctx, tx, coll, data, written).await? {
+        let mut e = FieldErrors::new();
+        e.insert(
+            f,
+            FieldError::new(basalt_core::codes::NOT_UNIQUE, "Value must be unique."),
+        );
+        return Err(ServiceError(Error::validation(msg, e)));
     }
     Ok(())
 }
@@ -1127,6 +1171,15 @@ async fn write_changes(
             }
             _ => data,
         };
+        pending_unique(
+            ctx,
+            tx,
+            coll,
+            data,
+            Some(&changed),
+            "Failed to update record.",
+        )
+        .await?;
         let n = tx
             .execute(&update_columns_sql(ctx, coll, id, data, Some(&changed))?)
             .await

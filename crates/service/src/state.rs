@@ -235,6 +235,30 @@ impl AppState {
             let j: Json = serde_json::from_str(&text).map_err(basalt_core::Error::internal)?;
             list.push(Arc::new(Collection::from_storage_json(&j)?));
         }
+        // Fields whose existing values are still being encrypted compare clear rows too.
+        let mut m = self.sql();
+        m.push("SELECT value FROM _params WHERE key = ")
+            .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
+        let pending: Vec<(String, String)> = self
+            .store
+            .query(&m)
+            .await?
+            .scalar()
+            .and_then(|v| serde_json::from_str(&v.into_string()).ok())
+            .unwrap_or_default();
+        for (c, f) in &pending {
+            if let Some(coll) = list.iter_mut().find(|x| &x.id == c) {
+                let coll = Arc::make_mut(coll);
+                if let Some(p) = coll
+                    .fields
+                    .iter_mut()
+                    .find(|x| &x.id == f)
+                    .and_then(|x| x.pii.as_mut())
+                {
+                    p.pending = true;
+                }
+            }
+        }
         let snap = Arc::new(Collections::new(list).with_pii(self.pii.clone()));
         match self.collections.write() {
             Ok(mut g) => *g = snap,

@@ -115,6 +115,12 @@ pub trait Store: Send + Sync + 'static {
             "this database is backed up with its own tooling".into(),
         ))
     }
+    /// Rewrites the database files so that old versions of updated rows are gone from them (after
+    /// values were encrypted in place). SQLite: `VACUUM` and a truncating WAL checkpoint, holding the
+    /// writer. PostgreSQL: nothing (dead tuples are the server's, and autovacuum's, to reclaim).
+    async fn scrub(&self) -> Result<()> {
+        Ok(())
+    }
     /// Replaces the database's content with the database file `src` (made by [`Store::snapshot`]),
     /// except the tables in `keep`, which keep their live rows. Writers wait meanwhile.
     async fn restore(&self, _src: &std::path::Path, _keep: &[&str]) -> Result<()> {

@@ -445,6 +445,34 @@ impl Store for SqliteStore {
         .map_err(|e| StoreError::Db(e.to_string()))?
     }
 
+    async fn scrub(&self) -> Result<()> {
+        // As `restore`: the writer, with no transaction open and no group waiting.
+        let mut g = self.writer.clone().lock_owned().await;
+        while !g.conn.is_autocommit() || !g.pending.is_empty() {
+            drop(g);
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            g = self.writer.clone().lock_owned().await;
+        }
+        tokio::task::spawn_blocking(move || {
+            let g = g;
+            g.conn.execute_batch("VACUUM").map_err(db_err)?;
+            // Readers finishing a snapshot can hold the log a moment: retry the truncation.
+            for _ in 0..50 {
+                let busy: i64 = g
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                    .map_err(db_err)?;
+                if busy == 0 {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?
+    }
+
     async fn restore(&self, src: &Path, keep: &[&str]) -> Result<()> {
         // Holds the writer (no transaction open, no group waiting for its COMMIT) for the whole copy.
         let mut g = self.writer.clone().lock_owned().await;
