@@ -68,6 +68,20 @@ pub struct Pii {
 /// encrypted in the background.
 pub const MIGRATIONS_PARAM: &str = "piiMigrations";
 
+/// The query of that list ([`parse_migrations`] reads its answer).
+pub fn migrations_sql(d: crate::sql::Dialect) -> crate::sql::Sql {
+    let mut q = crate::sql::Sql::new(d);
+    q.push("SELECT value FROM _params WHERE key = ")
+        .bind(crate::sql::Value::Text(MIGRATIONS_PARAM.into()));
+    q
+}
+
+/// The list from its stored value (none when missing or unreadable).
+pub fn parse_migrations(v: Option<crate::sql::Value>) -> Vec<(String, String)> {
+    v.and_then(|v| serde_json::from_str(&v.into_string()).ok())
+        .unwrap_or_default()
+}
+
 /// The field types whose values may be marked `pii`.
 pub fn supported(t: FieldType) -> bool {
     matches!(

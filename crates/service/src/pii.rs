@@ -163,18 +163,8 @@ pub fn open_copy(ctx: &AppCtx, coll: &Collection, rows: &Rows) -> Rows {
         rows: Vec::with_capacity(rows.rows.len()),
     };
     for row in &rows.rows {
-        let mut opened = plan.open_row(ctx, coll, row).into_iter();
-        let mut next = plan.fields.iter().map(|(i, _)| *i).peekable();
-        let mut r = Vec::with_capacity(row.len());
-        for (i, v) in row.iter().enumerate() {
-            if next.peek() == Some(&i) {
-                next.next();
-                r.push(opened.next().unwrap_or(Value::Null));
-            } else {
-                r.push(v.clone());
-            }
-        }
-        out.rows.push(r);
+        out.rows
+            .push(plan.splice(row, plan.open_row(ctx, coll, row)));
     }
     out
 }
@@ -198,6 +188,23 @@ impl<'a> Plan<'a> {
             dek_at: col(DEK_COLUMN),
             fields,
         })
+    }
+
+    /// A copy of `row` with its pii columns replaced by `values` (in `fields` order).
+    fn splice(&self, row: &[Value], values: Vec<Value>) -> Vec<Value> {
+        let mut values = values.into_iter();
+        let mut next = self.fields.iter().map(|(i, _)| *i).peekable();
+        row.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if next.peek() == Some(&i) {
+                    next.next();
+                    values.next().unwrap_or(Value::Null)
+                } else {
+                    v.clone()
+                }
+            })
+            .collect()
     }
 
     /// The opened values of one row's pii columns, in `fields` order.
@@ -444,18 +451,7 @@ pub async fn present_sealed(
             };
             values.push(v);
         }
-        let mut opened = values.into_iter();
-        let mut next = plan.fields.iter().map(|(i, _)| *i).peekable();
-        let mut r = Vec::with_capacity(row.len());
-        for (i, v) in row.iter().enumerate() {
-            if next.peek() == Some(&i) {
-                next.next();
-                r.push(opened.next().unwrap_or(Value::Null));
-            } else {
-                r.push(v.clone());
-            }
-        }
-        out.rows.push(r);
+        out.rows.push(plan.splice(row, values));
         if !shown.is_empty() {
             revealed.push((id.to_string(), shown));
         }
@@ -610,15 +606,8 @@ pub async fn add_migration(
     coll_id: &str,
     field_id: &str,
 ) -> ServiceResult<()> {
-    let mut q = ctx.sql();
-    q.push("SELECT value FROM _params WHERE key = ")
-        .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
-    let mut list: Vec<(String, String)> = tx
-        .query(&q)
-        .await?
-        .scalar()
-        .and_then(|v| serde_json::from_str(&v.into_string()).ok())
-        .unwrap_or_default();
+    let q = basalt_core::pii::migrations_sql(ctx.dialect());
+    let mut list = basalt_core::pii::parse_migrations(tx.query(&q).await?.scalar());
     let item = (coll_id.to_string(), field_id.to_string());
     if !list.contains(&item) {
         list.push(item);

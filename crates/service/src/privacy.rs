@@ -179,15 +179,7 @@ fn pii_collection(ctx: &AppCtx, key: &str) -> ServiceResult<Arc<Collection>> {
 pub async fn erase(ctx: &AppCtx, collection: &str, id: &str) -> ServiceResult<Json> {
     let coll = pii_collection(ctx, collection)?;
     let mut tx = ctx.store.begin().await?;
-    if ctx.dialect() == basalt_core::sql::Dialect::Postgres {
-        let mut l = ctx.sql();
-        l.push("SELECT 1 FROM ")
-            .ident(&coll.name)
-            .push(" WHERE \"id\" = ")
-            .bind(Value::Text(id.into()))
-            .push(" FOR UPDATE");
-        tx.query(&l).await?;
-    }
+    crate::records::lock_row(ctx, &mut tx, &coll, id).await?;
     let before = crate::records::load_in_tx(ctx, &mut tx, &coll, &[id.to_string()])
         .await?
         .into_iter()
@@ -480,16 +472,10 @@ pub async fn status(ctx: &AppCtx) -> ServiceResult<Json> {
 
 /// The pending `[collection id, field id]` encryptions ([`basalt_core::pii::MIGRATIONS_PARAM`]).
 async fn pending_migrations(ctx: &AppCtx) -> ServiceResult<Vec<(String, String)>> {
-    let mut q = ctx.sql();
-    q.push("SELECT value FROM _params WHERE key = ")
-        .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
-    Ok(ctx
-        .store
-        .query(&q)
-        .await?
-        .scalar()
-        .and_then(|v| serde_json::from_str(&v.into_string()).ok())
-        .unwrap_or_default())
+    let q = basalt_core::pii::migrations_sql(ctx.dialect());
+    Ok(basalt_core::pii::parse_migrations(
+        ctx.store.query(&q).await?.scalar(),
+    ))
 }
 
 /// `WHERE` rows of `coll` whose `field` still holds a value in clear.
@@ -650,15 +636,8 @@ async fn mask_outbox(ctx: &AppCtx, coll: &Collection, field: &str) -> ServiceRes
 
 async fn finish_migration(ctx: &AppCtx, c: &str, f: &str) -> ServiceResult<()> {
     let mut tx = ctx.store.begin().await?;
-    let mut q = ctx.sql();
-    q.push("SELECT value FROM _params WHERE key = ")
-        .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
-    let mut list: Vec<(String, String)> = tx
-        .query(&q)
-        .await?
-        .scalar()
-        .and_then(|v| serde_json::from_str(&v.into_string()).ok())
-        .unwrap_or_default();
+    let q = basalt_core::pii::migrations_sql(ctx.dialect());
+    let mut list = basalt_core::pii::parse_migrations(tx.query(&q).await?.scalar());
     list.retain(|(x, y)| !(x == c && y == f));
     crate::pii::save_migrations(ctx, &mut tx, &list).await?;
     tx.commit().await?;

@@ -1123,7 +1123,7 @@ pub async fn update_in(
 
 /// Takes the row lock of `id` for the rest of the transaction (PostgreSQL `FOR UPDATE`); on SQLite
 /// the transaction already holds the single writer.
-async fn lock_row(
+pub(crate) async fn lock_row(
     ctx: &AppCtx,
     tx: &mut Box<dyn Tx>,
     coll: &Collection,

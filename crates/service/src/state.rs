@@ -236,16 +236,8 @@ impl AppState {
             list.push(Arc::new(Collection::from_storage_json(&j)?));
         }
         // Fields whose existing values are still being encrypted compare clear rows too.
-        let mut m = self.sql();
-        m.push("SELECT value FROM _params WHERE key = ")
-            .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
-        let pending: Vec<(String, String)> = self
-            .store
-            .query(&m)
-            .await?
-            .scalar()
-            .and_then(|v| serde_json::from_str(&v.into_string()).ok())
-            .unwrap_or_default();
+        let m = basalt_core::pii::migrations_sql(self.dialect());
+        let pending = basalt_core::pii::parse_migrations(self.store.query(&m).await?.scalar());
         for (c, f) in &pending {
             if let Some(coll) = list.iter_mut().find(|x| &x.id == c) {
                 let coll = Arc::make_mut(coll);

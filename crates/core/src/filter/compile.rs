@@ -265,23 +265,7 @@ impl<'a> Compiler<'a> {
         let mut s = Sql::new(self.dialect);
         if coll.is_auth() && f.name == "email" && !self.allow_hidden {
             // As for plain emails: a client filter sees an email only where the viewer may.
-            let me = self
-                .req
-                .auth
-                .as_ref()
-                .filter(|(c, _)| c.id == coll.id)
-                .and_then(|(_, r)| r.get("id").and_then(Json::as_str))
-                .unwrap_or("")
-                .to_string();
-            s.push("(CASE WHEN ")
-                .push(&a)
-                .push(".\"emailVisibility\" OR ")
-                .push(&a)
-                .push(".\"id\" = ")
-                .bind(Value::Text(me))
-                .push(" THEN ")
-                .push(&col)
-                .push(" END)");
+            s = self.visible_email(coll, &a, &col);
             col = String::new();
         }
         let mut out = Sql::new(self.dialect);
@@ -333,6 +317,30 @@ impl<'a> Compiler<'a> {
             }
         }
         Ok(Some(out))
+    }
+
+    /// `col` (an auth collection's email under `alias`) where the viewer may see it: emailVisibility
+    /// on, or the viewer's own record; NULL otherwise.
+    fn visible_email(&self, coll: &Collection, alias: &str, col: &str) -> Sql {
+        let me = self
+            .req
+            .auth
+            .as_ref()
+            .filter(|(c, _)| c.id == coll.id)
+            .and_then(|(_, r)| r.get("id").and_then(Json::as_str))
+            .unwrap_or("")
+            .to_string();
+        let mut s = Sql::new(self.dialect);
+        s.push("(CASE WHEN ")
+            .push(alias)
+            .push(".\"emailVisibility\" OR ")
+            .push(alias)
+            .push(".\"id\" = ")
+            .bind(Value::Text(me))
+            .push(" THEN ")
+            .push(col)
+            .push(" END)");
+        s
     }
 
     fn pii_refused(&self, f: &Field) -> Error {
@@ -987,25 +995,7 @@ impl<'a> Compiler<'a> {
                 if coll.is_auth() && f.name == "email" && !self.allow_hidden {
                     // A client filter or sort sees an email only where the viewer may: emailVisibility on,
                     // or the viewer's own record. Otherwise it compares as NULL.
-                    let me = self
-                        .req
-                        .auth
-                        .as_ref()
-                        .filter(|(c, _)| c.id == coll.id)
-                        .and_then(|(_, r)| r.get("id").and_then(Json::as_str))
-                        .unwrap_or("")
-                        .to_string();
-                    let a = ident(alias);
-                    let mut s = Sql::new(self.dialect);
-                    s.push("(CASE WHEN ")
-                        .push(&a)
-                        .push(".\"emailVisibility\" OR ")
-                        .push(&a)
-                        .push(".\"id\" = ");
-                    s.bind(Value::Text(me))
-                        .push(" THEN ")
-                        .push(&col)
-                        .push(" END)");
+                    let s = self.visible_email(coll, &ident(alias), &col);
                     let res = match modifier {
                         Some("lower") => {
                             let mut l = Sql::new(self.dialect);
