@@ -297,6 +297,35 @@ pub async fn export(
     }))
 }
 
+/// The ids of the next 200 rows `from` (` FROM … WHERE …`) selects, locked for `tx` (PostgreSQL
+/// `FOR UPDATE`, skipping rows another transaction holds when `skip_locked`; SQLite's transaction
+/// holds the writer).
+async fn lock_batch(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn basalt_store::Tx>,
+    from: basalt_core::sql::Sql,
+    skip_locked: bool,
+) -> ServiceResult<Vec<String>> {
+    let mut s = ctx.sql();
+    s.push("SELECT \"id\"");
+    s.append(from);
+    s.push(" ORDER BY \"id\" LIMIT 200");
+    if ctx.dialect() == basalt_core::sql::Dialect::Postgres {
+        s.push(if skip_locked {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            " FOR UPDATE"
+        });
+    }
+    Ok(tx
+        .query(&s)
+        .await?
+        .rows
+        .into_iter()
+        .filter_map(|mut r| r.pop().map(Value::into_string))
+        .collect())
+}
+
 /// Records of `coll` whose data key is wrapped by another key than the primary.
 fn behind(ctx: &AppCtx, coll: &Collection, primary: &str) -> basalt_core::sql::Sql {
     let prefix = format!("{primary}.");
@@ -347,20 +376,8 @@ pub async fn rotate(ctx: &AppCtx, mut progress: impl FnMut(&str, u64, u64)) -> S
         let mut done = 0u64;
         loop {
             let mut tx = ctx.store.begin().await?;
-            let mut s = ctx.sql();
-            s.push("SELECT \"id\"");
-            s.append(behind(ctx, &coll, ring.primary_id()));
-            s.push(" ORDER BY \"id\" LIMIT 200");
-            if ctx.dialect() == basalt_core::sql::Dialect::Postgres {
-                s.push(" FOR UPDATE");
-            }
-            let ids: Vec<String> = tx
-                .query(&s)
-                .await?
-                .rows
-                .into_iter()
-                .filter_map(|mut r| r.pop().map(Value::into_string))
-                .collect();
+            let ids =
+                lock_batch(ctx, &mut tx, behind(ctx, &coll, ring.primary_id()), false).await?;
             if ids.is_empty() {
                 break;
             }
@@ -550,20 +567,7 @@ async fn migrate_once(ctx: &AppCtx) -> ServiceResult<bool> {
         return Ok(true);
     };
     let mut tx = ctx.store.begin().await?;
-    let mut s = ctx.sql();
-    s.push("SELECT \"id\"");
-    s.append(clear_rows(ctx, &coll, &field));
-    s.push(" ORDER BY \"id\" LIMIT 200");
-    if ctx.dialect() == basalt_core::sql::Dialect::Postgres {
-        s.push(" FOR UPDATE SKIP LOCKED");
-    }
-    let ids: Vec<String> = tx
-        .query(&s)
-        .await?
-        .rows
-        .into_iter()
-        .filter_map(|mut r| r.pop().map(Value::into_string))
-        .collect();
+    let ids = lock_batch(ctx, &mut tx, clear_rows(ctx, &coll, &field), true).await?;
     if ids.is_empty() {
         drop(tx);
         let mut s = ctx.sql();
