@@ -37,6 +37,8 @@ run_leg() {
   local port; port="$(free_port)"
   "$bin" superuser upsert "$SU_EMAIL" "$SU_PASSWORD" --dir "$dir" "$@" >/dev/null
   # The suite's OAuth2 provider runs on loopback, which the egress policy refuses by default.
+  # A PII key ring for pii.test.mjs (a fixed test key; nothing else changes until a field is marked pii).
+  BASALT_PII_KEYS="sdk:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" \
   BASALT_EGRESS_ALLOW="127.0.0.1" "$bin" serve --http "127.0.0.1:$port" --dir "$dir" "$@" >"$dir/server.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/api/health" >/dev/null && break; sleep 0.1; done
