@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 mod cluster;
 mod connections;
 mod observability;
+mod pii;
 mod traces;
 
 const BIN: &str = env!("CARGO_BIN_EXE_basalt");
