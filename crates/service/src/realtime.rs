@@ -105,12 +105,14 @@ async fn payload_for(
         Err(_) => return Ok(None),
     };
     let conds: Vec<_> = [cond, filt].into_iter().flatten().collect();
-    if !conds.is_empty() && !records::snapshot_matches(ctx, coll, record, conds).await? {
-        return Ok(None);
-    }
+    // The event holds masks: pii values come from the live row when it is still in the event's
+    // state (else null), before rules and filters on them are checked against the snapshot.
     let mut data: Data = record.clone();
     if crate::pii::has_pii(coll) {
         crate::privacy::unmask_event_record(ctx, coll, &mut data).await?;
+    }
+    if !conds.is_empty() && !records::snapshot_matches(ctx, coll, &data, conds).await? {
+        return Ok(None);
     }
     let mut out = vec![records::output(ctx, coll, data.clone(), &info).await];
     let expand = s.query.get("expand").and_then(Json::as_str).unwrap_or("");

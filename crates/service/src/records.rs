@@ -1980,6 +1980,24 @@ pub async fn snapshot_matches(
         }
         s.push(" AS ").ident(&f.name);
     }
+    // Blind indexes of the snapshot's pii values, so rules and filters comparing them work as on the
+    // table.
+    if let Some(ring) = ctx.pii.as_ref().filter(|_| crate::pii::has_pii(coll)) {
+        for f in basalt_core::pii::fields(&coll.fields)
+            .filter(|f| f.pii.as_ref().is_some_and(|p| p.searchable))
+        {
+            let bi = record
+                .get(&f.name)
+                .and_then(|v| basalt_core::pii::canonical(f, v))
+                .map(|t| ring.index(&coll.id, &f.id, &t))
+                .unwrap_or_default();
+            s.push(", ").bind(Value::Text(bi));
+            if ctx.dialect() == Dialect::Postgres {
+                s.push(" COLLATE \"C\"");
+            }
+            s.push(" AS ").ident(&basalt_core::pii::index_column(f));
+        }
+    }
     s.push(") AS ").push(MAIN).push(" WHERE ");
     for (i, c) in conds.into_iter().enumerate() {
         if i > 0 {

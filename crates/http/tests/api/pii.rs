@@ -318,14 +318,26 @@ async fn at_rest_search_and_masks(backend: Backend) {
         );
     }
 
-    // Realtime: the patient's subscription gets her values, another patient's the masks.
+    // Realtime: the patient's subscription gets her values, another patient's the masks; his
+    // subscription filters on her encrypted email (through the snapshot's blind index), and a filter
+    // on another email gets nothing.
     let url = app.url.replace("http://", "ws://") + "/api/realtime/ws";
+    let by_email = |e: &str| {
+        let opts = json!({"query": {"filter": format!("email = '{e}'")}}).to_string();
+        format!(
+            "patients/*?options={}",
+            percent_encoding::utf8_percent_encode(&opts, percent_encoding::NON_ALPHANUMERIC)
+        )
+    };
     let mut socks = Vec::new();
-    for t in [&ta, &tb] {
+    for (t, topics) in [
+        (&ta, vec![format!("patients/{alice}")]),
+        (&tb, vec![by_email("nobody@example.com"), by_email(EMAIL)]),
+    ] {
         let (mut ws, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
         next_json(&mut ws).await;
         ws.send(Message::Text(
-            json!({"subscriptions": [format!("patients/{alice}")], "authorization": t})
+            json!({"subscriptions": topics, "authorization": t})
                 .to_string()
                 .into(),
         ))
@@ -346,6 +358,11 @@ async fn at_rest_search_and_masks(backend: Backend) {
     let mine = next_json(&mut socks[0]).await;
     assert_eq!(mine["data"]["record"]["ssn"], SSN, "{mine}");
     let other = next_json(&mut socks[1]).await;
+    assert_eq!(
+        other["event"],
+        by_email(EMAIL),
+        "only the filter on her email matched"
+    );
     masked(&other["data"]["record"]);
 
     // The reveals were audited (who, record, fields, route; never a value), with their events.
