@@ -351,7 +351,7 @@ fn pending_entry(
                 .path_and_query()
                 .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
             // A filter may compare a pii field with its value: the log keeps its shape only.
-            if ctx.collections().has_pii && url.contains("filter=") {
+            if url.contains("filter=") && ctx.collections().has_pii {
                 basalt_service::logs::redact_filter(&url)
             } else {
                 url
