@@ -183,6 +183,23 @@ async fn gather(ctx: &AppCtx) -> Snapshot {
             logs.dropped.load(Ordering::Relaxed) as f64,
         );
     }
+    if ctx.pii.is_some() {
+        let help =
+            "PII reveals by fate: written to _piiAudit (identical ones in a batch share a row), \
+                    or dropped (queue full, or the write failed)";
+        s.counter(
+            "basalt_pii_reveals",
+            help,
+            l("outcome", "audited"),
+            ctx.audit.written.load(Ordering::Relaxed) as f64,
+        );
+        s.counter(
+            "basalt_pii_reveals",
+            help,
+            l("outcome", "dropped"),
+            ctx.audit.dropped.load(Ordering::Relaxed) as f64,
+        );
+    }
     events(ctx, &mut s).await;
     cluster(ctx, &mut s);
     process(&mut s);

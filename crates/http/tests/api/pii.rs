@@ -412,6 +412,21 @@ async fn at_rest_search_and_masks(backend: Backend) {
     // Her two views above, and the burst.
     assert_eq!(total, 32, "every reveal counted");
     assert!(rows < 32, "identical reveals share rows: {rows}");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let audited = metrics
+        .lines()
+        .find(|l| l.starts_with("basalt_pii_reveals_total{outcome=\"audited\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no basalt_pii_reveals_total in {metrics}"));
+    assert!(audited >= 32.0, "the reveals are counted: {audited}");
     let su_audit = wait_for(&app, "_piiAudit", "actor ~ '_superusers:'", 1).await;
     assert!(!su_audit.is_empty());
     assert_no_plaintext("the audit", audit_bytes(&audit).as_bytes());
