@@ -62,6 +62,39 @@ pub struct Pii {
     /// rows hold plaintext and no blind index, so equality also compares those rows' plaintext. Set by
     /// the server from [`MIGRATIONS_PARAM`], never part of the definition's JSON.
     pub pending: bool,
+    /// pii was removed from the field and its values are being decrypted in the background: the
+    /// field is plain for callers (no mask, no audit, events carry values, writes store plaintext)
+    /// while rows not done yet still hold ciphertext. Set by the server from [`DECRYPTIONS_PARAM`].
+    pub decrypting: bool,
+}
+
+/// The `_params` key listing `[collection id, field id, searchable]` whose pii was removed and whose
+/// values are being decrypted.
+pub const DECRYPTIONS_PARAM: &str = "piiDecryptions";
+
+/// The query of the decryption list ([`parse_decryptions`] reads its answer).
+pub fn decryptions_sql(d: crate::sql::Dialect) -> crate::sql::Sql {
+    let mut q = crate::sql::Sql::new(d);
+    q.push("SELECT value FROM _params WHERE key = ")
+        .bind(crate::sql::Value::Text(DECRYPTIONS_PARAM.into()));
+    q
+}
+
+pub fn parse_decryptions(v: Option<crate::sql::Value>) -> Vec<(String, String, bool)> {
+    v.and_then(|v| serde_json::from_str(&v.into_string()).ok())
+        .unwrap_or_default()
+}
+
+impl Pii {
+    /// The transient protection of a field whose pii is being removed (see `decrypting`).
+    pub fn decrypting(searchable: bool) -> Pii {
+        Pii {
+            searchable,
+            reveal_rule: Some(String::new()),
+            decrypting: true,
+            ..Default::default()
+        }
+    }
 }
 
 /// The `_params` key listing `[collection id, field id]` pairs whose existing values are being
@@ -138,6 +171,7 @@ impl Pii {
             reveal_rule,
             fpe_digits,
             pending: false,
+            decrypting: false,
         }))
     }
 
@@ -289,7 +323,8 @@ pub fn fields(fields: &[Field]) -> impl Iterator<Item = &Field> {
 
 /// Writes `pii` into a field's JSON object when set.
 pub fn write_json(f: &Field, o: &mut Map<String, Json>) {
-    if let Some(p) = &f.pii {
+    // A field whose pii is being removed is already plain in its definition.
+    if let Some(p) = f.pii.as_ref().filter(|p| !p.decrypting) {
         o.insert("pii".into(), p.to_json());
     }
 }

@@ -467,6 +467,7 @@ async fn update_in(
     }
     let mut errs = FieldErrors::new();
     let mut encrypting: Vec<String> = Vec::new();
+    let mut decrypting: Vec<(String, bool)> = Vec::new();
     for (i, nf) in c.fields.iter().enumerate() {
         if let Some(of) = old.fields.iter().find(|f| f.id == nf.id) {
             if of.ty() != nf.ty() {
@@ -489,9 +490,19 @@ async fn update_in(
                     encrypting.push(nf.id.clone());
                     None
                 }
-                (Some(_), None) => Some(
-                    "Removing pii from a field is not supported yet: add a new field without pii and copy the values into it.",
+                (Some(p), Some(q)) if p.decrypting && q.decrypting => None,
+                (Some(p), Some(_)) if p.decrypting => Some(
+                    "pii is being removed from this field (its values are being decrypted): mark it again once that is done.",
                 ),
+                // Decrypting the values runs in the background too; the column stays TEXT, so
+                // only fields whose plain column is TEXT can go back.
+                (Some(_), None) if nf.column_kind() != basalt_core::schema::ColumnKind::Text => Some(
+                    "pii can be removed only from text, email, editor and date fields: add a new field without pii and copy the values into it.",
+                ),
+                (Some(p), None) => {
+                    decrypting.push((nf.id.clone(), p.searchable));
+                    None
+                }
                 _ if searchable(of) != searchable(nf) => Some(
                     "A pii field's blind index is chosen when it is marked pii: add a new field to change pii.searchable.",
                 ),
@@ -524,11 +535,22 @@ async fn update_in(
     normalize_relations(view, &mut c);
     check_rules(ctx, view, &c).map_err(|f| invalid(f, false))?;
     c.updated = basalt_core::time::now();
-    for st in ddl::alter_table(ctx.dialect(), old, &c) {
+    // Fields whose pii is being removed keep their hidden columns (and blind-index indexes) until
+    // their values are decrypted: the tables are altered as if they were still pii.
+    let mut as_stored = c.clone();
+    for (id, searchable) in &decrypting {
+        if let Some(f) = as_stored.fields.iter_mut().find(|f| &f.id == id) {
+            f.pii = Some(basalt_core::pii::Pii::decrypting(*searchable));
+        }
+    }
+    for st in ddl::alter_table(ctx.dialect(), old, &as_stored) {
         tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
     }
     for field in encrypting {
         crate::pii::add_migration(ctx, tx, &c.id, &field).await?;
+    }
+    for (field, searchable) in decrypting {
+        crate::pii::add_decryption(ctx, tx, &c.id, &field, searchable).await?;
     }
     let mut s = ctx.sql();
     s.push("UPDATE _collections SET name = ")

@@ -118,6 +118,17 @@ pub fn seal(
     for f in basalt_core::pii::fields(&coll.fields) {
         let write = out.all || written.is_none_or(|w| w.contains(&f.name.as_str()));
         let v = data.get(&f.name).cloned().unwrap_or(Json::Null);
+        if f.pii.as_ref().is_some_and(|p| p.decrypting) {
+            // pii is being removed from it: stored in clear, no blind index.
+            if write {
+                out.values
+                    .push((f.name.clone(), plain_text(f, &v).unwrap_or_default()));
+                if f.pii.as_ref().is_some_and(|p| p.searchable) {
+                    out.extra.push((index_column(f), String::new()));
+                }
+            }
+            continue;
+        }
         if write {
             let stored = plain_text(f, &v)
                 .map(|p| rk.seal(&f.id, &p))
@@ -357,6 +368,11 @@ pub fn mask_value(ctx: &AppCtx, coll: &Collection, f: &Field, plain: &Json) -> J
     })
 }
 
+/// A field whose pii is being removed: plain for callers, events and writes.
+pub(crate) fn is_decrypting(f: &Field) -> bool {
+    f.pii.as_ref().is_some_and(|p| p.decrypting)
+}
+
 pub(crate) fn is_blank(v: &Json) -> bool {
     matches!(v, Json::Null) || v.as_str() == Some("")
 }
@@ -413,7 +429,9 @@ pub async fn present_sealed(
                 // Not encrypted yet (the field was marked pii after it held data).
                 let p = plain_json(f, stored);
                 if seen.get(*o).is_some_and(|s| s.has(id)) {
-                    shown.push(f.name.clone());
+                    if !is_decrypting(f) {
+                        shown.push(f.name.clone());
+                    }
                     Value::Json(p.to_string())
                 } else {
                     Value::Json(mask_value(ctx, coll, f, &p).to_string())
@@ -425,7 +443,9 @@ pub async fn present_sealed(
                 let k = rk.get_or_insert_with(&mut key);
                 match k.as_ref().and_then(|k| k.open(&f.id, stored)) {
                     Some(p) => {
-                        shown.push(f.name.clone());
+                        if !is_decrypting(f) {
+                            shown.push(f.name.clone());
+                        }
                         Value::Json(plain_json(f, &p).to_string())
                     }
                     None => Value::Json("null".into()),
@@ -486,7 +506,9 @@ pub async fn present_data(
             continue;
         }
         if s.has(&id) {
-            shown.push(f.name.clone());
+            if !is_decrypting(f) {
+                shown.push(f.name.clone());
+            }
         } else {
             *v = mask_value(ctx, coll, f, v);
         }
@@ -532,7 +554,7 @@ fn audit(
 
 /// An event's copy of a record: pii values replaced by their masks (the outbox and every sink).
 pub fn mask_event(ctx: &AppCtx, coll: &Collection, data: &mut Data) {
-    for f in basalt_core::pii::fields(&coll.fields) {
+    for f in basalt_core::pii::fields(&coll.fields).filter(|f| !is_decrypting(f)) {
         if let Some(v) = data.get_mut(&f.name) {
             if !is_blank(v) {
                 *v = mask_value(ctx, coll, f, v);
@@ -582,17 +604,23 @@ pub fn eq_condition(
         s.bind(Value::Text(v));
     }
     s.push(")");
-    if field.pii.as_ref().is_some_and(|p| p.pending) {
-        // Rows not encrypted yet (see `Pii::pending`).
+    if field
+        .pii
+        .as_ref()
+        .is_some_and(|p| p.pending || p.decrypting)
+    {
+        // Rows in clear (see `Pii::pending`, `Pii::decrypting`).
         s.push(" OR (")
             .ident(&index_column(field))
             .push(" = '' AND substr(")
             .ident(&field.name)
-            .push(", 1, 5) != 'pii1:' AND LOWER(")
-            .ident(&field.name)
-            .push(") = ")
-            .bind(Value::Text(text));
-        s.push(")");
+            .push(", 1, 5) != 'pii1:' AND ");
+        if field.ty() == FieldType::Email {
+            s.push("LOWER(").ident(&field.name).push(")");
+        } else {
+            s.ident(&field.name);
+        }
+        s.push(" = ").bind(Value::Text(text)).push(")");
     }
     s.push(")");
     Ok(())
@@ -615,20 +643,47 @@ pub async fn add_migration(
     save_migrations(ctx, tx, &list).await
 }
 
+/// Notes, inside a collection change's transaction, that `field` lost pii and its values are to be
+/// decrypted (`privacy::run_migrations` does it).
+pub async fn add_decryption(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn basalt_store::Tx>,
+    coll_id: &str,
+    field_id: &str,
+    searchable: bool,
+) -> ServiceResult<()> {
+    let q = basalt_core::pii::decryptions_sql(ctx.dialect());
+    let mut list = basalt_core::pii::parse_decryptions(tx.query(&q).await?.scalar());
+    if !list.iter().any(|(c, f, _)| c == coll_id && f == field_id) {
+        list.push((coll_id.to_string(), field_id.to_string(), searchable));
+    }
+    save_param(ctx, tx, basalt_core::pii::DECRYPTIONS_PARAM, &list).await
+}
+
 /// Writes the pending-migrations list.
 pub async fn save_migrations(
     ctx: &AppCtx,
     tx: &mut Box<dyn basalt_store::Tx>,
     list: &[(String, String)],
 ) -> ServiceResult<()> {
+    save_param(ctx, tx, basalt_core::pii::MIGRATIONS_PARAM, list).await
+}
+
+/// Replaces the `_params` row `key` with `list` as JSON (none when empty).
+pub async fn save_param<T: serde::Serialize>(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn basalt_store::Tx>,
+    key: &str,
+    list: &[T],
+) -> ServiceResult<()> {
     let mut d = ctx.sql();
     d.push("DELETE FROM _params WHERE key = ")
-        .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()));
+        .bind(Value::Text(key.into()));
     tx.execute(&d).await?;
     if !list.is_empty() {
         let mut i = ctx.sql();
         i.push("INSERT INTO _params (key, value) VALUES (")
-            .bind(Value::Text(basalt_core::pii::MIGRATIONS_PARAM.into()))
+            .bind(Value::Text(key.into()))
             .push(", ")
             .bind(Value::Text(
                 serde_json::to_string(list).unwrap_or_else(|_| "[]".into()),
@@ -639,8 +694,9 @@ pub async fn save_migrations(
     Ok(())
 }
 
-/// While a unique searchable pii field's existing values are being encrypted, the rows not done yet
-/// have no blind index, so the unique index cannot see them: this checks them for `data`'s value.
+/// While a unique searchable pii field's values are being encrypted (or decrypted), the rows in
+/// clear have no blind index, so the unique index cannot see them: this checks every row, by blind
+/// index or clear value, for `data`'s value.
 /// The field that would be duplicated, if any.
 pub async fn pending_unique_conflict(
     ctx: &AppCtx,
@@ -652,7 +708,7 @@ pub async fn pending_unique_conflict(
     let id = data.get("id").and_then(Json::as_str).unwrap_or("");
     for f in basalt_core::pii::fields(&coll.fields) {
         let p = f.pii.as_ref();
-        if !p.is_some_and(|p| p.pending && p.searchable)
+        if !p.is_some_and(|p| (p.pending || p.decrypting) && p.searchable)
             || written.is_some_and(|w| !w.contains(&f.name.as_str()))
         {
             continue;
@@ -667,22 +723,8 @@ pub async fn pending_unique_conflict(
             continue;
         }
         let mut s = ctx.sql();
-        s.push("SELECT 1 FROM ")
-            .ident(&coll.name)
-            .push(" WHERE ")
-            .ident(&index_column(f))
-            .push(" = '' AND substr(")
-            .ident(&f.name)
-            .push(", 1, 5) != 'pii1:' AND ");
-        if f.ty() == FieldType::Email {
-            s.push("LOWER(")
-                .ident(&f.name)
-                .push(") = LOWER(")
-                .bind(Value::Text(value.into()))
-                .push(")");
-        } else {
-            s.ident(&f.name).push(" = ").bind(Value::Text(value.into()));
-        }
+        s.push("SELECT 1 FROM ").ident(&coll.name).push(" WHERE ");
+        eq_condition(ctx, coll, f, value, &mut s)?;
         s.push(" AND \"id\" != ")
             .bind(Value::Text(id.into()))
             .push(" LIMIT 1");

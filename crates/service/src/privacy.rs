@@ -480,6 +480,7 @@ pub async fn status(ctx: &AppCtx) -> ServiceResult<Json> {
             "lastError": ctx.rotation.last_error.lock().map(|g| g.clone()).unwrap_or_default(),
         },
         "encrypting": migration_backlog(ctx).await?,
+        "decrypting": decryption_backlog(ctx).await?,
         "audit": {
             "written": ctx.audit.written.load(Ordering::Relaxed),
             "dropped": ctx.audit.dropped.load(Ordering::Relaxed),
@@ -536,7 +537,11 @@ pub async fn migration_backlog(ctx: &AppCtx) -> ServiceResult<Vec<Json>> {
 /// (`SKIP LOCKED` on PostgreSQL).
 pub async fn run_migrations(ctx: AppCtx) {
     loop {
-        match migrate_once(&ctx).await {
+        let step = match migrate_once(&ctx).await {
+            Ok(false) => decrypt_once(&ctx).await,
+            other => other,
+        };
+        match step {
             Ok(true) => continue,
             Ok(false) => {}
             Err(e) => {
@@ -636,6 +641,115 @@ async fn mask_outbox(ctx: &AppCtx, coll: &Collection, field: &str) -> ServiceRes
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// `WHERE` rows of `coll` whose `field` still holds a ciphertext.
+fn sealed_rows(ctx: &AppCtx, coll: &Collection, field: &str) -> basalt_core::sql::Sql {
+    let mut s = ctx.sql();
+    s.push(" FROM ")
+        .ident(&coll.name)
+        .push(" WHERE substr(")
+        .ident(field)
+        .push(", 1, 5) = 'pii1:'");
+    s
+}
+
+/// Rows still encrypted per field whose pii is being removed, for `/api/health`.
+pub async fn decryption_backlog(ctx: &AppCtx) -> ServiceResult<Vec<Json>> {
+    let q = basalt_core::pii::decryptions_sql(ctx.dialect());
+    let mut out = Vec::new();
+    for (c, f, _) in basalt_core::pii::parse_decryptions(ctx.store.query(&q).await?.scalar()) {
+        let Some(coll) = ctx.collection(&c) else {
+            continue;
+        };
+        let Some(field) = coll.fields.iter().find(|x| x.id == f) else {
+            continue;
+        };
+        let mut s = ctx.sql();
+        s.push("SELECT COUNT(*)");
+        s.append(sealed_rows(ctx, &coll, &field.name));
+        let left = ctx.store.query(&s).await?.scalar_int();
+        out.push(
+            serde_json::json!({"collection": coll.name, "field": field.name, "remaining": left}),
+        );
+    }
+    Ok(out)
+}
+
+/// One batch of the first pending decryption (pii removed from a field): the values are written
+/// back in clear through the same write path (`Pii::decrypting` stores plaintext); when none is
+/// left, the field's hidden columns are dropped and its indexes rebuilt on the plain column, in one
+/// transaction with the end of the entry.
+async fn decrypt_once(ctx: &AppCtx) -> ServiceResult<bool> {
+    let q = basalt_core::pii::decryptions_sql(ctx.dialect());
+    let list = basalt_core::pii::parse_decryptions(ctx.store.query(&q).await?.scalar());
+    let Some((c, f, _)) = list.first().cloned() else {
+        return Ok(false);
+    };
+    let coll = ctx.collection(&c);
+    let field = coll
+        .as_ref()
+        .and_then(|x| {
+            x.fields
+                .iter()
+                .find(|x| x.id == f && crate::pii::is_decrypting(x))
+        })
+        .map(|x| x.name.clone());
+    let (Some(coll), Some(field)) = (coll, field) else {
+        end_decryption(ctx, &c, &f, None).await?;
+        return Ok(true);
+    };
+    let mut tx = ctx.store.begin().await?;
+    let ids = lock_batch(ctx, &mut tx, sealed_rows(ctx, &coll, &field), true).await?;
+    if ids.is_empty() {
+        drop(tx);
+        let mut s = ctx.sql();
+        s.push("SELECT COUNT(*)");
+        s.append(sealed_rows(ctx, &coll, &field));
+        if ctx.store.query(&s).await?.scalar_int() == 0 {
+            end_decryption(ctx, &c, &f, Some(&coll)).await?;
+            tracing::info!(collection = %coll.name, field = %field, "pii removed: values decrypted");
+            return Ok(true);
+        }
+        return Ok(false);
+    }
+    let records = crate::records::load_in_tx(ctx, &mut tx, &coll, &ids).await?;
+    let mut touched = Vec::with_capacity(records.len());
+    for d in &records {
+        let id = d.get("id").and_then(Json::as_str).unwrap_or("");
+        let u = crate::records::update_sql_of(ctx, &coll, id, d, &[field.as_str()])?;
+        tx.execute(&u).await?;
+        touched.push((coll.id.clone(), coll.updated.clone(), id.to_string()));
+    }
+    tx.commit().await?;
+    ctx.cache.invalidate(&touched).await;
+    Ok(true)
+}
+
+/// Drops a finished (or moot) decryption: the field's hidden columns go (`coll` as the snapshot
+/// holds it, with the transient pii), then the entry.
+async fn end_decryption(
+    ctx: &AppCtx,
+    c: &str,
+    f: &str,
+    coll: Option<&Collection>,
+) -> ServiceResult<()> {
+    let mut tx = ctx.store.begin().await?;
+    if let Some(coll) = coll {
+        let mut plain = coll.clone();
+        if let Some(x) = plain.fields.iter_mut().find(|x| x.id == f) {
+            x.pii = None;
+        }
+        for st in crate::ddl::alter_table(ctx.dialect(), coll, &plain) {
+            tx.execute(&st).await?;
+        }
+    }
+    let q = basalt_core::pii::decryptions_sql(ctx.dialect());
+    let mut list = basalt_core::pii::parse_decryptions(tx.query(&q).await?.scalar());
+    list.retain(|(x, y, _)| !(x == c && y == f));
+    crate::pii::save_param(ctx, &mut tx, basalt_core::pii::DECRYPTIONS_PARAM, &list).await?;
+    tx.commit().await?;
+    ctx.collections_changed().await
 }
 
 async fn finish_migration(ctx: &AppCtx, c: &str, f: &str) -> ServiceResult<()> {

@@ -251,6 +251,17 @@ impl AppState {
                 }
             }
         }
+        // Fields whose pii is being removed stay pii-shaped (plain for callers) until decrypted.
+        let d = basalt_core::pii::decryptions_sql(self.dialect());
+        for (c, f, searchable) in
+            basalt_core::pii::parse_decryptions(self.store.query(&d).await?.scalar())
+        {
+            if let Some(coll) = list.iter_mut().find(|x| x.id == c) {
+                if let Some(field) = Arc::make_mut(coll).fields.iter_mut().find(|x| x.id == f) {
+                    field.pii = Some(basalt_core::pii::Pii::decrypting(searchable));
+                }
+            }
+        }
         let snap = Arc::new(Collections::new(list).with_pii(self.pii.clone()));
         match self.collections.write() {
             Ok(mut g) => *g = snap,

@@ -297,8 +297,8 @@ impl<'a> Compiler<'a> {
                     out.bind(Value::Text(v));
                 }
                 out.push(")");
-                if f.pii.as_ref().is_some_and(|p| p.pending) {
-                    // Rows not encrypted yet: no blind index, the value in clear.
+                if f.pii.as_ref().is_some_and(|p| p.pending || p.decrypting) {
+                    // Rows not encrypted yet (or decrypted already): no blind index, the value in clear.
                     let c = format!("{a}.{}", ident(&f.name));
                     out.push(" OR (COALESCE(")
                         .push(&format!("{a}.{}", ident(&crate::pii::index_column(&f))))

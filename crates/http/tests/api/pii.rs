@@ -602,10 +602,10 @@ async fn definitions_are_checked(backend: Backend) {
         .await;
     assert_error(&r, 400);
     let c = app
-        .collection(json!({"name": "c3", "fields": [{"name": "n", "type": "number"}, {"name": "t", "type": "text", "pii": {}}], "indexes": []}))
+        .collection(json!({"name": "c3", "fields": [{"name": "n", "type": "number"}, {"name": "m", "type": "number", "pii": {}}], "indexes": []}))
         .await;
-    // A number field gains pii only when created; removing pii is not supported yet.
-    for (name, pii) in [("n", json!({"mask": "redact"})), ("t", Value::Null)] {
+    // A number field gains or loses pii only when created (its column type would change).
+    for (name, pii) in [("n", json!({"mask": "redact"})), ("m", Value::Null)] {
         let mut fields = c["fields"].clone();
         let f = fields
             .as_array_mut()
@@ -1101,6 +1101,102 @@ async fn existing_values_are_encrypted_in_the_background(backend: Backend) {
         .get(&format!("/api/collections/users/records/{uid}"), app.su())
         .await;
     assert_eq!(me.1["email"], "early.bird@example.com");
+
+    // And back: removing pii decrypts in the background; the fields are plain for callers at once.
+    let email_id = users["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "email")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (coll, field) in [("contacts", "phone"), ("users", "email")] {
+        let def = app
+            .get(&format!("/api/collections/{coll}"), app.su())
+            .await
+            .1;
+        let mut fields = def["fields"].clone();
+        for f in fields.as_array_mut().unwrap() {
+            if f["name"] == field {
+                f.as_object_mut().unwrap().remove("pii");
+            }
+        }
+        let r = app
+            .patch(
+                &format!("/api/collections/{coll}"),
+                app.su(),
+                json!({"fields": fields}),
+            )
+            .await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        let f = r.1["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == field)
+            .unwrap()
+            .clone();
+        assert!(
+            f.get("pii").is_none(),
+            "plain at once in the definition: {f}"
+        );
+    }
+    let check_plain = || async {
+        let g = app
+            .get_q(
+                "/api/collections/contacts/records",
+                None,
+                &[("filter", "email = 'c5@example.com'")],
+            )
+            .await;
+        assert_eq!(
+            g.1["items"][0]["phone"], "+1 555 0005",
+            "no mask any more: {}",
+            g.1
+        );
+        let a = app
+            .post(
+                "/api/collections/users/auth-with-password",
+                None,
+                json!({"identity": "EARLY.bird@example.com", "password": "password123"}),
+            )
+            .await;
+        assert_eq!(a.0, 200, "{}", a.1);
+        let dup = app
+            .post(
+                "/api/collections/users/records",
+                None,
+                json!({"email": "early.bird@example.com", "password": "password123", "passwordConfirm": "password123"}),
+            )
+            .await;
+        let d = assert_error(&dup, 400);
+        assert_eq!(d["email"]["code"], "validation_not_unique", "{}", dup.1);
+    };
+    check_plain().await;
+    let mut left = Value::Null;
+    for _ in 0..200 {
+        let h = app.get("/api/health", app.su()).await;
+        left = h.1["data"]["pii"]["decrypting"].clone();
+        if left.as_array().is_some_and(|a| a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, json!([]), "every value decrypted");
+    check_plain().await;
+    // The blind index column is gone, the values are stored in clear again.
+    let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
+    q.push("SELECT * FROM users LIMIT 1");
+    let cols = app.store().query(&q).await.unwrap().columns;
+    assert!(
+        !cols.contains(&format!("_bi_{email_id}")) && !cols.contains(&"_pii".to_string()),
+        "the hidden columns are dropped: {cols:?}"
+    );
+    let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
+    q.push("SELECT COUNT(*) FROM contacts WHERE phone = '+1 555 0123'");
+    assert_eq!(app.store().query(&q).await.unwrap().scalar_int(), 1);
 }
 
 crate::both_backends!(
