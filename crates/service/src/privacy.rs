@@ -511,23 +511,7 @@ fn clear_rows(ctx: &AppCtx, coll: &Collection, field: &str) -> basalt_core::sql:
 
 /// Rows still in clear per pending encryption, for `/api/health`.
 pub async fn migration_backlog(ctx: &AppCtx) -> ServiceResult<Vec<Json>> {
-    let mut out = Vec::new();
-    for (c, f) in pending_migrations(ctx).await? {
-        let Some(coll) = ctx.collection(&c) else {
-            continue;
-        };
-        let Some(field) = coll.fields.iter().find(|x| x.id == f) else {
-            continue;
-        };
-        let mut s = ctx.sql();
-        s.push("SELECT COUNT(*)");
-        s.append(clear_rows(ctx, &coll, &field.name));
-        let left = ctx.store.query(&s).await?.scalar_int();
-        out.push(
-            serde_json::json!({"collection": coll.name, "field": field.name, "remaining": left}),
-        );
-    }
-    Ok(out)
+    backlog(ctx, pending_migrations(ctx).await?.into_iter(), clear_rows).await
 }
 
 /// Encrypts the existing values of fields marked pii after they held data, 200 rows per
@@ -571,35 +555,88 @@ async fn migrate_once(ctx: &AppCtx) -> ServiceResult<bool> {
         finish_migration(ctx, &c, &f).await?;
         return Ok(true);
     };
-    let mut tx = ctx.store.begin().await?;
-    let ids = lock_batch(ctx, &mut tx, clear_rows(ctx, &coll, &field), true).await?;
-    if ids.is_empty() {
-        drop(tx);
-        let mut s = ctx.sql();
-        s.push("SELECT COUNT(*)");
-        s.append(clear_rows(ctx, &coll, &field));
-        if ctx.store.query(&s).await?.scalar_int() == 0 {
+    match rewrite_batch(ctx, &coll, &field, clear_rows).await? {
+        Batch::Rewrote => Ok(true),
+        Batch::Busy => Ok(false),
+        Batch::Done => {
             // The outbox still holds events written before the field was pii: mask them there too,
             // then rewrite the files so no old row version keeps a value in clear.
             mask_outbox(ctx, &coll, &field).await?;
             ctx.store.scrub().await?;
             finish_migration(ctx, &c, &f).await?;
             tracing::info!(collection = %coll.name, field = %field, "pii: existing values encrypted");
-            return Ok(true);
+            Ok(true)
         }
-        return Ok(false);
     }
-    let records = crate::records::load_in_tx(ctx, &mut tx, &coll, &ids).await?;
+}
+
+enum Batch {
+    /// A batch was rewritten; there may be more.
+    Rewrote,
+    /// Rows are left, but another transaction holds them for now.
+    Busy,
+    /// No row is left.
+    Done,
+}
+
+/// Rewrites the next 200 rows of `coll` that `rows` selects (` FROM … WHERE …`) through the write
+/// path, so `field` is stored as its definition now says (sealed, or in clear while pii is being
+/// removed).
+async fn rewrite_batch(
+    ctx: &AppCtx,
+    coll: &Collection,
+    field: &str,
+    rows: fn(&AppCtx, &Collection, &str) -> basalt_core::sql::Sql,
+) -> ServiceResult<Batch> {
+    let mut tx = ctx.store.begin().await?;
+    let ids = lock_batch(ctx, &mut tx, rows(ctx, coll, field), true).await?;
+    if ids.is_empty() {
+        drop(tx);
+        let mut s = ctx.sql();
+        s.push("SELECT COUNT(*)");
+        s.append(rows(ctx, coll, field));
+        return Ok(if ctx.store.query(&s).await?.scalar_int() == 0 {
+            Batch::Done
+        } else {
+            Batch::Busy
+        });
+    }
+    let records = crate::records::load_in_tx(ctx, &mut tx, coll, &ids).await?;
     let mut touched = Vec::with_capacity(records.len());
     for d in &records {
         let id = d.get("id").and_then(Json::as_str).unwrap_or("");
-        let u = crate::records::update_sql_of(ctx, &coll, id, d, &[field.as_str()])?;
+        let u = crate::records::update_sql_of(ctx, coll, id, d, &[field])?;
         tx.execute(&u).await?;
         touched.push((coll.id.clone(), coll.updated.clone(), id.to_string()));
     }
     tx.commit().await?;
     ctx.cache.invalidate(&touched).await;
-    Ok(true)
+    Ok(Batch::Rewrote)
+}
+
+/// Rows left per pending change of `entries` (`[collection id, field id]`), for `/api/health`.
+async fn backlog(
+    ctx: &AppCtx,
+    entries: impl Iterator<Item = (String, String)>,
+    rows: fn(&AppCtx, &Collection, &str) -> basalt_core::sql::Sql,
+) -> ServiceResult<Vec<Json>> {
+    let mut out = Vec::new();
+    for (c, f) in entries {
+        let Some(coll) = ctx.collection(&c) else {
+            continue;
+        };
+        let Some(field) = coll.fields.iter().find(|x| x.id == f) else {
+            continue;
+        };
+        let mut s = ctx.sql();
+        s.push("SELECT COUNT(*)");
+        s.append(rows(ctx, &coll, &field.name));
+        let left = ctx.store.query(&s).await?.scalar_int();
+        out.push(
+            serde_json::json!({"collection": coll.name, "field": field.name, "remaining": left}),
+        );
+    }
+    Ok(out)
 }
 
 /// Masks `field` in the outbox's copies of `coll`'s records (events not yet pruned, written before
@@ -657,23 +694,8 @@ fn sealed_rows(ctx: &AppCtx, coll: &Collection, field: &str) -> basalt_core::sql
 /// Rows still encrypted per field whose pii is being removed, for `/api/health`.
 pub async fn decryption_backlog(ctx: &AppCtx) -> ServiceResult<Vec<Json>> {
     let q = basalt_core::pii::decryptions_sql(ctx.dialect());
-    let mut out = Vec::new();
-    for (c, f, _) in basalt_core::pii::parse_decryptions(ctx.store.query(&q).await?.scalar()) {
-        let Some(coll) = ctx.collection(&c) else {
-            continue;
-        };
-        let Some(field) = coll.fields.iter().find(|x| x.id == f) else {
-            continue;
-        };
-        let mut s = ctx.sql();
-        s.push("SELECT COUNT(*)");
-        s.append(sealed_rows(ctx, &coll, &field.name));
-        let left = ctx.store.query(&s).await?.scalar_int();
-        out.push(
-            serde_json::json!({"collection": coll.name, "field": field.name, "remaining": left}),
-        );
-    }
-    Ok(out)
+    let list = basalt_core::pii::parse_decryptions(ctx.store.query(&q).await?.scalar());
+    backlog(ctx, list.into_iter().map(|(c, f, _)| (c, f)), sealed_rows).await
 }
 
 /// One batch of the first pending decryption (pii removed from a field): the values are written
@@ -699,31 +721,15 @@ async fn decrypt_once(ctx: &AppCtx) -> ServiceResult<bool> {
         end_decryption(ctx, &c, &f, None).await?;
         return Ok(true);
     };
-    let mut tx = ctx.store.begin().await?;
-    let ids = lock_batch(ctx, &mut tx, sealed_rows(ctx, &coll, &field), true).await?;
-    if ids.is_empty() {
-        drop(tx);
-        let mut s = ctx.sql();
-        s.push("SELECT COUNT(*)");
-        s.append(sealed_rows(ctx, &coll, &field));
-        if ctx.store.query(&s).await?.scalar_int() == 0 {
+    match rewrite_batch(ctx, &coll, &field, sealed_rows).await? {
+        Batch::Rewrote => Ok(true),
+        Batch::Busy => Ok(false),
+        Batch::Done => {
             end_decryption(ctx, &c, &f, Some(&coll)).await?;
             tracing::info!(collection = %coll.name, field = %field, "pii removed: values decrypted");
-            return Ok(true);
+            Ok(true)
         }
-        return Ok(false);
     }
-    let records = crate::records::load_in_tx(ctx, &mut tx, &coll, &ids).await?;
-    let mut touched = Vec::with_capacity(records.len());
-    for d in &records {
-        let id = d.get("id").and_then(Json::as_str).unwrap_or("");
-        let u = crate::records::update_sql_of(ctx, &coll, id, d, &[field.as_str()])?;
-        tx.execute(&u).await?;
-        touched.push((coll.id.clone(), coll.updated.clone(), id.to_string()));
-    }
-    tx.commit().await?;
-    ctx.cache.invalidate(&touched).await;
-    Ok(true)
 }
 
 /// Drops a finished (or moot) decryption: the field's hidden columns go (`coll` as the snapshot
