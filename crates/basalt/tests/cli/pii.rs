@@ -72,15 +72,7 @@ async fn encryption_resumes_after_kill9(db: Option<String>) {
     let remaining = |h: &Value| h["data"]["pii"]["encrypting"][0]["remaining"].as_i64();
     let mut at_kill = None;
     for _ in 0..2000 {
-        let h: Value = client
-            .get(format!("{url}/api/health"))
-            .header("Authorization", &tok)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let h = health(&client, &url, &tok).await;
         if let Some(n) = remaining(&h).filter(|n| *n < ROWS as i64) {
             at_kill = Some(n);
             break;
@@ -97,16 +89,7 @@ async fn encryption_resumes_after_kill9(db: Option<String>) {
     let tok = su_token(&url).await;
     let mut left = Value::Null;
     for _ in 0..600 {
-        let h: Value = client
-            .get(format!("{url}/api/health"))
-            .header("Authorization", &tok)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        left = h["data"]["pii"]["encrypting"].clone();
+        left = health(&client, &url, &tok).await["data"]["pii"]["encrypting"].clone();
         if left.as_array().is_some_and(|a| a.is_empty()) {
             break;
         }
@@ -145,6 +128,18 @@ async fn encryption_resumes_after_kill9(db: Option<String>) {
             );
         }
     }
+}
+
+async fn health(client: &reqwest::Client, url: &str, tok: &str) -> Value {
+    client
+        .get(format!("{url}/api/health"))
+        .header("Authorization", tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// SIGKILL, and reap.

@@ -964,6 +964,20 @@ async fn tls_required_from_other_hosts(backend: Backend) {
     );
 }
 
+/// Waits until `/api/health` lists no pending `pii.<what>` (`encrypting`, `decrypting`).
+async fn wait_done(app: &TestApp, what: &str) {
+    let mut left = Value::Null;
+    for _ in 0..200 {
+        let h = app.get("/api/health", app.su()).await;
+        left = h.1["data"]["pii"][what].clone();
+        if left.as_array().is_some_and(|a| a.is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("pii.{what} still pending: {left}");
+}
+
 /// Marking fields that already hold data as pii: their values are encrypted in the background,
 /// while equality, sign-in and masks work throughout; `/api/health` shows what is left.
 async fn existing_values_are_encrypted_in_the_background(backend: Backend) {
@@ -1075,16 +1089,7 @@ async fn existing_values_are_encrypted_in_the_background(backend: Backend) {
         assert_error(&dup, 400);
     };
     check().await;
-    let mut left = Value::Null;
-    for _ in 0..200 {
-        let h = app.get("/api/health", app.su()).await;
-        left = h.1["data"]["pii"]["encrypting"].clone();
-        if left.as_array().is_some_and(|a| a.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(left, json!([]), "every existing value encrypted");
+    wait_done(&app, "encrypting").await;
     check().await;
     // Nothing left in clear: rows, outbox (events from before), old row versions (SQLite's files
     // are rewritten at the end; pg_dump shows live rows).
@@ -1175,16 +1180,7 @@ async fn existing_values_are_encrypted_in_the_background(backend: Backend) {
         assert_eq!(d["email"]["code"], "validation_not_unique", "{}", dup.1);
     };
     check_plain().await;
-    let mut left = Value::Null;
-    for _ in 0..200 {
-        let h = app.get("/api/health", app.su()).await;
-        left = h.1["data"]["pii"]["decrypting"].clone();
-        if left.as_array().is_some_and(|a| a.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(left, json!([]), "every value decrypted");
+    wait_done(&app, "decrypting").await;
     check_plain().await;
     // The blind index column is gone, the values are stored in clear again.
     let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
