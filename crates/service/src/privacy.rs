@@ -520,6 +520,10 @@ pub async fn migration_backlog(ctx: &AppCtx) -> ServiceResult<Vec<Json>> {
 /// value is still in clear. Runs on nodes whose target runs the pruner; two nodes share the work
 /// (`SKIP LOCKED` on PostgreSQL).
 pub async fn run_migrations(ctx: AppCtx) {
+    // Without a key ring no field is pii, and none can become so: nothing to poll for.
+    if ctx.pii.is_none() {
+        return;
+    }
     loop {
         let step = match migrate_once(&ctx).await {
             Ok(false) => decrypt_once(&ctx).await,
@@ -532,7 +536,7 @@ pub async fn run_migrations(ctx: AppCtx) {
                 tracing::warn!(error = %e.0, "pii encryption of existing values failed; retrying")
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -703,6 +707,9 @@ pub async fn decryption_backlog(ctx: &AppCtx) -> ServiceResult<Vec<Json>> {
 /// left, the field's hidden columns are dropped and its indexes rebuilt on the plain column, in one
 /// transaction with the end of the entry.
 async fn decrypt_once(ctx: &AppCtx) -> ServiceResult<bool> {
+    if ctx.pii.is_none() {
+        return Ok(false);
+    }
     let q = basalt_core::pii::decryptions_sql(ctx.dialect());
     let list = basalt_core::pii::parse_decryptions(ctx.store.query(&q).await?.scalar());
     let Some((c, f, _)) = list.first().cloned() else {
