@@ -39,12 +39,15 @@ trait Target {
 /// Writes `n` records (create, update, update; every third one deleted). The target goes down before
 /// record `n/3` and comes back (after 500 ms more) before record `2n/3`. Every write must succeed while
 /// the target is down.
+/// `seen`: the sink whose health must show a failed delivery before the target comes back (so the
+/// outage is seen whatever the machine's load did to the timing).
 async fn write_stream(
     app: &TestApp,
     coll: &str,
     n: usize,
     target: &mut dyn Target,
     outage_ms: u64,
+    seen: Option<&str>,
 ) -> Expected {
     let mut exp = Expected::new();
     for i in 0..n {
@@ -53,6 +56,16 @@ async fn write_stream(
         }
         if i == 2 * n / 3 {
             tokio::time::sleep(Duration::from_millis(outage_ms)).await;
+            if let Some(name) = seen {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while sink_failures(app, name).await == 0 {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{name} never failed while its target was down"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
             target.start();
         }
         let r = app
@@ -138,6 +151,15 @@ async fn wait_until<F: FnMut() -> bool>(what: &str, secs: u64, mut f: F) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn sink_failures(app: &TestApp, name: &str) -> u64 {
+    let h = app.get("/api/health", app.su()).await;
+    h.1["data"]["events"]["sinks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .and_then(|s| s["failures"].as_u64())
+        .unwrap_or(0)
 }
 
 /// The sink's health shows it failed during the outage and has caught up since.
@@ -246,7 +268,7 @@ async fn webhook_outage(backend: Backend) {
         }
     }
     let mut hook = Hook(rx.clone(), server);
-    let exp = write_stream(&app, &coll, 24, &mut hook, 500).await;
+    let exp = write_stream(&app, &coll, 24, &mut hook, 500, None).await;
     let total: usize = exp.values().map(Vec::len).sum();
     wait_until("every webhook delivery", 60, || {
         let got = rx.got.lock().unwrap();
@@ -504,7 +526,7 @@ async fn nats_outage(backend: Backend) {
     }];
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;
-    let exp = write_stream(&app, &coll, 24, &mut nats, 2500).await;
+    let exp = write_stream(&app, &coll, 24, &mut nats, 2500, Some("nats")).await;
     let total: usize = exp.values().map(Vec::len).sum();
     let client = async_nats::connect(format!("127.0.0.1:{port}"))
         .await
@@ -610,7 +632,7 @@ async fn kafka_outage(backend: Backend) {
     }];
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;
-    let exp = write_stream(&app, &coll, 24, &mut broker, 2500).await;
+    let exp = write_stream(&app, &coll, 24, &mut broker, 2500, Some("kafka")).await;
     let total: usize = exp.values().map(Vec::len).sum();
     let client = rskafka::client::ClientBuilder::new(vec![format!("127.0.0.1:{port}")])
         .build()
@@ -752,7 +774,7 @@ async fn rabbitmq_outage(backend: Backend) {
     }];
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;
-    let exp = write_stream(&app, &coll, 24, &mut proxy, 2500).await;
+    let exp = write_stream(&app, &coll, 24, &mut proxy, 2500, Some("rabbitmq")).await;
     let total: usize = exp.values().map(Vec::len).sum();
     // Read everything back straight from the broker.
     let conn = lapin::Connection::connect(
