@@ -97,6 +97,30 @@ impl Pii {
     }
 }
 
+/// While `f`'s values are being encrypted or decrypted (`pending`, `decrypting`), rows in clear have
+/// no blind index: appends ` OR (<that row holds text in clear>)` to an equality on the blind index.
+/// `q` qualifies the columns (`"_m".` or nothing).
+pub fn or_clear_match(s: &mut crate::sql::Sql, q: &str, f: &Field, text: &str) {
+    if !f.pii.as_ref().is_some_and(|p| p.pending || p.decrypting) {
+        return;
+    }
+    let col = format!("{q}{}", crate::sql::ident(&f.name));
+    s.push(" OR (")
+        .push(q)
+        .ident(&index_column(f))
+        .push(" = '' AND substr(")
+        .push(&col)
+        .push(", 1, 5) != 'pii1:' AND ");
+    if f.ty() == FieldType::Email {
+        s.push("LOWER(").push(&col).push(")");
+    } else {
+        s.push(&col);
+    }
+    s.push(" = ")
+        .bind(crate::sql::Value::Text(text.to_string()))
+        .push(")");
+}
+
 /// The `_params` key listing `[collection id, field id]` pairs whose existing values are being
 /// encrypted in the background.
 pub const MIGRATIONS_PARAM: &str = "piiMigrations";

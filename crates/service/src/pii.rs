@@ -286,10 +286,7 @@ async fn decide(
             }
             None => Seen::None,
             Some(r) if r.trim().is_empty() => Seen::All,
-            Some(r) if ids.is_empty() => {
-                let _ = r;
-                Seen::None
-            }
+            Some(_) if ids.is_empty() => Seen::None,
             Some(r) => {
                 if let Some((_, s)) = cache.iter().find(|(k, _)| k == r) {
                     Seen::Ids(s.clone())
@@ -491,11 +488,7 @@ pub async fn present_data(
     if !has_pii(coll) {
         return Ok(());
     }
-    let id = data
-        .get("id")
-        .and_then(Json::as_str)
-        .unwrap_or("")
-        .to_string();
+    let id = crate::records::id_of(data).to_string();
     let seen = decide(ctx, coll, &[&id], info).await?;
     let mut shown = Vec::new();
     for (f, s) in basalt_core::pii::fields(&coll.fields).zip(&seen) {
@@ -604,24 +597,7 @@ pub fn eq_condition(
         s.bind(Value::Text(v));
     }
     s.push(")");
-    if field
-        .pii
-        .as_ref()
-        .is_some_and(|p| p.pending || p.decrypting)
-    {
-        // Rows in clear (see `Pii::pending`, `Pii::decrypting`).
-        s.push(" OR (")
-            .ident(&index_column(field))
-            .push(" = '' AND substr(")
-            .ident(&field.name)
-            .push(", 1, 5) != 'pii1:' AND ");
-        if field.ty() == FieldType::Email {
-            s.push("LOWER(").ident(&field.name).push(")");
-        } else {
-            s.ident(&field.name);
-        }
-        s.push(" = ").bind(Value::Text(text)).push(")");
-    }
+    basalt_core::pii::or_clear_match(s, "", field, &text);
     s.push(")");
     Ok(())
 }
@@ -640,7 +616,7 @@ pub async fn add_migration(
     if !list.contains(&item) {
         list.push(item);
     }
-    save_migrations(ctx, tx, &list).await
+    save_param(ctx, tx, basalt_core::pii::MIGRATIONS_PARAM, &list).await
 }
 
 /// Notes, inside a collection change's transaction, that `field` lost pii and its values are to be
@@ -658,15 +634,6 @@ pub async fn add_decryption(
         list.push((coll_id.to_string(), field_id.to_string(), searchable));
     }
     save_param(ctx, tx, basalt_core::pii::DECRYPTIONS_PARAM, &list).await
-}
-
-/// Writes the pending-migrations list.
-pub async fn save_migrations(
-    ctx: &AppCtx,
-    tx: &mut Box<dyn basalt_store::Tx>,
-    list: &[(String, String)],
-) -> ServiceResult<()> {
-    save_param(ctx, tx, basalt_core::pii::MIGRATIONS_PARAM, list).await
 }
 
 /// Replaces the `_params` row `key` with `list` as JSON (none when empty).
@@ -705,7 +672,7 @@ pub async fn pending_unique_conflict(
     data: &Data,
     written: Option<&[&str]>,
 ) -> ServiceResult<Option<String>> {
-    let id = data.get("id").and_then(Json::as_str).unwrap_or("");
+    let id = crate::records::id_of(data);
     for f in basalt_core::pii::fields(&coll.fields) {
         let p = f.pii.as_ref();
         if !p.is_some_and(|p| (p.pending || p.decrypting) && p.searchable)

@@ -12,7 +12,7 @@ use basalt_core::Error;
 use serde_json::Value as Json;
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::pii::{has_pii, is_blank, mask_value, ring, seal};
+use crate::pii::{has_pii, is_blank, mask_value, ring};
 use crate::AppCtx;
 
 /// An event's record (masked) made ready for [`crate::records::output`] in realtime: its pii values
@@ -25,11 +25,7 @@ pub async fn unmask_event_record(
     coll: &Collection,
     data: &mut Data,
 ) -> ServiceResult<()> {
-    let id = data
-        .get("id")
-        .and_then(Json::as_str)
-        .unwrap_or("")
-        .to_string();
+    let id = crate::records::id_of(data).to_string();
     let live = crate::records::load_record(ctx, coll, &id).await?;
     // The same state: every field the event carries is equal (pii ones as masks).
     let same = live.as_ref().is_some_and(|l| {
@@ -373,18 +369,24 @@ pub async fn rotate(ctx: &AppCtx, mut progress: impl FnMut(&str, u64, u64)) -> S
         .cloned()
         .collect();
     for coll in list {
+        // Counted once: a count per batch would scan the table once per 200 rows.
+        let mut c = ctx.sql();
+        c.push("SELECT COUNT(*)");
+        c.append(behind(ctx, &coll, ring.primary_id()));
+        let behind_at_start = ctx.store.query(&c).await?.scalar_int().max(0) as u64;
         let mut done = 0u64;
         loop {
             let mut tx = ctx.store.begin().await?;
             let ids =
                 lock_batch(ctx, &mut tx, behind(ctx, &coll, ring.primary_id()), false).await?;
             if ids.is_empty() {
+                progress(&coll.name, done, 0);
                 break;
             }
             let records = crate::records::load_in_tx(ctx, &mut tx, &coll, &ids).await?;
             let mut touched = Vec::with_capacity(records.len());
             for d in &records {
-                let id = d.get("id").and_then(Json::as_str).unwrap_or("");
+                let id = crate::records::id_of(d);
                 let wrapped = d.get(DEK_COLUMN).and_then(Json::as_str);
                 // A key no longer in the ring cannot be rewrapped: stop rather than shred.
                 if wrapped.is_some_and(|w| ring.unwrap(w, &coll.id, id).is_none()) {
@@ -393,30 +395,18 @@ pub async fn rotate(ctx: &AppCtx, mut progress: impl FnMut(&str, u64, u64)) -> S
                         coll.name
                     ))));
                 }
-                let sealed = seal(ctx, &coll, id, d, Some(&[]), wrapped)?.unwrap_or_default();
-                let mut u = ctx.sql();
-                u.push("UPDATE ").ident(&coll.name).push(" SET ");
-                for (i, (c, v)) in sealed.extra.iter().enumerate() {
-                    if i > 0 {
-                        u.push(", ");
-                    }
-                    u.ident(c).push(" = ").bind(Value::Text(v.clone()));
-                }
-                u.push(" WHERE \"id\" = ").bind(Value::Text(id.to_string()));
-                if !sealed.extra.is_empty() {
-                    tx.execute(&u).await?;
-                }
+                // No field written: the key rewrapped and the blind indexes re-keyed (the row is
+                // behind, so there is always something to write).
+                tx.execute(&crate::records::update_sql_of(ctx, &coll, id, d, &[])?)
+                    .await?;
                 touched.push((coll.id.clone(), coll.updated.clone(), id.to_string()));
             }
             tx.commit().await?;
             ctx.cache.invalidate(&touched).await;
             done += touched.len() as u64;
             total += touched.len() as u64;
-            let mut c = ctx.sql();
-            c.push("SELECT COUNT(*)");
-            c.append(behind(ctx, &coll, ring.primary_id()));
-            let left = ctx.store.query(&c).await?.scalar_int().max(0) as u64;
-            progress(&coll.name, done, left);
+            // Writes meanwhile rewrap rows too: the estimate only ever errs high, and ends at 0.
+            progress(&coll.name, done, behind_at_start.saturating_sub(done));
         }
     }
     Ok(total)
@@ -608,7 +598,7 @@ async fn rewrite_batch(
     let records = crate::records::load_in_tx(ctx, &mut tx, coll, &ids).await?;
     let mut touched = Vec::with_capacity(records.len());
     for d in &records {
-        let id = d.get("id").and_then(Json::as_str).unwrap_or("");
+        let id = crate::records::id_of(d);
         let u = crate::records::update_sql_of(ctx, coll, id, d, &[field])?;
         tx.execute(&u).await?;
         touched.push((coll.id.clone(), coll.updated.clone(), id.to_string()));
@@ -770,7 +760,7 @@ async fn finish_migration(ctx: &AppCtx, c: &str, f: &str) -> ServiceResult<()> {
     let q = basalt_core::pii::migrations_sql(ctx.dialect());
     let mut list = basalt_core::pii::parse_migrations(tx.query(&q).await?.scalar());
     list.retain(|(x, y)| !(x == c && y == f));
-    crate::pii::save_migrations(ctx, &mut tx, &list).await?;
+    crate::pii::save_param(ctx, &mut tx, basalt_core::pii::MIGRATIONS_PARAM, &list).await?;
     tx.commit().await?;
     ctx.collections_changed().await
 }

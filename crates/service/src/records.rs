@@ -1451,7 +1451,7 @@ pub async fn expand(
     expand_batch(ctx, coll, items, raw, &tree, &info, 0).await
 }
 
-fn id_of(d: &Data) -> &str {
+pub(crate) fn id_of(d: &Data) -> &str {
     d.get("id").and_then(Json::as_str).unwrap_or("")
 }
 

@@ -297,22 +297,7 @@ impl<'a> Compiler<'a> {
                     out.bind(Value::Text(v));
                 }
                 out.push(")");
-                if f.pii.as_ref().is_some_and(|p| p.pending || p.decrypting) {
-                    // Rows not encrypted yet (or decrypted already): no blind index, the value in clear.
-                    let c = format!("{a}.{}", ident(&f.name));
-                    out.push(" OR (COALESCE(")
-                        .push(&format!("{a}.{}", ident(&crate::pii::index_column(&f))))
-                        .push(", '') = '' AND substr(")
-                        .push(&c)
-                        .push(", 1, 5) != 'pii1:' AND ");
-                    if f.ty() == crate::schema::FieldType::Email {
-                        out.push("LOWER(").push(&c).push(") = ");
-                    } else {
-                        out.push(&c).push(" = ");
-                    }
-                    out.bind(Value::Text(text));
-                    out.push(")");
-                }
+                crate::pii::or_clear_match(&mut out, &format!("{a}."), &f, &text);
                 out.push(")");
             }
         }
