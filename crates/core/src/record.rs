@@ -10,6 +10,11 @@ use crate::{id, time};
 /// A record's values keyed by field name, already in their JSON output types.
 pub type Data = Map<String, Json>;
 
+/// A record's id (`""` when missing).
+pub fn id_of(d: &Data) -> &str {
+    d.get("id").and_then(Json::as_str).unwrap_or("")
+}
+
 /// Converts a stored column value to the field's JSON type.
 pub fn column_to_json(f: &Field, v: Value) -> Json {
     if f.pii.is_some() {

@@ -488,7 +488,7 @@ pub async fn present_data(
     if !has_pii(coll) {
         return Ok(());
     }
-    let id = crate::records::id_of(data).to_string();
+    let id = basalt_core::record::id_of(data).to_string();
     let seen = decide(ctx, coll, &[&id], info).await?;
     let mut shown = Vec::new();
     for (f, s) in basalt_core::pii::fields(&coll.fields).zip(&seen) {
@@ -672,7 +672,7 @@ pub async fn pending_unique_conflict(
     data: &Data,
     written: Option<&[&str]>,
 ) -> ServiceResult<Option<String>> {
-    let id = crate::records::id_of(data);
+    let id = basalt_core::record::id_of(data);
     for f in basalt_core::pii::fields(&coll.fields) {
         let p = f.pii.as_ref();
         if !p.is_some_and(|p| (p.pending || p.decrypting) && p.searchable)

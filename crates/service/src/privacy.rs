@@ -25,7 +25,7 @@ pub async fn unmask_event_record(
     coll: &Collection,
     data: &mut Data,
 ) -> ServiceResult<()> {
-    let id = crate::records::id_of(data).to_string();
+    let id = basalt_core::record::id_of(data).to_string();
     let live = crate::records::load_record(ctx, coll, &id).await?;
     // The same state: every field the event carries is equal (pii ones as masks).
     let same = live.as_ref().is_some_and(|l| {
@@ -386,7 +386,7 @@ pub async fn rotate(ctx: &AppCtx, mut progress: impl FnMut(&str, u64, u64)) -> S
             let records = crate::records::load_in_tx(ctx, &mut tx, &coll, &ids).await?;
             let mut touched = Vec::with_capacity(records.len());
             for d in &records {
-                let id = crate::records::id_of(d);
+                let id = basalt_core::record::id_of(d);
                 let wrapped = d.get(DEK_COLUMN).and_then(Json::as_str);
                 // A key no longer in the ring cannot be rewrapped: stop rather than shred.
                 if wrapped.is_some_and(|w| ring.unwrap(w, &coll.id, id).is_none()) {
@@ -598,7 +598,7 @@ async fn rewrite_batch(
     let records = crate::records::load_in_tx(ctx, &mut tx, coll, &ids).await?;
     let mut touched = Vec::with_capacity(records.len());
     for d in &records {
-        let id = crate::records::id_of(d);
+        let id = basalt_core::record::id_of(d);
         let u = crate::records::update_sql_of(ctx, coll, id, d, &[field])?;
         tx.execute(&u).await?;
         touched.push((coll.id.clone(), coll.updated.clone(), id.to_string()));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use basalt_core::filter::ast::SortItem;
 use basalt_core::filter::compile::{Compiler, RequestInfo, MAIN};
-use basalt_core::record::{self, column_to_json, json_to_column, Data, WriteCtx};
+use basalt_core::record::{self, column_to_json, id_of, json_to_column, Data, WriteCtx};
 use basalt_core::schema::{Collection, FieldType};
 use basalt_core::sql::{ident, Sql, Value};
 use basalt_core::{filter, Error, FieldError, FieldErrors};
@@ -1449,10 +1449,6 @@ pub async fn expand(
     let mut info = info.clone();
     info.context = "expand".into();
     expand_batch(ctx, coll, items, raw, &tree, &info, 0).await
-}
-
-pub(crate) fn id_of(d: &Data) -> &str {
-    d.get("id").and_then(Json::as_str).unwrap_or("")
 }
 
 fn expand_batch<'a>(
