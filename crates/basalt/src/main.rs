@@ -127,6 +127,7 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::Ap
             pii_keys: s.pii_keys.clone(),
             pii_require_reason: s.pii_require_reason,
             pii_require_tls: s.pii_require_tls,
+            graphql: s.graphql.clone(),
         }
     } else {
         basalt_http::Options {

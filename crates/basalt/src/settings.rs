@@ -57,6 +57,22 @@ struct FileSettings {
     metrics: Option<FileMetrics>,
     telemetry: Option<FileTelemetry>,
     pii: Option<FilePii>,
+    graphql: Option<FileGraphql>,
+}
+
+/// `[graphql]`: the GraphQL endpoint (see `basalt_service::GraphqlOptions` for the defaults).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileGraphql {
+    /// Serve `/api/graphql` at all.
+    enabled: Option<bool>,
+    /// The GraphiQL page for browsers at `GET /api/graphql`.
+    graphiql: Option<bool>,
+    /// Answer `__schema`/`__type` queries.
+    introspection: Option<bool>,
+    max_depth: Option<usize>,
+    max_breadth: Option<usize>,
+    max_cost: Option<u64>,
 }
 
 /// `[pii]`: the master key ring of PII protection (see `basalt_service::keyring`).
@@ -243,6 +259,8 @@ pub struct Settings {
     pub pii_keys: Option<std::sync::Arc<basalt_service::keyring::KeyRing>>,
     pub pii_require_reason: bool,
     pub pii_require_tls: bool,
+    /// `[graphql]`.
+    pub graphql: basalt_service::GraphqlOptions,
 }
 
 impl Settings {
@@ -446,6 +464,18 @@ impl Settings {
             pii_keys,
             pii_require_reason: fp.require_reason.unwrap_or(false),
             pii_require_tls: fp.require_tls.unwrap_or(false),
+            graphql: {
+                let g = file.graphql.unwrap_or_default();
+                let d = basalt_service::GraphqlOptions::default();
+                basalt_service::GraphqlOptions {
+                    enabled: g.enabled.unwrap_or(d.enabled),
+                    graphiql: g.graphiql.unwrap_or(d.graphiql),
+                    introspection: g.introspection.unwrap_or(d.introspection),
+                    max_depth: g.max_depth.unwrap_or(d.max_depth),
+                    max_breadth: g.max_breadth.unwrap_or(d.max_breadth),
+                    max_cost: g.max_cost.unwrap_or(d.max_cost),
+                }
+            },
             telemetry,
             metrics,
             metrics_http,

@@ -51,6 +51,8 @@ pub fn router(ctx: AppCtx) -> Router {
             get(view_record).patch(update_record).delete(delete_record),
         )
         .merge(auth::routes())
+        // GraphQL's root fields call the same typed actions (the service limits each of them).
+        .merge(crate::graphql::routes(ctx.clone()))
         .route_layer(crate::metrics::route_layer());
     // Everything else is limited by path labels only (`/api/`, `POST /api/batch`, …).
     let paths = Router::new()

@@ -5,7 +5,7 @@
 //! Layout:
 //! - [`handlers`]: [`router`] and the record, collection, settings and health handlers;
 //!   [`auth`]: the sign-in routes; [`realtime`], [`files`], [`batch`], [`backups`], [`webhooks`],
-//!   [`cluster`] (probes).
+//!   [`cluster`] (probes); [`graphql`]: `/api/graphql` over the same service calls.
 //! - [`conn`]: the accept loop and its bounds on slow and greedy clients ([`conn::HttpLimits`]).
 //! - [`error`]: the one mapping from errors to `{status,message,data}`; [`extract`]: the caller;
 //!   [`limits`]: path-label rate limits for routes without a typed action.
@@ -21,6 +21,7 @@ pub mod conn;
 pub mod error;
 pub mod extract;
 pub mod files;
+pub mod graphql;
 pub mod handlers;
 pub mod limits;
 pub mod metrics;

@@ -9,7 +9,7 @@ use basalt_core::filter::compile::RequestInfo;
 use basalt_core::record::Data;
 use basalt_core::schema::{Collection, CollectionType};
 use basalt_core::Error;
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
 use crate::auth::admit;
 use crate::error::{bad, not_found, ServiceError, ServiceResult};
@@ -119,7 +119,7 @@ fn fast_path(coll: &Collection, req: &Req, info: &RequestInfo) -> bool {
 /// `skipTotal`, `expand`, `fields`.
 pub async fn list(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<Page> {
     let coll = records_collection(ctx, c);
-    let res = list_inner(ctx, req, coll.clone()).await;
+    let res = list_inner(ctx, req, coll.clone(), false).await;
     count(ctx, coll.as_deref(), "list", &res);
     res
 }
@@ -137,7 +137,123 @@ fn found(coll: Option<Arc<Collection>>) -> ServiceResult<Arc<Collection>> {
     coll.ok_or_else(|| ServiceError(Error::NotFound("Missing collection context.".into())))
 }
 
-async fn list_inner(ctx: &AppCtx, req: &Req, coll: Option<Arc<Collection>>) -> ServiceResult<Page> {
+/// A page of records as JSON objects, for transports that shape records themselves (GraphQL): the
+/// same admission, rules, filter and output as [`list`], never the raw fast path.
+pub struct ObjectPage {
+    pub items: Vec<Map<String, Json>>,
+    pub page: i64,
+    pub per_page: i64,
+    /// -1 with `skipTotal`.
+    pub total_items: i64,
+    pub total_pages: i64,
+}
+
+/// [`list`] answering JSON objects.
+pub async fn list_objects(ctx: &AppCtx, req: &Req, c: &str) -> ServiceResult<ObjectPage> {
+    let coll = records_collection(ctx, c);
+    let res = list_inner(ctx, req, coll.clone(), true).await;
+    count(ctx, coll.as_deref(), "list", &res);
+    let p = res?;
+    Ok(ObjectPage {
+        items: objects(p.items),
+        page: p.page,
+        per_page: p.per_page,
+        total_items: p.total_items,
+        total_pages: p.total_pages,
+    })
+}
+
+fn objects(items: Items) -> Vec<Map<String, Json>> {
+    match items {
+        Items::Json(Json::Array(a)) => a
+            .into_iter()
+            .filter_map(|v| match v {
+                Json::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect(),
+        Items::Json(Json::Object(m)) => vec![m],
+        _ => vec![],
+    }
+}
+
+/// [`view`] answering a JSON object; `None` when the record is missing or not visible.
+pub async fn view_object(
+    ctx: &AppCtx,
+    req: &Req,
+    c: &str,
+    id: &str,
+) -> ServiceResult<Option<Map<String, Json>>> {
+    let coll = records_collection(ctx, c);
+    let res = view_inner(ctx, req, coll.clone(), id, true).await;
+    count(ctx, coll.as_deref(), "view", &res);
+    match res {
+        Ok(items) => Ok(objects(items).into_iter().next()),
+        Err(ServiceError(Error::NotFound(_))) if coll.is_some() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records of `target` with the given ids under its viewRule, as the caller sees them
+/// (`@request.context` is `expand`): a relation followed from records the caller already read. One
+/// statement for all ids; missing and invisible ones are absent.
+pub async fn related(
+    ctx: &AppCtx,
+    req: &Req,
+    target: &Arc<Collection>,
+    ids: &[String],
+) -> ServiceResult<Vec<Map<String, Json>>> {
+    let info = req.info(&ctx.collections(), None, "expand");
+    let data = records::related(ctx, target, ids, &info).await?;
+    let mut out = Vec::with_capacity(data.len());
+    for d in data {
+        out.push(records::output(ctx, target, d, &info).await);
+    }
+    Ok(out)
+}
+
+/// Records of `target` whose relation field `via` points at any of `parents`, listed under
+/// `target`'s listRule with the caller's filter and sort, at most `per_parent` per parent (see
+/// [`records::back_list`]); each with the parent it belongs to. One statement for all parents.
+pub async fn back_related(
+    ctx: &AppCtx,
+    req: &Req,
+    target: &Arc<Collection>,
+    via: &str,
+    parents: &[String],
+    filter: &str,
+    sort: &str,
+    per_parent: i64,
+) -> ServiceResult<Vec<(String, Map<String, Json>)>> {
+    let su = req.is_superuser();
+    let Some(rf) = target
+        .field(via)
+        .filter(|f| f.ty() == basalt_core::schema::FieldType::Relation && (su || !f.hidden))
+    else {
+        return Ok(vec![]);
+    };
+    let info = req.info(&ctx.collections(), None, "default");
+    let caller = req.caller_key();
+    let p = records::BackParams {
+        filter,
+        sort,
+        per_parent,
+        caller: &caller,
+    };
+    let rows = records::back_list(ctx, target, rf, parents, &p, &info).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (parent, d) in rows {
+        out.push((parent, records::output(ctx, target, d, &info).await));
+    }
+    Ok(out)
+}
+
+async fn list_inner(
+    ctx: &AppCtx,
+    req: &Req,
+    coll: Option<Arc<Collection>>,
+    as_objects: bool,
+) -> ServiceResult<Page> {
     let coll = found(coll)?;
     admit(ctx, req, Some(&coll), Some(Action::List)).await?;
     let (page, per_page) = page_params(req)?;
@@ -152,7 +268,7 @@ async fn list_inner(ctx: &AppCtx, req: &Req, coll: Option<Arc<Collection>>) -> S
     };
     let mut res = records::list(ctx, &coll, &p, &info).await?;
     let has_pii = crate::pii::has_pii(&coll);
-    let items = if fast_path(&coll, req, &info) {
+    let items = if !as_objects && fast_path(&coll, req, &info) {
         if has_pii {
             res.rows = crate::pii::present_sealed(ctx, &coll, &res.rows, &info).await?;
         }
@@ -183,7 +299,7 @@ async fn list_inner(ctx: &AppCtx, req: &Req, coll: Option<Arc<Collection>>) -> S
 /// One record of `c` under its viewRule (404 when missing or not visible).
 pub async fn view(ctx: &AppCtx, req: &Req, c: &str, id: &str) -> ServiceResult<Items> {
     let coll = records_collection(ctx, c);
-    let res = view_inner(ctx, req, coll.clone(), id).await;
+    let res = view_inner(ctx, req, coll.clone(), id, false).await;
     count(ctx, coll.as_deref(), "view", &res);
     res
 }
@@ -193,6 +309,7 @@ async fn view_inner(
     req: &Req,
     coll: Option<Arc<Collection>>,
     id: &str,
+    as_objects: bool,
 ) -> ServiceResult<Items> {
     let coll = found(coll)?;
     admit(ctx, req, Some(&coll), Some(Action::View)).await?;
@@ -202,7 +319,7 @@ async fn view_inner(
         return Err(not_found());
     }
     let has_pii = crate::pii::has_pii(&coll);
-    if fast_path(&coll, req, &info) {
+    if !as_objects && fast_path(&coll, req, &info) {
         let mut body = Vec::with_capacity(256);
         if has_pii {
             let shown = crate::pii::present_sealed(ctx, &coll, &rows, &info).await?;

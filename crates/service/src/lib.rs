@@ -91,6 +91,40 @@ pub struct Options {
     pub pii_require_reason: bool,
     /// `[pii] require_tls`: refuse plain HTTP from other hosts while pii fields exist.
     pub pii_require_tls: bool,
+    /// `[graphql]`: the GraphQL endpoint's switches and limits (served by the transports).
+    pub graphql: GraphqlOptions,
+}
+
+/// `[graphql]`: whether `/api/graphql` is served, its browser page and introspection, and the limits a
+/// query must pass before any SQL runs.
+#[derive(Clone, Debug)]
+pub struct GraphqlOptions {
+    pub enabled: bool,
+    /// The GraphiQL page at `GET /api/graphql` for browsers.
+    pub graphiql: bool,
+    /// `__schema` / `__type` queries.
+    pub introspection: bool,
+    /// Nesting of selection sets.
+    pub max_depth: usize,
+    /// Fields in one selection set, aliases counted (a query's breadth).
+    pub max_breadth: usize,
+    /// The estimated number of values a query may produce: each field counts once per record it is
+    /// read for, a list multiplying by its `perPage` (default 30) and a multiple relation by its
+    /// `maxSelect`.
+    pub max_cost: u64,
+}
+
+impl Default for GraphqlOptions {
+    fn default() -> Self {
+        GraphqlOptions {
+            enabled: true,
+            graphiql: true,
+            introspection: true,
+            max_depth: 12,
+            max_breadth: 200,
+            max_cost: 250_000,
+        }
+    }
 }
 
 /// The overall deadline of an OAuth2/OIDC request.
@@ -141,6 +175,7 @@ pub async fn build_with(
     state.pii = opts.pii_keys.clone();
     state.pii_require_reason = opts.pii_require_reason;
     state.pii_require_tls = opts.pii_require_tls;
+    state.graphql = opts.graphql.clone();
     let ctx = Arc::new(state);
     bootstrap::run(&ctx).await?;
     let ev = opts.events;

@@ -1721,6 +1721,127 @@ async fn fetch_back(
     Ok(out)
 }
 
+/// Records of `coll` with the given ids under its viewRule, as stored rows opened (one statement for
+/// any number of ids; missing and invisible ids are simply absent). A denied rule is an empty answer,
+/// as in expand.
+pub async fn related(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    ids: &[String],
+    info: &RequestInfo,
+) -> ServiceResult<Vec<Data>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    fetch_many(ctx, coll, ids, info).await
+}
+
+/// What [`back_list`] reads for each parent: a client filter and sort, and at most `per_parent`
+/// records.
+pub struct BackParams<'a> {
+    pub filter: &'a str,
+    pub sort: &'a str,
+    pub per_parent: i64,
+    /// See [`ListParams::caller`].
+    pub caller: &'a str,
+}
+
+/// Records of `coll` whose relation field `rf` points at any of `parents`, as a list: its listRule,
+/// the caller's filter and sort, at most `per_parent` per parent; one statement for all parents (a
+/// window numbering each parent's records). Each record comes with the parent it was listed under (a
+/// record pointing at several parents comes once per parent).
+pub async fn back_list(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    rf: &basalt_core::schema::Field,
+    parents: &[String],
+    p: &BackParams<'_>,
+    info: &RequestInfo,
+) -> ServiceResult<Vec<(String, Data)>> {
+    if parents.is_empty() || p.per_parent < 1 {
+        return Ok(vec![]);
+    }
+    let rule = match rule_condition(ctx, coll, &coll.list_rule, info) {
+        Ok(c) => c,
+        Err(_) => return Ok(vec![]),
+    };
+    let (filt, filter_joins) = client_filter(ctx, coll, p.filter, info)?;
+    let sort: Vec<SortItem> =
+        filter::parse_sort(p.sort).map_err(|e| invalid_query("sort", &e.to_string()))?;
+    let cols = ctx.collections();
+    let mut comp = Compiler::new(ctx.dialect(), cols.as_ref(), info, false);
+    let order = comp.order_by(coll, &sort).map_err(|e| match e {
+        Error::BadRequest(m) => invalid_query("sort", &m),
+        other => ServiceError(other),
+    })?;
+    let _turn = if filter_joins + comp.joins() > 0 && !info.is_superuser() {
+        Some(ctx.heavy_reads.enter(p.caller, info.auth.is_none()).await?)
+    } else {
+        None
+    };
+    // The parent key: the relation column, or each element of a multiple relation's array.
+    let col = format!("{MAIN}.{}", ident(&rf.name));
+    let (from_extra, key) = match (rf.is_multiple(), ctx.dialect()) {
+        (false, _) => (String::new(), col.clone()),
+        (true, basalt_core::sql::Dialect::Sqlite) => (
+            format!(", json_each({col}) AS _gk"),
+            "_gk.value".to_string(),
+        ),
+        (true, basalt_core::sql::Dialect::Postgres) => (
+            format!(" CROSS JOIN LATERAL jsonb_array_elements_text({col}) AS _gk(value)"),
+            "_gk.value".to_string(),
+        ),
+    };
+    // The columns `select_all` reads, each record's parent and its number within that parent.
+    let mut q = ctx.sql();
+    q.push("SELECT * FROM (SELECT ");
+    for f in &coll.fields {
+        q.push(MAIN).push(".").ident(&f.name).push(", ");
+    }
+    if crate::pii::has_pii(coll) {
+        q.push(MAIN)
+            .push(".")
+            .ident(basalt_core::pii::DEK_COLUMN)
+            .push(", ");
+    }
+    q.push(&key)
+        .push(" AS _gq_parent, ROW_NUMBER() OVER (PARTITION BY ");
+    q.push(&key);
+    if !order.text.is_empty() {
+        q.push(" ORDER BY ");
+        q.append(order);
+    }
+    q.push(") AS _gq_rn FROM ")
+        .ident(&coll.name)
+        .push(" AS ")
+        .push(MAIN)
+        .push(from_extra.as_str())
+        .push(" WHERE ")
+        .push(&key)
+        .push(" IN ")
+        .append(id_set(ctx, parents));
+    for c in [rule, filt].into_iter().flatten() {
+        q.push(" AND (");
+        q.append(c);
+        q.push(")");
+    }
+    q.push(") AS _gb WHERE _gb._gq_rn <= ")
+        .bind(Value::Int(p.per_parent))
+        .push(" ORDER BY _gb._gq_parent, _gb._gq_rn");
+    let rows = ctx.store.query(&q).await?;
+    let at = rows.col("_gq_parent");
+    let parents_of: Vec<String> = rows
+        .rows
+        .iter()
+        .map(|r| {
+            at.map(|i| r[i].as_str().unwrap_or("").to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    let data = rows_to_data(coll, opened(ctx, coll, rows));
+    Ok(parents_of.into_iter().zip(data).collect())
+}
+
 /// Record JSON for this viewer: hidden fields for superusers; email for self, superusers and managers.
 pub async fn output(
     ctx: &AppCtx,

@@ -67,6 +67,8 @@ pub struct AppState {
     pub pii_require_reason: bool,
     /// `[pii] require_tls`: with pii fields, requests from other hosts must come over HTTPS.
     pub pii_require_tls: bool,
+    /// `[graphql]` (see [`crate::GraphqlOptions`]).
+    pub graphql: crate::GraphqlOptions,
     /// Reveals waiting to be written to `_piiAudit`.
     pub audit: crate::audit::Audit,
     /// The PII key rotation of this node, when one runs.
@@ -181,6 +183,7 @@ impl AppState {
             pii: None,
             pii_require_reason: false,
             pii_require_tls: false,
+            graphql: crate::GraphqlOptions::default(),
             audit: Default::default(),
             rotation: Default::default(),
             build: (env!("CARGO_PKG_VERSION"), "unknown"),
