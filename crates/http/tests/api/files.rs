@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_error, Backend, Resp, TestApp};
 
 /// A multipart body: `(name, file name, bytes)` parts (no file name: a plain field).
-fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "basaltTestBoundary7MA4YWxkTrZu0gW";
     let mut b = Vec::new();
     for (name, file, bytes) in parts {

@@ -14,6 +14,7 @@ mod concurrency;
 mod events;
 mod files;
 mod filters;
+mod graphql;
 mod metrics;
 mod pii;
 mod realtime;
