@@ -38,6 +38,9 @@ impl Operation {
     }
 }
 
+/// How deep introspection may nest (the standard introspection query takes 13 levels).
+const INTROSPECTION_DEPTH: usize = 16;
+
 /// A multiple relation without `maxSelect` counts as this many.
 const UNBOUNDED_RELATION: u64 = 100;
 
@@ -88,7 +91,12 @@ pub fn check(ctx: &AppCtx, r: &GqlRequest, cfg: &GraphqlOptions) -> Result<Opera
         fragments: &doc.fragments,
         variables: &r.variables,
     };
-    let cost = w.set(&op.node.selection_set.node, &Ty::Root(kind), 1)?;
+    let cost = w.set(
+        &op.node.selection_set.node,
+        &Ty::Root(kind),
+        1,
+        cfg.max_depth,
+    )?;
     if cost > cfg.max_cost {
         return Err(format!(
             "The query is too expensive: its estimated cost {cost} is over the limit of {} (lower perPage, or select fewer nested lists).",
@@ -130,11 +138,10 @@ impl Walk<'_> {
     }
 
     /// The cost of a selection set read from `ty`, at nesting `depth`.
-    fn set(&self, set: &SelectionSet, ty: &Ty, depth: usize) -> Result<u64, String> {
-        if depth > self.cfg.max_depth {
+    fn set(&self, set: &SelectionSet, ty: &Ty, depth: usize, limit: usize) -> Result<u64, String> {
+        if depth > limit {
             return Err(format!(
-                "The query is nested too deep: at most {} levels.",
-                self.cfg.max_depth
+                "The query is nested too deep: at most {limit} levels."
             ));
         }
         let mut fields = vec![];
@@ -147,6 +154,21 @@ impl Walk<'_> {
         }
         let mut cost: u64 = 0;
         for f in fields {
+            // Introspection reads the schema, not records; its standard query nests 13 levels.
+            if f.name.node.starts_with("__") {
+                let below = if f.selection_set.node.items.is_empty() {
+                    0
+                } else {
+                    self.set(
+                        &f.selection_set.node,
+                        &Ty::Leaf,
+                        depth + 1,
+                        limit.max(INTROSPECTION_DEPTH),
+                    )?
+                };
+                cost = cost.saturating_add(1 + below);
+                continue;
+            }
             let args: Vec<(&str, Value)> = f
                 .arguments
                 .iter()
@@ -163,7 +185,7 @@ impl Walk<'_> {
             let below = if f.selection_set.node.items.is_empty() {
                 0
             } else {
-                self.set(&f.selection_set.node, &child, depth + 1)?
+                self.set(&f.selection_set.node, &child, depth + 1, limit)?
             };
             cost = cost.saturating_add(1u64.saturating_add(mult.saturating_mul(below)));
         }

@@ -236,8 +236,9 @@ pub fn build(cols: &Collections, cfg: &GraphqlOptions) -> Result<Schema, SchemaE
                 .description("A file of a multipart request (the GraphQL multipart request spec)."),
         )
         .extension(ErrorPaths)
-        .limit_depth(cfg.max_depth)
-        .limit_recursive_depth(cfg.max_depth.max(32));
+        // Depth, breadth and cost are checked before execution (`cost::check`), introspection
+        // exempt; this bounds the parser's recursion only.
+        .limit_recursive_depth(64);
     if !cfg.introspection {
         b = b.disable_introspection();
     }

@@ -409,7 +409,12 @@ async fn files_by_the_multipart_spec(app: TestApp) {
     assert!(!files.contains(&json!(name)));
     let kept = rec_files[1].clone();
     assert!(files.contains(&kept), "{}", r.1);
-    let added = files.iter().find(|f| **f != kept).unwrap().as_str().unwrap();
+    let added = files
+        .iter()
+        .find(|f| **f != kept)
+        .unwrap()
+        .as_str()
+        .unwrap();
     let f = app
         .client
         .get(format!("{}/api/files/docs/{id}/{added}", app.url))
