@@ -212,6 +212,14 @@ pub async fn related(
     Ok(out)
 }
 
+/// A back-relation list's own arguments: the caller's filter and sort, and how many records each
+/// parent gets at most.
+pub struct BackQuery<'a> {
+    pub filter: &'a str,
+    pub sort: &'a str,
+    pub per_parent: i64,
+}
+
 /// Records of `target` whose relation field `via` points at any of `parents`, listed under
 /// `target`'s listRule with the caller's filter and sort, at most `per_parent` per parent (see
 /// [`records::back_list`]); each with the parent it belongs to. One statement for all parents.
@@ -221,9 +229,7 @@ pub async fn back_related(
     target: &Arc<Collection>,
     via: &str,
     parents: &[String],
-    filter: &str,
-    sort: &str,
-    per_parent: i64,
+    q: &BackQuery<'_>,
 ) -> ServiceResult<Vec<(String, Map<String, Json>)>> {
     let su = req.is_superuser();
     let Some(rf) = target
@@ -235,9 +241,9 @@ pub async fn back_related(
     let info = req.info(&ctx.collections(), None, "default");
     let caller = req.caller_key();
     let p = records::BackParams {
-        filter,
-        sort,
-        per_parent,
+        filter: q.filter,
+        sort: q.sort,
+        per_parent: q.per_parent,
         caller: &caller,
     };
     let rows = records::back_list(ctx, target, rf, parents, &p, &info).await?;

@@ -169,17 +169,13 @@ pub fn load<'s, 'q: 's>(
                     .iter()
                     .filter_map(|r| r.get("id").and_then(Json::as_str).map(str::to_string))
                     .collect();
-                let rows = crud::back_related(
-                    ctx,
-                    req,
-                    &target,
-                    via,
-                    &parents,
-                    &text("filter"),
-                    &text("sort"),
-                    per_page,
-                )
-                .await?;
+                let (filter, sort) = (text("filter"), text("sort"));
+                let q = crud::BackQuery {
+                    filter: &filter,
+                    sort: &sort,
+                    per_parent: per_page,
+                };
+                let rows = crud::back_related(ctx, req, &target, via, &parents, &q).await?;
                 let (owners, maps): (Vec<String>, Vec<Map<String, Json>>) =
                     rows.into_iter().unzip();
                 let nodes = load(ctx, req, &target, maps, fields).await?;
