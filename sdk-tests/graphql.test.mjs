@@ -3,7 +3,8 @@
 //   query this file sends passes `validate` against it;
 // - `graphql-ws`: subscriptions over the graphql-transport-ws protocol, with each subscriber's rules
 //   and filter applied (as realtime does), a schema change while connected, PII masks in events;
-// - the official SDK writes and signs in next to it: one set of rules and records for both APIs.
+// - the official SDK writes and signs in next to it: one set of rules and records for both APIs;
+// - MFA sign-in (password, then an OTP from a real SMTP server) and files by the multipart request spec.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -11,7 +12,8 @@ import {
 } from 'graphql';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { BASE_URL, superuser, guest, uniq, signUpAndLogin } from './helpers.mjs';
+import { BASE_URL, superuser, guest, uniq, uniqEmail, signUpAndLogin } from './helpers.mjs';
+import { startSmtp, configureSmtp } from './smtp.mjs';
 
 const BASALT = !!process.env.BASALT_BACKEND;
 const skip = !BASALT && 'Basalt only (PocketBase has no GraphQL)';
@@ -116,6 +118,23 @@ after(async () => {
   for (const c of clients) await c.dispose();
 });
 
+/** The multipart request spec: `operations`, `map`, then the files. */
+async function gqlFiles(query, variables, files, token = '') {
+  const schema = await clientSchema();
+  assert.deepEqual(validate(schema, parse(query)).map((e) => e.message), []);
+  const form = new FormData();
+  form.append('operations', JSON.stringify({ query, variables }));
+  const map = {};
+  files.forEach((f, i) => { map[String(i)] = [f.path]; });
+  form.append('map', JSON.stringify(map));
+  files.forEach((f, i) => form.append(String(i), new Blob([f.content]), f.name));
+  const res = await fetch(`${BASE_URL}/api/graphql`, {
+    method: 'POST', body: form, headers: token ? { Authorization: token } : {},
+  });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
 test('the introspected schema is valid for the reference implementation', { skip }, async () => {
   const schema = await clientSchema();
   assertValidSchema(schema);
@@ -219,4 +238,56 @@ test('pii values are masked in GraphQL reads and events as in REST', { skip }, a
   assert.notEqual(rest[0].phone, '+44 7700 900123');
   const asUser = await gql(`{ ${coll.name} { items { phone } } }`, {}, alice.pb.authStore.token);
   assert.equal(asUser.data[coll.name].items[0].phone, '+44 7700 900123');
+});
+
+test('MFA sign-in: the password answers an mfaId, an OTP from the mail completes it', { skip }, async () => {
+  const smtp = await startSmtp();
+  const restore = await configureSmtp(su, smtp, BASE_URL);
+  try {
+    const coll = await su.collections.create({
+      name: uniq('gq_mfa'), type: 'auth', listRule: 'id = @request.auth.id', viewRule: 'id = @request.auth.id',
+      fields: [{ name: 'name', type: 'text' }],
+      mfa: { enabled: true }, otp: { enabled: true, duration: 180, length: 8 },
+    });
+    const email = uniqEmail('gqmfa');
+    const password = 'Mfa-pass-12345';
+    const rec = await su.collection(coll.name).create({ email, password, passwordConfirm: password, name: 'M' });
+    const first = await gql(`mutation($e: String!, $p: String!) { ${coll.name}_auth_with_password(identity: $e, password: $p) { token mfaId } }`,
+      { e: email, p: password });
+    const { token, mfaId } = first.data[`${coll.name}_auth_with_password`];
+    assert.equal(token, null);
+    assert.ok(mfaId);
+    const since = smtp.mark();
+    const otp = await gql(`mutation($e: String!) { ${coll.name}_request_otp(email: $e) { otpId } }`, { e: email });
+    const otpId = otp.data[`${coll.name}_request_otp`].otpId;
+    const mail = await smtp.waitForMailTo(email, /OTP/i, { since });
+    const code = (/one-time password is:?\s*(?:<strong>)?\s*(\d{4,})/i.exec(mail.text) || /(\d{8})/.exec(mail.text))[1];
+    const done = await gql(`mutation($o: String!, $c: String!, $m: String) { ${coll.name}_auth_with_otp(otpId: $o, password: $c, mfaId: $m) { token record { id name email } } }`,
+      { o: otpId, c: code, m: mfaId });
+    const out = done.data[`${coll.name}_auth_with_otp`];
+    assert.deepEqual(out.record, { id: rec.id, name: 'M', email }, 'the signed-in record sees its own email');
+    const pb = guest();
+    pb.authStore.save(out.token, null);
+    assert.equal((await pb.collection(coll.name).getOne(rec.id)).id, rec.id);
+  } finally {
+    await su.settings.update(restore);
+    await smtp.close();
+  }
+});
+
+test('files by the multipart request spec, readable through the SDK', { skip }, async () => {
+  const coll = await su.collections.create({
+    name: uniq('gq_docs'), listRule: '', viewRule: '', createRule: '', updateRule: '',
+    fields: [{ name: 'title', type: 'text' }, { name: 'files', type: 'file', maxSelect: 3, maxSize: 100000 }],
+  });
+  const r = await gqlFiles(`mutation($i: ${coll.name}_create_input!) { create_${coll.name}(input: $i) { id files } }`,
+    { i: { title: 'two', files: [null, null] } },
+    [{ path: 'variables.i.files.0', name: 'a.txt', content: 'hello' }, { path: 'variables.i.files.1', name: 'b.txt', content: 'world' }]);
+  assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+  const created = r.data[`create_${coll.name}`];
+  assert.equal(created.files.length, 2);
+  const rec = await guest().collection(coll.name).getOne(created.id);
+  assert.deepEqual(rec.files, created.files);
+  const url = guest().files.getURL(rec, rec.files[0]);
+  assert.equal(await (await fetch(url)).text(), 'hello');
 });

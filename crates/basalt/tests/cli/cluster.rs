@@ -336,6 +336,26 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
         .await
         .unwrap();
     assert_eq!(h["data"]["events"]["sinks"], json!([]), "{h}");
+    // GraphQL on node B and C, before the collection exists: their schemas are built without it.
+    let gql = |url: String, q: &'static str| {
+        let http = http.clone();
+        async move {
+            let v: Value = http
+                .post(format!("{url}/api/graphql"))
+                .json(&json!({ "query": q }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    for url in [&b, &c] {
+        let v = gql(url.clone(), "{ items { totalItems } }").await;
+        assert!(v["errors"][0]["message"].as_str().unwrap_or("").contains("items"), "{v}");
+    }
     let r = http
         .post(format!("{a}/api/collections"))
         .header("Authorization", &tok)
@@ -363,6 +383,9 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Their GraphQL schemas follow without a restart.
+        let v = gql(url.clone(), "{ items { totalItems } }").await;
+        assert_eq!(v["data"]["items"]["totalItems"], json!(0), "{url}: {v}");
     }
     // Request logs live in the shared database: node C lists the collection create made on node A.
     let deadline = Instant::now() + Duration::from_secs(10);
