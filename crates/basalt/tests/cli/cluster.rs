@@ -354,7 +354,13 @@ async fn three_nodes_behind_haproxy_roll_without_failing_a_request() {
     };
     for url in [&b, &c] {
         let v = gql(url.clone(), "{ items { totalItems } }").await;
-        assert!(v["errors"][0]["message"].as_str().unwrap_or("").contains("items"), "{v}");
+        assert!(
+            v["errors"][0]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("items"),
+            "{v}"
+        );
     }
     let r = http
         .post(format!("{a}/api/collections"))

@@ -62,8 +62,16 @@ struct Walk<'a> {
     variables: &'a Json,
 }
 
-/// Checks `r` against the limits; answers the operation's type, or the message of the refusal.
-pub fn check(ctx: &AppCtx, r: &GqlRequest, cfg: &GraphqlOptions) -> Result<Operation, String> {
+/// A request that passed the limits.
+pub struct Checked {
+    pub op: Operation,
+    /// The operation's root fields: their position in the query and response key, to give resolver
+    /// errors their `path` (async-graphql's dynamic schema reports only the location).
+    pub roots: Vec<((usize, usize), String)>,
+}
+
+/// Checks `r` against the limits; answers the operation, or the message of the refusal.
+pub fn check(ctx: &AppCtx, r: &GqlRequest, cfg: &GraphqlOptions) -> Result<Checked, String> {
     let doc: ExecutableDocument =
         async_graphql::parser::parse_query(&r.query).map_err(|e| e.to_string())?;
     let op = match (&doc.operations, r.operation_name.as_deref()) {
@@ -103,7 +111,21 @@ pub fn check(ctx: &AppCtx, r: &GqlRequest, cfg: &GraphqlOptions) -> Result<Opera
             cfg.max_cost
         ));
     }
-    Ok(kind)
+    let roots = op
+        .node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .filter_map(|s| match &s.node {
+            Selection::Field(f) => Some((
+                (f.pos.line, f.pos.column),
+                f.node.response_key().node.to_string(),
+            )),
+            _ => None,
+        })
+        .collect();
+    Ok(Checked { op: kind, roots })
 }
 
 impl Walk<'_> {

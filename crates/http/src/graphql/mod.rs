@@ -144,10 +144,11 @@ pub async fn execute(
         Err(e) => return errors_only(vec![error_json(e)]),
     };
     let cfg = &gql.ctx.graphql;
-    let op = match cost::check(&gql.ctx, &r, cfg) {
-        Ok(op) => op,
+    let checked = match cost::check(&gql.ctx, &r, cfg) {
+        Ok(c) => c,
         Err(m) => return errors_only(vec![bad_json(&m, "bad_request")]),
     };
+    let op = checked.op;
     if !allowed.contains(&op) {
         return errors_only(vec![bad_json(
             &format!(
@@ -166,16 +167,27 @@ pub async fn execute(
         Some(n) => request.operation_name(n),
         None => request,
     };
-    response_json(schema.execute(request).await)
+    response_json(schema.execute(request).await, &checked.roots)
 }
 
 /// The spec's response object, every error carrying `extensions.code` (the service's code table;
-/// parse and validation errors are `bad_request`).
-pub fn response_json(resp: async_graphql::Response) -> Json {
+/// parse and validation errors are `bad_request`) and, when raised by a root field, its `path`.
+pub fn response_json(resp: async_graphql::Response, roots: &[((usize, usize), String)]) -> Json {
     let mut v = serde_json::to_value(&resp).unwrap_or_else(|_| json!({"data": null}));
     if let Some(Json::Array(errs)) = v.get_mut("errors") {
         for e in errs {
             let Some(o) = e.as_object_mut() else { continue };
+            if !o.contains_key("path") {
+                let at = o.get("locations").and_then(|l| l.get(0)).map(|l| {
+                    (
+                        l["line"].as_u64().unwrap_or(0) as usize,
+                        l["column"].as_u64().unwrap_or(0) as usize,
+                    )
+                });
+                if let Some((_, key)) = roots.iter().find(|(p, _)| Some(*p) == at) {
+                    o.insert("path".into(), json!([key]));
+                }
+            }
             let ext = o
                 .entry("extensions")
                 .or_insert_with(|| Json::Object(Map::new()));

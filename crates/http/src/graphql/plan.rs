@@ -207,7 +207,7 @@ pub fn load<'s, 'q: 's>(
 pub fn events<'a>(
     gctx: &'a Context<'a>,
     ctx: &'a AppCtx,
-    req: &'a Req,
+    req: Req,
     name: String,
     filter: Option<String>,
     id: Option<String>,
@@ -229,12 +229,12 @@ pub fn events<'a>(
                 .to_string(),
         );
     }
-    basalt_service::realtime::subscribe(ctx, req, &reg.id, vec![topic])?;
+    basalt_service::realtime::subscribe(ctx, &req, &reg.id, vec![topic])?;
     let field = gctx.field();
-    let state = (reg, rx, coll, field);
+    let state = (reg, rx, coll, field, req);
     Ok(futures_util::stream::unfold(
         state,
-        move |(reg, mut rx, coll, field)| async move {
+        move |(reg, mut rx, coll, field, req)| async move {
             let frame = rx.recv().await?;
             let payload: Json = serde_json::from_slice(&frame.data).unwrap_or(Json::Null);
             let action = payload
@@ -248,7 +248,7 @@ pub fn events<'a>(
                 .filter(|f| f.name() == "record")
                 .collect();
             let item = match rec {
-                Some(rec) => match load(ctx, req, &coll, vec![rec], &sels).await {
+                Some(rec) => match load(ctx, &req, &coll, vec![rec], &sels).await {
                     Ok(n) => Ok(FieldValue::owned_any(EventNode {
                         action,
                         record: n.into_iter().next(),
@@ -260,7 +260,7 @@ pub fn events<'a>(
                     record: None,
                 })),
             };
-            Some((item, (reg, rx, coll, field)))
+            Some((item, (reg, rx, coll, field, req)))
         },
     ))
 }

@@ -235,7 +235,6 @@ pub fn build(cols: &Collections, cfg: &GraphqlOptions) -> Result<Schema, SchemaE
             Scalar::new("Upload")
                 .description("A file of a multipart request (the GraphQL multipart request spec)."),
         )
-        .extension(ErrorPaths)
         // Depth, breadth and cost are checked before execution (`cost::check`), introspection
         // exempt; this bounds the parser's recursion only.
         .limit_recursive_depth(64);
@@ -391,9 +390,13 @@ fn list_type(c: &Arc<Collection>) -> Object {
         ))
 }
 
-/// The application and the caller of this request.
-fn env<'a>(rc: &ResolverContext<'a>) -> async_graphql::Result<(&'a AppCtx, &'a Req)> {
-    Ok((rc.ctx.data::<AppCtx>()?, rc.ctx.data::<Req>()?))
+/// The application and the caller of this request, with the method REST would use for the same
+/// operation (what `@request.method` shows rules): GET for reads and subscriptions, POST for creates
+/// and sign-ins, PATCH for updates, DELETE for deletes.
+fn env<'a>(rc: &ResolverContext<'a>, method: &str) -> async_graphql::Result<(&'a AppCtx, Req)> {
+    let mut req = rc.ctx.data::<Req>()?.clone();
+    req.method = method.to_string();
+    Ok((rc.ctx.data::<AppCtx>()?, req))
 }
 
 fn arg_str(rc: &ResolverContext<'_>, k: &str) -> Option<String> {
@@ -407,12 +410,11 @@ fn root_list(c: &Arc<Collection>) -> Field {
     let name = c.name.clone();
     Field::new(
         c.name.clone(),
-        TypeRef::named_nn(format!("{}_list", c.name)),
+        TypeRef::named(format!("{}_list", c.name)),
         move |rc| {
             let name = name.clone();
             FieldFuture::new(async move {
-                let (ctx, req) = env(&rc)?;
-                let mut r = req.clone();
+                let (ctx, mut r) = env(&rc, "GET")?;
                 for k in ["filter", "sort"] {
                     if let Some(v) = arg_str(&rc, k) {
                         r.query.insert(k.into(), Json::String(v));
@@ -437,7 +439,7 @@ fn root_list(c: &Arc<Collection>) -> Field {
                     .filter(|f| f.name() == "items")
                     .collect();
                 let items = match coll {
-                    Some(coll) => plan::load(ctx, req, &coll, page.items, &sels)
+                    Some(coll) => plan::load(ctx, &r, &coll, page.items, &sels)
                         .await
                         .map_err(gql_error)?,
                     None => vec![],
@@ -492,7 +494,8 @@ fn root_by_id(c: &Arc<Collection>) -> Field {
         move |rc| {
             let name = name.clone();
             FieldFuture::new(async move {
-                let (ctx, req) = env(&rc)?;
+                let (ctx, req) = env(&rc, "GET")?;
+                let req = &req;
                 let id = rc.args.try_get("id")?.string()?.to_string();
                 let rec = crud::view_object(ctx, req, &name, &id)
                     .await
@@ -645,11 +648,12 @@ fn create_field(c: &Arc<Collection>) -> Field {
     let name = c.name.clone();
     Field::new(
         format!("create_{}", c.name),
-        TypeRef::named_nn(c.name.clone()),
+        TypeRef::named(c.name.clone()),
         move |rc| {
             let name = name.clone();
             FieldFuture::new(async move {
-                let (ctx, req) = env(&rc)?;
+                let (ctx, req) = env(&rc, "POST")?;
+                let req = &req;
                 let w = crud::admit_write(ctx, req, &name, Action::Create)
                     .await
                     .map_err(gql_error)?;
@@ -677,11 +681,12 @@ fn update_field(c: &Arc<Collection>) -> Field {
     let name = c.name.clone();
     Field::new(
         format!("update_{}", c.name),
-        TypeRef::named_nn(c.name.clone()),
+        TypeRef::named(c.name.clone()),
         move |rc| {
             let name = name.clone();
             FieldFuture::new(async move {
-                let (ctx, req) = env(&rc)?;
+                let (ctx, req) = env(&rc, "PATCH")?;
+                let req = &req;
                 let id = rc.args.try_get("id")?.string()?.to_string();
                 let w = crud::admit_write(ctx, req, &name, Action::Update)
                     .await
@@ -711,11 +716,12 @@ fn delete_field(c: &Arc<Collection>) -> Field {
     let name = c.name.clone();
     Field::new(
         format!("delete_{}", c.name),
-        TypeRef::named_nn(TypeRef::BOOLEAN),
+        TypeRef::named(TypeRef::BOOLEAN),
         move |rc| {
             let name = name.clone();
             FieldFuture::new(async move {
-                let (ctx, req) = env(&rc)?;
+                let (ctx, req) = env(&rc, "DELETE")?;
+                let req = &req;
                 let id = rc.args.try_get("id")?.string()?.to_string();
                 crud::delete(ctx, req, &name, &id)
                     .await
@@ -848,7 +854,8 @@ fn auth_fields(c: &Arc<Collection>) -> Vec<Field> {
         move |rc| {
             let name = name.clone();
             FieldFuture::new(async move {
-                let (ctx, req) = env(&rc)?;
+                let (ctx, req) = env(&rc, "POST")?;
+                let req = &req;
                 let body = body_of(&rc, &["identity", "password", "identityField", "mfaId"]);
                 let r = flows::auth_with_password(ctx, req, &name, &body)
                     .await
@@ -870,7 +877,8 @@ fn auth_fields(c: &Arc<Collection>) -> Vec<Field> {
         move |rc| {
             let name = name.clone();
             FieldFuture::new(async move {
-                let (ctx, req) = env(&rc)?;
+                let (ctx, req) = env(&rc, "POST")?;
+                let req = &req;
                 let body = flows::auth_refresh(ctx, req, &name)
                     .await
                     .map_err(gql_error)?;
@@ -887,7 +895,8 @@ fn auth_fields(c: &Arc<Collection>) -> Vec<Field> {
         move |rc| {
             let name = name.clone();
             FieldFuture::new(async move {
-                let (ctx, req) = env(&rc)?;
+                let (ctx, req) = env(&rc, "POST")?;
+                let req = &req;
                 let body = body_of(&rc, &["email"]);
                 let r = mfa::request_otp(ctx, req, &name, &body)
                     .await
@@ -901,7 +910,8 @@ fn auth_fields(c: &Arc<Collection>) -> Vec<Field> {
     let otp = Field::new(format!("{}_auth_with_otp", c.name), auth, move |rc| {
         let name = name.clone();
         FieldFuture::new(async move {
-            let (ctx, req) = env(&rc)?;
+            let (ctx, req) = env(&rc, "POST")?;
+            let req = &req;
             let body = body_of(&rc, &["otpId", "password", "mfaId"]);
             let r = mfa::auth_with_otp(ctx, req, &name, &body)
                 .await
@@ -927,7 +937,7 @@ fn events_field(c: &Arc<Collection>) -> SubscriptionField {
         move |rc| {
             let name = name.clone();
             SubscriptionFieldFuture::new(async move {
-                let (ctx, req) = env(&rc)?;
+                let (ctx, req) = env(&rc, "GET")?;
                 let filter = arg_str(&rc, "filter");
                 let id = arg_str(&rc, "id");
                 let stream = plan::events(rc.ctx, ctx, req, name, filter, id).map_err(gql_error)?;
@@ -937,44 +947,4 @@ fn events_field(c: &Arc<Collection>) -> SubscriptionField {
     )
     .argument(InputValue::new("filter", TypeRef::named(TypeRef::STRING)))
     .argument(InputValue::new("id", TypeRef::named(TypeRef::ID)))
-}
-
-/// Gives resolver errors their `path` (async-graphql's dynamic schema reports only the location).
-struct ErrorPaths;
-
-impl async_graphql::extensions::ExtensionFactory for ErrorPaths {
-    fn create(&self) -> Arc<dyn async_graphql::extensions::Extension> {
-        Arc::new(ErrorPaths)
-    }
-}
-
-#[async_trait::async_trait]
-impl async_graphql::extensions::Extension for ErrorPaths {
-    async fn resolve(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        info: async_graphql::extensions::ResolveInfo<'_>,
-        next: async_graphql::extensions::NextResolve<'_>,
-    ) -> async_graphql::ServerResult<Option<Value>> {
-        let node = info.path_node;
-        match next.run(ctx, info).await {
-            Err(mut e) if e.path.is_empty() => {
-                let mut at = Some(node);
-                while let Some(n) = at {
-                    e.path.push(match &n.segment {
-                        async_graphql::QueryPathSegment::Name(n) => {
-                            async_graphql::PathSegment::Field((*n).to_string())
-                        }
-                        async_graphql::QueryPathSegment::Index(i) => {
-                            async_graphql::PathSegment::Index(*i)
-                        }
-                    });
-                    at = n.parent;
-                }
-                e.path.reverse();
-                Err(e)
-            }
-            r => r,
-        }
-    }
 }

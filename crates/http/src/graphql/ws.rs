@@ -174,13 +174,16 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
             return;
         }
     };
-    if let Err(m) = cost::check(&gql.ctx, &r, &gql.ctx.graphql) {
-        send(errors(
-            json!([{"message": m, "extensions": {"code": "bad_request", "status": 400}}]),
-        ))
-        .await;
-        return;
-    }
+    let checked = match cost::check(&gql.ctx, &r, &gql.ctx.graphql) {
+        Ok(c) => c,
+        Err(m) => {
+            send(errors(
+                json!([{"message": m, "extensions": {"code": "bad_request", "status": 400}}]),
+            ))
+            .await;
+            return;
+        }
+    };
     let mut request = async_graphql::Request::new(r.query)
         .variables(async_graphql::Variables::from_json(r.variables))
         .data(gql.ctx.clone())
@@ -192,7 +195,7 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
     let mut results = schema.execute_stream(request);
     let mut first = true;
     while let Some(resp) = results.next().await {
-        let v = response_json(resp);
+        let v = response_json(resp, &checked.roots);
         // Refused before execution (parse or validation): the protocol's `error`, no `complete`.
         if first && v.get("data").is_none_or(Json::is_null) && v.get("errors").is_some() {
             let errs = v.get("errors").cloned().unwrap_or(Json::Null);

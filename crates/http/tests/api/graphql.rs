@@ -591,6 +591,54 @@ async fn schema_follows_collection_changes(app: TestApp) {
         .contains("notes"));
 }
 
+/// `@request.method` is the method REST would use for the same operation, so rules written against it
+/// hold for GraphQL (sent as POST) too.
+async fn rules_see_the_rest_method(app: TestApp) {
+    app.collection(json!({
+        "name": "m",
+        "listRule": "@request.method = 'GET'",
+        "viewRule": "@request.method = 'GET'",
+        "createRule": "@request.method = 'POST'",
+        "updateRule": "@request.method = 'PATCH'",
+        "deleteRule": "@request.method = 'DELETE'",
+        "fields": [{"name": "t", "type": "text"}],
+    }))
+    .await;
+    let c = gql(
+        &app,
+        None,
+        r#"mutation { create_m(input: {t: "a"}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    let id = data(&c)["create_m"]["id"].as_str().unwrap().to_string();
+    let v = gql(
+        &app,
+        None,
+        r#"query($id: ID!) { m { totalItems } m_by_id(id: $id) { t } }"#,
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(data(&v)["m"]["totalItems"], json!(1));
+    assert_eq!(data(&v)["m_by_id"]["t"], "a");
+    let u = gql(
+        &app,
+        None,
+        r#"mutation($id: ID!) { update_m(id: $id, input: {t: "b"}) { t } }"#,
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(data(&u)["update_m"]["t"], "b");
+    let d = gql(
+        &app,
+        None,
+        r#"mutation($id: ID!) { delete_m(id: $id) }"#,
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(data(&d)["delete_m"], json!(true));
+}
+
 async fn http_forms_and_switches(backend: Backend) {
     let app = crate::helpers::spawn_app(backend).await;
     let get = app
@@ -681,6 +729,7 @@ crate::both!(
     sign_in_shares_lockout_mfa_and_rate_limits,
     limits_refuse_before_any_sql,
     schema_follows_collection_changes,
+    rules_see_the_rest_method,
 );
 
 mod forms {
