@@ -18,7 +18,6 @@ use basalt_service::{AppCtx, GraphqlOptions};
 use serde_json::Value as Json;
 
 use super::plan::{BACK_MAX_PER_PAGE, BACK_PER_PAGE};
-use super::GqlRequest;
 
 /// The operation types, for transports that allow only some (GET: queries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,10 +70,14 @@ pub struct Checked {
 }
 
 /// Checks `r` against the limits; answers the operation, or the message of the refusal.
-pub fn check(ctx: &AppCtx, r: &GqlRequest, cfg: &GraphqlOptions) -> Result<Checked, String> {
-    let doc: ExecutableDocument =
-        async_graphql::parser::parse_query(&r.query).map_err(|e| e.to_string())?;
-    let op = match (&doc.operations, r.operation_name.as_deref()) {
+pub fn check(
+    ctx: &AppCtx,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Json,
+    cfg: &GraphqlOptions,
+) -> Result<Checked, String> {
+    let op = match (&doc.operations, operation_name) {
         (DocumentOperations::Single(op), _) => op,
         (DocumentOperations::Multiple(ops), Some(n)) => ops
             .get(n)
@@ -97,7 +100,7 @@ pub fn check(ctx: &AppCtx, r: &GqlRequest, cfg: &GraphqlOptions) -> Result<Check
         ctx,
         cfg,
         fragments: &doc.fragments,
-        variables: &r.variables,
+        variables,
     };
     let cost = w.set(
         &op.node.selection_set.node,

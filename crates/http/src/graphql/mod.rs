@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::dynamic::Schema;
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::ErrorExtensions;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -39,7 +40,15 @@ pub use cost::Operation;
 pub struct Gql {
     pub ctx: AppCtx,
     cache: Mutex<Option<(Arc<Collections>, Schema)>>,
+    /// Parsed documents by query text: clients send the same few queries again and again, and
+    /// parsing is a tenth of a small query's time.
+    docs: Mutex<HashMap<String, ExecutableDocument>>,
 }
+
+/// Documents kept parsed (the map is emptied when full).
+const DOCS_CACHED: usize = 512;
+/// Queries longer than this are parsed each time rather than kept.
+const DOC_CACHE_MAX_LEN: usize = 16 << 10;
 
 pub type GqlState = Arc<Gql>;
 
@@ -48,6 +57,7 @@ impl Gql {
         Arc::new(Gql {
             ctx,
             cache: Mutex::new(None),
+            docs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -73,6 +83,57 @@ impl Gql {
         );
         *g = Some((cols, s.clone()));
         Ok(s)
+    }
+}
+
+impl Gql {
+    /// The parsed query (a syntax error is its message).
+    pub fn document(&self, query: &str) -> Result<ExecutableDocument, String> {
+        if let Some(d) = self
+            .docs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(query)
+        {
+            return Ok(d.clone());
+        }
+        let d = async_graphql::parser::parse_query(query).map_err(|e| e.to_string())?;
+        if query.len() <= DOC_CACHE_MAX_LEN {
+            let mut g = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+            if g.len() >= DOCS_CACHED {
+                g.clear();
+            }
+            g.insert(query.to_string(), d.clone());
+        }
+        Ok(d)
+    }
+
+    /// Parses and checks `r` against the limits, and makes the request to execute (the parsed
+    /// document handed over, so it is not parsed again).
+    pub fn prepare(
+        &self,
+        req: Req,
+        r: GqlRequest,
+        uploads: Uploads,
+    ) -> Result<(async_graphql::Request, cost::Checked), String> {
+        let doc = self.document(&r.query)?;
+        let checked = cost::check(
+            &self.ctx,
+            &doc,
+            r.operation_name.as_deref(),
+            &r.variables,
+            &self.ctx.graphql,
+        )?;
+        let mut request = async_graphql::Request::new(r.query)
+            .variables(async_graphql::Variables::from_json(r.variables))
+            .data(self.ctx.clone())
+            .data(req)
+            .data(uploads);
+        if let Some(n) = r.operation_name {
+            request = request.operation_name(n);
+        }
+        request.set_parsed_query(doc);
+        Ok((request, checked))
     }
 }
 
@@ -130,75 +191,60 @@ impl GqlRequest {
 #[derive(Default)]
 pub struct Uploads(pub Mutex<HashMap<String, basalt_service::files::upload::Upload>>);
 
-/// Runs one operation for `req` and answers the spec's `{data, errors}`. `allowed` limits which
-/// operation types may run (GET: queries only).
+/// Runs one operation for `req` and answers the spec's `{data, errors}` as JSON bytes. `allowed`
+/// limits which operation types may run (GET: queries only).
 pub async fn execute(
     gql: &Gql,
     req: Req,
     r: GqlRequest,
     uploads: Uploads,
     allowed: &[Operation],
-) -> Json {
+) -> Vec<u8> {
     let schema = match gql.schema() {
         Ok(s) => s,
-        Err(e) => return errors_only(vec![error_json(e)]),
+        Err(e) => return errors_only(vec![error_json(e)]).to_string().into_bytes(),
     };
-    let cfg = &gql.ctx.graphql;
-    let checked = match cost::check(&gql.ctx, &r, cfg) {
-        Ok(c) => c,
-        Err(m) => return errors_only(vec![bad_json(&m, "bad_request")]),
+    let (request, checked) = match gql.prepare(req, r, uploads) {
+        Ok(x) => x,
+        Err(m) => {
+            return errors_only(vec![bad_json(&m, "bad_request")])
+                .to_string()
+                .into_bytes()
+        }
     };
-    let op = checked.op;
-    if !allowed.contains(&op) {
-        return errors_only(vec![bad_json(
-            &format!(
-                "{} operations are not allowed here; send them with POST.",
-                op.name()
-            ),
-            "bad_request",
-        )]);
+    if !allowed.contains(&checked.op) {
+        let m = format!(
+            "{} operations are not allowed here; send them with POST.",
+            checked.op.name()
+        );
+        return errors_only(vec![bad_json(&m, "bad_request")])
+            .to_string()
+            .into_bytes();
     }
-    let request = async_graphql::Request::new(r.query)
-        .variables(async_graphql::Variables::from_json(r.variables))
-        .data(gql.ctx.clone())
-        .data(req)
-        .data(uploads);
-    let request = match r.operation_name {
-        Some(n) => request.operation_name(n),
-        None => request,
-    };
-    response_json(schema.execute(request).await, &checked.roots)
+    let mut resp = schema.execute(request).await;
+    complete_errors(&mut resp, &checked.roots);
+    serde_json::to_vec(&resp).unwrap_or_default()
 }
 
-/// The spec's response object, every error carrying `extensions.code` (the service's code table;
-/// parse and validation errors are `bad_request`) and, when raised by a root field, its `path`.
-pub fn response_json(resp: async_graphql::Response, roots: &[((usize, usize), String)]) -> Json {
-    let mut v = serde_json::to_value(&resp).unwrap_or_else(|_| json!({"data": null}));
-    if let Some(Json::Array(errs)) = v.get_mut("errors") {
-        for e in errs {
-            let Some(o) = e.as_object_mut() else { continue };
-            if !o.contains_key("path") {
-                let at = o.get("locations").and_then(|l| l.get(0)).map(|l| {
-                    (
-                        l["line"].as_u64().unwrap_or(0) as usize,
-                        l["column"].as_u64().unwrap_or(0) as usize,
-                    )
-                });
-                if let Some((_, key)) = roots.iter().find(|(p, _)| Some(*p) == at) {
-                    o.insert("path".into(), json!([key]));
-                }
-            }
-            let ext = o
-                .entry("extensions")
-                .or_insert_with(|| Json::Object(Map::new()));
-            if let Some(x) = ext.as_object_mut() {
-                x.entry("code")
-                    .or_insert_with(|| Json::String("bad_request".into()));
-                x.entry("status").or_insert(json!(400));
+/// Gives every error `extensions.code` (the service's code table; parse and validation errors are
+/// `bad_request`) and `status`, and an error a root field raised its `path` (async-graphql's dynamic
+/// schema reports only the location).
+pub fn complete_errors(resp: &mut async_graphql::Response, roots: &[((usize, usize), String)]) {
+    for e in &mut resp.errors {
+        if e.path.is_empty() {
+            let at = e.locations.first().map(|l| (l.line, l.column));
+            if let Some((_, key)) = roots.iter().find(|(p, _)| Some(*p) == at) {
+                e.path = vec![async_graphql::PathSegment::Field(key.clone())];
             }
         }
+        let x = e.extensions.get_or_insert_with(Default::default);
+        if x.get("code").is_none() {
+            x.set("code", "bad_request");
+        }
+        if x.get("status").is_none() {
+            x.set("status", 400);
+        }
     }
-    v
 }
 
 fn errors_only(errors: Vec<Json>) -> Json {
@@ -250,10 +296,10 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
-fn json_response(v: Json) -> Response {
+fn json_response(body: Vec<u8>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/graphql-response+json")],
-        v.to_string(),
+        body,
     )
         .into_response()
 }

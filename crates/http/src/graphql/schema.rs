@@ -425,7 +425,14 @@ fn root_list(c: &Arc<Collection>) -> Field {
                         r.query.insert(k.into(), Json::String(v.to_string()));
                     }
                 }
-                if let Some(true) = rc.args.get("skipTotal").and_then(|v| v.boolean().ok()) {
+                // The count runs only when the answer holds it.
+                let counted = rc
+                    .ctx
+                    .field()
+                    .selection_set()
+                    .any(|f| matches!(f.name(), "totalItems" | "totalPages"));
+                let skip = rc.args.get("skipTotal").and_then(|v| v.boolean().ok());
+                if skip == Some(true) || !counted {
                     r.query
                         .insert("skipTotal".into(), Json::String("true".into()));
                 }

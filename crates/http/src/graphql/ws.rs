@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
 
-use super::{cost, response_json, GqlRequest, GqlState, Uploads};
+use super::{complete_errors, GqlRequest, GqlState, Uploads};
 
 const PROTOCOL: &str = "graphql-transport-ws";
 /// How long a client may take to send `connection_init`.
@@ -174,8 +174,8 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
             return;
         }
     };
-    let checked = match cost::check(&gql.ctx, &r, &gql.ctx.graphql) {
-        Ok(c) => c,
+    let (request, checked) = match gql.prepare(req, r, Uploads::default()) {
+        Ok(x) => x,
         Err(m) => {
             send(errors(
                 json!([{"message": m, "extensions": {"code": "bad_request", "status": 400}}]),
@@ -184,18 +184,11 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
             return;
         }
     };
-    let mut request = async_graphql::Request::new(r.query)
-        .variables(async_graphql::Variables::from_json(r.variables))
-        .data(gql.ctx.clone())
-        .data(req)
-        .data(Uploads::default());
-    if let Some(n) = r.operation_name {
-        request = request.operation_name(n);
-    }
     let mut results = schema.execute_stream(request);
     let mut first = true;
-    while let Some(resp) = results.next().await {
-        let v = response_json(resp, &checked.roots);
+    while let Some(mut resp) = results.next().await {
+        complete_errors(&mut resp, &checked.roots);
+        let v = serde_json::to_value(&resp).unwrap_or(Json::Null);
         // Refused before execution (parse or validation): the protocol's `error`, no `complete`.
         if first && v.get("data").is_none_or(Json::is_null) && v.get("errors").is_some() {
             let errs = v.get("errors").cloned().unwrap_or(Json::Null);
