@@ -10,6 +10,7 @@
 //! the multipart request spec and the WebSocket protocol are this module's, over axum.
 
 mod cost;
+mod fast;
 mod plan;
 mod schema;
 mod ws;
@@ -42,7 +43,7 @@ pub struct Gql {
     cache: Mutex<Option<(Arc<Collections>, Schema)>>,
     /// Parsed documents by query text: clients send the same few queries again and again, and
     /// parsing is a tenth of a small query's time.
-    docs: Mutex<HashMap<String, ExecutableDocument>>,
+    docs: Mutex<HashMap<String, Arc<ExecutableDocument>>>,
 }
 
 /// Documents kept parsed (the map is emptied when full).
@@ -88,7 +89,7 @@ impl Gql {
 
 impl Gql {
     /// The parsed query (a syntax error is its message).
-    pub fn document(&self, query: &str) -> Result<ExecutableDocument, String> {
+    pub fn document(&self, query: &str) -> Result<Arc<ExecutableDocument>, String> {
         if let Some(d) = self
             .docs
             .lock()
@@ -97,7 +98,7 @@ impl Gql {
         {
             return Ok(d.clone());
         }
-        let d = async_graphql::parser::parse_query(query).map_err(|e| e.to_string())?;
+        let d = Arc::new(async_graphql::parser::parse_query(query).map_err(|e| e.to_string())?);
         if query.len() <= DOC_CACHE_MAX_LEN {
             let mut g = self.docs.lock().unwrap_or_else(|p| p.into_inner());
             if g.len() >= DOCS_CACHED {
@@ -109,13 +110,15 @@ impl Gql {
     }
 
     /// Parses and checks `r` against the limits, and makes the request to execute (the parsed
-    /// document handed over, so it is not parsed again).
+    /// document handed over, so it is not parsed again). With `fast`, a query without introspection
+    /// is marked for the query executor ([`fast`]); its answer arrives in the returned slot.
     pub fn prepare(
         &self,
         req: Req,
         r: GqlRequest,
         uploads: Uploads,
-    ) -> Result<(async_graphql::Request, cost::Checked), String> {
+        fast: bool,
+    ) -> Result<Prepared, String> {
         let doc = self.document(&r.query)?;
         let checked = cost::check(
             &self.ctx,
@@ -124,17 +127,44 @@ impl Gql {
             &r.variables,
             &self.ctx.graphql,
         )?;
+        let out = Arc::new(Mutex::new(None));
+        let fast_query = match fast::operation(&doc, r.operation_name.as_deref()) {
+            Some(op) if fast && fast::runs(&doc, r.operation_name.as_deref()) => {
+                Some(fast::FastQuery {
+                    doc: doc.clone(),
+                    operation: r.operation_name.clone(),
+                    variables: fast::variables(op, &r.variables),
+                    out: out.clone(),
+                })
+            }
+            _ => None,
+        };
         let mut request = async_graphql::Request::new(r.query)
             .variables(async_graphql::Variables::from_json(r.variables))
             .data(self.ctx.clone())
             .data(req)
             .data(uploads);
+        if let Some(q) = fast_query {
+            request = request.data(q);
+        }
         if let Some(n) = r.operation_name {
             request = request.operation_name(n);
         }
-        request.set_parsed_query(doc);
-        Ok((request, checked))
+        request.set_parsed_query((*doc).clone());
+        Ok(Prepared {
+            request,
+            checked,
+            out,
+        })
     }
+}
+
+/// A request ready to execute.
+pub struct Prepared {
+    pub request: async_graphql::Request,
+    pub checked: cost::Checked,
+    /// The query executor's answer, when it ran the operation.
+    pub out: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 /// `GET|POST /api/graphql`, and the WebSocket upgrade on the same path.
@@ -204,7 +234,11 @@ pub async fn execute(
         Ok(s) => s,
         Err(e) => return errors_only(vec![error_json(e)]).to_string().into_bytes(),
     };
-    let (request, checked) = match gql.prepare(req, r, uploads) {
+    let Prepared {
+        request,
+        checked,
+        out,
+    } = match gql.prepare(req, r, uploads, true) {
         Ok(x) => x,
         Err(m) => {
             return errors_only(vec![bad_json(&m, "bad_request")])
@@ -222,6 +256,9 @@ pub async fn execute(
             .into_bytes();
     }
     let mut resp = schema.execute(request).await;
+    if let Some(b) = out.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return b;
+    }
     complete_errors(&mut resp, &checked.roots);
     serde_json::to_vec(&resp).unwrap_or_default()
 }
@@ -258,23 +295,29 @@ fn bad_json(message: &str, code: &str) -> Json {
 /// A service error as a GraphQL error object (outside execution).
 fn error_json(e: ServiceError) -> Json {
     let code = e.0.code();
+    let retry = retry_after(&e);
     let (status, body) = ApiError::from(e).into_parts();
-    json!({
-        "message": body["message"],
-        "extensions": {"code": code, "status": status.as_u16(), "data": body["data"]},
-    })
+    let mut x = json!({"code": code, "status": status.as_u16(), "data": body["data"]});
+    if let Some(s) = retry {
+        x["retryAfter"] = json!(s);
+    }
+    json!({"message": body["message"], "extensions": x})
+}
+
+fn retry_after(e: &ServiceError) -> Option<u64> {
+    match &e.0 {
+        basalt_core::Error::TooManyRequests {
+            retry_after_secs, ..
+        } => Some(*retry_after_secs),
+        _ => None,
+    }
 }
 
 /// A service error as a resolver error: the message and `data` REST would answer, `code` from the
 /// code table and the HTTP `status` REST would use.
 pub fn gql_error(e: ServiceError) -> async_graphql::Error {
     let code = e.0.code();
-    let retry = match &e.0 {
-        basalt_core::Error::TooManyRequests {
-            retry_after_secs, ..
-        } => Some(*retry_after_secs),
-        _ => None,
-    };
+    let retry = retry_after(&e);
     let (status, body) = ApiError::from(e).into_parts();
     let message = body["message"].as_str().unwrap_or("").to_string();
     let data = async_graphql::Value::from_json(body["data"].clone()).unwrap_or_default();

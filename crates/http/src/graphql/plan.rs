@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_graphql::dynamic::FieldValue;
+use async_graphql::parser::types::SelectionSet;
 use async_graphql::{Context, SelectionField};
 use basalt_core::schema::{Collection, FieldType};
 use basalt_service::error::{ServiceError, ServiceResult};
@@ -72,15 +73,83 @@ fn ids_in(rec: &Map<String, Json>, f: &str) -> Vec<String> {
     }
 }
 
+/// What is selected below a field: an executing field's selection (async-graphql's context), or a
+/// selection set of the parsed document (the query executor, `fast`).
+#[derive(Clone, Copy)]
+pub enum Below<'q> {
+    Ctx(SelectionField<'q>),
+    Ast(&'q super::fast::Doc<'q>, &'q SelectionSet),
+}
+
+/// One selected field.
+pub struct Sel<'q> {
+    /// Alias or name: the key in the answer.
+    pub key: String,
+    pub name: String,
+    pub args: Vec<(String, async_graphql::Value)>,
+    pub below: Below<'q>,
+    /// Where the field is in the query (line, column).
+    pub pos: (usize, usize),
+    /// Whether it selects fields of its own.
+    pub has_below: bool,
+}
+
+impl<'q> Below<'q> {
+    /// The fields selected here, fragments expanded and `@skip`/`@include` applied.
+    pub fn fields(&self) -> ServiceResult<Vec<Sel<'q>>> {
+        match *self {
+            Below::Ctx(sf) => sf
+                .selection_set()
+                .map(|f| {
+                    let args = f
+                        .arguments()
+                        .map_err(bad_args)?
+                        .into_iter()
+                        .map(|(n, v)| (n.to_string(), v))
+                        .collect();
+                    Ok(Sel {
+                        key: f.alias().unwrap_or(f.name()).to_string(),
+                        name: f.name().to_string(),
+                        args,
+                        below: Below::Ctx(f),
+                        pos: (0, 0),
+                        has_below: f.selection_set().next().is_some(),
+                    })
+                })
+                .collect(),
+            Below::Ast(doc, set) => {
+                let mut out = vec![];
+                doc.fields(set, &mut out, 0)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
 fn arg_of<'a>(
-    args: &'a [(async_graphql::Name, async_graphql::Value)],
+    args: &'a [(String, async_graphql::Value)],
     k: &str,
 ) -> Option<&'a async_graphql::Value> {
-    args.iter().find(|(n, _)| n.as_str() == k).map(|(_, v)| v)
+    args.iter().find(|(n, _)| n == k).map(|(_, v)| v)
 }
 
 fn bad_args(e: async_graphql::ServerError) -> ServiceError {
     basalt_service::error::bad(&e.message)
+}
+
+/// Fields of merged selections grouped by response key, in the order keys first appear (a key
+/// selected twice, e.g. in two fragments, merges its selections).
+pub fn grouped<'q>(sels: &[Below<'q>]) -> ServiceResult<Vec<(String, Vec<Sel<'q>>)>> {
+    let mut groups: Vec<(String, Vec<Sel<'q>>)> = vec![];
+    for s in sels {
+        for f in s.fields()? {
+            match groups.iter_mut().find(|(k, _)| *k == f.key) {
+                Some((_, v)) => v.push(f),
+                None => groups.push((f.key.clone(), vec![f])),
+            }
+        }
+    }
+    Ok(groups)
 }
 
 /// Loads the relations `sels` (selections of this collection's object type, merged) name for
@@ -90,27 +159,18 @@ pub fn load<'s, 'q: 's>(
     req: &'s Req,
     coll: &'s Arc<Collection>,
     recs: Vec<Map<String, Json>>,
-    sels: &'s [SelectionField<'q>],
+    sels: &'s [Below<'q>],
 ) -> Fut<'s, ServiceResult<Vec<Node>>> {
     Box::pin(async move {
-        // Selections by response key (a key selected twice, e.g. in two fragments, merges).
-        let mut groups: Vec<(String, Vec<SelectionField<'q>>)> = vec![];
-        for s in sels {
-            for f in s.selection_set() {
-                if f.selection_set().next().is_none() {
-                    continue;
-                }
-                let key = f.alias().unwrap_or(f.name()).to_string();
-                match groups.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, v)) => v.push(f),
-                    None => groups.push((key, vec![f])),
-                }
-            }
-        }
+        let groups = grouped(sels)?;
         let mut links: Vec<HashMap<String, Link>> = vec![HashMap::new(); recs.len()];
         let su = req.is_superuser();
         for (key, fields) in &groups {
-            let name = fields[0].name();
+            if !fields[0].has_below {
+                continue;
+            }
+            let name = fields[0].name.as_str();
+            let below: Vec<Below<'q>> = fields.iter().map(|f| f.below).collect();
             if let Some(rf) = coll
                 .field(name)
                 .filter(|f| f.ty() == FieldType::Relation && (su || !f.hidden))
@@ -131,7 +191,7 @@ pub fn load<'s, 'q: 's>(
                 } else {
                     crud::related(ctx, req, &target, &all).await?
                 };
-                let nodes = load(ctx, req, &target, fetched, fields).await?;
+                let nodes = load(ctx, req, &target, fetched, &below).await?;
                 let by_id: HashMap<&str, &Node> = nodes
                     .iter()
                     .map(|n| (n.rec.get("id").and_then(Json::as_str).unwrap_or(""), n))
@@ -151,16 +211,12 @@ pub fn load<'s, 'q: 's>(
                 let Some(target) = ctx.collection(other).filter(|t| t.name == other) else {
                     continue;
                 };
-                let args = fields[0].arguments().map_err(bad_args)?;
-                let text = |k: &str| {
-                    arg_of(&args, k)
-                        .and_then(|v| match v {
-                            async_graphql::Value::String(s) => Some(s.clone()),
-                            _ => None,
-                        })
-                        .unwrap_or_default()
+                let args = &fields[0].args;
+                let text = |k: &str| match arg_of(args, k) {
+                    Some(async_graphql::Value::String(s)) => s.clone(),
+                    _ => String::new(),
                 };
-                let per_page = match arg_of(&args, "perPage") {
+                let per_page = match arg_of(args, "perPage") {
                     Some(async_graphql::Value::Number(n)) => n.as_i64().unwrap_or(BACK_PER_PAGE),
                     _ => BACK_PER_PAGE,
                 };
@@ -178,7 +234,7 @@ pub fn load<'s, 'q: 's>(
                 let rows = crud::back_related(ctx, req, &target, via, &parents, &q).await?;
                 let (owners, maps): (Vec<String>, Vec<Map<String, Json>>) =
                     rows.into_iter().unzip();
-                let nodes = load(ctx, req, &target, maps, fields).await?;
+                let nodes = load(ctx, req, &target, maps, &below).await?;
                 let mut by_parent: HashMap<&str, Vec<Node>> = HashMap::new();
                 for (o, n) in owners.iter().zip(nodes) {
                     by_parent.entry(o.as_str()).or_default().push(n);
@@ -243,9 +299,10 @@ pub fn events<'a>(
                 .unwrap_or("")
                 .to_string();
             let rec = payload.get("record").and_then(Json::as_object).cloned();
-            let sels: Vec<SelectionField<'a>> = field
+            let sels: Vec<Below<'a>> = field
                 .selection_set()
                 .filter(|f| f.name() == "record")
+                .map(Below::Ctx)
                 .collect();
             let item = match rec {
                 Some(rec) => match load(ctx, &req, &coll, vec![rec], &sels).await {

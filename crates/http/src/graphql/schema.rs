@@ -235,6 +235,7 @@ pub fn build(cols: &Collections, cfg: &GraphqlOptions) -> Result<Schema, SchemaE
             Scalar::new("Upload")
                 .description("A file of a multipart request (the GraphQL multipart request spec)."),
         )
+        .extension(super::fast::FastQueries)
         // Depth, breadth and cost are checked before execution (`cost::check`), introspection
         // exempt; this bounds the parser's recursion only.
         .limit_recursive_depth(64);
@@ -444,6 +445,7 @@ fn root_list(c: &Arc<Collection>) -> Field {
                 let sels: Vec<_> = field
                     .selection_set()
                     .filter(|f| f.name() == "items")
+                    .map(plan::Below::Ctx)
                     .collect();
                 let items = match coll {
                     Some(coll) => plan::load(ctx, &r, &coll, page.items, &sels)
@@ -487,7 +489,7 @@ async fn one_node(
         return Ok(None);
     };
     let field = rc.ctx.field();
-    let nodes = plan::load(ctx, req, &coll, vec![rec], &[field])
+    let nodes = plan::load(ctx, req, &coll, vec![rec], &[plan::Below::Ctx(field)])
         .await
         .map_err(gql_error)?;
     Ok(nodes.into_iter().next())
@@ -823,6 +825,7 @@ async fn token_node(
             .field()
             .selection_set()
             .filter(|f| f.name() == "record")
+            .map(plan::Below::Ctx)
             .collect();
         record = plan::load(ctx, &who, &coll, vec![rec], &sels)
             .await

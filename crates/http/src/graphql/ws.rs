@@ -174,7 +174,9 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
             return;
         }
     };
-    let (request, checked) = match gql.prepare(req, r, Uploads::default()) {
+    let super::Prepared {
+        request, checked, ..
+    } = match gql.prepare(req, r, Uploads::default(), false) {
         Ok(x) => x,
         Err(m) => {
             send(errors(
