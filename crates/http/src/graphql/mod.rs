@@ -128,19 +128,26 @@ impl Gql {
             &self.ctx.graphql,
         )?;
         let out = Arc::new(Mutex::new(None));
-        let fast_query = match fast::operation(&doc, r.operation_name.as_deref()) {
-            Some(op) if fast && fast::runs(&doc, r.operation_name.as_deref()) => {
+        let op = fast::operation(&doc, r.operation_name.as_deref());
+        // Defaults written in: async-graphql's engine leaves a defaulted variable out of
+        // `@include(if:)`/`@skip(if:)`, so both executors get every value explicitly.
+        let variables = match op {
+            Some(op) => Json::Object(fast::variables(op, &r.variables)),
+            None => r.variables,
+        };
+        let fast_query = match variables.as_object() {
+            Some(v) if fast && fast::runs(&doc, r.operation_name.as_deref()) => {
                 Some(fast::FastQuery {
                     doc: doc.clone(),
                     operation: r.operation_name.clone(),
-                    variables: fast::variables(op, &r.variables),
+                    variables: v.clone(),
                     out: out.clone(),
                 })
             }
             _ => None,
         };
         let mut request = async_graphql::Request::new(r.query)
-            .variables(async_graphql::Variables::from_json(r.variables))
+            .variables(async_graphql::Variables::from_json(variables))
             .data(self.ctx.clone())
             .data(req)
             .data(uploads);
@@ -268,10 +275,21 @@ pub async fn execute(
 /// schema reports only the location).
 pub fn complete_errors(resp: &mut async_graphql::Response, roots: &[((usize, usize), String)]) {
     for e in &mut resp.errors {
-        if e.path.is_empty() {
+        // A resolver's error (it has a code) at a root field: its path, and the field is `null` in
+        // `data` as the spec says (async-graphql leaves it out). Parse and validation errors have
+        // no code and no path.
+        let raised = e
+            .extensions
+            .as_ref()
+            .is_some_and(|x| x.get("code").is_some());
+        if raised && e.path.is_empty() {
             let at = e.locations.first().map(|l| (l.line, l.column));
             if let Some((_, key)) = roots.iter().find(|(p, _)| Some(*p) == at) {
                 e.path = vec![async_graphql::PathSegment::Field(key.clone())];
+                if let async_graphql::Value::Object(m) = &mut resp.data {
+                    m.entry(async_graphql::Name::new(key))
+                        .or_insert(async_graphql::Value::Null);
+                }
             }
         }
         let x = e.extensions.get_or_insert_with(Default::default);

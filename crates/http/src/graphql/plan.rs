@@ -166,9 +166,7 @@ pub fn load<'s, 'q: 's>(
         let mut links: Vec<HashMap<String, Link>> = vec![HashMap::new(); recs.len()];
         let su = req.is_superuser();
         for (key, fields) in &groups {
-            if !fields[0].has_below {
-                continue;
-            }
+            // Relations are loaded even when every field below them is skipped (`{}` objects).
             let name = fields[0].name.as_str();
             let below: Vec<Below<'q>> = fields.iter().map(|f| f.below).collect();
             if let Some(rf) = coll
