@@ -334,3 +334,13 @@ test('files by the multipart request spec, readable through the SDK', { skip }, 
   const url = guest().files.getURL(rec, rec.files[0]);
   assert.equal(await (await fetch(url)).text(), 'hello');
 });
+
+test("the socket's token is the caller: a bad one makes a guest, as with REST", { skip }, async () => {
+  const q = `{ users(filter: "id = '${alice.record.id}'") { totalItems } }`;
+  const asAlice = await overSocket(wsClient(alice.pb.authStore.token), q);
+  assert.equal(asAlice.data.users.totalItems, 1);
+  const bad = await overSocket(wsClient('not-a-token'), q);
+  assert.equal(bad.data.users.totalItems, 0);
+  const rest = await guest().collection('users').getList(1, 1, { filter: `id = '${alice.record.id}'` });
+  assert.equal(rest.totalItems, 0);
+});
