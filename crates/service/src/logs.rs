@@ -307,6 +307,10 @@ pub fn redact_filter(url: &str) -> String {
                         None => out.push(c),
                     }
                 }
+                if out == decoded {
+                    // Nothing to hide: the URL stays as the client wrote it.
+                    return kv.to_string();
+                }
                 let enc =
                     percent_encoding::utf8_percent_encode(&out, percent_encoding::NON_ALPHANUMERIC);
                 format!("filter={enc}")
@@ -635,6 +639,9 @@ mod redact_tests {
             d.contains("email = '*' && n=0") && d.contains("page=2") && d.contains("sort=-created"),
             "{d}"
         );
+        // A filter without literals stays as the client encoded it.
+        let plain = "/api/logs?page=1&filter=bad((";
+        assert_eq!(super::redact_filter(plain), plain);
     }
 }
 

@@ -198,11 +198,13 @@ pub fn build(cols: &Collections, cfg: &GraphqlOptions) -> Result<Schema, SchemaE
         if c.kind != CollectionType::View {
             let (ci, ui) = write_inputs(c, &list);
             inputs.push(ci);
-            inputs.push(ui);
-            mutation = mutation
-                .field(create_field(c))
-                .field(update_field(c))
-                .field(delete_field(c));
+            mutation = mutation.field(create_field(c)).field(delete_field(c));
+            // A collection with nothing to update (only `id` and autodates) has no update: an
+            // input object needs a field.
+            if let Some(ui) = ui {
+                inputs.push(ui);
+                mutation = mutation.field(update_field(c));
+            }
         }
         if c.is_auth() {
             objects.push(auth_type(c));
@@ -525,9 +527,13 @@ fn root_by_id(c: &Arc<Collection>) -> Field {
 /// Create and update inputs. Modifier inputs map to the protocol's keys: `<f>_add` → `f+` and
 /// `<f>_subtract` → `f-` (numbers); `<f>_append` → `f+`, `<f>_prepend` → `+f`, `<f>_remove` → `f-`
 /// (multiple relations, selects and files).
-fn write_inputs(c: &Arc<Collection>, list: &[Arc<Collection>]) -> (InputObject, InputObject) {
+fn write_inputs(
+    c: &Arc<Collection>,
+    list: &[Arc<Collection>],
+) -> (InputObject, Option<InputObject>) {
     let mut ci = InputObject::new(format!("{}_create_input", c.name));
     let mut ui = InputObject::new(format!("{}_update_input", c.name));
+    let mut updatable = 0;
     for f in c
         .fields
         .iter()
@@ -557,6 +563,7 @@ fn write_inputs(c: &Arc<Collection>, list: &[Arc<Collection>]) -> (InputObject, 
                     "oldPassword",
                     TypeRef::named(TypeRef::STRING),
                 ));
+            updatable += 1;
             continue;
         }
         let Some(ty) = input_type(f, list) else {
@@ -565,6 +572,7 @@ fn write_inputs(c: &Arc<Collection>, list: &[Arc<Collection>]) -> (InputObject, 
         ci = ci.field(InputValue::new(f.name.clone(), ty.clone()));
         if f.name != "id" {
             ui = ui.field(InputValue::new(f.name.clone(), ty.clone()));
+            updatable += 1;
         }
         for (suffix, _) in modifiers(f) {
             let n = format!("{}{suffix}", f.name);
@@ -577,9 +585,10 @@ fn write_inputs(c: &Arc<Collection>, list: &[Arc<Collection>]) -> (InputObject, 
                 ty.clone()
             };
             ui = ui.field(InputValue::new(n, mty));
+            updatable += 1;
         }
     }
-    (ci, ui)
+    (ci, (updatable > 0).then_some(ui))
 }
 
 /// The modifier inputs of a field: (suffix, how the protocol's key is spelled from the name).
