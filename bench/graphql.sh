@@ -111,7 +111,7 @@ run graphql "http://127.0.0.1:$PORT/api/graphql" "$RUN/graphql.lua"
 run graphql_get "$GET_URL"
 ratio() { awk -v a="${RPS[$1]}" -v b="${RPS[rest]}" 'BEGIN { printf "%.0f%%", a / b * 100 }'; }
 {
-  echo "## GraphQL vs REST ($(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" describe --always --dirty), ${DATABASE_URL:+PostgreSQL}${DATABASE_URL:-SQLite})"
+  echo "## GraphQL vs REST ($(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" describe --always --dirty), $([[ -n ${DATABASE_URL:-} ]] && echo PostgreSQL || echo SQLite))"
   echo
   echo "wrk -t1 -c$CONNECTIONS -d$DURATION, server on cpu $SERVER_CPU, wrk on cpu $LOAD_CPU; a page of 20 of $POSTS posts with the author ($USERS users)"
   echo
