@@ -76,6 +76,33 @@ enum SuperuserCmd {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Creates a new superuser (fails when the email is taken).
+    Create {
+        email: String,
+        password: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Changes the password of an existing superuser (its tokens stop working).
+    Update {
+        email: String,
+        password: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Deletes a superuser (never the last one).
+    Delete {
+        email: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Creates an OTP for a superuser (the _superusers collection must allow OTP sign-in) and prints
+    /// its id and code.
+    Otp {
+        email: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +123,65 @@ enum PiiCmd {
     },
     /// Prints a new random 32-byte key, base64, for the key ring.
     Keygen,
+}
+
+/// `basalt superuser …`, with PocketBase's words.
+async fn superuser(action: SuperuserCmd) -> anyhow::Result<()> {
+    use basalt_service::bootstrap::{delete_superuser, save_superuser, Save};
+    let storage = match &action {
+        SuperuserCmd::Upsert { storage, .. }
+        | SuperuserCmd::Create { storage, .. }
+        | SuperuserCmd::Update { storage, .. }
+        | SuperuserCmd::Delete { storage, .. }
+        | SuperuserCmd::Otp { storage, .. } => storage,
+    };
+    let s = Settings::load(storage, None, None)?;
+    telemetry::init(&s)?;
+    let ctx = open_app(&s, false).await?;
+    let fail = |e: basalt_service::ServiceError| anyhow::anyhow!("{}", e.0);
+    match &action {
+        SuperuserCmd::Upsert {
+            email, password, ..
+        } => {
+            save_superuser(&ctx, email, password, Save::Upsert)
+                .await
+                .map_err(fail)?;
+            println!("Successfully saved superuser \"{email}\"!");
+        }
+        SuperuserCmd::Create {
+            email, password, ..
+        } => {
+            save_superuser(&ctx, email, password, Save::Create)
+                .await
+                .map_err(fail)?;
+            println!("Successfully created new superuser \"{email}\"!");
+        }
+        SuperuserCmd::Update {
+            email, password, ..
+        } => {
+            save_superuser(&ctx, email, password, Save::Update)
+                .await
+                .map_err(fail)?;
+            println!("Successfully changed superuser \"{email}\" password!");
+        }
+        SuperuserCmd::Delete { email, .. } => {
+            if delete_superuser(&ctx, email).await.map_err(fail)? {
+                println!("Successfully deleted superuser \"{email}\"!");
+            } else {
+                println!("superuser \"{email}\" is missing or already deleted");
+            }
+        }
+        SuperuserCmd::Otp { email, .. } => {
+            let (id, code) = basalt_service::auth::mfa::issue_otp(&ctx, "_superusers", email)
+                .await
+                .map_err(fail)?;
+            println!("Successfully created OTP for superuser \"{email}\":");
+            println!("├─ Id:    {id}");
+            println!("├─ Pass:  {code}");
+            println!("└─ Valid: the _superusers collection's otp.duration");
+        }
+    }
+    Ok(())
 }
 
 /// Opens the database and builds the app; `serving` also starts the configured event sinks.
@@ -241,23 +327,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("stopped");
             Ok(())
         }
-        Command::Superuser {
-            action:
-                SuperuserCmd::Upsert {
-                    email,
-                    password,
-                    storage,
-                },
-        } => {
-            let s = Settings::load(&storage, None, None)?;
-            telemetry::init(&s)?;
-            let ctx = open_app(&s, false).await?;
-            basalt_service::bootstrap::upsert_superuser(&ctx, &email, &password)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.0))?;
-            println!("Successfully saved superuser \"{email}\"!");
-            Ok(())
-        }
+        Command::Superuser { action } => superuser(action).await,
         Command::Pii {
             action: PiiCmd::Keygen,
         } => {

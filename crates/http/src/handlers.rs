@@ -63,6 +63,9 @@ pub fn router(ctx: AppCtx) -> Router {
         .route("/api/logs", get(list_logs).delete(truncate_logs))
         .route("/api/logs/stats", get(logs_stats))
         .route("/api/logs/{id}", get(view_log))
+        .route("/api/crons", get(list_crons))
+        .route("/api/crons/{id}", post(run_cron))
+        .route("/api/settings/test/s3", post(test_s3))
         .route(
             "/api/collections",
             get(list_collections).post(create_collection),
@@ -246,6 +249,28 @@ async fn view_log(
 
 async fn truncate_logs(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
     basalt_service::observe::api_truncate(&ctx, &req).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_crons(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
+    Ok(ok_json(basalt_service::crons::api_list(&ctx, &req)?))
+}
+
+async fn run_cron(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    basalt_service::crons::api_run(&ctx, &req, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn test_s3(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    basalt_service::crons::test_s3(&ctx, &req, &body).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -37,7 +37,7 @@ pub const KEEP_ON_RESTORE: [&str; 5] = [
     crate::privacy::ERASURES,
 ];
 
-const PG_MESSAGE: &str = "Backups are not available with PostgreSQL: back the database up with its own tooling (pg_dump, or base backups with WAL archiving).";
+pub(crate) const PG_MESSAGE: &str = "Backups are not available with PostgreSQL: back the database up with its own tooling (pg_dump, or base backups with WAL archiving).";
 const BUSY: &str = "Try again later - another backup/restore process has already been started.";
 const AUTO_PREFIX: &str = "@auto_pb_backup_";
 
@@ -474,38 +474,8 @@ fn swap_dir(root: &Path, restored: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs scheduled backups: checks `backups.cron` once a minute (UTC).
-pub async fn run_scheduler(ctx: AppCtx) {
-    let mut last = String::new();
-    loop {
-        let now = chrono::Utc::now();
-        let wait = 60 - (now.timestamp() % 60) as u64;
-        tokio::time::sleep(std::time::Duration::from_secs(wait.max(1))).await;
-        let now = chrono::Utc::now();
-        let minute = now.format("%Y%m%d%H%M").to_string();
-        if minute == last {
-            continue;
-        }
-        last = minute;
-        let cfg = ctx.config();
-        let expr = cfg.backups.cron.as_str();
-        if expr.is_empty() || !ctx.store.can_backup() {
-            continue;
-        }
-        let Some(cron) = Cron::parse(expr) else {
-            continue;
-        };
-        if !cron.matches(&now) {
-            continue;
-        }
-        let keep = cfg.backups.cron_max_keep.max(1) as usize;
-        if let Err(e) = scheduled(&ctx, keep).await {
-            tracing::error!(error = %e.0, "scheduled backup failed");
-        }
-    }
-}
-
-async fn scheduled(ctx: &AppCtx, keep: usize) -> ServiceResult<()> {
+/// A scheduled backup (`__pbAutoBackup__`): `@auto_pb_backup_*`, keeping the newest `keep`.
+pub(crate) async fn scheduled(ctx: &AppCtx, keep: usize) -> ServiceResult<()> {
     let Ok(_lock) = ctx.backups.running.try_lock() else {
         return Ok(());
     };

@@ -188,6 +188,59 @@ fn pii_audit_collection() -> Collection {
 
 /// Creates or updates a superuser (the CLI's `superuser upsert`).
 pub async fn upsert_superuser(ctx: &AppCtx, email: &str, password: &str) -> ServiceResult<()> {
+    save_superuser(ctx, email, password, Save::Upsert).await
+}
+
+/// What [`save_superuser`] may do (the CLI's `create`, `update`, `upsert`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Save {
+    Create,
+    Update,
+    Upsert,
+}
+
+/// Deletes the superuser `email` (never the last one); `false` when there is none.
+pub async fn delete_superuser(ctx: &AppCtx, email: &str) -> ServiceResult<bool> {
+    let Some(id) = superuser_id(ctx, email).await? else {
+        return Ok(false);
+    };
+    let mut c = ctx.sql();
+    c.push("SELECT COUNT(*) FROM \"_superusers\"");
+    if ctx.store.query(&c).await?.scalar_int() <= 1 {
+        return Err(crate::error::bad(&format!(
+            "failed to delete superuser \"{email}\": You can't delete the only existing superuser."
+        )));
+    }
+    let coll = ctx
+        .collection("_superusers")
+        .ok_or_else(|| crate::error::bad("missing _superusers"))?;
+    let id = id.into_string();
+    // The server acts as a superuser (the CLI): the rule is not asked.
+    let info = basalt_core::filter::compile::RequestInfo {
+        auth: Some((coll.clone(), basalt_core::record::Data::new())),
+        context: "default".into(),
+        route: "CLI superuser delete".into(),
+        ..Default::default()
+    };
+    crate::records::delete(ctx, &coll, &id, &info).await?;
+    Ok(true)
+}
+
+async fn superuser_id(ctx: &AppCtx, email: &str) -> ServiceResult<Option<Value>> {
+    let mut q = ctx.sql();
+    q.push("SELECT \"id\" FROM \"_superusers\" WHERE LOWER(\"email\") = LOWER(")
+        .bind(Value::Text(email.into()))
+        .push(")");
+    Ok(ctx.store.query(&q).await?.scalar())
+}
+
+/// Creates and/or updates the superuser `email` with `password`, as `mode` allows.
+pub async fn save_superuser(
+    ctx: &AppCtx,
+    email: &str,
+    password: &str,
+    mode: Save,
+) -> ServiceResult<()> {
     let coll: Arc<Collection> = ctx
         .collection("_superusers")
         .ok_or_else(|| crate::error::bad("missing _superusers"))?;
@@ -199,12 +252,21 @@ pub async fn upsert_superuser(ctx: &AppCtx, email: &str, password: &str) -> Serv
             "The password must be at least 8 characters.",
         ));
     }
+    let existing = superuser_id(ctx, email).await?;
+    match (mode, &existing) {
+        (Save::Create, Some(_)) => {
+            return Err(crate::error::bad(
+                "failed to create new superuser account: email: Value must be unique.",
+            ))
+        }
+        (Save::Update, None) => {
+            return Err(crate::error::bad(&format!(
+                "superuser with email \"{email}\" doesn't exist"
+            )))
+        }
+        _ => {}
+    }
     let hash = crate::auth::hash_password_blocking(password.to_string()).await?;
-    let mut q = ctx.sql();
-    q.push("SELECT \"id\" FROM \"_superusers\" WHERE LOWER(\"email\") = LOWER(")
-        .bind(Value::Text(email.into()))
-        .push(")");
-    let existing = ctx.store.query(&q).await?.scalar();
     let mut tx = ctx.store.begin().await?;
     let now = basalt_core::time::now();
     match existing {

@@ -37,6 +37,7 @@ pub mod cluster;
 pub mod collections;
 pub mod config;
 pub mod cron;
+pub mod crons;
 pub mod crud;
 pub mod ddl;
 pub mod error;
@@ -200,7 +201,9 @@ pub async fn build_with(
     if target.runs(roles::Module::Pruner) {
         tokio::spawn(privacy::run_migrations(ctx.clone()));
         bus.start_pruner();
-        tokio::spawn(observe::run_pruner(ctx.clone()));
+    }
+    if target.runs(roles::Module::Pruner) || target.runs(roles::Module::BackupScheduler) {
+        tokio::spawn(crons::run_scheduler(ctx.clone()));
     }
     if target.runs(roles::Module::Sinks) {
         start_sinks(&bus, &ev, &hooks).await?;
@@ -209,9 +212,6 @@ pub async fn build_with(
         bus.set_listener(Arc::new(realtime::Fanout(ctx.clone())));
     }
     let _ = ctx.events.set(bus);
-    if target.runs(roles::Module::BackupScheduler) {
-        tokio::spawn(backups::run_scheduler(ctx.clone()));
-    }
     Ok(ctx)
 }
 

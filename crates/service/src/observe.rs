@@ -4,7 +4,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value as Json;
 
@@ -406,21 +405,6 @@ fn process(s: &mut Snapshot) {
                 v,
             );
         }
-    }
-}
-
-/// Prunes entries past `logs.maxDays` at start and then every hour.
-pub async fn run_pruner(ctx: AppCtx) {
-    loop {
-        if let Some(l) = ctx.logs.get() {
-            let days = ctx.config().logs.max_days;
-            match l.prune(days).await {
-                Ok(n) if n > 0 => tracing::info!(deleted = n, "request logs pruned"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = ?e.0, "pruning request logs failed"),
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(3600)).await;
     }
 }
 

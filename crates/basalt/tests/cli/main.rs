@@ -146,6 +146,87 @@ fn version_and_targets() {
     assert!(text.contains("webhook-worker") && text.contains("module dependencies"));
 }
 
+/// `basalt superuser create|update|upsert|delete|otp`: PocketBase's words and refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superuser_commands_follow_pocketbase() {
+    let dir = tmp();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("superuser")
+            .args(args)
+            .args(storage_args(&dir, &None))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run(&["create", "a@example.com", "password123"]);
+    assert!(
+        ok && out.contains("Successfully created new superuser \"a@example.com\"!"),
+        "{out}"
+    );
+    let (ok, out) = run(&["create", "a@example.com", "password123"]);
+    assert!(!ok && out.contains("Value must be unique"), "{out}");
+    let (ok, out) = run(&["create", "not-an-email", "password123"]);
+    assert!(!ok && out.contains("Invalid email address"), "{out}");
+    let (ok, out) = run(&["create", "b@example.com", "short"]);
+    assert!(!ok && out.contains("at least 8 characters"), "{out}");
+    let (ok, out) = run(&["update", "b@example.com", "password456"]);
+    assert!(!ok && out.contains("doesn't exist"), "{out}");
+    let (ok, out) = run(&["update", "a@example.com", "password456"]);
+    assert!(
+        ok && out.contains("Successfully changed superuser \"a@example.com\" password!"),
+        "{out}"
+    );
+    let (ok, out) = run(&["otp", "a@example.com"]);
+    assert!(
+        !ok && out.contains("OTP auth is not enabled for the _superusers collection"),
+        "{out}"
+    );
+    let (ok, out) = run(&["delete", "b@example.com"]);
+    assert!(ok && out.contains("is missing or already deleted"), "{out}");
+    let (ok, out) = run(&["delete", "a@example.com"]);
+    assert!(
+        !ok && out.contains("You can't delete the only existing superuser."),
+        "{out}"
+    );
+    let (ok, out) = run(&["upsert", "b@example.com", "password789"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["delete", "a@example.com"]);
+    assert!(
+        ok && out.contains("Successfully deleted superuser \"a@example.com\"!"),
+        "{out}"
+    );
+    // The updated password signs in; the deleted superuser does not.
+    let (mut child, url) = serve(&dir, &None).await;
+    let http = reqwest::Client::new();
+    let login = |email: &'static str, password: &'static str| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            http.post(format!(
+                "{url}/api/collections/_superusers/auth-with-password"
+            ))
+            .json(&json!({"identity": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+        }
+    };
+    assert_eq!(login("b@example.com", "password789").await, 200);
+    assert_eq!(login("a@example.com", "password456").await, 400);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn bad_settings_fail_with_a_clear_message() {
     let d = tmp();

@@ -306,14 +306,14 @@ fn s3s_bin() -> PathBuf {
 }
 
 /// A private s3s-fs server over a temporary folder; killed on drop.
-struct S3 {
+pub struct S3 {
     child: std::process::Child,
     root: PathBuf,
     port: u16,
 }
 
 impl S3 {
-    fn start(root: PathBuf, port: u16) -> S3 {
+    pub fn start(root: PathBuf, port: u16) -> S3 {
         std::fs::create_dir_all(root.join("basalt")).unwrap();
         let child = std::process::Command::new(s3s_bin())
             .args([
@@ -333,7 +333,7 @@ impl S3 {
             .expect("start s3s-fs");
         S3 { child, root, port }
     }
-    async fn ready(&self) {
+    pub async fn ready(&self) {
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
@@ -345,7 +345,7 @@ impl S3 {
         }
         panic!("s3s-fs did not start");
     }
-    fn settings(&self) -> Value {
+    pub fn settings(&self) -> Value {
         json!({"s3": {"enabled": true, "bucket": "basalt", "region": "us-east-1",
             "endpoint": format!("http://127.0.0.1:{}", self.port), "accessKey": "AKTEST",
             "secret": "SKTEST", "forcePathStyle": true}})
@@ -363,7 +363,7 @@ impl Drop for S3 {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -16,6 +16,7 @@ mod files;
 mod filters;
 mod graphql;
 mod metrics;
+mod ops;
 mod pii;
 mod realtime;
 mod records;

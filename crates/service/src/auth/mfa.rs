@@ -262,13 +262,7 @@ pub async fn request_otp(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> Servi
     // A code is made and hashed either way, so the answer takes about as long for an unknown
     // email; the row is stored before answering (so the id works at once) and the mail goes out in
     // the background.
-    let len = opt_i64(&coll, "otp", "length", 8).clamp(4, 16) as usize;
-    let code: String = {
-        let mut r = rand::thread_rng();
-        (0..len)
-            .map(|_| char::from(b'0' + r.gen_range(0..10u8)))
-            .collect()
-    };
+    let code = new_code(&coll);
     let hash = super::hash_password_blocking(code.clone()).await?;
     if let Some(rec) = find_by_email(ctx, &coll, &email).await? {
         if store_otp(ctx, &coll, &rec, &otp_id, hash).await? {
@@ -278,6 +272,69 @@ pub async fn request_otp(ctx: &AppCtx, req: &Req, c: &str, body: &Json) -> Servi
         }
     }
     Ok(json!({"otpId": otp_id}))
+}
+
+/// A new OTP code of the collection's `otp.length` digits.
+fn new_code(coll: &Collection) -> String {
+    let len = opt_i64(coll, "otp", "length", 8).clamp(4, 16) as usize;
+    let mut r = rand::thread_rng();
+    (0..len)
+        .map(|_| char::from(b'0' + r.gen_range(0..10u8)))
+        .collect()
+}
+
+/// An OTP for the record of auth collection `c` with `email`, made by the server itself (the CLI's
+/// `superuser otp`): its id and code, nothing mailed.
+pub async fn issue_otp(ctx: &AppCtx, c: &str, email: &str) -> ServiceResult<(String, String)> {
+    let coll = auth_collection(ctx, c)?;
+    if !opt_enabled(&coll, "otp") {
+        return Err(crate::error::bad(&format!(
+            "OTP auth is not enabled for the {} collection",
+            coll.name
+        )));
+    }
+    let Some(rec) = find_by_email(ctx, &coll, email).await? else {
+        return Err(crate::error::bad(&format!(
+            "a record with email \"{email}\" doesn't exist in {}",
+            coll.name
+        )));
+    };
+    let code = new_code(&coll);
+    let hash = super::hash_password_blocking(code.clone()).await?;
+    let id = basalt_core::id::new_record_id();
+    if !store_otp(ctx, &coll, &rec, &id, hash).await? {
+        return Err(crate::error::bad("too many unexpired OTPs for this record"));
+    }
+    Ok((id, code))
+}
+
+/// Deletes the rows of `table` (`_mfas`, `_otps`) older than their collection's `<group>.duration`
+/// (seconds, `default` when unset): the `__pbMFACleanup__` / `__pbOTPCleanup__` jobs. Returns how
+/// many went.
+pub async fn prune_expired(
+    ctx: &AppCtx,
+    table: &str,
+    group: &str,
+    default: i64,
+) -> ServiceResult<u64> {
+    let mut n = 0;
+    let cols = ctx.collections();
+    let mut tx = ctx.store.begin().await?;
+    for coll in cols.list.iter().filter(|c| c.is_auth()) {
+        let secs = opt_i64(coll, group, "duration", default).max(1);
+        let cutoff =
+            basalt_core::time::format(chrono::Utc::now() - chrono::Duration::seconds(secs));
+        let mut d = ctx.sql();
+        d.push("DELETE FROM ")
+            .ident(table)
+            .push(" WHERE \"collectionRef\" = ")
+            .bind(Value::Text(coll.id.clone()))
+            .push(" AND \"created\" < ")
+            .bind(Value::Text(cutoff));
+        n += tx.execute(&d).await?;
+    }
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// Rows of `table` for the record older than `max_age` are deleted; returns how many remain.

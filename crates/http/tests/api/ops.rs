@@ -1,0 +1,263 @@
+//! The operator surface: PocketBase's crons API (the built-in jobs, run one now), a scheduled run
+//! claimed by one node, `POST /api/settings/test/s3` against a real S3-compatible server, and a
+//! superuser OTP made by the server (the CLI's `superuser otp`).
+
+use serde_json::{json, Value};
+
+use crate::files::{free_port, S3};
+use crate::helpers::{assert_error, Backend, TestApp};
+
+async fn crons_list_and_run(app: TestApp) {
+    let r = app.get("/api/crons", app.su()).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(
+        r.1,
+        json!([
+            {"id": "__pbDBOptimize__", "expression": "0 0 * * *"},
+            {"id": "__pbMFACleanup__", "expression": "0 * * * *"},
+            {"id": "__pbOTPCleanup__", "expression": "0 * * * *"},
+            {"id": "__pbLogsCleanup__", "expression": "0 */6 * * *"},
+        ])
+    );
+    assert_error(&app.get("/api/crons", None).await, 401);
+    let (_, user) = app.user("cron@example.com").await;
+    assert_error(&app.get("/api/crons", Some(&user)).await, 403);
+    assert_error(
+        &app.post("/api/crons/__pbDBOptimize__", Some(&user), json!({}))
+            .await,
+        403,
+    );
+    let missing = app.post("/api/crons/nope", app.su(), json!({})).await;
+    assert_eq!(assert_error(&missing, 404), json!({}));
+    assert_eq!(missing.1["message"], "Missing or invalid cron job.");
+
+    // OTP cleanup: an OTP past the collection's duration goes, a fresh one stays.
+    let users = app.ctx.collection("users").unwrap();
+    let uid = app.ids("users", app.su(), &[]).await[0].clone();
+    for (id, age_secs) in [("oldotp000000001", 3600), ("newotp000000001", 5)] {
+        let created =
+            basalt_core::time::format(chrono::Utc::now() - chrono::Duration::seconds(age_secs));
+        let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
+        q.push("INSERT INTO _otps (id, \"collectionRef\", \"recordRef\", password, \"sentTo\", created, updated) VALUES (")
+            .bind(basalt_core::sql::Value::Text(id.into()))
+            .push(", ")
+            .bind(basalt_core::sql::Value::Text(users.id.clone()))
+            .push(", ")
+            .bind(basalt_core::sql::Value::Text(uid.clone()))
+            .push(", 'x', '', ")
+            .bind(basalt_core::sql::Value::Text(created.clone()))
+            .push(", ")
+            .bind(basalt_core::sql::Value::Text(created))
+            .push(")");
+        let mut tx = app.store().begin().await.unwrap();
+        tx.execute(&q).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    for job in [
+        "__pbOTPCleanup__",
+        "__pbMFACleanup__",
+        "__pbLogsCleanup__",
+        "__pbDBOptimize__",
+    ] {
+        let r = app
+            .post(&format!("/api/crons/{job}"), app.su(), json!({}))
+            .await;
+        assert_eq!(r.0, 204, "{job}: {}", r.1);
+    }
+    let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
+    q.push("SELECT id FROM _otps ORDER BY id");
+    let left: Vec<String> = app
+        .store()
+        .query(&q)
+        .await
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r[0].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(left, vec!["newotp000000001".to_string()]);
+
+    // With backups.cron set, the auto backup is a job too; run now, it makes an auto backup.
+    let r = app
+        .patch(
+            "/api/settings",
+            app.su(),
+            json!({"backups": {"cron": "0 3 * * *", "cronMaxKeep": 2}}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let list = app.get("/api/crons", app.su()).await.1;
+    assert_eq!(
+        list[4],
+        json!({"id": "__pbAutoBackup__", "expression": "0 3 * * *"})
+    );
+    let run = app
+        .post("/api/crons/__pbAutoBackup__", app.su(), json!({}))
+        .await;
+    if app.backend == Backend::Sqlite {
+        assert_eq!(run.0, 204, "{}", run.1);
+        let backups = app.get("/api/backups", app.su()).await.1;
+        assert!(
+            backups.as_array().unwrap().iter().any(|b| b["key"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("@auto_pb_backup_")),
+            "{backups}"
+        );
+    } else {
+        // PostgreSQL is backed up with its own tooling: the job answers why.
+        assert_error(&run, 400);
+    }
+}
+
+/// A scheduled run is claimed once, whichever node asks first.
+async fn a_scheduled_run_is_claimed_once(app: TestApp) {
+    let ctx = app.ctx.clone();
+    let tries: Vec<_> = (0..8)
+        .map(|_| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                basalt_service::crons::claim(&ctx, "__test__", "202612050101").await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tries {
+        if t.await.unwrap().unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one claim of a minute wins");
+    assert!(
+        !basalt_service::crons::claim(&ctx, "__test__", "202612050101")
+            .await
+            .unwrap()
+    );
+    assert!(
+        basalt_service::crons::claim(&ctx, "__test__", "202612050102")
+            .await
+            .unwrap(),
+        "the next minute is claimed again"
+    );
+}
+
+async fn settings_test_s3(app: TestApp) {
+    let t = |body: Value| {
+        let app = &app;
+        async move { app.post("/api/settings/test/s3", app.su(), body).await }
+    };
+    let r = t(json!({})).await;
+    assert_eq!(
+        assert_error(&r, 400)["filesystem"]["code"],
+        "validation_required"
+    );
+    assert_eq!(r.1["message"], "Failed to test the S3 filesystem.");
+    let r = t(json!({"filesystem": "x"})).await;
+    assert_eq!(
+        assert_error(&r, 400)["filesystem"]["code"],
+        "validation_in_invalid"
+    );
+    let r = t(json!({"filesystem": "storage"})).await;
+    assert_error(&r, 400);
+    assert_eq!(
+        r.1["message"],
+        "Failed to test the S3 filesystem. Raw error: \nS3 storage filesystem is not enabled."
+    );
+    let (_, user) = app.user("s3@example.com").await;
+    assert_error(
+        &app.post(
+            "/api/settings/test/s3",
+            Some(&user),
+            json!({"filesystem": "storage"}),
+        )
+        .await,
+        403,
+    );
+
+    // A real bucket for the backups: the test object is written and deleted.
+    let root = std::env::temp_dir().join(format!("basalt-s3t-{}", basalt_core::id::random_id(8)));
+    let s3 = S3::start(root.clone(), free_port());
+    s3.ready().await;
+    let r = app
+        .patch(
+            "/api/settings",
+            app.su(),
+            json!({"backups": s3.settings()["s3"].clone().as_object().map(|o| {
+            let mut o = o.clone();
+            o.insert("enabled".into(), json!(true));
+            json!({"s3": o})
+        }).unwrap()}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let r = t(json!({"filesystem": "backups"})).await;
+    assert_eq!(r.0, 204, "{}", r.1);
+    // s3s-fs keeps the emptied folder of a key's prefix; no object is left in it.
+    let mut left = vec![];
+    for d in std::fs::read_dir(root.join("basalt")).unwrap().flatten() {
+        let p = d.path();
+        if p.is_dir() {
+            left.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else {
+            left.push(p);
+        }
+    }
+    assert!(left.is_empty(), "the test object was deleted: {left:?}");
+    // Wrong credentials: the storage's error, raw.
+    let mut bad = s3.settings()["s3"].clone();
+    bad["secret"] = json!("not-the-secret");
+    let r = app
+        .patch("/api/settings", app.su(), json!({"backups": {"s3": bad}}))
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let r = t(json!({"filesystem": "backups"})).await;
+    assert_error(&r, 400);
+    assert!(
+        r.1["message"].as_str().unwrap().starts_with(
+            "Failed to test the S3 filesystem. Raw error: \nfailed to upload a test file"
+        ),
+        "{}",
+        r.1
+    );
+}
+
+/// `basalt superuser otp`: an OTP the server makes for a superuser signs in (once OTP is allowed).
+async fn superuser_otp_from_the_server(app: TestApp) {
+    let refused =
+        basalt_service::auth::mfa::issue_otp(&app.ctx, "_superusers", "admin@example.com")
+            .await
+            .unwrap_err();
+    assert_eq!(
+        refused.0.to_string(),
+        "OTP auth is not enabled for the _superusers collection"
+    );
+    let r = app
+        .patch(
+            "/api/collections/_superusers",
+            app.su(),
+            json!({"otp": {"enabled": true, "length": 8}}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let (id, code) =
+        basalt_service::auth::mfa::issue_otp(&app.ctx, "_superusers", "admin@example.com")
+            .await
+            .unwrap();
+    assert_eq!(code.len(), 8);
+    let r = app
+        .post(
+            "/api/collections/_superusers/auth-with-otp",
+            None,
+            json!({"otpId": id, "password": code}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["record"]["email"], "admin@example.com");
+}
+
+crate::both!(
+    crons_list_and_run,
+    a_scheduled_run_is_claimed_once,
+    settings_test_s3,
+    superuser_otp_from_the_server
+);
