@@ -54,6 +54,12 @@ enum Command {
         /// internal network; `[metrics]` in the config sets a token or an allow-list.
         #[arg(long)]
         metrics_http: Option<String>,
+        /// Static files served at / (default: pb_public beside the data directory, as PocketBase).
+        #[arg(long, env = "BASALT_PUBLIC_DIR")]
+        public_dir: Option<std::path::PathBuf>,
+        /// A path with no file answers the public folder's index.html (single-page apps).
+        #[arg(long, env = "BASALT_INDEX_FALLBACK", default_value_t = true, action = clap::ArgAction::Set)]
+        index_fallback: bool,
     },
     /// PII protection: key rotation, erasure, new keys.
     Pii {
@@ -214,6 +220,8 @@ async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::Ap
             pii_require_reason: s.pii_require_reason,
             pii_require_tls: s.pii_require_tls,
             graphql: s.graphql.clone(),
+            public_dir: s.public_dir.clone(),
+            index_fallback: s.index_fallback,
         }
     } else {
         basalt_http::Options {
@@ -267,6 +275,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             redis_url,
             advertise,
             metrics_http,
+            public_dir,
+            index_fallback,
         } => {
             if list_targets {
                 print!("{}", basalt_service::roles::Target::table());
@@ -282,6 +292,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(a) = metrics_http.filter(|a| !a.is_empty()) {
                 s.metrics_http = Some(a);
             }
+            s.public_dir = Some(public_dir.unwrap_or_else(|| {
+                let abs = std::path::absolute(&s.dir).unwrap_or_else(|_| s.dir.clone());
+                abs.parent()
+                    .map(|p| p.join("pb_public"))
+                    .unwrap_or_else(|| "pb_public".into())
+            }));
+            s.index_fallback = index_fallback;
             let _tracer = telemetry::init(&s)?;
             let ctx = open_app(&s, true).await?;
             let addr: SocketAddr = s

@@ -261,6 +261,9 @@ pub struct Settings {
     pub pii_require_tls: bool,
     /// `[graphql]`.
     pub graphql: basalt_service::GraphqlOptions,
+    /// `--public-dir` (set by `serve`) and `--index-fallback`.
+    pub public_dir: Option<PathBuf>,
+    pub index_fallback: bool,
 }
 
 impl Settings {
@@ -464,6 +467,8 @@ impl Settings {
             pii_keys,
             pii_require_reason: fp.require_reason.unwrap_or(false),
             pii_require_tls: fp.require_tls.unwrap_or(false),
+            public_dir: None,
+            index_fallback: true,
             graphql: {
                 let g = file.graphql.unwrap_or_default();
                 let d = basalt_service::GraphqlOptions::default();

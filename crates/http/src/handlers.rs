@@ -23,8 +23,12 @@ pub fn probes_router(ctx: AppCtx) -> Router {
         .route("/livez", get(crate::cluster::livez))
         .route("/readyz", get(crate::cluster::readyz))
         .route_layer(crate::metrics::route_layer())
-        .fallback(fallback)
+        .fallback(no_route)
         .with_state(ctx)
+}
+
+async fn no_route() -> Response {
+    error_body(StatusCode::NOT_FOUND, "File not found.", json!({}))
 }
 
 pub fn router(ctx: AppCtx) -> Router {
@@ -189,8 +193,17 @@ async fn content_length_guard(
     next.run(req).await
 }
 
-async fn fallback() -> Response {
-    error_body(StatusCode::NOT_FOUND, "File not found.", json!({}))
+/// Paths no route answers: the public folder's files for GET/HEAD outside `/api/` and `/_/`
+/// (see [`crate::public`]), else the protocol's 404.
+async fn fallback(State(ctx): State<AppCtx>, req: axum::extract::Request) -> Response {
+    let path = req.uri().path();
+    let api = path.starts_with("/api/") || path == "/api" || path.starts_with("/_/");
+    if !api && matches!(*req.method(), Method::GET | Method::HEAD) {
+        if let Some(dir) = ctx.public_dir.as_ref().filter(|d| d.is_dir()) {
+            return crate::public::serve(dir, ctx.index_fallback, req).await;
+        }
+    }
+    no_route().await
 }
 
 /// A successful JSON answer.

@@ -26,6 +26,7 @@ pub mod handlers;
 pub mod limits;
 pub mod metrics;
 pub mod pii;
+pub mod public;
 pub mod realtime;
 pub mod webhooks;
 

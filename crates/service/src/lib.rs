@@ -94,6 +94,10 @@ pub struct Options {
     pub pii_require_tls: bool,
     /// `[graphql]`: the GraphQL endpoint's switches and limits (served by the transports).
     pub graphql: GraphqlOptions,
+    /// `--public-dir`: static files served at `/` (when the folder exists), and whether a missing
+    /// path answers its `index.html` (single-page apps).
+    pub public_dir: Option<std::path::PathBuf>,
+    pub index_fallback: bool,
 }
 
 /// `[graphql]`: whether `/api/graphql` is served, its browser page and introspection, and the limits a
@@ -177,6 +181,8 @@ pub async fn build_with(
     state.pii_require_reason = opts.pii_require_reason;
     state.pii_require_tls = opts.pii_require_tls;
     state.graphql = opts.graphql.clone();
+    state.public_dir = opts.public_dir.clone();
+    state.index_fallback = opts.index_fallback;
     let ctx = Arc::new(state);
     bootstrap::run(&ctx).await?;
     let ev = opts.events;

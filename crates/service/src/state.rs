@@ -69,6 +69,9 @@ pub struct AppState {
     pub pii_require_tls: bool,
     /// `[graphql]` (see [`crate::GraphqlOptions`]).
     pub graphql: crate::GraphqlOptions,
+    /// `--public-dir` / `--index-fallback` (see [`crate::Options`]).
+    pub public_dir: Option<std::path::PathBuf>,
+    pub index_fallback: bool,
     /// Reveals waiting to be written to `_piiAudit`.
     pub audit: crate::audit::Audit,
     /// The PII key rotation of this node, when one runs.
@@ -184,6 +187,8 @@ impl AppState {
             pii_require_reason: false,
             pii_require_tls: false,
             graphql: crate::GraphqlOptions::default(),
+            public_dir: None,
+            index_fallback: true,
             audit: Default::default(),
             rotation: Default::default(),
             build: (env!("CARGO_PKG_VERSION"), "unknown"),

@@ -261,3 +261,111 @@ crate::both!(
     settings_test_s3,
     superuser_otp_from_the_server
 );
+
+/// `--public-dir`: files at `/`, `index.html` for folders and (with the fallback) for paths without a
+/// file, never a listing, never outside the folder, and the API's own 404 under `/api/`.
+async fn static_files(backend: Backend) {
+    let dir = std::env::temp_dir().join(format!("basalt-public-{}", basalt_core::id::random_id(8)));
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>app</h1>").unwrap();
+    std::fs::write(dir.join("app.js"), "console.log(1)").unwrap();
+    std::fs::write(dir.join("docs/index.html"), "<h1>docs</h1>").unwrap();
+    let spawn = |fallback: bool| {
+        let dir = dir.clone();
+        async move {
+            crate::helpers::spawn_app_with(
+                backend,
+                basalt_http::Options {
+                    public_dir: Some(dir),
+                    index_fallback: fallback,
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    };
+    let app = spawn(true).await;
+    let get = |path: &str, h: Option<(&str, String)>| {
+        let mut rb = app.client.get(format!("{}{path}", app.url));
+        if let Some((k, v)) = h {
+            rb = rb.header(k, v);
+        }
+        async move { rb.send().await.unwrap() }
+    };
+    let r = get("/", None).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let modified = r.headers()["last-modified"].to_str().unwrap().to_string();
+    assert_eq!(r.text().await.unwrap(), "<h1>app</h1>");
+    let js = get("/app.js", None).await;
+    assert_eq!(js.status(), 200);
+    assert_eq!(js.headers()["cache-control"], "public, max-age=3600");
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("javascript"));
+    let again = get("/", Some(("if-modified-since", modified))).await;
+    assert_eq!(again.status(), 304);
+    assert_eq!(
+        get("/docs/", None).await.text().await.unwrap(),
+        "<h1>docs</h1>"
+    );
+    // A single-page app's route, and a folder without index.html: the app's index, no listing.
+    for p in ["/settings/profile", "/empty/"] {
+        let r = get(p, None).await;
+        assert_eq!(r.status(), 200, "{p}");
+        assert_eq!(r.text().await.unwrap(), "<h1>app</h1>", "{p}");
+    }
+    // Nothing outside the folder.
+    let secret = dir.parent().unwrap().join(format!(
+        "{}-secret.txt",
+        dir.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&secret, "secret").unwrap();
+    let name = secret.file_name().unwrap().to_string_lossy().to_string();
+    for p in [
+        format!("/../{name}"),
+        format!("/%2e%2e/{name}"),
+        format!("/..%2f{name}"),
+    ] {
+        let body = get(&p, None).await.text().await.unwrap();
+        assert!(!body.contains("secret"), "{p}: {body}");
+    }
+    let _ = std::fs::remove_file(&secret);
+    // The API keeps its own answers.
+    let api = get("/api/nope", None).await;
+    assert_eq!(api.status(), 404);
+    assert_eq!(
+        api.json::<Value>().await.unwrap()["message"],
+        "File not found."
+    );
+    assert_eq!(get("/api/health", None).await.status(), 200);
+    let post = app
+        .client
+        .post(format!("{}/index.html", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 404);
+
+    // Without the fallback a missing path is a 404.
+    let app = spawn(false).await;
+    let r = app
+        .client
+        .get(format!("{}/settings/profile", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+mod public {
+    crate::both_backends!(static_files);
+    use super::static_files;
+}
