@@ -71,6 +71,36 @@ enum Command {
         #[command(subcommand)]
         action: SuperuserCmd,
     },
+    /// The collections as code: export, diff against a file, apply a file.
+    Schema {
+        #[command(subcommand)]
+        action: SchemaCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SchemaCmd {
+    /// Prints every collection as JSON (secrets left out): the file `diff` and `apply` read.
+    Export {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Prints what applying FILE would change, calling out the changes that drop stored values.
+    Diff {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Makes the collections match FILE in one transaction (collections not in it are deleted,
+    /// system ones kept); nothing changes when any step fails.
+    Apply {
+        file: std::path::PathBuf,
+        /// Checks every change and rolls them back.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -129,6 +159,85 @@ enum PiiCmd {
     },
     /// Prints a new random 32-byte key, base64, for the key ring.
     Keygen,
+}
+
+/// `basalt schema export|diff|apply`.
+async fn schema(action: SchemaCmd) -> anyhow::Result<()> {
+    use basalt_service::schemadiff;
+    let storage = match &action {
+        SchemaCmd::Export { storage }
+        | SchemaCmd::Diff { storage, .. }
+        | SchemaCmd::Apply { storage, .. } => storage,
+    };
+    let s = Settings::load(storage, None, None)?;
+    telemetry::init(&s)?;
+    let ctx = open_app(&s, false).await?;
+    let read = |p: &std::path::Path| -> anyhow::Result<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))?;
+        if schemadiff::collections_of(&doc).is_empty() {
+            anyhow::bail!(
+                "{} holds no collections (an array of collections, as `basalt schema export` prints)",
+                p.display()
+            );
+        }
+        Ok(doc)
+    };
+    let fail = |e: basalt_service::ServiceError| anyhow::anyhow!("{}", e.0);
+    let print_diff = |changes: &[schemadiff::Change]| {
+        if changes.is_empty() {
+            println!("No changes.");
+        }
+        for c in changes {
+            println!("{c}");
+        }
+        let lost = changes.iter().filter(|c| c.loses_data).count();
+        if lost > 0 {
+            println!("{lost} change(s) drop stored values.");
+        }
+    };
+    match &action {
+        SchemaCmd::Export { .. } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schemadiff::export(&ctx))?
+            );
+        }
+        SchemaCmd::Diff { file, .. } => {
+            let doc = read(file)?;
+            print_diff(&schemadiff::diff(&ctx, &doc).await.map_err(fail)?);
+        }
+        SchemaCmd::Apply { file, dry_run, .. } => {
+            let doc = read(file)?;
+            let changes = schemadiff::diff(&ctx, &doc).await.map_err(fail)?;
+            print_diff(&changes);
+            let body = serde_json::json!({
+                "collections": schemadiff::collections_of(&doc),
+                "deleteMissing": true,
+            });
+            basalt_service::collections::import_with(&ctx, &body, *dry_run)
+                .await
+                .map_err(|e| match &e.0 {
+                    basalt_core::Error::Validation { message, fields } => anyhow::anyhow!(
+                        "{message} {}",
+                        fields
+                            .iter()
+                            .map(|(k, v)| format!("{k}: {}", v.message))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                    _ => fail(e),
+                })?;
+            if *dry_run {
+                println!("Dry run: every change checked, none applied.");
+            } else if !changes.is_empty() {
+                println!("Applied.");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `basalt superuser …`, with PocketBase's words.
@@ -345,6 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Superuser { action } => superuser(action).await,
+        Command::Schema { action } => schema(action).await,
         Command::Pii {
             action: PiiCmd::Keygen,
         } => {

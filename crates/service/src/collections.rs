@@ -641,6 +641,12 @@ async fn savepoint(ctx: &AppCtx, tx: &mut Box<dyn Tx>, stmt: &str) -> ServiceRes
 /// `PUT /api/collections/import {collections, deleteMissing}`: every change in one transaction, so
 /// a failed import changes nothing.
 pub async fn import(ctx: &AppCtx, body: &Json) -> ServiceResult<()> {
+    import_with(ctx, body, false).await
+}
+
+/// [`import`]; with `dry_run`, every change is made and checked inside the transaction, which is
+/// then rolled back (`basalt schema apply --dry-run`).
+pub async fn import_with(ctx: &AppCtx, body: &Json, dry_run: bool) -> ServiceResult<()> {
     let Some(list) = body
         .get("collections")
         .and_then(Json::as_array)
@@ -753,6 +759,11 @@ pub async fn import(ctx: &AppCtx, body: &Json) -> ServiceResult<()> {
                 dropped.push(c.clone());
             }
         }
+    }
+    if dry_run {
+        // Dropping the transaction rolls every statement back, DDL included (both databases).
+        drop(tx);
+        return Ok(());
     }
     tx.commit().await?;
     ctx.collections_changed().await?;

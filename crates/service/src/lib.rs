@@ -55,6 +55,7 @@ pub mod realtime;
 pub mod records;
 pub mod request;
 pub mod roles;
+pub mod schemadiff;
 pub mod settings;
 pub mod state;
 pub mod trace;

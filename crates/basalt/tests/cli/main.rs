@@ -227,6 +227,144 @@ async fn superuser_commands_follow_pocketbase() {
     let _ = child.wait();
 }
 
+/// `basalt schema export | diff | apply [--dry-run]` on SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_as_code() {
+    for db in [None, Some(fresh_pg().await)] {
+        schema_as_code_on(db).await;
+    }
+}
+
+fn schema_cmd(dir: &Dir, db: &Option<String>, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("schema")
+        .args(args)
+        .args(storage_args(dir, db))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn schema_export(dir: &Dir, db: &Option<String>) -> Vec<Value> {
+    let (ok, out, err) = schema_cmd(dir, db, &["export"]);
+    assert!(ok, "{err}");
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn schema_as_code_on(db: Option<String>) {
+    let dir = tmp();
+    upsert(&dir, &db);
+    let file = dir.0.join("schema.json");
+    let f = file.to_str().unwrap().to_string();
+    let named = |all: &[Value], n: &str| all.iter().find(|c| c["name"] == n).cloned();
+    // Version 1, applied from a file: posts (title, legacy) and drafts.
+    let mut v1 = schema_export(&dir, &db);
+    v1.push(
+        json!({"name": "posts", "type": "base", "listRule": "", "viewRule": "", "createRule": "",
+        "fields": [{"name": "title", "type": "text"}, {"name": "legacy", "type": "text"}]}),
+    );
+    v1.push(json!({"name": "drafts", "type": "base", "createRule": "", "fields": [{"name": "body", "type": "text"}]}));
+    std::fs::write(&file, serde_json::to_string(&v1).unwrap()).unwrap();
+    let (ok, out, err) = schema_cmd(&dir, &db, &["apply", &f]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("+ posts: new base collection with 2 fields"),
+        "{out}"
+    );
+    // Records, through the API.
+    let (mut child, url) = serve(&dir, &db).await;
+    let http = reqwest::Client::new();
+    for (c, body) in [
+        ("posts", json!({"title": "a", "legacy": "x"})),
+        ("posts", json!({"title": "b", "legacy": "y"})),
+        ("drafts", json!({"body": "d"})),
+    ] {
+        let r = http
+            .post(format!("{url}/api/collections/{c}/records"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Version 2: title renamed (same field id), legacy removed, views added, drafts gone, tags new.
+    let mut v2 = schema_export(&dir, &db);
+    let posts = v2.iter_mut().find(|c| c["name"] == "posts").unwrap();
+    let fields = posts["fields"].as_array_mut().unwrap();
+    fields.retain(|f| f["name"] != "legacy");
+    for f in fields.iter_mut() {
+        if f["name"] == "title" {
+            f["name"] = json!("headline");
+        }
+    }
+    fields.push(json!({"name": "views", "type": "number"}));
+    posts["listRule"] = json!("headline != ''");
+    v2.retain(|c| c["name"] != "drafts");
+    v2.push(json!({"name": "tags", "type": "base", "fields": [{"name": "label", "type": "text"}]}));
+    std::fs::write(&file, serde_json::to_string_pretty(&v2).unwrap()).unwrap();
+    let (ok, out, err) = schema_cmd(&dir, &db, &["diff", &f]);
+    assert!(ok, "{err}");
+    for line in [
+        "~ posts: rename field title to headline",
+        "~ posts: add field views (number)",
+        "~ posts: remove field legacy (text) and its values in 2 records  [DATA LOSS]",
+        "~ posts: listRule \"\" -> \"headline != ''\"",
+        "- drafts: delete the collection and its 1 records  [DATA LOSS]",
+        "+ tags: new base collection with 1 fields",
+        "2 change(s) drop stored values.",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    // A dry run checks and changes nothing.
+    let (ok, out, err) = schema_cmd(&dir, &db, &["apply", "--dry-run", &f]);
+    assert!(ok && out.contains("Dry run"), "{out}{err}");
+    let after = schema_export(&dir, &db);
+    assert!(named(&after, "drafts").is_some() && named(&after, "tags").is_none());
+    // Applied: the file's schema, the renamed field keeping its values.
+    let (ok, out, err) = schema_cmd(&dir, &db, &["apply", &f]);
+    assert!(ok && out.contains("Applied."), "{out}{err}");
+    let after = schema_export(&dir, &db);
+    assert!(named(&after, "drafts").is_none() && named(&after, "tags").is_some());
+    let (mut child, url) = serve(&dir, &db).await;
+    let list: Value = http
+        .get(format!("{url}/api/collections/posts/records?sort=headline"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["headline"], "a", "{list}");
+    assert!(list["items"][0].get("legacy").is_none());
+    let _ = child.kill();
+    let _ = child.wait();
+    let (ok, out, _) = schema_cmd(&dir, &db, &["diff", &f]);
+    assert!(ok && out.trim() == "No changes.", "{out}");
+    // A file that cannot apply changes nothing.
+    let mut bad = v2.clone();
+    bad.push(json!({"name": "broken", "type": "base",
+        "fields": [{"name": "x", "type": "relation", "collectionId": "missing"}]}));
+    bad.retain(|c| c["name"] != "tags");
+    std::fs::write(&file, serde_json::to_string(&bad).unwrap()).unwrap();
+    let (ok, out, err) = schema_cmd(&dir, &db, &["apply", &f]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("Failed to import collections"), "{err}");
+    let now = schema_export(&dir, &db);
+    assert_eq!(now.len(), after.len(), "nothing changed");
+    assert!(named(&now, "tags").is_some());
+}
+
 #[test]
 fn bad_settings_fail_with_a_clear_message() {
     let d = tmp();
