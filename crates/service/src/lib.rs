@@ -49,6 +49,7 @@ pub mod logs;
 pub mod metrics;
 pub mod observe;
 pub mod passwords;
+pub mod pbimport;
 pub mod pii;
 pub mod privacy;
 pub mod realtime;

@@ -311,6 +311,29 @@ impl rusqlite::ToSql for P<'_> {
     }
 }
 
+/// Another program's SQLite database file (PocketBase's `data.db`), opened read-only: nothing is
+/// written to it and its journal mode is left as it is.
+pub struct ReadOnly(std::sync::Mutex<Connection>);
+
+impl ReadOnly {
+    pub fn open(path: &Path) -> Result<ReadOnly> {
+        let c = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))?;
+        Ok(ReadOnly(std::sync::Mutex::new(c)))
+    }
+
+    pub fn query(&self, sql: &Sql) -> Result<Rows> {
+        let c = self
+            .0
+            .lock()
+            .map_err(|_| StoreError::Db("reader poisoned".into()))?;
+        run_query(&c, sql)
+    }
+}
+
 fn run_query(c: &Connection, sql: &Sql) -> Result<Rows> {
     crate::check_params(sql)?;
     let mut st = c.prepare_cached(&sql.text).map_err(db_err)?;

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 mod cluster;
 mod connections;
+mod import;
 mod observability;
 mod pii;
 mod traces;
