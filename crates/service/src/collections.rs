@@ -664,6 +664,35 @@ pub async fn import_with(ctx: &AppCtx, body: &Json, dry_run: bool) -> ServiceRes
         .and_then(Json::as_bool)
         .unwrap_or(false);
     let mut tx = ctx.store.begin().await?;
+    let (_, dropped) = import_in(ctx, &mut tx, list, delete_missing).await?;
+    if dry_run {
+        // Dropping the transaction rolls every statement back, DDL included (both databases).
+        drop(tx);
+        return Ok(());
+    }
+    tx.commit().await?;
+    import_done(ctx, &dropped).await
+}
+
+/// After an import's transaction committed: the new snapshot everywhere, dropped collections'
+/// files deleted.
+pub async fn import_done(ctx: &AppCtx, dropped: &[Arc<Collection>]) -> ServiceResult<()> {
+    ctx.collections_changed().await?;
+    for c in dropped {
+        drop_files(ctx, c).await;
+    }
+    Ok(())
+}
+
+/// The import's changes inside `tx`: answers the collections as they will be once `tx` commits,
+/// and those it deleted (whose files go after the commit, see [`import_done`]). A caller may write
+/// more in the same transaction (`pbimport` writes the records).
+pub async fn import_in(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn Tx>,
+    list: &[Json],
+    delete_missing: bool,
+) -> ServiceResult<(Vec<Arc<Collection>>, Vec<Arc<Collection>>)> {
     // The schema as this import changes it, step by step, inside the transaction.
     let mut staged: Vec<Arc<Collection>> = ctx.collections().list.clone();
     let view_of = |l: &Vec<Arc<Collection>>| Collections::new(l.clone()).with_pii(ctx.pii.clone());
@@ -707,21 +736,21 @@ pub async fn import_with(ctx: &AppCtx, body: &Json, dry_run: bool) -> ServiceRes
         }
         // A shell that fails is reported by pass 2 with the full definition; its statements are
         // undone by a savepoint so the transaction stays usable.
-        savepoint(ctx, &mut tx, "SAVEPOINT import_shell").await?;
-        match create_in(ctx, &view_of(&staged), &mut tx, &shell).await {
+        savepoint(ctx, tx, "SAVEPOINT import_shell").await?;
+        match create_in(ctx, &view_of(&staged), tx, &shell).await {
             Ok(c) => {
-                savepoint(ctx, &mut tx, "RELEASE SAVEPOINT import_shell").await?;
+                savepoint(ctx, tx, "RELEASE SAVEPOINT import_shell").await?;
                 put(&mut staged, c);
             }
-            Err(_) => savepoint(ctx, &mut tx, "ROLLBACK TO SAVEPOINT import_shell").await?,
+            Err(_) => savepoint(ctx, tx, "ROLLBACK TO SAVEPOINT import_shell").await?,
         }
     }
     // Pass 2: every collection gets its full definition.
     for (i, item) in list.iter().enumerate() {
         let view = view_of(&staged);
         let res = match find(&staged, item) {
-            Some(e) => update_in(ctx, &view, &mut tx, &e, item).await,
-            None => create_in(ctx, &view, &mut tx, item).await,
+            Some(e) => update_in(ctx, &view, tx, &e, item).await,
+            None => create_in(ctx, &view, tx, item).await,
         };
         match res {
             Ok(c) => {
@@ -754,23 +783,13 @@ pub async fn import_with(ctx: &AppCtx, body: &Json, dry_run: bool) -> ServiceRes
     if delete_missing {
         for c in staged.clone().iter() {
             if !c.system && !kept.contains(&c.id) {
-                delete_in(ctx, &view_of(&staged), &mut tx, c).await?;
+                delete_in(ctx, &view_of(&staged), tx, c).await?;
                 staged.retain(|x| x.id != c.id);
                 dropped.push(c.clone());
             }
         }
     }
-    if dry_run {
-        // Dropping the transaction rolls every statement back, DDL included (both databases).
-        drop(tx);
-        return Ok(());
-    }
-    tx.commit().await?;
-    ctx.collections_changed().await?;
-    for c in &dropped {
-        drop_files(ctx, c).await;
-    }
-    Ok(())
+    Ok((staged, dropped))
 }
 
 /// The `_collections` table described as a collection, so collection lists reuse the filter compiler.

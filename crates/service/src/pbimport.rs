@@ -10,6 +10,7 @@
 //! - the settings (`_params` `settings`, when not encrypted with `PB_ENCRYPTION_KEY`);
 //! - the files of `storage/` (thumbnails included), into local storage.
 //!
+//! The collections and the records go in one transaction, so a failure leaves the target as it was.
 //! The caller checks that the target is empty (or forced) and reports [`Report`].
 
 use std::path::Path;
@@ -145,19 +146,26 @@ pub async fn import(
         .map(|v| v["name"].as_str().unwrap_or("").to_string())
         .collect();
     progress(&format!("collections: {}", list.len()));
-    crate::collections::import_with(
-        ctx,
-        &json!({"collections": list, "deleteMissing": false}),
-        false,
-    )
-    .await?;
-
-    // Records, every collection in one transaction.
+    // The collections and every record in one transaction: a failure leaves the target as it was.
     let mut tx = ctx.store.begin().await?;
+    let (staged, _) = crate::collections::import_in(ctx, &mut tx, &list, false)
+        .await
+        .map_err(|e| match e.0 {
+            basalt_core::Error::Validation { fields, .. } => {
+                let detail = fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", v.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                bad(&format!("Failed to import the collections: {detail}"))
+            }
+            other => ServiceError(other),
+        })?;
     let mut counts = vec![];
     for c in &list {
         let name = c["name"].as_str().unwrap_or("");
-        let Some(coll) = ctx.collection(c["id"].as_str().unwrap_or("")) else {
+        let id = c["id"].as_str().unwrap_or("");
+        let Some(coll) = staged.iter().find(|s| s.id == id) else {
             continue;
         };
         if coll.kind == CollectionType::View {
@@ -179,13 +187,14 @@ pub async fn import(
                 };
                 data.insert(f.name.clone(), v);
             }
-            tx.execute(&crate::records::insert_sql(ctx, &coll, &data)?)
+            tx.execute(&crate::records::insert_sql(ctx, coll, &data)?)
                 .await?;
         }
         progress(&format!("{name}: {} records", rows.rows.len()));
         counts.push((coll.name.clone(), rows.rows.len() as i64));
     }
     tx.commit().await?;
+    crate::collections::import_done(ctx, &[]).await?;
     ctx.cache.clear();
     for (name, n) in counts {
         let mut q = ctx.sql();

@@ -134,6 +134,16 @@ async fn make_pb_data(dir: &std::path::Path) -> Before {
         .await
         .unwrap();
     let user_id = user["id"].as_str().unwrap().to_string();
+    let r = http
+        .post(format!("{url}/api/collections/users/records"))
+        .json(
+            &json!({"email": "other@example.com", "password": "otherpass123",
+            "passwordConfirm": "otherpass123", "name": "Other"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let (ct, body) = multipart(
         &[
             ("title", "with a file"),
@@ -312,5 +322,61 @@ async fn a_pocketbase_data_dir_moves_over() {
             "{}",
             String::from_utf8_lossy(&again.stderr)
         );
+    }
+}
+
+/// An import that fails half way (here: two users with one email, which the copied unique index
+/// refuses) leaves the target as it was: no collection, no record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_import_changes_nothing() {
+    let pb_data = tmp();
+    make_pb_data(&pb_data.0).await;
+    // Tamper with the copy: PocketBase's own unique index dropped, then a duplicate email.
+    let tamper = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             [c.execute('DROP INDEX ' + n) for (n,) in c.execute(\"SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='users' AND sql LIKE '%email%'\").fetchall()]; \
+             c.execute(\"UPDATE users SET email = 'old@example.com' WHERE email = 'other@example.com'\"); c.commit()",
+        )
+        .arg(pb_data.0.join("data.db"))
+        .status()
+        .unwrap();
+    assert!(tamper.success());
+    for db in [None, Some(fresh_pg().await)] {
+        let dir = tmp();
+        let out = Command::new(BIN)
+            .args(["import", "pocketbase"])
+            .arg(&pb_data.0)
+            .args(storage_args(&dir, &db))
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(err.contains("unique"), "failed for the duplicate email: {err}");
+        let (mut child, url) = serve(&dir, &db).await;
+        let r = reqwest::get(format!("{url}/api/collections/posts/records"))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            404,
+            "no posts collection after the failed import"
+        );
+        // Nothing arrived: an import into the same target is accepted (it is still empty).
+        let _ = child.kill();
+        let _ = child.wait();
+        let again = Command::new(BIN)
+            .args(["import", "pocketbase"])
+            .arg(&pb_data.0)
+            .args(storage_args(&dir, &db))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&again.stderr);
+        assert!(!err.contains("--force"), "the target stayed empty: {err}");
     }
 }
