@@ -229,6 +229,7 @@ async fn import_pocketbase(
         println!("{name:<32} {src:>10} {dst:>10}{mark}");
     }
     println!("{:<32} {:>10} {:>10}", "files", r.files.0, r.files.1);
+    println!("{:<32} {:>10} {:>10}", "request logs", r.logs.0, r.logs.1);
     if !r.skipped.is_empty() {
         println!(
             "view collections left out (Basalt has none yet): {}",
@@ -243,7 +244,7 @@ async fn import_pocketbase(
             "none (or encrypted)"
         }
     );
-    if !ok || r.files.0 != r.files.1 {
+    if !ok || r.files.0 != r.files.1 || r.logs.0 != r.logs.1 {
         anyhow::bail!("the counts differ (above)");
     }
     Ok(())

@@ -600,6 +600,31 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Row>, written:
     }
 }
 
+impl RequestLogs {
+    /// Writes entries made elsewhere (`basalt import pocketbase`: PocketBase's `_logs`) as they are:
+    /// `(id, created, level, message, data as JSON text)`, in the order given.
+    pub async fn import(
+        &self,
+        entries: Vec<(String, String, i64, String, String)>,
+    ) -> basalt_store::Result<u64> {
+        let n = entries.len() as u64;
+        let mut rows: Vec<Row> = entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, created, level, message, data))| Row {
+                id,
+                created,
+                seq: i as i64,
+                level,
+                message,
+                data,
+            })
+            .collect();
+        write_batch(self.store.as_ref(), &mut rows).await?;
+        Ok(n)
+    }
+}
+
 async fn write_batch(store: &dyn Store, rows: &mut Vec<Row>) -> basalt_store::Result<()> {
     let d = store.dialect();
     let mut tx = store.begin().await?;

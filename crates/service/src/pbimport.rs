@@ -8,6 +8,7 @@
 //!   `_otps`, `_authOrigins`) with its id, `created`/`updated`, `tokenKey` and bcrypt password hash
 //!   (accepted at sign-in, upgraded to argon2id then), in one transaction;
 //! - the settings (`_params` `settings`, when not encrypted with `PB_ENCRYPTION_KEY`);
+//! - the request logs of `auxiliary.db`;
 //! - the files of `storage/` (thumbnails included), into local storage.
 //!
 //! The collections and the records go in one transaction, so a failure leaves the target as it was.
@@ -30,6 +31,8 @@ pub struct Report {
     pub collections: Vec<(String, i64, i64)>,
     pub skipped: Vec<String>,
     pub files: (u64, u64),
+    /// Request log entries in PocketBase's `auxiliary.db`, and written.
+    pub logs: (u64, u64),
     pub settings: bool,
 }
 
@@ -201,6 +204,39 @@ pub async fn import(
         q.push("SELECT COUNT(*) FROM ").ident(&name);
         let got = ctx.store.query(&q).await?.scalar_int();
         report.collections.push((name, n, got));
+    }
+
+    // Request logs, from auxiliary.db.
+    let aux = pb_data.join("auxiliary.db");
+    if aux.is_file() {
+        if let Some(logs) = ctx.logs.get() {
+            let adb = ReadOnly::open(&aux)?;
+            let mut q = Sql::new(basalt_core::sql::Dialect::Sqlite);
+            q.push("SELECT id, created, level, message, data FROM _logs ORDER BY created, rowid");
+            let rows = adb.query(&q)?;
+            let entries: Vec<(String, String, i64, String, String)> = rows
+                .rows
+                .iter()
+                .map(|r| {
+                    let level = match &r[2] {
+                        Value::Int(i) => *i,
+                        other => text(other).parse().unwrap_or(0),
+                    };
+                    let data = match text(&r[4]) {
+                        d if d.is_empty() => "{}".to_string(),
+                        d => d,
+                    };
+                    (text(&r[0]), text(&r[1]), level, text(&r[3]), data)
+                })
+                .collect();
+            let found = entries.len() as u64;
+            let mut written = 0;
+            for chunk in entries.chunks(1000) {
+                written += logs.import(chunk.to_vec()).await?;
+            }
+            report.logs = (found, written);
+            progress(&format!("request logs: {written}"));
+        }
     }
 
     // Settings, unless PocketBase encrypted them.

@@ -243,9 +243,20 @@ async fn a_pocketbase_data_dir_moves_over() {
             "{text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for line in ["posts", "users", "_superusers", "files"] {
+        for line in ["posts", "users", "_superusers", "files", "request logs"] {
             assert!(text.lines().any(|l| l.starts_with(line)), "{line}: {text}");
         }
+        let logs_line = text
+            .lines()
+            .find(|l| l.starts_with("request logs"))
+            .unwrap();
+        let imported_logs: u64 = logs_line
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(imported_logs > 0, "PocketBase logged requests: {text}");
         assert!(!text.contains("MISMATCH"), "{text}");
 
         let (mut child, url) = serve(&dir, &db).await;
@@ -306,6 +317,23 @@ async fn a_pocketbase_data_dir_moves_over() {
         assert_eq!(me.status(), 200, "a PocketBase token is accepted");
         let file = get(format!("{url}{}", before.file_url), String::new()).await;
         assert_eq!(file.text().await.unwrap(), "file body");
+        // PocketBase's request logs are in the logs API, its record creates among them.
+        let logs: Value = get(
+            format!("{url}/api/logs?perPage=500&filter=data.method%3D%27POST%27"),
+            su.clone(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert!(
+            logs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["data"]["url"] == "/api/collections/posts/records"),
+            "{logs}"
+        );
         let _ = child.kill();
         let _ = child.wait();
 
@@ -357,7 +385,10 @@ async fn a_failed_import_changes_nothing() {
             String::from_utf8_lossy(&out.stdout)
         );
         let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
-        assert!(err.contains("unique"), "failed for the duplicate email: {err}");
+        assert!(
+            err.contains("unique"),
+            "failed for the duplicate email: {err}"
+        );
         let (mut child, url) = serve(&dir, &db).await;
         let r = reqwest::get(format!("{url}/api/collections/posts/records"))
             .await
