@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, FragmentDefinition, OperationType, Selection,
-    SelectionSet,
+    ExecutableDocument, FragmentDefinition, OperationType, Selection, SelectionSet,
 };
 use async_graphql::parser::Positioned;
 use async_graphql::{Name, Value};
@@ -77,21 +76,11 @@ pub fn check(
     variables: &Json,
     cfg: &GraphqlOptions,
 ) -> Result<Checked, String> {
-    let op = match (&doc.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(n)) => ops
-            .get(n)
-            .ok_or_else(|| format!("Unknown operation named \"{n}\"."))?,
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().ok_or("No operation.")?
-        }
-        (DocumentOperations::Multiple(_), None) => {
-            return Err(
-                "The document holds several operations: name one with operationName.".into(),
-            )
-        }
-    };
-    let kind = match op.node.ty {
+    let op = super::fast::operation(doc, operation_name).ok_or_else(|| match operation_name {
+        Some(n) => format!("Unknown operation named \"{n}\"."),
+        None => "The document holds several operations: name one with operationName.".to_string(),
+    })?;
+    let kind = match op.ty {
         OperationType::Query => Operation::Query,
         OperationType::Mutation => Operation::Mutation,
         OperationType::Subscription => Operation::Subscription,
@@ -102,12 +91,7 @@ pub fn check(
         fragments: &doc.fragments,
         variables,
     };
-    let cost = w.set(
-        &op.node.selection_set.node,
-        &Ty::Root(kind),
-        1,
-        cfg.max_depth,
-    )?;
+    let cost = w.set(&op.selection_set.node, &Ty::Root(kind), 1, cfg.max_depth)?;
     if cost > cfg.max_cost {
         return Err(format!(
             "The query is too expensive: its estimated cost {cost} is over the limit of {} (lower perPage, or select fewer nested lists).",
@@ -115,7 +99,6 @@ pub fn check(
         ));
     }
     let roots = op
-        .node
         .selection_set
         .node
         .items
