@@ -288,6 +288,14 @@ pub struct SigninLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GraphqlLabels {
+    /// `query`, `mutation`, `subscription`.
+    pub operation: &'static str,
+    /// `ok`, `errors` (the answer holds errors), `refused` (not run: syntax, validation, limits).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabel {
     pub rule: String,
 }
@@ -299,6 +307,8 @@ pub struct Metrics {
     pub http: RequestMetrics,
     pub records: Family<RecordLabels, Counter>,
     pub signins: Family<SigninLabels, Counter>,
+    /// GraphQL operations (HTTP; over the WebSocket, each operation when it ends).
+    pub graphql: Family<GraphqlLabels, Histogram>,
     pub rate_limited: Family<RuleLabel, Counter>,
     pub rule_compile: Histogram,
     pub fanout: Histogram,
@@ -336,6 +346,7 @@ impl Metrics {
             http,
             records: Family::default(),
             signins: Family::default(),
+            graphql: Family::new_with_constructor(latency),
             rate_limited: Family::default(),
             rule_compile: latency(),
             fanout: latency(),
@@ -353,6 +364,11 @@ impl Metrics {
             "basalt_auth_signins",
             "Sign-ins by method and outcome (success, mfa_required, failure, refused)",
             m.signins.clone(),
+        );
+        r.register(
+            "basalt_graphql_operation_duration_seconds",
+            "GraphQL operations by type and outcome (ok, errors, refused), from parse to answer",
+            m.graphql.clone(),
         );
         r.register(
             "basalt_rate_limit_refusals",
@@ -392,6 +408,13 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// Times a GraphQL operation.
+    pub fn graphql_op(&self, operation: &'static str, outcome: &'static str, secs: f64) {
+        self.graphql
+            .get_or_create(&GraphqlLabels { operation, outcome })
+            .observe(secs);
     }
 
     /// Counts a sign-in's outcome (`success`, `mfa_required`, `failure`, `refused`, `error`).

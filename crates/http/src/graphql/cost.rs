@@ -27,6 +27,15 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Operation::Query => "query",
+            Operation::Mutation => "mutation",
+            Operation::Subscription => "subscription",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Operation::Query => "Query",
@@ -60,6 +69,13 @@ struct Walk<'a> {
     variables: &'a Json,
 }
 
+/// A request refused before it ran: its operation's type when known, and why.
+#[derive(Debug)]
+pub struct Refused {
+    pub op: Option<Operation>,
+    pub message: String,
+}
+
 /// A request that passed the limits.
 pub struct Checked {
     pub op: Operation,
@@ -75,10 +91,15 @@ pub fn check(
     operation_name: Option<&str>,
     variables: &Json,
     cfg: &GraphqlOptions,
-) -> Result<Checked, String> {
-    let op = super::fast::operation(doc, operation_name).ok_or_else(|| match operation_name {
-        Some(n) => format!("Unknown operation named \"{n}\"."),
-        None => "The document holds several operations: name one with operationName.".to_string(),
+) -> Result<Checked, Refused> {
+    let op = super::fast::operation(doc, operation_name).ok_or_else(|| Refused {
+        op: None,
+        message: match operation_name {
+            Some(n) => format!("Unknown operation named \"{n}\"."),
+            None => {
+                "The document holds several operations: name one with operationName.".to_string()
+            }
+        },
     })?;
     let kind = match op.ty {
         OperationType::Query => Operation::Query,
@@ -91,12 +112,18 @@ pub fn check(
         fragments: &doc.fragments,
         variables,
     };
-    let cost = w.set(&op.selection_set.node, &Ty::Root(kind), 1, cfg.max_depth)?;
+    let refused = |message: String| Refused {
+        op: Some(kind),
+        message,
+    };
+    let cost = w
+        .set(&op.selection_set.node, &Ty::Root(kind), 1, cfg.max_depth)
+        .map_err(refused)?;
     if cost > cfg.max_cost {
-        return Err(format!(
+        return Err(refused(format!(
             "The query is too expensive: its estimated cost {cost} is over the limit of {} (lower perPage, or select fewer nested lists).",
             cfg.max_cost
-        ));
+        )));
     }
     let roots = op
         .selection_set

@@ -26,7 +26,8 @@ pub struct FastQuery {
     pub doc: Arc<ExecutableDocument>,
     pub operation: Option<String>,
     pub variables: Map<String, Json>,
-    pub out: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The answer, and whether it holds errors.
+    pub out: Arc<Mutex<Option<(Vec<u8>, bool)>>>,
 }
 
 /// A document with its variables, as the planner walks it.
@@ -207,8 +208,8 @@ impl Extension for FastQueries {
             ctx.data_opt::<AppCtx>(),
             ctx.data_opt::<Req>(),
         ) {
-            let bytes = run(app, req, fq).await;
-            *fq.out.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+            let answer = run(app, req, fq).await;
+            *fq.out.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
             return Response::new(Value::Null);
         }
         next.run(ctx, operation_name).await
@@ -242,7 +243,7 @@ impl Out {
     }
 }
 
-async fn run(ctx: &AppCtx, req: &Req, fq: &FastQuery) -> Vec<u8> {
+async fn run(ctx: &AppCtx, req: &Req, fq: &FastQuery) -> (Vec<u8>, bool) {
     let doc = Doc {
         doc: &fq.doc,
         variables: &fq.variables,
@@ -254,7 +255,7 @@ async fn run(ctx: &AppCtx, req: &Req, fq: &FastQuery) -> Vec<u8> {
     out.b.extend_from_slice(b"{\"data\":");
     let Some(op) = operation(&fq.doc, fq.operation.as_deref()) else {
         out.b.extend_from_slice(b"null}");
-        return out.b;
+        return (out.b, false);
     };
     let mut req = req.clone();
     req.method = "GET".into();
@@ -275,13 +276,14 @@ async fn run(ctx: &AppCtx, req: &Req, fq: &FastQuery) -> Vec<u8> {
             out.errors.push(super::error_json(e));
         }
     }
-    if !out.errors.is_empty() {
+    let errors = !out.errors.is_empty();
+    if errors {
         out.b.extend_from_slice(b",\"errors\":");
         let errs = Json::Array(std::mem::take(&mut out.errors));
         out.json(&errs);
     }
     out.b.push(b'}');
-    out.b
+    (out.b, errors)
 }
 
 /// The value of one root field (its selections merged).

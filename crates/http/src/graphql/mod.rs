@@ -118,8 +118,10 @@ impl Gql {
         r: GqlRequest,
         uploads: Uploads,
         fast: bool,
-    ) -> Result<Prepared, String> {
-        let doc = self.document(&r.query)?;
+    ) -> Result<Prepared, cost::Refused> {
+        let doc = self
+            .document(&r.query)
+            .map_err(|message| cost::Refused { op: None, message })?;
         let checked = cost::check(
             &self.ctx,
             &doc,
@@ -170,8 +172,8 @@ impl Gql {
 pub struct Prepared {
     pub request: async_graphql::Request,
     pub checked: cost::Checked,
-    /// The query executor's answer, when it ran the operation.
-    pub out: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The query executor's answer (and whether it holds errors), when it ran the operation.
+    pub out: Arc<Mutex<Option<(Vec<u8>, bool)>>>,
 }
 
 /// `GET|POST /api/graphql`, and the WebSocket upgrade on the same path.
@@ -237,6 +239,12 @@ pub async fn execute(
     uploads: Uploads,
     allowed: &[Operation],
 ) -> Vec<u8> {
+    let began = std::time::Instant::now();
+    let done = |op: &'static str, outcome: &'static str| {
+        gql.ctx
+            .metrics
+            .graphql_op(op, outcome, began.elapsed().as_secs_f64());
+    };
     let schema = match gql.schema() {
         Ok(s) => s,
         Err(e) => return errors_only(vec![error_json(e)]).to_string().into_bytes(),
@@ -247,13 +255,16 @@ pub async fn execute(
         out,
     } = match gql.prepare(req, r, uploads, true) {
         Ok(x) => x,
-        Err(m) => {
+        Err(cost::Refused { op, message: m }) => {
+            done(op.map_or("unknown", Operation::label), "refused");
             return errors_only(vec![bad_json(&m, "bad_request")])
                 .to_string()
-                .into_bytes()
+                .into_bytes();
         }
     };
+    let op = checked.op.label();
     if !allowed.contains(&checked.op) {
+        done(op, "refused");
         let m = format!(
             "{} operations are not allowed here; send them with POST.",
             checked.op.name()
@@ -263,10 +274,22 @@ pub async fn execute(
             .into_bytes();
     }
     let mut resp = schema.execute(request).await;
-    if let Some(b) = out.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some((b, errors)) = out.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        done(op, if errors { "errors" } else { "ok" });
         return b;
     }
     complete_errors(&mut resp, &checked.roots);
+    done(
+        op,
+        match (
+            resp.errors.is_empty(),
+            resp.data == async_graphql::Value::Null,
+        ) {
+            (true, _) => "ok",
+            (false, true) if resp.errors.iter().all(|e| e.path.is_empty()) => "refused",
+            _ => "errors",
+        },
+    );
     serde_json::to_vec(&resp).unwrap_or_default()
 }
 

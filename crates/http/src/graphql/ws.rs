@@ -151,6 +151,12 @@ async fn session(gql: GqlState, conn: Req, socket: WebSocket) {
 /// Runs one operation, sending its results as `next` messages and then `complete`; a request that
 /// fails before execution (parse, validation, limits) is one `error` message.
 async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sender<Message>) {
+    let began = std::time::Instant::now();
+    let done = |op: &'static str, outcome: &'static str| {
+        gql.ctx
+            .metrics
+            .graphql_op(op, outcome, began.elapsed().as_secs_f64());
+    };
     let send = |v: Json| {
         let tx = tx.clone();
         async move { tx.send(Message::Text(v.to_string().into())).await.is_ok() }
@@ -178,9 +184,10 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
         request, checked, ..
     } = match gql.prepare(req, r, Uploads::default(), false) {
         Ok(x) => x,
-        Err(m) => {
+        Err(super::cost::Refused { op, message }) => {
+            done(op.map_or("unknown", super::Operation::label), "refused");
             send(errors(
-                json!([{"message": m, "extensions": {"code": "bad_request", "status": 400}}]),
+                json!([{"message": message, "extensions": {"code": "bad_request", "status": 400}}]),
             ))
             .await;
             return;
@@ -188,6 +195,7 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
     };
     let mut results = schema.execute_stream(request);
     let mut first = true;
+    let mut had_errors = false;
     while let Some(mut resp) = results.next().await {
         complete_errors(&mut resp, &checked.roots);
         let v = serde_json::to_value(&resp).unwrap_or(Json::Null);
@@ -195,15 +203,18 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
         if first && v.get("data").is_none_or(Json::is_null) && v.get("errors").is_some() {
             let errs = v.get("errors").cloned().unwrap_or(Json::Null);
             if is_request_error(&errs) {
+                done(checked.op.label(), "refused");
                 send(errors(errs)).await;
                 return;
             }
         }
         first = false;
+        had_errors |= v.get("errors").is_some();
         if !send(json!({"type": "next", "id": id, "payload": v})).await {
-            return;
+            break;
         }
     }
+    done(checked.op.label(), if had_errors { "errors" } else { "ok" });
     send(json!({"type": "complete", "id": id})).await;
 }
 

@@ -564,6 +564,17 @@ async fn limits_refuse_before_any_sql(app: TestApp) {
     // The same shape within the limits runs.
     let v = gql(&app, None, &costly.replace("1000", "10"), json!({"n": 10})).await;
     data(&v);
+    // Operations by type and outcome in /metrics.
+    let text = crate::metrics::scrape(&app).await;
+    let count = |outcome: &str| {
+        crate::metrics::sample(
+            &text,
+            "basalt_graphql_operation_duration_seconds_count",
+            &[("operation", "query"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(count("refused"), Some(3.0), "{text}");
+    assert_eq!(count("ok"), Some(1.0));
 }
 
 async fn schema_follows_collection_changes(app: TestApp) {

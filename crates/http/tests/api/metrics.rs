@@ -23,7 +23,7 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
-async fn scrape(app: &crate::helpers::TestApp) -> String {
+pub async fn scrape(app: &crate::helpers::TestApp) -> String {
     let r = app
         .client
         .get(format!("{}/metrics", app.url))
