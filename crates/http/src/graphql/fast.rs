@@ -26,9 +26,11 @@ pub struct FastQuery {
     pub doc: Arc<ExecutableDocument>,
     pub operation: Option<String>,
     pub variables: Map<String, Json>,
-    /// The answer, and whether it holds errors.
-    pub out: Arc<Mutex<Option<(Vec<u8>, bool)>>>,
+    pub out: Answer,
 }
+
+/// Where the executor leaves its answer: the bytes, and whether they hold errors.
+pub type Answer = Arc<Mutex<Option<(Vec<u8>, bool)>>>;
 
 /// A document with its variables, as the planner walks it.
 pub struct Doc<'q> {

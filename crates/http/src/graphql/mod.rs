@@ -173,7 +173,7 @@ pub struct Prepared {
     pub request: async_graphql::Request,
     pub checked: cost::Checked,
     /// The query executor's answer (and whether it holds errors), when it ran the operation.
-    pub out: Arc<Mutex<Option<(Vec<u8>, bool)>>>,
+    pub out: fast::Answer,
 }
 
 /// `GET|POST /api/graphql`, and the WebSocket upgrade on the same path.
