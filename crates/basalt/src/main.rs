@@ -159,6 +159,12 @@ enum SuperuserCmd {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Sets the IPs and subnets superusers may sign in from (none: clears the restriction).
+    Ips {
+        ips: Vec<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -337,7 +343,8 @@ async fn superuser(action: SuperuserCmd) -> anyhow::Result<()> {
         | SuperuserCmd::Create { storage, .. }
         | SuperuserCmd::Update { storage, .. }
         | SuperuserCmd::Delete { storage, .. }
-        | SuperuserCmd::Otp { storage, .. } => storage,
+        | SuperuserCmd::Otp { storage, .. }
+        | SuperuserCmd::Ips { storage, .. } => storage,
     };
     let s = Settings::load(storage, None, None)?;
     telemetry::init(&s)?;
@@ -383,6 +390,36 @@ async fn superuser(action: SuperuserCmd) -> anyhow::Result<()> {
             println!("├─ Id:    {id}");
             println!("├─ Pass:  {code}");
             println!("└─ Valid: the _superusers collection's otp.duration");
+        }
+        SuperuserCmd::Ips { ips, .. } => {
+            basalt_service::settings::patch(&ctx, &serde_json::json!({"superuserIPs": ips}))
+                .await
+                .map_err(|e| match &e.0 {
+                    basalt_core::Error::Validation { fields, .. } => anyhow::anyhow!(
+                        "{}",
+                        fields
+                            .iter()
+                            .map(|(k, v)| format!("{k}: {}", v.message))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                    _ => fail(e),
+                })?;
+            if ips.is_empty() {
+                println!("Successfully cleared SuperuserIPs setting!");
+            } else {
+                println!("Successfully updated SuperuserIPs setting:");
+                for (i, ip) in ips.iter().enumerate() {
+                    println!(
+                        "{} {ip}",
+                        if i + 1 == ips.len() {
+                            "└─"
+                        } else {
+                            "├─"
+                        }
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -204,6 +204,13 @@ async fn superuser_commands_follow_pocketbase() {
         ok && out.contains("Successfully deleted superuser \"a@example.com\"!"),
         "{out}"
     );
+    let (ok, out) = run(&["ips", "bad"]);
+    assert!(!ok && out.contains("superuserIPs"), "{out}");
+    let (ok, out) = run(&["ips", "10.0.0.1", "192.168.0.0/16"]);
+    assert!(ok && out.contains("└─ 192.168.0.0/16"), "{out}");
+    // Loopback allowed again, for the sign-ins below.
+    let (ok, out) = run(&["ips", "127.0.0.1"]);
+    assert!(ok, "{out}");
     // The updated password signs in; the deleted superuser does not.
     let (mut child, url) = serve(&dir, &None).await;
     let http = reqwest::Client::new();
