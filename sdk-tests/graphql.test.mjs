@@ -138,9 +138,16 @@ async function gqlFiles(query, variables, files, token = '') {
 test('the introspected schema is valid for the reference implementation', { skip }, async () => {
   // A collection with nothing to update (only its id) still makes a valid schema.
   const bare = await su.collections.create({ name: uniq('gq_bare'), fields: [] });
+  // A view collection: read in the schema, no write mutations.
+  const view = await su.collections.create({
+    name: uniq('gq_view'), type: 'view', listRule: '', viewRule: '',
+    viewQuery: `SELECT id, title, author FROM ${posts.name}`,
+  });
   const schema = await clientSchema();
   assert.ok(schema.getMutationType().getFields()[`create_${bare.name}`]);
   assert.equal(schema.getMutationType().getFields()[`update_${bare.name}`], undefined);
+  assert.ok(schema.getQueryType().getFields()[view.name]);
+  assert.equal(schema.getMutationType().getFields()[`create_${view.name}`], undefined);
   assertValidSchema(schema);
   const t = schema.getType(posts.name);
   const fields = Object.keys(t.getFields());

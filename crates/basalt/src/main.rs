@@ -236,12 +236,6 @@ async fn import_pocketbase(
     }
     println!("{:<32} {:>10} {:>10}", "files", r.files.0, r.files.1);
     println!("{:<32} {:>10} {:>10}", "request logs", r.logs.0, r.logs.1);
-    if !r.skipped.is_empty() {
-        println!(
-            "view collections left out (Basalt has none yet): {}",
-            r.skipped.join(", ")
-        );
-    }
     println!(
         "settings: {}",
         if r.settings {

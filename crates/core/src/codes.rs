@@ -40,6 +40,7 @@ pub const INVALID_TOTP_CODE: &str = "validation_invalid_totp_code";
 pub const INVALID_TYPE: &str = "validation_invalid_type";
 pub const INVALID_URL: &str = "validation_invalid_url";
 pub const INVALID_VALUE: &str = "validation_invalid_value";
+pub const INVALID_VIEW_QUERY: &str = "validation_invalid_view_query";
 pub const IS_EMAIL: &str = "validation_is_email";
 pub const IS_URL: &str = "validation_is_url";
 pub const JSON_SIZE_LIMIT: &str = "validation_json_size_limit";
@@ -113,6 +114,7 @@ pub const ALL: &[&str] = &[
     INVALID_TYPE,
     INVALID_URL,
     INVALID_VALUE,
+    INVALID_VIEW_QUERY,
     IS_EMAIL,
     IS_URL,
     JSON_SIZE_LIMIT,

@@ -440,6 +440,8 @@ pub struct Collection {
     pub auth: Option<AuthOptions>,
     pub created: String,
     pub updated: String,
+    /// A view collection's `SELECT` (its fields are inferred from it).
+    pub view_query: String,
 }
 
 pub const AUTH_SYSTEM_FIELDS: [&str; 6] = [
@@ -536,6 +538,7 @@ impl Collection {
             auth,
             created: String::new(),
             updated: String::new(),
+            view_query: String::new(),
         };
         if kind == CollectionType::Auth {
             c.indexes = c.default_auth_indexes();
@@ -584,6 +587,9 @@ impl Collection {
         o.insert("updateRule".into(), json!(self.update_rule));
         o.insert("updated".into(), json!(self.updated));
         o.insert("viewRule".into(), json!(self.view_rule));
+        if self.kind == CollectionType::View {
+            o.insert("viewQuery".into(), json!(self.view_query));
+        }
         if let Some(a) = &self.auth {
             o.insert("authRule".into(), json!(a.auth_rule));
             o.insert("manageRule".into(), json!(a.manage_rule));
@@ -738,6 +744,17 @@ impl Collection {
                             ),
                         );
                     }
+                }
+            }
+        }
+        if let Some(q) = o.get("viewQuery") {
+            match q.as_str() {
+                Some(q) => self.view_query = q.trim().to_string(),
+                None => {
+                    errs.insert(
+                        "viewQuery".into(),
+                        FieldError::new(crate::codes::INVALID_VIEW_QUERY, "Must be a string."),
+                    );
                 }
             }
         }
@@ -945,14 +962,8 @@ impl Collection {
                 ),
             );
         }
-        if self.kind == CollectionType::View {
-            errs.insert(
-                "type".into(),
-                FieldError::new(
-                    crate::codes::UNSUPPORTED_TYPE,
-                    "View collections are not supported yet.",
-                ),
-            );
+        if self.kind == CollectionType::View && self.view_query.is_empty() {
+            errs.insert("viewQuery".into(), FieldError::required());
         }
         let mut seen = std::collections::HashSet::new();
         for (i, f) in self.fields.iter().enumerate() {

@@ -208,6 +208,12 @@ async fn create_in(
     if c.is_auth() {
         ensure_auth_indexes(&mut c);
     }
+    if kind == CollectionType::View {
+        if !c.view_query.is_empty() {
+            c.fields = crate::views::infer(ctx, tx, view, &c.view_query, None).await?;
+        }
+        crate::views::only_read_rules(&mut c);
+    }
     let cols = view;
     if cols
         .list
@@ -531,6 +537,12 @@ async fn update_in(
     if c.is_auth() {
         ensure_auth_indexes(&mut c);
     }
+    if c.kind == CollectionType::View {
+        if !c.view_query.is_empty() {
+            c.fields = crate::views::infer(ctx, tx, view, &c.view_query, Some(old)).await?;
+        }
+        crate::views::only_read_rules(&mut c);
+    }
     c.validate(&view.list).map_err(|f| invalid(f, false))?;
     normalize_relations(view, &mut c);
     check_rules(ctx, view, &c).map_err(|f| invalid(f, false))?;
@@ -543,8 +555,16 @@ async fn update_in(
             f.pii = Some(basalt_core::pii::Pii::decrypting(*searchable));
         }
     }
-    for st in ddl::alter_table(ctx.dialect(), old, &as_stored) {
-        tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
+    if c.kind == CollectionType::View {
+        // A view is replaced whole (its query and so its columns may change).
+        tx.execute(&ddl::drop_table(ctx.dialect(), old)).await?;
+        for st in ddl::create_table(ctx.dialect(), &c) {
+            tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
+        }
+    } else {
+        for st in ddl::alter_table(ctx.dialect(), old, &as_stored) {
+            tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
+        }
     }
     for field in encrypting {
         crate::pii::add_migration(ctx, tx, &c.id, &field).await?;

@@ -3,7 +3,7 @@
 //! **Architecture Invariant:** every identifier written here passed `is_valid_name` (collection and
 //! field names are validated before any DDL is built); no value is ever formatted into the text.
 
-use basalt_core::schema::{Collection, ColumnKind, Field, Index};
+use basalt_core::schema::{Collection, ColumnKind, Field, FieldType, Index};
 use basalt_core::sql::{ident, Dialect, Sql};
 
 pub fn column_type(d: Dialect, f: &Field) -> String {
@@ -81,6 +81,30 @@ pub fn system_tables(d: Dialect) -> Vec<Sql> {
 }
 
 pub fn create_table(d: Dialect, c: &Collection) -> Vec<Sql> {
+    if c.kind == basalt_core::schema::CollectionType::View {
+        // The view's columns as its fields name them (see `views::infer`); on PostgreSQL a json
+        // field's column becomes jsonb whatever the expression's type, as filters expect.
+        let mut s = Sql::new(d);
+        s.push("CREATE VIEW ").ident(&c.name).push(" AS SELECT ");
+        for (i, f) in c.fields.iter().enumerate() {
+            if i > 0 {
+                s.push(", ");
+            }
+            let json = matches!(f.ty(), FieldType::Json | FieldType::GeoPoint);
+            if json && d == Dialect::Postgres {
+                s.push("to_jsonb(_basalt_view.")
+                    .ident(&f.name)
+                    .push(") AS ")
+                    .ident(&f.name);
+            } else {
+                s.push("_basalt_view.").ident(&f.name);
+            }
+        }
+        s.push(" FROM (")
+            .push(c.view_query.trim().trim_end_matches(';'))
+            .push(") AS _basalt_view");
+        return vec![s];
+    }
     let mut s = Sql::new(d);
     s.push("CREATE TABLE ").ident(&c.name).push(" (");
     for (i, f) in c.fields.iter().enumerate() {
@@ -263,6 +287,10 @@ pub fn pii_columns(d: Dialect, c: &Collection) -> Vec<(String, String)> {
 
 pub fn drop_table(d: Dialect, c: &Collection) -> Sql {
     let mut s = Sql::new(d);
-    s.push("DROP TABLE IF EXISTS ").ident(&c.name);
+    if c.kind == basalt_core::schema::CollectionType::View {
+        s.push("DROP VIEW IF EXISTS ").ident(&c.name);
+    } else {
+        s.push("DROP TABLE IF EXISTS ").ident(&c.name);
+    }
     s
 }

@@ -60,6 +60,7 @@ pub mod schemadiff;
 pub mod settings;
 pub mod state;
 pub mod trace;
+pub mod views;
 
 use std::sync::Arc;
 

@@ -2,8 +2,8 @@
 //! store (SQLite or PostgreSQL). PocketBase's `data.db` is read read-only; what moves over:
 //!
 //! - the collections with their ids, field ids, rules, indexes and options — the auth collections'
-//!   token secrets included, so tokens PocketBase issued stay valid until they expire (view
-//!   collections are reported and left out: Basalt has none yet);
+//!   token secrets included, so tokens PocketBase issued stay valid until they expire — and the view
+//!   collections (their query run in this database's dialect);
 //! - every record of every collection (system ones too: `_superusers`, `_externalAuths`, `_mfas`,
 //!   `_otps`, `_authOrigins`) with its id, `created`/`updated`, `tokenKey` and bcrypt password hash
 //!   (accepted at sign-in, upgraded to argon2id then), in one transaction;
@@ -29,7 +29,6 @@ use crate::AppCtx;
 #[derive(Debug, Default)]
 pub struct Report {
     pub collections: Vec<(String, i64, i64)>,
-    pub skipped: Vec<String>,
     pub files: (u64, u64),
     /// Request log entries in PocketBase's `auxiliary.db`, and written.
     pub logs: (u64, u64),
@@ -140,14 +139,7 @@ pub async fn import(
     }
     let db = ReadOnly::open(&db_path)?;
     let mut report = Report::default();
-    let all = collections(&db)?;
-    let (views, list): (Vec<Json>, Vec<Json>) = all
-        .into_iter()
-        .partition(|c| c.get("type").and_then(Json::as_str) == Some("view"));
-    report.skipped = views
-        .iter()
-        .map(|v| v["name"].as_str().unwrap_or("").to_string())
-        .collect();
+    let list = collections(&db)?;
     progress(&format!("collections: {}", list.len()));
     // The collections and every record in one transaction: a failure leaves the target as it was.
     let mut tx = ctx.store.begin().await?;

@@ -50,6 +50,7 @@ fn multipart(fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> (String, Vec
 /// What PocketBase answered before the import, to compare with Basalt's answers after it.
 struct Before {
     posts: Value,
+    titles: Value,
     users: Value,
     token: String,
     user_id: String,
@@ -164,6 +165,17 @@ async fn make_pb_data(dir: &std::path::Path) -> Before {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = http
+        .post(format!("{url}/api/collections"))
+        .header("Authorization", &su)
+        .json(
+            &json!({"name": "post_titles", "type": "view", "listRule": "", "viewRule": "",
+            "viewQuery": "SELECT id, title, author, views FROM posts"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     for (t, v) in [("second", 2), ("third", 3)] {
         let r = http
             .post(format!("{url}/api/collections/posts/records"))
@@ -189,6 +201,10 @@ async fn make_pb_data(dir: &std::path::Path) -> Before {
     };
     let posts = get(format!(
         "{url}/api/collections/posts/records?expand=author&sort=title"
+    ))
+    .await;
+    let titles = get(format!(
+        "{url}/api/collections/post_titles/records?expand=author&sort=-views"
     ))
     .await;
     let users = get(format!("{url}/api/collections/users/records")).await;
@@ -218,6 +234,7 @@ async fn make_pb_data(dir: &std::path::Path) -> Before {
     let _ = proc.0.wait();
     Before {
         posts,
+        titles,
         users,
         token: login["token"].as_str().unwrap().to_string(),
         user_id,
@@ -295,6 +312,15 @@ async fn a_pocketbase_data_dir_moves_over() {
         .await
         .unwrap();
         assert_eq!(posts, before.posts, "posts as PocketBase answered them");
+        let titles: Value = get(
+            format!("{url}/api/collections/post_titles/records?expand=author&sort=-views"),
+            su.clone(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(titles, before.titles, "the view as PocketBase answered it");
         let users: Value = get(format!("{url}/api/collections/users/records"), su.clone())
             .await
             .json()

@@ -24,3 +24,4 @@ mod rules;
 mod security;
 mod servers;
 mod service;
+mod views;
