@@ -79,6 +79,7 @@ pub fn router(ctx: AppCtx) -> Router {
             axum::routing::put(import_collections),
         )
         .route("/api/collections/meta/scaffolds", get(scaffolds))
+        .route("/api/collections/meta/dry-run-view", post(dry_run_view))
         .route(
             "/api/collections/{c}",
             get(view_collection)
@@ -373,6 +374,16 @@ async fn import_collections(
     req.require_superuser()?;
     collections::import(&ctx, &body).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn dry_run_view(
+    State(ctx): State<AppCtx>,
+    Client(req): Client,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    Ok(ok_json(
+        basalt_service::views::dry_run(&ctx, &req, &body).await?,
+    ))
 }
 
 async fn scaffolds(Client(req): Client) -> ApiResult<Response> {

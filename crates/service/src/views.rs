@@ -164,7 +164,7 @@ pub async fn infer(
     };
     if !columns.iter().any(|c| c == "id") {
         return Err(invalid(
-            "Invalid query - missing required \"id\" column.".into(),
+            "Invalid query - missing required id column (you can use `(ROW_NUMBER() OVER()) as id` if you don't have one).".into(),
         ));
     }
     // The select list and the FROM clause.
@@ -213,9 +213,9 @@ pub async fn infer(
                     src.name
                 )));
             }
+            // A clone keeps the source's options (`system` and `required` too, as PocketBase).
             let mut f = src.clone();
             f.id = format!("_clone_{}", basalt_core::id::random_id(4));
-            f.system = false;
             f.primary_key = false;
             f.name = name.clone();
             f
@@ -263,4 +263,65 @@ pub fn only_read_rules(c: &mut Collection) {
         c.delete_rule = None;
         c.indexes.clear();
     }
+}
+
+/// `POST /api/collections/meta/dry-run-view {query}` (superusers): the fields a view over `query`
+/// would have, and up to 10 of its rows, from a transaction rolled back afterwards.
+pub async fn dry_run(
+    ctx: &AppCtx,
+    req: &crate::request::Req,
+    body: &serde_json::Value,
+) -> ServiceResult<serde_json::Value> {
+    req.require_superuser()?;
+    let q = body
+        .get("query")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("")
+        .trim();
+    if q.is_empty() {
+        let mut f = FieldErrors::new();
+        f.insert("query".into(), FieldError::required());
+        return Err(ServiceError(Error::validation(
+            "An error occurred while validating the submitted data.",
+            f,
+        )));
+    }
+    let raw = |m: String| {
+        crate::error::bad(&format!(
+            "Invalid view query. Raw error: \n{}",
+            m.trim_start_matches("Invalid query - ")
+        ))
+    };
+    let mut tx = ctx.store.begin().await?;
+    let fields = match infer(ctx, &mut tx, &ctx.collections(), q, None).await {
+        Ok(f) => f,
+        Err(ServiceError(Error::Validation { fields, .. })) => {
+            let m = fields
+                .get("viewQuery")
+                .map(|e| e.message.clone())
+                .unwrap_or_default();
+            return Err(raw(m));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut coll = Collection::scaffold(CollectionType::View, "_dry_run_view");
+    coll.fields = fields;
+    let mut s = ctx.sql();
+    s.push("SELECT * FROM (")
+        .push(q.trim_end_matches(';'))
+        .push(") AS _basalt_probe LIMIT 10");
+    let rows = tx.query(&s).await.map_err(|e| raw(e.to_string()))?;
+    drop(tx);
+    let info = req.info(&ctx.collections(), None, "default");
+    let mut sample = vec![];
+    for d in crate::records::rows_to_data(&coll, rows) {
+        let mut o = crate::records::output(ctx, &coll, d, &info).await;
+        o.remove("collectionId");
+        o.remove("collectionName");
+        sample.push(serde_json::Value::Object(o));
+    }
+    Ok(serde_json::json!({
+        "fields": coll.fields.iter().map(Field::to_json).collect::<Vec<_>>(),
+        "sample": sample,
+    }))
 }

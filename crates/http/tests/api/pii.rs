@@ -486,14 +486,15 @@ async fn at_rest_search_and_masks(backend: Backend) {
         let mut db = Vec::new();
         std::io::Read::read_to_end(&mut a.by_name("data.db").unwrap(), &mut db).unwrap();
         assert_no_plaintext("the backup", &db);
-        // The masks are asserted through SQL: a byte search can miss a value split across
-        // overflow pages (it failed once in CI that way).
+        // And through SQL (a byte search can miss a value split across overflow pages). The
+        // outbox's masks were checked above: by now the pruner may have removed delivered events,
+        // so what is left of them is only checked for plaintext.
         let dir = app.ctx.files.tmp_dir().join("pii-backup-check");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("data.db"), &db).unwrap();
         let copy = basalt_store::open(&dir, None).await.unwrap();
         let mut q = basalt_core::sql::Sql::new(copy.dialect());
-        q.push("SELECT data FROM _events");
+        q.push("SELECT data FROM _events UNION ALL SELECT CAST(ssn AS TEXT) FROM patients");
         let events: String = copy
             .query(&q)
             .await
@@ -502,11 +503,8 @@ async fn at_rest_search_and_masks(backend: Backend) {
             .iter()
             .filter_map(|r| r[0].as_str().map(str::to_string))
             .collect();
-        assert!(
-            events.contains("****6789"),
-            "the backup holds the outbox's masks"
-        );
-        assert_no_plaintext("the backup's outbox", events.as_bytes());
+        assert!(events.contains("pii1:"), "the backup's patients are sealed");
+        assert_no_plaintext("the backup's outbox and records", events.as_bytes());
     }
 
     // A value moved to another row or field does not decrypt (and answers no error).

@@ -156,4 +156,67 @@ async fn bad_view_queries_are_refused(app: TestApp) {
     assert_eq!(app.get("/api/collections/v", app.su()).await.0, 404);
 }
 
-crate::both!(views_infer_fields_and_read, bad_view_queries_are_refused);
+/// `POST /api/collections/meta/dry-run-view`: the fields a view would have and a sample of rows,
+/// nothing created; PocketBase's messages.
+async fn dry_run_view(app: TestApp) {
+    setup(&app).await;
+    let r = app
+        .post(
+            "/api/collections/meta/dry-run-view",
+            app.su(),
+            json!({"query": "SELECT id, title, COUNT(*) AS n FROM posts GROUP BY id, title ORDER BY title"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let names: Vec<&str> = r.1["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["id", "title", "n"]);
+    assert_eq!(r.1["fields"][2]["type"], "number");
+    let sample = r.1["sample"].as_array().unwrap();
+    assert_eq!(sample.len(), 3);
+    assert_eq!(sample[0]["title"], "a");
+    assert_eq!(sample[0]["n"], json!(1));
+    let c = app.get("/api/collections", app.su()).await;
+    assert!(
+        !c.1.to_string().contains("_dry_run_view"),
+        "nothing created"
+    );
+    let missing = app
+        .post("/api/collections/meta/dry-run-view", app.su(), json!({}))
+        .await;
+    assert_eq!(
+        assert_error(&missing, 400)["query"]["code"],
+        "validation_required"
+    );
+    let no_id = app
+        .post(
+            "/api/collections/meta/dry-run-view",
+            app.su(),
+            json!({"query": "SELECT title FROM posts"}),
+        )
+        .await;
+    assert_error(&no_id, 400);
+    assert_eq!(
+        no_id.1["message"],
+        "Invalid view query. Raw error: \nmissing required id column (you can use `(ROW_NUMBER() OVER()) as id` if you don't have one)."
+    );
+    assert_error(
+        &app.post(
+            "/api/collections/meta/dry-run-view",
+            None,
+            json!({"query": "SELECT id FROM posts"}),
+        )
+        .await,
+        401,
+    );
+}
+
+crate::both!(
+    views_infer_fields_and_read,
+    bad_view_queries_are_refused,
+    dry_run_view
+);
