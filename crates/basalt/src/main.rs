@@ -234,6 +234,13 @@ async fn import_pocketbase(
         ok &= src == dst;
         println!("{name:<32} {src:>10} {dst:>10}{mark}");
     }
+    for (name, src, dst) in &r.files_by {
+        let mark = if src == dst { "" } else { "  MISMATCH" };
+        println!(
+            "{:<32} {src:>10} {dst:>10}{mark}",
+            format!("files of {name}")
+        );
+    }
     println!("{:<32} {:>10} {:>10}", "files", r.files.0, r.files.1);
     println!("{:<32} {:>10} {:>10}", "request logs", r.logs.0, r.logs.1);
     println!(

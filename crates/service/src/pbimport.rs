@@ -30,6 +30,8 @@ use crate::AppCtx;
 pub struct Report {
     pub collections: Vec<(String, i64, i64)>,
     pub files: (u64, u64),
+    /// The same per collection (the folders of `storage/`).
+    pub files_by: Vec<(String, u64, u64)>,
     /// Request log entries in PocketBase's `auxiliary.db`, and written.
     pub logs: (u64, u64),
     pub settings: bool,
@@ -241,10 +243,25 @@ pub async fn import(
     }
 
     // Files: PocketBase's storage/ has the layout of local storage here.
+    // Files, per collection folder (`storage/<collection id>/…`).
     let from = pb_data.join("storage");
     if from.is_dir() {
         let to = ctx.files.data_dir.join("storage");
-        report.files = copy_tree(&from, &to).map_err(io_err)?;
+        for e in std::fs::read_dir(&from).map_err(io_err)? {
+            let e = e.map_err(io_err)?;
+            let id = e.file_name().to_string_lossy().to_string();
+            let (found, copied) = if e.file_type().map_err(io_err)?.is_dir() {
+                copy_tree(&e.path(), &to.join(&id)).map_err(io_err)?
+            } else {
+                std::fs::create_dir_all(&to).map_err(io_err)?;
+                std::fs::copy(e.path(), to.join(&id)).map_err(io_err)?;
+                (1, 1)
+            };
+            let name = ctx.collection(&id).map_or(id, |c| c.name.clone());
+            report.files.0 += found;
+            report.files.1 += copied;
+            report.files_by.push((name, found, copied));
+        }
         progress(&format!("files: {}", report.files.1));
     }
     Ok(report)

@@ -197,10 +197,23 @@ pub async fn infer(
     for (i, name) in columns.iter().enumerate() {
         let expr = if by_position {
             let item = items[i].trim();
-            match find_top(item, "as") {
+            let expr = match find_top(item, "as") {
                 Some(at) => item[..at].trim().to_string(),
                 None => item.to_string(),
+            };
+            // As PocketBase: a column is one term (a name, a call, a literal, or an expression in
+            // parentheses), so `views * 2 AS d` must be written `(views * 2) AS d`.
+            if split_top(&expr.replace(char::is_whitespace, " "), ' ')
+                .iter()
+                .filter(|t| !t.is_empty())
+                .count()
+                > 1
+            {
+                return Err(invalid(format!(
+                    "Invalid query - invalid identifier parts [{item}]."
+                )));
             }
+            expr
         } else {
             name.clone()
         };

@@ -260,7 +260,14 @@ async fn a_pocketbase_data_dir_moves_over() {
             "{text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for line in ["posts", "users", "_superusers", "files", "request logs"] {
+        for line in [
+            "posts",
+            "users",
+            "_superusers",
+            "files of posts",
+            "files",
+            "request logs",
+        ] {
             assert!(text.lines().any(|l| l.starts_with(line)), "{line}: {text}");
         }
         let logs_line = text

@@ -142,6 +142,11 @@ async fn bad_view_queries_are_refused(app: TestApp) {
         ("SELECT title FROM posts", "missing required"),
         ("SELECT id FROM nowhere", "Invalid query"),
         ("SELECT id FROM posts; SELECT 1", "only a single SELECT"),
+        // PocketBase's rule: an expression is wrapped in parentheses.
+        (
+            "SELECT id, views * 2 AS d FROM posts",
+            "invalid identifier parts [views * 2 AS d]",
+        ),
     ] {
         let r = app
             .post(
