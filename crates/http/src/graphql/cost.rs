@@ -82,6 +82,10 @@ pub struct Checked {
     /// The operation's root fields: their position in the query and response key, to give resolver
     /// errors their `path` (async-graphql's dynamic schema reports only the location).
     pub roots: Vec<((usize, usize), String)>,
+    /// No root field calls a rate-limited service operation (only `__schema`, `__type`,
+    /// `__typename`), or it is a subscription (the realtime hub admits nothing itself): the
+    /// transport admits the request by its path instead, as REST limits such routes.
+    pub admit_by_path: bool,
 }
 
 /// Checks `r` against the limits; answers the operation, or the message of the refusal.
@@ -138,7 +142,16 @@ pub fn check(
             _ => None,
         })
         .collect();
-    Ok(Checked { op: kind, roots })
+    let mut root_fields = vec![];
+    w.fields(&op.selection_set.node, &mut root_fields, 0)
+        .map_err(refused)?;
+    let admit_by_path = kind == Operation::Subscription
+        || root_fields.iter().all(|f| f.name.node.starts_with("__"));
+    Ok(Checked {
+        op: kind,
+        roots,
+        admit_by_path,
+    })
 }
 
 impl Walk<'_> {
@@ -153,6 +166,11 @@ impl Walk<'_> {
             return Err("Fragments nest too deep.".into());
         }
         for s in &set.items {
+            // Checked as fields are collected, so fragments spread within fragments cannot make the
+            // expansion itself large (each leaf yields a field).
+            if out.len() > self.cfg.max_breadth {
+                return Err(self.too_broad());
+            }
             match &s.node {
                 Selection::Field(f) => out.push(&f.node),
                 Selection::InlineFragment(i) => {
@@ -172,6 +190,13 @@ impl Walk<'_> {
         Ok(())
     }
 
+    fn too_broad(&self) -> String {
+        format!(
+            "The query selects too many fields at once: at most {} in one selection set.",
+            self.cfg.max_breadth
+        )
+    }
+
     /// The cost of a selection set read from `ty`, at nesting `depth`.
     fn set(&self, set: &SelectionSet, ty: &Ty, depth: usize, limit: usize) -> Result<u64, String> {
         if depth > limit {
@@ -182,10 +207,7 @@ impl Walk<'_> {
         let mut fields = vec![];
         self.fields(set, &mut fields, 0)?;
         if fields.len() > self.cfg.max_breadth {
-            return Err(format!(
-                "The query selects too many fields at once: at most {} in one selection set.",
-                self.cfg.max_breadth
-            ));
+            return Err(self.too_broad());
         }
         let mut cost: u64 = 0;
         for f in fields {

@@ -249,6 +249,7 @@ pub async fn execute(
         Ok(s) => s,
         Err(e) => return errors_only(vec![error_json(e)]).to_string().into_bytes(),
     };
+    let req_for_admit = req.clone();
     let Prepared {
         request,
         checked,
@@ -263,6 +264,10 @@ pub async fn execute(
         }
     };
     let op = checked.op.label();
+    if let Err(e) = admit_by_path(gql, &checked, &req_for_admit).await {
+        done(op, "refused");
+        return errors_only(vec![error_json(e)]).to_string().into_bytes();
+    }
     if !allowed.contains(&checked.op) {
         done(op, "refused");
         let m = format!(
@@ -291,6 +296,19 @@ pub async fn execute(
         },
     );
     serde_json::to_vec(&resp).unwrap_or_default()
+}
+
+/// Rate limits for an operation no service call limits itself (see [`cost::Checked::admit_by_path`]):
+/// the path label rules of `/api/graphql`, as REST applies to routes without a typed action.
+pub async fn admit_by_path(
+    gql: &Gql,
+    checked: &cost::Checked,
+    req: &Req,
+) -> Result<(), ServiceError> {
+    if checked.admit_by_path {
+        basalt_service::auth::admit(&gql.ctx, req, None, None).await?;
+    }
+    Ok(())
 }
 
 /// Gives every error `extensions.code` (the service's code table; parse and validation errors are

@@ -180,6 +180,7 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
             return;
         }
     };
+    let conn_req = req.clone();
     let super::Prepared {
         request, checked, ..
     } = match gql.prepare(req, r, Uploads::default(), false) {
@@ -193,6 +194,11 @@ async fn run(gql: GqlState, req: Req, id: String, payload: Json, tx: mpsc::Sende
             return;
         }
     };
+    if let Err(e) = super::admit_by_path(&gql, &checked, &conn_req).await {
+        done(checked.op.label(), "refused");
+        send(errors(json!([super::error_json(e)]))).await;
+        return;
+    }
     let mut results = schema.execute_stream(request);
     let mut first = true;
     let mut had_errors = false;

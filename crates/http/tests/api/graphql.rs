@@ -560,6 +560,21 @@ async fn limits_refuse_before_any_sql(app: TestApp) {
     let wide: String = (0..250).map(|i| format!("a{i}: __typename ")).collect();
     let (_, msg, _) = error(&gql(&app, None, &format!("{{ {wide} }}"), json!({})).await);
     assert!(msg.contains("too many fields"), "{msg}");
+    // Fragments spreading fragments twice over 40 levels would expand to 2^40 fields: refused as
+    // they expand, not after.
+    let mut bomb = String::from("{ ...F0 }");
+    for i in 0..40 {
+        bomb.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{} ...F{} }}",
+            i + 1,
+            i + 1
+        ));
+    }
+    bomb.push_str(" fragment F40 on Query { __typename }");
+    let began = std::time::Instant::now();
+    let (_, msg, _) = error(&gql(&app, None, &bomb, json!({})).await);
+    assert!(msg.contains("too many fields"), "{msg}");
+    assert!(began.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(reads(&app), before, "refused queries ran no SQL");
     // The same shape within the limits runs.
     let v = gql(&app, None, &costly.replace("1000", "10"), json!({"n": 10})).await;
@@ -573,8 +588,28 @@ async fn limits_refuse_before_any_sql(app: TestApp) {
             &[("operation", "query"), ("outcome", outcome)],
         )
     };
-    assert_eq!(count("refused"), Some(3.0), "{text}");
+    assert_eq!(count("refused"), Some(4.0), "{text}");
     assert_eq!(count("ok"), Some(1.0));
+}
+
+/// An operation that calls no rate-limited service operation (introspection, `__typename`) is limited
+/// by the path label rules of `/api/graphql`, as REST limits routes without a typed action.
+async fn untyped_operations_are_limited_by_path(app: TestApp) {
+    let r = app
+        .patch(
+            "/api/settings",
+            app.su(),
+            json!({"rateLimits": {"enabled": true, "rules": [
+                {"label": "/api/graphql", "maxRequests": 2, "duration": 60, "audience": ""}
+            ]}}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    for _ in 0..2 {
+        data(&gql(&app, None, "{ __typename }", json!({})).await);
+    }
+    let third = gql(&app, None, "{ __typename }", json!({})).await;
+    assert_eq!(error(&third).0, "too_many_requests", "{third}");
 }
 
 async fn schema_follows_collection_changes(app: TestApp) {
@@ -743,6 +778,7 @@ crate::both!(
     limits_refuse_before_any_sql,
     schema_follows_collection_changes,
     rules_see_the_rest_method,
+    untyped_operations_are_limited_by_path,
 );
 
 mod forms {
