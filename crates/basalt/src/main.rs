@@ -187,6 +187,21 @@ enum PiiCmd {
     Keygen,
 }
 
+/// A service error as the CLI prints it: a validation failure with each field's message.
+fn cli_error(e: basalt_service::ServiceError) -> anyhow::Error {
+    match &e.0 {
+        basalt_core::Error::Validation { message, fields } => anyhow::anyhow!(
+            "{message} {}",
+            fields
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
 /// `basalt import pocketbase`.
 async fn import_pocketbase(
     pb_data: &std::path::Path,
@@ -196,11 +211,10 @@ async fn import_pocketbase(
     let s = Settings::load(storage, None, None)?;
     telemetry::init(&s)?;
     let ctx = open_app(&s, false).await?;
-    let fail = |e: basalt_service::ServiceError| anyhow::anyhow!("{}", e.0);
     if !force
         && !basalt_service::pbimport::target_is_empty(&ctx)
             .await
-            .map_err(fail)?
+            .map_err(cli_error)?
     {
         anyhow::bail!(
             "the target ({}) already holds collections or users: import into an empty one, or pass --force",
@@ -211,17 +225,7 @@ async fn import_pocketbase(
     let progress = |m: &str| eprintln!("import: {m}");
     let r = basalt_service::pbimport::import(&ctx, pb_data, &progress)
         .await
-        .map_err(|e| match &e.0 {
-            basalt_core::Error::Validation { message, fields } => anyhow::anyhow!(
-                "{message} {}",
-                fields
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {}", v.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            _ => fail(e),
-        })?;
+        .map_err(cli_error)?;
     println!(
         "Imported {} in {:.1} s:",
         pb_data.display(),
@@ -281,7 +285,6 @@ async fn schema(action: SchemaCmd) -> anyhow::Result<()> {
         }
         Ok(doc)
     };
-    let fail = |e: basalt_service::ServiceError| anyhow::anyhow!("{}", e.0);
     let print_diff = |changes: &[schemadiff::Change]| {
         if changes.is_empty() {
             println!("No changes.");
@@ -303,11 +306,11 @@ async fn schema(action: SchemaCmd) -> anyhow::Result<()> {
         }
         SchemaCmd::Diff { file, .. } => {
             let doc = read(file)?;
-            print_diff(&schemadiff::diff(&ctx, &doc).await.map_err(fail)?);
+            print_diff(&schemadiff::diff(&ctx, &doc).await.map_err(cli_error)?);
         }
         SchemaCmd::Apply { file, dry_run, .. } => {
             let doc = read(file)?;
-            let changes = schemadiff::diff(&ctx, &doc).await.map_err(fail)?;
+            let changes = schemadiff::diff(&ctx, &doc).await.map_err(cli_error)?;
             print_diff(&changes);
             let body = serde_json::json!({
                 "collections": schemadiff::collections_of(&doc),
@@ -315,17 +318,7 @@ async fn schema(action: SchemaCmd) -> anyhow::Result<()> {
             });
             basalt_service::collections::import_with(&ctx, &body, *dry_run)
                 .await
-                .map_err(|e| match &e.0 {
-                    basalt_core::Error::Validation { message, fields } => anyhow::anyhow!(
-                        "{message} {}",
-                        fields
-                            .iter()
-                            .map(|(k, v)| format!("{k}: {}", v.message))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
-                    _ => fail(e),
-                })?;
+                .map_err(cli_error)?;
             if *dry_run {
                 println!("Dry run: every change checked, none applied.");
             } else if !changes.is_empty() {
@@ -350,14 +343,13 @@ async fn superuser(action: SuperuserCmd) -> anyhow::Result<()> {
     let s = Settings::load(storage, None, None)?;
     telemetry::init(&s)?;
     let ctx = open_app(&s, false).await?;
-    let fail = |e: basalt_service::ServiceError| anyhow::anyhow!("{}", e.0);
     match &action {
         SuperuserCmd::Upsert {
             email, password, ..
         } => {
             save_superuser(&ctx, email, password, Save::Upsert)
                 .await
-                .map_err(fail)?;
+                .map_err(cli_error)?;
             println!("Successfully saved superuser \"{email}\"!");
         }
         SuperuserCmd::Create {
@@ -365,7 +357,7 @@ async fn superuser(action: SuperuserCmd) -> anyhow::Result<()> {
         } => {
             save_superuser(&ctx, email, password, Save::Create)
                 .await
-                .map_err(fail)?;
+                .map_err(cli_error)?;
             println!("Successfully created new superuser \"{email}\"!");
         }
         SuperuserCmd::Update {
@@ -373,11 +365,11 @@ async fn superuser(action: SuperuserCmd) -> anyhow::Result<()> {
         } => {
             save_superuser(&ctx, email, password, Save::Update)
                 .await
-                .map_err(fail)?;
+                .map_err(cli_error)?;
             println!("Successfully changed superuser \"{email}\" password!");
         }
         SuperuserCmd::Delete { email, .. } => {
-            if delete_superuser(&ctx, email).await.map_err(fail)? {
+            if delete_superuser(&ctx, email).await.map_err(cli_error)? {
                 println!("Successfully deleted superuser \"{email}\"!");
             } else {
                 println!("superuser \"{email}\" is missing or already deleted");
@@ -386,7 +378,7 @@ async fn superuser(action: SuperuserCmd) -> anyhow::Result<()> {
         SuperuserCmd::Otp { email, .. } => {
             let (id, code) = basalt_service::auth::mfa::issue_otp(&ctx, "_superusers", email)
                 .await
-                .map_err(fail)?;
+                .map_err(cli_error)?;
             println!("Successfully created OTP for superuser \"{email}\":");
             println!("├─ Id:    {id}");
             println!("├─ Pass:  {code}");
@@ -395,17 +387,7 @@ async fn superuser(action: SuperuserCmd) -> anyhow::Result<()> {
         SuperuserCmd::Ips { ips, .. } => {
             basalt_service::settings::patch(&ctx, &serde_json::json!({"superuserIPs": ips}))
                 .await
-                .map_err(|e| match &e.0 {
-                    basalt_core::Error::Validation { fields, .. } => anyhow::anyhow!(
-                        "{}",
-                        fields
-                            .iter()
-                            .map(|(k, v)| format!("{k}: {}", v.message))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
-                    _ => fail(e),
-                })?;
+                .map_err(cli_error)?;
             if ips.is_empty() {
                 println!("Successfully cleared SuperuserIPs setting!");
             } else {

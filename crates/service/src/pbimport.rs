@@ -37,6 +37,9 @@ pub struct Report {
     pub settings: bool,
 }
 
+/// Rows read from PocketBase's files at a time.
+const PAGE: i64 = 1000;
+
 fn io_err(e: impl std::fmt::Display) -> ServiceError {
     ServiceError(basalt_core::Error::internal(e.to_string()))
 }
@@ -168,27 +171,40 @@ pub async fn import(
         if coll.kind == CollectionType::View {
             continue;
         }
-        let mut q = Sql::new(basalt_core::sql::Dialect::Sqlite);
-        q.push("SELECT * FROM ").ident(name);
-        let rows = db.query(&q)?;
         let mut del = ctx.sql();
         del.push("DELETE FROM ").ident(&coll.name);
         tx.execute(&del).await?;
-        let at: Vec<Option<usize>> = coll.fields.iter().map(|f| rows.col(&f.name)).collect();
-        for r in &rows.rows {
-            let mut data = Data::new();
-            for (f, i) in coll.fields.iter().zip(&at) {
-                let v = match i {
-                    Some(i) => value_of(f.ty(), f.is_multiple(), &r[*i]),
-                    None => basalt_core::record::zero(f),
-                };
-                data.insert(f.name.clone(), v);
+        // A page of rows at a time: memory stays bounded whatever the table's size.
+        let mut copied = 0i64;
+        loop {
+            let mut q = Sql::new(basalt_core::sql::Dialect::Sqlite);
+            q.push("SELECT * FROM ")
+                .ident(name)
+                .push(" ORDER BY rowid LIMIT ")
+                .bind(Value::Int(PAGE))
+                .push(" OFFSET ")
+                .bind(Value::Int(copied));
+            let rows = db.query(&q)?;
+            if rows.rows.is_empty() {
+                break;
             }
-            tx.execute(&crate::records::insert_sql(ctx, coll, &data)?)
-                .await?;
+            let at: Vec<Option<usize>> = coll.fields.iter().map(|f| rows.col(&f.name)).collect();
+            for r in &rows.rows {
+                let mut data = Data::new();
+                for (f, i) in coll.fields.iter().zip(&at) {
+                    let v = match i {
+                        Some(i) => value_of(f.ty(), f.is_multiple(), &r[*i]),
+                        None => basalt_core::record::zero(f),
+                    };
+                    data.insert(f.name.clone(), v);
+                }
+                tx.execute(&crate::records::insert_sql(ctx, coll, &data)?)
+                    .await?;
+            }
+            copied += rows.rows.len() as i64;
+            progress(&format!("{name}: {copied} records"));
         }
-        progress(&format!("{name}: {} records", rows.rows.len()));
-        counts.push((coll.name.clone(), rows.rows.len() as i64));
+        counts.push((coll.name.clone(), copied));
     }
     tx.commit().await?;
     crate::collections::import_done(ctx, &[]).await?;
@@ -205,28 +221,34 @@ pub async fn import(
     if aux.is_file() {
         if let Some(logs) = ctx.logs.get() {
             let adb = ReadOnly::open(&aux)?;
-            let mut q = Sql::new(basalt_core::sql::Dialect::Sqlite);
-            q.push("SELECT id, created, level, message, data FROM _logs ORDER BY created, rowid");
-            let rows = adb.query(&q)?;
-            let entries: Vec<(String, String, i64, String, String)> = rows
-                .rows
-                .iter()
-                .map(|r| {
-                    let level = match &r[2] {
-                        Value::Int(i) => *i,
-                        other => text(other).parse().unwrap_or(0),
-                    };
-                    let data = match text(&r[4]) {
-                        d if d.is_empty() => "{}".to_string(),
-                        d => d,
-                    };
-                    (text(&r[0]), text(&r[1]), level, text(&r[3]), data)
-                })
-                .collect();
-            let found = entries.len() as u64;
-            let mut written = 0;
-            for chunk in entries.chunks(1000) {
-                written += logs.import(chunk.to_vec()).await?;
+            let (mut found, mut written) = (0u64, 0u64);
+            loop {
+                let mut q = Sql::new(basalt_core::sql::Dialect::Sqlite);
+                q.push("SELECT id, created, level, message, data FROM _logs ORDER BY created, rowid LIMIT ")
+                    .bind(Value::Int(PAGE))
+                    .push(" OFFSET ")
+                    .bind(Value::Int(found as i64));
+                let rows = adb.query(&q)?;
+                if rows.rows.is_empty() {
+                    break;
+                }
+                let entries: Vec<(String, String, i64, String, String)> = rows
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let level = match &r[2] {
+                            Value::Int(i) => *i,
+                            other => text(other).parse().unwrap_or(0),
+                        };
+                        let data = match text(&r[4]) {
+                            d if d.is_empty() => "{}".to_string(),
+                            d => d,
+                        };
+                        (text(&r[0]), text(&r[1]), level, text(&r[3]), data)
+                    })
+                    .collect();
+                found += entries.len() as u64;
+                written += logs.import(entries).await?;
             }
             report.logs = (found, written);
             progress(&format!("request logs: {written}"));

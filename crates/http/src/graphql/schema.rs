@@ -198,12 +198,12 @@ pub fn build(cols: &Collections, cfg: &GraphqlOptions) -> Result<Schema, SchemaE
         if c.kind != CollectionType::View {
             let (ci, ui) = write_inputs(c, &list);
             inputs.push(ci);
-            mutation = mutation.field(create_field(c)).field(delete_field(c));
+            mutation = mutation.field(write_field(c, false)).field(delete_field(c));
             // A collection with nothing to update (only `id` and autodates) has no update: an
             // input object needs a field.
             if let Some(ui) = ui {
                 inputs.push(ui);
-                mutation = mutation.field(update_field(c));
+                mutation = mutation.field(write_field(c, true));
             }
         }
         if c.is_auth() {
@@ -662,71 +662,54 @@ fn input_body(
     Ok((Json::Object(body), files))
 }
 
-fn create_field(c: &Arc<Collection>) -> Field {
+/// `create_<c>(input)` (`update == false`) or `update_<c>(id, input)`: admitted, then written
+/// through `crud` as REST writes.
+fn write_field(c: &Arc<Collection>, update: bool) -> Field {
     let name = c.name.clone();
-    Field::new(
-        format!("create_{}", c.name),
+    let (verb, does, method, rule) = if update {
+        ("update", "Updates", "PATCH", "updateRule")
+    } else {
+        ("create", "Creates", "POST", "createRule")
+    };
+    let f = Field::new(
+        format!("{verb}_{}", c.name),
         TypeRef::named(c.name.clone()),
         move |rc| {
             let name = name.clone();
             FieldFuture::new(async move {
-                let (ctx, req) = env(&rc, "POST")?;
+                let (ctx, req) = env(&rc, method)?;
                 let req = &req;
-                let w = crud::admit_write(ctx, req, &name, Action::Create)
+                let action = if update {
+                    Action::Update
+                } else {
+                    Action::Create
+                };
+                let w = crud::admit_write(ctx, req, &name, action)
                     .await
                     .map_err(gql_error)?;
                 let (body, files) = input_body(&rc, w.collection())?;
-                let rec = crud::create(ctx, req, w, body, files)
-                    .await
-                    .map_err(gql_error)?;
+                let rec = if update {
+                    let id = rc.args.try_get("id")?.string()?.to_string();
+                    crud::update(ctx, req, w, &id, body, files).await
+                } else {
+                    crud::create(ctx, req, w, body, files).await
+                }
+                .map_err(gql_error)?;
                 Ok(one_node(&rc, ctx, req, &name, rec.as_object().cloned())
                     .await?
                     .map(FieldValue::owned_any))
             })
         },
     )
-    .description(format!(
-        "Creates a `{}` record under its createRule.",
-        c.name
-    ))
-    .argument(InputValue::new(
+    .description(format!("{does} a `{}` record under its {rule}.", c.name));
+    let f = if update {
+        f.argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+    } else {
+        f
+    };
+    f.argument(InputValue::new(
         "input",
-        TypeRef::named_nn(format!("{}_create_input", c.name)),
-    ))
-}
-
-fn update_field(c: &Arc<Collection>) -> Field {
-    let name = c.name.clone();
-    Field::new(
-        format!("update_{}", c.name),
-        TypeRef::named(c.name.clone()),
-        move |rc| {
-            let name = name.clone();
-            FieldFuture::new(async move {
-                let (ctx, req) = env(&rc, "PATCH")?;
-                let req = &req;
-                let id = rc.args.try_get("id")?.string()?.to_string();
-                let w = crud::admit_write(ctx, req, &name, Action::Update)
-                    .await
-                    .map_err(gql_error)?;
-                let (body, files) = input_body(&rc, w.collection())?;
-                let rec = crud::update(ctx, req, w, &id, body, files)
-                    .await
-                    .map_err(gql_error)?;
-                Ok(one_node(&rc, ctx, req, &name, rec.as_object().cloned())
-                    .await?
-                    .map(FieldValue::owned_any))
-            })
-        },
-    )
-    .description(format!(
-        "Updates a `{}` record under its updateRule.",
-        c.name
-    ))
-    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
-    .argument(InputValue::new(
-        "input",
-        TypeRef::named_nn(format!("{}_update_input", c.name)),
+        TypeRef::named_nn(format!("{}_{verb}_input", c.name)),
     ))
 }
 

@@ -4,7 +4,8 @@
 //! and mutations one) then `complete`; `complete` from the client stops one; `ping` → `pong`.
 //! Protocol errors close the socket with the protocol's codes (4400 bad message, 4401 subscribe
 //! before the ack, 4403 a bad token, 4408 no `connection_init` in time, 4409 a repeated id, 4429 a
-//! second `connection_init`). Each `subscribe` uses the schema of the collections at that moment.
+//! second `connection_init`). Each `subscribe` uses the schema of the collections at that moment. A
+//! connection is closed (1000) after `[realtime] max_lifetime_secs`, as realtime streams are.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -44,6 +45,10 @@ async fn session(gql: GqlState, conn: Req, socket: WebSocket) {
     let mut ops: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
     tokio::pin!(init_deadline);
+    // A connection lives as long as a realtime stream may ([realtime] max_lifetime_secs); the
+    // client reconnects.
+    let lifetime = tokio::time::sleep(gql.ctx.realtime.config.max_lifetime);
+    tokio::pin!(lifetime);
     loop {
         tokio::select! {
             out = rx.recv() => {
@@ -136,6 +141,10 @@ async fn session(gql: GqlState, conn: Req, socket: WebSocket) {
                         break;
                     }
                 }
+            }
+            _ = &mut lifetime => {
+                let _ = sink.send(close(1000, "Connection lifetime reached")).await;
+                break;
             }
             _ = &mut init_deadline, if req.is_none() => {
                 let _ = sink.send(close(4408, "Connection initialisation timeout")).await;

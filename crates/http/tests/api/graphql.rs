@@ -781,7 +781,48 @@ crate::both!(
     untyped_operations_are_limited_by_path,
 );
 
+/// A GraphQL socket is closed at the realtime lifetime, as SSE and realtime WebSocket streams are.
+async fn socket_lifetime_is_bounded(backend: Backend) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app_with(
+        backend,
+        basalt_http::Options {
+            realtime: basalt_service::realtime::RealtimeConfig {
+                max_lifetime: std::time::Duration::from_secs(1),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = app.url.replace("http://", "ws://") + "/api/graphql";
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::Text(
+        json!({"type": "connection_init"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let began = std::time::Instant::now();
+    let mut acked = false;
+    let code = loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .expect("the server closes the socket")
+            .expect("a message")
+            .unwrap();
+        match m {
+            Message::Text(t) => acked |= t.contains("connection_ack"),
+            Message::Close(f) => break f.map(|f| u16::from(f.code)),
+            _ => {}
+        }
+    };
+    assert!(acked);
+    assert_eq!(code, Some(1000));
+    assert!(began.elapsed() < std::time::Duration::from_secs(4));
+}
+
 mod forms {
-    crate::both_backends!(http_forms_and_switches);
-    use super::http_forms_and_switches;
+    crate::both_backends!(http_forms_and_switches, socket_lifetime_is_bounded);
+    use super::{http_forms_and_switches, socket_lifetime_is_bounded};
 }
