@@ -10,6 +10,7 @@ which="${1:-all}"
 PG_URL_BASE="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
 
 (cd sdk-tests && { [ -d node_modules/graphql-ws ] && [ -d node_modules/pocketbase ] || npm ci --no-audit --no-fund --loglevel=error; })
+(cd ui && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error; })
 cargo build --quiet -p basalt
 bin="$CARGO_TARGET_DIR/debug/basalt"
 
@@ -50,6 +51,12 @@ run_leg() {
   fi
   echo "== SDK files and batch tests on $name with files in S3 (s3s-fs on port $s3_port)"
   if ! (cd sdk-tests && env "${env[@]}" "${S3_ENV[@]}" node --test --test-concurrency=1 files.test.mjs batch.test.mjs); then
+    echo "-- server log ($dir/server.log), last 40 lines:"; tail -40 "$dir/server.log"
+    return 1
+  fi
+  # Last: the backup journey restores a backup, which resets the server's data.
+  echo "== dashboard journeys in Chromium on $name (screenshots in test-artifacts/ui/$backend)"
+  if ! (cd ui && env "${env[@]}" node --test --test-concurrency=1 e2e/); then
     echo "-- server log ($dir/server.log), last 40 lines:"; tail -40 "$dir/server.log"
     return 1
   fi

@@ -13,6 +13,14 @@ if ! command -v cc >/dev/null || ! command -v node >/dev/null; then
     echo "need a C compiler and Node.js: apt-get install build-essential nodejs npm" >&2; exit 1
   fi
 fi
+# The dashboard journeys drive Debian's Chromium (playwright-core cannot download a browser here).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "need Chromium for the dashboard journeys: apt-get install chromium" >&2; exit 1
+  fi
+fi
 BASALT_TEST_PG="$(scripts/services.sh)"
 export BASALT_TEST_PG
 # The Kafka sink's tests run a private tansu broker; the first run builds it (20-30 min), later runs reuse it.
@@ -24,6 +32,13 @@ export BASALT_PB_BIN
 # File storage tests run a private S3-compatible server (s3s-fs); the first run builds it (a few minutes).
 BASALT_S3S_BIN="$(scripts/s3s.sh path)"
 export BASALT_S3S_BIN
+
+echo "== dashboard: ui/dist (embedded in the binary) is exactly what ui/ builds"
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+if [ -n "$(git status --porcelain -- ui/dist)" ]; then
+  git status --short -- ui/dist >&2
+  echo "ui/dist differs from a fresh build of ui/: run 'npm run build' in ui/ and commit ui/dist" >&2; exit 1
+fi
 
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check

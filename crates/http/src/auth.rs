@@ -82,7 +82,6 @@ pub fn path_routes() -> Router<AppCtx> {
             get(oauth2_redirect).post(oauth2_redirect),
         )
         .route("/api/settings/test/email", post(test_email))
-        .route("/_/", get(landing))
         .route(
             "/api/settings/apple/generate-client-secret",
             post(generate_apple_secret),
@@ -223,17 +222,3 @@ async fn oauth2_redirect(
     (status, [(axum::http::header::LOCATION, to)]).into_response()
 }
 
-/// The page the popup lands on: it tells the user to return to the app.
-async fn landing() -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        concat!(
-            "<!doctype html><meta charset=utf-8><title>Basalt</title>",
-            "<p id=m>You can close this window and go back to the app.</p>",
-            "<script>if(location.hash.indexOf('failure')>=0)document.getElementById('m').textContent=",
-            "'Authentication failed. Close this window and try again from the app.';",
-            "else if(location.hash.indexOf('success')>=0)window.close();</script>"
-        ),
-    )
-        .into_response()
-}

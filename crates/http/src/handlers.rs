@@ -95,6 +95,7 @@ pub fn router(ctx: AppCtx) -> Router {
             get(oauth2_providers),
         )
         .merge(auth::path_routes())
+        .merge(crate::dashboard::routes())
         .route(
             "/api/realtime",
             get(crate::realtime::sse).post(crate::realtime::subscribe),

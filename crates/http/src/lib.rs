@@ -18,6 +18,7 @@ pub mod backups;
 pub mod batch;
 pub mod cluster;
 pub mod conn;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod files;

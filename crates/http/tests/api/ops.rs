@@ -369,3 +369,71 @@ mod public {
     crate::both_backends!(static_files);
     use super::static_files;
 }
+
+/// The dashboard at `/_/`: the embedded `ui/dist` page with a strict CSP, revalidated (ETag → 304),
+/// its hashed assets cached for good and gzipped for clients that accept it, the app's routes by
+/// `#/…` (an unknown file is the protocol's 404), and the OAuth2 redirect landing on its page.
+#[tokio::test]
+async fn dashboard_is_served_from_the_binary() {
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let get = |path: &str, h: Vec<(&'static str, String)>| {
+        let mut rb = app.client.get(format!("{}{path}", app.url));
+        for (k, v) in h {
+            rb = rb.header(k, v);
+        }
+        async move { rb.send().await.unwrap() }
+    };
+    let r = get("/_/", vec![]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<div id=\"app\">"), "{html}");
+    assert_eq!(get("/_/", vec![("if-none-match", etag)]).await.status(), 304);
+
+    // The script the page loads: immutable, and gzipped on request (smaller, same bytes unpacked).
+    let script = html
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a script tag")
+        .to_string();
+    assert!(script.starts_with("/_/assets/") && script.ends_with(".js"), "{script}");
+    let plain = get(&script, vec![]).await;
+    assert_eq!(plain.status(), 200);
+    assert_eq!(plain.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert!(plain.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    let plain = plain.bytes().await.unwrap();
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let gz = raw
+        .get(format!("{}{script}", app.url))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let gz = gz.bytes().await.unwrap();
+    assert!(gz.len() * 2 < plain.len(), "{} vs {}", gz.len(), plain.len());
+
+    let missing = get("/_/assets/nope.js", vec![]).await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().await.unwrap()["message"], "File not found.");
+
+    // A provider's redirect without a waiting client lands on the dashboard's failure page, which
+    // the dashboard serves.
+    let manual = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = manual
+        .get(format!("{}/api/oauth2-redirect?state=nobody&code=x", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers()["location"], "../_/#/auth/oauth2-redirect-failure");
+}

@@ -1,0 +1,63 @@
+// The dashboard talks to Basalt only through the official PocketBase SDK, as any app does.
+import PocketBase, { LocalAuthStore } from 'pocketbase';
+
+// Its own storage key, so a site served from the same origin (pb_public) keeps its own session.
+export const pb = new PocketBase(location.origin, new LocalAuthStore('basalt_dashboard_auth'));
+pb.autoCancellation(false);
+
+export const SUPERUSERS = '_superusers';
+
+export const signedIn = () => pb.authStore.isValid && pb.authStore.record?.collectionName === SUPERUSERS;
+
+// The server's message for an error, and per-field messages (`data.<field>.message`).
+export function errorText(e) {
+  if (!e) return '';
+  const r = e.response || {};
+  return r.message || e.message || String(e);
+}
+export function fieldErrors(e) {
+  const out = {};
+  const data = e?.response?.data || {};
+  for (const [k, v] of Object.entries(data)) {
+    if (v && typeof v === 'object' && v.message) out[k] = v.message;
+    else if (v && typeof v === 'object') {
+      for (const [k2, v2] of Object.entries(v)) {
+        if (v2 && typeof v2 === 'object' && v2.message) out[`${k}.${k2}`] = v2.message;
+        else if (v2 && typeof v2 === 'object') {
+          for (const [k3, v3] of Object.entries(v2)) if (v3?.message) out[`${k}.${k2}.${k3}`] = v3.message;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// Keeps the session fresh: refreshes the token when less than half of its life is left.
+let refreshing = null;
+export function keepFresh() {
+  const tick = async () => {
+    if (!signedIn() || refreshing) return;
+    const left = tokenExpiry(pb.authStore.token) - Date.now() / 1000;
+    const life = tokenLife(pb.authStore.token);
+    if (left < life / 2) {
+      refreshing = pb.collection(SUPERUSERS).authRefresh().catch((e) => {
+        if (e.status === 401 || e.status === 403 || e.status === 404) pb.authStore.clear();
+      }).finally(() => { refreshing = null; });
+    }
+  };
+  tick();
+  return setInterval(tick, 30_000);
+}
+function claims(token) {
+  try { return JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))); } catch { return {}; }
+}
+const tokenExpiry = (t) => claims(t).exp || 0;
+const tokenLife = (t) => { const c = claims(t); return c.exp && c.iat ? c.exp - c.iat : (c.exp ? 3600 : 0); };
+
+export const fmtDate = (s) => (s ? String(s).replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '');
+export function fmtBytes(n) {
+  if (n == null) return '';
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
