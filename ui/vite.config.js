@@ -5,6 +5,8 @@ import { defineConfig } from 'vite';
 export default defineConfig({
   base: '/_/',
   oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
+  // The dev server's dependency scan reads JSX with its own options.
+  optimizeDeps: { rolldownOptions: { transform: { jsx: { runtime: 'automatic', importSource: 'preact' } } } },
   build: {
     outDir: 'dist',
     emptyOutDir: true,

@@ -55,6 +55,8 @@ export async function signIn(page, email = SU_EMAIL, password = SU_PASSWORD) {
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('navigation', { name: 'Sections' }).waitFor();
+  // The first collection opens (its records grid) before a journey goes elsewhere.
+  await page.locator('main table').waitFor();
 }
 
 export async function shot(page, name) {

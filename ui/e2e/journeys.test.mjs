@@ -3,7 +3,9 @@
 // PostgreSQL; screenshots go to test-artifacts/ui/<backend>/.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import PocketBase from 'pocketbase';
+import { configureSmtp, startSmtp } from '../../sdk-tests/smtp.mjs';
 import { api, BASE_URL, close, open, png, report, shot, signIn, SU_EMAIL, uniq } from './browser.mjs';
 
 let pb;
@@ -65,6 +67,32 @@ describe('dashboard', () => {
       assert.equal(await page.evaluate(() => localStorage.getItem('basalt_dashboard_auth')), null);
     }));
 
+  test('with MFA on, sign-in asks for the emailed one-time code after the password', async () => {
+    const smtp = await startSmtp();
+    const restoreSmtp = await configureSmtp(pb, smtp, BASE_URL);
+    const before = await pb.collections.getOne('_superusers');
+    await pb.collections.update('_superusers', { mfa: { ...before.mfa, enabled: true }, otp: { ...before.otp, enabled: true } });
+    try {
+      await journey('sign-in-mfa', async (page) => {
+        const since = smtp.mark();
+        await page.goto(`${BASE_URL}/_/`);
+        await page.getByLabel('Email').fill(SU_EMAIL);
+        await page.getByLabel('Password').fill(process.env.SU_PASSWORD || 'adminpass123');
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        await page.getByText('A second step is required').waitFor();
+        const mail = await smtp.waitForMailTo(SU_EMAIL, /OTP/i, { since });
+        const code = (/one-time password is:?\s*(?:<strong>)?\s*(\d{4,})/i.exec(mail.text) || /(\d{6,})/.exec(mail.text))[1];
+        await page.getByLabel('One-time code').fill(code);
+        await page.getByRole('button', { name: 'Verify' }).click();
+        await page.getByRole('navigation', { name: 'Sections' }).waitFor();
+      });
+    } finally {
+      await pb.collections.update('_superusers', { mfa: before.mfa, otp: before.otp });
+      await pb.settings.update(restoreSmtp);
+      await smtp.close();
+    }
+  });
+
   test('create a collection with a relation, a file field and rules, then add a record with a file', async () => {
     const name = uniq('posts');
     const user = await pb.collection('users').create({ email: `${uniq('author')}@example.com`, password: 'password123', passwordConfirm: 'password123', name: 'Ada Author' });
@@ -104,6 +132,7 @@ describe('dashboard', () => {
       await rec.waitFor({ state: 'detached' });
       const row = page.getByRole('row').filter({ hasText: 'Hello world' });
       await row.waitFor();
+      await row.getByText('Ada Author').waitFor(); // the relation shows the user's name
       const thumb = row.getByRole('img');
       await thumb.waitFor();
       await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await thumb.elementHandle());
@@ -222,6 +251,50 @@ describe('dashboard', () => {
     assert.equal(seen.email, email);
   });
 
+  test('a dead letter is replayed from the webhooks page and reaches the receiver', async () => {
+    // A receiver that fails until it is told to accept.
+    let accept = false;
+    const got = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => { body += c; });
+      req.on('end', () => {
+        if (accept) got.push(JSON.parse(body));
+        res.writeHead(accept ? 200 : 500).end();
+      });
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    const name = uniq('hooked');
+    await pb.collections.create({ name, type: 'base', fields: [{ name: 'title', type: 'text' }] });
+    const hook = await pb.send('/api/webhooks', {
+      method: 'POST',
+      body: { name: `e2e ${name}`, url: `http://127.0.0.1:${server.address().port}/hook`, secret: 'a-secret-of-24-characters', collection: name, events: ['create'], maxAttempts: 1, timeoutMs: 2000 },
+    });
+    try {
+      const rec = await pb.collection(name).create({ title: 'to be replayed' });
+      const dead = async () => (await pb.send(`/api/webhooks/deliveries?status=dead&webhook=${hook.id}`, {})).items;
+      await eventually(async () => assert.equal((await dead()).length, 1));
+      const [letter] = await dead();
+      accept = true;
+      await journey('dead-letter-replay', async (page) => {
+        await signIn(page);
+        await page.goto(`${BASE_URL}/_/#/operations/webhooks`);
+        const table = page.getByRole('table', { name: 'Dead letters' });
+        await table.getByRole('button', { name: `Replay delivery ${letter.id}` }).waitFor();
+        await shot(page, 'dead-letter-listed');
+        await table.getByRole('button', { name: `Replay delivery ${letter.id}` }).click();
+        await table.getByRole('button', { name: `Replay delivery ${letter.id}` }).waitFor({ state: 'detached' });
+      });
+      await eventually(async () => assert.equal(got.length, 1, 'the receiver got the replayed event'));
+      assert.equal(got[0].data.record.id, rec.id, 'the CloudEvent carries the record');
+      assert.ok(letter.record.endsWith(`/${rec.id}`), letter.record);
+      assert.deepEqual(await dead(), []);
+    } finally {
+      await pb.send(`/api/webhooks/${hook.id}`, { method: 'DELETE' });
+      server.close();
+    }
+  });
+
   test('the records page fits a phone screen', () =>
     journey('phone', async (page) => {
       await signIn(page);
@@ -230,4 +303,30 @@ describe('dashboard', () => {
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
       assert.ok(overflow <= 0, `the page is ${overflow}px wider than the phone`);
     }, { viewport: { width: 390, height: 844 } }));
+
+  test('create a backup, change the data, restore the backup: the change is gone (last: it resets the data)', async () => {
+    const kept = uniq('kept');
+    await pb.collections.create({ name: kept, type: 'base', fields: [{ name: 'title', type: 'text' }] });
+    const key = `${uniq('e2e')}.zip`;
+    let later = '';
+    await journey('backup-restore', async (page) => {
+      await signIn(page);
+      await page.goto(`${BASE_URL}/_/#/backups`);
+      await page.getByLabel('Backup name (optional)').fill(key);
+      await page.getByRole('button', { name: 'Create backup' }).click();
+      const row = page.getByRole('table', { name: 'Backups' }).getByRole('row').filter({ hasText: key });
+      await row.waitFor();
+      assert.ok((await pb.backups.getFullList()).some((b) => b.key === key), 'the API lists the backup');
+
+      later = uniq('later');
+      await pb.collections.create({ name: later, type: 'base', fields: [{ name: 'title', type: 'text' }] });
+      page.once('dialog', (d) => d.accept());
+      await row.getByRole('button', { name: `Restore ${key}` }).click();
+      await page.getByText(`Restored "${key}"`).waitFor({ timeout: 60_000 });
+    });
+    const after = await api();
+    const names = (await after.collections.getFullList()).map((c) => c.name);
+    assert.ok(names.includes(kept), 'what the backup held is there');
+    assert.ok(!names.includes(later), 'what was made after the backup is gone');
+  });
 });

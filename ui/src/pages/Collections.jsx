@@ -15,7 +15,7 @@ export function Collections({ name }) {
 
   // Open the first collection when none is chosen.
   useEffect(() => {
-    if (!name && all.length) {
+    if (!name && all.length && !/^#\/?collections\/./.test(location.hash)) {
       const first = all.find((c) => !c.system) || all[0];
       go(`collections/${first.name}`);
     }

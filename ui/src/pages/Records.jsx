@@ -30,10 +30,12 @@ export function Records({ collection: c, collections, onEdit }) {
   const needsToken = c.fields.some((f) => f.type === 'file' && f.protected);
 
   const data = useAsync(async () => {
-    const list = await pb.collection(c.name).getList(page, perPage, { filter, sort });
+    // Relations show their records' presentable fields (one expand per visible relation column).
+    const expand = fields.filter((f) => f.type === 'relation').map((f) => f.name).join(',');
+    const list = await pb.collection(c.name).getList(page, perPage, { filter, sort, ...(expand ? { expand } : {}) });
     const token = needsToken ? await pb.files.getToken() : '';
     return { ...list, token };
-  }, [c.id, filter, sort, page, perPage]);
+  }, [c.id, filter, sort, page, perPage, cols.join()]);
   useEffect(() => setSelected(new Set()), [data.data]);
 
   const saveCols = (next) => { setCols(next); localStorage.setItem(columnsKey(c), JSON.stringify(next)); };
@@ -87,7 +89,7 @@ export function Records({ collection: c, collections, onEdit }) {
             {items.map((r) => (
               <tr class="clickable" data-id={r.id} onClick={() => setEditing(r)} tabIndex={0} onKeyDown={(e) => { if (e.key === 'Enter') setEditing(r); }}>
                 {!readOnly && <td class="check" onClick={(e) => e.stopPropagation()}><input type="checkbox" aria-label={`Select ${r.id}`} checked={selected.has(r.id)} onChange={() => toggle(r.id)} /></td>}
-                {fields.map((f) => <td>{cell(f, r, data.data?.token)}</td>)}
+                {fields.map((f) => <td>{cell(f, r, data.data?.token, collections)}</td>)}
               </tr>
             ))}
           </tbody>
@@ -135,7 +137,7 @@ function ColumnPicker({ collection: c, cols, onChange }) {
   );
 }
 
-export function cell(f, r, token) {
+export function cell(f, r, token, collections) {
   const v = r[f.name];
   if (v == null || v === '' || (Array.isArray(v) && v.length === 0)) return <span class="muted">–</span>;
   switch (f.type) {
@@ -151,7 +153,18 @@ export function cell(f, r, token) {
         </span>
       );
     }
-    case 'relation':
+    case 'relation': {
+      const list = Array.isArray(v) ? v : [v];
+      const exp = r.expand?.[f.name];
+      const byId = Object.fromEntries((Array.isArray(exp) ? exp : exp ? [exp] : []).map((x) => [x.id, x]));
+      const target = collections?.find((x) => x.id === f.collectionId);
+      const label = (id) => {
+        const x = byId[id];
+        if (!x || !target) return id;
+        return presentable(target).map((n) => x[n]).filter((y) => y !== '' && y != null).join(' · ') || id;
+      };
+      return <span class="chips">{list.map((id) => <span class="chip" title={id}>{label(id)}</span>)}</span>;
+    }
     case 'select': {
       const list = Array.isArray(v) ? v : [v];
       return <span class="chips">{list.map((x) => <span class="chip">{x}</span>)}</span>;
@@ -165,9 +178,13 @@ export function cell(f, r, token) {
   }
 }
 
+// The fields that name a record: those marked presentable, else a name-like text field, else the
+// email, else the first visible text field.
 export const presentable = (c) => {
   const p = c.fields.filter((f) => f.presentable).map((f) => f.name);
   if (p.length) return p;
-  const t = c.fields.find((f) => ['text', 'email'].includes(f.type) && f.name !== 'id' && !f.hidden);
+  const visible = c.fields.filter((f) => !f.hidden && f.name !== 'id');
+  const t = visible.find((f) => f.type === 'text' && /^(name|title|username|label)$/.test(f.name))
+    || visible.find((f) => f.type === 'email') || visible.find((f) => f.type === 'text');
   return t ? [t.name] : [];
 };
