@@ -126,7 +126,7 @@ describe('dashboard', () => {
       await rec.locator('input[type=file][name=cover]').setInputFiles({ name: 'cover.png', mimeType: 'image/png', buffer: png(40, 30) });
       await rec.getByRole('img', { name: 'cover.png' }).waitFor();
       await rec.getByRole('button', { name: 'Choose from users' }).click();
-      await rec.getByLabel('Search users').fill('Ada');
+      await rec.getByLabel('Search users').fill(user.email);
       await rec.getByRole('option').filter({ hasText: user.id }).getByRole('button').click();
       await rec.getByRole('button', { name: 'Create' }).click();
       await rec.waitFor({ state: 'detached' });
@@ -215,7 +215,7 @@ describe('dashboard', () => {
       await dialog.getByText('List/Search: superusers only').click();
       await dialog.getByLabel('List/Search rule').fill(badRule);
       await dialog.getByRole('button', { name: 'Save changes' }).click();
-      const field = dialog.locator('label.field').filter({ has: page.getByLabel('List/Search rule') });
+      const field = dialog.locator('div.field').filter({ has: page.getByLabel('List/Search rule') });
       await field.getByRole('alert').filter({ hasText: expected }).waitFor();
       await shot(page, 'rule-error-shown');
       await dialog.getByLabel('List/Search rule').fill('title != ""');

@@ -15,20 +15,15 @@ export function errorText(e) {
   const r = e.response || {};
   return r.message || e.message || String(e);
 }
+// Every `{code, message}` under `data`, keyed by its dotted path (`fields.0.name`, `rateLimits.rules.0.label`).
 export function fieldErrors(e) {
   const out = {};
-  const data = e?.response?.data || {};
-  for (const [k, v] of Object.entries(data)) {
-    if (v && typeof v === 'object' && v.message) out[k] = v.message;
-    else if (v && typeof v === 'object') {
-      for (const [k2, v2] of Object.entries(v)) {
-        if (v2 && typeof v2 === 'object' && v2.message) out[`${k}.${k2}`] = v2.message;
-        else if (v2 && typeof v2 === 'object') {
-          for (const [k3, v3] of Object.entries(v2)) if (v3?.message) out[`${k}.${k2}.${k3}`] = v3.message;
-        }
-      }
-    }
-  }
+  const walk = (v, path) => {
+    if (!v || typeof v !== 'object') return;
+    if (typeof v.message === 'string' && path) { out[path] = v.message; return; }
+    for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
+  };
+  walk(e?.response?.data, '');
   return out;
 }
 

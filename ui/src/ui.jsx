@@ -45,18 +45,17 @@ export function Modal({ title, onClose, children, footer, wide }) {
 }
 
 // ---- a labelled form row with the server's message under it
-// `group`: a composite widget (several controls), so a <div role=group> rather than a <label>, which
-// would name only its first control.
+// The <label> holds only the caption and the control, so the control's accessible name is the
+// caption; the server's message and the hint follow it. `group`: a composite widget (several
+// controls) is a <div role=group> named by the caption.
 export function Field({ label, error, hint, children, inline, group }) {
-  const Tag = group ? 'div' : 'label';
-  return (
-    <Tag class={`field ${inline ? 'inline' : ''} ${error ? 'invalid' : ''}`} role={group ? 'group' : undefined} aria-label={group ? label : undefined}>
-      <span class="label">{label}</span>
-      {children}
-      {error && <span class="error" role="alert">{error}</span>}
-      {hint && !error && <span class="hint">{hint}</span>}
-    </Tag>
-  );
+  const cls = `field ${inline ? 'inline' : ''} ${error ? 'invalid' : ''}`;
+  const notes = <>
+    {error && <span class="error" role="alert">{error}</span>}
+    {hint && !error && <span class="hint">{hint}</span>}
+  </>;
+  if (group) return <div class={cls} role="group" aria-label={label}><span class="label">{label}</span>{children}{notes}</div>;
+  return <div class={cls}><label class="field-label"><span class="label">{label}</span>{children}</label>{notes}</div>;
 }
 
 export function ErrorBox({ error }) {

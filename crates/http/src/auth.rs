@@ -221,4 +221,3 @@ async fn oauth2_redirect(
     };
     (status, [(axum::http::header::LOCATION, to)]).into_response()
 }
-

@@ -350,9 +350,10 @@ fn pending_entry(
                 .uri
                 .path_and_query()
                 .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-            // A filter may compare a pii field with its value: the log keeps its shape only.
-            if url.contains("filter=") && ctx.collections().has_pii {
-                basalt_service::logs::redact_filter(&url)
+            // Download tokens are never kept; a filter may compare a pii field with its value:
+            // then the log keeps its shape only.
+            if url.contains("token=") || url.contains("filter=") {
+                basalt_service::logs::redact_url(&url, ctx.collections().has_pii)
             } else {
                 url
             }

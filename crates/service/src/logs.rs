@@ -274,16 +274,18 @@ fn ordered_id(micros: i64) -> String {
     id
 }
 
-/// A URL whose `filter` parameter keeps its shape but not its literals (`'…'` → `'*'`, digits →
-/// `0`), for request logs when pii fields exist: `email = 'a@b.io'` must not land in `_logs`.
-pub fn redact_filter(url: &str) -> String {
+/// The URL a request log keeps: a `token` parameter (file and backup download tokens) is `*`, and
+/// with `filter_literals` (pii fields exist) the `filter` parameter keeps its shape but not its
+/// literals (`'…'` → `'*'`, digits → `0`): `email = 'a@b.io'` must not land in `_logs`.
+pub fn redact_url(url: &str, filter_literals: bool) -> String {
     let Some((path, query)) = url.split_once('?') else {
         return url.to_string();
     };
     let parts: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
-            Some(("filter", v)) => {
+            Some(("token", v)) if !v.is_empty() => "token=*".to_string(),
+            Some(("filter", v)) if filter_literals => {
                 let decoded = decode(&v.replace('+', " "));
                 let mut out = String::with_capacity(decoded.len());
                 let mut quote: Option<char> = None;
@@ -655,8 +657,9 @@ async fn write_batch(store: &dyn Store, rows: &mut Vec<Row>) -> basalt_store::Re
 mod redact_tests {
     #[test]
     fn filter_literals_are_redacted() {
-        let u = super::redact_filter(
+        let u = super::redact_url(
             "/api/collections/p/records?page=2&filter=email%20%3D%20%27a%40b.io%27%20%26%26%20n%3D42&sort=-created",
+            true,
         );
         let d = super::decode(&u);
         assert!(!d.contains("a@b.io") && !d.contains("42"), "{d}");
@@ -666,7 +669,18 @@ mod redact_tests {
         );
         // A filter without literals stays as the client encoded it.
         let plain = "/api/logs?page=1&filter=bad((";
-        assert_eq!(super::redact_filter(plain), plain);
+        assert_eq!(super::redact_url(plain, true), plain);
+    }
+
+    #[test]
+    fn download_tokens_are_never_logged() {
+        let u = "/api/backups/b.zip?token=eyJhbGciOi.x.y&download=1";
+        assert_eq!(super::redact_url(u, false), "/api/backups/b.zip?token=*&download=1");
+        let f = "/api/files/c/r/a.png?thumb=100x100&token=abc&filter=x%3D1";
+        assert_eq!(
+            super::redact_url(f, false),
+            "/api/files/c/r/a.png?thumb=100x100&token=*&filter=x%3D1"
+        );
     }
 }
 

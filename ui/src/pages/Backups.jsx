@@ -90,7 +90,7 @@ export function Backups() {
                 <td>{fmtBytes(b.size)}</td>
                 <td>{fmtDate(b.modified)}</td>
                 <td>
-                  <div class="toolbar">
+                  <div class="toolbar" style={{ flexWrap: 'nowrap', margin: 0 }}>
                     <a class="button" style={{ padding: '2px 8px', fontSize: '12.5px' }} href={token.value ? pb.backups.getDownloadURL(token.value, b.key) : '#'} download={b.key}
                       aria-label={`Download ${b.key}`} onClick={(e) => download(e, b.key)}>Download</a>
                     <button type="button" class="small" aria-label={`Restore ${b.key}`} disabled={!!restoring} onClick={() => restore(b.key)}>Restore</button>
@@ -144,9 +144,9 @@ function CreateBackup({ onDone }) {
     }
   };
   return (
-    <form class="panel grow" onSubmit={create} aria-label="Create backup">
+    <form class="panel" style={{ flex: '1 1 280px' }} onSubmit={create} aria-label="Create backup">
       <Field label="Backup name (optional)" error={errors.name} hint="Lowercase letters, digits, _ and -, ending in .zip; empty: an automatic name.">
-        <input name="name" class="mono" placeholder="pb_backup_….zip" pattern="[a-z0-9_\-]+(\.zip)?" value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        <input name="name" class="mono" placeholder="pb_backup_….zip" value={name} onInput={(e) => setName(e.currentTarget.value)} />
       </Field>
       <button type="submit" class="primary" disabled={busy}>{busy ? 'Creating backup…' : 'Create backup'}</button>
     </form>
@@ -174,7 +174,7 @@ function UploadBackup({ onDone }) {
     }
   };
   return (
-    <form class="panel grow" onSubmit={upload} aria-label="Upload backup">
+    <form class="panel" style={{ flex: '1 1 280px' }} onSubmit={upload} aria-label="Upload backup">
       <Field label="Upload a backup (.zip)" error={error} hint="It is added to the list; restore it from there.">
         <input type="file" name="file" accept=".zip,application/zip" ref={ref} />
       </Field>

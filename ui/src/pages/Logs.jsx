@@ -48,7 +48,8 @@ export function Logs({ route }) {
         {PRESETS.map(([label, f]) => <button type="button" class="small" aria-pressed={filter === f} onClick={() => show(f)}>{label}</button>)}
         {filter && <button type="button" class="link" onClick={() => show('')}>Clear</button>}
       </form>
-      <ErrorBox error={list.error || stats.error} />
+      {/* The stats answer names a bad filter ("Invalid filter format."); the list's message is generic. */}
+      <ErrorBox error={stats.error || list.error} />
       <section class="panel" aria-label="Requests per hour">
         {stats.data && stats.data.length > 0 && <Chart stats={stats.data} />}
         {stats.data && !stats.data.length && <p class="muted">No requests logged{filter ? ' for this filter' : ''}.</p>}
@@ -134,8 +135,10 @@ function Chart({ stats }) {
 
   const byHour = new Map(stats.map((s) => [parseDate(s.date), s.total]));
   const hours = [...byHour.keys()].filter(Number.isFinite);
-  const from = Math.min(...hours);
-  const to = Math.max(Math.max(...hours), Math.floor(Date.now() / HOUR) * HOUR);
+  // At least the last 24 hours, up to now.
+  const now = Math.floor(Date.now() / HOUR) * HOUR;
+  const from = Math.min(...hours, now - 23 * HOUR);
+  const to = Math.max(...hours, now);
   const n = Math.max(1, Math.round((to - from) / HOUR) + 1);
   const max = Math.max(1, ...byHour.values());
   const H = 120, left = 36, right = 8, top = 8, bottom = 18;

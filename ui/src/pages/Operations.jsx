@@ -15,6 +15,7 @@ const TABS = [
 
 export function Operations({ tab = 'events' }) {
   const current = TABS.some(([k]) => k === tab) ? tab : 'events';
+  useEffect(() => { document.querySelector('.tabs [aria-selected="true"]')?.scrollIntoView({ block: 'nearest', inline: 'nearest' }); }, [current]);
   return (
     <>
       <div class="page-head"><h1>Events & cluster</h1></div>
@@ -75,9 +76,9 @@ function Events() {
         {wh && (
           <div class="row">
             <Stat label="Webhooks">{num(wh.webhooks)}</Stat>
-            <Stat label="Deliveries">{num(wh.delivered)}</Stat>
-            <Stat label="Failed attempts">{num(wh.failedAttempts)}</Stat>
-            <Stat label="Dead letters">
+            <Stat label="Delivered (since start)">{num(wh.delivered)}</Stat>
+            <Stat label="Failed attempts (since start)">{num(wh.failedAttempts)}</Stat>
+            <Stat label="Dead-lettered (since start)">
               {wh.dead ? <a href="#/operations/webhooks" class="badge bad">{num(wh.dead)}</a> : num(wh.dead)}
             </Stat>
           </div>
@@ -222,7 +223,7 @@ function Webhooks() {
                 <td>{(w.events || []).join(', ')}</td>
                 <td><span class={`badge ${w.active ? 'ok' : ''}`}>{w.active ? 'active' : 'paused'}</span></td>
                 <td>
-                  <div class="toolbar">
+                  <div class="toolbar" style={{ flexWrap: 'nowrap', margin: 0 }}>
                     <button type="button" class="small" aria-label={`Edit webhook ${w.name || w.url}`} onClick={() => setEditing(w)}>Edit</button>
                     <Action class="small danger" aria-label={`Delete webhook ${w.name || w.url}`} confirm={`Delete the webhook "${w.name || w.url}" and its queued deliveries?`} run={() => remove(w)}>Delete</Action>
                   </div>
@@ -295,12 +296,12 @@ function WebhookForm({ hook, onClose, onSaved }) {
   );
   return (
     <Modal title={hook ? `Edit webhook ${hook.name || hook.url}` : 'New webhook'} onClose={onClose} footer={footer}>
-      <form id="webhook-form" onSubmit={save}>
+      <form id="webhook-form" onSubmit={save} novalidate>
         {error && !Object.keys(errors).length && <ErrorBox error={error} />}
         <Field label="URL" error={errors.url} hint="http or https; internal addresses need the server's [egress] allow list.">
           <input type="url" name="url" required value={v.url} onInput={set('url')} placeholder="https://example.com/hooks/basalt" />
         </Field>
-        <Field label="Name" error={errors.name} hint="Defaults to the URL.">
+        <Field label="Name" error={errors.name} hint="Defaults to the address.">
           <input name="name" value={v.name} onInput={set('name')} />
         </Field>
         <Field label={hook ? 'New secret' : 'Secret'} error={errors.secret}
@@ -361,10 +362,10 @@ function Deliveries({ hooks }) {
   };
   return (
     <>
-      <div class="toolbar">
+      <div class="toolbar" style={{ marginTop: '20px' }}>
         <h2>{status === 'dead' ? 'Dead letters' : 'Pending deliveries'}</h2>
         <span class="grow" />
-        <div class="tabs" role="tablist" aria-label="Delivery status">
+        <div class="tabs" role="tablist" aria-label="Delivery status" style={{ margin: 0 }}>
           {[['dead', 'Dead'], ['pending', 'Pending']].map(([k, l]) => (
             <button type="button" role="tab" aria-selected={status === k} class={status === k ? 'active' : ''} onClick={() => setStatus(k)}>{l}</button>
           ))}
@@ -374,15 +375,17 @@ function Deliveries({ hooks }) {
       <ErrorBox error={list.error} />
       <div class="table-wrap">
         <table aria-label={status === 'dead' ? 'Dead letters' : 'Pending deliveries'}>
-          <thead><tr><th>Webhook</th><th>Event</th><th>Record</th><th>Attempts</th><th>Last error</th><th>Time</th><th>{status === 'dead' ? 'Replay' : 'Next attempt'}</th></tr></thead>
+          <thead><tr><th>Event</th><th>Webhook</th><th>Attempts</th><th>Last error</th><th>Time</th><th>{status === 'dead' ? 'Replay' : 'Next attempt'}</th></tr></thead>
           <tbody>
             {items.map((d) => (
               <tr>
-                <td title={d.webhook}>{hookName(d.webhook)}</td>
-                <td><button type="button" class="link" aria-label={`Show delivery ${d.id}`} onClick={() => setOpen(d)}>{d.event?.type || d.eventId}</button></td>
-                <td class="mono">{d.record}</td>
+                <td>
+                  <button type="button" class="link" style={{ padding: 0 }} aria-label={`Show delivery ${d.id}`} onClick={() => setOpen(d)}>{d.event?.type || d.eventId}</button>
+                  <div class="mono muted" title="collection id / record id">{d.record}</div>
+                </td>
+                <td title={d.webhook} style={{ maxWidth: '200px' }}>{hookName(d.webhook)}</td>
                 <td>{d.attempts}</td>
-                <td title={d.lastError}>{d.lastError || <span class="muted">none</span>}</td>
+                <td title={d.lastError} style={{ maxWidth: '260px' }}>{d.lastError || <span class="muted">none</span>}</td>
                 <td>{fmtDate(d.updated || d.created)}</td>
                 <td>
                   {status === 'dead'

@@ -2,7 +2,7 @@
 // document as JSON, and the import/export of collections. Each form edits a copy of its sections and
 // saves only them; the server's field errors (dotted paths such as `smtp.host`) go under their field.
 import { useEffect, useState } from 'preact/hooks';
-import { errorText, pb, SUPERUSERS } from '../api.js';
+import { errorText, pb, SUPERUSERS, fieldErrors } from '../api.js';
 import { go, href } from '../router.js';
 import { Action, ErrorBox, Field, Tabs, toast, useAsync } from '../ui.jsx';
 
@@ -40,16 +40,6 @@ function delPath(o, p) {
   if (parent && typeof parent === 'object') delete parent[keys[keys.length - 1]];
 }
 // The error body's `data` as dotted paths: {"rateLimits":{"rules":{"0":{"label":{message}}}}} → "rateLimits.rules.0.label".
-export function flatErrors(data, prefix = '', out = {}) {
-  for (const [k, v] of Object.entries(data || {})) {
-    const p = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === 'object') {
-      if (typeof v.message === 'string') out[p] = v.message;
-      else flatErrors(v, p, out);
-    }
-  }
-  return out;
-}
 const clone = (v) => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)));
 
 export function Settings({ tab = 'application' }) {
@@ -58,6 +48,8 @@ export function Settings({ tab = 'application' }) {
   useEffect(() => { if (loaded.data) setSettings(loaded.data); }, [loaded.data]);
   const current = TABS.some(([k]) => k === tab) ? tab : 'application';
   const section = SECTIONS[current];
+  // On a narrow screen the tab strip scrolls: keep the current tab in sight.
+  useEffect(() => { document.querySelector('.tabs [aria-selected="true"]')?.scrollIntoView({ block: 'nearest', inline: 'nearest' }); }, [current]);
 
   return (
     <>
@@ -120,8 +112,8 @@ const SECTIONS = {
         { path: 'smtp.port', label: 'Port', type: 'number' },
       ],
       [
-        { path: 'smtp.username', label: 'Username', autocomplete: 'off' },
-        { path: 'smtp.password', label: 'Password', type: 'secret' },
+        { path: 'smtp.username', label: 'SMTP username', autocomplete: 'off' },
+        { path: 'smtp.password', label: 'SMTP password', type: 'secret' },
       ],
       [
         {
@@ -252,7 +244,7 @@ function SectionForm({ title, intro, settings, keys, fields, secrets, onSaved, e
       toast('Settings saved');
     } catch (err) {
       setError(err);
-      setErrors(flatErrors(err?.response?.data));
+      setErrors(fieldErrors(err));
     } finally {
       setBusy(false);
     }
@@ -300,10 +292,14 @@ function SpecField({ spec, f }) {
   let error = f.err(path);
   const set = (x) => f.set(path, x);
   if (type === 'check') {
+    // An inline field puts its hint before the label: the hint goes under it instead.
     return (
-      <Field label={label} error={error} hint={hint} inline>
-        <input type="checkbox" name={path} checked={!!v} onChange={(e) => set(e.currentTarget.checked)} />
-      </Field>
+      <>
+        <Field label={label} error={error} inline>
+          <input type="checkbox" name={path} checked={!!v} onChange={(e) => set(e.currentTarget.checked)} />
+        </Field>
+        {hint && <p class="muted" style={{ margin: '-8px 0 10px 24px', fontSize: '12px' }}>{hint}</p>}
+      </>
     );
   }
   let input;
@@ -343,7 +339,7 @@ function ListInput({ name, value, onChange }) {
     if (JSON.stringify(lines) !== JSON.stringify(value)) setText(value.join('\n'));
   }, [JSON.stringify(value)]);
   return (
-    <textarea name={name} rows={3} class="code" value={text} onInput={(e) => {
+    <textarea name={name} rows={3} class="mono" value={text} onInput={(e) => {
       const t = e.currentTarget.value;
       setText(t);
       onChange(t.split('\n').map((s) => s.trim()).filter(Boolean));
@@ -354,9 +350,9 @@ function ListInput({ name, value, onChange }) {
 const CRON_PRESETS = [['', 'Off'], ['0 0 * * *', 'Every day at 00:00'], ['0 */6 * * *', 'Every 6 hours'], ['0 0 * * 0', 'Every Sunday'], ['0 0 1 * *', 'Every month']];
 function CronInput({ name, value, onChange }) {
   return (
-    <div class="row">
+    <div class="row" style={{ flexWrap: 'nowrap' }}>
       <input name={name} class="mono" placeholder="0 0 * * *" value={value} onInput={(e) => onChange(e.currentTarget.value)} />
-      <select aria-label="Cron presets" value={CRON_PRESETS.some(([k]) => k === value) ? value : 'custom'} onChange={(e) => e.currentTarget.value !== 'custom' && onChange(e.currentTarget.value)}>
+      <select aria-label="Cron presets" style={{ width: 'auto' }} value={CRON_PRESETS.some(([k]) => k === value) ? value : 'custom'} onChange={(e) => e.currentTarget.value !== 'custom' && onChange(e.currentTarget.value)}>
         {CRON_PRESETS.map(([k, l]) => <option value={k}>{l}</option>)}
         <option value="custom" disabled>Custom</option>
       </select>
@@ -372,7 +368,7 @@ function RulesTable({ f }) {
   const err = (i, k) => f.err(`rateLimits.rules.${i}.${k}`);
   const cell = (i, k, input) => (
     <td>
-      <div class={`field ${err(i, k) ? 'invalid' : ''}`} style={{ margin: 0, minWidth: k === 'label' ? '160px' : '90px' }}>
+      <div class={`field ${err(i, k) ? 'invalid' : ''}`} style={{ margin: 0, minWidth: { label: '160px', audience: '130px' }[k] || '90px' }}>
         {input}
         {err(i, k) && <span class="error" role="alert">{err(i, k)}</span>}
       </div>
@@ -416,7 +412,7 @@ function TestEmail() {
   const [email, setEmail] = useState(pb.authStore.record?.email || '');
   const [template, setTemplate] = useState('verification');
   const [error, setError] = useState(null);
-  const errs = flatErrors(error?.response?.data);
+  const errs = fieldErrors(error);
   const send = async () => {
     setError(null);
     try {
@@ -483,11 +479,11 @@ function JsonSettings({ settings, onSaved }) {
       onSaved(saved);
     } catch (err) {
       setError(err);
-      setErrs(flatErrors(err?.response?.data));
+      setErrs(fieldErrors(err));
     }
   };
   return (
-    <form class="panel" onSubmit={save} aria-label="Settings JSON">
+    <form class="panel" onSubmit={save} aria-label="Settings document">
       <h2>Settings as JSON</h2>
       <p class="muted">Every key of the settings document. Secrets (<code>smtp.password</code>, <code>s3.secret</code>, <code>backups.s3.secret</code>) are never shown; add them to set a new value. Keys left out are unchanged.</p>
       <Field label="Settings JSON">
@@ -568,7 +564,8 @@ function ImportPanel({ current, onDone }) {
   const ids = new Set((parsed || []).map((c) => c?.id));
   const known = new Set(current.flatMap((c) => [c.id, c.name]));
   const added = (parsed || []).filter((c) => !known.has(c?.id) && !known.has(c?.name));
-  const missing = current.filter((c) => !ids.has(c.id) && !names.has(c.name));
+  // System collections are never deleted by an import.
+  const missing = current.filter((c) => !c.system && !ids.has(c.id) && !names.has(c.name));
 
   const readFile = async (e) => {
     const file = e.currentTarget.files?.[0];
@@ -591,7 +588,7 @@ function ImportPanel({ current, onDone }) {
       setBusy(false);
     }
   };
-  const errs = flatErrors(error?.response?.data);
+  const errs = fieldErrors(error);
   return (
     <form class="panel" onSubmit={run} aria-label="Import collections">
       <h2>Import collections</h2>

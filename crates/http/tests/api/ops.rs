@@ -387,13 +387,22 @@ async fn dashboard_is_served_from_the_binary() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     assert_eq!(r.headers()["cache-control"], "no-cache");
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert_eq!(r.headers()["x-frame-options"], "DENY");
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     let html = r.text().await.unwrap();
     assert!(html.contains("<div id=\"app\">"), "{html}");
-    assert_eq!(get("/_/", vec![("if-none-match", etag)]).await.status(), 304);
+    assert_eq!(
+        get("/_/", vec![("if-none-match", etag)]).await.status(),
+        304
+    );
 
     // The script the page loads: immutable, and gzipped on request (smaller, same bytes unpacked).
     let script = html
@@ -402,11 +411,20 @@ async fn dashboard_is_served_from_the_binary() {
         .and_then(|s| s.split('"').next())
         .expect("a script tag")
         .to_string();
-    assert!(script.starts_with("/_/assets/") && script.ends_with(".js"), "{script}");
+    assert!(
+        script.starts_with("/_/assets/") && script.ends_with(".js"),
+        "{script}"
+    );
     let plain = get(&script, vec![]).await;
     assert_eq!(plain.status(), 200);
-    assert_eq!(plain.headers()["cache-control"], "public, max-age=31536000, immutable");
-    assert!(plain.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert_eq!(
+        plain.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(plain.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
     let plain = plain.bytes().await.unwrap();
     let raw = reqwest::Client::builder().no_gzip().build().unwrap();
     let gz = raw
@@ -417,11 +435,19 @@ async fn dashboard_is_served_from_the_binary() {
         .unwrap();
     assert_eq!(gz.headers()["content-encoding"], "gzip");
     let gz = gz.bytes().await.unwrap();
-    assert!(gz.len() * 2 < plain.len(), "{} vs {}", gz.len(), plain.len());
+    assert!(
+        gz.len() * 2 < plain.len(),
+        "{} vs {}",
+        gz.len(),
+        plain.len()
+    );
 
     let missing = get("/_/assets/nope.js", vec![]).await;
     assert_eq!(missing.status(), 404);
-    assert_eq!(missing.json::<Value>().await.unwrap()["message"], "File not found.");
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["message"],
+        "File not found."
+    );
 
     // A provider's redirect without a waiting client lands on the dashboard's failure page, which
     // the dashboard serves.
@@ -430,10 +456,16 @@ async fn dashboard_is_served_from_the_binary() {
         .build()
         .unwrap();
     let r = manual
-        .get(format!("{}/api/oauth2-redirect?state=nobody&code=x", app.url))
+        .get(format!(
+            "{}/api/oauth2-redirect?state=nobody&code=x",
+            app.url
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 307);
-    assert_eq!(r.headers()["location"], "../_/#/auth/oauth2-redirect-failure");
+    assert_eq!(
+        r.headers()["location"],
+        "../_/#/auth/oauth2-redirect-failure"
+    );
 }
