@@ -304,7 +304,18 @@ describe('dashboard', () => {
       assert.ok(overflow <= 0, `the page is ${overflow}px wider than the phone`);
     }, { viewport: { width: 390, height: 844 } }));
 
-  test('create a backup, change the data, restore the backup: the change is gone (last: it resets the data)', async () => {
+  test('on PostgreSQL the backups page says to use the database\'s own tooling', { skip: process.env.BASALT_BACKEND !== 'postgres' }, async () => {
+    const expected = await pb.backups.getFullList().then(() => null, (e) => e.response.message);
+    assert.match(expected, /PostgreSQL/);
+    await journey('backups-postgres', async (page) => {
+      await signIn(page);
+      await page.goto(`${BASE_URL}/_/#/backups`);
+      await page.getByRole('status').filter({ hasText: expected }).waitFor();
+      assert.equal(await page.getByRole('button', { name: 'Create backup' }).count(), 0);
+    });
+  });
+
+  test('create a backup, change the data, restore the backup: the change is gone (last: it resets the data)', { skip: process.env.BASALT_BACKEND === 'postgres' && 'PostgreSQL is backed up with its own tooling' }, async () => {
     const kept = uniq('kept');
     await pb.collections.create({ name: kept, type: 'base', fields: [{ name: 'title', type: 'text' }] });
     const key = `${uniq('e2e')}.zip`;

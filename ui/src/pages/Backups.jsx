@@ -28,6 +28,8 @@ export function Backups() {
   const settings = useAsync(() => pb.settings.getAll(), []);
   const { token, fresh } = useFileToken();
   const [restoring, setRestoring] = useState('');
+  // On PostgreSQL every backups endpoint answers 400 naming the database's own tooling.
+  const unavailable = list.error?.status === 400;
   const items = [...(list.data || [])].sort((a, b) => String(b.modified).localeCompare(String(a.modified)));
 
   const download = async (e, key) => {
@@ -73,14 +75,16 @@ export function Backups() {
         <span class="grow" />
         <button type="button" onClick={() => list.reload()} disabled={list.loading}>Refresh</button>
       </div>
-      <ScheduleLine s={settings.data} />
-      <div class="row">
-        <CreateBackup onDone={list.reload} />
-        <UploadBackup onDone={list.reload} />
-      </div>
+      {unavailable ? <div class="alert info" role="status">{errorText(list.error)}</div> : <>
+        <ScheduleLine s={settings.data} />
+        <div class="row">
+          <CreateBackup onDone={list.reload} />
+          <UploadBackup onDone={list.reload} />
+        </div>
+      </>}
       {restoring && <div class="alert info" role="status">Restoring "{restoring}"… the server answers once the data is replaced.</div>}
-      <ErrorBox error={list.error} />
-      <div class="table-wrap">
+      {!unavailable && <ErrorBox error={list.error} />}
+      {!unavailable && <div class="table-wrap">
         <table aria-label="Backups">
           <thead><tr><th>Name</th><th>Size</th><th>Modified</th><th>Actions</th></tr></thead>
           <tbody>
@@ -102,7 +106,7 @@ export function Backups() {
           </tbody>
         </table>
         {!list.loading && !list.error && !items.length && <Empty>No backups yet.</Empty>}
-      </div>
+      </div>}
     </>
   );
 }
