@@ -675,7 +675,10 @@ mod redact_tests {
     #[test]
     fn download_tokens_are_never_logged() {
         let u = "/api/backups/b.zip?token=eyJhbGciOi.x.y&download=1";
-        assert_eq!(super::redact_url(u, false), "/api/backups/b.zip?token=*&download=1");
+        assert_eq!(
+            super::redact_url(u, false),
+            "/api/backups/b.zip?token=*&download=1"
+        );
         let f = "/api/files/c/r/a.png?thumb=100x100&token=abc&filter=x%3D1";
         assert_eq!(
             super::redact_url(f, false),
