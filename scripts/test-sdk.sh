@@ -54,9 +54,10 @@ run_leg() {
     echo "-- server log ($dir/server.log), last 40 lines:"; tail -40 "$dir/server.log"
     return 1
   fi
-  # Last: the backup journey restores a backup, which resets the server's data.
+  # Last: the backup journey restores a backup, which resets the server's data (the settings
+  # journeys, in the next file, put back what they change). The S3 server is for the settings test.
   echo "== dashboard journeys in Chromium on $name (screenshots in test-artifacts/ui/$backend)"
-  if ! (cd ui && env "${env[@]}" node --test --test-concurrency=1 e2e/); then
+  if ! (cd ui && env "${env[@]}" "${S3_ENV[@]}" node --test --test-concurrency=1 e2e/); then
     echo "-- server log ($dir/server.log), last 40 lines:"; tail -40 "$dir/server.log"
     return 1
   fi
