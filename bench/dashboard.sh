@@ -43,7 +43,7 @@ gz=$(find "$ROOT/ui/dist" -type f -name '*.gz' -printf '%s\n' | awk '{s+=$1} END
   echo "| dashboard | load p50 (ms) | load p95 (ms) | DOMContentLoaded p50 | first paint p50 | bytes over the wire | requests |"
   echo "|---|---|---|---|---|---|---|"
   for j in "$B" "$P"; do
-    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(f"| {d[\"name\"]} | {d[\"load_p50\"]} | {d[\"load_p95\"]} | {d[\"dcl_p50\"]} | {d[\"fcp_p50\"]} | {d[\"bytes\"]} | {d[\"requests\"]} |")' "$j"
+    python3 -c 'import json,sys; print("| {name} | {load_p50} | {load_p95} | {dcl_p50} | {fcp_p50} | {bytes} | {requests} |".format(**json.loads(sys.argv[1])))' "$j"
   done
   echo
   echo "Basalt's ui/dist: ${raw} kB, ${gz} kB gzipped (what a browser that accepts gzip downloads)."

@@ -3,6 +3,7 @@
 //
 // Env: BASALT_URL, SU_EMAIL, SU_PASSWORD (as sdk-tests), BASALT_BACKEND (sqlite|postgres),
 // CHROMIUM (default /usr/bin/chromium).
+import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +58,31 @@ export async function signIn(page, email = SU_EMAIL, password = SU_PASSWORD) {
   await page.getByRole('navigation', { name: 'Sections' }).waitFor();
   // The first collection opens (its records grid) before a journey goes elsewhere.
   await page.locator('main table').waitFor();
+}
+
+/** Runs `fn` on a fresh page, saves a screenshot (`<name>.png`, or `<name>-failed.png`), and fails
+ * on any page error, unexpected console error or 5xx the browser met on the way. */
+export async function journey(name, fn, opts) {
+  const { page, context, problems } = await open(opts);
+  try {
+    await fn(page);
+    await shot(page, name);
+  } catch (e) {
+    await shot(page, `${name}-failed`).catch(() => {});
+    throw e;
+  } finally {
+    await context.close();
+  }
+  assert.deepEqual(problems, [], `${name}: the browser reported problems`);
+}
+
+/** Retries an assertion about the page until it holds or 5 s pass (a grid reloads after a click). */
+export async function eventually(check) {
+  const end = Date.now() + 5000;
+  for (;;) {
+    try { return await check(); } catch (e) { if (Date.now() > end) throw e; }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 export async function shot(page, name) {

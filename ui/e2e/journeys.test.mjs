@@ -6,38 +6,14 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import PocketBase from 'pocketbase';
 import { configureSmtp, startSmtp } from '../../sdk-tests/smtp.mjs';
-import { api, BASE_URL, close, open, png, report, shot, signIn, SU_EMAIL, uniq } from './browser.mjs';
+import { api, BASE_URL, close, eventually, journey, png, report, shot, signIn, SU_EMAIL, uniq } from './browser.mjs';
 
 let pb;
 before(async () => { pb = await api(); });
 after(close);
 
-// Retries an assertion about the page until it holds or 5 s pass (the grid reloads after a click).
-async function eventually(check) {
-  const end = Date.now() + 5000;
-  for (;;) {
-    try { return await check(); } catch (e) { if (Date.now() > end) throw e; }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-// Each journey fails on a page error, an unexpected console error or any 5xx.
-async function journey(name, fn, opts) {
-  const { page, context, problems } = await open(opts);
-  try {
-    await fn(page);
-    await shot(page, name);
-  } catch (e) {
-    await shot(page, `${name}-failed`).catch(() => {});
-    throw e;
-  } finally {
-    await context.close();
-  }
-  assert.deepEqual(problems, [], `${name}: the browser reported problems`);
-}
-
 describe('dashboard', () => {
-  test('first load is fast and the sign-in form works from the keyboard; the session survives a reload; sign-out', () =>
+  test('first load is measured and reported; the sign-in form works from the keyboard; the session survives a reload; sign-out', () =>
     journey('sign-in', async (page) => {
       await page.goto(`${BASE_URL}/_/`);
       await page.getByLabel('Email').waitFor();

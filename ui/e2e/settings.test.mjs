@@ -3,7 +3,7 @@
 // S3_SECRET, S3_REGION) reports success, and a wrong secret shows the server's error.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api, close, open, shot, signIn, uniq, BASE_URL } from './browser.mjs';
+import { api, BASE_URL, close, journey, signIn, uniq } from './browser.mjs';
 
 let pb;
 let saved;
@@ -12,20 +12,6 @@ after(async () => {
   await pb.settings.update({ meta: { appName: saved.meta.appName }, s3: { ...saved.s3, enabled: false } });
   await close();
 });
-
-async function journey(name, fn) {
-  const { page, context, problems } = await open();
-  try {
-    await fn(page);
-    await shot(page, name);
-  } catch (e) {
-    await shot(page, `${name}-failed`).catch(() => {});
-    throw e;
-  } finally {
-    await context.close();
-  }
-  assert.deepEqual(problems, [], `${name}: the browser reported problems`);
-}
 
 describe('settings', () => {
   test('the application name is saved', async () => {

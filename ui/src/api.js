@@ -43,11 +43,15 @@ export function keepFresh() {
   tick();
   return setInterval(tick, 30_000);
 }
-function claims(token) {
+/** The payload of a JWT (no check: the server checks tokens). */
+export function claims(token) {
   try { return JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))); } catch { return {}; }
 }
 const tokenExpiry = (t) => claims(t).exp || 0;
 const tokenLife = (t) => { const c = claims(t); return c.exp && c.iat ? c.exp - c.iat : (c.exp ? 3600 : 0); };
+
+/** File names the grid and editor show as thumbnails. */
+export const IMAGE = /\.(png|jpe?g|gif|webp|svg|avif)$/i;
 
 export const fmtDate = (s) => (s ? String(s).replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '');
 export function fmtBytes(n) {

@@ -409,21 +409,23 @@ impl EventBus {
             .min(self.floor.load(Ordering::Relaxed)))
     }
 
+    /// One pruning pass: deletes the events every sink, this node and the other nodes have
+    /// acknowledged. The number deleted.
+    pub async fn prune_now(&self) -> Result<u64, basalt_store::StoreError> {
+        let upto = self.acknowledged().await?;
+        let n = outbox::prune(self.store.as_ref(), upto).await?;
+        if n > 0 {
+            tracing::debug!(pruned = n, upto, "outbox pruned");
+        }
+        Ok(n)
+    }
+
     async fn run_pruner(self: Arc<Self>) {
         let every = Duration::from_millis(self.config.prune_ms.max(100));
         loop {
             tokio::time::sleep(every).await;
-            let upto = match self.acknowledged().await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox prune: reading cursors failed");
-                    continue;
-                }
-            };
-            match outbox::prune(self.store.as_ref(), upto).await {
-                Ok(n) if n > 0 => tracing::debug!(pruned = n, upto, "outbox pruned"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
+            if let Err(e) = self.prune_now().await {
+                tracing::warn!(error = %e, "outbox prune failed");
             }
         }
     }

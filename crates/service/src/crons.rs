@@ -2,7 +2,11 @@
 //! built-in jobs carry PocketBase's ids and schedules: `__pbDBOptimize__` (daily: SQLite's `PRAGMA
 //! optimize`, PostgreSQL's `ANALYZE`), `__pbMFACleanup__` and `__pbOTPCleanup__` (hourly: MFA sessions
 //! and OTPs past their collection's duration), `__pbLogsCleanup__` (every 6 h: request logs past
-//! `logs.maxDays`), and `__pbAutoBackup__` while `backups.cron` is set.
+//! `logs.maxDays`), and `__pbAutoBackup__` while `backups.cron` is set. Basalt's own:
+//! `__basaltOutboxPrune__` (events every sink has delivered; listed while the event bus runs; the
+//! pruner loop runs this pass every `[events] prune_ms`, so the scheduler does not) and
+//! `__basaltPiiRotate__` (daily, with a PII key ring: finishes a key rotation, rewrapping the data
+//! keys still under a non-primary master key; nothing to do when there is no backlog).
 //!
 //! The scheduler runs on nodes whose role runs the pruner (auto backups: the backup scheduler); on a
 //! cluster each scheduled run is claimed once through a `_params` row per job, so one node runs it.
@@ -25,6 +29,8 @@ pub const MFA_CLEANUP: &str = "__pbMFACleanup__";
 pub const OTP_CLEANUP: &str = "__pbOTPCleanup__";
 pub const LOGS_CLEANUP: &str = "__pbLogsCleanup__";
 pub const AUTO_BACKUP: &str = "__pbAutoBackup__";
+pub const OUTBOX_PRUNE: &str = "__basaltOutboxPrune__";
+pub const PII_ROTATE: &str = "__basaltPiiRotate__";
 
 /// A job and its five-field schedule (UTC).
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +59,18 @@ pub fn jobs(ctx: &AppCtx) -> Vec<Job> {
             expression: "0 */6 * * *".into(),
         },
     ];
+    if ctx.events.get().is_some() {
+        v.push(Job {
+            id: OUTBOX_PRUNE,
+            expression: "* * * * *".into(),
+        });
+    }
+    if ctx.pii.is_some() {
+        v.push(Job {
+            id: PII_ROTATE,
+            expression: "30 3 * * *".into(),
+        });
+    }
     let cron = ctx.config().backups.cron.clone();
     if !cron.trim().is_empty() {
         v.push(Job {
@@ -100,6 +118,11 @@ pub async fn run(ctx: &AppCtx, id: &str) -> ServiceResult<()> {
             Some(l) => l.prune(ctx.config().logs.max_days).await.map(|_| ()),
             None => Ok(()),
         },
+        OUTBOX_PRUNE => match ctx.events.get() {
+            Some(bus) => bus.prune_now().await.map(|_| ()).map_err(Into::into),
+            None => Ok(()),
+        },
+        PII_ROTATE => crate::privacy::run_rotation(ctx).await,
         AUTO_BACKUP if !ctx.store.can_backup() => {
             Err(crate::error::bad(crate::backups::PG_MESSAGE))
         }
@@ -137,6 +160,8 @@ async fn optimize(ctx: &AppCtx) -> ServiceResult<()> {
 fn scheduled_here(ctx: &AppCtx, id: &str) -> bool {
     match id {
         AUTO_BACKUP => ctx.target.runs(Module::BackupScheduler) && ctx.store.can_backup(),
+        // The pruner loop runs it every `prune_ms` already.
+        OUTBOX_PRUNE => false,
         _ => ctx.target.runs(Module::Pruner),
     }
 }

@@ -412,39 +412,54 @@ pub async fn rotate(ctx: &AppCtx, mut progress: impl FnMut(&str, u64, u64)) -> S
     Ok(total)
 }
 
-/// Starts [`rotate`] in the background (`POST /api/pii/rotate`); its progress is in
+/// Starts [`run_rotation`] in the background (`POST /api/pii/rotate`); its progress is in
 /// [`status`]. One rotation at a time per node.
 pub fn start_rotation(ctx: &AppCtx, req: &crate::Req) -> ServiceResult<Json> {
     req.require_superuser()?;
     ring(ctx)?;
-    use std::sync::atomic::Ordering;
-    if ctx.rotation.running.swap(true, Ordering::SeqCst) {
+    if ctx
+        .rotation
+        .running
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
         return Err(ServiceError(Error::BadRequest(
             "A key rotation is already running.".into(),
         )));
     }
-    ctx.rotation.rewrapped.store(0, Ordering::Relaxed);
     let c = ctx.clone();
     tokio::spawn(async move {
-        let r = rotate(&c, |_, _, left| {
-            c.rotation.remaining.store(left, Ordering::Relaxed);
-        })
-        .await;
-        match r {
-            Ok(n) => {
-                c.rotation.rewrapped.store(n, Ordering::Relaxed);
-                tracing::info!(records = n, "pii key rotation finished");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.0, "pii key rotation failed");
-                if let Ok(mut g) = c.rotation.last_error.lock() {
-                    *g = e.0.to_string();
-                }
-            }
-        }
-        c.rotation.running.store(false, Ordering::SeqCst);
+        let _ = run_rotation(&c).await;
     });
     Ok(serde_json::json!({"started": true}))
+}
+
+/// Runs [`rotate`] to the end, keeping [`status`]'s counters (the `__basaltPiiRotate__` cron job
+/// and `POST /api/pii/rotate`). Returns at once when a rotation already runs on this node.
+pub async fn run_rotation(ctx: &AppCtx) -> ServiceResult<()> {
+    use std::sync::atomic::Ordering;
+    ring(ctx)?;
+    if ctx.rotation.running.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    ctx.rotation.rewrapped.store(0, Ordering::Relaxed);
+    let r = rotate(ctx, |_, _, left| {
+        ctx.rotation.remaining.store(left, Ordering::Relaxed);
+    })
+    .await;
+    match &r {
+        Ok(n) => {
+            ctx.rotation.rewrapped.store(*n, Ordering::Relaxed);
+            tracing::info!(records = n, "pii key rotation finished");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e.0, "pii key rotation failed");
+            if let Ok(mut g) = ctx.rotation.last_error.lock() {
+                *g = e.0.to_string();
+            }
+        }
+    }
+    ctx.rotation.running.store(false, Ordering::SeqCst);
+    r.map(|_| ())
 }
 
 /// The PII part of `/api/health` (superusers) and `GET /api/pii/rotate`: the ring's key ids and

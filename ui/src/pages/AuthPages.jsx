@@ -2,12 +2,8 @@
 // `#/auth/confirm-verification/TOKEN`, `#/auth/confirm-password-reset/TOKEN`,
 // `#/auth/confirm-email-change/TOKEN`. They need no sign-in.
 import { useEffect, useState } from 'preact/hooks';
-import { errorText, pb } from '../api.js';
+import { claims, errorText, pb } from '../api.js';
 import { ErrorBox, Field } from '../ui.jsx';
-
-function claims(token) {
-  try { return JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))); } catch { return {}; }
-}
 
 export function AuthPages({ parts }) {
   const [what, token = ''] = parts;

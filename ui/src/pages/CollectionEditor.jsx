@@ -242,7 +242,7 @@ function FieldCard({ f, i, collections, self, errors, onChange, onRemove, onMove
             <Field label="Related collection" error={err('collectionId')}>
               <select aria-label={`Related collection of ${f.name}`} value={f.collectionId} onChange={(e) => onChange({ collectionId: e.currentTarget.value })}>
                 <option value="">Choose…</option>
-                {collections.filter((x) => x.type !== 'view' || true).map((x) => <option value={x.id}>{x.name}</option>)}
+                {collections.map((x) => <option value={x.id}>{x.name}</option>)}
               </select>
             </Field>
             <Field label="Min select" error={err('minSelect')}><input type="number" min="0" value={f.minSelect || 0} onInput={num('minSelect')} /></Field>
@@ -270,7 +270,7 @@ function PiiOptions({ f, err, onChange }) {
   return (
     <div class="panel" style={{ flexBasis: '100%', margin: 0 }}>
       <label class="field inline">
-        <input type="checkbox" checked={!!p} onChange={(e) => onChange({ pii: e.currentTarget.checked ? { searchable: false, mask: 'redact', revealRule: '' } : undefined })} />
+        <input type="checkbox" checked={!!p} onChange={(e) => onChange({ pii: e.currentTarget.checked ? { searchable: false, mask: 'redact', revealRule: null } : undefined })} />
         <span class="label">PII: encrypt at rest and mask for callers who fail the reveal rule</span>
       </label>
       {err('pii') && <p class="error">{err('pii')}</p>}
@@ -282,7 +282,8 @@ function PiiOptions({ f, err, onChange }) {
               <option value="redact">redact (null)</option><option value="partial">partial</option><option value="last4">last4</option><option value="hash">hash</option>
             </select>
           </Field>
-          <Field label="Reveal rule" error={err('pii.revealRule')}><input class="mono" value={p.revealRule || ''} placeholder="id = @request.auth.id" onInput={(e) => set({ revealRule: e.currentTarget.value })} /></Field>
+          {/* As API rules: no rule (null) reveals to superusers only; an empty rule to every reader. */}
+          <Rule name="revealRule" label="Reveal" value={p.revealRule} error={err('pii.revealRule')} onChange={(v) => set({ revealRule: v })} />
           {f.type === 'text' && (
             <label class="field inline"><input type="checkbox" checked={p.fpe === 'digits'} onChange={(e) => set({ fpe: e.currentTarget.checked ? 'digits' : undefined })} /><span class="label">Format-preserving (digits)</span></label>
           )}

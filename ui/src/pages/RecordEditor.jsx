@@ -1,11 +1,10 @@
 // Create or edit one record: an input per field type, files with previews, a relation picker, the
 // JSON editor; for auth collections also verify, password reset and impersonation.
 import { useEffect, useState } from 'preact/hooks';
-import { fieldErrors, pb } from '../api.js';
+import { fieldErrors, IMAGE, pb } from '../api.js';
 import { Action, ErrorBox, Field, Modal, toast } from '../ui.jsx';
 import { presentable } from './Records.jsx';
 
-const IMAGE = /\.(png|jpe?g|gif|webp|svg|avif)$/i;
 const SKIP = new Set(['autodate', 'password']);
 
 // "2024-01-02 03:04:05.000Z" <-> the value of an <input type=datetime-local> read as UTC.

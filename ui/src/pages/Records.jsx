@@ -1,11 +1,10 @@
 // A collection's records: filter (the PocketBase filter language, checked by the server), sort by
 // column, paging, a column picker, bulk delete, and the record editor.
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { fmtDate, pb } from '../api.js';
+import { fmtDate, IMAGE, pb } from '../api.js';
 import { Action, ErrorBox, toast, useAsync } from '../ui.jsx';
 import { RecordEditor } from './RecordEditor.jsx';
 
-const IMAGE = /\.(png|jpe?g|gif|webp|svg|avif)$/i;
 
 function columnsKey(c) { return `basalt.columns.${c.id}`; }
 function defaultColumns(c) {

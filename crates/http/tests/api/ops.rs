@@ -17,8 +17,14 @@ async fn crons_list_and_run(app: TestApp) {
             {"id": "__pbMFACleanup__", "expression": "0 * * * *"},
             {"id": "__pbOTPCleanup__", "expression": "0 * * * *"},
             {"id": "__pbLogsCleanup__", "expression": "0 */6 * * *"},
+            {"id": "__basaltOutboxPrune__", "expression": "* * * * *"},
         ])
     );
+    // The outbox pass runs at once (its loop runs it every prune_ms anyway).
+    let r = app
+        .post("/api/crons/__basaltOutboxPrune__", app.su(), json!({}))
+        .await;
+    assert_eq!(r.0, 204, "{}", r.1);
     assert_error(&app.get("/api/crons", None).await, 401);
     let (_, user) = app.user("cron@example.com").await;
     assert_error(&app.get("/api/crons", Some(&user)).await, 403);

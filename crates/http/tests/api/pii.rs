@@ -1213,7 +1213,54 @@ async fn existing_values_are_encrypted_in_the_background(backend: Backend) {
     assert_eq!(app.store().query(&q).await.unwrap().scalar_int(), 1);
 }
 
+/// With a key ring, `/api/crons` lists `__basaltPiiRotate__`; running it finishes a rotation: after
+/// a new primary key, no record is left under the old one.
+async fn rotation_as_a_cron_job(backend: Backend) {
+    let app = spawn_app_with(backend, opts(&format!("k1:{}", key(1)))).await;
+    app.collection(json!({
+        "name": "people",
+        "fields": [{"name": "email", "type": "email", "pii": {"searchable": true}}]
+    }))
+    .await;
+    for i in 0..5 {
+        app.record("people", json!({"email": format!("c{i}@example.com")}))
+            .await;
+    }
+    let (ctx2, url2) = with_ring(&app, &format!("k2:{},k1:{}", key(2), key(1))).await;
+    let backlog = || async {
+        basalt_service::privacy::rotation_backlog(&ctx2)
+            .await
+            .unwrap()
+    };
+    assert_eq!(backlog().await, vec![("people".to_string(), 5)]);
+    let client = reqwest::Client::new();
+    let jobs: Value = client
+        .get(format!("{url2}/api/crons"))
+        .bearer_auth(&app.su)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .contains(&json!({"id": "__basaltPiiRotate__", "expression": "30 3 * * *"})),
+        "{jobs}"
+    );
+    let r = client
+        .post(format!("{url2}/api/crons/__basaltPiiRotate__"))
+        .bearer_auth(&app.su)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(backlog().await, vec![("people".to_string(), 0)]);
+}
+
 crate::both_backends!(
+    rotation_as_a_cron_job,
     existing_values_are_encrypted_in_the_background,
     tls_required_from_other_hosts,
     at_rest_search_and_masks,
