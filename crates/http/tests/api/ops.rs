@@ -94,7 +94,7 @@ async fn crons_list_and_run(app: TestApp) {
     assert_eq!(r.0, 200, "{}", r.1);
     let list = app.get("/api/crons", app.su()).await.1;
     assert_eq!(
-        list[4],
+        list[5],
         json!({"id": "__pbAutoBackup__", "expression": "0 3 * * *"})
     );
     let run = app
