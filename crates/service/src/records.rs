@@ -765,8 +765,19 @@ pub async fn create(
     body: &Data,
     info: &RequestInfo,
 ) -> ServiceResult<Data> {
+    create_with(ctx, coll, body, Vec::new(), info).await
+}
+
+/// [`create`] with uploads (file parts, or files the service fetched itself: OAuth2 avatars).
+pub async fn create_with(
+    ctx: &AppCtx,
+    coll: &Arc<Collection>,
+    body: &Data,
+    uploads: Vec<Upload>,
+    info: &RequestInfo,
+) -> ServiceResult<Data> {
     let mut w = WriteOut::default();
-    let r = create_in(ctx, coll, body, Vec::new(), info, None, &mut w).await;
+    let r = create_in(ctx, coll, body, uploads, info, None, &mut w).await;
     w.finish(ctx, r).await
 }
 

@@ -741,15 +741,17 @@ async fn impersonate_and_superuser_ips(app: TestApp) {
     assert_eq!(app.get("/api/settings", app.su()).await.0, 200);
 }
 
-/// OAuth2 code flow against the in-test provider: sign-up (createRule, mapped fields), sign-in
-/// again links to the same record, linking by email, external auths listed and cleaned up.
+/// OAuth2 code flow against the in-test provider: sign-up (createRule, mapped fields, the avatar
+/// downloaded into a file field), sign-in again links to the same record, linking by email,
+/// external auths listed and cleaned up.
 async fn oauth2_code_flow(app: TestApp) {
     let p = Provider::start("cid-1", "secret-1").await;
     let cfg = p.config("google", "cid-1", "secret-1");
     app.collection(json!({"name": "members", "type": "auth", "createRule": "",
         "listRule": "id = @request.auth.id", "viewRule": "id = @request.auth.id",
-        "fields": [{"name": "name", "type": "text"}],
-        "oauth2": {"enabled": true, "mappedFields": {"name": "name"}, "providers": [cfg]}}))
+        "fields": [{"name": "name", "type": "text"},
+                   {"name": "avatar", "type": "file", "maxSelect": 1, "mimeTypes": ["image/png"]}],
+        "oauth2": {"enabled": true, "mappedFields": {"name": "name", "avatarURL": "avatar"}, "providers": [cfg]}}))
         .await;
     // The client secret is stored but never shown.
     let c = app.get("/api/collections/members", app.su()).await;
@@ -792,6 +794,28 @@ async fn oauth2_code_flow(app: TestApp) {
     assert_eq!(r.1["meta"]["email"], "alice@example.com");
     assert_eq!(r.1["meta"]["accessToken"].as_str().map(str::len), Some(24));
     assert_eq!(r.1["record"]["name"], "Alice A", "mapped field");
+    // The provider's picture is downloaded into the file field, as PocketBase does.
+    let file = r.1["record"]["avatar"].as_str().unwrap_or("").to_string();
+    assert!(
+        file.starts_with("avatar_") && file.ends_with(".png"),
+        "{}",
+        r.1
+    );
+    let got = app
+        .client
+        .get(format!(
+            "{}/api/files/members/{}/{file}",
+            app.url,
+            r.1["record"]["id"].as_str().unwrap_or("")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(
+        got.bytes().await.unwrap().to_vec(),
+        crate::servers::avatar_png()
+    );
     assert_eq!(r.1["record"]["verified"], json!(true));
     let alice_id = r.1["record"]["id"].as_str().expect("id").to_string();
     let alice_token = tok(&r);
@@ -882,6 +906,33 @@ async fn oauth2_code_flow(app: TestApp) {
         "bob's link only: {}",
         left.1
     );
+
+    // A picture the field refuses (PNG where only JPEG goes): the account is made without it.
+    let mut fields = app.get("/api/collections/members", app.su()).await.1["fields"].clone();
+    for f in fields.as_array_mut().unwrap() {
+        if f["name"] == "avatar" {
+            f["mimeTypes"] = json!(["image/jpeg"]);
+        }
+    }
+    let r = app
+        .patch(
+            "/api/collections/members",
+            app.su(),
+            json!({"fields": fields}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let r = sign_in(
+        ProviderUser {
+            sub: "g-dave".into(),
+            email: "dave@example.com".into(),
+            name: "Dave".into(),
+        },
+        None,
+    )
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["record"]["avatar"], "", "{}", r.1);
 
     // createRule null: the provider user cannot sign up.
     app.patch(

@@ -179,6 +179,7 @@ impl Provider {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/userinfo", get(userinfo))
+            .route("/avatar.png", get(avatar))
             .with_state(state.clone());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -295,6 +296,19 @@ async fn token(
     .into_response()
 }
 
+/// The users' picture: a 3×2 PNG.
+pub fn avatar_png() -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(3, 2, image::Rgb([200, 40, 40]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
+    out.into_inner()
+}
+
+async fn avatar() -> Response {
+    ([("content-type", "image/png")], avatar_png()).into_response()
+}
+
 async fn userinfo(State(st): State<Arc<Mutex<ProviderState>>>, headers: HeaderMap) -> Response {
     let g = st.lock().expect("lock");
     let tok = headers
@@ -305,9 +319,13 @@ async fn userinfo(State(st): State<Arc<Mutex<ProviderState>>>, headers: HeaderMa
     let Some(u) = g.tokens.get(tok).and_then(|s| g.users.get(s)) else {
         return (StatusCode::UNAUTHORIZED, "bad token").into_response();
     };
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     axum::Json(
         json!({"sub": u.sub, "email": u.email, "email_verified": true, "name": u.name,
-                      "picture": "https://img.example/a.png"}),
+                      "picture": format!("http://{host}/avatar.png")}),
     )
     .into_response()
 }

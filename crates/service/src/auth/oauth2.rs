@@ -813,6 +813,7 @@ async fn create_record(
     let mapped = oauth2_options(coll)
         .map(|o| o["mappedFields"].clone())
         .unwrap_or(Json::Null);
+    let mut uploads = Vec::new();
     for (key, val) in [
         ("id", &user.id),
         ("name", &user.name),
@@ -822,9 +823,20 @@ async fn create_record(
         let Some(field) = mapped[key].as_str().filter(|f| !f.is_empty()) else {
             continue;
         };
-        // File fields would need the avatar downloaded (files arrive with issue 5): skipped.
-        match coll.field(field).map(|f| f.ty()) {
-            Some(FieldType::File) | None => {}
+        match coll.field(field) {
+            None => {}
+            // A file field gets the avatar itself, downloaded as PocketBase does.
+            Some(f) if f.ty() == FieldType::File => {
+                if key == "avatarURL" && !val.is_empty() && !data.contains_key(field) {
+                    match download_avatar(ctx, val, f).await {
+                        Ok(up) => uploads.push(up),
+                        // The account is still made, without the picture.
+                        Err(e) => {
+                            tracing::warn!(url = %val, error = %e, "OAuth2 avatar download failed")
+                        }
+                    }
+                }
+            }
             Some(_) => {
                 if !data.contains_key(field) && !val.is_empty() {
                     data.insert(field.to_string(), json!(val));
@@ -844,7 +856,7 @@ async fn create_record(
         context: "oauth2".into(),
         ..Default::default()
     };
-    let rec = records::create(ctx, coll, &data, &info).await?;
+    let rec = records::create_with(ctx, coll, &data, uploads, &info).await?;
     if user.email.is_empty() || !user.email_trusted {
         return Ok(rec);
     }
@@ -856,6 +868,68 @@ async fn create_record(
         .unwrap_or("")
         .to_string();
     records::system_update(ctx, coll, &id, ch).await
+}
+
+/// Downloads the provider's avatar for the file field `f`, through the egress policy, into a
+/// temporary file: an upload as if the client had sent it. A picture over the field's size or of a
+/// type it refuses (sniffed from the content) is an error, so the sign-up goes on without it.
+async fn download_avatar(
+    ctx: &AppCtx,
+    url: &str,
+    f: &basalt_core::schema::Field,
+) -> Result<crate::files::upload::Upload, String> {
+    let (field, limit) = (f.name.as_str(), crate::files::upload::max_size(f));
+    use tokio::io::AsyncWriteExt;
+    ctx.egress.check_url(url)?;
+    let mut res = ctx
+        .egress
+        .client()
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| e.to_string())?;
+    let dir = ctx.files.tmp_dir();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let path = dir.join(format!("avatar-{}", basalt_core::id::random_id(16)));
+    // From here the upload owns the file: dropped on any error, it removes it.
+    let mut up = crate::files::upload::Upload {
+        part: field.to_string(),
+        original: String::new(),
+        path,
+        size: 0,
+        mime: String::new(),
+        truncated: false,
+    };
+    let mut out = tokio::fs::File::create(&up.path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+        up.size += chunk.len() as u64;
+        if up.size > limit {
+            return Err(format!("larger than the field's {limit} bytes"));
+        }
+        if head.len() < 512 {
+            head.extend_from_slice(&chunk[..chunk.len().min(512 - head.len())]);
+        }
+        out.write_all(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    out.flush().await.map_err(|e| e.to_string())?;
+    up.mime = crate::files::sniff(&head, "");
+    if !crate::files::mime_allowed(&up.mime, &f.mime_types) {
+        return Err(format!("{} is not one of the field's types", up.mime));
+    }
+    let ext = up
+        .mime
+        .rsplit('/')
+        .next()
+        .unwrap_or("png")
+        .replace("jpeg", "jpg");
+    up.original = format!("avatar.{}", if ext.is_empty() { "png" } else { &ext });
+    Ok(up)
 }
 
 /// `/api/oauth2-redirect?state&code[&error]`, the provider's redirect in the popup flow: the code goes
