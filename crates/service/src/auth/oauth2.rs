@@ -823,24 +823,20 @@ async fn create_record(
         let Some(field) = mapped[key].as_str().filter(|f| !f.is_empty()) else {
             continue;
         };
-        match coll.field(field) {
-            None => {}
-            // A file field gets the avatar itself, downloaded as PocketBase does.
-            Some(f) if f.ty() == FieldType::File => {
-                if key == "avatarURL" && !val.is_empty() && !data.contains_key(field) {
-                    match download_avatar(ctx, val, f).await {
-                        Ok(up) => uploads.push(up),
-                        // The account is still made, without the picture.
-                        Err(e) => {
-                            tracing::warn!(url = %val, error = %e, "OAuth2 avatar download failed")
-                        }
-                    }
-                }
-            }
-            Some(_) => {
-                if !data.contains_key(field) && !val.is_empty() {
-                    data.insert(field.to_string(), json!(val));
-                }
+        let Some(f) = coll.field(field) else {
+            continue;
+        };
+        if val.is_empty() || data.contains_key(field) {
+            continue;
+        }
+        if f.ty() != FieldType::File {
+            data.insert(field.to_string(), json!(val));
+        } else if key == "avatarURL" {
+            // A file field gets the avatar itself, downloaded as PocketBase does; on failure the
+            // account is still made, without the picture.
+            match download_avatar(ctx, val, f).await {
+                Ok(up) => uploads.push(up),
+                Err(e) => tracing::warn!(url = %val, error = %e, "OAuth2 avatar download failed"),
             }
         }
     }
