@@ -982,7 +982,53 @@ async fn dev_mailbox(app: TestApp, dir: std::path::PathBuf) {
     panic!("no mail in {}", dir.display());
 }
 
-crate::both!(email_flows_through_smtp, otp_and_mfa, oauth2_code_flow);
+/// A provider from PocketBase's table with its own request shape (Notion): no `scope` in the
+/// authorization URL (it has none), its `Notion-Version` header on the userinfo call (the test
+/// provider refuses the call without it), its answer mapped to the record.
+async fn oauth2_table_provider(app: TestApp) {
+    let p = Provider::start("cid-n", "secret-n").await;
+    let mut cfg = p.config("notion", "cid-n", "secret-n");
+    cfg["userInfoURL"] = json!(format!("{}/notion/users/me", p.url));
+    app.collection(
+        json!({"name": "notioners", "type": "auth", "createRule": "",
+        "fields": [{"name": "name", "type": "text"}],
+        "oauth2": {"enabled": true, "mappedFields": {"name": "name"}, "providers": [cfg]}}),
+    )
+    .await;
+    p.sign_in_as(ProviderUser {
+        sub: "n-erin".into(),
+        email: "erin@example.com".into(),
+        name: "Erin N".into(),
+    });
+    let m = app
+        .get("/api/collections/notioners/auth-methods", None)
+        .await;
+    let prov = &m.1["oauth2"]["providers"][0];
+    let auth_url = prov["authURL"].as_str().expect("authURL");
+    assert!(!auth_url.contains("scope="), "{auth_url}");
+    let redirect = "http://localhost:5173/callback";
+    let (code, _) = p.authorize(&format!("{auth_url}{redirect}")).await;
+    let r = app
+        .post(
+            "/api/collections/notioners/auth-with-oauth2",
+            None,
+            json!({"provider": "notion", "code": code, "codeVerifier": prov["codeVerifier"],
+                   "redirectURL": redirect}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["meta"]["id"], "n-erin");
+    assert_eq!(r.1["record"]["email"], "erin@example.com");
+    assert_eq!(r.1["record"]["name"], "Erin N");
+    assert_eq!(r.1["record"]["verified"], json!(true));
+}
+
+crate::both!(
+    email_flows_through_smtp,
+    otp_and_mfa,
+    oauth2_code_flow,
+    oauth2_table_provider
+);
 
 mod sqlite_only {
     use super::*;

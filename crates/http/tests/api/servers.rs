@@ -180,6 +180,7 @@ impl Provider {
             .route("/token", post(token))
             .route("/userinfo", get(userinfo))
             .route("/avatar.png", get(avatar))
+            .route("/notion/users/me", get(notion_me))
             .with_state(state.clone());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -292,6 +293,27 @@ async fn token(
     axum::Json(
         json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600,
                       "refresh_token": "refresh-xyz"}),
+    )
+    .into_response()
+}
+
+/// Notion's userinfo shape; refused without the `Notion-Version` header Notion requires.
+async fn notion_me(State(st): State<Arc<Mutex<ProviderState>>>, headers: HeaderMap) -> Response {
+    if headers.get("notion-version").and_then(|v| v.to_str().ok()) != Some("2022-06-28") {
+        return (StatusCode::BAD_REQUEST, "missing Notion-Version").into_response();
+    }
+    let g = st.lock().expect("lock");
+    let tok = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let Some(u) = g.tokens.get(tok).and_then(|s| g.users.get(s)) else {
+        return (StatusCode::UNAUTHORIZED, "bad token").into_response();
+    };
+    axum::Json(
+        json!({"object": "user", "bot": {"owner": {"type": "user", "user": {
+        "id": u.sub, "name": u.name, "avatar_url": null, "person": {"email": u.email}}}}}),
     )
     .into_response()
 }

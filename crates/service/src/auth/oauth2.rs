@@ -54,6 +54,8 @@ struct Kind {
     jwks: &'static str,
     issuer: &'static str,
     scopes: &'static [&'static str],
+    /// Extra headers of the userinfo request (`{clientId}` is the configured client id).
+    headers: &'static [(&'static str, &'static str)],
 }
 
 const OIDC_SCOPES: &[&str] = &["openid", "profile", "email"];
@@ -71,6 +73,7 @@ const KINDS: &[Kind] = &[
             "https://www.googleapis.com/auth/userinfo.profile",
             "https://www.googleapis.com/auth/userinfo.email",
         ],
+        headers: &[],
     },
     Kind {
         name: "github",
@@ -81,6 +84,7 @@ const KINDS: &[Kind] = &[
         jwks: "",
         issuer: "",
         scopes: &["read:user", "user:email"],
+        headers: &[],
     },
     Kind {
         name: "gitlab",
@@ -91,6 +95,7 @@ const KINDS: &[Kind] = &[
         jwks: "",
         issuer: "",
         scopes: &["read_user"],
+        headers: &[],
     },
     Kind {
         name: "microsoft",
@@ -101,6 +106,7 @@ const KINDS: &[Kind] = &[
         jwks: "",
         issuer: "",
         scopes: &["User.Read"],
+        headers: &[],
     },
     Kind {
         name: "apple",
@@ -111,6 +117,7 @@ const KINDS: &[Kind] = &[
         jwks: "https://appleid.apple.com/auth/keys",
         issuer: "https://appleid.apple.com",
         scopes: &["name", "email"],
+        headers: &[],
     },
     Kind {
         name: "discord",
@@ -121,6 +128,161 @@ const KINDS: &[Kind] = &[
         jwks: "",
         issuer: "",
         scopes: &["identify", "email"],
+        headers: &[],
+    },
+    Kind {
+        name: "yandex",
+        display: "Yandex",
+        auth: "https://oauth.yandex.com/authorize",
+        token: "https://oauth.yandex.com/token",
+        user: "https://login.yandex.ru/info",
+        jwks: "",
+        issuer: "",
+        scopes: &["login:email", "login:avatar", "login:info"],
+        headers: &[],
+    },
+    Kind {
+        name: "facebook",
+        display: "Facebook",
+        auth: "https://www.facebook.com/v3.2/dialog/oauth",
+        token: "https://graph.facebook.com/v3.2/oauth/access_token",
+        user: "https://graph.facebook.com/me?fields=name,email,picture.type(large)",
+        jwks: "",
+        issuer: "",
+        scopes: &["email"],
+        headers: &[],
+    },
+    Kind {
+        name: "twitter",
+        display: "X/Twitter",
+        auth: "https://x.com/i/oauth2/authorize",
+        token: "https://api.x.com/2/oauth2/token",
+        user: "https://api.x.com/2/users/me?user.fields=id,name,username,profile_image_url,confirmed_email",
+        jwks: "",
+        issuer: "",
+        scopes: &["users.read", "users.email", "tweet.read"],
+        headers: &[],
+    },
+    Kind {
+        name: "kakao",
+        display: "Kakao",
+        auth: "https://kauth.kakao.com/oauth/authorize",
+        token: "https://kauth.kakao.com/oauth/token",
+        user: "https://kapi.kakao.com/v2/user/me",
+        jwks: "",
+        issuer: "",
+        scopes: &["account_email", "profile_nickname", "profile_image"],
+        headers: &[],
+    },
+    Kind {
+        name: "notion",
+        display: "Notion",
+        auth: "https://api.notion.com/v1/oauth/authorize",
+        token: "https://api.notion.com/v1/oauth/token",
+        user: "https://api.notion.com/v1/users/me",
+        jwks: "",
+        issuer: "",
+        scopes: &[],
+        headers: &[("Notion-Version", "2022-06-28")],
+    },
+    Kind {
+        name: "box",
+        display: "Box",
+        auth: "https://account.box.com/api/oauth2/authorize",
+        token: "https://api.box.com/oauth2/token",
+        user: "https://api.box.com/2.0/users/me",
+        jwks: "",
+        issuer: "",
+        scopes: &["root_readonly"],
+        headers: &[],
+    },
+    Kind {
+        name: "spotify",
+        display: "Spotify",
+        auth: "https://accounts.spotify.com/authorize",
+        token: "https://accounts.spotify.com/api/token",
+        user: "https://api.spotify.com/v1/me",
+        jwks: "",
+        issuer: "",
+        scopes: &["user-read-private"],
+        headers: &[],
+    },
+    Kind {
+        name: "trakt",
+        display: "Trakt",
+        auth: "https://trakt.tv/oauth/authorize",
+        token: "https://api.trakt.tv/oauth/token",
+        user: "https://api.trakt.tv/users/settings",
+        jwks: "",
+        issuer: "",
+        scopes: &[],
+        headers: &[("Content-Type", "application/json"), ("trakt-api-key", "{clientId}"), ("trakt-api-version", "2")],
+    },
+    Kind {
+        name: "twitch",
+        display: "Twitch",
+        auth: "https://id.twitch.tv/oauth2/authorize",
+        token: "https://id.twitch.tv/oauth2/token",
+        user: "https://api.twitch.tv/helix/users",
+        jwks: "",
+        issuer: "",
+        scopes: &["user:read:email"],
+        headers: &[("Client-Id", "{clientId}")],
+    },
+    Kind {
+        name: "patreon",
+        display: "Patreon",
+        auth: "https://www.patreon.com/oauth2/authorize",
+        token: "https://www.patreon.com/api/oauth2/token",
+        user: "https://www.patreon.com/api/oauth2/v2/identity?fields%5Buser%5D=full_name,email,vanity,image_url,is_email_verified",
+        jwks: "",
+        issuer: "",
+        scopes: &["identity", "identity[email]"],
+        headers: &[],
+    },
+    Kind {
+        name: "strava",
+        display: "Strava",
+        auth: "https://www.strava.com/oauth/authorize",
+        token: "https://www.strava.com/api/v3/oauth/token",
+        user: "https://www.strava.com/api/v3/athlete",
+        jwks: "",
+        issuer: "",
+        scopes: &["profile:read_all"],
+        headers: &[],
+    },
+    Kind {
+        name: "wakatime",
+        display: "WakaTime",
+        auth: "https://wakatime.com/oauth/authorize",
+        token: "https://wakatime.com/oauth/token",
+        user: "https://wakatime.com/api/v1/users/current",
+        jwks: "",
+        issuer: "",
+        scopes: &["email"],
+        headers: &[],
+    },
+    Kind {
+        name: "livechat",
+        display: "LiveChat",
+        auth: "https://accounts.livechat.com/",
+        token: "https://accounts.livechat.com/token",
+        user: "https://accounts.livechat.com/v2/accounts/me",
+        jwks: "",
+        issuer: "",
+        scopes: &[],
+        headers: &[],
+    },
+    Kind {
+        name: "planningcenter",
+        display: "Planning Center",
+        auth: "https://api.planningcenteronline.com/oauth/authorize",
+        token: "https://api.planningcenteronline.com/oauth/token",
+        user: "https://api.planningcenteronline.com/people/v2/me",
+        jwks: "",
+        issuer: "",
+        scopes: &["people"],
+        headers: &[],
     },
     Kind {
         name: "oidc",
@@ -131,6 +293,7 @@ const KINDS: &[Kind] = &[
         jwks: "",
         issuer: "",
         scopes: OIDC_SCOPES,
+        headers: &[],
     },
     Kind {
         name: "oidc2",
@@ -141,6 +304,7 @@ const KINDS: &[Kind] = &[
         jwks: "",
         issuer: "",
         scopes: OIDC_SCOPES,
+        headers: &[],
     },
     Kind {
         name: "oidc3",
@@ -151,6 +315,7 @@ const KINDS: &[Kind] = &[
         jwks: "",
         issuer: "",
         scopes: OIDC_SCOPES,
+        headers: &[],
     },
 ];
 
@@ -160,13 +325,56 @@ fn kind(name: &str) -> Option<&'static Kind> {
 
 /// The names of the built-in providers (collection validation and `meta/oauth2-providers`).
 pub fn provider_list() -> Json {
-    Json::Array(
-        KINDS
+    let mut kinds: Vec<&Kind> = KINDS.iter().collect();
+    kinds.sort_by_key(|k| {
+        ORDER
             .iter()
+            .position(|n| *n == k.name)
+            .unwrap_or(usize::MAX)
+    });
+    Json::Array(
+        kinds
+            .into_iter()
             .map(|k| json!({"name": k.name, "displayName": k.display, "logo": ""}))
             .collect(),
     )
 }
+
+/// PocketBase's order of its providers (its `order` field); Basalt lists the ones it has in it.
+const ORDER: &[&str] = &[
+    "apple",
+    "google",
+    "microsoft",
+    "yandex",
+    "facebook",
+    "instagram2",
+    "github",
+    "gitlab",
+    "bitbucket",
+    "gitee",
+    "gitea",
+    "discord",
+    "twitter",
+    "kakao",
+    "vk",
+    "linear",
+    "notion",
+    "monday",
+    "lark",
+    "box",
+    "spotify",
+    "trakt",
+    "twitch",
+    "patreon",
+    "strava",
+    "wakatime",
+    "livechat",
+    "mailcow",
+    "planningcenter",
+    "oidc",
+    "oidc2",
+    "oidc3",
+];
 
 pub fn is_known_provider(name: &str) -> bool {
     kind(name).is_some()
@@ -335,7 +543,10 @@ pub async fn providers_for_methods(http: &Egress, coll: &Collection) -> Vec<Json
                 q.append_pair("response_mode", "form_post");
             }
             q.append_pair("response_type", "code");
-            q.append_pair("scope", &p.kind.scopes.join(" "));
+            // As golang's oauth2 (PocketBase): no `scope` when the provider has none.
+            if !p.kind.scopes.is_empty() {
+                q.append_pair("scope", &p.kind.scopes.join(" "));
+            }
             q.append_pair("state", &state);
         }
         let auth_url = format!("{url}&redirect_uri=");
@@ -381,6 +592,22 @@ struct AuthUser {
     /// Whether the provider vouches for the email (only then may it link to an existing account or
     /// mark a new one verified).
     email_trusted: bool,
+}
+
+/// The string (or number, as decimal) at a dotted path: `data.0.id`, `bot.owner.user.name`.
+fn jpath(v: &Json, path: &str) -> String {
+    let mut cur = v;
+    for part in path.split('.') {
+        cur = match part.parse::<usize>() {
+            Ok(i) if cur.is_array() => &cur[i],
+            _ => &cur[part],
+        };
+    }
+    match cur {
+        Json::String(s) => s.clone(),
+        Json::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
 }
 
 fn jstr(v: &Json, k: &str) -> String {
@@ -448,11 +675,22 @@ async fn fetch_user(
 ) -> Result<AuthUser, String> {
     let raw: Json = if !p.user.is_empty() {
         http.check_url(&p.user)?;
-        http.client()
+        let mut req = http
+            .client()
             .get(&p.user)
             .bearer_auth(access)
-            .header("Accept", "application/json")
-            .send()
+            .header("Accept", "application/json");
+        for (k, v) in p.kind.headers {
+            req = req.header(
+                *k,
+                if *v == "{clientId}" {
+                    p.client_id.as_str()
+                } else {
+                    v
+                },
+            );
+        }
+        req.send()
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| e.to_string())?
@@ -535,6 +773,120 @@ fn map_user(kind: &str, raw: Json) -> AuthUser {
                 u.avatar = format!("https://cdn.discordapp.com/avatars/{}/{avatar}.png", u.id);
             }
         }
+        // The rest as PocketBase's `tools/auth` maps them (docs/oauth2-providers-research.md):
+        // (id, name, username, email, avatar) paths, and when the email counts.
+        "yandex" => {
+            (u.id, u.name, u.username) = (
+                jstr(&raw, "id"),
+                jstr(&raw, "real_name"),
+                jstr(&raw, "login"),
+            );
+            u.email = jstr(&raw, "default_email");
+            if raw["is_avatar_empty"] == json!(false) {
+                u.avatar = format!(
+                    "https://avatars.yandex.net/get-yapic/{}/islands-200",
+                    jstr(&raw, "default_avatar_id")
+                );
+            }
+        }
+        "facebook" => {
+            (u.id, u.name, u.email) = (jstr(&raw, "id"), jstr(&raw, "name"), jstr(&raw, "email"));
+            u.avatar = jpath(&raw, "picture.data.url");
+        }
+        "twitter" => {
+            (u.id, u.name, u.username) = (
+                jpath(&raw, "data.id"),
+                jpath(&raw, "data.name"),
+                jpath(&raw, "data.username"),
+            );
+            u.email = jpath(&raw, "data.confirmed_email");
+            u.avatar = jpath(&raw, "data.profile_image_url");
+        }
+        "kakao" => {
+            u.id = jstr(&raw, "id");
+            u.username = jpath(&raw, "properties.nickname");
+            u.avatar = jpath(&raw, "properties.profile_image");
+            let a = &raw["kakao_account"];
+            if a["is_email_valid"] == json!(true) && a["is_email_verified"] == json!(true) {
+                u.email = jstr(a, "email");
+            }
+        }
+        "notion" => {
+            let o = &raw["bot"]["owner"]["user"];
+            (u.id, u.name, u.email) = (jstr(o, "id"), jstr(o, "name"), jpath(o, "person.email"));
+            u.avatar = jstr(o, "avatar_url");
+        }
+        "box" if raw["status"] == json!("active") => {
+            (u.id, u.name, u.avatar) = (
+                jstr(&raw, "id"),
+                jstr(&raw, "name"),
+                jstr(&raw, "avatar_url"),
+            );
+            u.email = jstr(&raw, "login");
+        }
+        "spotify" => {
+            (u.id, u.name) = (jstr(&raw, "id"), jstr(&raw, "display_name"));
+            u.avatar = jpath(&raw, "images.0.url");
+        }
+        "trakt" => {
+            (u.id, u.name, u.username) = (
+                jpath(&raw, "user.ids.uuid"),
+                jpath(&raw, "user.name"),
+                jpath(&raw, "user.username"),
+            );
+            u.avatar = jpath(&raw, "user.images.avatar.full");
+        }
+        "twitch" => {
+            let d = &raw["data"][0];
+            (u.id, u.name, u.username) = (jstr(d, "id"), jstr(d, "display_name"), jstr(d, "login"));
+            (u.email, u.avatar) = (jstr(d, "email"), jstr(d, "profile_image_url"));
+        }
+        "patreon" => {
+            let a = &raw["data"]["attributes"];
+            (u.id, u.name, u.username) = (
+                jpath(&raw, "data.id"),
+                jstr(a, "full_name"),
+                jstr(a, "vanity"),
+            );
+            u.avatar = jstr(a, "image_url");
+            if a["is_email_verified"] == json!(true) {
+                u.email = jstr(a, "email");
+            }
+        }
+        "strava" => {
+            if raw["id"].as_i64().unwrap_or(0) != 0 {
+                u.id = jstr(&raw, "id");
+            }
+            u.name = format!("{} {}", jstr(&raw, "firstname"), jstr(&raw, "lastname"));
+            (u.username, u.avatar) = (jstr(&raw, "username"), jstr(&raw, "profile"));
+        }
+        "wakatime" => {
+            let d = &raw["data"];
+            (u.id, u.name, u.username) =
+                (jstr(d, "id"), jstr(d, "display_name"), jstr(d, "username"));
+            if d["is_email_confirmed"] == json!(true) {
+                u.email = jstr(d, "email");
+            }
+            if d["photo_public"] == json!(true) {
+                u.avatar = jstr(d, "photo");
+            }
+        }
+        "livechat" => {
+            (u.id, u.name, u.avatar) = (
+                jstr(&raw, "account_id"),
+                jstr(&raw, "name"),
+                jstr(&raw, "avatar_url"),
+            );
+            if raw["email_verified"] == json!(true) {
+                u.email = jstr(&raw, "email");
+            }
+        }
+        "planningcenter" if jpath(&raw, "data.attributes.status") == "active" => {
+            let a = &raw["data"]["attributes"];
+            (u.id, u.name, u.avatar) = (jpath(&raw, "data.id"), jstr(a, "name"), jstr(a, "avatar"));
+        }
+        // An inactive Box or Planning Center account: no user (the sign-in fails: no id).
+        "box" | "planningcenter" => {}
         _ => {
             // google, apple, oidc*: OpenID claims; an email the provider marks unverified is dropped.
             u.id = jstr(&raw, "sub");
@@ -1121,6 +1473,125 @@ mod tests {
         assert_eq!(claims["sub"], "com.app");
         assert_eq!(claims["aud"], "https://appleid.apple.com");
         assert!(apple_client_secret("a", "b", "c", "not a key", 60).is_err());
+    }
+
+    /// Each provider added from PocketBase's table maps its userinfo as PocketBase does (sample
+    /// answers shaped as in `tools/auth`), including when the email does not count.
+    #[test]
+    fn pocketbase_providers_map_their_users() {
+        let cases = [
+            (
+                "yandex",
+                json!({"id": "1", "real_name": "Ann", "login": "ann", "default_email": "a@y.ru", "is_avatar_empty": false, "default_avatar_id": "av"}),
+                [
+                    "1",
+                    "Ann",
+                    "ann",
+                    "a@y.ru",
+                    "https://avatars.yandex.net/get-yapic/av/islands-200",
+                ],
+            ),
+            (
+                "facebook",
+                json!({"id": "2", "name": "Bo", "email": "b@f.com", "picture": {"data": {"url": "https://p/b"}}}),
+                ["2", "Bo", "", "b@f.com", "https://p/b"],
+            ),
+            (
+                "twitter",
+                json!({"data": {"id": "3", "name": "Cy", "username": "cy", "confirmed_email": "c@x.com", "profile_image_url": "https://p/c"}}),
+                ["3", "Cy", "cy", "c@x.com", "https://p/c"],
+            ),
+            (
+                "kakao",
+                json!({"id": 4, "properties": {"nickname": "di", "profile_image": "https://p/d"}, "kakao_account": {"email": "d@k.com", "is_email_valid": true, "is_email_verified": false}}),
+                ["4", "", "di", "", "https://p/d"],
+            ),
+            (
+                "notion",
+                json!({"bot": {"owner": {"user": {"id": "5", "name": "Ed", "avatar_url": "https://p/e", "person": {"email": "e@n.so"}}}}}),
+                ["5", "Ed", "", "e@n.so", "https://p/e"],
+            ),
+            (
+                "box",
+                json!({"id": "6", "name": "Fi", "login": "f@b.com", "avatar_url": "https://p/f", "status": "active"}),
+                ["6", "Fi", "", "f@b.com", "https://p/f"],
+            ),
+            (
+                "box",
+                json!({"id": "6", "name": "Fi", "login": "f@b.com", "status": "inactive"}),
+                ["", "", "", "", ""],
+            ),
+            (
+                "spotify",
+                json!({"id": "7", "display_name": "Gu", "email": "g@s.com", "images": [{"url": "https://p/g"}]}),
+                ["7", "Gu", "", "", "https://p/g"],
+            ),
+            (
+                "trakt",
+                json!({"user": {"username": "hu", "name": "Hu", "ids": {"uuid": "8"}, "images": {"avatar": {"full": "https://p/h"}}}}),
+                ["8", "Hu", "hu", "", "https://p/h"],
+            ),
+            (
+                "twitch",
+                json!({"data": [{"id": "9", "login": "io", "display_name": "Io", "email": "i@t.tv", "profile_image_url": "https://p/i"}]}),
+                ["9", "Io", "io", "i@t.tv", "https://p/i"],
+            ),
+            (
+                "patreon",
+                json!({"data": {"id": "10", "attributes": {"full_name": "Jo", "vanity": "jo", "email": "j@p.com", "is_email_verified": true, "image_url": "https://p/j"}}}),
+                ["10", "Jo", "jo", "j@p.com", "https://p/j"],
+            ),
+            (
+                "strava",
+                json!({"id": 11, "firstname": "Ka", "lastname": "Le", "username": "kale", "profile": "https://p/k"}),
+                ["11", "Ka Le", "kale", "", "https://p/k"],
+            ),
+            (
+                "wakatime",
+                json!({"data": {"id": "12", "display_name": "Li", "username": "li", "email": "l@w.com", "is_email_confirmed": true, "photo": "https://p/l", "photo_public": false}}),
+                ["12", "Li", "li", "l@w.com", ""],
+            ),
+            (
+                "livechat",
+                json!({"account_id": "13", "name": "Mo", "email": "m@l.com", "email_verified": false, "avatar_url": "https://p/m"}),
+                ["13", "Mo", "", "", "https://p/m"],
+            ),
+            (
+                "planningcenter",
+                json!({"data": {"id": "14", "attributes": {"name": "Ny", "avatar": "https://p/n", "status": "active"}}}),
+                ["14", "Ny", "", "", "https://p/n"],
+            ),
+        ];
+        for (kind, raw, want) in cases {
+            let u = map_user(kind, raw);
+            assert_eq!(
+                [u.id.as_str(), &u.name, &u.username, &u.email, &u.avatar],
+                want,
+                "{kind}"
+            );
+            assert_eq!(u.email_trusted, !u.email.is_empty(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn providers_are_listed_in_pocketbase_order() {
+        let names: Vec<String> = provider_list()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names.len(), KINDS.len());
+        let pos: Vec<usize> = names
+            .iter()
+            .map(|n| {
+                ORDER
+                    .iter()
+                    .position(|o| o == n)
+                    .expect("in PocketBase's list")
+            })
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{names:?}");
     }
 
     #[test]
