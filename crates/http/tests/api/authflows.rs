@@ -982,45 +982,66 @@ async fn dev_mailbox(app: TestApp, dir: std::path::PathBuf) {
     panic!("no mail in {}", dir.display());
 }
 
-/// A provider from PocketBase's table with its own request shape (Notion): no `scope` in the
-/// authorization URL (it has none), its `Notion-Version` header on the userinfo call (the test
-/// provider refuses the call without it), its answer mapped to the record.
+/// Providers from PocketBase's table with their own request shapes, against the test provider
+/// (which refuses a call made the wrong way): the authorization URL's scope and PKCE, the userinfo
+/// call, the answer mapped to the record.
 async fn oauth2_table_provider(app: TestApp) {
-    let p = Provider::start("cid-n", "secret-n").await;
-    let mut cfg = p.config("notion", "cid-n", "secret-n");
-    cfg["userInfoURL"] = json!(format!("{}/notion/users/me", p.url));
-    app.collection(
-        json!({"name": "notioners", "type": "auth", "createRule": "",
-        "fields": [{"name": "name", "type": "text"}],
-        "oauth2": {"enabled": true, "mappedFields": {"name": "name"}, "providers": [cfg]}}),
-    )
-    .await;
-    p.sign_in_as(ProviderUser {
-        sub: "n-erin".into(),
-        email: "erin@example.com".into(),
-        name: "Erin N".into(),
-    });
-    let m = app
-        .get("/api/collections/notioners/auth-methods", None)
-        .await;
-    let prov = &m.1["oauth2"]["providers"][0];
-    let auth_url = prov["authURL"].as_str().expect("authURL");
-    assert!(!auth_url.contains("scope="), "{auth_url}");
-    let redirect = "http://localhost:5173/callback";
-    let (code, _) = p.authorize(&format!("{auth_url}{redirect}")).await;
-    let r = app
-        .post(
-            "/api/collections/notioners/auth-with-oauth2",
-            None,
-            json!({"provider": "notion", "code": code, "codeVerifier": prov["codeVerifier"],
-                   "redirectURL": redirect}),
-        )
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-    assert_eq!(r.1["meta"]["id"], "n-erin");
-    assert_eq!(r.1["record"]["email"], "erin@example.com");
-    assert_eq!(r.1["record"]["name"], "Erin N");
-    assert_eq!(r.1["record"]["verified"], json!(true));
+    // (provider, userinfo path, expected username) — Notion: a header; Linear: a GraphQL POST
+    // without PKCE; Gitea: the email from the emails list beside the user.
+    for (name, path, username) in [
+        ("notion", "/notion/users/me", ""),
+        ("linear", "/graphql", "lin"),
+        ("gitea", "/gitea/user", "x-erin"),
+    ] {
+        let p = Provider::start("cid-n", "secret-n").await;
+        let mut cfg = p.config(name, "cid-n", "secret-n");
+        cfg["userInfoURL"] = json!(format!("{}{path}", p.url));
+        let coll = format!("{name}_users");
+        app.collection(json!({"name": coll, "type": "auth", "createRule": "",
+            "fields": [{"name": "name", "type": "text"}, {"name": "username", "type": "text"}],
+            "oauth2": {"enabled": true, "mappedFields": {"name": "name", "username": "username"},
+                       "providers": [cfg]}}))
+            .await;
+        let sub = if name == "gitea" { "x-erin" } else { "n-erin" };
+        p.sign_in_as(ProviderUser {
+            sub: sub.into(),
+            email: format!("erin.{name}@example.com"),
+            name: "Erin N".into(),
+        });
+        let m = app
+            .get(&format!("/api/collections/{coll}/auth-methods"), None)
+            .await;
+        let prov = &m.1["oauth2"]["providers"][0];
+        let auth_url = prov["authURL"].as_str().expect("authURL");
+        // Notion has no scopes, so no `scope` parameter; Linear refuses PKCE.
+        assert_eq!(auth_url.contains("scope="), name != "notion", "{auth_url}");
+        assert_eq!(
+            auth_url.contains("code_challenge="),
+            name != "linear",
+            "{auth_url}"
+        );
+        let redirect = "http://localhost:5173/callback";
+        let (code, _) = p.authorize(&format!("{auth_url}{redirect}")).await;
+        let r = app
+            .post(
+                &format!("/api/collections/{coll}/auth-with-oauth2"),
+                None,
+                json!({"provider": name, "code": code, "codeVerifier": prov["codeVerifier"],
+                       "redirectURL": redirect}),
+            )
+            .await;
+        assert_eq!(r.0, 200, "{name}: {}", r.1);
+        let expected_id = if name == "gitea" { "7" } else { sub };
+        assert_eq!(r.1["meta"]["id"], expected_id, "{name}");
+        assert_eq!(
+            r.1["record"]["email"],
+            format!("erin.{name}@example.com"),
+            "{name}"
+        );
+        assert_eq!(r.1["record"]["name"], "Erin N", "{name}");
+        assert_eq!(r.1["record"]["username"], username, "{name}");
+        assert_eq!(r.1["record"]["verified"], json!(true), "{name}");
+    }
 }
 
 crate::both!(

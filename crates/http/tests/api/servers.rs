@@ -181,6 +181,9 @@ impl Provider {
             .route("/userinfo", get(userinfo))
             .route("/avatar.png", get(avatar))
             .route("/notion/users/me", get(notion_me))
+            .route("/graphql", post(linear_graphql))
+            .route("/gitea/user", get(gitea_user))
+            .route("/gitea/user/emails", get(gitea_emails))
             .with_state(state.clone());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -314,6 +317,58 @@ async fn notion_me(State(st): State<Arc<Mutex<ProviderState>>>, headers: HeaderM
     axum::Json(
         json!({"object": "user", "bot": {"owner": {"type": "user", "user": {
         "id": u.sub, "name": u.name, "avatar_url": null, "person": {"email": u.email}}}}}),
+    )
+    .into_response()
+}
+
+fn bearer_user(st: &Mutex<ProviderState>, headers: &HeaderMap) -> Option<ProviderUser> {
+    let g = st.lock().expect("lock");
+    let tok = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    g.tokens.get(tok).and_then(|s| g.users.get(s)).cloned()
+}
+
+/// Linear's userinfo: a GraphQL POST asking for the viewer.
+async fn linear_graphql(
+    State(st): State<Arc<Mutex<ProviderState>>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    let Some(u) = bearer_user(&st, &headers) else {
+        return (StatusCode::UNAUTHORIZED, "bad token").into_response();
+    };
+    if !body["query"].as_str().unwrap_or("").contains("viewer") {
+        return (StatusCode::BAD_REQUEST, "no viewer query").into_response();
+    }
+    axum::Json(
+        json!({"data": {"viewer": {"id": u.sub, "displayName": "lin", "name": u.name,
+        "email": u.email, "avatarUrl": null, "active": true}}}),
+    )
+    .into_response()
+}
+
+/// Gitea's user (its `email` is not used) and its emails list beside it.
+async fn gitea_user(State(st): State<Arc<Mutex<ProviderState>>>, headers: HeaderMap) -> Response {
+    let Some(u) = bearer_user(&st, &headers) else {
+        return (StatusCode::UNAUTHORIZED, "bad token").into_response();
+    };
+    axum::Json(
+        json!({"id": 7, "login": u.sub, "full_name": u.name, "active": true,
+        "email": "not-this@example.com", "avatar_url": ""}),
+    )
+    .into_response()
+}
+
+async fn gitea_emails(State(st): State<Arc<Mutex<ProviderState>>>, headers: HeaderMap) -> Response {
+    let Some(u) = bearer_user(&st, &headers) else {
+        return (StatusCode::UNAUTHORIZED, "bad token").into_response();
+    };
+    axum::Json(
+        json!([{"email": "old@example.com", "verified": true, "primary": false},
+                      {"email": u.email, "verified": true, "primary": true}]),
     )
     .into_response()
 }

@@ -56,6 +56,10 @@ struct Kind {
     scopes: &'static [&'static str],
     /// Extra headers of the userinfo request (`{clientId}` is the configured client id).
     headers: &'static [(&'static str, &'static str)],
+    /// PKCE by default (a collection's `pkce` overrides it); off where the provider refuses it.
+    pkce: bool,
+    /// A GraphQL query: the userinfo call is a POST of `{"query": …}` (Linear, monday.com).
+    post: &'static str,
 }
 
 const OIDC_SCOPES: &[&str] = &["openid", "profile", "email"];
@@ -74,6 +78,8 @@ const KINDS: &[Kind] = &[
             "https://www.googleapis.com/auth/userinfo.email",
         ],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "github",
@@ -85,6 +91,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["read:user", "user:email"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "gitlab",
@@ -96,6 +104,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["read_user"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "microsoft",
@@ -107,6 +117,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["User.Read"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "apple",
@@ -118,6 +130,8 @@ const KINDS: &[Kind] = &[
         issuer: "https://appleid.apple.com",
         scopes: &["name", "email"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "discord",
@@ -129,6 +143,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["identify", "email"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "yandex",
@@ -140,6 +156,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["login:email", "login:avatar", "login:info"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "facebook",
@@ -151,6 +169,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["email"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "twitter",
@@ -162,6 +182,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["users.read", "users.email", "tweet.read"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "kakao",
@@ -173,6 +195,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["account_email", "profile_nickname", "profile_image"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "notion",
@@ -184,6 +208,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &[],
         headers: &[("Notion-Version", "2022-06-28")],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "box",
@@ -195,6 +221,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["root_readonly"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "spotify",
@@ -206,6 +234,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["user-read-private"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "trakt",
@@ -217,6 +247,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &[],
         headers: &[("Content-Type", "application/json"), ("trakt-api-key", "{clientId}"), ("trakt-api-version", "2")],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "twitch",
@@ -228,6 +260,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["user:read:email"],
         headers: &[("Client-Id", "{clientId}")],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "patreon",
@@ -239,6 +273,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["identity", "identity[email]"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "strava",
@@ -250,6 +286,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["profile:read_all"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "wakatime",
@@ -261,6 +299,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["email"],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "livechat",
@@ -272,6 +312,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &[],
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "planningcenter",
@@ -283,6 +325,125 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: &["people"],
         headers: &[],
+        pkce: true,
+        post: "",
+    },
+    Kind {
+        name: "instagram2",
+        display: "Instagram",
+        auth: "https://www.instagram.com/oauth/authorize",
+        token: "https://api.instagram.com/oauth/access_token",
+        user: "https://graph.instagram.com/me?fields=id,username,account_type,user_id,name,profile_picture_url,followers_count,follows_count,media_count",
+        jwks: "",
+        issuer: "",
+        scopes: &["instagram_business_basic"],
+        headers: &[],
+        pkce: true,
+        post: "",
+    },
+    Kind {
+        name: "bitbucket",
+        display: "Bitbucket",
+        auth: "https://bitbucket.org/site/oauth2/authorize",
+        token: "https://bitbucket.org/site/oauth2/access_token",
+        user: "https://api.bitbucket.org/2.0/user",
+        jwks: "",
+        issuer: "",
+        scopes: &["account"],
+        headers: &[],
+        pkce: false,
+        post: "",
+    },
+    Kind {
+        name: "gitee",
+        display: "Gitee",
+        auth: "https://gitee.com/oauth/authorize",
+        token: "https://gitee.com/oauth/token",
+        user: "https://gitee.com/api/v5/user",
+        jwks: "",
+        issuer: "",
+        scopes: &["user_info", "emails"],
+        headers: &[],
+        pkce: true,
+        post: "",
+    },
+    Kind {
+        name: "gitea",
+        display: "Gitea/Forgejo",
+        auth: "https://gitea.com/login/oauth/authorize",
+        token: "https://gitea.com/login/oauth/access_token",
+        user: "https://gitea.com/api/v1/user",
+        jwks: "",
+        issuer: "",
+        scopes: &["read:user", "user:email"],
+        headers: &[],
+        pkce: true,
+        post: "",
+    },
+    Kind {
+        name: "vk",
+        display: "ВКонтакте",
+        auth: "https://oauth.vk.com/authorize",
+        token: "https://oauth.vk.com/access_token",
+        user: "https://api.vk.com/method/users.get?fields=photo_max,screen_name&v=5.131",
+        jwks: "",
+        issuer: "",
+        scopes: &["email"],
+        headers: &[],
+        pkce: false,
+        post: "",
+    },
+    Kind {
+        name: "linear",
+        display: "Linear",
+        auth: "https://linear.app/oauth/authorize",
+        token: "https://api.linear.app/oauth/token",
+        user: "https://api.linear.app/graphql",
+        jwks: "",
+        issuer: "",
+        scopes: &["read"],
+        headers: &[],
+        pkce: false,
+        post: "query Me { viewer { id displayName name email avatarUrl active } }",
+    },
+    Kind {
+        name: "monday",
+        display: "monday.com",
+        auth: "https://auth.monday.com/oauth2/authorize",
+        token: "https://auth.monday.com/oauth2/token",
+        user: "https://api.monday.com/v2",
+        jwks: "",
+        issuer: "",
+        scopes: &["me:read"],
+        headers: &[],
+        pkce: true,
+        post: "query { me { id enabled name email is_verified photo_small }}",
+    },
+    Kind {
+        name: "lark",
+        display: "Lark",
+        auth: "https://accounts.feishu.cn/open-apis/authen/v1/authorize",
+        token: "https://open.feishu.cn/open-apis/authen/v2/oauth/token",
+        user: "https://open.feishu.cn/open-apis/authen/v1/user_info",
+        jwks: "",
+        issuer: "",
+        scopes: &[],
+        headers: &[],
+        pkce: true,
+        post: "",
+    },
+    Kind {
+        name: "mailcow",
+        display: "mailcow",
+        auth: "",
+        token: "",
+        user: "",
+        jwks: "",
+        issuer: "",
+        scopes: &["profile"],
+        headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "oidc",
@@ -294,6 +455,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: OIDC_SCOPES,
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "oidc2",
@@ -305,6 +468,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: OIDC_SCOPES,
         headers: &[],
+        pkce: true,
+        post: "",
     },
     Kind {
         name: "oidc3",
@@ -316,6 +481,8 @@ const KINDS: &[Kind] = &[
         issuer: "",
         scopes: OIDC_SCOPES,
         headers: &[],
+        pkce: true,
+        post: "",
     },
 ];
 
@@ -449,7 +616,7 @@ async fn resolve(http: &Egress, cfg: &Json) -> Result<Provider, String> {
         display: get("displayName", k.display),
         client_id: get("clientId", ""),
         client_secret: get("clientSecret", ""),
-        pkce: cfg["pkce"].as_bool().unwrap_or(true),
+        pkce: cfg["pkce"].as_bool().unwrap_or(k.pkce),
         auth: get("authURL", k.auth),
         token: get("tokenURL", k.token),
         user: get("userInfoURL", k.user),
@@ -575,6 +742,12 @@ pub async fn providers_for_methods(http: &Egress, coll: &Collection) -> Vec<Json
 struct IdTokenFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
+    /// VK sends the user's email with the token, not in the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<Json>,
+    /// Instagram's granted permissions, copied into the raw user as PocketBase does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    permissions: Option<Json>,
 }
 impl ExtraTokenFields for IdTokenFields {}
 
@@ -675,11 +848,15 @@ async fn fetch_user(
 ) -> Result<AuthUser, String> {
     let raw: Json = if !p.user.is_empty() {
         http.check_url(&p.user)?;
-        let mut req = http
-            .client()
-            .get(&p.user)
-            .bearer_auth(access)
-            .header("Accept", "application/json");
+        let mut req = if p.kind.post.is_empty() {
+            http.client().get(&p.user)
+        } else {
+            http.client()
+                .post(&p.user)
+                .json(&json!({"query": p.kind.post}))
+        }
+        .bearer_auth(access)
+        .header("Accept", "application/json");
         for (k, v) in p.kind.headers {
             req = req.header(
                 *k,
@@ -722,10 +899,81 @@ async fn fetch_user(
             }
         }
     }
+    let emails = |url: String| async move {
+        let r = http
+            .client()
+            .get(&url)
+            .bearer_auth(access)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json::<Json>().await.ok()
+    };
+    let beside = format!("{}/emails", p.user.trim_end_matches('/'));
+    match p.kind.name {
+        // The first primary, confirmed address (an error or a private list: none).
+        "bitbucket" => {
+            if let Some(list) = emails(beside).await {
+                u.email = first_email(&list["values"], |e| {
+                    e["is_primary"] == json!(true) && e["is_confirmed"] == json!(true)
+                });
+            }
+        }
+        "gitea" => {
+            if let Some(list) = emails(beside).await {
+                u.email = first_email(&list, |e| {
+                    e["verified"] == json!(true) && e["primary"] == json!(true)
+                });
+            }
+        }
+        "gitee" if u.email.is_empty() => {
+            if let Some(list) = emails("https://gitee.com/api/v5/emails".into()).await {
+                u.email = first_email(&list, |e| {
+                    e["state"] == json!("confirmed")
+                        && e["scope"]
+                            .as_array()
+                            .is_some_and(|s| s.contains(&json!("primary")))
+                });
+            }
+        }
+        _ => {}
+    }
+    u.email_trusted = !u.email.is_empty() && p.kind.name != "microsoft";
     if u.id.is_empty() {
         return Err("the provider's user has no id".into());
     }
     Ok(u)
+}
+
+/// The `email` of the first entry of a list that `ok` accepts and that looks like an address.
+fn first_email(list: &Json, ok: impl Fn(&Json) -> bool) -> String {
+    list.as_array()
+        .and_then(|l| l.iter().find(|e| ok(e) && jstr(e, "email").contains('@')))
+        .map(|e| jstr(e, "email"))
+        .unwrap_or_default()
+}
+
+/// What a provider sends with the token rather than with the user: VK's email, Instagram's
+/// permissions.
+fn token_extras(u: &mut AuthUser, kind: &str, extra: &IdTokenFields) {
+    if kind == "vk" {
+        if let Some(e) = &extra.email {
+            u.email = match e {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            u.email_trusted = !u.email.is_empty();
+        }
+    }
+    if kind == "instagram2" && u.raw.get("permissions").is_none() {
+        if let (Some(p), Some(o)) = (&extra.permissions, u.raw.as_object_mut()) {
+            o.insert("permissions".into(), p.clone());
+        }
+    }
 }
 
 /// The provider's user JSON → the protocol's user fields, per provider.
@@ -885,8 +1133,75 @@ fn map_user(kind: &str, raw: Json) -> AuthUser {
             let a = &raw["data"]["attributes"];
             (u.id, u.name, u.avatar) = (jpath(&raw, "data.id"), jstr(a, "name"), jstr(a, "avatar"));
         }
-        // An inactive Box or Planning Center account: no user (the sign-in fails: no id).
-        "box" | "planningcenter" => {}
+        "instagram2" => {
+            (u.id, u.name, u.username) = (
+                jstr(&raw, "user_id"),
+                jstr(&raw, "name"),
+                jstr(&raw, "username"),
+            );
+            u.avatar = jstr(&raw, "profile_picture_url");
+        }
+        "bitbucket" if raw["account_status"] == json!("active") => {
+            (u.id, u.name, u.username) = (
+                jstr(&raw, "uuid"),
+                jstr(&raw, "display_name"),
+                jstr(&raw, "username"),
+            );
+            u.avatar = jpath(&raw, "links.avatar.href");
+        }
+        "gitee" => {
+            (u.id, u.name, u.username) =
+                (jstr(&raw, "id"), jstr(&raw, "name"), jstr(&raw, "login"));
+            u.avatar = jstr(&raw, "avatar_url");
+            let e = jstr(&raw, "email");
+            if e.contains('@') {
+                u.email = e;
+            }
+        }
+        "gitea" if raw["active"] == json!(true) => {
+            (u.id, u.name, u.username) = (
+                jstr(&raw, "id"),
+                jstr(&raw, "full_name"),
+                jstr(&raw, "login"),
+            );
+            u.avatar = jstr(&raw, "avatar_url");
+        }
+        "vk" => {
+            let r = &raw["response"][0];
+            u.id = jstr(r, "id");
+            u.name = format!("{} {}", jstr(r, "first_name"), jstr(r, "last_name"))
+                .trim()
+                .to_string();
+            (u.username, u.avatar) = (jstr(r, "screen_name"), jstr(r, "photo_max"));
+        }
+        "linear" if raw["data"]["viewer"]["active"] == json!(true) => {
+            let v = &raw["data"]["viewer"];
+            (u.id, u.name, u.username) = (jstr(v, "id"), jstr(v, "name"), jstr(v, "displayName"));
+            (u.email, u.avatar) = (jstr(v, "email"), jstr(v, "avatarUrl"));
+        }
+        "monday" if raw["data"]["me"]["enabled"] == json!(true) => {
+            let m = &raw["data"]["me"];
+            (u.id, u.name, u.avatar) = (jstr(m, "id"), jstr(m, "name"), jstr(m, "photo_small"));
+            if m["is_verified"] == json!(true) {
+                u.email = jstr(m, "email");
+            }
+        }
+        "lark" => {
+            let d = &raw["data"];
+            (u.id, u.name, u.avatar) =
+                (jstr(d, "union_id"), jstr(d, "name"), jstr(d, "avatar_url"));
+        }
+        "mailcow" if raw["active"] == json!(1) => {
+            (u.id, u.name, u.email) = (
+                jstr(&raw, "id"),
+                jstr(&raw, "full_name"),
+                jstr(&raw, "email"),
+            );
+            let name = jstr(&raw, "username");
+            u.username = name.split('@').next().unwrap_or("").to_string();
+        }
+        // An inactive account: no user (the sign-in fails: no id).
+        "box" | "planningcenter" | "bitbucket" | "gitea" | "linear" | "monday" | "mailcow" => {}
         _ => {
             // google, apple, oidc*: OpenID claims; an email the provider marks unverified is dropped.
             u.id = jstr(&raw, "sub");
@@ -1020,6 +1335,10 @@ async fn auth_with_oauth2_inner(
     let id_token = tok.extra_fields().id_token.clone();
     let user = fetch_user(&ctx.egress, &p, &access, id_token.as_deref())
         .await
+        .map(|mut u| {
+            token_extras(&mut u, p.kind.name, tok.extra_fields());
+            u
+        })
         .map_err(|e| oauth_fail("Failed to fetch OAuth2 user.", e))?;
     let expiry = tok
         .expires_in()
@@ -1562,7 +1881,59 @@ mod tests {
                 ["14", "Ny", "", "", "https://p/n"],
             ),
         ];
-        for (kind, raw, want) in cases {
+        let more = [
+            (
+                "instagram2",
+                json!({"id": "x", "user_id": "15", "username": "ol", "name": "Ol", "profile_picture_url": "https://p/o"}),
+                ["15", "Ol", "ol", "", "https://p/o"],
+            ),
+            (
+                "bitbucket",
+                json!({"uuid": "{16}", "display_name": "Pa", "username": "pa", "account_status": "active", "links": {"avatar": {"href": "https://p/p"}}}),
+                ["{16}", "Pa", "pa", "", "https://p/p"],
+            ),
+            (
+                "bitbucket",
+                json!({"uuid": "{16}", "account_status": "closed"}),
+                ["", "", "", "", ""],
+            ),
+            (
+                "gitee",
+                json!({"id": 17, "name": "Qi", "login": "qi", "email": "q@g.com", "avatar_url": "https://p/q"}),
+                ["17", "Qi", "qi", "q@g.com", "https://p/q"],
+            ),
+            (
+                "gitea",
+                json!({"id": 18, "full_name": "Ra", "login": "ra", "email": "ignored@g.io", "active": true, "avatar_url": "https://p/r"}),
+                ["18", "Ra", "ra", "", "https://p/r"],
+            ),
+            (
+                "vk",
+                json!({"response": [{"id": 19, "first_name": "Sa", "last_name": "", "screen_name": "sa", "photo_max": "https://p/s"}]}),
+                ["19", "Sa", "sa", "", "https://p/s"],
+            ),
+            (
+                "linear",
+                json!({"data": {"viewer": {"id": "20", "displayName": "tu", "name": "Tu", "email": "t@l.app", "avatarUrl": "https://p/t", "active": true}}}),
+                ["20", "Tu", "tu", "t@l.app", "https://p/t"],
+            ),
+            (
+                "monday",
+                json!({"data": {"me": {"id": "21", "enabled": true, "name": "Uma", "email": "u@m.com", "is_verified": false, "photo_small": "https://p/u"}}}),
+                ["21", "Uma", "", "", "https://p/u"],
+            ),
+            (
+                "lark",
+                json!({"data": {"union_id": "22", "name": "Vi", "avatar_url": "https://p/v"}}),
+                ["22", "Vi", "", "", "https://p/v"],
+            ),
+            (
+                "mailcow",
+                json!({"id": "23", "full_name": "Wu", "username": "wu@mail.example", "email": "wu@mail.example", "active": 1}),
+                ["23", "Wu", "wu", "wu@mail.example", ""],
+            ),
+        ];
+        for (kind, raw, want) in cases.into_iter().chain(more) {
             let u = map_user(kind, raw);
             assert_eq!(
                 [u.id.as_str(), &u.name, &u.username, &u.email, &u.avatar],
@@ -1574,6 +1945,40 @@ mod tests {
     }
 
     #[test]
+    fn emails_from_a_second_call_and_from_the_token() {
+        let bb = json!({"values": [
+            {"email": "old@b.org", "is_primary": true, "is_confirmed": false},
+            {"email": "x@b.org", "is_primary": false, "is_confirmed": true},
+            {"email": "me@b.org", "is_primary": true, "is_confirmed": true}]});
+        assert_eq!(
+            first_email(&bb["values"], |e| e["is_primary"] == json!(true)
+                && e["is_confirmed"] == json!(true)),
+            "me@b.org"
+        );
+        assert_eq!(first_email(&json!({"message": "private"}), |_| true), "");
+        let mut u = map_user("vk", json!({"response": [{"id": 1}]}));
+        token_extras(
+            &mut u,
+            "vk",
+            &IdTokenFields {
+                email: Some(json!("v@vk.com")),
+                ..Default::default()
+            },
+        );
+        assert_eq!((u.email.as_str(), u.email_trusted), ("v@vk.com", true));
+        let mut u = map_user("instagram2", json!({"user_id": "1"}));
+        token_extras(
+            &mut u,
+            "instagram2",
+            &IdTokenFields {
+                permissions: Some(json!(["instagram_business_basic"])),
+                ..Default::default()
+            },
+        );
+        assert_eq!(u.raw["permissions"], json!(["instagram_business_basic"]));
+    }
+
+    #[test]
     fn providers_are_listed_in_pocketbase_order() {
         let names: Vec<String> = provider_list()
             .as_array()
@@ -1582,6 +1987,7 @@ mod tests {
             .map(|p| p["name"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(names.len(), KINDS.len());
+        assert_eq!(names.len(), ORDER.len(), "every provider PocketBase ships");
         let pos: Vec<usize> = names
             .iter()
             .map(|n| {
