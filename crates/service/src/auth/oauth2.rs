@@ -883,7 +883,7 @@ async fn fetch_user(
         verify_id_token(t, &jwks, &p.client_id, &p.issuers).ok_or("invalid id_token")?
     };
     let mut u = map_user(p.kind.name, raw);
-    if p.kind.name == "github" && u.email.is_empty() {
+    if p.kind.name == "github" {
         // The primary verified address, from the emails endpoint beside the user endpoint.
         let url = format!("{}/emails", p.user.trim_end_matches('/'));
         if let Ok(r) = http
@@ -991,7 +991,13 @@ fn map_user(kind: &str, raw: Json) -> AuthUser {
                     "username"
                 },
             );
-            u.email = jstr(&raw, "email");
+            // GitHub: the verified primary address from `/user/emails` (fetch_user), never the
+            // profile's; GitLab: only a confirmed address (as PocketBase 0.37.4+).
+            let confirmed = chrono::DateTime::parse_from_rfc3339(&jstr(&raw, "confirmed_at"))
+                .is_ok_and(|t| t.timestamp() > 0);
+            if kind == "gitlab" && confirmed {
+                u.email = jstr(&raw, "email");
+            }
             u.avatar = jstr(&raw, "avatar_url");
         }
         "microsoft" => {
@@ -1933,7 +1939,19 @@ mod tests {
                 ["23", "Wu", "wu", "wu@mail.example", ""],
             ),
         ];
-        for (kind, raw, want) in cases.into_iter().chain(more) {
+        let gitlab = [
+            (
+                "gitlab",
+                json!({"id": 24, "name": "Xi", "username": "xi", "email": "x@gl.com", "confirmed_at": "2024-01-02T03:04:05Z", "avatar_url": "https://p/x"}),
+                ["24", "Xi", "xi", "x@gl.com", "https://p/x"],
+            ),
+            (
+                "gitlab",
+                json!({"id": 24, "name": "Xi", "username": "xi", "email": "x@gl.com", "confirmed_at": null}),
+                ["24", "Xi", "xi", "", ""],
+            ),
+        ];
+        for (kind, raw, want) in cases.into_iter().chain(more).chain(gitlab) {
             let u = map_user(kind, raw);
             assert_eq!(
                 [u.id.as_str(), &u.name, &u.username, &u.email, &u.avatar],
