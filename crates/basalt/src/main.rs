@@ -187,6 +187,23 @@ enum PiiCmd {
     Keygen,
 }
 
+/// The import's progress on stderr: on a terminal, one bar per step redrawn in place
+/// (`posts  [########------------]  4000/10000`); otherwise a line per update.
+fn import_progress(p: basalt_service::pbimport::Progress<'_>, tty: bool) {
+    let (done, total) = (p.done, p.total.max(p.done));
+    if !tty {
+        eprintln!("import: {}: {done}/{total}", p.what);
+        return;
+    }
+    const WIDTH: u64 = 24;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let bar: String = (0..WIDTH)
+        .map(|i| if i < filled { '#' } else { '-' })
+        .collect();
+    let end = if done >= total { "\n" } else { "" };
+    eprint!("\r{:<28} [{bar}] {done:>9}/{total}{end}", p.what);
+}
+
 /// A service error as the CLI prints it: a validation failure with each field's message.
 fn cli_error(e: basalt_service::ServiceError) -> anyhow::Error {
     match &e.0 {
@@ -222,7 +239,8 @@ async fn import_pocketbase(
         );
     }
     let began = std::time::Instant::now();
-    let progress = |m: &str| eprintln!("import: {m}");
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = |p: basalt_service::pbimport::Progress<'_>| import_progress(p, tty);
     let r = basalt_service::pbimport::import(&ctx, pb_data, &progress)
         .await
         .map_err(cli_error)?;

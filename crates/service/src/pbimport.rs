@@ -129,12 +129,22 @@ fn value_of(ty: FieldType, multiple: bool, v: &Value) -> Json {
     }
 }
 
+/// A step of the import: `done` of `total` items of `what` (a collection's records, its files, the
+/// request logs). Sent after each page of rows and when a step ends (`done == total`).
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub what: &'a str,
+    pub done: u64,
+    pub total: u64,
+}
+
 /// Imports `pb_data` into `ctx`'s store (see the module's description).
 pub async fn import(
     ctx: &AppCtx,
     pb_data: &Path,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> ServiceResult<Report> {
+    let step = |what: &str, done: u64, total: u64| progress(Progress { what, done, total });
     let db_path = pb_data.join("data.db");
     if !db_path.is_file() {
         return Err(bad(&format!(
@@ -145,7 +155,7 @@ pub async fn import(
     let db = ReadOnly::open(&db_path)?;
     let mut report = Report::default();
     let list = collections(&db)?;
-    progress(&format!("collections: {}", list.len()));
+    step("collections", list.len() as u64, list.len() as u64);
     // The collections and every record in one transaction: a failure leaves the target as it was.
     let mut tx = ctx.store.begin().await?;
     let (staged, _) = crate::collections::import_in(ctx, &mut tx, &list, false)
@@ -174,6 +184,10 @@ pub async fn import(
         let mut del = ctx.sql();
         del.push("DELETE FROM ").ident(&coll.name);
         tx.execute(&del).await?;
+        let mut count = Sql::new(basalt_core::sql::Dialect::Sqlite);
+        count.push("SELECT COUNT(*) FROM ").ident(name);
+        let total = db.query(&count)?.scalar_int().max(0) as u64;
+        step(name, 0, total);
         // A page of rows at a time: memory stays bounded whatever the table's size.
         let mut copied = 0i64;
         loop {
@@ -202,7 +216,7 @@ pub async fn import(
                     .await?;
             }
             copied += rows.rows.len() as i64;
-            progress(&format!("{name}: {copied} records"));
+            step(name, copied as u64, total.max(copied as u64));
         }
         counts.push((coll.name.clone(), copied));
     }
@@ -251,7 +265,7 @@ pub async fn import(
                 written += logs.import(entries).await?;
             }
             report.logs = (found, written);
-            progress(&format!("request logs: {written}"));
+            step("request logs", written, found);
         }
     }
 
@@ -280,11 +294,11 @@ pub async fn import(
                 (1, 1)
             };
             let name = ctx.collection(&id).map_or(id, |c| c.name.clone());
+            step(&format!("files of {name}"), copied, found);
             report.files.0 += found;
             report.files.1 += copied;
             report.files_by.push((name, found, copied));
         }
-        progress(&format!("files: {}", report.files.1));
     }
     Ok(report)
 }

@@ -270,6 +270,15 @@ async fn a_pocketbase_data_dir_moves_over() {
         ] {
             assert!(text.lines().any(|l| l.starts_with(line)), "{line}: {text}");
         }
+        // Progress (stderr is not a terminal here: a line per update), ending with all the
+        // records of each collection.
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let posts = before_count(&text, "posts");
+        assert!(
+            err.lines()
+                .any(|l| l == format!("import: posts: {posts}/{posts}")),
+            "{err}"
+        );
         let logs_line = text
             .lines()
             .find(|l| l.starts_with("request logs"))
@@ -443,4 +452,15 @@ async fn a_failed_import_changes_nothing() {
         let err = String::from_utf8_lossy(&again.stderr);
         assert!(!err.contains("--force"), "the target stayed empty: {err}");
     }
+}
+
+/// The count the summary table gives for `name` in its PocketBase column.
+fn before_count(summary: &str, name: &str) -> String {
+    summary
+        .lines()
+        .find_map(|l| {
+            let mut cols = l.split_whitespace();
+            (cols.next() == Some(name)).then(|| cols.next().unwrap_or("").to_string())
+        })
+        .unwrap_or_default()
 }
