@@ -305,13 +305,7 @@ async fn notion_me(State(st): State<Arc<Mutex<ProviderState>>>, headers: HeaderM
     if headers.get("notion-version").and_then(|v| v.to_str().ok()) != Some("2022-06-28") {
         return (StatusCode::BAD_REQUEST, "missing Notion-Version").into_response();
     }
-    let g = st.lock().expect("lock");
-    let tok = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let Some(u) = g.tokens.get(tok).and_then(|s| g.users.get(s)) else {
+    let Some(u) = bearer_user(&st, &headers) else {
         return (StatusCode::UNAUTHORIZED, "bad token").into_response();
     };
     axum::Json(
@@ -387,13 +381,7 @@ async fn avatar() -> Response {
 }
 
 async fn userinfo(State(st): State<Arc<Mutex<ProviderState>>>, headers: HeaderMap) -> Response {
-    let g = st.lock().expect("lock");
-    let tok = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let Some(u) = g.tokens.get(tok).and_then(|s| g.users.get(s)) else {
+    let Some(u) = bearer_user(&st, &headers) else {
         return (StatusCode::UNAUTHORIZED, "bad token").into_response();
     };
     let host = headers
