@@ -64,6 +64,9 @@ python3 scripts/module-cycles.py crates/service/src
 echo "== observability kit: Prometheus rules and config (promtool), dashboard metric names"
 scripts/check-observability.sh
 
+echo "== deploy kit: Dockerfile = README build, compose, HAProxy, kustomize overlays (kubernetes-validate --strict)"
+scripts/check-deploy.sh
+
 echo "== cargo test: unit, property (parser/compiler fuzz), integration on SQLite and PostgreSQL, CLI"
 # The multi-node test writes its numbers here (test output is captured); printed at the end.
 BASALT_CLUSTER_REPORT="$(mktemp)"
@@ -73,5 +76,8 @@ cargo test --workspace
 
 echo "== official JS SDK suite (npm pocketbase) on SQLite and PostgreSQL, files on local storage and on S3"
 scripts/test-sdk.sh all
+
+echo "== schemathesis: generated requests from /api/openapi.json, on SQLite and PostgreSQL (90 s each)"
+ST_MAX_TIME=90 scripts/schemathesis.sh all
 cat "$BASALT_CLUSTER_REPORT"
 echo "== all tests passed"

@@ -321,6 +321,16 @@ test('stats: hourly [{date, total}], oldest first, with and without filter', asy
   }
 });
 
+test('a request whose URL carries NUL is still logged (the other entries of its batch too)', async () => {
+  const t = uniq('nul');
+  // %00 decodes to NUL, which PostgreSQL cannot store as text: Basalt logs it as U+FFFD.
+  await raw(`/api/collections/nope_${t}/records?x=%00`);
+  await raw(`/api/collections/nope_${t}/records?after=1`);
+  const logs = await waitForLogs(`data.url ~ '${t}'`, 2);
+  assert.equal(logs.length, 2);
+  assert.equal(logs[0].data.status, 404);
+});
+
 test('the logs API is superuser-only', async () => {
   const g = guest();
   for (const [who, pb, body] of [['guest', g, NEED_AUTH], ['user', user.pb, NOT_SUPERUSER]]) {

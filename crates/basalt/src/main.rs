@@ -81,6 +81,25 @@ enum Command {
         #[command(subcommand)]
         action: SchemaCmd,
     },
+    /// Describes the API of the collections: TypeScript types for the pocketbase SDK, or OpenAPI.
+    Typegen {
+        #[command(subcommand)]
+        lang: TypegenCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TypegenCmd {
+    /// TypeScript types: `new PocketBase(url) as TypedPocketBase` types `pb.collection('posts')`.
+    Ts {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// The OpenAPI 3.1 document `GET /api/openapi.json` serves.
+    Openapi {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,6 +299,23 @@ async fn import_pocketbase(
 }
 
 /// `basalt schema export|diff|apply`.
+async fn typegen(lang: TypegenCmd) -> anyhow::Result<()> {
+    use basalt_service::apidoc;
+    let (TypegenCmd::Ts { storage } | TypegenCmd::Openapi { storage }) = &lang;
+    let s = Settings::load(storage, None, None)?;
+    telemetry::init(&s)?;
+    let ctx = open_app(&s, false).await?;
+    let colls = ctx.collections();
+    match lang {
+        TypegenCmd::Ts { .. } => print!("{}", apidoc::typescript(&colls.list)),
+        TypegenCmd::Openapi { .. } => println!(
+            "{}",
+            serde_json::to_string_pretty(&apidoc::openapi(&colls.list))?
+        ),
+    }
+    Ok(())
+}
+
 async fn schema(action: SchemaCmd) -> anyhow::Result<()> {
     use basalt_service::schemadiff;
     let storage = match &action {
@@ -582,6 +618,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Superuser { action } => superuser(action).await,
         Command::Schema { action } => schema(action).await,
+        Command::Typegen { lang } => typegen(lang).await,
         Command::Import {
             from:
                 ImportCmd::Pocketbase {

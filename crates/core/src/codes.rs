@@ -26,6 +26,8 @@ pub const INVALID_ID: &str = "validation_invalid_id";
 pub const INVALID_INDEX_EXPRESSION: &str = "validation_invalid_index_expression";
 pub const INVALID_INDEXES: &str = "validation_invalid_indexes";
 pub const INVALID_IP: &str = "validation_invalid_ip";
+pub const INVALID_LATITUDE: &str = "validation_invalid_latitude";
+pub const INVALID_LONGITUDE: &str = "validation_invalid_longitude";
 pub const INVALID_MIME_TYPE: &str = "validation_invalid_mime_type";
 pub const INVALID_NAME: &str = "validation_invalid_name";
 pub const INVALID_OLD_PASSWORD: &str = "validation_invalid_old_password";
@@ -100,6 +102,8 @@ pub const ALL: &[&str] = &[
     INVALID_INDEX_EXPRESSION,
     INVALID_INDEXES,
     INVALID_IP,
+    INVALID_LATITUDE,
+    INVALID_LONGITUDE,
     INVALID_MIME_TYPE,
     INVALID_NAME,
     INVALID_OLD_PASSWORD,

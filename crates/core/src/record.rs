@@ -160,7 +160,9 @@ pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
             }
             _ => v.clone(),
         },
-        FieldType::GeoPoint => v.clone(),
+        FieldType::GeoPoint => {
+            geo_point(v).ok_or_else(|| invalid("Must be an object with numeric lon and lat."))?
+        }
         FieldType::Select | FieldType::Relation | FieldType::File => {
             let list = as_list(v);
             if f.is_multiple() {
@@ -189,6 +191,30 @@ pub fn normalize(f: &Field, v: &Json) -> std::result::Result<Json, FieldError> {
             _ => return Err(invalid("Must be a string.")),
         },
     })
+}
+
+/// A geoPoint as the protocol keeps it: `{lon, lat}` and nothing else, from an object or a JSON
+/// string of one (other keys dropped, a missing or null coordinate 0, as PocketBase's GeoPoint
+/// scan does); `None` when a coordinate is not a number.
+fn geo_point(v: &Json) -> Option<Json> {
+    match v {
+        Json::Null => Some(serde_json::json!({"lon": 0, "lat": 0})),
+        Json::String(s) if s.trim().is_empty() => Some(serde_json::json!({"lon": 0, "lat": 0})),
+        Json::String(s) => match serde_json::from_str::<Json>(s).ok()? {
+            o @ Json::Object(_) => geo_point(&o),
+            _ => None,
+        },
+        Json::Object(o) => {
+            let coord = |k: &str| match o.get(k) {
+                None | Some(Json::Null) => Some(0.0),
+                Some(Json::Number(n)) => n.as_f64(),
+                Some(_) => None,
+            };
+            let (lon, lat) = (coord("lon")?, coord("lat")?);
+            Some(serde_json::json!({"lon": num_json(lon), "lat": num_json(lat)}))
+        }
+        _ => None,
+    }
 }
 
 fn contains_nul(v: &Json) -> bool {
@@ -375,6 +401,27 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                     format!("Select at least {}.", f.min_select),
                 )
                 .with_params(len_params("minSelect", f.min_select)));
+            }
+        }
+        FieldType::GeoPoint => {
+            let (lon, lat) = (
+                v["lon"].as_f64().unwrap_or(0.0),
+                v["lat"].as_f64().unwrap_or(0.0),
+            );
+            if lon == 0.0 && lat == 0.0 && f.required {
+                return Err(FieldError::required());
+            }
+            if !(-90.0..=90.0).contains(&lat) {
+                return Err(FieldError::new(
+                    crate::codes::INVALID_LATITUDE,
+                    "Latitude must be between -90 and 90 degrees.",
+                ));
+            }
+            if !(-180.0..=180.0).contains(&lon) {
+                return Err(FieldError::new(
+                    crate::codes::INVALID_LONGITUDE,
+                    "Longitude must be between -180 and 180 degrees.",
+                ));
             }
         }
         FieldType::Json => {

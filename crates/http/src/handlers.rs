@@ -68,6 +68,8 @@ pub fn router(ctx: AppCtx) -> Router {
         .route("/api/logs/stats", get(logs_stats))
         .route("/api/logs/{id}", get(view_log))
         .route("/api/crons", get(list_crons))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/typegen/ts", get(typegen_ts))
         .route("/api/crons/{id}", post(run_cron))
         .route("/api/settings/test/s3", post(test_s3))
         .route(
@@ -265,6 +267,22 @@ async fn view_log(
 async fn truncate_logs(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
     basalt_service::observe::api_truncate(&ctx, &req).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn openapi(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
+    Ok(ok_json(basalt_service::apidoc::api_openapi(&ctx, &req)?))
+}
+
+async fn typegen_ts(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {
+    let ts = basalt_service::apidoc::api_typescript(&ctx, &req)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/typescript; charset=utf-8",
+        )],
+        ts,
+    )
+        .into_response())
 }
 
 async fn list_crons(State(ctx): State<AppCtx>, Client(req): Client) -> ApiResult<Response> {

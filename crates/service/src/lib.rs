@@ -26,6 +26,7 @@
 //! `http` types in its code or its API (checked by `scripts/test.sh`). Outbound HTTP clients (OAuth2
 //! code exchange, S3) stay inside the components that use them.
 
+pub mod apidoc;
 pub mod audit;
 pub mod auth;
 pub mod backups;

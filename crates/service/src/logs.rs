@@ -631,6 +631,10 @@ async fn write_batch(store: &dyn Store, rows: &mut Vec<Row>) -> basalt_store::Re
     let d = store.dialect();
     let mut tx = store.begin().await?;
     for r in rows.drain(..) {
+        // A request's URL or header may carry NUL, which no backend stores as text (and PostgreSQL's
+        // jsonb refuses as \u0000): kept visible as U+FFFD instead of losing the batch.
+        let message = r.message.replace('\0', "\u{FFFD}");
+        let data = r.data.replace("\\u0000", "\\ufffd");
         // One statement text for every row: prepared once per connection.
         let mut q = Sql::new(d);
         q.push(
@@ -644,9 +648,9 @@ async fn write_batch(store: &dyn Store, rows: &mut Vec<Row>) -> basalt_store::Re
         .push(", ")
         .bind(Value::Int(r.level))
         .push(", ")
-        .bind(Value::Text(r.message))
+        .bind(Value::Text(message))
         .push(", ")
-        .bind(Value::Json(r.data))
+        .bind(Value::Json(data))
         .push(")");
         tx.execute(&q).await?;
     }

@@ -325,6 +325,45 @@ async fn geo_distance(app: TestApp) {
         )
         .await;
     crate::helpers::assert_error(&r, 400);
+
+    // A geoPoint is kept as {lon, lat} only (found by schemathesis: strings and stray keys were
+    // stored as sent and answered in a shape the protocol never has).
+    let url = "/api/collections/places/records";
+    let r = app
+        .post(
+            url,
+            app.su(),
+            json!({"name": "s", "at": "{\"lon\": 1.5, \"lat\": 2, \"x\": [1]}"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["at"], json!({"lon": 1.5, "lat": 2}));
+    let r = app
+        .post(
+            url,
+            app.su(),
+            json!({"name": "n", "at": {"lat": null, "q": 1}}),
+        )
+        .await;
+    assert_eq!(r.1["at"], json!({"lon": 0, "lat": 0}), "{}", r.1);
+    for (at, code) in [
+        (json!({"lon": "east", "lat": 1}), "validation_invalid_value"),
+        (json!([1, 2]), "validation_invalid_value"),
+        (
+            json!({"lon": 0, "lat": 90.5}),
+            "validation_invalid_latitude",
+        ),
+        (
+            json!({"lon": -181, "lat": 0}),
+            "validation_invalid_longitude",
+        ),
+    ] {
+        let r = app
+            .post(url, app.su(), json!({"name": "bad", "at": at}))
+            .await;
+        let e = crate::helpers::assert_error(&r, 400);
+        assert_eq!(e["at"]["code"], code, "{at}: {e}");
+    }
 }
 
 crate::both!(
