@@ -71,7 +71,10 @@ echo "== cargo test: unit, property (parser/compiler fuzz), integration on SQLit
 # The multi-node test writes its numbers here (test output is captured); printed at the end.
 BASALT_CLUSTER_REPORT="$(mktemp)"
 export BASALT_CLUSTER_REPORT
-trap 'rm -f "$BASALT_CLUSTER_REPORT"' EXIT
+# The chaos tests (crates/basalt/tests/cli/chaos.rs) append a line each: requests, failures, losses.
+BASALT_CHAOS_REPORT="$(mktemp)"
+export BASALT_CHAOS_REPORT
+trap 'rm -f "$BASALT_CLUSTER_REPORT" "$BASALT_CHAOS_REPORT"' EXIT
 cargo test --workspace
 
 echo "== official JS SDK suite (npm pocketbase) on SQLite and PostgreSQL, files on local storage and on S3"
@@ -79,5 +82,9 @@ scripts/test-sdk.sh all
 
 echo "== schemathesis: generated requests from /api/openapi.json, on SQLite and PostgreSQL (90 s each)"
 ST_MAX_TIME=90 scripts/schemathesis.sh all
+
+echo "== cargo fuzz: each target for 45 s from the corpus in fuzz/corpus (scripts/fuzz.sh for long runs)"
+scripts/fuzz.sh "${FUZZ_SECS:-45}"
 cat "$BASALT_CLUSTER_REPORT"
+sort "$BASALT_CHAOS_REPORT"
 echo "== all tests passed"

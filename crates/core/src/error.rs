@@ -57,6 +57,14 @@ pub enum Error {
         message: String,
         retry_after_secs: u64,
     },
+    /// A dependency the request needs is down or full (the database unreachable, its disk full):
+    /// 503 with the message and `Retry-After`; nothing was written. Detail for the log stays here.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+        detail: String,
+    },
     /// Anything else: logged, answered 500 with the generic message.
     #[error("{0}")]
     Internal(String),
@@ -107,6 +115,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::NotFound(_) => "not_found",
             Error::TooManyRequests { .. } => "too_many_requests",
+            Error::Unavailable { .. } => "unavailable",
             Error::Internal(_) => "internal",
         }
     }

@@ -37,7 +37,8 @@ pub async fn upload(
         crate::files::upload::drain(req).await;
         return Err(e.into());
     }
-    let body = match crate::files::upload::read(&ctx, req, 64 << 30, u64::MAX).await {
+    let body = match crate::files::upload::read(&ctx.files.tmp_dir(), req, 64 << 30, u64::MAX).await
+    {
         Ok(b) => b,
         Err(r) => return Ok(r),
     };

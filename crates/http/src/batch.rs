@@ -24,13 +24,14 @@ pub async fn batch(
         return Err(forbidden("Batch requests are not allowed."));
     }
     let max_file = crate::files::upload::ceiling(ctx.collections().list.iter().map(|c| &**c));
-    let body = match crate::files::upload::read(&ctx, req, max_file, cfg.max_body).await {
-        Ok(b) => b,
-        Err(r) if r.status() == StatusCode::BAD_REQUEST => {
-            return Err(bad("Failed to read the submitted batch data."))
-        }
-        Err(r) => return Ok(r),
-    };
+    let body =
+        match crate::files::upload::read(&ctx.files.tmp_dir(), req, max_file, cfg.max_body).await {
+            Ok(b) => b,
+            Err(r) if r.status() == StatusCode::BAD_REQUEST => {
+                return Err(bad("Failed to read the submitted batch data."))
+            }
+            Err(r) => return Ok(r),
+        };
     match batch::execute(&ctx, &client, body.json, body.uploads).await? {
         Ok(results) => Ok(axum::Json(Json::Array(results)).into_response()),
         Err((i, e)) => Ok(batch_failed(i, e.into())),

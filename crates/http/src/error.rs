@@ -67,6 +67,12 @@ impl ApiError {
             Error::TooManyRequests { message, .. } => {
                 parts(StatusCode::TOO_MANY_REQUESTS, &message, json!({}))
             }
+            Error::Unavailable {
+                message, detail, ..
+            } => {
+                tracing::warn!(error = %detail, "unavailable");
+                parts(StatusCode::SERVICE_UNAVAILABLE, &message, json!({}))
+            }
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 parts(
@@ -90,6 +96,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry = match &self.0 {
             Error::TooManyRequests {
+                retry_after_secs, ..
+            }
+            | Error::Unavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             _ => None,

@@ -447,7 +447,7 @@ async fn write_body(
         }
     };
     let max = crate::files::upload::ceiling([&**w.collection()]);
-    let body = crate::files::upload::read(ctx, req, max, u64::MAX).await?;
+    let body = crate::files::upload::read(&ctx.files.tmp_dir(), req, max, u64::MAX).await?;
     Ok((w, body))
 }
 

@@ -408,7 +408,6 @@ async fn restore_from(ctx: &AppCtx, st: &Storage, key: &str) -> ServiceResult<()
     r
 }
 
-/// Unpacks `data.db` and `storage/…`; whether the archive held a storage folder.
 /// An I/O failure while extracting: logged in full; the client gets a fixed message (an OS error
 /// text tells an attacker about the server and nothing useful to the operator's client).
 fn unwritable(e: impl std::fmt::Display) -> String {
@@ -416,7 +415,10 @@ fn unwritable(e: impl std::fmt::Display) -> String {
     "an entry cannot be extracted (conflicting paths in the archive, or no space left)".into()
 }
 
-fn extract(zip: &Path, db: &Path, files: &Path) -> Result<bool, String> {
+/// The archive reader of a restore (public for the fuzz target `backup_archive`): unpacks `data.db`
+/// to `db` and `storage/…` under `files`, skipping other entries and any whose name would leave
+/// those places; whether the archive held a storage folder. The error is the client's message.
+pub fn extract(zip: &Path, db: &Path, files: &Path) -> Result<bool, String> {
     let f = std::fs::File::open(zip).map_err(unwritable)?;
     let mut a = zip::ZipArchive::new(std::io::BufReader::new(f))
         .map_err(|_| "it is not a zip archive".to_string())?;

@@ -40,6 +40,19 @@ impl From<StoreError> for ServiceError {
                     "Something went wrong while processing your request.".into(),
                 ))
             }
+            StoreError::Unavailable(_) | StoreError::Connect(_) => {
+                ServiceError(Error::Unavailable {
+                    message: "The database is unavailable right now; try again shortly.".into(),
+                    retry_after_secs: 1,
+                    detail: e.to_string(),
+                })
+            }
+            StoreError::DiskFull(_) => ServiceError(Error::Unavailable {
+                message: "The server's disk is full: changes are refused until space is freed."
+                    .into(),
+                retry_after_secs: 30,
+                detail: e.to_string(),
+            }),
             other => ServiceError(Error::Internal(other.to_string())),
         }
     }

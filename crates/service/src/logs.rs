@@ -97,6 +97,7 @@ impl LoggedError {
                     .collect(),
             ),
             Error::Internal(m) => json!(m),
+            Error::Unavailable { detail, .. } => json!(detail),
             _ => Json::Null,
         };
         LoggedError {

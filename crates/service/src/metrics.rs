@@ -445,7 +445,7 @@ pub fn outcome_of(e: &crate::ServiceError) -> &'static str {
         Error::Forbidden(_) | Error::Unauthorized(_) => "denied",
         Error::NotFound(_) => "not_found",
         Error::TooManyRequests { .. } => "refused",
-        Error::Internal(_) => "error",
+        Error::Internal(_) | Error::Unavailable { .. } => "error",
         Error::Validation { .. } | Error::BadRequest(_) => "invalid",
     }
 }

@@ -26,6 +26,13 @@ pub enum StoreError {
     Db(String),
     #[error("cannot connect to the database: {0}")]
     Connect(String),
+    /// The database cannot be reached now (refused or lost connection, server shutting down,
+    /// no pool connection within the wait): nothing was done; a retry later may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database's disk is full: the write was not done.
+    #[error("the database's disk is full: {0}")]
+    DiskFull(String),
     /// A read ran past its deadline and was interrupted.
     #[error("the query took too long")]
     Timeout,

@@ -17,6 +17,11 @@ pub struct PgStore {
     metrics: StoreMetrics,
 }
 
+/// How long a request waits for a free pool connection before it is answered 503 (all connections
+/// busy), and for a new connection to be made (the server down or restarting).
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const POOL_CREATE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         if db.code() == &tokio_postgres::error::SqlState::QUERY_CANCELED {
@@ -36,16 +41,38 @@ fn db_err(e: tokio_postgres::Error) -> StoreError {
                 .unwrap_or_default();
             return StoreError::Unique { column, detail };
         }
-        return StoreError::Db(format!("{}: {}", db.code().code(), db.message()));
+        // Class 08 (connection exception), and the server shutting down or starting up (57P01-03).
+        let code = db.code().code();
+        if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03") {
+            return StoreError::Unavailable(format!("{code}: {}", db.message()));
+        }
+        return StoreError::Db(format!("{code}: {}", db.message()));
+    }
+    // No server answer at all: the connection is closed or could not be made.
+    if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
+        return StoreError::Unavailable(e.to_string());
     }
     StoreError::Db(e.to_string())
 }
 
+/// A pool failure: the server's own error classified as [`db_err`] does; no connection within
+/// the pool's wait or create timeout means the database is unavailable.
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db_err(e),
+        other => StoreError::Unavailable(format!("postgres pool: {other}")),
+    }
+}
+
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
-        let cfg: tokio_postgres::Config = url
+        let mut cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Connect(format!("invalid postgres url: {e}")))?;
+        // A server that does not answer (not even a refusal) must not hold requests for minutes.
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(std::time::Duration::from_secs(5));
+        }
         let manager = || {
             Manager::from_config(
                 cfg.clone(),
@@ -62,11 +89,17 @@ impl PgStore {
         let pool = Pool::builder(manager())
             .max_size(size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_CREATE))
+            .recycle_timeout(Some(POOL_CREATE))
             .build()
             .map_err(|e| StoreError::Connect(e.to_string()))?;
         let probe = Pool::builder(manager())
             .max_size(1)
             .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_CREATE))
+            .recycle_timeout(Some(POOL_CREATE))
             .build()
             .map_err(|e| StoreError::Connect(e.to_string()))?;
         let desc = format!("postgres {}", crate::redact(url));
@@ -93,11 +126,7 @@ impl PgStore {
         wait: &prometheus_client::metrics::histogram::Histogram,
     ) -> Result<Object> {
         let began = std::time::Instant::now();
-        let c = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Db(format!("postgres pool: {e}")));
+        let c = self.pool.get().await.map_err(pool_err);
         wait.observe(since(began));
         c
     }
@@ -270,11 +299,7 @@ impl Store for PgStore {
         self.size
     }
     async fn ping(&self) -> Result<()> {
-        let c = self
-            .probe
-            .get()
-            .await
-            .map_err(|e| StoreError::Db(format!("postgres: {e}")))?;
+        let c = self.probe.get().await.map_err(pool_err)?;
         c.simple_query("SELECT 1").await.map_err(db_err)?;
         Ok(())
     }

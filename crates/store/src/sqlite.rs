@@ -80,6 +80,9 @@ fn db_err(e: rusqlite::Error) -> StoreError {
         if f.code == rusqlite::ErrorCode::OperationInterrupted {
             return StoreError::Timeout;
         }
+        if f.code == rusqlite::ErrorCode::DiskFull {
+            return StoreError::DiskFull(e.to_string());
+        }
     }
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
         if f.extended_code == 2067 || f.extended_code == 1555 {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+mod chaos;
 mod cluster;
 mod connections;
 mod import;

@@ -9,7 +9,6 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{add_form_value, error_body, JsonBody};
 use crate::handlers::BODY_LIMIT;
-use crate::AppCtx;
 pub use basalt_service::files::upload::{ceiling, Upload};
 
 /// A parsed write body.
@@ -26,11 +25,12 @@ fn bad(msg: &str) -> Response {
 /// client to get its validation error instead of a reset connection.
 const DRAIN_LIMIT: u64 = 64 << 20;
 
-/// Reads a write body. File parts larger than `max_file` are discarded past that size and marked
+/// Reads a write body; file parts are written to new files in `tmp` (the storage's temporary folder,
+/// `ctx.files.tmp_dir()`). File parts larger than `max_file` are discarded past that size and marked
 /// truncated (the record's validation reports them). A body larger than `max_total` in all is
 /// refused with 413.
 pub async fn read(
-    ctx: &AppCtx,
+    tmp: &std::path::Path,
     req: Request,
     max_file: u64,
     max_total: u64,
@@ -58,7 +58,7 @@ pub async fn read(
         .unwrap_or("")
         .to_string();
     if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
-        let JsonBody(json) = JsonBody::from_request(req, ctx).await?;
+        let JsonBody(json) = JsonBody::from_request(req, &()).await?;
         return Ok(Body {
             json,
             uploads: Vec::new(),
@@ -70,7 +70,6 @@ pub async fn read(
     let mut uploads = Vec::new();
     let mut text_bytes = 0usize;
     let mut total = 0u64;
-    let tmp = ctx.files.tmp_dir();
     let read_err = |e: multer::Error| {
         tracing::debug!(error = %e, "multipart");
         if crate::conn::is_too_slow(&e) {

@@ -367,6 +367,9 @@ fn retry_after(e: &ServiceError) -> Option<u64> {
     match &e.0 {
         basalt_core::Error::TooManyRequests {
             retry_after_secs, ..
+        }
+        | basalt_core::Error::Unavailable {
+            retry_after_secs, ..
         } => Some(*retry_after_secs),
         _ => None,
     }
@@ -490,7 +493,7 @@ async fn post_graphql(State(gql): State<GqlState>, request: Request) -> Response
         gql.ctx.collections().list.iter().map(|c| c.as_ref()),
     );
     let body = match crate::files::upload::read(
-        &gql.ctx,
+        &gql.ctx.files.tmp_dir(),
         request,
         ceiling,
         crate::handlers::BODY_LIMIT as u64 + ceiling.saturating_mul(10),
