@@ -1094,3 +1094,203 @@ async fn kill9_mid_pii_rotation_sqlite() {
 async fn kill9_mid_pii_rotation_postgres() {
     kill9_mid_pii_rotation(Some(fresh_pg().await)).await;
 }
+
+// ---------- RabbitMQ killed (-9) and restarted under write load ----------
+
+/// A private RabbitMQ node (its own name, ports and data folder, beside the machine's), so killing
+/// it disturbs no other test.
+struct PrivateRabbit {
+    dir: PathBuf,
+    port: u16,
+    dist: u16,
+    node: String,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRabbit {
+    fn new() -> PrivateRabbit {
+        let tag = basalt_core::id::random_id(8);
+        let dir = std::env::temp_dir().join(format!("basalt-chaos-rmq-{tag}"));
+        std::fs::create_dir_all(dir.join("mnesia")).unwrap();
+        std::fs::create_dir_all(dir.join("log")).unwrap();
+        let port = free_port();
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.default = 127.0.0.1:{port}\n"),
+        )
+        .unwrap();
+        let cookie = dir.join(".erlang.cookie");
+        std::fs::write(&cookie, format!("BASALTCHAOS{tag}")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o400)).unwrap();
+        PrivateRabbit {
+            dir,
+            port,
+            dist: free_port(),
+            node: format!("basaltchaos{tag}@localhost"),
+            child: None,
+        }
+    }
+
+    async fn start(&mut self) {
+        let d = &self.dir;
+        let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .current_dir(d)
+            .env("HOME", d)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_DIST_PORT", self.dist.to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("RabbitMQ (apt-get install rabbitmq-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the private RabbitMQ did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGKILL to the node's Erlang VM (the script's child) and the script.
+    fn kill9(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-9", "-f", &self.node])
+            .status();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_killed_and_restarted_loses_no_event() {
+    let mut rmq = PrivateRabbit::new();
+    rmq.start().await;
+    let d = tmp();
+    upsert(&d, &None);
+    let cfg = d.0.join("basalt.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[events.rabbitmq]\nurl = \"{}\"\nexchange = \"basalt\"\nqueue = \"basalt.events\"\n",
+            rmq.url()
+        ),
+    )
+    .unwrap();
+    let (child, url) = serve_with(
+        &d,
+        &None,
+        &["--config".to_string(), cfg.display().to_string()],
+    )
+    .await;
+    let _server = Proc(child);
+    let tok = su_token(&url).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let (s, b) = post(
+        &client,
+        &format!("{url}/api/collections"),
+        &tok,
+        json!({"name": "writes", "createRule": "", "fields": [{"name": "n", "type": "number"}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = writers(2, &client, &url, "writes", &tally, &stop);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rmq.kill9();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rmq.start().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let t = std::mem::take(&mut *tally.lock().unwrap());
+    // Every acknowledged create's event is in the durable queue, after the sink catches up.
+    let conn = lapin::Connection::connect(
+        &rmq.url(),
+        lapin::ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio),
+    )
+    .await
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut events = std::collections::HashSet::new();
+    let mut messages = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while events.len() < t.acked.len() && Instant::now() < deadline {
+        match ch
+            .basic_get(
+                "basalt.events",
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            Some(m) => {
+                messages += 1;
+                let v: Value = serde_json::from_slice(&m.delivery.data).unwrap();
+                if v["data"]["action"] == "create" {
+                    let rid = v["subject"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .to_string();
+                    events.insert(rid);
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let lost: Vec<&String> = t.acked.iter().filter(|id| !events.contains(*id)).collect();
+    report(&format!(
+        "chaos rabbitmq kill -9 (down ~2 s + restart): {} requests, {} failed, {} acknowledged, {} messages read ({} duplicates), {} events lost",
+        t.sent,
+        t.other.len() + t.unavailable as usize,
+        t.acked.len(),
+        messages,
+        messages.saturating_sub(events.len() as u64),
+        lost.len()
+    ));
+    assert!(
+        t.other.is_empty() && t.unavailable == 0,
+        "the API failed while the broker was down: {:?}",
+        &t.other[..t.other.len().min(3)]
+    );
+    assert!(
+        lost.is_empty(),
+        "{} events lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
