@@ -51,12 +51,16 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$arts" "fuzz/corpus/$t"
   log="$arts/run.log"
   set +e
+  jobs=()
+  # Several processes (each logs to fuzz-N.log in the current folder) only when asked.
+  if [ "${FUZZ_JOBS:-1}" -gt 1 ]; then jobs=(-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS"); fi
   "${fuzz[@]}" run "${opts[@]}" "$t" "$work" "fuzz/corpus/$t" -- \
-    -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$arts/" -jobs="${FUZZ_JOBS:-1}" \
-    -workers="${FUZZ_JOBS:-1}" -max_len=8192 -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1
+    -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$arts/" "${jobs[@]}" \
+    -max_len=8192 -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1
   rc=$?
   set -e
-  execs="$(grep -h 'stat::number_of_executed_units' "$log" "$here"/fuzz-*.log 2>/dev/null | awk '{s+=$2} END {print s+0}')"
+  stats=("$log"); [ ${#jobs[@]} -gt 0 ] && stats=("$here"/fuzz-*.log)
+  execs="$(grep -h 'stat::number_of_executed_units' "${stats[@]}" 2>/dev/null | awk '{s+=$2} END {print s+0}')"
   units="$(ls "$work" | wc -l)"
   crash="$(ls "$arts" | grep -E '^(crash|leak|timeout|oom)-' || true)"
   if [ "$rc" != 0 ] || [ -n "$crash" ]; then

@@ -67,7 +67,12 @@ fn placeholders_match(d: Dialect, sql: &Sql) {
         Dialect::Sqlite => sql.text.matches('?').count(),
         Dialect::Postgres => sql.text.matches('$').count(),
     };
-    assert_eq!(n, sql.params.len(), "a value outside the parameters: {}", sql.text);
+    assert_eq!(
+        n,
+        sql.params.len(),
+        "a value outside the parameters: {}",
+        sql.text
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

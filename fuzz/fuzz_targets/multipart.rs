@@ -46,7 +46,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let dir = tmp();
-    let out = runtime().block_on(basalt_http::files::upload::read(dir, req, MAX_FILE, 1 << 20));
+    let out = runtime().block_on(basalt_http::files::upload::read(
+        dir,
+        req,
+        MAX_FILE,
+        1 << 20,
+    ));
     if let Ok(body) = &out {
         assert!(body.json.is_object());
         for u in &body.uploads {
@@ -55,6 +60,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     drop(out);
-    let left: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(left.is_empty(), "temporary files left behind: {left:?}");
 });

@@ -1,6 +1,7 @@
 //! The PocketBase import reader (`pbimport::import`): the input, as JSON, becomes a PocketBase
 //! `pb_data/data.db` (`_collections` rows with their fields, indexes and options, a table of rows per
-//! collection, `_params` settings), which is imported into a fresh SQLite data directory.
+//! collection, `_params` settings), which is imported into a SQLite data directory emptied of its
+//! collections after each input.
 //! Invariant beyond "never panics": a successful import reports, for each collection, as many rows
 //! stored as it read.
 //!
@@ -14,16 +15,6 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use rusqlite::types::Value as Sv;
 use serde_json::Value as Json;
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
 
 fn sql_value(v: &Json) -> Sv {
     match v {
@@ -79,8 +70,12 @@ fn write_pb_data(dir: &Path, doc: &Json) -> Option<()> {
         .ok()?;
     }
     for (name, rows) in doc["rows"].as_object().into_iter().flatten() {
-        let rows: Vec<&serde_json::Map<String, Json>> =
-            rows.as_array().into_iter().flatten().filter_map(Json::as_object).collect();
+        let rows: Vec<&serde_json::Map<String, Json>> = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_object)
+            .collect();
         let mut cols: Vec<&String> = rows.iter().flat_map(|r| r.keys()).collect();
         cols.sort();
         cols.dedup();
@@ -88,8 +83,12 @@ fn write_pb_data(dir: &Path, doc: &Json) -> Option<()> {
             continue;
         }
         let list: Vec<String> = cols.iter().map(|c| quote(c)).collect();
-        db.execute_batch(&format!("CREATE TABLE {} ({})", quote(name), list.join(", ")))
-            .ok()?;
+        db.execute_batch(&format!(
+            "CREATE TABLE {} ({})",
+            quote(name),
+            list.join(", ")
+        ))
+        .ok()?;
         let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
         let insert = format!(
             "INSERT INTO {} ({}) VALUES ({})",
@@ -115,6 +114,40 @@ fn write_pb_data(dir: &Path, doc: &Json) -> Option<()> {
     Some(())
 }
 
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// One target data directory for the process (an app per input would keep its files open).
+async fn target() -> &'static basalt_service::AppCtx {
+    static CTX: tokio::sync::OnceCell<basalt_service::AppCtx> = tokio::sync::OnceCell::const_new();
+    CTX.get_or_init(|| async {
+        let dir = fresh(
+            &std::env::temp_dir(),
+            &format!("basalt-fuzz-pb-target-{}", std::process::id()),
+        );
+        let store = basalt_store::open_with(&dir, None, basalt_store::Synchronous::Normal)
+            .await
+            .unwrap();
+        basalt_service::build_with(
+            store,
+            basalt_service::Options {
+                data_dir: Some(dir),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+    })
+    .await
+}
+
 fn fresh(root: &Path, name: &str) -> PathBuf {
     let d = root.join(name);
     let _ = std::fs::remove_dir_all(&d);
@@ -131,27 +164,31 @@ fuzz_target!(|data: &[u8]| {
     }
     let root = std::env::temp_dir().join(format!("basalt-fuzz-pb-{}", std::process::id()));
     let pb = fresh(&root, "pb_data");
-    let target = fresh(&root, "target");
     if write_pb_data(&pb, &doc).is_none() {
         return;
     }
     runtime().block_on(async {
-        let store = basalt_store::open_with(&target, None, basalt_store::Synchronous::Normal)
-            .await
-            .unwrap();
-        let ctx = basalt_service::build_with(
-            store,
-            basalt_service::Options {
-                data_dir: Some(target.clone()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        if let Ok(report) = basalt_service::pbimport::import(&ctx, &pb, &|_| {}).await {
+        let ctx = target().await;
+        if let Ok(report) = basalt_service::pbimport::import(ctx, &pb, &|_| {}).await {
             for (name, read, stored) in &report.collections {
                 assert_eq!(read, stored, "{name}: rows read vs stored");
             }
         }
+        // Back to a target without collections of its own for the next input: the schema-as-code
+        // path, keeping only the system collections.
+        let system: Vec<Json> = basalt_service::schemadiff::export(ctx)
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["system"] == true)
+            .cloned()
+            .collect();
+        basalt_service::collections::import_with(
+            ctx,
+            &serde_json::json!({"collections": system, "deleteMissing": true}),
+            false,
+        )
+        .await
+        .expect("resetting the target");
     });
 });

@@ -78,7 +78,9 @@ fn stored() -> &'static Data {
 
 fn check(c: &Collection, values: &Data) {
     for (k, v) in values {
-        let f = c.field(k).unwrap_or_else(|| panic!("accepted a key that is no field: {k}"));
+        let f = c
+            .field(k)
+            .unwrap_or_else(|| panic!("accepted a key that is no field: {k}"));
         let ok = match f.ty() {
             FieldType::Number => v.is_number(),
             FieldType::Bool => v.is_boolean(),
