@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{free_port, fresh_pg, serve_with, su_token, tmp, upsert, Dir, Proc};
+use super::{
+    all_ids, all_records, free_port, fresh_pg, get_json, serve_with, su_token, tmp, upsert, Dir,
+    Proc,
+};
 
 fn report(line: &str) {
     println!("{line}");
@@ -46,30 +49,6 @@ async fn post(c: &reqwest::Client, url: &str, tok: &str, body: Value) -> (u16, V
         .unwrap();
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Every id in `coll` (superuser listing, paged).
-async fn all_ids(c: &reqwest::Client, url: &str, tok: &str, coll: &str) -> Vec<String> {
-    let mut ids = vec![];
-    for page in 1.. {
-        let r: Value = c
-            .get(format!(
-                "{url}/api/collections/{coll}/records?perPage=1000&page={page}&fields=id&skipTotal=1"
-            ))
-            .header("Authorization", tok)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let items = r["items"].as_array().unwrap();
-        ids.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_string()));
-        if items.len() < 1000 {
-            break;
-        }
-    }
-    ids
 }
 
 // ---------- PostgreSQL crashed and restarted under write load ----------
@@ -254,6 +233,42 @@ fn writers(
         .collect()
 }
 
+/// A collection `writes` and `n` writers creating records in it until [`Load::finish`].
+struct Load {
+    tally: Arc<Mutex<Tally>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    async fn start(n: usize, url: &str, tok: &str) -> (reqwest::Client, Load) {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let (s, b) = post(
+            &client,
+            &format!("{url}/api/collections"),
+            tok,
+            json!({"name": "writes", "createRule": "", "fields": [{"name": "n", "type": "number"}]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = writers(n, &client, url, "writes", &tally, &stop);
+        (client, Load { tally, stop, tasks })
+    }
+
+    async fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        std::mem::take(&mut *self.tally.lock().unwrap())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crash_under_write_load_answers_503_and_loses_nothing() {
     let pg = PrivatePg::init();
@@ -264,21 +279,7 @@ async fn postgres_crash_under_write_load_answers_503_and_loses_nothing() {
     let (child, url) = serve_with(&d, &db, &[]).await;
     let _server = Proc(child);
     let tok = su_token(&url).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let (s, b) = post(
-        &client,
-        &format!("{url}/api/collections"),
-        &tok,
-        json!({"name": "writes", "createRule": "", "fields": [{"name": "n", "type": "number"}]}),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = writers(4, &client, &url, "writes", &tally, &stop);
+    let (client, load) = Load::start(4, &url, &tok).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     pg.crash();
     let down = Instant::now();
@@ -289,15 +290,11 @@ async fn postgres_crash_under_write_load_answers_503_and_loses_nothing() {
     pg.start();
     let up = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while tally.lock().unwrap().recovered.is_none() && Instant::now() < deadline {
+    while load.tally.lock().unwrap().recovered.is_none() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let t = std::mem::take(&mut *tally.lock().unwrap());
+    let t = load.finish().await;
     let stored: std::collections::HashSet<String> = all_ids(&client, &url, &tok, "writes")
         .await
         .into_iter()
@@ -582,23 +579,8 @@ async fn kill9_mid_batch(db: Option<String>) {
     let _server = Proc(child);
     let tok = su_token(&url).await;
     let mut per_batch = std::collections::BTreeMap::<u64, u64>::new();
-    for page in 1.. {
-        let r: Value = c
-            .get(format!("{url}/api/collections/items/records?perPage=1000&page={page}&fields=batch&skipTotal=1"))
-            .header("Authorization", &tok)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let items = r["items"].as_array().unwrap();
-        for i in items {
-            *per_batch.entry(i["batch"].as_u64().unwrap()).or_default() += 1;
-        }
-        if items.len() < 1000 {
-            break;
-        }
+    for i in all_records(&c, &url, &tok, "items", "batch").await {
+        *per_batch.entry(i["batch"].as_u64().unwrap()).or_default() += 1;
     }
     let acked = acked.lock().unwrap().clone();
     let partial: Vec<(&u64, &u64)> = per_batch.iter().filter(|(_, n)| **n != 100).collect();
@@ -693,15 +675,7 @@ async fn kill9_mid_schema_change_and_backup(db: Option<String>) {
     let (child, url) = serve_with(&d, &db, &[]).await;
     let mut server = Proc(child);
     let tok = su_token(&url).await;
-    let def: Value = c
-        .get(format!("{url}/api/collections/rows"))
-        .header("Authorization", &tok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let def: Value = get_json(&c, format!("{url}/api/collections/rows"), &tok).await;
     let has_added = def["fields"]
         .as_array()
         .unwrap()
@@ -736,15 +710,12 @@ async fn kill9_mid_schema_change_and_backup(db: Option<String>) {
         .unwrap();
     assert_eq!(r["totalItems"], 1, "{r}");
     let count = r["totalItems"].as_u64().unwrap();
-    let total: Value = c
-        .get(format!("{url}/api/collections/rows/records?perPage=1"))
-        .header("Authorization", &tok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let total: Value = get_json(
+        &c,
+        format!("{url}/api/collections/rows/records?perPage=1"),
+        &tok,
+    )
+    .await;
     assert_eq!(
         total["totalItems"],
         json!(ROWS + 1),
@@ -782,15 +753,7 @@ async fn kill9_mid_schema_change_and_backup(db: Option<String>) {
     let (child, url) = serve_with(&d, &db, &[]).await;
     let _server = Proc(child);
     let tok = su_token(&url).await;
-    let list: Value = c
-        .get(format!("{url}/api/backups"))
-        .header("Authorization", &tok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&c, format!("{url}/api/backups"), &tok).await;
     let listed = list
         .as_array()
         .unwrap()
@@ -943,14 +906,7 @@ async fn serve_with_keys(d: &Dir, db: &Option<String>, keys: &str) -> (Proc, Str
 }
 
 async fn pii_status(c: &reqwest::Client, url: &str, tok: &str) -> Value {
-    c.get(format!("{url}/api/pii/rotate"))
-        .header("Authorization", tok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(&c, format!("{url}/api/pii/rotate"), &tok).await
 }
 
 fn behind(s: &Value) -> i64 {
@@ -961,27 +917,12 @@ fn behind(s: &Value) -> i64 {
 
 /// Every record's PII reads back as written (superuser), page by page.
 async fn pii_values_intact(c: &reqwest::Client, url: &str, tok: &str, rows: usize) {
-    let mut seen = 0;
-    for page in 1.. {
-        let r: Value = c
-            .get(format!("{url}/api/collections/people/records?perPage=1000&page={page}&fields=n,ssn&skipTotal=1"))
-            .header("Authorization", tok)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let items = r["items"].as_array().unwrap();
-        for i in items {
-            let n = i["n"].as_i64().unwrap();
-            assert_eq!(i["ssn"], json!(format!("SSN-{n:06}")), "record {i}");
-        }
-        seen += items.len();
-        if items.len() < 1000 {
-            break;
-        }
+    let items = all_records(c, url, tok, "people", "n,ssn").await;
+    for i in &items {
+        let n = i["n"].as_i64().unwrap();
+        assert_eq!(i["ssn"], json!(format!("SSN-{n:06}")), "record {i}");
     }
+    let seen = items.len();
     assert_eq!(seen, rows);
 }
 
@@ -1208,31 +1149,13 @@ async fn rabbitmq_killed_and_restarted_loses_no_event() {
     .await;
     let _server = Proc(child);
     let tok = su_token(&url).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let (s, b) = post(
-        &client,
-        &format!("{url}/api/collections"),
-        &tok,
-        json!({"name": "writes", "createRule": "", "fields": [{"name": "n", "type": "number"}]}),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = writers(2, &client, &url, "writes", &tally, &stop);
+    let (client, load) = Load::start(2, &url, &tok).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     rmq.kill9();
     tokio::time::sleep(Duration::from_secs(2)).await;
     rmq.start().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let t = std::mem::take(&mut *tally.lock().unwrap());
+    let t = load.finish().await;
     // Every acknowledged create's event is in the durable queue, after the sink catches up.
     let conn = lapin::Connection::connect(
         &rmq.url(),

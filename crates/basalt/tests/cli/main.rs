@@ -131,6 +131,86 @@ async fn su_token(url: &str) -> String {
     r["token"].as_str().unwrap().to_string()
 }
 
+/// GET with a superuser token, the answer as JSON.
+async fn get_json(c: &reqwest::Client, url: String, tok: &str) -> Value {
+    c.get(url)
+        .header("Authorization", tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Every record of `coll` with `fields` (superuser listing, 1,000 a page).
+async fn all_records(
+    c: &reqwest::Client,
+    url: &str,
+    tok: &str,
+    coll: &str,
+    fields: &str,
+) -> Vec<Value> {
+    let mut out = vec![];
+    for page in 1.. {
+        let r = get_json(
+            c,
+            format!("{url}/api/collections/{coll}/records?perPage=1000&page={page}&fields={fields}&skipTotal=1"),
+            tok,
+        )
+        .await;
+        let items = r["items"].as_array().unwrap();
+        out.extend(items.iter().cloned());
+        if items.len() < 1000 {
+            break;
+        }
+    }
+    out
+}
+
+/// Every record id of `coll`.
+async fn all_ids(c: &reqwest::Client, url: &str, tok: &str, coll: &str) -> Vec<String> {
+    all_records(c, url, tok, coll, "id")
+        .await
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn typegen_prints_typescript_and_openapi_from_the_data_directory() {
+    let d = tmp();
+    upsert(&d, &None);
+    let run = |what: &str| {
+        let out = Command::new(BIN)
+            .args(["typegen", what])
+            .args(storage_args(&d, &None))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ts = run("ts");
+    assert!(ts.contains("export interface UsersRecord {"), "{ts}");
+    assert!(
+        ts.contains(
+            "  collection(idOrName: \"users\"): RecordService<CollectionRecords[\"users\"]>\n"
+        ),
+        "{ts}"
+    );
+    let doc: Value = serde_json::from_str(&run("openapi")).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/collections/users/auth-with-password"]["post"].is_object());
+    assert!(doc["components"]["schemas"]["UsersCreate"]["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("email")));
+}
+
 #[test]
 fn version_and_targets() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
@@ -570,27 +650,10 @@ async fn kill9_loses_no_acknowledged_write(db: Option<String>, extra_toml: &str)
     );
     let (mut child, url) = serve_with(&d, &db, &extra).await;
     let tok = su_token(&url).await;
-    let mut stored = std::collections::HashSet::new();
-    let mut page = 1;
-    loop {
-        let r: Value = client
-            .get(format!("{url}/api/collections/events/records?perPage=1000&page={page}&fields=id&skipTotal=1"))
-            .header("Authorization", &tok)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let items = r["items"].as_array().unwrap();
-        for i in items {
-            stored.insert(i["id"].as_str().unwrap().to_string());
-        }
-        if items.len() < 1000 {
-            break;
-        }
-        page += 1;
-    }
+    let stored: std::collections::HashSet<String> = all_ids(&client, &url, &tok, "events")
+        .await
+        .into_iter()
+        .collect();
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(
         lost.is_empty(),
