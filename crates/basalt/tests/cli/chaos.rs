@@ -906,7 +906,7 @@ async fn serve_with_keys(d: &Dir, db: &Option<String>, keys: &str) -> (Proc, Str
 }
 
 async fn pii_status(c: &reqwest::Client, url: &str, tok: &str) -> Value {
-    get_json(&c, format!("{url}/api/pii/rotate"), &tok).await
+    get_json(c, format!("{url}/api/pii/rotate"), tok).await
 }
 
 fn behind(s: &Value) -> i64 {
@@ -1149,7 +1149,7 @@ async fn rabbitmq_killed_and_restarted_loses_no_event() {
     .await;
     let _server = Proc(child);
     let tok = su_token(&url).await;
-    let (client, load) = Load::start(2, &url, &tok).await;
+    let (_client, load) = Load::start(2, &url, &tok).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     rmq.kill9();
     tokio::time::sleep(Duration::from_secs(2)).await;
