@@ -5,7 +5,8 @@
 # stateful phase. Fails on any 5xx and on any answer the document does not allow (status code,
 # content type, body schema).
 #   scripts/schemathesis.sh [sqlite|postgres|all]   (default: all)
-# Env: ST_MAX_TIME (seconds per backend, default 120), ST_MAX_EXAMPLES (per operation, default 25),
+# Env: ST_MAX_TIME (seconds per backend as a superuser, default 120), ST_GUEST_TIME (then as a guest,
+#      default 30), ST_MAX_EXAMPLES (per operation, default 25),
 #      BASALT_BIN (default: the debug build), BASALT_TEST_PG (PostgreSQL base URL).
 # Reports (JUnit) and the server log land in test-artifacts/schemathesis/<backend>/.
 set -euo pipefail
@@ -111,6 +112,15 @@ run_backend() {
     --workers 1 --seed 20261205 --request-timeout 10 \
     --suppress-health-check all --warnings off \
     --report junit --report-junit-path "$out/junit.xml" || status=$?
+  # Then as a guest: the same operations through the rules (401/403/404 answers must be documented too).
+  "$VENV/bin/st" run "$out/openapi.json" --url "$url" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --exclude-path-regex '^/api/collections/_' \
+    --phases examples,coverage,fuzzing,stateful \
+    --max-examples "${ST_MAX_EXAMPLES:-25}" --max-time "${ST_GUEST_TIME:-30}" \
+    --workers 1 --seed 20261205 --request-timeout 10 \
+    --suppress-health-check all --warnings off \
+    --report junit --report-junit-path "$out/junit-guest.xml" || status=$?
   if [ "$status" != 0 ]; then
     echo "-- server log ($out/server.log), last 30 lines:"; tail -30 "$out/server.log"
   fi

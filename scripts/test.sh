@@ -33,18 +33,18 @@ export BASALT_PB_BIN
 BASALT_S3S_BIN="$(scripts/s3s.sh path)"
 export BASALT_S3S_BIN
 
-echo "== dashboard: ui/dist (embedded in the binary) is exactly what ui/ builds"
+echo "[${SECONDS}s] == dashboard: ui/dist (embedded in the binary) is exactly what ui/ builds"
 (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 if [ -n "$(git status --porcelain -- ui/dist)" ]; then
   git status --short -- ui/dist >&2
   echo "ui/dist differs from a fresh build of ui/: run 'npm run build' in ui/ and commit ui/dist" >&2; exit 1
 fi
 
-echo "== cargo fmt / clippy"
+echo "[${SECONDS}s] == cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== the service layer never sees a transport (ARCHITECTURE.md: basalt-service)"
+echo "[${SECONDS}s] == the service layer never sees a transport (ARCHITECTURE.md: basalt-service)"
 # Direct dependencies: no server framework and no HTTP types. Transitively, outbound clients (reqwest
 # for OAuth2 and webhooks, object_store for S3) carry http/hyper inside; no server crate may appear.
 direct="$(cargo tree -p basalt-service -e normal --depth 1 --prefix none | awk 'NR>1{print $1}' | sort -u)"
@@ -61,13 +61,13 @@ fi
 # The service's top-level modules import each other without a cycle (components below `state`).
 python3 scripts/module-cycles.py crates/service/src
 
-echo "== observability kit: Prometheus rules and config (promtool), dashboard metric names"
+echo "[${SECONDS}s] == observability kit: Prometheus rules and config (promtool), dashboard metric names"
 scripts/check-observability.sh
 
-echo "== deploy kit: Dockerfile = README build, compose, HAProxy, kustomize overlays (kubernetes-validate --strict)"
+echo "[${SECONDS}s] == deploy kit: Dockerfile = README build, compose, HAProxy, kustomize overlays (kubernetes-validate --strict)"
 scripts/check-deploy.sh
 
-echo "== cargo test: unit, property (parser/compiler fuzz), integration on SQLite and PostgreSQL, CLI"
+echo "[${SECONDS}s] == cargo test: unit, property (parser/compiler fuzz), integration on SQLite and PostgreSQL, CLI"
 # The multi-node test writes its numbers here (test output is captured); printed at the end.
 BASALT_CLUSTER_REPORT="$(mktemp)"
 export BASALT_CLUSTER_REPORT
@@ -77,14 +77,14 @@ export BASALT_CHAOS_REPORT
 trap 'rm -f "$BASALT_CLUSTER_REPORT" "$BASALT_CHAOS_REPORT"' EXIT
 cargo test --workspace
 
-echo "== official JS SDK suite (npm pocketbase) on SQLite and PostgreSQL, files on local storage and on S3"
+echo "[${SECONDS}s] == official JS SDK suite (npm pocketbase) on SQLite and PostgreSQL, files on local storage and on S3"
 scripts/test-sdk.sh all
 
-echo "== schemathesis: generated requests from /api/openapi.json, on SQLite and PostgreSQL (90 s each)"
+echo "[${SECONDS}s] == schemathesis: generated requests from /api/openapi.json, on SQLite and PostgreSQL (90 s as a superuser, 30 s as a guest, each)"
 ST_MAX_TIME=90 scripts/schemathesis.sh all
 
-echo "== cargo fuzz: each target for 45 s from the corpus in fuzz/corpus (scripts/fuzz.sh for long runs)"
+echo "[${SECONDS}s] == cargo fuzz: each target for 45 s from the corpus in fuzz/corpus (scripts/fuzz.sh for long runs)"
 scripts/fuzz.sh "${FUZZ_SECS:-45}"
 cat "$BASALT_CLUSTER_REPORT"
 sort "$BASALT_CHAOS_REPORT"
-echo "== all tests passed"
+echo "[${SECONDS}s] == all tests passed"
