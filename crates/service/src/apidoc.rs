@@ -520,6 +520,22 @@ fn auth_paths(c: &Collection, stem: &str, paths: &mut Map<String, Json>) {
         &["400", "401", "403", "429"],
     );
     add(
+        "auth-with-oauth2",
+        "Sign in with an OAuth2 provider's authorization code (the SDK's `authWithOAuth2`); `meta` carries the provider's profile.",
+        obj(
+            &[
+                ("provider", s()),
+                ("code", s()),
+                ("codeVerifier", s()),
+                ("redirectURL", s()),
+                ("createData", json!({"type": "object"})),
+            ],
+            &["provider", "code", "redirectURL"],
+        ),
+        ("200", auth.clone()),
+        &["400", "401", "403", "429"],
+    );
+    add(
         "auth-refresh",
         "A new token for the signed-in record of this collection.",
         Json::Null,
@@ -546,7 +562,7 @@ fn auth_paths(c: &Collection, stem: &str, paths: &mut Map<String, Json>) {
             &[("otpId", s()), ("password", s()), ("mfaId", s())],
             &["otpId", "password"],
         ),
-        ("200", auth),
+        ("200", auth.clone()),
         &["400", "401", "403", "429"],
     );
     for (action, field, summary) in [
@@ -605,6 +621,17 @@ fn auth_paths(c: &Collection, stem: &str, paths: &mut Map<String, Json>) {
         obj(&[("token", s()), ("password", s())], &["token", "password"]),
         ("204", none),
         &["400", "429"],
+    );
+    paths.insert(
+        format!("/api/collections/{name}/impersonate/{{id}}"),
+        json!({"post": {
+            "operationId": op("impersonate"),
+            "summary": "Superusers: a non-refreshable token of the record `id` (for `duration` seconds, or the collection's auth token duration).",
+            "tags": tag,
+            "parameters": [id_param()],
+            "requestBody": {"required": false, "content": {"application/json": {"schema": obj(&[("duration", json!({"type": "integer", "minimum": 0}))], &[])}}},
+            "responses": with_errors(Map::from_iter([("200".to_string(), auth.clone())]), &["400", "401", "403", "404", "429"]),
+        }}),
     );
     paths.insert(
         p("auth-methods"),
