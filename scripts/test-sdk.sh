@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/basalt/target}"
 which="${1:-all}"
 PG_URL_BASE="${BASALT_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
 
-(cd sdk-tests && { [ -d node_modules/graphql-ws ] && [ -d node_modules/pocketbase ] || npm ci --no-audit --no-fund --loglevel=error; })
+(cd sdk-tests && { [ -d node_modules/graphql-ws ] && [ -d node_modules/pocketbase ] && [ -d node_modules/typescript ] || npm ci --no-audit --no-fund --loglevel=error; })
 (cd ui && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error; })
 cargo build --quiet -p basalt
 bin="$CARGO_TARGET_DIR/debug/basalt"
