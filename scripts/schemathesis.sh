@@ -82,6 +82,21 @@ fixture() {
   : "$posts"
 }
 
+# st_run REPORT SECONDS [st options...]: one schemathesis run against the document in $out.
+# System collections (_superusers, _mfas, ...) are left out: a generated password change of the
+# superuser this run signs in with would end the run, and their shapes are the same code paths.
+st_run() {
+  local report="$1" secs="$2"; shift 2
+  "$VENV/bin/st" run "$out/openapi.json" --url "$url" "$@" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --exclude-path-regex '^/api/collections/_' \
+    --phases examples,coverage,fuzzing,stateful \
+    --max-examples "${ST_MAX_EXAMPLES:-25}" --max-time "$secs" \
+    --workers 1 --seed 20261205 --request-timeout 10 \
+    --suppress-health-check all --warnings off \
+    --report junit --report-junit-path "$report"
+}
+
 run_backend() {
   local backend="$1"; shift
   local out="$here/test-artifacts/schemathesis/$backend"
@@ -100,27 +115,10 @@ run_backend() {
   fixture
   api GET /api/openapi.json >"$out/openapi.json"
   echo "== schemathesis on $backend ($(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(len(v) for v in d["paths"].values()))' "$out/openapi.json") operations in the document)"
-  # System collections (_superusers, _mfas, ...) are left out: a generated password change of the
-  # superuser this run signs in with would end the run, and their shapes are the same code paths.
   local status=0
-  "$VENV/bin/st" run "$out/openapi.json" --url "$url" \
-    -H "Authorization: $token" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-    --exclude-path-regex '^/api/collections/_' \
-    --phases examples,coverage,fuzzing,stateful \
-    --max-examples "${ST_MAX_EXAMPLES:-25}" --max-time "${ST_MAX_TIME:-120}" \
-    --workers 1 --seed 20261205 --request-timeout 10 \
-    --suppress-health-check all --warnings off \
-    --report junit --report-junit-path "$out/junit.xml" || status=$?
+  st_run "$out/junit.xml" "${ST_MAX_TIME:-120}" -H "Authorization: $token" || status=$?
   # Then as a guest: the same operations through the rules (401/403/404 answers must be documented too).
-  "$VENV/bin/st" run "$out/openapi.json" --url "$url" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-    --exclude-path-regex '^/api/collections/_' \
-    --phases examples,coverage,fuzzing,stateful \
-    --max-examples "${ST_MAX_EXAMPLES:-25}" --max-time "${ST_GUEST_TIME:-30}" \
-    --workers 1 --seed 20261205 --request-timeout 10 \
-    --suppress-health-check all --warnings off \
-    --report junit --report-junit-path "$out/junit-guest.xml" || status=$?
+  st_run "$out/junit-guest.xml" "${ST_GUEST_TIME:-30}" || status=$?
   if [ "$status" != 0 ]; then
     echo "-- server log ($out/server.log), last 30 lines:"; tail -30 "$out/server.log"
   fi

@@ -51,6 +51,18 @@ async fn post(c: &reqwest::Client, url: &str, tok: &str, body: Value) -> (u16, V
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Turns the batch API on with room for `max` requests per batch.
+async fn enable_batch(c: &reqwest::Client, url: &str, tok: &str, max: u32) {
+    let r = c
+        .patch(format!("{url}/api/settings"))
+        .header("Authorization", tok)
+        .json(&json!({"batch": {"enabled": true, "maxRequests": max}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 // ---------- PostgreSQL crashed and restarted under write load ----------
 
 /// A private PostgreSQL server (initdb in a temporary folder, its own port), so crashing it
@@ -528,14 +540,7 @@ async fn kill9_mid_batch(db: Option<String>) {
     let mut server = Proc(child);
     let tok = su_token(&url).await;
     let c = reqwest::Client::new();
-    let r = c
-        .patch(format!("{url}/api/settings"))
-        .header("Authorization", &tok)
-        .json(&json!({"batch": {"enabled": true, "maxRequests": 200}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    enable_batch(&c, &url, &tok, 200).await;
     let (s, b) = post(
         &c,
         &format!("{url}/api/collections"),
@@ -631,14 +636,7 @@ async fn kill9_mid_schema_change_and_backup(db: Option<String>) {
     .await;
     assert_eq!(s, 200, "{coll}");
     const ROWS: usize = 20_000;
-    let batch_on = c
-        .patch(format!("{url}/api/settings"))
-        .header("Authorization", &tok)
-        .json(&json!({"batch": {"enabled": true, "maxRequests": 1000}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(batch_on.status(), 200);
+    enable_batch(&c, &url, &tok, 1000).await;
     for chunk in 0..ROWS / 1000 {
         let requests: Vec<Value> = (0..1000)
             .map(|i| json!({"method": "POST", "url": "/api/collections/rows/records", "body": {"n": chunk * 1000 + i, "t": "some text to copy"}}))
@@ -946,14 +944,7 @@ async fn kill9_mid_pii_rotation(db: Option<String>) {
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    let r = c
-        .patch(format!("{url}/api/settings"))
-        .header("Authorization", &tok)
-        .json(&json!({"batch": {"enabled": true, "maxRequests": 500}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    enable_batch(&c, &url, &tok, 500).await;
     for chunk in 0..ROWS / 500 {
         let requests: Vec<Value> = (0..500)
             .map(|i| {
