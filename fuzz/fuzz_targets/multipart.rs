@@ -1,5 +1,6 @@
-//! The multipart reader of record writes, batch and backup uploads (`files::upload::read`): the
-//! first line of the input is the boundary, the rest the body. Invariants beyond "never panics":
+//! The body reader of record writes, batch and backup uploads (`files::upload::read`): the first
+//! line of the input is the multipart boundary (or `!json` / `!form` for those bodies), the rest
+//! the body. Invariants beyond "never panics":
 //! every kept file is within the per-file limit or marked truncated, and once the result is dropped
 //! no temporary file is left behind, whether the body was accepted or refused.
 #![no_main]
@@ -34,13 +35,17 @@ fuzz_target!(|data: &[u8]| {
     let Some(nl) = data.iter().position(|b| *b == b'\n') else {
         return;
     };
-    let boundary = String::from_utf8_lossy(&data[..nl]).trim().to_string();
+    // The first line picks the body's type: `!json`, `!form`, or else a multipart boundary.
+    let first = String::from_utf8_lossy(&data[..nl]).trim().to_string();
+    let content_type = match first.as_str() {
+        "!json" => "application/json".to_string(),
+        "!form" => "application/x-www-form-urlencoded".to_string(),
+        boundary => format!("multipart/form-data; boundary={boundary}"),
+    };
+    let multipart = content_type.starts_with("multipart/");
     let Ok(req) = axum::http::Request::builder()
         .method("POST")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("content-type", content_type)
         .body(axum::body::Body::from(data[nl + 1..].to_vec()))
     else {
         return;
@@ -53,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         1 << 20,
     ));
     if let Ok(body) = &out {
-        assert!(body.json.is_object());
+        assert!(!multipart || body.json.is_object());
         for u in &body.uploads {
             assert!(u.truncated || u.size <= MAX_FILE, "kept {} bytes", u.size);
             assert!(u.path.starts_with(dir));
