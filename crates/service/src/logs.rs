@@ -634,8 +634,17 @@ async fn write_batch(store: &dyn Store, rows: &mut Vec<Row>) -> basalt_store::Re
     for r in rows.drain(..) {
         // A request's URL or header may carry NUL, which no backend stores as text (and PostgreSQL's
         // jsonb refuses as \u0000): kept visible as U+FFFD instead of losing the batch.
-        let message = r.message.replace('\0', "\u{FFFD}");
-        let data = r.data.replace("\\u0000", "\\ufffd");
+        // Checked first: the writer runs for every request, and replace() always copies.
+        let message = if r.message.contains('\0') {
+            r.message.replace('\0', "\u{FFFD}")
+        } else {
+            r.message
+        };
+        let data = if r.data.contains("\\u0000") {
+            r.data.replace("\\u0000", "\\ufffd")
+        } else {
+            r.data
+        };
         // One statement text for every row: prepared once per connection.
         let mut q = Sql::new(d);
         q.push(

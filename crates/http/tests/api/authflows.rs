@@ -1044,11 +1044,46 @@ async fn oauth2_table_provider(app: TestApp) {
     }
 }
 
+/// A provider answer over 1 MiB fails the sign-in instead of being buffered whole.
+async fn oauth2_oversized_answer_is_refused(app: TestApp) {
+    let p = Provider::start("cid-h", "secret-h").await;
+    let mut cfg = p.config("google", "cid-h", "secret-h");
+    cfg["userInfoURL"] = json!(format!("{}/huge", p.url));
+    app.collection(
+        json!({"name": "huge_users", "type": "auth", "createRule": "",
+        "oauth2": {"enabled": true, "providers": [cfg]}}),
+    )
+    .await;
+    p.sign_in_as(ProviderUser {
+        sub: "h".into(),
+        email: "h@example.com".into(),
+        name: "H".into(),
+    });
+    let m = app
+        .get("/api/collections/huge_users/auth-methods", None)
+        .await;
+    let prov = &m.1["oauth2"]["providers"][0];
+    let redirect = "http://localhost:5173/callback";
+    let auth_url = prov["authURL"].as_str().expect("authURL");
+    let (code, _) = p.authorize(&format!("{auth_url}{redirect}")).await;
+    let r = app
+        .post(
+            "/api/collections/huge_users/auth-with-oauth2",
+            None,
+            json!({"provider": "google", "code": code, "codeVerifier": prov["codeVerifier"],
+                   "redirectURL": redirect}),
+        )
+        .await;
+    crate::helpers::assert_error(&r, 400);
+    assert_eq!(r.1["message"], "Failed to fetch OAuth2 user.", "{}", r.1);
+}
+
 crate::both!(
     email_flows_through_smtp,
     otp_and_mfa,
     oauth2_code_flow,
-    oauth2_table_provider
+    oauth2_table_provider,
+    oauth2_oversized_answer_is_refused
 );
 
 mod sqlite_only {

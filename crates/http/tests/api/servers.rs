@@ -179,6 +179,7 @@ impl Provider {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/userinfo", get(userinfo))
+            .route("/huge", get(huge))
             .route("/avatar.png", get(avatar))
             .route("/notion/users/me", get(notion_me))
             .route("/graphql", post(linear_graphql))
@@ -378,6 +379,12 @@ pub fn avatar_png() -> Vec<u8> {
 
 async fn avatar() -> Response {
     ([("content-type", "image/png")], avatar_png()).into_response()
+}
+
+/// A userinfo answer of 2 MiB (a valid user, padded): over what Basalt reads from a provider.
+async fn huge() -> Response {
+    axum::Json(json!({"sub": "h", "email": "h@example.com", "pad": "x".repeat(2 << 20)}))
+        .into_response()
 }
 
 async fn userinfo(State(st): State<Arc<Mutex<ProviderState>>>, headers: HeaderMap) -> Response {

@@ -566,6 +566,80 @@ fn oauth2_options(coll: &Collection) -> Option<&Json> {
     coll.auth.as_ref().and_then(|a| a.extra.get("oauth2"))
 }
 
+/// The most a provider's answer (token, userinfo, emails, discovery, JWKS) may hold: every one of
+/// them is a few kilobytes; past this the sign-in fails instead of the server buffering it.
+const MAX_PROVIDER_BODY: usize = 1 << 20;
+
+/// A provider's answer body, read up to [`MAX_PROVIDER_BODY`].
+async fn capped_body(mut res: reqwest::Response) -> Result<Vec<u8>, String> {
+    if res
+        .content_length()
+        .is_some_and(|n| n > MAX_PROVIDER_BODY as u64)
+    {
+        return Err(format!(
+            "the provider's answer is over {MAX_PROVIDER_BODY} bytes"
+        ));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+        if out.len() + chunk.len() > MAX_PROVIDER_BODY {
+            return Err(format!(
+                "the provider's answer is over {MAX_PROVIDER_BODY} bytes"
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A successful provider answer as JSON (bounded by [`capped_body`]).
+async fn provider_json(res: Result<reqwest::Response, reqwest::Error>) -> Result<Json, String> {
+    let res = res
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&capped_body(res).await?).map_err(|e| e.to_string())
+}
+
+/// The token exchange's HTTP client: the egress client, with the answer read by [`capped_body`]
+/// (the oauth2 crate's own reqwest glue reads any size).
+async fn token_request(
+    http: &Egress,
+    req: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, std::io::Error> {
+    let io = |e: String| std::io::Error::other(e);
+    let (parts, body) = req.into_parts();
+    let res = http
+        .client()
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| io(e.to_string()))?;
+    let (status, headers) = (res.status(), res.headers().clone());
+    let mut out = oauth2::HttpResponse::new(capped_body(res).await.map_err(io)?);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// [`token_request`] as the oauth2 crate's client.
+struct TokenClient<'a>(&'a Egress);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for TokenClient<'_> {
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<oauth2::HttpResponse, std::io::Error>>
+                + Send
+                + 'c,
+        >,
+    >;
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(token_request(self.0, request))
+    }
+}
+
 /// Fetched JSON documents (OIDC discovery, JWKS), kept ten minutes.
 fn cache() -> &'static Mutex<HashMap<String, (Instant, Json)>> {
     static C: OnceLock<Mutex<HashMap<String, (Instant, Json)>>> = OnceLock::new();
@@ -584,17 +658,14 @@ async fn fetch_json_cached(http: &Egress, url: &str) -> Result<Json, String> {
             return Ok(v);
         }
     }
-    let v: Json = http
-        .client()
-        .get(url)
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let v = provider_json(
+        http.client()
+            .get(url)
+            .header("Accept", "application/json")
+            .send()
+            .await,
+    )
+    .await?;
     cache()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -867,13 +938,7 @@ async fn fetch_user(
                 },
             );
         }
-        req.send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?
+        provider_json(req.send().await).await?
     } else {
         let t = id_token.ok_or("the provider returned no id_token")?;
         if p.jwks.is_empty() {
@@ -883,35 +948,17 @@ async fn fetch_user(
         verify_id_token(t, &jwks, &p.client_id, &p.issuers).ok_or("invalid id_token")?
     };
     let mut u = map_user(p.kind.name, raw);
-    if p.kind.name == "github" {
-        // The primary verified address, from the emails endpoint beside the user endpoint.
-        let url = format!("{}/emails", p.user.trim_end_matches('/'));
-        if let Ok(r) = http
-            .client()
-            .get(&url)
-            .bearer_auth(access)
-            .header("Accept", "application/json")
-            .send()
-            .await
-        {
-            if let Ok(list) = r.json::<Json>().await {
-                u.email = github_primary_email(&list);
-            }
-        }
-    }
     let emails = |url: String| async move {
-        let r = http
-            .client()
-            .get(&url)
-            .bearer_auth(access)
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json::<Json>().await.ok()
+        provider_json(
+            http.client()
+                .get(&url)
+                .bearer_auth(access)
+                .header("Accept", "application/json")
+                .send()
+                .await,
+        )
+        .await
+        .ok()
     };
     let beside = format!("{}/emails", p.user.trim_end_matches('/'));
     match p.kind.name {
@@ -923,11 +970,10 @@ async fn fetch_user(
                 });
             }
         }
-        "gitea" => {
+        // The verified primary address (GitHub: never the profile's).
+        "github" | "gitea" => {
             if let Some(list) = emails(beside).await {
-                u.email = first_email(&list, |e| {
-                    e["verified"] == json!(true) && e["primary"] == json!(true)
-                });
+                u.email = first_email(&list, verified_primary);
             }
         }
         "gitee" if u.email.is_empty() => {
@@ -1227,15 +1273,9 @@ fn map_user(kind: &str, raw: Json) -> AuthUser {
 }
 
 /// GitHub's `/user/emails`: the primary address, if verified.
-fn github_primary_email(list: &Json) -> String {
-    list.as_array()
-        .and_then(|l| {
-            l.iter().find(|e| {
-                e["primary"].as_bool() == Some(true) && e["verified"].as_bool() == Some(true)
-            })
-        })
-        .map(|e| jstr(e, "email"))
-        .unwrap_or_default()
+/// An emails-list entry that is the account's primary address and verified (GitHub, Gitea).
+fn verified_primary(e: &Json) -> bool {
+    e["primary"] == json!(true) && e["verified"] == json!(true)
 }
 
 fn oauth_fail(msg: &str, detail: impl std::fmt::Display) -> ServiceError {
@@ -1334,7 +1374,7 @@ async fn auth_with_oauth2_inner(
         exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(verifier));
     }
     let tok = exchange
-        .request_async(ctx.egress.client())
+        .request_async(&TokenClient(&ctx.egress))
         .await
         .map_err(|e| oauth_fail("Failed to fetch OAuth2 token.", format!("{e:?}")))?;
     let access = tok.access_token().secret().clone();
@@ -1732,14 +1772,20 @@ mod tests {
             ("42", "ana", "")
         );
         assert_eq!(
-            github_primary_email(&json!([
-                {"email": "old@x.io", "primary": false, "verified": true},
-                {"email": "main@x.io", "primary": true, "verified": true}
-            ])),
+            first_email(
+                &json!([
+                    {"email": "old@x.io", "primary": false, "verified": true},
+                    {"email": "main@x.io", "primary": true, "verified": true}
+                ]),
+                verified_primary
+            ),
             "main@x.io"
         );
         assert_eq!(
-            github_primary_email(&json!([{"email": "m@x.io", "primary": true, "verified": false}])),
+            first_email(
+                &json!([{"email": "m@x.io", "primary": true, "verified": false}]),
+                verified_primary
+            ),
             ""
         );
         let gl = map_user(
