@@ -10,17 +10,10 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-const MAX_FILE: u64 = 4096;
+mod common;
+use common::runtime;
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
+const MAX_FILE: u64 = 4096;
 
 fn tmp() -> &'static PathBuf {
     static T: OnceLock<PathBuf> = OnceLock::new();

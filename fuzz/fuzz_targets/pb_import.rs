@@ -10,9 +10,11 @@
 #![no_main]
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+
+mod common;
+use common::runtime;
 use rusqlite::types::Value as Sv;
 use serde_json::Value as Json;
 
@@ -112,16 +114,6 @@ fn write_pb_data(dir: &Path, doc: &Json) -> Option<()> {
         .ok()?;
     }
     Some(())
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
 }
 
 /// One target data directory for the process (an app per input would keep its files open).
