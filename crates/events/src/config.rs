@@ -33,6 +33,16 @@ pub struct EventsConfig {
     pub rabbitmq: Vec<RabbitMqConfig>,
 }
 
+impl EventsConfig {
+    /// Whether any sink is configured to receive pii values in clear: writes then seal them into
+    /// their event ([`crate::Event::sealed`]).
+    pub fn reveals_pii(&self) -> bool {
+        self.kafka.iter().any(|k| k.reveal_pii)
+            || self.nats.iter().any(|n| n.reveal_pii)
+            || self.rabbitmq.iter().any(|r| r.reveal_pii)
+    }
+}
+
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {

@@ -94,6 +94,10 @@ pub struct Event {
     /// passes it on (HTTP and message headers, the CloudEvent's `traceparent` extension), so a
     /// consumer continues the same trace.
     pub traceparent: Option<String>,
+    /// The plaintext of the change's pii values, sealed for sinks configured to reveal them
+    /// (`reveal_pii`): opaque here, opened by the service. Never part of the CloudEvent; every
+    /// other consumer sees the masks in `record`/`before`.
+    pub sealed: Option<String>,
 }
 
 impl Event {
@@ -116,6 +120,7 @@ impl Event {
             record,
             before,
             traceparent: None,
+            sealed: None,
         }
     }
 

@@ -118,11 +118,14 @@ pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<i64,
         before: &'a Option<Map<String, Json>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         traceparent: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sealed: &'a Option<String>,
     }
     let data = serde_json::to_string(&Stored {
         record: &ev.record,
         before: &ev.before,
         traceparent: &ev.traceparent,
+        sealed: &ev.sealed,
     })
     .unwrap_or_default();
     s.bind(Value::Text(data));
@@ -199,6 +202,9 @@ fn rows_to_events(rows: Rows) -> Vec<Event> {
                 before: obj(data.remove("before")),
                 traceparent: data
                     .remove("traceparent")
+                    .and_then(|t| t.as_str().map(str::to_string)),
+                sealed: data
+                    .remove("sealed")
                     .and_then(|t| t.as_str().map(str::to_string)),
             })
         })

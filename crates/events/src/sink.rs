@@ -25,6 +25,11 @@ pub trait Sink: Send + Sync + 'static {
         Ok(())
     }
     async fn deliver(&self, events: &[Arc<Event>]) -> Result<(), String>;
+    /// Whether its section sets `reveal_pii`: the service then hands it events whose pii values
+    /// are in clear (opened from [`Event::sealed`]) instead of their masks.
+    fn reveals_pii(&self) -> bool {
+        false
+    }
 }
 
 /// Counters a sink runner keeps; read by `/api/health` (superusers) and ready for a metrics exporter.

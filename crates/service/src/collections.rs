@@ -474,6 +474,7 @@ async fn update_in(
     let mut errs = FieldErrors::new();
     let mut encrypting: Vec<String> = Vec::new();
     let mut decrypting: Vec<(String, bool)> = Vec::new();
+    let mut indexing: Vec<String> = Vec::new();
     for (i, nf) in c.fields.iter().enumerate() {
         if let Some(of) = old.fields.iter().find(|f| f.id == nf.id) {
             if of.ty() != nf.ty() {
@@ -488,10 +489,7 @@ async fn update_in(
             let searchable = |f: &basalt_core::schema::Field| f.pii.as_ref().map(|p| p.searchable);
             let why = match (&of.pii, &nf.pii) {
                 // Encrypting the existing values runs in the background (`privacy::run_migrations`);
-                // their column must already be TEXT.
-                (None, Some(_)) if nf.column_kind() != basalt_core::schema::ColumnKind::Text => Some(
-                    "A number or json field can be marked pii only when it is created: add a new field marked pii and copy the values into it.",
-                ),
+                // a number or json column becomes TEXT first (`ddl::alter_table`).
                 (None, Some(_)) => {
                     encrypting.push(nf.id.clone());
                     None
@@ -500,18 +498,21 @@ async fn update_in(
                 (Some(p), Some(_)) if p.decrypting => Some(
                     "pii is being removed from this field (its values are being decrypted): mark it again once that is done.",
                 ),
-                // Decrypting the values runs in the background too; the column stays TEXT, so
-                // only fields whose plain column is TEXT can go back.
-                (Some(_), None) if nf.column_kind() != basalt_core::schema::ColumnKind::Text => Some(
-                    "pii can be removed only from text, email, editor and date fields: add a new field without pii and copy the values into it.",
+                (Some(p), Some(_)) if p.pending && searchable(of) != searchable(nf) => Some(
+                    "This field's existing values are still being encrypted: change pii.searchable once that is done (see /api/health).",
                 ),
+                // Decrypting the values runs in the background too; the column stays TEXT until
+                // then (a number or json one gets its type back at the end).
                 (Some(p), None) => {
                     decrypting.push((nf.id.clone(), p.searchable));
                     None
                 }
-                _ if searchable(of) != searchable(nf) => Some(
-                    "A pii field's blind index is chosen when it is marked pii: add a new field to change pii.searchable.",
-                ),
+                // A blind index turned on is filled from the existing values in this transaction
+                // (below), before the indexes are built; turned off, its column is dropped.
+                (Some(_), Some(_)) if searchable(nf) == Some(true) && searchable(of) == Some(false) => {
+                    indexing.push(nf.name.clone());
+                    None
+                }
                 _ => None,
             };
             if let Some(why) = why {
@@ -562,7 +563,14 @@ async fn update_in(
             tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
         }
     } else {
-        for st in ddl::alter_table(ctx.dialect(), old, &as_stored) {
+        let (columns, indexes) = ddl::alter_table_steps(ctx.dialect(), old, &as_stored);
+        for st in columns {
+            tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
+        }
+        for field in &indexing {
+            crate::privacy::index_existing(ctx, tx, &as_stored, field).await?;
+        }
+        for st in indexes {
             tx.execute(&st).await.map_err(|e| ddl_error(e, false))?;
         }
     }

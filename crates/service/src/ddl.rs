@@ -182,6 +182,14 @@ pub fn drop_indexes(d: Dialect, c: &Collection) -> Vec<Sql> {
 /// The statements that turn `old`'s table into `new`'s, keeping the data of fields that stay.
 /// Fields are matched by id, so a rename keeps its column's data.
 pub fn alter_table(d: Dialect, old: &Collection, new: &Collection) -> Vec<Sql> {
+    let (mut out, indexes) = alter_table_steps(d, old, new);
+    out.extend(indexes);
+    out
+}
+
+/// [`alter_table`] in two steps: the columns (old indexes dropped first), then `new`'s indexes, so
+/// a caller can fill new columns in between (a blind index turned on).
+pub fn alter_table_steps(d: Dialect, old: &Collection, new: &Collection) -> (Vec<Sql>, Vec<Sql>) {
     let mut out = drop_indexes(d, old);
     let mk = |t: String| {
         let mut s = Sql::new(d);
@@ -222,6 +230,10 @@ pub fn alter_table(d: Dialect, old: &Collection, new: &Collection) -> Vec<Sql> {
                     )));
                 }
                 let col = ident(&nf.name);
+                if of.pii.is_some() != nf.pii.is_some() && nf.column_kind() != ColumnKind::Text {
+                    out.extend(retype_for_pii(d, &table, &col, nf));
+                    continue;
+                }
                 match (of.is_multiple(), nf.is_multiple(), d) {
                     (false, true, Dialect::Sqlite) => out.push(mk(format!(
                         "UPDATE {table} SET {col} = CASE WHEN COALESCE({col}, '') = '' THEN '[]' ELSE json_array({col}) END"
@@ -261,8 +273,85 @@ pub fn alter_table(d: Dialect, old: &Collection, new: &Collection) -> Vec<Sql> {
             ident(col)
         )));
     }
-    out.extend(create_indexes(d, new));
-    out
+    (out, create_indexes(d, new))
+}
+
+/// A number or json field marked pii (`nf.pii` set) or no longer pii (its values decrypted): its
+/// column turns into TEXT holding the value's JSON text (which `pii::open` reads in clear until the
+/// values are encrypted), or back into its own type. SQLite cannot change a column's type: a new
+/// column takes the values, the old one is dropped and the new one renamed (its indexes were
+/// dropped before and are built after).
+fn retype_for_pii(d: Dialect, table: &str, col: &str, nf: &Field) -> Vec<Sql> {
+    let mk = |t: String| {
+        let mut s = Sql::new(d);
+        s.push(&t);
+        s
+    };
+    let json = nf.column_kind() == ColumnKind::Json;
+    // Back from TEXT: an empty value (or a ciphertext of an erased subject, which no key opens
+    // any more) becomes the field's zero value.
+    let empty = format!("({col} = '' OR substr({col}, 1, 5) = 'pii1:')");
+    match d {
+        Dialect::Postgres => {
+            let (ty, using, default, null) = match (nf.pii.is_some(), json) {
+                (true, false) => ("TEXT COLLATE \"C\"", format!("{col}::text"), "''", "SET"),
+                (true, true) => (
+                    "TEXT COLLATE \"C\"",
+                    format!("COALESCE({col}::text, '')"),
+                    "''",
+                    "SET",
+                ),
+                (false, false) => (
+                    "DOUBLE PRECISION",
+                    format!("CASE WHEN {empty} THEN 0 ELSE {col}::double precision END"),
+                    "0",
+                    "SET",
+                ),
+                (false, true) => (
+                    "JSONB",
+                    format!("CASE WHEN {empty} THEN NULL ELSE {col}::jsonb END"),
+                    "NULL",
+                    "DROP",
+                ),
+            };
+            vec![
+                mk(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT"
+                )),
+                mk(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {col} DROP NOT NULL"
+                )),
+                mk(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {col} TYPE {ty} USING ({using})"
+                )),
+                mk(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {default}"
+                )),
+                mk(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {col} {null} NOT NULL"
+                )),
+            ]
+        }
+        Dialect::Sqlite => {
+            let value = match (nf.pii.is_some(), json) {
+                (true, false) => format!("CAST({col} AS TEXT)"),
+                (true, true) => format!("COALESCE({col}, '')"),
+                // NUMERIC affinity turns '42' into 42 and '1.5' into 1.5.
+                (false, false) => format!("CASE WHEN {empty} THEN 0 ELSE {col} END"),
+                (false, true) => format!("CASE WHEN {empty} THEN NULL ELSE {col} END"),
+            };
+            let tmp = ident("_basalt_retype");
+            vec![
+                mk(format!(
+                    "ALTER TABLE {table} ADD COLUMN {tmp} {}",
+                    column_type(d, nf)
+                )),
+                mk(format!("UPDATE {table} SET {tmp} = {value}")),
+                mk(format!("ALTER TABLE {table} DROP COLUMN {col}")),
+                mk(format!("ALTER TABLE {table} RENAME COLUMN {tmp} TO {col}")),
+            ]
+        }
+    }
 }
 
 /// The hidden columns of PII protection: the record's wrapped data key, and a blind index per

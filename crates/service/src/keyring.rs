@@ -180,6 +180,15 @@ impl KeyRing {
         wrapped.split_once('.').map(|(id, _)| id)
     }
 
+    /// [`KeyRing::unwrap`] without the cache: a key used once (an event's).
+    pub fn unwrap_once(&self, wrapped: &str, coll_id: &str, rec_id: &str) -> Option<Dek> {
+        let (id, body) = wrapped.split_once('.')?;
+        let k = self.keys.iter().find(|k| k.id == id)?;
+        open(&k.wrap, body, &Self::dek_ad(coll_id, rec_id))?
+            .try_into()
+            .ok()
+    }
+
     /// Unwraps a DEK; `None` when its key is not in the ring, or it was moved to another record.
     pub fn unwrap(&self, wrapped: &str, coll_id: &str, rec_id: &str) -> Option<Dek> {
         if let Ok(m) = self.deks.lock() {
@@ -190,10 +199,7 @@ impl KeyRing {
                 }
             }
         }
-        let (id, body) = wrapped.split_once('.')?;
-        let k = self.keys.iter().find(|k| k.id == id)?;
-        let plain = open(&k.wrap, body, &Self::dek_ad(coll_id, rec_id))?;
-        let dek: Dek = plain.try_into().ok()?;
+        let dek = self.unwrap_once(wrapped, coll_id, rec_id)?;
         if let Ok(mut m) = self.deks.lock() {
             if m.len() >= DEK_CACHE {
                 m.clear();

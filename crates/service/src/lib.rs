@@ -184,6 +184,7 @@ pub async fn build_with(
     state.pii = opts.pii_keys.clone();
     state.pii_require_reason = opts.pii_require_reason;
     state.pii_require_tls = opts.pii_require_tls;
+    state.reveal_events = opts.events.reveals_pii();
     state.graphql = opts.graphql.clone();
     state.public_dir = opts.public_dir.clone();
     state.index_fallback = opts.index_fallback;
@@ -216,7 +217,7 @@ pub async fn build_with(
         tokio::spawn(crons::run_scheduler(ctx.clone()));
     }
     if target.runs(roles::Module::Sinks) {
-        start_sinks(&bus, &ev, &hooks).await?;
+        start_sinks(&ctx, &bus, &ev, &hooks).await?;
     }
     if target.runs(roles::Module::Realtime) {
         bus.set_listener(Arc::new(realtime::Fanout(ctx.clone())));
@@ -228,6 +229,7 @@ pub async fn build_with(
 /// The durable sinks of the `[events]` section, each probed (a configured sink that cannot be
 /// reached is a startup error naming it) and handed to the bus.
 async fn start_sinks(
+    ctx: &AppCtx,
     bus: &Arc<basalt_events::EventBus>,
     ev: &basalt_events::EventsConfig,
     hooks: &Arc<basalt_events::webhook::Webhooks>,
@@ -243,7 +245,16 @@ async fn start_sinks(
                 s.name()
             )))
         })?;
-        bus.add_sink(s).await?;
+        if s.reveals_pii() {
+            tracing::warn!(
+                sink = s.name(),
+                "this events sink receives pii values in clear (reveal_pii)"
+            );
+            bus.add_sink(Arc::new(privacy::RevealSink::new(ctx, s)))
+                .await?;
+        } else {
+            bus.add_sink(s).await?;
+        }
     }
     Ok(())
 }

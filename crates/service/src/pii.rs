@@ -557,6 +557,74 @@ pub fn mask_event(ctx: &AppCtx, coll: &Collection, data: &mut Data) {
     data.remove(DEK_COLUMN);
 }
 
+/// The plaintext pii values of a change (`record`: after it, `before`), sealed for sinks configured
+/// to reveal them (`reveal_pii`): `<wrapped key>|<ciphertext>` under a key of its own, wrapped by
+/// the primary key and bound to the collection, the record and the event id. `None` when no sink
+/// reveals, or the change has no pii value. Erasure removes it from the record's events
+/// (`privacy::scrub_events`).
+pub fn seal_event(
+    ctx: &AppCtx,
+    coll: &Collection,
+    ev: &basalt_events::Event,
+    after: Option<&Data>,
+    before: Option<&Data>,
+) -> Option<String> {
+    let ring = ctx.pii.as_ref().filter(|_| ctx.reveal_events)?;
+    let pick = |d: Option<&Data>| {
+        let mut m = serde_json::Map::new();
+        for f in basalt_core::pii::fields(&coll.fields).filter(|f| !is_decrypting(f)) {
+            if let Some(v) = d.and_then(|d| d.get(&f.name)).filter(|v| !is_blank(v)) {
+                m.insert(f.name.clone(), v.clone());
+            }
+        }
+        m
+    };
+    let (r, b) = (pick(after), pick(before));
+    if r.is_empty() && b.is_empty() {
+        return None;
+    }
+    let plain = serde_json::json!({"record": r, "before": b}).to_string();
+    let dek = KeyRing::new_dek();
+    let ct =
+        RecordKey::new(&dek, &coll.id, &ev.record_id).seal(&format!("@event/{}", ev.id), &plain);
+    Some(format!("{}|{ct}", ring.wrap(&dek, &coll.id, &ev.record_id)))
+}
+
+/// The event as a sink configured to reveal delivers it: the pii values of [`seal_event`] in place
+/// of their masks. `None` when it has nothing sealed; pii values whose key is gone (an old key
+/// dropped from the ring) become `null`, never the mask's text passed off as a value.
+pub fn open_event(ctx: &AppCtx, ev: &basalt_events::Event) -> Option<basalt_events::Event> {
+    let sealed = ev.sealed.as_deref()?;
+    let coll = ctx.collection(&ev.collection_id);
+    let opened = ctx.pii.as_ref().and_then(|ring| {
+        let (wrapped, ct) = sealed.split_once('|')?;
+        let dek = ring.unwrap_once(wrapped, &ev.collection_id, &ev.record_id)?;
+        let plain = RecordKey::new(&dek, &ev.collection_id, &ev.record_id)
+            .open(&format!("@event/{}", ev.id), ct)?;
+        serde_json::from_str::<Json>(&plain).ok()
+    });
+    let mut out = ev.clone();
+    out.sealed = None;
+    for (part, map) in [("record", &mut out.record), ("before", &mut out.before)] {
+        let Some(map) = map.as_mut() else { continue };
+        let values = opened.as_ref().and_then(|o| o.get(part));
+        for f in coll
+            .iter()
+            .flat_map(|c| basalt_core::pii::fields(&c.fields))
+        {
+            if is_decrypting(f) || !map.get(&f.name).is_some_and(|v| !is_blank(v)) {
+                continue;
+            }
+            let v = values
+                .and_then(|v| v.get(&f.name))
+                .cloned()
+                .unwrap_or(Json::Null);
+            map.insert(f.name.clone(), v);
+        }
+    }
+    Some(out)
+}
+
 /// A condition matching `value` in `field` of `coll` (pii: by its blind index under every key).
 pub fn eq_condition(
     ctx: &AppCtx,

@@ -12,6 +12,7 @@ use basalt_core::Error;
 use serde_json::Value as Json;
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::keyring::KeyRing;
 use crate::pii::{has_pii, is_blank, mask_value, ring};
 use crate::AppCtx;
 
@@ -205,15 +206,19 @@ pub async fn erase(ctx: &AppCtx, collection: &str, id: &str) -> ServiceResult<Js
     for f in basalt_core::pii::fields(&coll.fields) {
         after.insert(f.name.clone(), Json::Null);
     }
-    let seq = crate::records::emit(
+    // The event's `before` is what is being erased: masks only, nothing sealed for a revealing
+    // sink; the record's earlier events lose their sealed values too.
+    let seq = crate::records::emit_sealed(
         ctx,
         &mut tx,
         &coll,
         basalt_events::Action::Update,
         Some(&after),
         Some(&before),
+        false,
     )
     .await?;
+    scrub_events(ctx, &mut tx, &coll.id, id).await?;
     tx.commit().await?;
     if let Some(r) = &ctx.pii {
         r.forget_keys();
@@ -226,6 +231,115 @@ pub async fn erase(ctx: &AppCtx, collection: &str, id: &str) -> ServiceResult<Js
     Ok(
         serde_json::json!({"collectionId": coll.id, "collectionName": coll.name, "id": id, "erased": now}),
     )
+}
+
+/// Removes the sealed pii values (for revealing sinks) from the outbox's events of one record: an
+/// erased subject's values must not survive in a sink's backlog (nor in a backup's outbox, which
+/// [`apply_erasures`] scrubs after a restore).
+async fn scrub_events(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn basalt_store::Tx>,
+    coll_id: &str,
+    id: &str,
+) -> ServiceResult<()> {
+    let mut q = ctx.sql();
+    q.push("SELECT seq, data FROM _events WHERE collection_id = ")
+        .bind(Value::Text(coll_id.into()))
+        .push(" AND record_id = ")
+        .bind(Value::Text(id.into()));
+    for r in tx.query(&q).await?.rows {
+        let mut it = r.into_iter();
+        let (Some(seq), Some(data)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(Json::Object(mut d)) = serde_json::from_str::<Json>(&data.into_string()) else {
+            continue;
+        };
+        if d.remove("sealed").is_some() {
+            let mut u = ctx.sql();
+            u.push("UPDATE _events SET data = ")
+                .bind(Value::Text(Json::Object(d).to_string()))
+                .push(" WHERE seq = ")
+                .bind(seq);
+            tx.execute(&u).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A sink whose section sets `reveal_pii`: it receives each event with its pii values in clear
+/// (`pii::open_event`) instead of their masks. Every record revealed is audited like a read, the
+/// actor being `sink:<name>`.
+pub struct RevealSink {
+    ctx: AppCtx,
+    inner: Arc<dyn basalt_events::sink::Sink>,
+    actor: String,
+}
+
+impl RevealSink {
+    pub fn new(ctx: &AppCtx, inner: Arc<dyn basalt_events::sink::Sink>) -> RevealSink {
+        RevealSink {
+            ctx: ctx.clone(),
+            actor: format!("sink:{}", inner.name()),
+            inner,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl basalt_events::sink::Sink for RevealSink {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn active(&self) -> bool {
+        self.inner.active()
+    }
+    async fn probe(&self) -> Result<(), String> {
+        self.inner.probe().await
+    }
+    fn reveals_pii(&self) -> bool {
+        true
+    }
+    async fn deliver(&self, events: &[Arc<basalt_events::Event>]) -> Result<(), String> {
+        let mut out = Vec::with_capacity(events.len());
+        let mut audits = Vec::new();
+        for e in events {
+            match crate::pii::open_event(&self.ctx, e) {
+                Some(o) => {
+                    let fields: Vec<String> = o
+                        .visible_record()
+                        .map(|r| {
+                            let coll = self.ctx.collection(&e.collection_id);
+                            coll.iter()
+                                .flat_map(|c| basalt_core::pii::fields(&c.fields))
+                                .filter(|f| !crate::pii::is_decrypting(f))
+                                .filter(|f| r.get(&f.name).is_some_and(|v| !is_blank(v)))
+                                .map(|f| f.name.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if !fields.is_empty() {
+                        audits.push(crate::audit::Reveal {
+                            collection: e.collection_id.clone(),
+                            record: e.record_id.clone(),
+                            fields,
+                            actor: self.actor.clone(),
+                            route: "events".into(),
+                            ip: String::new(),
+                            reason: String::new(),
+                        });
+                    }
+                    out.push(Arc::new(o));
+                }
+                None => out.push(e.clone()),
+            }
+        }
+        self.inner.deliver(&out).await?;
+        for a in audits {
+            self.ctx.audit.push(a);
+        }
+        Ok(())
+    }
 }
 
 /// Re-applies the erasure list (after a backup restore brought older rows back); how many records
@@ -250,6 +364,7 @@ pub async fn apply_erasures(ctx: &AppCtx) -> ServiceResult<u64> {
         let Some(coll) = ctx.collection(&c).filter(|c| has_pii(c)) else {
             continue;
         };
+        scrub_events(ctx, &mut tx, &coll.id, &id).await?;
         let mut s = erase_sql(ctx, &coll);
         s.push(" WHERE \"id\" = ")
             .bind(Value::Text(id))
@@ -349,7 +464,87 @@ pub async fn rotation_backlog(ctx: &AppCtx) -> ServiceResult<Vec<(String, i64)>>
         s.append(behind(ctx, coll, ring.primary_id()));
         out.push((coll.name.clone(), ctx.store.query(&s).await?.scalar_int()));
     }
+    let events = sealed_events_behind(
+        ctx.store.query(&sealed_events_sql(ctx)).await?,
+        ring.primary_id(),
+    );
+    if !events.is_empty() {
+        out.push(("_events".into(), events.len() as i64));
+    }
     Ok(out)
+}
+
+/// The outbox's events sealed for revealing sinks under another key than the primary: `(seq,
+/// collection id, record id, sealed)`.
+fn sealed_events_behind(
+    rows: basalt_store::Rows,
+    primary: &str,
+) -> Vec<(Value, String, String, serde_json::Map<String, Json>)> {
+    let mut out = Vec::new();
+    for r in rows.rows {
+        let mut it = r.into_iter();
+        let (Some(seq), Some(c), Some(id), Some(data)) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            continue;
+        };
+        let Ok(Json::Object(d)) = serde_json::from_str::<Json>(&data.into_string()) else {
+            continue;
+        };
+        let by = d
+            .get("sealed")
+            .and_then(Json::as_str)
+            .and_then(|s| KeyRing::wrapped_by(s.split_once('|')?.0));
+        if by.is_some_and(|k| k != primary) {
+            out.push((seq, c.into_string(), id.into_string(), d));
+        }
+    }
+    out
+}
+
+/// The outbox's events holding sealed values ([`sealed_events_behind`] reads the answer).
+fn sealed_events_sql(ctx: &AppCtx) -> basalt_core::sql::Sql {
+    let mut q = ctx.sql();
+    q.push(
+        "SELECT seq, collection_id, record_id, data FROM _events WHERE data LIKE '%\"sealed\":%'",
+    );
+    q
+}
+
+/// Rewraps the keys of events sealed for revealing sinks under the primary key (one transaction:
+/// the outbox holds only what sinks have yet to deliver). An event whose key left the ring already
+/// is skipped: a revealing sink gets `null` for its values.
+async fn rewrap_events(ctx: &AppCtx, ring: &KeyRing) -> ServiceResult<u64> {
+    let mut tx = ctx.store.begin().await?;
+    let mut n = 0;
+    let rows = tx.query(&sealed_events_sql(ctx)).await?;
+    for (seq, c, id, mut d) in sealed_events_behind(rows, ring.primary_id()) {
+        let Some((wrapped, ct)) = d
+            .get("sealed")
+            .and_then(Json::as_str)
+            .and_then(|s| s.split_once('|'))
+            .map(|(w, c)| (w.to_string(), c.to_string()))
+        else {
+            continue;
+        };
+        let Some(dek) = ring.unwrap_once(&wrapped, &c, &id) else {
+            tracing::warn!(seq = ?seq, "pii rotation: an event's key is not in the ring any more");
+            continue;
+        };
+        d.insert(
+            "sealed".into(),
+            Json::String(format!("{}|{ct}", ring.wrap(&dek, &c, &id))),
+        );
+        let mut u = ctx.sql();
+        u.push("UPDATE _events SET data = ")
+            .bind(Value::Text(Json::Object(d).to_string()))
+            .push(" WHERE seq = ")
+            .bind(seq);
+        tx.execute(&u).await?;
+        n += 1;
+    }
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// Rewraps every data key under the primary key and re-keys the blind indexes with it, 200 records
@@ -409,6 +604,7 @@ pub async fn rotate(ctx: &AppCtx, mut progress: impl FnMut(&str, u64, u64)) -> S
             progress(&coll.name, done, behind_at_start.saturating_sub(done));
         }
     }
+    total += rewrap_events(ctx, &ring).await?;
     Ok(total)
 }
 
@@ -687,6 +883,38 @@ async fn mask_outbox(ctx: &AppCtx, coll: &Collection, field: &str) -> ServiceRes
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Fills the blind index of `field` (just turned searchable; `coll` is the definition as stored,
+/// with its new `_bi_` column) from every row's value, inside the collection update's transaction
+/// and before its indexes are built: a unique index then sees every value, and a failing one changes
+/// nothing. Rows are read 200 at a time in id order.
+pub async fn index_existing(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn basalt_store::Tx>,
+    coll: &Collection,
+    field: &str,
+) -> ServiceResult<()> {
+    let mut last = String::new();
+    loop {
+        let mut from = ctx.sql();
+        from.push(" FROM ")
+            .ident(&coll.name)
+            .push(" WHERE ")
+            .ident(field)
+            .push(" != '' AND \"id\" > ")
+            .bind(Value::Text(last.clone()));
+        let ids = lock_batch(ctx, tx, from, false).await?;
+        let Some(end) = ids.last().cloned() else {
+            return Ok(());
+        };
+        for d in crate::records::load_in_tx(ctx, tx, coll, &ids).await? {
+            let id = basalt_core::record::id_of(&d);
+            tx.execute(&crate::records::update_sql_of(ctx, coll, id, &d, &[field])?)
+                .await?;
+        }
+        last = end;
+    }
 }
 
 /// `WHERE` rows of `coll` whose `field` still holds a ciphertext.

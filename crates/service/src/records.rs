@@ -2052,14 +2052,17 @@ fn event(
         .and_then(Json::as_str)
         .unwrap_or("")
         .to_string();
-    basalt_events::Event::new(
+    let mut ev = basalt_events::Event::new(
         action,
         &coll.id,
         &coll.name,
         &id,
         after.map(|d| event_record(ctx, coll, d)),
         before.map(|d| event_record(ctx, coll, d)),
-    )
+    );
+    ev.sealed = crate::pii::seal_event(ctx, coll, &ev, after, before);
+    ev.traceparent = crate::trace::current_traceparent();
+    ev
 }
 
 /// Appends the change's event to the outbox, in the change's transaction (its last statement).
@@ -2071,8 +2074,24 @@ pub(crate) async fn emit(
     after: Option<&Data>,
     before: Option<&Data>,
 ) -> ServiceResult<i64> {
+    emit_sealed(ctx, tx, coll, action, after, before, true).await
+}
+
+/// [`emit`], with `seal` false for a change whose values must not reach any sink (an erasure's
+/// event: its `before` is what was erased).
+pub(crate) async fn emit_sealed(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn Tx>,
+    coll: &Collection,
+    action: Action,
+    after: Option<&Data>,
+    before: Option<&Data>,
+    seal: bool,
+) -> ServiceResult<i64> {
     let mut ev = event(ctx, coll, action, after, before);
-    ev.traceparent = crate::trace::current_traceparent();
+    if !seal {
+        ev.sealed = None;
+    }
     Ok(basalt_events::outbox::append(tx, ctx.dialect(), &ev).await?)
 }
 

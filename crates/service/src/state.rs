@@ -65,6 +65,9 @@ pub struct AppState {
     pub pii: Option<Arc<crate::keyring::KeyRing>>,
     /// `[pii] require_reason`: superusers see pii in clear only with an `X-Pii-Reason` header.
     pub pii_require_reason: bool,
+    /// Some `[events]` sink sets `reveal_pii`: each write seals its pii values into its event
+    /// (`pii::seal_event`).
+    pub reveal_events: bool,
     /// `[pii] require_tls`: with pii fields, requests from other hosts must come over HTTPS.
     pub pii_require_tls: bool,
     /// `[graphql]` (see [`crate::GraphqlOptions`]).
@@ -185,6 +188,7 @@ impl AppState {
             logs: OnceLock::new(),
             pii: None,
             pii_require_reason: false,
+            reveal_events: false,
             pii_require_tls: false,
             graphql: crate::GraphqlOptions::default(),
             public_dir: None,

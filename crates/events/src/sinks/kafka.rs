@@ -37,6 +37,9 @@ pub struct KafkaConfig {
     pub replication_factor: i16,
     /// How long one produce may retry inside the client before the batch fails and the sink backs off.
     pub retry_deadline_ms: u64,
+    /// Deliver pii values in clear instead of their masks (a trusted consumer; see the README's
+    /// PII section). Every node that writes must have the same setting: writers seal the values.
+    pub reveal_pii: bool,
 }
 
 impl Default for KafkaConfig {
@@ -49,6 +52,7 @@ impl Default for KafkaConfig {
             partitions: 1,
             replication_factor: 1,
             retry_deadline_ms: 10_000,
+            reveal_pii: false,
         }
     }
 }
@@ -206,6 +210,10 @@ impl Sink for KafkaSink {
         *self.state.lock().await = Some(conn);
         Ok(())
     }
+    fn reveals_pii(&self) -> bool {
+        self.cfg.reveal_pii
+    }
+
     async fn deliver(&self, events: &[Arc<Event>]) -> Result<(), String> {
         let mut g = self.state.lock().await;
         if g.is_none() {

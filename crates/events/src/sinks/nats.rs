@@ -28,6 +28,9 @@ pub struct NatsConfig {
     pub duplicate_window_secs: u64,
     /// How long a publish waits for JetStream's acknowledgement before the batch is retried.
     pub ack_timeout_ms: u64,
+    /// Deliver pii values in clear instead of their masks (a trusted consumer; see the README's
+    /// PII section). Every node that writes must have the same setting: writers seal the values.
+    pub reveal_pii: bool,
 }
 
 impl Default for NatsConfig {
@@ -39,6 +42,7 @@ impl Default for NatsConfig {
             subject_prefix: "basalt".into(),
             duplicate_window_secs: 120,
             ack_timeout_ms: 5_000,
+            reveal_pii: false,
         }
     }
 }
@@ -122,6 +126,10 @@ impl Sink for NatsSink {
         *self.state.lock().await = Some((self.context(client), false));
         Ok(())
     }
+    fn reveals_pii(&self) -> bool {
+        self.cfg.reveal_pii
+    }
+
     async fn deliver(&self, events: &[Arc<Event>]) -> Result<(), String> {
         let mut g = self.state.lock().await;
         if g.is_none() {

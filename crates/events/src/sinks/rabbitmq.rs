@@ -36,6 +36,9 @@ pub struct RabbitMqConfig {
     pub queue: String,
     /// How long a batch's publishes and confirmations may take before it is retried.
     pub confirm_timeout_ms: u64,
+    /// Deliver pii values in clear instead of their masks (a trusted consumer; see the README's
+    /// PII section). Every node that writes must have the same setting: writers seal the values.
+    pub reveal_pii: bool,
 }
 
 impl Default for RabbitMqConfig {
@@ -46,6 +49,7 @@ impl Default for RabbitMqConfig {
             exchange: "basalt".into(),
             queue: String::new(),
             confirm_timeout_ms: 5_000,
+            reveal_pii: false,
         }
     }
 }
@@ -203,6 +207,10 @@ impl Sink for RabbitMqSink {
         *self.state.lock().await = Some(self.connect().await?);
         Ok(())
     }
+    fn reveals_pii(&self) -> bool {
+        self.cfg.reveal_pii
+    }
+
     async fn deliver(&self, events: &[Arc<Event>]) -> Result<(), String> {
         let mut g = self.state.lock().await;
         if g.as_ref()

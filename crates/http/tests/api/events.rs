@@ -523,6 +523,7 @@ async fn nats_outage(backend: Backend) {
         subject_prefix: "bt".into(),
         duplicate_window_secs: 120,
         ack_timeout_ms: 1000,
+        ..Default::default()
     }];
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;
@@ -629,6 +630,7 @@ async fn kafka_outage(backend: Backend) {
         partitions: 3,
         replication_factor: 1,
         retry_deadline_ms: 1000,
+        ..Default::default()
     }];
     let app = spawn_app_with(backend, o).await;
     let coll = items(&app).await;

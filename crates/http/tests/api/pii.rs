@@ -619,25 +619,29 @@ async fn definitions_are_checked(backend: Backend) {
         )
         .await;
     assert_error(&r, 400);
-    let c = app
-        .collection(json!({"name": "c3", "fields": [{"name": "n", "type": "number"}, {"name": "m", "type": "number", "pii": {}}], "indexes": []}))
+    // searchable cannot change while the field's existing values are still being encrypted (an
+    // `api` node runs no encryption worker, so they stay pending here).
+    let mut o = opts(&format!("k1:{}", key(1)));
+    o.target = basalt_service::roles::Target::find("api");
+    let api = spawn_app_with(backend, o).await;
+    api.collection(json!({"name": "c3", "fields": [{"name": "n", "type": "text"}]}))
         .await;
-    // A number field gains or loses pii only when created (its column type would change).
-    for (name, pii) in [("n", json!({"mask": "redact"})), ("m", Value::Null)] {
-        let mut fields = c["fields"].clone();
-        let f = fields
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .find(|f| f["name"] == name)
-            .unwrap();
-        f["pii"] = pii;
-        let r = app
-            .patch("/api/collections/c3", app.su(), json!({"fields": fields}))
-            .await;
-        let d = assert_error(&r, 400);
-        assert_eq!(pii_error(&d).0, "validation_invalid_pii", "{name}: {}", r.1);
-    }
+    api.record("c3", json!({"n": "v1"})).await;
+    let r = change_fields(&api, "c3", |name, f| {
+        if name == "n" {
+            f.insert("pii".into(), json!({}));
+        }
+    })
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let r = change_fields(&api, "c3", |name, f| {
+        if name == "n" {
+            f.insert("pii".into(), json!({"searchable": true}));
+        }
+    })
+    .await;
+    let d = assert_error(&r, 400);
+    assert!(pii_error(&d).1.contains("being encrypted"), "{}", r.1);
     let r = app
         .post(
             "/api/collections",
@@ -665,6 +669,29 @@ async fn definitions_are_checked(backend: Backend) {
         .await;
     let d = assert_error(&r, 400);
     assert!(pii_error(&d).1.contains("BASALT_PII_KEYS"), "{}", r.1);
+}
+
+/// GETs collection `coll`, lets `edit` change each field (by name), and PATCHes the fields back.
+async fn change_fields(
+    app: &TestApp,
+    coll: &str,
+    edit: impl Fn(&str, &mut serde_json::Map<String, Value>),
+) -> crate::helpers::Resp {
+    let def = app
+        .get(&format!("/api/collections/{coll}"), app.su())
+        .await
+        .1;
+    let mut fields = def["fields"].clone();
+    for f in fields.as_array_mut().unwrap() {
+        let name = f["name"].as_str().unwrap().to_string();
+        edit(&name, f.as_object_mut().unwrap());
+    }
+    app.patch(
+        &format!("/api/collections/{coll}"),
+        app.su(),
+        json!({"fields": fields}),
+    )
+    .await
 }
 
 /// A second application on the same store with another key ring, served on its own port.
@@ -1259,7 +1286,451 @@ async fn rotation_as_a_cron_job(backend: Backend) {
     assert_eq!(backlog().await, vec![("people".to_string(), 0)]);
 }
 
+/// Account `i`'s score and profile in `number_json_and_searchable_changes`.
+fn account(i: u32) -> (Value, Value) {
+    let score = if i % 7 == 0 {
+        json!(0)
+    } else if i % 2 == 0 {
+        json!(7_770_000 + i)
+    } else {
+        json!(f64::from(i) + 0.5)
+    };
+    let profile = if i % 5 == 0 {
+        Value::Null
+    } else {
+        json!({"secret": format!("zq-profile-{i}"), "n": i})
+    };
+    (score, profile)
+}
+
+/// Every account as a superuser reads it, by nick.
+async fn accounts(app: &TestApp) -> std::collections::BTreeMap<String, (Value, Value)> {
+    let r = app
+        .get_q(
+            "/api/collections/accounts/records",
+            app.su(),
+            &[("perPage", "500"), ("sort", "id")],
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    r.1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["nick"].as_str().unwrap().to_string(),
+                (r["score"].clone(), r["profile"].clone()),
+            )
+        })
+        .collect()
+}
+
+/// Number and json fields marked pii after they held data: their column becomes TEXT and the values
+/// are encrypted in the background (read the same throughout, masked for others), then pii removed:
+/// decrypted, and the column gets its type back (range filters work again). A blind index turned on
+/// later is filled in the same change (equality and a unique index see every row; duplicates refuse
+/// the change and leave it as it was); turned off, its column goes.
+async fn number_json_and_searchable_changes(backend: Backend) {
+    let app = spawn_app_with(backend, opts(&format!("k1:{}", key(1)))).await;
+    app.collection(json!({
+        "name": "accounts", "listRule": "", "viewRule": "",
+        "fields": [
+            {"name": "score", "type": "number"},
+            {"name": "profile", "type": "json"},
+            {"name": "nick", "type": "text", "pii": {"revealRule": ""}}
+        ]
+    }))
+    .await;
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..250u32 {
+        let (score, profile) = account(i);
+        let nick = format!("nick-{i}");
+        app.record(
+            "accounts",
+            json!({"score": score, "profile": profile, "nick": nick}),
+        )
+        .await;
+        expected.insert(nick, (score, profile));
+    }
+    assert_eq!(accounts(&app).await, expected);
+
+    // Mark score and profile pii (superusers only; others get null).
+    let r = change_fields(&app, "accounts", |name, f| {
+        if name == "score" || name == "profile" {
+            f.insert("pii".into(), json!({}));
+        }
+    })
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let guest_sees_masks = || async {
+        let g = app
+            .get_q(
+                "/api/collections/accounts/records",
+                None,
+                &[("perPage", "500")],
+            )
+            .await;
+        let a = g.1["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["nick"] == "nick-12")
+            .unwrap()
+            .clone();
+        assert_eq!(a["score"], Value::Null, "{a}");
+        assert_eq!(a["profile"], Value::Null, "{a}");
+    };
+    assert_eq!(accounts(&app).await, expected, "while encrypting");
+    guest_sees_masks().await;
+    wait_done(&app, "encrypting").await;
+    assert_eq!(accounts(&app).await, expected, "encrypted");
+    guest_sees_masks().await;
+    // A range on a pii number is refused, naming the field.
+    let r = app
+        .get_q(
+            "/api/collections/accounts/records",
+            app.su(),
+            &[("filter", "score > 5")],
+        )
+        .await;
+    let d = assert_error(&r, 400);
+    assert!(d.to_string().contains("score"), "{}", r.1);
+    let bytes = database_bytes(&app).await;
+    for p in ["zq-profile-", "7770010", "7770248"] {
+        assert!(!contains(&bytes, p), "{p} still in clear");
+    }
+
+    // A blind index on nick, with a unique index: a duplicate refuses the change, which then
+    // changes nothing.
+    let dup = app
+        .record("accounts", json!({"score": 1, "nick": "nick-17"}))
+        .await;
+    let searchable = |name: &str, f: &mut serde_json::Map<String, Value>| {
+        if name == "nick" {
+            f.insert("pii".into(), json!({"revealRule": "", "searchable": true}));
+        }
+    };
+    let unique = json!(["CREATE UNIQUE INDEX idx_accounts_nick ON accounts (nick)"]);
+    let def = app.get("/api/collections/accounts", app.su()).await.1;
+    let mut fields = def["fields"].clone();
+    for f in fields.as_array_mut().unwrap() {
+        let name = f["name"].as_str().unwrap().to_string();
+        searchable(&name, f.as_object_mut().unwrap());
+    }
+    let body = json!({"fields": fields, "indexes": unique});
+    let r = app
+        .patch("/api/collections/accounts", app.su(), body.clone())
+        .await;
+    let d = assert_error(&r, 400);
+    assert!(d["indexes"].to_string().contains("duplicate"), "{}", r.1);
+    let still = app.get("/api/collections/accounts", app.su()).await.1;
+    assert_eq!(still["indexes"], json!([]), "{still}");
+    assert!(
+        still["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["pii"]["searchable"] != true),
+        "{still}"
+    );
+    let r = app
+        .delete(
+            &format!(
+                "/api/collections/accounts/records/{}",
+                dup["id"].as_str().unwrap()
+            ),
+            app.su(),
+        )
+        .await;
+    assert_eq!(r.0, 204);
+    let r = app.patch("/api/collections/accounts", app.su(), body).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    for i in [0, 17, 249] {
+        let ids = app
+            .ids(
+                "accounts",
+                None,
+                &[("filter", &format!("nick = 'nick-{i}'"))],
+            )
+            .await;
+        assert_eq!(ids.len(), 1, "nick-{i} found by its blind index");
+    }
+    let again = app
+        .post(
+            "/api/collections/accounts/records",
+            app.su(),
+            json!({"nick": "nick-17"}),
+        )
+        .await;
+    let d = assert_error(&again, 400);
+    assert_eq!(d["nick"]["code"], "validation_not_unique", "{}", again.1);
+
+    // Remove pii from score and profile: plain for callers at once, decrypted in the background,
+    // then their columns are numbers and json again.
+    let r = change_fields(&app, "accounts", |name, f| {
+        if name == "score" || name == "profile" {
+            f.remove("pii");
+        }
+    })
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(accounts(&app).await, expected, "while decrypting");
+    wait_done(&app, "decrypting").await;
+    assert_eq!(accounts(&app).await, expected, "decrypted");
+    let g = app
+        .get_q(
+            "/api/collections/accounts/records",
+            None,
+            &[("filter", "nick = 'nick-12'")],
+        )
+        .await;
+    assert_eq!(g.1["items"][0]["score"], json!(7_770_012), "{}", g.1);
+    assert_eq!(
+        g.1["items"][0]["profile"]["secret"], "zq-profile-12",
+        "{}",
+        g.1
+    );
+    let over: Vec<_> = expected
+        .values()
+        .filter(|(s, _)| s.as_f64().unwrap() > 7_770_100.0)
+        .collect();
+    let ids = app
+        .ids(
+            "accounts",
+            app.su(),
+            &[("filter", "score > 7770100"), ("perPage", "500")],
+        )
+        .await;
+    assert_eq!(ids.len(), over.len(), "a range on the number column again");
+    let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
+    q.push("SELECT COUNT(*) FROM accounts WHERE score = 7770010");
+    assert_eq!(app.store().query(&q).await.unwrap().scalar_int(), 1);
+    let ids = app
+        .ids("accounts", app.su(), &[("filter", "profile.n = 33")])
+        .await;
+    assert_eq!(ids.len(), 1, "a json path into the json column again");
+
+    // The blind index off (its unique index first): its column is dropped, equality refused.
+    let r = app
+        .patch(
+            "/api/collections/accounts",
+            app.su(),
+            json!({"indexes": []}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let nick_id = r.1["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "nick")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = change_fields(&app, "accounts", |name, f| {
+        if name == "nick" {
+            f.insert("pii".into(), json!({"revealRule": ""}));
+        }
+    })
+    .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
+    q.push("SELECT * FROM accounts LIMIT 1");
+    let cols = app.store().query(&q).await.unwrap().columns;
+    assert!(!cols.contains(&format!("_bi_{nick_id}")), "{cols:?}");
+    let r = app
+        .get_q(
+            "/api/collections/accounts/records",
+            None,
+            &[("filter", "nick = 'nick-3'")],
+        )
+        .await;
+    assert_error(&r, 400);
+}
+
+/// The CloudEvent `data` of the `people` events in a JetStream stream, once there are `n` (the
+/// stream also carries other collections' events: the reveal audit's).
+async fn stream_events(js: &async_nats::jetstream::Context, stream: &str, n: usize) -> Vec<Value> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let total = match js.get_stream(stream).await {
+            Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        };
+        out.clear();
+        if total > 0 {
+            let consumer = js
+                .get_stream(stream)
+                .await
+                .unwrap()
+                .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                    ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let mut msgs = consumer
+                .fetch()
+                .max_messages(total as usize)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .unwrap();
+            while let Some(m) = msgs.next().await {
+                let v: Value = serde_json::from_slice(&m.unwrap().payload).unwrap();
+                if v["data"]["collectionName"] == "people" {
+                    out.push(v["data"].clone());
+                }
+            }
+            if out.len() >= n {
+                return out;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{stream}: {} people events of {n}: {out:?}", out.len());
+}
+
+/// A sink configured with `reveal_pii` receives the values in clear (creates, updates with their
+/// `before`, deletes), audited as `sink:<name>`; a sink beside it gets the masks. What the outbox
+/// keeps for it is sealed (nothing in clear at rest), and an erasure removes it from the record's
+/// events.
+async fn revealing_sink(backend: Backend) {
+    let tag = basalt_core::id::random_id(8).to_uppercase();
+    let mut o = opts(&format!("k1:{}", key(1)));
+    o.events.poll_ms = 100;
+    // Delivered events stay in the outbox for this test to read.
+    o.events.prune_ms = 3_600_000;
+    let nats = |name: &str, reveal: bool| basalt_events::config::NatsConfig {
+        name: name.into(),
+        url: "nats://127.0.0.1:4222".into(),
+        stream: format!("PII_{}_{tag}", name.to_uppercase()),
+        subject_prefix: format!("pii{name}{tag}"),
+        reveal_pii: reveal,
+        ..Default::default()
+    };
+    o.events.nats = vec![nats("clear", true), nats("masked", false)];
+    let app = spawn_app_with(backend, o).await;
+    app.collection(json!({
+        "name": "people", "listRule": "", "viewRule": "",
+        "fields": [
+            {"name": "email", "type": "email", "pii": {"searchable": true, "mask": "partial"}},
+            {"name": "phone", "type": "text", "pii": {"mask": "last4"}},
+            {"name": "note", "type": "text"}
+        ]
+    }))
+    .await;
+    let ann = app
+        .record(
+            "people",
+            json!({"email": "ann.reveal@example.com", "phone": "+44 7700 900111", "note": "n1"}),
+        )
+        .await;
+    let ann_id = ann["id"].as_str().unwrap().to_string();
+    let r = app
+        .patch(
+            &format!("/api/collections/people/records/{ann_id}"),
+            app.su(),
+            json!({"phone": "+44 7700 900222"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let bob = app
+        .record(
+            "people",
+            json!({"email": "bob.reveal@example.com", "phone": "+44 7700 900333"}),
+        )
+        .await;
+    let bob_id = bob["id"].as_str().unwrap().to_string();
+    let r = app
+        .delete(
+            &format!("/api/collections/people/records/{ann_id}"),
+            app.su(),
+        )
+        .await;
+    assert_eq!(r.0, 204);
+    // Nothing in clear at rest, the sealed copies in the outbox included.
+    let bytes = database_bytes(&app).await;
+    for p in ["ann.reveal@example.com", "+44 7700 900222", "bob.reveal"] {
+        assert!(!contains(&bytes, p), "{p} in clear at rest");
+    }
+    let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let clear = stream_events(&js, &format!("PII_CLEAR_{tag}"), 4).await;
+    let masked = stream_events(&js, &format!("PII_MASKED_{tag}"), 4).await;
+    let pick = |evs: &[Value], id: &str, action: &str| {
+        evs.iter()
+            .find(|d| {
+                d["action"] == action
+                    && d["record"]["id"].as_str().or(d["before"]["id"].as_str()) == Some(id)
+            })
+            .unwrap_or_else(|| panic!("no {action} of {id} in {evs:?}"))
+            .clone()
+    };
+    let c = pick(&clear, &ann_id, "create");
+    assert_eq!(c["record"]["email"], "ann.reveal@example.com", "{c}");
+    assert_eq!(c["record"]["phone"], "+44 7700 900111", "{c}");
+    let u = pick(&clear, &ann_id, "update");
+    assert_eq!(u["record"]["phone"], "+44 7700 900222", "{u}");
+    assert_eq!(u["before"]["phone"], "+44 7700 900111", "{u}");
+    let d = pick(&clear, &ann_id, "delete");
+    assert_eq!(d["before"]["email"], "ann.reveal@example.com", "{d}");
+    assert_eq!(
+        pick(&clear, &bob_id, "create")["record"]["email"],
+        "bob.reveal@example.com"
+    );
+    for e in &masked {
+        let text = e.to_string();
+        assert!(
+            !text.contains("reveal@example.com") && !text.contains("900111"),
+            "{text}"
+        );
+    }
+    let m = pick(&masked, &ann_id, "update");
+    assert_eq!(m["record"]["phone"], "****0222", "{m}");
+    assert_eq!(m["record"]["note"], "n1", "{m}");
+    // Audited: the revealing sink is the actor.
+    let rows = wait_for(&app, "_piiAudit", "actor = 'sink:nats:clear'", 2).await;
+    assert!(
+        rows.iter()
+            .any(|r| r["recordRef"] == ann_id && r["route"] == "events"),
+        "{rows:?}"
+    );
+    assert!(!audit_bytes(&rows).contains("ann.reveal"));
+
+    // Erasure: bob's events in the outbox keep nothing sealed, and its own event reveals nothing.
+    let r = app
+        .post(
+            "/api/pii/erase",
+            app.su(),
+            json!({"collection": "people", "id": bob_id}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
+    q.push("SELECT data FROM _events WHERE record_id = ")
+        .bind(basalt_core::sql::Value::Text(bob_id.clone()));
+    let rows = app.store().query(&q).await.unwrap().rows;
+    assert_eq!(rows.len(), 2, "bob's create and erasure events");
+    for r in rows {
+        let data = r.into_iter().next().unwrap().into_string();
+        assert!(!data.contains("\"sealed\""), "{data}");
+    }
+    let clear = stream_events(&js, &format!("PII_CLEAR_{tag}"), 5).await;
+    let e = pick(&clear, &bob_id, "update");
+    assert_eq!(e["record"]["email"], Value::Null, "{e}");
+    assert_ne!(e["before"]["email"], "bob.reveal@example.com", "{e}");
+    for s in ["CLEAR", "MASKED"] {
+        let _ = js.delete_stream(format!("PII_{s}_{tag}")).await;
+    }
+}
+
 crate::both_backends!(
+    revealing_sink,
+    number_json_and_searchable_changes,
     rotation_as_a_cron_job,
     existing_values_are_encrypted_in_the_background,
     tls_required_from_other_hosts,
