@@ -20,7 +20,8 @@
 #   PB_LOGS       on = the defaults (request logs kept), off = PATCH
 #                 /api/settings logs.maxDays=0 before the run, on PocketBase and
 #                 Basalt alike (default: on)
-#   OBSERVABILITY 1 = also run Basalt with request logs off (basalt_logsoff), with
+#   OBSERVABILITY 1 = also run Basalt with request logs off, metrics off and on
+#                 (basalt_nometrics: BASALT_METRICS=off, then basalt_logsoff), with
 #                 tracing to a stand-in OTLP collector (bench/otlp_sink.py, on the
 #                 load core) at sampling 0 and 1.0 (basalt_trace0, basalt_trace1),
 #                 and, when BASALT_BASE_BIN is set, a Basalt built before metrics,
@@ -262,7 +263,7 @@ run_suite() {
   case $name in
     pocketbase|basalt)
       if [[ $PB_LOGS == off ]]; then seed_args+=(--logs-max-days 0); else seed_args+=(--show-logs-settings); fi ;;
-    basalt_logsoff) seed_args+=(--logs-max-days 0) ;;
+    basalt_logsoff|basalt_nometrics) seed_args+=(--logs-max-days 0) ;;
   esac
   say "$name: seeding $RECORDS records"
   if ! python3 "$HERE/seed.py" --url "$base" --email "$EMAIL" --password "$PASS" \
@@ -350,8 +351,9 @@ if wants basalt; then
   run_suite basalt_normal "$port"
   stop_server
   if [[ ${OBSERVABILITY:-0} == 1 ]]; then
-    # Metrics on, request logs off; and the binary before metrics and logs, when given.
-    variants=(basalt_logsoff basalt_trace0 basalt_trace1)
+    # Metrics off and on with request logs off (one binary, back to back: the metrics cost), the
+    # tracing runs, and the binary before metrics and logs existed, when given.
+    variants=(basalt_nometrics basalt_logsoff basalt_trace0 basalt_trace1)
     [[ -n ${BASALT_BASE_BIN:-} ]] && variants+=(basalt_base)
     sink_port=$((PORT_BASE + 5))
     taskset -c "$LOAD_CPU" python3 "$HERE/otlp_sink.py" "$sink_port" >"$RUN_DIR/otlp-sink.log" 2>&1 &
@@ -364,6 +366,7 @@ if wants basalt; then
       envs=()
       case $v in
         basalt_base) bin=$BASALT_BASE_BIN ;;
+        basalt_nometrics) envs=(BASALT_METRICS=off) ;;
         basalt_trace0) envs=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACES_SAMPLER_ARG=0) ;;
         basalt_trace1) envs=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACES_SAMPLER_ARG=1) ;;
       esac
@@ -443,14 +446,14 @@ report() {
   if [[ -n ${RES[basalt_logsoff.read.rps]:-} ]]; then
     echo "Observability cost (same run; Basalt defaults = metrics on, request logs $PB_LOGS):"
     echo
-    echo "| test | before (basalt_base) | metrics on, logs off | defaults (+logs) | +tracing, sampling 0 | +tracing, sampling 1.0 | metrics cost | logs cost | tracing cost 0 / 1.0 |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| test | metrics off, logs off | metrics on, logs off | defaults (+logs) | +tracing, sampling 0 | +tracing, sampling 1.0 | metrics cost | logs cost | tracing cost 0 / 1.0 | before (basalt_base) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     pct() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * (a - b) / a }' || echo -; }
     for t in read list create; do
-      local b=${RES[basalt_base.$t.rps]:-} m=${RES[basalt_logsoff.$t.rps]:-} l=${RES[basalt.$t.rps]:-}
+      local b=${RES[basalt_base.$t.rps]:-} n=${RES[basalt_nometrics.$t.rps]:-} m=${RES[basalt_logsoff.$t.rps]:-} l=${RES[basalt.$t.rps]:-}
       local t0=${RES[basalt_trace0.$t.rps]:-} t1=${RES[basalt_trace1.$t.rps]:-}
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n' "$t" "${b:--}" "${m:--}" "${l:--}" "${t0:--}" "${t1:--}" \
-        "$(pct "$b" "$m")" "$([[ $PB_LOGS == on ]] && pct "$m" "$l" || echo -)" "$(pct "$l" "$t0")" "$(pct "$l" "$t1")"
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n' "$t" "${n:--}" "${m:--}" "${l:--}" "${t0:--}" "${t1:--}" \
+        "$(pct "$n" "$m")" "$([[ $PB_LOGS == on ]] && pct "$m" "$l" || echo -)" "$(pct "$l" "$t0")" "$(pct "$l" "$t1")" "${b:--}"
     done
     echo
     echo "Spans (basalt_trace0 / basalt_trace1): ${RES[basalt_trace0.spans]:-?} / ${RES[basalt_trace1.spans]:-?}"
@@ -466,7 +469,7 @@ report() {
   fi
   local s
   echo
-  for s in pocketbase basalt basalt_normal basalt_logsoff basalt_base; do
+  for s in pocketbase basalt basalt_normal basalt_nometrics basalt_logsoff basalt_base; do
     [[ -n ${RES[$s.id]:-} ]] || continue
     printf -- '- %s: seeding %s records/s; create answers HTTP %s; RSS %s MB after seeding, %s MB after the run' \
       "$s" "${RES[$s.seed]:-?}" "${RES[$s.create_code]}" "${RES[$s.rss_seeded]}" "${RES[$s.rss_after]}"

@@ -464,6 +464,7 @@ async fn superuser(action: SuperuserCmd) -> anyhow::Result<()> {
 
 /// Opens the database and builds the app; `serving` also starts the configured event sinks.
 async fn open_app(s: &Settings, serving: bool) -> anyhow::Result<basalt_http::AppCtx> {
+    basalt_store::metrics::set_enabled(s.metrics_enabled);
     let store = basalt_store::open_with(
         &s.dir,
         s.database_url.as_ref().map(|u| u.expose()),

@@ -166,6 +166,9 @@ struct FileMetrics {
     allow: Option<Vec<String>>,
     /// An address serving only `/metrics` (`--metrics-http`, `BASALT_METRICS_HTTP`).
     http: Option<String>,
+    /// `false` (or `BASALT_METRICS=off`): record no request, record-operation or store metrics
+    /// (what `bench/run.sh` compares against to measure their cost).
+    enabled: Option<bool>,
 }
 
 /// `[connections]`: bounds on slow and greedy clients (see `basalt_http::conn`).
@@ -248,6 +251,8 @@ pub struct Settings {
     pub connections: basalt_http::conn::HttpLimits,
     /// `[metrics]`: access to `/metrics` on the main port.
     pub metrics: basalt_http::metrics::MetricsAccess,
+    /// `[metrics] enabled` / `BASALT_METRICS`: whether metrics are recorded at all.
+    pub metrics_enabled: bool,
     /// `[metrics] http` / `BASALT_METRICS_HTTP` / `--metrics-http`: a listener serving only
     /// `/metrics`.
     pub metrics_http: Option<String>,
@@ -395,6 +400,11 @@ impl Settings {
             connections.body_memory = v.max(1) << 20;
         }
         let fm = file.metrics.unwrap_or_default();
+        let metrics_enabled = match std::env::var("BASALT_METRICS").ok().as_deref() {
+            Some("off" | "false" | "0") => false,
+            Some("on" | "true" | "1") | None | Some("") => fm.enabled.unwrap_or(true),
+            Some(v) => anyhow::bail!("BASALT_METRICS must be on or off, not {v:?}"),
+        };
         let token = std::env::var("BASALT_METRICS_TOKEN")
             .ok()
             .map(Secret)
@@ -483,6 +493,7 @@ impl Settings {
             },
             telemetry,
             metrics,
+            metrics_enabled,
             metrics_http,
             metrics_http_access,
             connections,

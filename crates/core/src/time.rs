@@ -12,15 +12,22 @@ pub fn format(t: DateTime<Utc>) -> String {
     if !(0..=9999).contains(&year) {
         return t.format(FORMAT).to_string();
     }
-    format!(
-        "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}Z",
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.timestamp_subsec_millis().min(999)
-    )
+    // Digits written into a fixed buffer (`format!` with padding costs a formatter per field).
+    let mut b = *b"0000-00-00 00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 3, t.timestamp_subsec_millis().min(999));
+    b.iter().map(|&c| c as char).collect()
 }
 
 pub fn now() -> String {

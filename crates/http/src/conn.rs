@@ -326,6 +326,30 @@ async fn serve_one(
     let _ = conn.await;
 }
 
+/// An address as text; IPv4 written digit by digit (`Display` goes through the formatter, and this
+/// runs twice for every logged request).
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                if o >= 100 {
+                    s.push((b'0' + o / 100) as char);
+                }
+                if o >= 10 {
+                    s.push((b'0' + o / 10 % 10) as char);
+                }
+                s.push((b'0' + o % 10) as char);
+            }
+            s
+        }
+        other => other.to_string(),
+    }
+}
+
 /// What a request log entry knows before the answer: method, URL, addresses, referer, agent.
 fn pending_entry(
     ctx: &AppCtx,
@@ -359,12 +383,13 @@ fn pending_entry(
             }
         },
         remote_ip: if log_ip {
-            peer.ip().to_string()
+            ip_text(peer.ip())
         } else {
             String::new()
         },
         user_ip: if log_ip {
-            crate::extract::ip_of(ctx, &parts.headers, &parts.extensions).to_string()
+            let ip = crate::extract::ip_of(ctx, &parts.headers, &parts.extensions);
+            ip_text(ip)
         } else {
             String::new()
         },

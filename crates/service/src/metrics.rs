@@ -18,12 +18,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use basalt_store::metrics::Histogram;
 use basalt_store::metrics::{latency, since, BYTES};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -109,6 +109,9 @@ pub struct RequestFamilies {
 }
 
 type RouteKey = (u8, u16, usize, usize);
+
+/// (collection name address, its length, action address, outcome address).
+type OpKey = (usize, usize, usize, usize);
 
 struct RouteHandles {
     route: Arc<str>,
@@ -198,12 +201,16 @@ impl RequestMetrics {
             .iter()
             .position(|m| *m == label)
             .unwrap_or(METHODS.len() - 1);
-        self.active_by_method[method].inc();
+        let on = basalt_store::metrics::enabled();
+        if on {
+            self.active_by_method[method].inc();
+        }
         InFlight {
             metrics: self.clone(),
             method,
             began: Instant::now(),
-            done: false,
+            // Metrics off: nothing to record at the end.
+            done: !on,
         }
     }
 }
@@ -217,6 +224,9 @@ impl InFlight {
         request_bytes: u64,
         response_bytes: Option<u64>,
     ) {
+        if self.done {
+            return;
+        }
         self.done = true;
         let m = &self.metrics;
         m.active_by_method[self.method].dec();
@@ -313,6 +323,9 @@ pub struct Metrics {
     pub rule_compile: Histogram,
     pub fanout: Histogram,
     pub collections: LabelCap,
+    /// `records`' counter per (collection name, action, outcome) seen, found with one cheap lookup
+    /// keyed by the addresses of the name (the snapshot's own string) and the static labels.
+    ops: std::sync::RwLock<HashMap<OpKey, (Arc<str>, Counter), BuildFast>>,
     scraped: Arc<Scraped>,
     /// One scrape at a time (the snapshot is shared).
     scraping: tokio::sync::Mutex<()>,
@@ -351,6 +364,7 @@ impl Metrics {
             rule_compile: latency(),
             fanout: latency(),
             collections: LabelCap::new(MAX_COLLECTION_LABELS),
+            ops: Default::default(),
             scraped: Arc::new(Scraped::default()),
             scraping: tokio::sync::Mutex::new(()),
             registry: Registry::default(),
@@ -397,17 +411,39 @@ impl Metrics {
         action: &'static str,
         res: &crate::ServiceResult<T>,
     ) {
+        if !basalt_store::metrics::enabled() {
+            return;
+        }
         let outcome = match res {
             Ok(_) => "ok",
             Err(e) => outcome_of(e),
         };
-        self.records
-            .get_or_create(&RecordLabels {
-                collection: self.collections.label(collection),
-                action,
-                outcome,
-            })
-            .inc();
+        let key = (
+            collection.as_ptr() as usize,
+            collection.len(),
+            action.as_ptr() as usize,
+            outcome.as_ptr() as usize,
+        );
+        {
+            let g = self.ops.read().unwrap_or_else(|p| p.into_inner());
+            // The text is compared too: an address may be reused by another string once freed.
+            if let Some((_, c)) = g.get(&key).filter(|(n, _)| &**n == collection) {
+                c.inc();
+                return;
+            }
+        }
+        let c = self.records.get_or_create_owned(&RecordLabels {
+            collection: self.collections.label(collection),
+            action,
+            outcome,
+        });
+        c.inc();
+        let mut g = self.ops.write().unwrap_or_else(|p| p.into_inner());
+        // Bounded: collection names are capped, and each schema change leaves a few stale keys.
+        if g.len() >= 4096 {
+            g.clear();
+        }
+        g.insert(key, (Arc::from(collection), c));
     }
 
     /// Times a GraphQL operation.

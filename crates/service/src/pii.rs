@@ -612,7 +612,7 @@ pub fn open_event(ctx: &AppCtx, ev: &basalt_events::Event) -> Option<basalt_even
             .iter()
             .flat_map(|c| basalt_core::pii::fields(&c.fields))
         {
-            if is_decrypting(f) || !map.get(&f.name).is_some_and(|v| !is_blank(v)) {
+            if is_decrypting(f) || map.get(&f.name).is_none_or(is_blank) {
                 continue;
             }
             let v = values

@@ -15,10 +15,111 @@
 
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+
+/// Whether metrics are recorded (`[metrics] enabled`, `BASALT_METRICS=off`): process-wide, read with
+/// one relaxed load at each observation. Off, histograms and the request counters record nothing
+/// (the `/metrics` page still answers, with what is read at scrape time).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// A histogram with explicit buckets kept in atomics: an observation is one bucket search and two
+/// relaxed atomic adds (prometheus-client's own takes a mutex), and nothing when metrics are off.
+/// The count is the buckets' sum, so `_count` always equals the `+Inf` bucket.
+#[derive(Clone, Debug)]
+pub struct Histogram(Arc<HistogramInner>);
+
+#[derive(Debug)]
+struct HistogramInner {
+    /// Upper bounds, the last one `+Inf`.
+    bounds: Box<[f64]>,
+    counts: Box<[AtomicU64]>,
+    /// The sum's `f64` bits.
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: impl IntoIterator<Item = f64>) -> Histogram {
+        let bounds: Box<[f64]> = bounds
+            .into_iter()
+            .filter(|b| b.is_finite())
+            .chain(std::iter::once(f64::INFINITY))
+            .collect();
+        let counts = bounds.iter().map(|_| AtomicU64::new(0)).collect();
+        Histogram(Arc::new(HistogramInner {
+            bounds,
+            counts,
+            sum: AtomicU64::new(0f64.to_bits()),
+        }))
+    }
+
+    pub fn observe(&self, v: f64) {
+        if !enabled() {
+            return;
+        }
+        let h = &self.0;
+        // The first bound >= v (a NaN lands in the first bucket, as prometheus-client's does).
+        let i = h.bounds.partition_point(|b| *b < v).min(h.counts.len() - 1);
+        h.counts[i].fetch_add(1, Ordering::Relaxed);
+        let mut cur = h.sum.load(Ordering::Relaxed);
+        loop {
+            let next = (f64::from_bits(cur) + v).to_bits();
+            match h
+                .sum
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(x) => cur = x,
+            }
+        }
+    }
+
+    /// `(sum, count, [(upper bound, observations in that bucket alone)])`.
+    pub fn get(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let h = &self.0;
+        let buckets: Vec<(f64, u64)> = h
+            .bounds
+            .iter()
+            .zip(h.counts.iter())
+            .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        (
+            f64::from_bits(h.sum.load(Ordering::Relaxed)),
+            count,
+            buckets,
+        )
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.get();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 /// Latency buckets (seconds), 100 µs to 10 s: a read by id takes tens of microseconds here, a
 /// request a slow client holds can take seconds. Explicit buckets, so series aggregate across nodes.

@@ -121,10 +121,7 @@ impl PgStore {
     }
 
     /// A pool connection; the wait is recorded in `wait`.
-    async fn client_for(
-        &self,
-        wait: &prometheus_client::metrics::histogram::Histogram,
-    ) -> Result<Object> {
+    async fn client_for(&self, wait: &crate::metrics::Histogram) -> Result<Object> {
         let began = std::time::Instant::now();
         let c = self.pool.get().await.map_err(pool_err);
         wait.observe(since(began));

@@ -1288,14 +1288,14 @@ async fn rotation_as_a_cron_job(backend: Backend) {
 
 /// Account `i`'s score and profile in `number_json_and_searchable_changes`.
 fn account(i: u32) -> (Value, Value) {
-    let score = if i % 7 == 0 {
+    let score = if i.is_multiple_of(7) {
         json!(0)
-    } else if i % 2 == 0 {
+    } else if i.is_multiple_of(2) {
         json!(7_770_000 + i)
     } else {
         json!(f64::from(i) + 0.5)
     };
-    let profile = if i % 5 == 0 {
+    let profile = if i.is_multiple_of(5) {
         Value::Null
     } else {
         json!({"secret": format!("zq-profile-{i}"), "n": i})
