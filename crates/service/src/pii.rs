@@ -612,14 +612,19 @@ pub fn open_event(ctx: &AppCtx, ev: &basalt_events::Event) -> Option<basalt_even
             .iter()
             .flat_map(|c| basalt_core::pii::fields(&c.fields))
         {
-            if is_decrypting(f) || map.get(&f.name).is_none_or(is_blank) {
+            if is_decrypting(f) {
                 continue;
             }
-            let v = values
-                .and_then(|v| v.get(&f.name))
-                .cloned()
-                .unwrap_or(Json::Null);
-            map.insert(f.name.clone(), v);
+            match values.and_then(|v| v.get(&f.name)) {
+                Some(v) => {
+                    map.insert(f.name.clone(), v.clone());
+                }
+                // A value was there (its mask shows) but its sealed copy does not open.
+                None if map.get(&f.name).is_some_and(|v| !is_blank(v)) => {
+                    map.insert(f.name.clone(), Json::Null);
+                }
+                None => {}
+            }
         }
     }
     Some(out)

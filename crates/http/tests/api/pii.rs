@@ -1619,6 +1619,7 @@ async fn revealing_sink(backend: Backend) {
         "fields": [
             {"name": "email", "type": "email", "pii": {"searchable": true, "mask": "partial"}},
             {"name": "phone", "type": "text", "pii": {"mask": "last4"}},
+            {"name": "ssn", "type": "text", "pii": {}},
             {"name": "note", "type": "text"}
         ]
     }))
@@ -1626,7 +1627,7 @@ async fn revealing_sink(backend: Backend) {
     let ann = app
         .record(
             "people",
-            json!({"email": "ann.reveal@example.com", "phone": "+44 7700 900111", "note": "n1"}),
+            json!({"email": "ann.reveal@example.com", "phone": "+44 7700 900111", "ssn": "078-05-1120", "note": "n1"}),
         )
         .await;
     let ann_id = ann["id"].as_str().unwrap().to_string();
@@ -1654,7 +1655,12 @@ async fn revealing_sink(backend: Backend) {
     assert_eq!(r.0, 204);
     // Nothing in clear at rest, the sealed copies in the outbox included.
     let bytes = database_bytes(&app).await;
-    for p in ["ann.reveal@example.com", "+44 7700 900222", "bob.reveal"] {
+    for p in [
+        "ann.reveal@example.com",
+        "+44 7700 900222",
+        "bob.reveal",
+        "078-05-1120",
+    ] {
         assert!(!contains(&bytes, p), "{p} in clear at rest");
     }
     let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
@@ -1673,6 +1679,10 @@ async fn revealing_sink(backend: Backend) {
     let c = pick(&clear, &ann_id, "create");
     assert_eq!(c["record"]["email"], "ann.reveal@example.com", "{c}");
     assert_eq!(c["record"]["phone"], "+44 7700 900111", "{c}");
+    assert_eq!(
+        c["record"]["ssn"], "078-05-1120",
+        "a redacted field too: {c}"
+    );
     let u = pick(&clear, &ann_id, "update");
     assert_eq!(u["record"]["phone"], "+44 7700 900222", "{u}");
     assert_eq!(u["before"]["phone"], "+44 7700 900111", "{u}");
@@ -1691,6 +1701,7 @@ async fn revealing_sink(backend: Backend) {
     }
     let m = pick(&masked, &ann_id, "update");
     assert_eq!(m["record"]["phone"], "****0222", "{m}");
+    assert_eq!(m["record"]["ssn"], Value::Null, "{m}");
     assert_eq!(m["record"]["note"], "n1", "{m}");
     // Audited: the revealing sink is the actor.
     let rows = wait_for(&app, "_piiAudit", "actor = 'sink:nats:clear'", 2).await;
