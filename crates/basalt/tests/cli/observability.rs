@@ -221,3 +221,71 @@ async fn json_logs_carry_the_request_id() {
     assert_eq!(line["fields"]["status"], 200);
     assert_eq!(line["span"]["path"], "/api/collections/users/records");
 }
+
+/// `[metrics] enabled = false` records nothing on the request path: after traffic, `/metrics` still
+/// answers (scrape-time series) but holds no request or record-operation sample, where a server with
+/// the defaults counts them. A `BASALT_METRICS` that is neither on nor off refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_turned_off() {
+    let c = reqwest::Client::new();
+    let mut counts = Vec::new();
+    for enabled in [false, true] {
+        let d = tmp();
+        upsert(&d, &None);
+        let cfg = d.0.join("basalt.toml");
+        std::fs::write(&cfg, format!("[metrics]\nenabled = {enabled}\n")).unwrap();
+        let (child, url) =
+            serve_with(&d, &None, &["--config".into(), cfg.display().to_string()]).await;
+        let _basalt = Proc(child);
+        let su = su_token(&url).await;
+        for _ in 0..3 {
+            let r = c
+                .get(format!("{url}/api/collections/users/records"))
+                .header("authorization", &su)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let text = c
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("basalt_build_info"), "{text}");
+        let sum = |name: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        counts.push((
+            sum("http_server_request_duration_seconds_count"),
+            sum("basalt_record_operations_total"),
+            sum("basalt_store_query_duration_seconds_count"),
+        ));
+    }
+    assert_eq!(counts[0], (0.0, 0.0, 0.0), "metrics off: nothing recorded");
+    assert!(
+        counts[1].0 >= 4.0 && counts[1].1 >= 3.0 && counts[1].2 > 0.0,
+        "metrics on: {:?}",
+        counts[1]
+    );
+    let d = tmp();
+    let out = Command::new(BIN)
+        .env("BASALT_METRICS", "sometimes")
+        .args(["serve", "--http", &format!("127.0.0.1:{}", free_port())])
+        .args(storage_args(&d, &None))
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("BASALT_METRICS must be on or off"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
