@@ -1737,6 +1737,58 @@ async fn revealing_sink(backend: Backend) {
     for s in ["CLEAR", "MASKED"] {
         let _ = js.delete_stream(format!("PII_{s}_{tag}")).await;
     }
+
+    // Rotation: the sealed events are in the backlog under the old key, rewrapped under the new
+    // one, and then open with the new key alone.
+    let sealed = || async {
+        let mut q = basalt_core::sql::Sql::new(app.ctx.dialect());
+        q.push("SELECT data FROM _events WHERE data LIKE '%\"sealed\":%'");
+        app.store()
+            .query(&q)
+            .await
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r.into_iter().next().unwrap().into_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        sealed().await.len() >= 3,
+        "ann's events are still in the outbox, sealed"
+    );
+    let (ctx2, _) = with_ring(&app, &format!("k2:{},k1:{}", key(2), key(1))).await;
+    let events_behind = |b: Vec<(String, i64)>| {
+        b.into_iter()
+            .find(|(c, _)| c == "_events")
+            .map_or(0, |(_, n)| n)
+    };
+    let behind = basalt_service::privacy::rotation_backlog(&ctx2)
+        .await
+        .unwrap();
+    assert!(events_behind(behind) >= 3);
+    basalt_service::privacy::rotate(&ctx2, |_, _, _| {})
+        .await
+        .unwrap();
+    let behind = basalt_service::privacy::rotation_backlog(&ctx2)
+        .await
+        .unwrap();
+    assert_eq!(events_behind(behind), 0);
+    for d in sealed().await {
+        assert!(d.contains("\"sealed\":\"k2."), "{d}");
+    }
+    let (ctx3, _) = with_ring(&app, &format!("k2:{}", key(2))).await;
+    let events = basalt_events::outbox::read(app.store().as_ref(), 0, i64::MAX, 1000)
+        .await
+        .unwrap();
+    let create = events
+        .iter()
+        .find(|e| e.record_id == ann_id && e.action == basalt_events::Action::Create)
+        .unwrap();
+    let opened = basalt_service::pii::open_event(&ctx3, create).unwrap();
+    assert_eq!(
+        opened.record.as_ref().unwrap()["email"],
+        "ann.reveal@example.com"
+    );
 }
 
 crate::both_backends!(
