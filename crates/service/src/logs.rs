@@ -151,14 +151,12 @@ impl Data<'_> {
             o.push_str("\":");
         }
         for (k, v) in [
-            ("type", Some(self.kind)),
-            ("method", Some(self.method)),
-            ("url", Some(self.url)),
+            ("type", self.kind),
+            ("method", self.method),
+            ("url", self.url),
         ] {
-            if let Some(v) = v {
-                key(&mut o, k);
-                push_json_str(&mut o, v);
-            }
+            key(&mut o, k);
+            push_json_str(&mut o, v);
         }
         use std::fmt::Write;
         key(&mut o, "status");

@@ -591,9 +591,13 @@ pub fn seal_event(
 }
 
 /// The event as a sink configured to reveal delivers it: the pii values of [`seal_event`] in place
-/// of their masks. `None` when it has nothing sealed; pii values whose key is gone (an old key
-/// dropped from the ring) become `null`, never the mask's text passed off as a value.
-pub fn open_event(ctx: &AppCtx, ev: &basalt_events::Event) -> Option<basalt_events::Event> {
+/// of their masks, and the names of the fields that now hold a value in clear (for the audit).
+/// `None` when it has nothing sealed; pii values whose key is gone (an old key dropped from the ring)
+/// become `null`, never the mask's text passed off as a value.
+pub fn open_event(
+    ctx: &AppCtx,
+    ev: &basalt_events::Event,
+) -> Option<(basalt_events::Event, Vec<String>)> {
     let sealed = ev.sealed.as_deref()?;
     let coll = ctx.collection(&ev.collection_id);
     let opened = ctx.pii.as_ref().and_then(|ring| {
@@ -605,6 +609,7 @@ pub fn open_event(ctx: &AppCtx, ev: &basalt_events::Event) -> Option<basalt_even
     });
     let mut out = ev.clone();
     out.sealed = None;
+    let mut shown: Vec<String> = Vec::new();
     for (part, map) in [("record", &mut out.record), ("before", &mut out.before)] {
         let Some(map) = map.as_mut() else { continue };
         let values = opened.as_ref().and_then(|o| o.get(part));
@@ -617,6 +622,9 @@ pub fn open_event(ctx: &AppCtx, ev: &basalt_events::Event) -> Option<basalt_even
             }
             match values.and_then(|v| v.get(&f.name)) {
                 Some(v) => {
+                    if !is_blank(v) && !shown.contains(&f.name) {
+                        shown.push(f.name.clone());
+                    }
                     map.insert(f.name.clone(), v.clone());
                 }
                 // A value was there (its mask shows) but its sealed copy does not open.
@@ -627,7 +635,7 @@ pub fn open_event(ctx: &AppCtx, ev: &basalt_events::Event) -> Option<basalt_even
             }
         }
     }
-    Some(out)
+    Some((out, shown))
 }
 
 /// A condition matching `value` in `field` of `coll` (pii: by its blind index under every key).

@@ -256,12 +256,7 @@ async fn scrub_events(
             continue;
         };
         if d.remove("sealed").is_some() {
-            let mut u = ctx.sql();
-            u.push("UPDATE _events SET data = ")
-                .bind(Value::Text(Json::Object(d).to_string()))
-                .push(" WHERE seq = ")
-                .bind(seq);
-            tx.execute(&u).await?;
+            set_event_data(ctx, tx, seq, Json::Object(d)).await?;
         }
     }
     Ok(())
@@ -305,19 +300,7 @@ impl basalt_events::sink::Sink for RevealSink {
         let mut audits = Vec::new();
         for e in events {
             match crate::pii::open_event(&self.ctx, e) {
-                Some(o) => {
-                    let fields: Vec<String> = o
-                        .visible_record()
-                        .map(|r| {
-                            let coll = self.ctx.collection(&e.collection_id);
-                            coll.iter()
-                                .flat_map(|c| basalt_core::pii::fields(&c.fields))
-                                .filter(|f| !crate::pii::is_decrypting(f))
-                                .filter(|f| r.get(&f.name).is_some_and(|v| !is_blank(v)))
-                                .map(|f| f.name.clone())
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                Some((o, fields)) => {
                     if !fields.is_empty() {
                         audits.push(crate::audit::Reveal {
                             collection: e.collection_id.clone(),
@@ -535,12 +518,7 @@ async fn rewrap_events(ctx: &AppCtx, ring: &KeyRing) -> ServiceResult<u64> {
             "sealed".into(),
             Json::String(format!("{}|{ct}", ring.wrap(&dek, &c, &id))),
         );
-        let mut u = ctx.sql();
-        u.push("UPDATE _events SET data = ")
-            .bind(Value::Text(Json::Object(d).to_string()))
-            .push(" WHERE seq = ")
-            .bind(seq);
-        tx.execute(&u).await?;
+        set_event_data(ctx, &mut tx, seq, Json::Object(d)).await?;
         n += 1;
     }
     tx.commit().await?;
@@ -844,6 +822,22 @@ async fn backlog(
     Ok(out)
 }
 
+/// Replaces the data (record, before, traceparent, sealed values) of the outbox event `seq`.
+async fn set_event_data(
+    ctx: &AppCtx,
+    tx: &mut Box<dyn basalt_store::Tx>,
+    seq: Value,
+    data: Json,
+) -> ServiceResult<()> {
+    let mut u = ctx.sql();
+    u.push("UPDATE _events SET data = ")
+        .bind(Value::Text(data.to_string()))
+        .push(" WHERE seq = ")
+        .bind(seq);
+    tx.execute(&u).await?;
+    Ok(())
+}
+
 /// Masks `field` in the outbox's copies of `coll`'s records (events not yet pruned, written before
 /// the field was pii).
 async fn mask_outbox(ctx: &AppCtx, coll: &Collection, field: &str) -> ServiceResult<()> {
@@ -873,12 +867,7 @@ async fn mask_outbox(ctx: &AppCtx, coll: &Collection, field: &str) -> ServiceRes
             }
         }
         if changed {
-            let mut u = ctx.sql();
-            u.push("UPDATE _events SET data = ")
-                .bind(Value::Text(d.to_string()))
-                .push(" WHERE seq = ")
-                .bind(seq);
-            tx.execute(&u).await?;
+            set_event_data(ctx, &mut tx, seq, d).await?;
         }
     }
     tx.commit().await?;

@@ -132,6 +132,24 @@ async fn su_token(url: &str) -> String {
 }
 
 /// GET with a superuser token, the answer as JSON.
+/// The `/metrics` page of the server at `url` (main port, loopback: no token).
+async fn metrics_text(url: &str) -> String {
+    reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The sum of the samples whose line starts with `prefix` (a series name, with labels if wanted).
+fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn get_json(c: &reqwest::Client, url: String, tok: &str) -> Value {
     c.get(url)
         .header("Authorization", tok)

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{free_port, serve_with, storage_args, su_token, tmp, upsert, Proc, BIN};
+use super::{
+    free_port, metric_sum, metrics_text, serve_with, storage_args, su_token, tmp, upsert, Proc, BIN,
+};
 
 fn prometheus_bin() -> String {
     std::env::var("BASALT_PROMETHEUS").unwrap_or_else(|_| "prometheus".into())
@@ -247,25 +249,12 @@ async fn metrics_can_be_turned_off() {
                 .unwrap();
             assert_eq!(r.status(), 200);
         }
-        let text = c
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&url).await;
         assert!(text.contains("basalt_build_info"), "{text}");
-        let sum = |name: &str| -> f64 {
-            text.lines()
-                .filter(|l| l.starts_with(name))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
-        };
         counts.push((
-            sum("http_server_request_duration_seconds_count"),
-            sum("basalt_record_operations_total"),
-            sum("basalt_store_query_duration_seconds_count"),
+            metric_sum(&text, "http_server_request_duration_seconds_count"),
+            metric_sum(&text, "basalt_record_operations_total"),
+            metric_sum(&text, "basalt_store_query_duration_seconds_count"),
         ));
     }
     assert_eq!(counts[0], (0.0, 0.0, 0.0), "metrics off: nothing recorded");

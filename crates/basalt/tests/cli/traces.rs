@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::{json, Value};
 
-use super::{free_port, storage_args, su_token, tmp, upsert, Proc, BIN};
+use super::{free_port, metric_sum, metrics_text, storage_args, su_token, tmp, upsert, Proc, BIN};
 
 #[derive(Default)]
 struct Seen {
@@ -480,24 +480,9 @@ async fn a_collector_that_is_down_costs_dropped_spans_not_requests() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let text = c
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let dropped = text
-            .lines()
-            .find(|l| l.starts_with("basalt_trace_spans_total{outcome=\"dropped\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        let failures = text
-            .lines()
-            .find(|l| l.starts_with("basalt_trace_export_failures_total"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let text = metrics_text(&url).await;
+        let dropped = metric_sum(&text, "basalt_trace_spans_total{outcome=\"dropped\"}");
+        let failures = metric_sum(&text, "basalt_trace_export_failures_total");
         if dropped >= 50.0 && failures >= 1.0 {
             break;
         }

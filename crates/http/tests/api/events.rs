@@ -501,8 +501,38 @@ impl Drop for Server {
     }
 }
 
-async fn nats_outage(backend: Backend) {
+/// Every message a JetStream stream holds now (up to `max`), read by a fresh unacknowledged consumer.
+pub(crate) async fn stream_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    max: usize,
+) -> Vec<async_nats::jetstream::Message> {
     use futures_util::StreamExt;
+    let consumer = js
+        .get_stream(stream)
+        .await
+        .unwrap()
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(Duration::from_secs(3))
+        .messages()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = msgs.next().await {
+        out.push(m.unwrap());
+    }
+    out
+}
+
+async fn nats_outage(backend: Backend) {
     let dir = TempDir(
         std::env::temp_dir().join(format!("basalt-nats-{}", basalt_core::id::random_id(8))),
     );
@@ -547,24 +577,8 @@ async fn nats_outage(backend: Backend) {
         n as usize >= total,
         "only {n} of {total} events reached JetStream"
     );
-    let stream = js.get_stream("BASALT_TEST").await.unwrap();
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut msgs = consumer
-        .fetch()
-        .max_messages(n as usize)
-        .expires(Duration::from_secs(3))
-        .messages()
-        .await
-        .unwrap();
     let mut events = Vec::new();
-    while let Some(m) = msgs.next().await {
-        let m = m.unwrap();
+    for m in stream_messages(&js, "BASALT_TEST", n as usize).await {
         let v: Value = serde_json::from_slice(&m.payload).unwrap();
         let h = m.headers.as_ref().unwrap();
         assert_eq!(

@@ -1553,7 +1553,6 @@ async fn number_json_and_searchable_changes(backend: Backend) {
 /// The CloudEvent `data` of the `people` events in a JetStream stream, once there are `n` (the
 /// stream also carries other collections' events: the reveal audit's).
 async fn stream_events(js: &async_nats::jetstream::Context, stream: &str, n: usize) -> Vec<Value> {
-    use futures_util::StreamExt;
     let mut out = Vec::new();
     for _ in 0..100 {
         let total = match js.get_stream(stream).await {
@@ -1562,25 +1561,8 @@ async fn stream_events(js: &async_nats::jetstream::Context, stream: &str, n: usi
         };
         out.clear();
         if total > 0 {
-            let consumer = js
-                .get_stream(stream)
-                .await
-                .unwrap()
-                .create_consumer(async_nats::jetstream::consumer::pull::Config {
-                    ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-            let mut msgs = consumer
-                .fetch()
-                .max_messages(total as usize)
-                .expires(Duration::from_secs(2))
-                .messages()
-                .await
-                .unwrap();
-            while let Some(m) = msgs.next().await {
-                let v: Value = serde_json::from_slice(&m.unwrap().payload).unwrap();
+            for m in crate::events::stream_messages(js, stream, total as usize).await {
+                let v: Value = serde_json::from_slice(&m.payload).unwrap();
                 if v["data"]["collectionName"] == "people" {
                     out.push(v["data"].clone());
                 }
@@ -1784,7 +1766,8 @@ async fn revealing_sink(backend: Backend) {
         .iter()
         .find(|e| e.record_id == ann_id && e.action == basalt_events::Action::Create)
         .unwrap();
-    let opened = basalt_service::pii::open_event(&ctx3, create).unwrap();
+    let (opened, fields) = basalt_service::pii::open_event(&ctx3, create).unwrap();
+    assert_eq!(fields, ["email", "phone", "ssn"]);
     assert_eq!(
         opened.record.as_ref().unwrap()["email"],
         "ann.reveal@example.com"
