@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{fresh_pg, serve_with, su_token, tmp, upsert, Proc};
+use super::{fresh_pg, get_json, serve_with, su_token, tmp, upsert, Proc};
 
 const ROWS: usize = 10_000;
 
@@ -131,15 +131,7 @@ async fn encryption_resumes_after_kill9(db: Option<String>) {
 }
 
 async fn health(client: &reqwest::Client, url: &str, tok: &str) -> Value {
-    client
-        .get(format!("{url}/api/health"))
-        .header("Authorization", tok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(client, format!("{url}/api/health"), tok).await
 }
 
 /// SIGKILL, and reap.
