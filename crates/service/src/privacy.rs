@@ -447,82 +447,81 @@ pub async fn rotation_backlog(ctx: &AppCtx) -> ServiceResult<Vec<(String, i64)>>
         s.append(behind(ctx, coll, ring.primary_id()));
         out.push((coll.name.clone(), ctx.store.query(&s).await?.scalar_int()));
     }
-    let events = sealed_events_behind(
-        ctx.store.query(&sealed_events_sql(ctx)).await?,
-        ring.primary_id(),
-    );
-    if !events.is_empty() {
-        out.push(("_events".into(), events.len() as i64));
+    let mut s = ctx.sql();
+    s.push("SELECT COUNT(*)");
+    s.append(sealed_behind(ctx, ring.primary_id()));
+    let events = ctx.store.query(&s).await?.scalar_int();
+    if events > 0 {
+        out.push(("_events".into(), events));
     }
     Ok(out)
 }
 
-/// The outbox's events sealed for revealing sinks under another key than the primary: `(seq,
-/// collection id, record id, sealed)`.
-fn sealed_events_behind(
-    rows: basalt_store::Rows,
-    primary: &str,
-) -> Vec<(Value, String, String, serde_json::Map<String, Json>)> {
-    let mut out = Vec::new();
-    for r in rows.rows {
-        let mut it = r.into_iter();
-        let (Some(seq), Some(c), Some(id), Some(data)) =
-            (it.next(), it.next(), it.next(), it.next())
-        else {
-            continue;
-        };
-        let Ok(Json::Object(d)) = serde_json::from_str::<Json>(&data.into_string()) else {
-            continue;
-        };
-        let by = d
-            .get("sealed")
-            .and_then(Json::as_str)
-            .and_then(|s| KeyRing::wrapped_by(s.split_once('|')?.0));
-        if by.is_some_and(|k| k != primary) {
-            out.push((seq, c.into_string(), id.into_string(), d));
-        }
-    }
-    out
+/// ` FROM … WHERE` of the outbox events sealed for revealing sinks under another key than `primary`
+/// (the test is on the JSON text: `"sealed":"<key id>.…`; key ids are letters, digits, `_`, `-`).
+fn sealed_behind(ctx: &AppCtx, primary: &str) -> basalt_core::sql::Sql {
+    let id = primary
+        .replace('\\', "\\\\")
+        .replace('_', "\\_")
+        .replace('%', "\\%");
+    let mut s = ctx.sql();
+    s.push(" FROM _events WHERE data LIKE '%\"sealed\":%' AND data NOT LIKE ")
+        .bind(Value::Text(format!("%\"sealed\":\"{id}.%")))
+        .push(" ESCAPE '\\'");
+    s
 }
 
-/// The outbox's events holding sealed values ([`sealed_events_behind`] reads the answer).
-fn sealed_events_sql(ctx: &AppCtx) -> basalt_core::sql::Sql {
-    let mut q = ctx.sql();
-    q.push(
-        "SELECT seq, collection_id, record_id, data FROM _events WHERE data LIKE '%\"sealed\":%'",
-    );
-    q
-}
-
-/// Rewraps the keys of events sealed for revealing sinks under the primary key (one transaction:
-/// the outbox holds only what sinks have yet to deliver). An event whose key left the ring already
-/// is skipped: a revealing sink gets `null` for its values.
+/// Rewraps the keys of events sealed for revealing sinks under the primary key, 500 events per
+/// transaction in sequence order (an outbox behind a sink that is down may be long). An event whose
+/// key left the ring already is skipped: a revealing sink gets `null` for its values.
 async fn rewrap_events(ctx: &AppCtx, ring: &KeyRing) -> ServiceResult<u64> {
-    let mut tx = ctx.store.begin().await?;
     let mut n = 0;
-    let rows = tx.query(&sealed_events_sql(ctx)).await?;
-    for (seq, c, id, mut d) in sealed_events_behind(rows, ring.primary_id()) {
-        let Some((wrapped, ct)) = d
-            .get("sealed")
-            .and_then(Json::as_str)
-            .and_then(|s| s.split_once('|'))
-            .map(|(w, c)| (w.to_string(), c.to_string()))
-        else {
-            continue;
-        };
-        let Some(dek) = ring.unwrap_once(&wrapped, &c, &id) else {
-            tracing::warn!(seq = ?seq, "pii rotation: an event's key is not in the ring any more");
-            continue;
-        };
-        d.insert(
-            "sealed".into(),
-            Json::String(format!("{}|{ct}", ring.wrap(&dek, &c, &id))),
-        );
-        set_event_data(ctx, &mut tx, seq, Json::Object(d)).await?;
-        n += 1;
+    let mut last = Value::Int(0);
+    loop {
+        let mut tx = ctx.store.begin().await?;
+        let mut q = ctx.sql();
+        q.push("SELECT seq, collection_id, record_id, data");
+        q.append(sealed_behind(ctx, ring.primary_id()));
+        q.push(" AND seq > ")
+            .bind(last.clone())
+            .push(" ORDER BY seq LIMIT 500");
+        let rows = tx.query(&q).await?.rows;
+        if rows.is_empty() {
+            return Ok(n);
+        }
+        for r in rows {
+            let mut it = r.into_iter();
+            let (Some(seq), Some(c), Some(id), Some(data)) =
+                (it.next(), it.next(), it.next(), it.next())
+            else {
+                continue;
+            };
+            last = seq.clone();
+            let (c, id) = (c.into_string(), id.into_string());
+            let Ok(Json::Object(mut d)) = serde_json::from_str::<Json>(&data.into_string()) else {
+                continue;
+            };
+            let Some((wrapped, ct)) = d
+                .get("sealed")
+                .and_then(Json::as_str)
+                .and_then(|s| s.split_once('|'))
+                .map(|(w, c)| (w.to_string(), c.to_string()))
+            else {
+                continue;
+            };
+            let Some(dek) = ring.unwrap_once(&wrapped, &c, &id) else {
+                tracing::warn!(seq = ?seq, "pii rotation: an event's key is not in the ring any more");
+                continue;
+            };
+            d.insert(
+                "sealed".into(),
+                Json::String(format!("{}|{ct}", ring.wrap(&dek, &c, &id))),
+            );
+            set_event_data(ctx, &mut tx, seq, Json::Object(d)).await?;
+            n += 1;
+        }
+        tx.commit().await?;
     }
-    tx.commit().await?;
-    Ok(n)
 }
 
 /// Rewraps every data key under the primary key and re-keys the blind indexes with it, 200 records
