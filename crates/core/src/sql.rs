@@ -19,6 +19,8 @@ pub enum Value {
     Bool(bool),
     /// JSON, stored as TEXT on SQLite and JSONB on Postgres.
     Json(String),
+    /// Bytes: a BLOB on SQLite (the request logs' JSONB batches), BYTEA on Postgres.
+    Blob(Vec<u8>),
 }
 
 impl Value {
@@ -34,6 +36,7 @@ impl Value {
             Value::Int(i) => i.to_string(),
             Value::Real(f) => f.to_string(),
             Value::Bool(b) => b.to_string(),
+            Value::Blob(b) => String::from_utf8_lossy(&b).into_owned(),
             Value::Null => String::new(),
         }
     }
@@ -135,6 +138,7 @@ impl Sql {
                     Value::Text(_) => "text",
                     Value::Bool(_) => "bool",
                     Value::Json(_) => "text::jsonb",
+                    Value::Blob(_) => "bytea",
                 };
                 self.params.push(v);
                 let n = self.params.len();

@@ -5,12 +5,21 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 pub const FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3fZ";
 
 pub fn format(t: DateTime<Utc>) -> String {
+    match format_fixed(t) {
+        Some(b) => b.iter().map(|&c| c as char).collect(),
+        None => t.format(FORMAT).to_string(),
+    }
+}
+
+/// [`format`] into a fixed buffer, for years 0 to 9999 (the request logs write it without
+/// allocating).
+pub fn format_fixed(t: DateTime<Utc>) -> Option<[u8; 24]> {
     use chrono::{Datelike, Timelike};
     // Written field by field: `format(FORMAT)` parses the pattern on every call (hot: every write
     // and every request log entry).
     let year = t.year();
     if !(0..=9999).contains(&year) {
-        return t.format(FORMAT).to_string();
+        return None;
     }
     // Digits written into a fixed buffer (`format!` with padding costs a formatter per field).
     let mut b = *b"0000-00-00 00:00:00.000Z";
@@ -27,7 +36,7 @@ pub fn format(t: DateTime<Utc>) -> String {
     put(14, 2, t.minute());
     put(17, 2, t.second());
     put(20, 3, t.timestamp_subsec_millis().min(999));
-    b.iter().map(|&c| c as char).collect()
+    Some(b)
 }
 
 pub fn now() -> String {

@@ -376,7 +376,7 @@ fn pending_entry(
                 .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
             // Download tokens are never kept; a filter may compare a pii field with its value:
             // then the log keeps its shape only.
-            if url.contains("token=") || url.contains("filter=") {
+            if url.contains('?') && (url.contains("token=") || url.contains("filter=")) {
                 basalt_service::logs::redact_url(&url, ctx.collections().has_pii)
             } else {
                 url

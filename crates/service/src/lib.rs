@@ -204,7 +204,9 @@ pub async fn build_with(
             .await?;
     let _ = ctx.webhooks.set(hooks.clone());
     let logs_store = logs::open_store(&ctx.store, &data_dir).await?;
-    let _ = ctx.logs.set(logs::RequestLogs::start(logs_store).await?);
+    let _ = ctx
+        .logs
+        .set(logs::RequestLogs::start(logs_store, &data_dir).await?);
     tokio::spawn(privacy::run_audit_writer(ctx.clone()));
     if target.runs(roles::Module::WebhookWorker) {
         tokio::spawn(hooks.clone().run());

@@ -45,13 +45,7 @@ fn io_err(e: impl std::fmt::Display) -> ServiceError {
 }
 
 fn text(v: &Value) -> String {
-    match v {
-        Value::Text(s) | Value::Json(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Real(f) => f.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Null => String::new(),
-    }
+    v.clone().into_string()
 }
 
 fn parse(v: &Value) -> Json {

@@ -12,6 +12,7 @@
 use async_trait::async_trait;
 pub use basalt_core::sql::{Dialect, Sql, Value};
 
+pub mod jsonb;
 pub mod metrics;
 pub mod postgres;
 pub mod sqlite;

@@ -156,6 +156,7 @@ fn params(sql: &Sql) -> Vec<Box<dyn ToSql + Sync + Send>> {
                 Value::Real(f) => Box::new(*f),
                 Value::Bool(b) => Box::new(*b),
                 Value::Text(s) | Value::Json(s) => Box::new(s.clone()),
+                Value::Blob(b) => Box::new(b.clone()),
             }
         })
         .collect()

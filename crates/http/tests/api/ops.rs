@@ -475,3 +475,127 @@ async fn dashboard_is_served_from_the_binary() {
         "../_/#/auth/oauth2-redirect-failure"
     );
 }
+
+/// A data directory from before request logs were batched keeps them in `auxiliary.db` (one row
+/// per entry): the first start moves them into `logs.db`, where the logs API reads them as before,
+/// and removes the old file. A start that finds the move recorded but the file still there (a
+/// crash between the two) only removes the file: nothing is moved twice.
+#[tokio::test]
+async fn request_logs_left_in_auxiliary_db_are_moved() {
+    let dir = crate::helpers::TempDir(
+        std::env::temp_dir().join(format!("basalt-logs-{}", basalt_core::id::random_id(8))),
+    );
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let recent = basalt_core::time::format(chrono::Utc::now() - chrono::Duration::hours(2));
+    write_legacy_logs(&dir.0, &[
+        (
+            "zzzzzzzzzzzzzz1",
+            &recent,
+            0,
+            "GET /api/health",
+            r#"{"type":"request","method":"GET","url":"/api/health","status":200,"execTime":0.25,"auth":"","userAgent":"old \"agent\""}"#,
+        ),
+        (
+            "aaaaaaaaaaaaaa2",
+            &recent,
+            8,
+            "POST /api/collections/x/records",
+            r#"{"type":"request","status":400,"error":"Failed to create record.","details":{"title":{"code":"validation_required","n":[1,2.5,null,true]}}}"#,
+        ),
+    ])
+    .await;
+    let opts = basalt_http::Options {
+        data_dir: Some(dir.0.clone()),
+        ..Default::default()
+    };
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, opts.clone()).await;
+    assert!(dir.0.join("logs.db").exists());
+    for f in ["auxiliary.db", "auxiliary.db-wal", "auxiliary.db-shm"] {
+        assert!(!dir.0.join(f).exists(), "{f} is removed");
+    }
+    let list = app
+        .get(
+            "/api/logs?filter=(data.type%3D'request'%26%26created%3C'2100-01-01')&sort=-level",
+            app.su(),
+        )
+        .await;
+    assert_eq!(list.0, 200, "{}", list.1);
+    let items = list.1["items"].as_array().cloned().unwrap_or_default();
+    let old: Vec<&Value> = items
+        .iter()
+        .filter(|i| i["id"] == "zzzzzzzzzzzzzz1" || i["id"] == "aaaaaaaaaaaaaa2")
+        .collect();
+    assert_eq!(old.len(), 2, "{}", list.1);
+    assert_eq!(
+        old[0]["id"], "aaaaaaaaaaaaaa2",
+        "sorted by level, highest first"
+    );
+    assert_eq!(
+        old[0]["data"]["details"],
+        json!({"title": {"code": "validation_required", "n": [1, 2.5, null, true]}})
+    );
+    assert_eq!(old[0]["created"], json!(recent));
+    assert_eq!(old[1]["message"], "GET /api/health");
+    assert_eq!(old[1]["data"]["userAgent"], "old \"agent\"");
+    assert_eq!(old[1]["data"]["execTime"], 0.25);
+    // One entry by id: an id that does not sort by time (PocketBase's) is found as well.
+    let one = app.get("/api/logs/zzzzzzzzzzzzzz1", app.su()).await;
+    assert_eq!(one.0, 200, "{}", one.1);
+    assert_eq!(one.1["level"], 0);
+    let errors = app
+        .get(
+            "/api/logs?filter=level%3E0%26%26data.status%3D400",
+            app.su(),
+        )
+        .await;
+    assert_eq!(errors.1["totalItems"], 1, "{}", errors.1);
+    drop(app);
+
+    // The move is recorded: the same file found again is only removed.
+    write_legacy_logs(
+        &dir.0,
+        &[("bbbbbbbbbbbbbb3", &recent, 0, "GET /again", "{}")],
+    )
+    .await;
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, opts).await;
+    assert!(!dir.0.join("auxiliary.db").exists());
+    assert_error(&app.get("/api/logs/bbbbbbbbbbbbbb3", app.su()).await, 404);
+    let again = app.get("/api/logs/aaaaaaaaaaaaaa2", app.su()).await;
+    assert_eq!(again.0, 200, "{}", again.1);
+    let twice = app
+        .get("/api/logs?filter=id%3D'aaaaaaaaaaaaaa2'", app.su())
+        .await;
+    assert_eq!(twice.1["totalItems"], 1, "moved once: {}", twice.1);
+}
+
+/// `_logs` rows in `dir/auxiliary.db` as versions before the batched logs wrote them.
+async fn write_legacy_logs(dir: &std::path::Path, rows: &[(&str, &str, i64, &str, &str)]) {
+    use basalt_core::sql::{Dialect, Sql, Value as V};
+    let old = basalt_store::sqlite::SqliteStore::open(&dir.join("auxiliary.db")).unwrap();
+    let mut tx = basalt_store::Store::begin(&old).await.unwrap();
+    let mut q = Sql::new(Dialect::Sqlite);
+    q.push(
+        "CREATE TABLE IF NOT EXISTS \"_logs\" (\"id\" TEXT PRIMARY KEY NOT NULL, \"created\" TEXT NOT NULL, \
+         \"level\" INTEGER NOT NULL DEFAULT 0, \"message\" TEXT NOT NULL DEFAULT '', \"data\" TEXT, \
+         \"seq\" INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    );
+    tx.execute(&q).await.unwrap();
+    for (i, (id, created, level, message, data)) in rows.iter().enumerate() {
+        let mut q = Sql::new(Dialect::Sqlite);
+        q.push("INSERT INTO \"_logs\" VALUES (")
+            .bind(V::Text(id.to_string()))
+            .push(", ")
+            .bind(V::Text(created.to_string()))
+            .push(", ")
+            .bind(V::Int(*level))
+            .push(", ")
+            .bind(V::Text(message.to_string()))
+            .push(", ")
+            .bind(V::Text(data.to_string()))
+            .push(", ")
+            .bind(V::Int(i as i64))
+            .push(")");
+        tx.execute(&q).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}

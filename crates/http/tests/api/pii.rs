@@ -92,7 +92,7 @@ async fn database_bytes(app: &TestApp) -> Vec<u8> {
         Backend::Sqlite => {
             let dir = app.ctx.files.tmp_dir().parent().unwrap().to_path_buf();
             let mut all = Vec::new();
-            for name in ["data.db", "data.db-wal", "auxiliary.db", "auxiliary.db-wal"] {
+            for name in ["data.db", "data.db-wal", "logs.db", "logs.db-wal"] {
                 if let Ok(b) = std::fs::read(dir.join(name)) {
                     all.extend(b);
                 }

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Request logs' cost on read-by-id (issue #15: ≤ 10%), measured in one server so that nothing but
+# the logs differs: rounds alternate request logs on (settings logs.maxDays = 5, the default) and
+# off (maxDays = 0), ROUNDS pairs, and the report gives each pair and the medians.
+#
+# The server is pinned to SERVER_CPU (its log writer shares that core, so throughput shows all the
+# logging work), wrk to LOAD_CPU. Environment: ROUNDS (6), DURATION (5s per run), WARMUP (2s),
+# CONNECTIONS (32), RECORDS (2000), BASALT_BIN (else a release build), BENCH_PORT (18290),
+# KEEP_DATA=1 keeps the data dir. Ends with the number of entries the logs API holds, so a run
+# where logging silently stopped shows.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+ROUNDS=${ROUNDS:-6}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-2s}
+CONNECTIONS=${CONNECTIONS:-32}
+RECORDS=${RECORDS:-2000}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+PORT=${BENCH_PORT:-18290}
+EMAIL=bench@example.com
+PASS=bench-password-123
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/basalt/target}
+say() { printf '>> %s\n' "$*" >&2; }
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+if [[ -n ${BASALT_BIN:-} ]]; then BASALT=$BASALT_BIN; else
+  say "building basalt (release)"
+  (cd "$ROOT" && nice -n 19 cargo build -q --release -p basalt)
+  BASALT=$CARGO_TARGET_DIR/release/basalt
+fi
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/basalt-logs-bench.XXXXXX")
+PID=
+cleanup() {
+  [[ -n $PID ]] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  [[ ${KEEP_DATA:-0} == 1 ]] || rm -rf "$RUN/data"
+  say "wrk output in $RUN"
+}
+trap cleanup EXIT
+BASE="http://127.0.0.1:$PORT"
+"$BASALT" superuser upsert "$EMAIL" "$PASS" --dir "$RUN/data" >/dev/null
+taskset -c "$SERVER_CPU" "$BASALT" serve --http "127.0.0.1:$PORT" --dir "$RUN/data" >"$RUN/server.log" 2>&1 &
+PID=$!
+for _ in $(seq 1 300); do curl -fs -o /dev/null "$BASE/api/health" && break; sleep 0.1; done
+say "seeding $RECORDS records"
+ID=$(python3 "$HERE/seed.py" --url "$BASE" --email "$EMAIL" --password "$PASS" --count "$RECORDS" 2>"$RUN/seed.log" | tail -1)
+[[ $ID =~ ^[a-z0-9]+$ ]] || { cat "$RUN/seed.log" >&2; echo "seeding gave no record id" >&2; exit 1; }
+TOKEN=$(curl -fsS -H 'Content-Type: application/json' \
+  -d "{\"identity\":\"$EMAIL\",\"password\":\"$PASS\"}" \
+  "$BASE/api/collections/_superusers/auth-with-password" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+max_days() {
+  curl -fsS -o /dev/null -X PATCH -H "Authorization: $TOKEN" -H 'Content-Type: application/json' \
+    -d "{\"logs\":{\"maxDays\":$1}}" "$BASE/api/settings"
+}
+URL="$BASE/api/collections/posts/records/$ID"
+run() { # run NAME ROUND -> prints rps
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$URL" >/dev/null
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$RUN/wrk-$1-$2.txt"
+  awk '/^Requests\/sec:/ {print $2}' "$RUN/wrk-$1-$2.txt"
+}
+on=() off=()
+for ((r = 1; r <= ROUNDS; r++)); do
+  # Alternate which goes first, so a drift over the run weighs on both alike.
+  if ((r % 2)); then order=(on off); else order=(off on); fi
+  for m in "${order[@]}"; do
+    if [[ $m == on ]]; then max_days 5; else max_days 0; fi
+    v=$(run "$m" "$r")
+    if [[ $m == on ]]; then on+=("$v"); else off+=("$v"); fi
+  done
+  say "round $r: logs on ${on[-1]} rps, off ${off[-1]} rps ($(awk -v a="${on[-1]}" -v b="${off[-1]}" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}') cost)"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+mon=$(median "${on[@]}") moff=$(median "${off[@]}")
+max_days 5
+sleep 1
+entries=$(curl -fsS -H "Authorization: $TOKEN" "$BASE/api/logs?perPage=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalItems"])')
+echo "## Request logs on read-by-id ($(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" describe --always --dirty 2>/dev/null))"
+echo
+echo "| round | logs on (rps) | logs off (rps) | cost |"
+echo "|---|---|---|---|"
+for ((i = 0; i < ROUNDS; i++)); do
+  echo "| $((i + 1)) | ${on[i]} | ${off[i]} | $(awk -v a="${on[i]}" -v b="${off[i]}" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}') |"
+done
+echo "| median | $mon | $moff | $(awk -v a="$mon" -v b="$moff" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}') |"
+echo
+echo "Entries in the logs API afterwards: $entries (dropped: $(curl -fsS "$BASE/metrics" -H "Authorization: $TOKEN" 2>/dev/null | awk '/^basalt_request_logs_total.*dropped/ {print $2}' | head -1))"
