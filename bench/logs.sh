@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Request logs' cost on read-by-id (issue #15: ≤ 10%), measured in one server so that nothing but
 # the logs differs: rounds alternate request logs on (settings logs.maxDays = 5, the default) and
-# off (maxDays = 0), ROUNDS pairs, and the report gives each pair and the medians.
+# off (maxDays = 0), ROUNDS pairs, and the report gives each pair and the medians: throughput and
+# the server's CPU time per request.
 #
 # The server is pinned to SERVER_CPU (its log writer shares that core, so throughput shows all the
 # logging work), wrk to LOAD_CPU. Environment: ROUNDS (6), DURATION (5s per run), WARMUP (2s),
@@ -53,34 +54,44 @@ max_days() {
     -d "{\"logs\":{\"maxDays\":$1}}" "$BASE/api/settings"
 }
 URL="$BASE/api/collections/posts/records/$ID"
-run() { # run NAME ROUND -> prints rps
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+run() { # run NAME ROUND -> prints "rps µs-of-server-CPU-per-request"
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$URL" >/dev/null
+  local t0 t1
+  t0=$(cpu_ticks)
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$URL" >"$RUN/wrk-$1-$2.txt"
-  awk '/^Requests\/sec:/ {print $2}' "$RUN/wrk-$1-$2.txt"
+  t1=$(cpu_ticks)
+  awk -v t="$((t1 - t0))" -v hz="$HZ" '/^Requests\/sec:/ {rps = $2} / requests in / {n = $1} END {printf "%s %.2f\n", rps, 1e6 * t / hz / n}' "$RUN/wrk-$1-$2.txt"
 }
-on=() off=()
+# Two figures per run: throughput, which the host's other tenants and clock drift move by several
+# percent between runs, and the server's CPU time per request (its utime + stime over the requests
+# served), which they move far less: the work logging adds.
+on=() off=() con=() coff=()
 for ((r = 1; r <= ROUNDS; r++)); do
   # Alternate which goes first, so a drift over the run weighs on both alike.
   if ((r % 2)); then order=(on off); else order=(off on); fi
   for m in "${order[@]}"; do
     if [[ $m == on ]]; then max_days 5; else max_days 0; fi
-    v=$(run "$m" "$r")
-    if [[ $m == on ]]; then on+=("$v"); else off+=("$v"); fi
+    read -r v c < <(run "$m" "$r")
+    if [[ $m == on ]]; then on+=("$v"); con+=("$c"); else off+=("$v"); coff+=("$c"); fi
   done
-  say "round $r: logs on ${on[-1]} rps, off ${off[-1]} rps ($(awk -v a="${on[-1]}" -v b="${off[-1]}" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}') cost)"
+  say "round $r: logs on ${on[-1]} rps (${con[-1]} µs CPU/request), off ${off[-1]} rps (${coff[-1]} µs) ($(awk -v a="${on[-1]}" -v b="${off[-1]}" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}') cost)"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 mon=$(median "${on[@]}") moff=$(median "${off[@]}")
+mcon=$(median "${con[@]}") mcoff=$(median "${coff[@]}")
 max_days 5
 sleep 1
 entries=$(curl -fsS -H "Authorization: $TOKEN" "$BASE/api/logs?perPage=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalItems"])')
 echo "## Request logs on read-by-id ($(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" describe --always --dirty 2>/dev/null))"
 echo
-echo "| round | logs on (rps) | logs off (rps) | cost |"
-echo "|---|---|---|---|"
+pct() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}'; }
+echo "| round | logs on (rps) | logs off (rps) | throughput cost | on (µs CPU/req) | off (µs CPU/req) | CPU cost |"
+echo "|---|---|---|---|---|---|---|"
 for ((i = 0; i < ROUNDS; i++)); do
-  echo "| $((i + 1)) | ${on[i]} | ${off[i]} | $(awk -v a="${on[i]}" -v b="${off[i]}" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}') |"
+  echo "| $((i + 1)) | ${on[i]} | ${off[i]} | $(pct "${on[i]}" "${off[i]}") | ${con[i]} | ${coff[i]} | $(pct "${coff[i]}" "${con[i]}") |"
 done
-echo "| median | $mon | $moff | $(awk -v a="$mon" -v b="$moff" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}') |"
+echo "| median | $mon | $moff | $(pct "$mon" "$moff") | $mcon | $mcoff | $(pct "$mcoff" "$mcon") |"
 echo
 echo "Entries in the logs API afterwards: $entries (dropped: $(curl -fsS "$BASE/metrics" -H "Authorization: $TOKEN" 2>/dev/null | awk '/^basalt_request_logs_total.*dropped/ {print $2}' | head -1))"

@@ -357,15 +357,20 @@ fn pending_entry(
     peer: SocketAddr,
     log_ip: bool,
 ) -> basalt_service::logs::RequestEntry {
+    // At most 300 characters of a header (a copy when it is shorter, as nearly all are).
     let h = |k: axum::http::HeaderName| {
-        parts
+        let v = parts
             .headers
             .get(k)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .chars()
-            .take(300)
-            .collect::<String>()
+            .unwrap_or("");
+        if v.len() <= 300 {
+            return v.to_string();
+        }
+        match v.char_indices().nth(300) {
+            Some((cut, _)) => v[..cut].to_string(),
+            None => v.to_string(),
+        }
     };
     basalt_service::logs::RequestEntry {
         method: parts.method.as_str().to_string(),

@@ -43,7 +43,6 @@ use basalt_core::sql::{Dialect, Sql, Value};
 use basalt_store::jsonb::{self, Jsonb};
 use basalt_store::Store;
 use serde_json::{json, Value as Json};
-use tokio::sync::mpsc;
 
 use crate::error::{not_found, ServiceResult};
 
@@ -51,9 +50,9 @@ use crate::error::{not_found, ServiceResult};
 pub const LEVEL_INFO: i64 = 0;
 pub const LEVEL_ERROR: i64 = 8;
 
-/// Entries queued for the writer at most; past it new ones are dropped (and counted).
-const QUEUE: usize = 32_768;
-/// Rows per writer transaction at most.
+/// Entries waiting for the writer at most (about 25 MB); past it new ones are dropped (and counted).
+const PENDING: usize = 65_536;
+/// Entries moved per batch when reading logs from elsewhere (an older `auxiliary.db`).
 const BATCH: usize = 8192;
 /// How long the writer lets a batch fill (PocketBase: 3 s or 200 entries).
 const LINGER: Duration = Duration::from_millis(100);
@@ -255,16 +254,16 @@ impl Data<'_> {
     }
 }
 
-/// One entry as SQLite's batches hold it: `{id, created, level, message, data}` in JSONB (id and
-/// created first: [`batch_bounds`] reads them there). `message` is the concatenation of its parts.
+/// One entry as SQLite's batches hold it: `{id, created, level, message, data}` in JSONB, written
+/// at the end of `j`. `message` is the concatenation of its parts.
 fn entry_jsonb(
+    j: &mut Jsonb,
     id: &str,
     created: &str,
     level: i64,
     message: &[&str],
     data: impl FnOnce(&mut Jsonb),
-) -> Vec<u8> {
-    let mut j = Jsonb::with_capacity(320 + message.iter().map(|m| m.len() * 2).sum::<usize>());
+) {
     let m = j.open(jsonb::OBJECT);
     j.key("id");
     j.str(id);
@@ -275,17 +274,8 @@ fn entry_jsonb(
     j.key("message");
     j.str_parts(message);
     j.key("data");
-    data(&mut j);
+    data(j);
     j.close(m);
-    j.buf
-}
-
-/// The id and `created` of an entry made by [`entry_jsonb`].
-fn batch_bounds(doc: &[u8]) -> (&str, &str) {
-    (
-        jsonb::member_str(doc, "id", 1).unwrap_or(""),
-        jsonb::member_str(doc, "created", 2).unwrap_or(""),
-    )
 }
 
 /// A PostgreSQL `_logs` row.
@@ -298,19 +288,71 @@ struct Row {
     data: String,
 }
 
-/// A queued entry, encoded for its store.
-enum Item {
-    /// SQLite: the entry in JSONB (`{id, created, …}`: the batch row reads its id and time there).
-    Doc(Vec<u8>),
-    /// PostgreSQL.
-    Row(Row),
+/// Entries made and not yet written: what one batch transaction writes.
+#[derive(Default)]
+struct Pending {
+    /// SQLite: the entries' JSONB back to back inside an array opened at 0 (closed when written).
+    docs: Jsonb,
+    /// PostgreSQL: the rows.
+    rows: Vec<Row>,
+    entries: usize,
+    /// SQLite: the lowest and highest `created` and id among the entries (the batch row's bounds).
+    first: String,
+    last: String,
+    min_id: String,
+    max_id: String,
+}
+
+impl Pending {
+    /// Adds an entry made by [`entry_jsonb`] (SQLite).
+    fn add_doc(&mut self, id: &str, created: &str, doc: &[u8]) {
+        fn widen(lo: &mut String, hi: &mut String, v: &str, first: bool) {
+            // Reused strings: no allocation once they have grown.
+            if first || v < lo.as_str() {
+                lo.clear();
+                lo.push_str(v);
+            }
+            if first || v > hi.as_str() {
+                hi.clear();
+                hi.push_str(v);
+            }
+        }
+        let first = self.entries == 0;
+        if first {
+            self.docs.buf.clear();
+            self.docs.open(jsonb::ARRAY);
+        }
+        self.docs.buf.extend_from_slice(doc);
+        widen(&mut self.first, &mut self.last, created, first);
+        widen(&mut self.min_id, &mut self.max_id, id, first);
+        self.entries += 1;
+    }
+
+    fn add_row(&mut self, row: Row) {
+        self.rows.push(row);
+        self.entries += 1;
+    }
+}
+
+/// The pending entries, shared by the request path and the writer.
+#[derive(Default)]
+struct Queue {
+    pending: std::sync::Mutex<Pending>,
+    /// Woken by the first entry of an empty batch.
+    wake: tokio::sync::Notify,
+}
+
+thread_local! {
+    /// Where a request thread writes its entry before copying it into the batch (the lock is
+    /// held only for the copy).
+    static SCRATCH: std::cell::RefCell<Jsonb> = std::cell::RefCell::new(Jsonb::with_capacity(1024));
 }
 
 /// The logs store, its queue and its writer.
 pub struct RequestLogs {
     store: Arc<dyn Store>,
     coll: Arc<Collection>,
-    tx: mpsc::Sender<Item>,
+    queue: Arc<Queue>,
     /// Entries dropped because the queue was full, and entries written (metrics).
     pub dropped: AtomicU64,
     pub written: Arc<AtomicU64>,
@@ -338,7 +380,7 @@ fn schema() -> Collection {
 ///   order that breaks ties between entries of the same millisecond; not filterable).
 /// - SQLite: `_logs_batches`, one row per written batch (`body`: a JSONB array of entries), and the
 ///   view `_logs` with the same columns as PostgreSQL's table; `seq` is the batch's rowid and the
-///   entry's place in it (rowids grow, batches hold at most [`BATCH`] entries).
+///   entry's place in it (rowids grow, batches hold at most [`PENDING`] entries).
 fn create_table(d: Dialect) -> Vec<Sql> {
     let texts: Vec<String> = match d {
         Dialect::Sqlite => vec![
@@ -347,8 +389,10 @@ fn create_table(d: Dialect) -> Vec<Sql> {
                 .into(),
             // Pruning goes by the newest entry of a batch.
             "CREATE INDEX IF NOT EXISTS \"idx_logs_batches_last\" ON \"_logs_batches\" (\"last\")".into(),
+            // Made again at every start: a newer definition replaces an older one.
+            "DROP VIEW IF EXISTS \"_logs\"".into(),
             format!(
-                "CREATE VIEW IF NOT EXISTS \"_logs\" AS SELECT {}, b.rowid * {SEQ_STRIDE} + e.key AS \"seq\" \
+                "CREATE VIEW \"_logs\" AS SELECT {}, b.rowid * {SEQ_STRIDE} + e.key AS \"seq\" \
                  FROM \"_logs_batches\" AS b, jsonb_each(b.\"body\") AS e",
                 ENTRY_COLUMNS
             ),
@@ -380,8 +424,8 @@ const ENTRY_COLUMNS: &str = "e.value ->> '$.id' AS \"id\", e.value ->> '$.create
      e.value ->> '$.level' AS \"level\", e.value ->> '$.message' AS \"message\", e.value -> '$.data' AS \"data\"";
 
 /// `seq` of the SQLite view: rowid × this + place in the batch.
-const SEQ_STRIDE: i64 = 16_384;
-const _: () = assert!(BATCH as i64 <= SEQ_STRIDE);
+const SEQ_STRIDE: i64 = 1 << 17;
+const _: () = assert!(PENDING as i64 <= SEQ_STRIDE && BATCH <= PENDING);
 
 async fn create(store: &dyn Store) -> basalt_store::Result<()> {
     let mut tx = store.begin().await?;
@@ -440,7 +484,8 @@ async fn move_legacy(store: &dyn Store, dir: &std::path::Path) -> basalt_store::
         let has_table = legacy.query(&q).await?.scalar_int() > 0;
         let mut tx = store.begin().await?;
         let mut after: Option<(String, i64)> = None;
-        let mut scratch = Vec::new();
+        let mut batch = Pending::default();
+        let mut doc = Jsonb::default();
         let mut more = has_table;
         while more {
             // Keyset pages in the old order (created, seq), so memory stays one batch.
@@ -457,7 +502,6 @@ async fn move_legacy(store: &dyn Store, dir: &std::path::Path) -> basalt_store::
                 .bind(Value::Int(BATCH as i64));
             let rows = legacy.query(&q).await?.rows;
             more = rows.len() == BATCH;
-            let mut items = Vec::with_capacity(rows.len());
             for r in rows {
                 let mut it = r.into_iter();
                 let mut next = || it.next().unwrap_or(Value::Null);
@@ -469,18 +513,10 @@ async fn move_legacy(store: &dyn Store, dir: &std::path::Path) -> basalt_store::
                     next().into_string(),
                 );
                 after = Some((created.clone(), next().as_i64()));
-                items.push(imported(
-                    Dialect::Sqlite,
-                    0,
-                    id,
-                    created,
-                    level,
-                    message,
-                    &data,
-                ));
+                add_imported(Dialect::Sqlite, &mut batch, &mut doc, id, created, level, message, &data);
+                moved += 1;
             }
-            moved += items.len() as u64;
-            write_batch(tx.as_mut(), Dialect::Sqlite, &mut items, &mut scratch).await?;
+            write_pending(tx.as_mut(), Dialect::Sqlite, &mut batch).await?;
         }
         let mut q = Sql::new(Dialect::Sqlite);
         q.push("INSERT INTO \"_logs_meta\" (\"key\", \"value\") VALUES (")
@@ -627,15 +663,18 @@ impl RequestLogs {
                 "request logs moved from auxiliary.db into logs.db"
             );
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
         let logs = Arc::new(RequestLogs {
             store,
             coll: Arc::new(schema()),
-            tx,
+            queue: Arc::default(),
             dropped: AtomicU64::new(0),
             written: Arc::new(AtomicU64::new(0)),
         });
-        tokio::spawn(write_loop(logs.store.clone(), rx, logs.written.clone()));
+        tokio::spawn(write_loop(
+            logs.store.clone(),
+            logs.queue.clone(),
+            logs.written.clone(),
+        ));
         Ok(logs)
     }
 
@@ -704,24 +743,49 @@ impl RequestLogs {
                 &formatted
             }
         };
-        let item = match self.store.dialect() {
-            Dialect::Sqlite => Item::Doc(entry_jsonb(id, created, level, &message, |j| {
-                let m = j.open(jsonb::OBJECT);
-                data.write(j);
-                j.close(m);
-            })),
-            Dialect::Postgres => Item::Row(Row {
-                id: id.to_string(),
-                created: created.to_string(),
-                seq: now.timestamp_micros(),
-                level,
-                message: message.concat(),
-                data: data.to_json(),
+        let added = match self.store.dialect() {
+            Dialect::Sqlite => SCRATCH.with(|scratch| {
+                let mut j = scratch.borrow_mut();
+                j.buf.clear();
+                entry_jsonb(&mut j, id, created, level, &message, |j| {
+                    let m = j.open(jsonb::OBJECT);
+                    data.write(j);
+                    j.close(m);
+                });
+                self.enqueue(|p| p.add_doc(id, created, &j.buf))
             }),
+            Dialect::Postgres => {
+                let row = Row {
+                    id: id.to_string(),
+                    created: created.to_string(),
+                    seq: now.timestamp_micros(),
+                    level,
+                    message: message.concat(),
+                    data: data.to_json(),
+                };
+                self.enqueue(|p| p.add_row(row))
+            }
         };
-        if self.tx.try_send(item).is_err() {
+        if !added {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Adds an entry to the pending batch unless it is full; wakes the writer for a batch's first.
+    fn enqueue(&self, add: impl FnOnce(&mut Pending)) -> bool {
+        let Ok(mut p) = self.queue.pending.lock() else {
+            return false;
+        };
+        if p.entries >= PENDING {
+            return false;
+        }
+        let first = p.entries == 0;
+        add(&mut p);
+        drop(p);
+        if first {
+            self.queue.wake.notify_one();
+        }
+        true
     }
 
     fn select(&self) -> Sql {
@@ -934,28 +998,21 @@ impl basalt_core::filter::compile::Schema for NoCollections {
     }
 }
 
-async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Item>, written: Arc<AtomicU64>) {
-    let mut buf: Vec<Item> = Vec::with_capacity(BATCH);
-    let mut scratch = Vec::new();
+async fn write_loop(store: Arc<dyn Store>, queue: Arc<Queue>, written: Arc<AtomicU64>) {
+    // Two batches in turn: the one requests fill and the one being written (their buffers kept).
+    let mut batch = Pending::default();
     loop {
-        if rx.recv_many(&mut buf, BATCH).await == 0 {
-            return;
+        queue.wake.notified().await;
+        // Let the batch fill for a moment: one transaction per batch is what keeps logging cheap.
+        tokio::time::sleep(LINGER).await;
+        match queue.pending.lock() {
+            Ok(mut p) => std::mem::swap(&mut *p, &mut batch),
+            Err(_) => return,
         }
-        // Let a batch fill for a moment, without waking for each entry (senders only wake a
-        // waiting receiver): one transaction per batch is what keeps logging cheap.
-        if buf.len() < BATCH {
-            tokio::time::sleep(LINGER).await;
-            while buf.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(r) => buf.push(r),
-                    Err(_) => break,
-                }
-            }
-        }
-        let n = buf.len();
+        let n = batch.entries;
         let done = async {
             let mut tx = store.begin().await?;
-            write_batch(tx.as_mut(), store.dialect(), &mut buf, &mut scratch).await?;
+            write_pending(tx.as_mut(), store.dialect(), &mut batch).await?;
             tx.commit().await
         };
         match done.await {
@@ -967,35 +1024,49 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Item>, written
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        buf.clear();
+        clear(&mut batch);
     }
 }
 
-/// An entry written elsewhere (`data` as JSON text), encoded for the store.
-fn imported(
+/// Empties a batch, keeping its buffers (up to a few megabytes: a burst's are given back).
+fn clear(p: &mut Pending) {
+    p.docs.buf.clear();
+    p.docs.buf.shrink_to(4 << 20);
+    p.rows.clear();
+    p.rows.shrink_to(8192);
+    p.entries = 0;
+}
+
+/// Adds an entry written elsewhere (`data` as JSON text) to `batch`, encoded for the store.
+#[allow(clippy::too_many_arguments)]
+fn add_imported(
     d: Dialect,
-    seq: i64,
+    batch: &mut Pending,
+    doc: &mut Jsonb,
     id: String,
     created: String,
     level: i64,
     message: String,
     data: &str,
-) -> Item {
+) {
     match d {
         Dialect::Sqlite => {
             let value = serde_json::from_str::<Json>(data).unwrap_or(Json::Null);
-            Item::Doc(entry_jsonb(&id, &created, level, &[&message], |j| {
-                j.value(&value)
-            }))
+            doc.buf.clear();
+            entry_jsonb(doc, &id, &created, level, &[&message], |j| j.value(&value));
+            batch.add_doc(&id, &created, &doc.buf);
         }
-        Dialect::Postgres => Item::Row(Row {
-            id,
-            created,
-            seq,
-            level,
-            message,
-            data: data.to_string(),
-        }),
+        Dialect::Postgres => {
+            let seq = batch.entries as i64;
+            batch.add_row(Row {
+                id,
+                created,
+                seq,
+                level,
+                message,
+                data: data.to_string(),
+            })
+        }
     }
 }
 
@@ -1008,91 +1079,69 @@ impl RequestLogs {
     ) -> basalt_store::Result<u64> {
         let n = entries.len() as u64;
         let d = self.store.dialect();
-        let mut items: Vec<Item> = entries
-            .into_iter()
-            .enumerate()
-            .map(|(i, (id, created, level, message, data))| {
-                imported(d, i as i64, id, created, level, message, &data)
-            })
-            .collect();
         let mut tx = self.store.begin().await?;
-        write_batch(tx.as_mut(), d, &mut items, &mut Vec::new()).await?;
+        let (mut batch, mut doc) = (Pending::default(), Jsonb::default());
+        for (id, created, level, message, data) in entries {
+            add_imported(d, &mut batch, &mut doc, id, created, level, message, &data);
+            if batch.entries >= BATCH {
+                write_pending(tx.as_mut(), d, &mut batch).await?;
+            }
+        }
+        write_pending(tx.as_mut(), d, &mut batch).await?;
         tx.commit().await?;
         Ok(n)
     }
 }
 
-/// Writes queued entries in `tx`: on SQLite one `_logs_batches` row per [`BATCH`] entries, on
-/// PostgreSQL one `_logs` row each (several per `INSERT`).
-async fn write_batch(
+/// Writes a batch in `tx` and empties it: on SQLite one `_logs_batches` row, on PostgreSQL one
+/// `_logs` row per entry (several per `INSERT`).
+async fn write_pending(
     tx: &mut dyn basalt_store::Tx,
     d: Dialect,
-    items: &mut Vec<Item>,
-    scratch: &mut Vec<u8>,
+    batch: &mut Pending,
 ) -> basalt_store::Result<()> {
-    let mut items = items.drain(..).peekable();
-    while items.peek().is_some() {
-        match d {
-            Dialect::Sqlite => {
-                let docs: Vec<Vec<u8>> = items
-                    .by_ref()
-                    .take(BATCH)
-                    .filter_map(|i| match i {
-                        Item::Doc(d) => Some(d),
-                        Item::Row(_) => None,
-                    })
-                    .collect();
-                let Some(head) = docs.first() else { continue };
-                let (mut min_id, mut first) = batch_bounds(head);
-                let (mut max_id, mut last) = (min_id, first);
-                let mut body = std::mem::take(scratch);
-                body.clear();
-                body.reserve(5 + docs.iter().map(Vec::len).sum::<usize>());
-                let mut body = Jsonb { buf: body };
-                let array = body.open(jsonb::ARRAY);
-                for doc in &docs {
-                    let (id, created) = batch_bounds(doc);
-                    first = first.min(created);
-                    last = last.max(created);
-                    min_id = min_id.min(id);
-                    max_id = max_id.max(id);
-                    body.buf.extend_from_slice(doc);
-                }
-                body.close(array);
-                let mut q = Sql::new(d);
-                q.push(
-                    "INSERT INTO \"_logs_batches\" (\"first\", \"last\", \"min_id\", \"max_id\", \"entries\", \"body\") VALUES (",
-                )
-                .bind(Value::Text(first.into()))
-                .push(", ")
-                .bind(Value::Text(last.into()))
-                .push(", ")
-                .bind(Value::Text(min_id.into()))
-                .push(", ")
-                .bind(Value::Text(max_id.into()))
-                .push(", ")
-                .bind(Value::Int(docs.len() as i64))
-                .push(", ")
-                .bind(Value::Blob(body.buf))
-                .push(")");
-                tx.execute(&q).await?;
-                // The buffer again for the next batch: a batch is megabytes, and fresh memory
-                // costs its page faults.
-                if let Some(Value::Blob(b)) = q.params.pop() {
-                    *scratch = b;
-                }
+    if batch.entries == 0 {
+        return Ok(());
+    }
+    match d {
+        Dialect::Sqlite => {
+            batch.docs.close(0);
+            let mut q = Sql::new(d);
+            q.push(
+                "INSERT INTO \"_logs_batches\" (\"first\", \"last\", \"min_id\", \"max_id\", \"entries\", \"body\") VALUES (",
+            )
+            .bind(Value::Text(batch.first.clone()))
+            .push(", ")
+            .bind(Value::Text(batch.last.clone()))
+            .push(", ")
+            .bind(Value::Text(batch.min_id.clone()))
+            .push(", ")
+            .bind(Value::Text(batch.max_id.clone()))
+            .push(", ")
+            .bind(Value::Int(batch.entries as i64))
+            .push(", ")
+            .bind(Value::Blob(std::mem::take(&mut batch.docs.buf)))
+            .push(")");
+            let done = tx.execute(&q).await;
+            // The buffer back for the next batch: a batch is megabytes, and fresh memory costs
+            // its page faults.
+            if let Some(Value::Blob(b)) = q.params.pop() {
+                batch.docs.buf = b;
             }
-            Dialect::Postgres => {
+            done?;
+        }
+        Dialect::Postgres => {
+            let mut rows = batch.rows.drain(..).peekable();
+            while rows.peek().is_some() {
                 // Several rows per INSERT (one statement's overhead for many rows), in chunks of
                 // a few fixed sizes: each statement text is prepared once per connection.
-                let left = items.len();
+                let left = rows.len();
                 let n = [64, 16, 4, 1].into_iter().find(|n| *n <= left).unwrap_or(1);
                 let mut q = Sql::new(d);
                 q.push(
                     "INSERT INTO \"_logs\" (\"id\", \"created\", \"seq\", \"level\", \"message\", \"data\") VALUES ",
                 );
-                for (i, r) in items.by_ref().take(n).enumerate() {
-                    let Item::Row(r) = r else { continue };
+                for (i, r) in rows.by_ref().take(n).enumerate() {
                     // PostgreSQL refuses NUL in text and `\u0000` in jsonb: an imported entry's
                     // are kept visible as U+FFFD instead of losing the batch.
                     let message = if r.message.contains('\0') {
@@ -1123,6 +1172,7 @@ async fn write_batch(
             }
         }
     }
+    clear(batch);
     Ok(())
 }
 
