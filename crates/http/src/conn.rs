@@ -326,30 +326,6 @@ async fn serve_one(
     let _ = conn.await;
 }
 
-/// An address as text; IPv4 written digit by digit (`Display` goes through the formatter, and this
-/// runs twice for every logged request).
-fn ip_text(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let mut s = String::with_capacity(15);
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    s.push('.');
-                }
-                if o >= 100 {
-                    s.push((b'0' + o / 100) as char);
-                }
-                if o >= 10 {
-                    s.push((b'0' + o / 10 % 10) as char);
-                }
-                s.push((b'0' + o % 10) as char);
-            }
-            s
-        }
-        other => other.to_string(),
-    }
-}
-
 /// What a request log entry knows before the answer: method, URL, addresses, referer, agent.
 fn pending_entry(
     ctx: &AppCtx,
@@ -373,7 +349,19 @@ fn pending_entry(
         }
     };
     basalt_service::logs::RequestEntry {
-        method: parts.method.as_str().to_string(),
+        method: {
+            use axum::http::Method as M;
+            match parts.method {
+                M::GET => "GET".into(),
+                M::POST => "POST".into(),
+                M::PATCH => "PATCH".into(),
+                M::DELETE => "DELETE".into(),
+                M::PUT => "PUT".into(),
+                M::OPTIONS => "OPTIONS".into(),
+                M::HEAD => "HEAD".into(),
+                ref other => other.as_str().to_string().into(),
+            }
+        },
         url: {
             let url = parts
                 .uri
@@ -387,17 +375,8 @@ fn pending_entry(
                 url
             }
         },
-        remote_ip: if log_ip {
-            ip_text(peer.ip())
-        } else {
-            String::new()
-        },
-        user_ip: if log_ip {
-            let ip = crate::extract::ip_of(ctx, &parts.headers, &parts.extensions);
-            ip_text(ip)
-        } else {
-            String::new()
-        },
+        remote_ip: log_ip.then(|| peer.ip()),
+        user_ip: log_ip.then(|| crate::extract::ip_of(ctx, &parts.headers, &parts.extensions)),
         referer: h(axum::http::header::REFERER),
         preflight: parts.method == axum::http::Method::OPTIONS
             && parts

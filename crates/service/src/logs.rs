@@ -62,14 +62,16 @@ const MAX_URL: usize = 3000;
 /// One finished request as a transport saw it.
 #[derive(Debug, Clone, Default)]
 pub struct RequestEntry {
-    pub method: String,
+    /// Standard methods borrowed: no allocation per request.
+    pub method: std::borrow::Cow<'static, str>,
     /// Path and query, as requested (percent-encoded).
     pub url: String,
     pub status: u16,
     /// Milliseconds.
     pub exec_ms: f64,
-    pub remote_ip: String,
-    pub user_ip: String,
+    /// The peer's address and the client's (after trusted proxies), when `logIP` is on.
+    pub remote_ip: Option<std::net::IpAddr>,
+    pub user_ip: Option<std::net::IpAddr>,
     pub referer: String,
     pub user_agent: String,
     /// The caller's collection name (`_superusers`, `users`, …), empty for a guest.
@@ -513,7 +515,16 @@ async fn move_legacy(store: &dyn Store, dir: &std::path::Path) -> basalt_store::
                     next().into_string(),
                 );
                 after = Some((created.clone(), next().as_i64()));
-                add_imported(Dialect::Sqlite, &mut batch, &mut doc, id, created, level, message, &data);
+                add_imported(
+                    Dialect::Sqlite,
+                    &mut batch,
+                    &mut doc,
+                    id,
+                    created,
+                    level,
+                    message,
+                    &data,
+                );
                 moved += 1;
             }
             write_pending(tx.as_mut(), Dialect::Sqlite, &mut batch).await?;
@@ -573,6 +584,34 @@ fn ordered_id(micros: i64) -> [u8; 15] {
         r /= 36;
     }
     id
+}
+
+/// An address as text: IPv4 written digit by digit into `buf` (`Display` goes through the
+/// formatter, and this runs twice for every logged request), IPv6 by `Display`.
+fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 15]) -> std::borrow::Cow<'_, str> {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + o / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
+            }
+            std::borrow::Cow::Borrowed(std::str::from_utf8(&buf[..n]).unwrap_or_default())
+        }
+        other => std::borrow::Cow::Owned(other.to_string()),
+    }
 }
 
 /// `s` as a JSON string (serde_json's escaping, skipped when nothing needs it: most URLs and agents).
@@ -701,7 +740,7 @@ impl RequestLogs {
         } else {
             None
         };
-        let message = [e.method.as_str(), " ", decoded.as_deref().unwrap_or(&e.url)];
+        let message = [e.method.as_ref(), " ", decoded.as_deref().unwrap_or(&e.url)];
         let url = if e.url.len() > MAX_URL {
             let mut cut = MAX_URL;
             while !e.url.is_char_boundary(cut) {
@@ -716,6 +755,15 @@ impl RequestLogs {
             (true, None) => (Some(String::new()), Some(Json::Null)),
             (false, _) => (None, None),
         };
+        let (mut rbuf, mut ubuf) = ([0u8; 15], [0u8; 15]);
+        let remote = e
+            .remote_ip
+            .filter(|_| s.log_ip)
+            .map(|ip| ip_text(ip, &mut rbuf));
+        let user = e
+            .user_ip
+            .filter(|_| s.log_ip)
+            .map(|ip| ip_text(ip, &mut ubuf));
         let data = Data {
             kind: "request",
             method: &e.method,
@@ -724,8 +772,8 @@ impl RequestLogs {
             exec_time: e.exec_ms,
             auth: &e.auth,
             auth_id: (s.log_auth_id && !e.auth.is_empty()).then_some(e.auth_id.as_str()),
-            remote_ip: s.log_ip.then_some(e.remote_ip.as_str()),
-            user_ip: s.log_ip.then_some(e.user_ip.as_str()),
+            remote_ip: remote.as_deref(),
+            user_ip: user.as_deref(),
             referer: &e.referer,
             user_agent: &e.user_agent,
             error: error.as_deref(),
@@ -1255,7 +1303,7 @@ mod tests {
 
     #[test]
     fn what_is_logged_follows_pocketbase() {
-        let e = |method: &str, url: &str, status: u16| RequestEntry {
+        let e = |method: &'static str, url: &str, status: u16| RequestEntry {
             method: method.into(),
             url: url.into(),
             status,
@@ -1272,6 +1320,19 @@ mod tests {
         p.preflight = true;
         assert!(!worth_logging(&p));
         assert_eq!(decode("/api/x?q=a%20b&y=%E2%82%AC"), "/api/x?q=a b&y=€");
+        let mut b = [0u8; 15];
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let addr: std::net::IpAddr =
+                ip.parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+            assert_eq!(ip_text(addr, &mut b), ip);
+        }
     }
 
     #[test]
