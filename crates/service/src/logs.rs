@@ -15,7 +15,9 @@
 //!     unpacks the batches with `jsonb_each`, so the filter language compiles against it as against
 //!     a table. A row per entry cost SQLite a B-tree insert, an index insert and their WAL pages per
 //!     request (about 2.7 µs, a quarter of a read-by-id); a row per batch costs a copy. The price is
-//!     paid by readers: a query scans the entries (about 0.1–1 s per million) instead of an index.
+//!     paid by readers: a query scans the entries (about 0.5–4 µs each, docs/benchmarks.md) where
+//!     an index answered before. A page is found by its `seq`s first and only its entries are
+//!     rendered ([`RequestLogs::entries_at`]).
 //!   - **PostgreSQL: one row per entry** in `_logs` (multi-row `INSERT`s).
 //! - **What:** every routed request except a successful call of the logs API itself, a CORS
 //!   preflight and the realtime event stream. Level 0 on success, 8 on an error answer (with its
@@ -880,7 +882,20 @@ impl RequestLogs {
             where_.append(c);
             where_.push(")");
         }
-        let mut q = self.select();
+        // SQLite: the page's `seq`s first, then their entries. SQLite computes a row's every
+        // column before sorting it, and rendering `data` for every entry of the log cost most of a
+        // list's time.
+        let sqlite = self.store.dialect() == Dialect::Sqlite;
+        let mut q = if sqlite {
+            let mut q = Sql::new(Dialect::Sqlite);
+            q.push("SELECT ")
+                .push(MAIN)
+                .push(".\"seq\" FROM \"_logs\" AS ")
+                .push(MAIN);
+            q
+        } else {
+            self.select()
+        };
         q.append(where_.clone());
         q.push(" ORDER BY ");
         if !order.text.is_empty() {
@@ -895,17 +910,25 @@ impl RequestLogs {
             .bind(Value::Int(per_page))
             .push(" OFFSET ")
             .bind(Value::Int((page - 1).max(0).saturating_mul(per_page)));
-        let rows = self.store.query(&q).await?;
+        let mut rows = self.store.query(&q).await?.rows;
+        if sqlite {
+            rows = self.entries_at(rows).await?;
+        }
         let (total, pages) = if skip_total {
             (-1, -1)
         } else {
             let mut cq = Sql::new(self.store.dialect());
-            cq.push("SELECT COUNT(*) FROM \"_logs\" AS ").push(MAIN);
-            cq.append(where_);
+            if sqlite && where_.text.is_empty() {
+                // Every entry: the batches know their counts.
+                cq.push("SELECT COALESCE(SUM(\"entries\"), 0) FROM \"_logs_batches\"");
+            } else {
+                cq.push("SELECT COUNT(*) FROM \"_logs\" AS ").push(MAIN);
+                cq.append(where_);
+            }
             let n = self.store.query(&cq).await?.scalar_int();
             (n, (n + per_page - 1) / per_page)
         };
-        let items: Vec<Json> = rows.rows.into_iter().map(to_json).collect();
+        let items: Vec<Json> = rows.into_iter().map(to_json).collect();
         Ok(json!({
             "page": page,
             "perPage": per_page,
@@ -913,6 +936,48 @@ impl RequestLogs {
             "totalPages": pages,
             "items": items,
         }))
+    }
+
+    /// SQLite: the entries at `seqs` (rows of one `seq` each), in that order: only their batches
+    /// are unpacked.
+    async fn entries_at(&self, seqs: Vec<Vec<Value>>) -> ServiceResult<Vec<Vec<Value>>> {
+        let seqs: Vec<i64> = seqs
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().map(|v| v.as_i64()))
+            .collect();
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut batches: Vec<i64> = seqs.iter().map(|s| s / SEQ_STRIDE).collect();
+        batches.sort_unstable();
+        batches.dedup();
+        let list = |q: &mut Sql, values: &[i64]| {
+            for (i, v) in values.iter().enumerate() {
+                q.push(if i == 0 { "" } else { ", " }).bind(Value::Int(*v));
+            }
+        };
+        let mut q = Sql::new(Dialect::Sqlite);
+        q.push("SELECT ")
+            .push(ENTRY_COLUMNS)
+            .push(&format!(
+                ", b.rowid * {SEQ_STRIDE} + e.key FROM \"_logs_batches\" AS b, jsonb_each(b.\"body\") AS e WHERE b.rowid IN ("
+            ));
+        list(&mut q, &batches);
+        q.push(&format!(") AND b.rowid * {SEQ_STRIDE} + e.key IN ("));
+        list(&mut q, &seqs);
+        q.push(")");
+        let mut found: std::collections::HashMap<i64, Vec<Value>> = self
+            .store
+            .query(&q)
+            .await?
+            .rows
+            .into_iter()
+            .filter_map(|mut r| {
+                let seq = r.pop()?.as_i64();
+                Some((seq, r))
+            })
+            .collect();
+        Ok(seqs.iter().filter_map(|s| found.remove(s)).collect())
     }
 
     /// `GET /api/logs/{id}`.
