@@ -487,22 +487,25 @@ async fn move_legacy(store: &dyn Store, dir: &std::path::Path) -> basalt_store::
         q.push("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_logs'");
         let has_table = legacy.query(&q).await?.scalar_int() > 0;
         let mut tx = store.begin().await?;
-        let mut after: Option<(String, i64)> = None;
+        let mut after: Option<(String, i64, String)> = None;
         let mut batch = Pending::default();
         let mut doc = Jsonb::default();
         let mut more = has_table;
         while more {
-            // Keyset pages in the old order (created, seq), so memory stays one batch.
+            // Keyset pages in the old order (created, seq; the id makes the key unique: imported
+            // entries could share both), so memory stays one batch.
             let mut q = Sql::new(Dialect::Sqlite);
             q.push("SELECT \"id\", \"created\", \"level\", \"message\", \"data\", \"seq\" FROM \"_logs\"");
-            if let Some((c, s)) = &after {
-                q.push(" WHERE (\"created\", \"seq\") > (")
+            if let Some((c, s, id)) = &after {
+                q.push(" WHERE (\"created\", \"seq\", \"id\") > (")
                     .bind(Value::Text(c.clone()))
                     .push(", ")
                     .bind(Value::Int(*s))
+                    .push(", ")
+                    .bind(Value::Text(id.clone()))
                     .push(")");
             }
-            q.push(" ORDER BY \"created\", \"seq\" LIMIT ")
+            q.push(" ORDER BY \"created\", \"seq\", \"id\" LIMIT ")
                 .bind(Value::Int(BATCH as i64));
             let rows = legacy.query(&q).await?.rows;
             more = rows.len() == BATCH;
@@ -516,7 +519,7 @@ async fn move_legacy(store: &dyn Store, dir: &std::path::Path) -> basalt_store::
                     next().into_string(),
                     next().into_string(),
                 );
-                after = Some((created.clone(), next().as_i64()));
+                after = Some((created.clone(), next().as_i64(), id.clone()));
                 add_imported(
                     Dialect::Sqlite,
                     &mut batch,

@@ -502,7 +502,7 @@ async fn request_logs_left_in_auxiliary_db_are_moved() {
             "POST /api/collections/x/records",
             r#"{"type":"request","status":400,"error":"Failed to create record.","details":{"title":{"code":"validation_required","n":[1,2.5,null,true]}}}"#,
         ),
-    ])
+    ], 8_200) // more than one batch of the move, all with the same (created, seq)
     .await;
     let opts = basalt_http::Options {
         data_dir: Some(dir.0.clone()),
@@ -549,12 +549,24 @@ async fn request_logs_left_in_auxiliary_db_are_moved() {
         )
         .await;
     assert_eq!(errors.1["totalItems"], 1, "{}", errors.1);
+    let filler = app
+        .get(
+            "/api/logs?perPage=1&filter=message%3D'GET%20/fill'",
+            app.su(),
+        )
+        .await;
+    assert_eq!(
+        filler.1["totalItems"], 8_200,
+        "every row moved once: {}",
+        filler.1
+    );
     drop(app);
 
     // The move is recorded: the same file found again is only removed.
     write_legacy_logs(
         &dir.0,
         &[("bbbbbbbbbbbbbb3", &recent, 0, "GET /again", "{}")],
+        0,
     )
     .await;
     let app = crate::helpers::spawn_app_with(Backend::Sqlite, opts).await;
@@ -568,8 +580,13 @@ async fn request_logs_left_in_auxiliary_db_are_moved() {
     assert_eq!(twice.1["totalItems"], 1, "moved once: {}", twice.1);
 }
 
-/// `_logs` rows in `dir/auxiliary.db` as versions before the batched logs wrote them.
-async fn write_legacy_logs(dir: &std::path::Path, rows: &[(&str, &str, i64, &str, &str)]) {
+/// `_logs` rows in `dir/auxiliary.db` as versions before the batched logs wrote them, and `filler`
+/// more that share one `created` and one `seq` (as imported entries could).
+async fn write_legacy_logs(
+    dir: &std::path::Path,
+    rows: &[(&str, &str, i64, &str, &str)],
+    filler: usize,
+) {
     use basalt_core::sql::{Dialect, Sql, Value as V};
     let old = basalt_store::sqlite::SqliteStore::open(&dir.join("auxiliary.db")).unwrap();
     let mut tx = basalt_store::Store::begin(&old).await.unwrap();
@@ -597,5 +614,16 @@ async fn write_legacy_logs(dir: &std::path::Path, rows: &[(&str, &str, i64, &str
             .push(")");
         tx.execute(&q).await.unwrap();
     }
+    let mut q = Sql::new(Dialect::Sqlite);
+    q.push("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ")
+        .bind(V::Int(filler as i64))
+        .push(") INSERT INTO \"_logs\" SELECT printf('fill%011d', i), ")
+        .bind(V::Text(basalt_core::time::format(
+            chrono::Utc::now() - chrono::Duration::hours(1),
+        )))
+        .push(", 0, 'GET /fill', '{}', 0 FROM n WHERE ")
+        .bind(V::Int(filler as i64))
+        .push(" > 0");
+    tx.execute(&q).await.unwrap();
     tx.commit().await.unwrap();
 }
