@@ -411,8 +411,10 @@ async fn otp_tries_are_per_network(app: TestApp) {
 }
 
 /// A known identity with a wrong password and an unknown identity do the same hashing work: their
-/// median answer times are within 20% (30 tries each, interleaved, each from its own network so no
-/// lockout applies).
+/// median answer times are within 40% (30 tries each, interleaved, each from its own network so no
+/// lockout applies). Skipping the hash for an unknown identity would make it about ten times faster
+/// (argon2 is nearly all of a failed sign-in); the known path's extra record load, under the whole
+/// suite's load on the database, has moved one side by up to 35%.
 async fn sign_in_timing_does_not_reveal_accounts(app: TestApp) {
     trust_proxy_header(&app).await;
     // Three accounts per round, so no account passes the all-networks failure threshold.
@@ -429,7 +431,7 @@ async fn sign_in_timing_does_not_reveal_accounts(app: TestApp) {
     )
     .await;
     // The suite runs tests in parallel on few cores: a burst of other work can skew one round's
-    // medians, so up to three rounds are measured and one within 20% passes. A real difference
+    // medians, so up to three rounds are measured and one within 40% passes. A real difference
     // (skipping the hash saves the whole argon2 time) fails every round. The SQLite and PostgreSQL
     // runs of this test measure one at a time: run together, their alternating known/unknown
     // sign-ins fell into step and skewed every round of one of them by ~30%, either way.
@@ -464,7 +466,7 @@ async fn sign_in_timing_does_not_reveal_accounts(app: TestApp) {
             a * 1e3,
             b * 1e3
         );
-        if (a - b).abs() <= 0.2 * a.max(b) {
+        if (a - b).abs() <= 0.4 * a.max(b) {
             return;
         }
         rounds.push(format!("known {a:.4}s vs unknown {b:.4}s"));
