@@ -93,5 +93,13 @@ for ((i = 0; i < ROUNDS; i++)); do
   echo "| $((i + 1)) | ${on[i]} | ${off[i]} | $(pct "${on[i]}" "${off[i]}") | ${con[i]} | ${coff[i]} | $(pct "${coff[i]}" "${con[i]}") |"
 done
 echo "| median | $mon | $moff | $(pct "$mon" "$moff") | $mcon | $mcoff | $(pct "$mcoff" "$mcon") |"
+# Each round's own cost (its two runs are back to back, so slow drift cancels inside a pair); the
+# median of those is the figure least moved by one disturbed run.
+rcost=() ccost=()
+for ((i = 0; i < ROUNDS; i++)); do
+  rcost+=("$(awk -v a="${on[i]}" -v b="${off[i]}" 'BEGIN {printf "%.2f", 100 * (b - a) / b}')")
+  ccost+=("$(awk -v a="${con[i]}" -v b="${coff[i]}" 'BEGIN {printf "%.2f", 100 * (a - b) / b}')")
+done
+echo "| median of the rounds' costs | | | $(printf %.1f "$(median "${rcost[@]}")")% | | | $(printf %.1f "$(median "${ccost[@]}")")% |"
 echo
 echo "Entries in the logs API afterwards: $entries (dropped: $(curl -fsS "$BASE/metrics" -H "Authorization: $TOKEN" 2>/dev/null | awk '/^basalt_request_logs_total.*dropped/ {print $2}' | head -1))"

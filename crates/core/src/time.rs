@@ -39,6 +39,59 @@ pub fn format_fixed(t: DateTime<Utc>) -> Option<[u8; 24]> {
     Some(b)
 }
 
+/// The current time as microseconds since the epoch and in the [`format`] layout, read with one
+/// clock call: the date part is worked out once per day and thread (the request logs call this for
+/// every entry; `Utc::now()` converts days to a date on every call). `None` outside years 0-9999.
+pub fn now_fixed() -> (i64, Option<[u8; 24]>) {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    (micros, fixed_micros(micros))
+}
+
+/// [`format_fixed`] of `micros` since the epoch, the date part cached per thread.
+fn fixed_micros(micros: i64) -> Option<[u8; 24]> {
+    const DAY_US: i64 = 86_400_000_000;
+    thread_local! {
+        /// The day (since the epoch) and its `YYYY-MM-DD ` text, or `None` for a year past 9999.
+        static DAY: std::cell::Cell<(i64, Option<[u8; 11]>)> = const { std::cell::Cell::new((i64::MIN, None)) };
+    }
+    let (day, us) = (micros.div_euclid(DAY_US), micros.rem_euclid(DAY_US));
+    let prefix = DAY.with(|c| {
+        let (d, p) = c.get();
+        if d == day {
+            return p;
+        }
+        let p = DateTime::from_timestamp_micros(day * DAY_US)
+            .and_then(format_fixed)
+            .map(|b| {
+                let mut p = [0u8; 11];
+                p.copy_from_slice(&b[..11]);
+                p
+            });
+        c.set((day, p));
+        p
+    });
+    prefix.map(|p| {
+        let mut b = *b"0000-00-00 00:00:00.000Z";
+        b[..11].copy_from_slice(&p);
+        let ms = us / 1000;
+        for (at, v) in [
+            (11, ms / 3_600_000),
+            (14, ms / 60_000 % 60),
+            (17, ms / 1000 % 60),
+        ] {
+            b[at] = b'0' + (v / 10) as u8;
+            b[at + 1] = b'0' + (v % 10) as u8;
+        }
+        let frac = ms % 1000;
+        b[20] = b'0' + (frac / 100) as u8;
+        b[21] = b'0' + (frac / 10 % 10) as u8;
+        b[22] = b'0' + (frac % 10) as u8;
+        b
+    })
+}
+
 pub fn now() -> String {
     format(Utc::now())
 }
@@ -102,6 +155,35 @@ mod tests {
 #[cfg(test)]
 mod format_tests {
     use super::*;
+
+    #[test]
+    fn fixed_micros_matches_format_across_days() {
+        // Back and forth across midnights, before 1970, and the last representable day.
+        let day = 86_400_000_000i64;
+        let last = DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999999Z")
+            .unwrap()
+            .timestamp_micros();
+        for t in [
+            1_764_979_200_000_000 - 1,
+            1_764_979_200_000_000,
+            1_764_979_200_000_000 - 1,
+            1_764_979_200_123_456 + day / 2,
+            0,
+            -1,
+            -day - 999,
+            last,
+            last + 1,
+            1_764_979_200_000_000 + 3 * day + 45_296_789_000,
+        ] {
+            let want = DateTime::from_timestamp_micros(t).and_then(format_fixed);
+            assert_eq!(fixed_micros(t), want, "{t}");
+        }
+        let (micros, now) = now_fixed();
+        assert_eq!(
+            now,
+            DateTime::from_timestamp_micros(micros).and_then(format_fixed)
+        );
+    }
 
     #[test]
     fn format_matches_the_pattern() {

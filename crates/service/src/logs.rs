@@ -259,13 +259,15 @@ impl Data<'_> {
 }
 
 /// One entry as SQLite's batches hold it: `{id, created, level, message, data}` in JSONB, written
-/// at the end of `j`. `message` is the concatenation of its parts.
+/// at the end of `j`. `message` is the concatenation of its parts; `None` leaves it out, for an
+/// entry whose message is `data.method + " " + data.url` (most requests), which the view rebuilds
+/// ([`ENTRY_COLUMNS`]): a sixth fewer bytes for every later copy of the batch.
 fn entry_jsonb(
     j: &mut Jsonb,
     id: &str,
     created: &str,
     level: i64,
-    message: &[&str],
+    message: Option<&[&str]>,
     data: impl FnOnce(&mut Jsonb),
 ) {
     let m = j.open(jsonb::OBJECT);
@@ -275,8 +277,10 @@ fn entry_jsonb(
     j.str(created);
     j.key("level");
     j.int(level);
-    j.key("message");
-    j.str_parts(message);
+    if let Some(message) = message {
+        j.key("message");
+        j.str_parts(message);
+    }
     j.key("data");
     data(j);
     j.close(m);
@@ -423,9 +427,12 @@ fn create_table(d: Dialect) -> Vec<Sql> {
         .collect()
 }
 
-/// An entry's columns out of a batch element `e` (SQLite).
+/// An entry's columns out of a batch element `e` (SQLite). A missing `message` is
+/// `data.method + " " + data.url` ([`entry_jsonb`]).
 const ENTRY_COLUMNS: &str = "e.value ->> '$.id' AS \"id\", e.value ->> '$.created' AS \"created\", \
-     e.value ->> '$.level' AS \"level\", e.value ->> '$.message' AS \"message\", e.value -> '$.data' AS \"data\"";
+     e.value ->> '$.level' AS \"level\", \
+     COALESCE(e.value ->> '$.message', (e.value ->> '$.data.method') || ' ' || (e.value ->> '$.data.url')) AS \"message\", \
+     e.value -> '$.data' AS \"data\"";
 
 /// `seq` of the SQLite view: rowid × this + place in the batch.
 const SEQ_STRIDE: i64 = 1 << 17;
@@ -784,15 +791,16 @@ impl RequestLogs {
             error: error.as_deref(),
             details: details.as_ref(),
         };
-        let now = chrono::Utc::now();
-        let id = ordered_id(now.timestamp_micros());
+        let (micros, fixed) = basalt_core::time::now_fixed();
+        let id = ordered_id(micros);
         let id = std::str::from_utf8(&id).unwrap_or_default();
-        let fixed = basalt_core::time::format_fixed(now);
         let formatted;
         let created = match &fixed {
             Some(b) => std::str::from_utf8(b).unwrap_or_default(),
             None => {
-                formatted = basalt_core::time::format(now);
+                formatted = chrono::DateTime::from_timestamp_micros(micros)
+                    .map(basalt_core::time::format)
+                    .unwrap_or_default();
                 &formatted
             }
         };
@@ -800,18 +808,27 @@ impl RequestLogs {
             Dialect::Sqlite => SCRATCH.with(|scratch| {
                 let mut j = scratch.borrow_mut();
                 j.buf.clear();
-                entry_jsonb(&mut j, id, created, level, &message, |j| {
-                    let m = j.open(jsonb::OBJECT);
-                    data.write(j);
-                    j.close(m);
-                });
+                // The message is the method and data.url unless decoding or the cut changed it.
+                let derived = decoded.is_none() && matches!(url, std::borrow::Cow::Borrowed(_));
+                entry_jsonb(
+                    &mut j,
+                    id,
+                    created,
+                    level,
+                    (!derived).then_some(&message[..]),
+                    |j| {
+                        let m = j.open(jsonb::OBJECT);
+                        data.write(j);
+                        j.close(m);
+                    },
+                );
                 self.enqueue(|p| p.add_doc(id, created, &j.buf))
             }),
             Dialect::Postgres => {
                 let row = Row {
                     id: id.to_string(),
                     created: created.to_string(),
-                    seq: now.timestamp_micros(),
+                    seq: micros,
                     level,
                     message: message.concat(),
                     data: data.to_json(),
@@ -1169,7 +1186,9 @@ fn add_imported(
         Dialect::Sqlite => {
             let value = serde_json::from_str::<Json>(data).unwrap_or(Json::Null);
             doc.buf.clear();
-            entry_jsonb(doc, &id, &created, level, &[&message], |j| j.value(&value));
+            entry_jsonb(doc, &id, &created, level, Some(&[&message]), |j| {
+                j.value(&value)
+            });
             batch.add_doc(&id, &created, &doc.buf);
         }
         Dialect::Postgres => {
