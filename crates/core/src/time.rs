@@ -21,22 +21,23 @@ pub fn format_fixed(t: DateTime<Utc>) -> Option<[u8; 24]> {
     if !(0..=9999).contains(&year) {
         return None;
     }
-    // Digits written into a fixed buffer (`format!` with padding costs a formatter per field).
     let mut b = *b"0000-00-00 00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year as u32);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    put(17, 2, t.second());
-    put(20, 3, t.timestamp_subsec_millis().min(999));
+    put_digits(&mut b, 0, 4, year as u32);
+    put_digits(&mut b, 5, 2, t.month());
+    put_digits(&mut b, 8, 2, t.day());
+    put_digits(&mut b, 11, 2, t.hour());
+    put_digits(&mut b, 14, 2, t.minute());
+    put_digits(&mut b, 17, 2, t.second());
+    put_digits(&mut b, 20, 3, t.timestamp_subsec_millis().min(999));
     Some(b)
+}
+
+/// `v`'s last `width` decimal digits at `b[at..]` (`format!` with padding costs a formatter per field).
+fn put_digits(b: &mut [u8; 24], at: usize, width: usize, mut v: u32) {
+    for i in (at..at + width).rev() {
+        b[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// The current time as microseconds since the epoch and in the [`format`] layout, read with one
@@ -75,19 +76,11 @@ fn fixed_micros(micros: i64) -> Option<[u8; 24]> {
     prefix.map(|p| {
         let mut b = *b"0000-00-00 00:00:00.000Z";
         b[..11].copy_from_slice(&p);
-        let ms = us / 1000;
-        for (at, v) in [
-            (11, ms / 3_600_000),
-            (14, ms / 60_000 % 60),
-            (17, ms / 1000 % 60),
-        ] {
-            b[at] = b'0' + (v / 10) as u8;
-            b[at + 1] = b'0' + (v % 10) as u8;
-        }
-        let frac = ms % 1000;
-        b[20] = b'0' + (frac / 100) as u8;
-        b[21] = b'0' + (frac / 10 % 10) as u8;
-        b[22] = b'0' + (frac % 10) as u8;
+        let ms = (us / 1000) as u32;
+        put_digits(&mut b, 11, 2, ms / 3_600_000);
+        put_digits(&mut b, 14, 2, ms / 60_000 % 60);
+        put_digits(&mut b, 17, 2, ms / 1000 % 60);
+        put_digits(&mut b, 20, 3, ms % 1000);
         b
     })
 }
