@@ -10,11 +10,16 @@
 //! No caller is answered before the COMMIT holding its write returned: an acknowledged write survives
 //! `kill -9` and power loss. A `Tx` dropped without commit rolls back only its savepoint.
 //!
-//! Measured on the bench machine (docs/benchmarks.md): groups of ~16 under 32 concurrent creates. Two
-//! variants were slower there and were dropped: committing each transaction with `synchronous=NORMAL`
-//! and batching fsyncs of the WAL separately (each commit then writes its pages to the WAL on its own),
-//! and committing groups without fsync while a separate task fsyncs (groups shrink to ~4 because the
-//! writer is free again at once).
+//! Measured on the bench machine (docs/benchmarks.md): groups of ~31 under 32 concurrent creates with
+//! the leader's yields ([`GROUP_YIELDS`]; ~13 at `full` and ~3 at `normal` without them). Variants
+//! that were slower there and were dropped:
+//! - committing each transaction with `synchronous=NORMAL` and batching fsyncs of the WAL separately
+//!   (each commit then writes its pages to the WAL on its own);
+//! - committing groups without fsync while a separate task fsyncs (groups shrink to ~4 because the
+//!   writer is free again at once);
+//! - at `normal`, COMMIT inline on the leader's task: -27% with checkpoints from a connection of
+//!   their own (they never reach the WAL's end while writers go on: the WAL grew to 50 MB), -16% with
+//!   the writer checkpointing after it (groups shrink while the worker is busy writing the WAL).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
