@@ -7,8 +7,9 @@
 # The server is pinned to SERVER_CPU (its log writer shares that core, so throughput shows all the
 # logging work), wrk to LOAD_CPU. Environment: ROUNDS (6), DURATION (5s per run), WARMUP (2s),
 # CONNECTIONS (32), RECORDS (2000), BASALT_BIN (else a release build), BENCH_PORT (18290),
-# KEEP_DATA=1 keeps the data dir. Ends with the number of entries the logs API holds, so a run
-# where logging silently stopped shows.
+# KEEP_DATA=1 keeps the data dir. Ends with the number of entries the logs API held after the last
+# logs-on run beside the requests that run served, so a run where logging silently stopped shows
+# (setting maxDays 0 prunes every entry, so only the last logs-on run's entries are there).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -74,6 +75,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for m in "${order[@]}"; do
     if [[ $m == on ]]; then max_days 5; else max_days 0; fi
     read -r v c < <(run "$m" "$r")
+    if [[ $m == on ]]; then
+      sleep 0.5 # the writer's 100 ms linger and its commit
+      entries=$(curl -fsS -H "Authorization: $TOKEN" "$BASE/api/logs?perPage=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalItems"])')
+      served=$(awk '/ requests in / {print $1}' "$RUN/wrk-on-$r.txt")
+    fi
     if [[ $m == on ]]; then on+=("$v"); con+=("$c"); else off+=("$v"); coff+=("$c"); fi
   done
   say "round $r: logs on ${on[-1]} rps (${con[-1]} µs CPU/request), off ${off[-1]} rps (${coff[-1]} µs) ($(awk -v a="${on[-1]}" -v b="${off[-1]}" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}') cost)"
@@ -81,25 +87,20 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 mon=$(median "${on[@]}") moff=$(median "${off[@]}")
 mcon=$(median "${con[@]}") mcoff=$(median "${coff[@]}")
-max_days 5
-sleep 1
-entries=$(curl -fsS -H "Authorization: $TOKEN" "$BASE/api/logs?perPage=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalItems"])')
 echo "## Request logs on read-by-id ($(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$ROOT" describe --always --dirty 2>/dev/null))"
 echo
 pct() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f%%", 100 * (b - a) / b}'; }
 echo "| round | logs on (rps) | logs off (rps) | throughput cost | on (µs CPU/req) | off (µs CPU/req) | CPU cost |"
 echo "|---|---|---|---|---|---|---|"
-for ((i = 0; i < ROUNDS; i++)); do
-  echo "| $((i + 1)) | ${on[i]} | ${off[i]} | $(pct "${on[i]}" "${off[i]}") | ${con[i]} | ${coff[i]} | $(pct "${coff[i]}" "${con[i]}") |"
-done
-echo "| median | $mon | $moff | $(pct "$mon" "$moff") | $mcon | $mcoff | $(pct "$mcoff" "$mcon") |"
 # Each round's own cost (its two runs are back to back, so slow drift cancels inside a pair); the
 # median of those is the figure least moved by one disturbed run.
 rcost=() ccost=()
 for ((i = 0; i < ROUNDS; i++)); do
-  rcost+=("$(awk -v a="${on[i]}" -v b="${off[i]}" 'BEGIN {printf "%.2f", 100 * (b - a) / b}')")
-  ccost+=("$(awk -v a="${con[i]}" -v b="${coff[i]}" 'BEGIN {printf "%.2f", 100 * (a - b) / b}')")
+  rc=$(pct "${on[i]}" "${off[i]}") cc=$(pct "${coff[i]}" "${con[i]}")
+  rcost+=("${rc%\%}") ccost+=("${cc%\%}")
+  echo "| $((i + 1)) | ${on[i]} | ${off[i]} | $rc | ${con[i]} | ${coff[i]} | $cc |"
 done
-echo "| median of the rounds' costs | | | $(printf %.1f "$(median "${rcost[@]}")")% | | | $(printf %.1f "$(median "${ccost[@]}")")% |"
+echo "| median | $mon | $moff | $(pct "$mon" "$moff") | $mcon | $mcoff | $(pct "$mcoff" "$mcon") |"
+echo "| median of the rounds' costs | | | $(median "${rcost[@]}")% | | | $(median "${ccost[@]}")% |"
 echo
-echo "Entries in the logs API afterwards: $entries (dropped: $(curl -fsS "$BASE/metrics" -H "Authorization: $TOKEN" 2>/dev/null | awk '/^basalt_request_logs_total.*dropped/ {print $2}' | head -1))"
+echo "Entries in the logs API after the last logs-on run: $entries; that run served $served measured requests after its warmup (dropped: $(curl -fsS "$BASE/metrics" -H "Authorization: $TOKEN" 2>/dev/null | awk '/^basalt_request_logs_total.*dropped/ {print $2}' | head -1))"
