@@ -105,7 +105,12 @@ pub async fn add_column(
 /// advisory lock (held to commit), so [`high_water`] never passes a sequence number still in flight.
 pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<i64, StoreError> {
     let mut s = Sql::new(d);
-    s.push("INSERT INTO \"_events\" (\"id\", \"collection_id\", \"collection\", \"record_id\", \"action\", \"time\", \"data\") SELECT ");
+    s.push("INSERT INTO \"_events\" (\"id\", \"collection_id\", \"collection\", \"record_id\", \"action\", \"time\", \"data\") ");
+    s.push(if d == Dialect::Postgres {
+        "SELECT "
+    } else {
+        "VALUES ("
+    });
     s.bind(Value::Text(ev.id.clone())).push(", ");
     s.bind(Value::Text(ev.collection_id.clone())).push(", ");
     s.bind(Value::Text(ev.collection.clone())).push(", ");
@@ -131,11 +136,12 @@ pub async fn append(tx: &mut Box<dyn Tx>, d: Dialect, ev: &Event) -> Result<i64,
     s.bind(Value::Text(data));
     if d == Dialect::Postgres {
         s.push(&format!(
-            " FROM (SELECT pg_advisory_xact_lock_shared({PG_LOCK_KEY})) AS \"l\""
+            " FROM (SELECT pg_advisory_xact_lock_shared({PG_LOCK_KEY})) AS \"l\" RETURNING \"seq\""
         ));
+    } else {
+        s.push(")");
     }
-    s.push(" RETURNING \"seq\"");
-    Ok(tx.query(&s).await?.scalar_int())
+    tx.insert_rowid(&s).await
 }
 
 /// The highest sequence number below which every event is committed and visible.

@@ -142,6 +142,12 @@ pub trait Store: Send + Sync + 'static {
 pub trait Tx: Send {
     async fn query(&mut self, sql: &Sql) -> Result<Rows>;
     async fn execute(&mut self, sql: &Sql) -> Result<u64>;
+    /// Inserts one row and returns its integer key. SQLite: the plain `INSERT`, then
+    /// `last_insert_rowid()` (a `RETURNING` clause would cost an ephemeral table per statement).
+    /// Other stores: the statement ends in `RETURNING <key>`, run as a query.
+    async fn insert_rowid(&mut self, sql: &Sql) -> Result<i64> {
+        Ok(self.query(sql).await?.scalar_int())
+    }
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 
