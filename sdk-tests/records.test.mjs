@@ -550,6 +550,36 @@ test('validation errors: 400 with data.<field>.code', async () => {
   assert.equal('nosuchfield' in r, false);
 });
 
+// Observed on PocketBase 0.40.6: `pattern` is a Go (RE2) regexp, unanchored unless it anchors itself,
+// with ASCII-only \d and \w; empty text is not matched; a pattern that does not parse cannot be saved.
+test('text pattern: any RE2 regexp is enforced; an invalid one cannot be saved', async () => {
+  const bad = await expectError(() => su.collections.create({
+    name: uniq('r_badpat'), fields: [{ name: 'code', type: 'text', pattern: '[' }],
+  }));
+  assert.equal(bad.status, 400);
+  assert.equal(bad.response.data.fields['1'].pattern.code, 'validation_invalid_regex');
+  assert.match(bad.response.data.fields['1'].pattern.message, /^Error parsing regexp: /);
+
+  const c = await su.collections.create({
+    name: uniq('r_pat'), createRule: '',
+    fields: [
+      { name: 'zip', type: 'text', pattern: '^\\d{3}-\\d{2}$' },
+      { name: 'words', type: 'text', pattern: '\\w+ \\w+' },
+    ],
+  });
+  const col = guest().collection(c.name);
+  assert.equal((await col.create({ zip: '123-45' })).zip, '123-45');
+  assert.equal((await col.create({ zip: '' })).zip, '');
+  for (const zip of ['12-345', '123-456', '\u0661\u0662\u0663-\u0664\u0665']) {
+    const e = await expectError(() => col.create({ zip }));
+    assert.deepEqual(e.response.data, { zip: { code: 'validation_invalid_format', message: 'Invalid value format.' } }, zip);
+  }
+  assert.equal((await col.create({ words: 'xx hello world yy' })).words, 'xx hello world yy');
+  assert.equal((await col.create({ words: 'h\u00e9llo w\u00f6rld' })).words, 'h\u00e9llo w\u00f6rld');
+  const e = await expectError(() => col.create({ words: 'hello' }));
+  assert.equal(e.response.data.words.code, 'validation_invalid_format');
+});
+
 test('malformed JSON body gives 400', async () => {
   const res = await fetch(`${su.baseURL}/api/collections/${W.name}/records`, {
     method: 'POST',

@@ -34,6 +34,7 @@ pub const INVALID_OLD_PASSWORD: &str = "validation_invalid_old_password";
 pub const INVALID_PASSWORD: &str = "validation_invalid_password";
 pub const INVALID_PATTERN: &str = "validation_invalid_pattern";
 pub const INVALID_PII: &str = "validation_invalid_pii";
+pub const INVALID_REGEX: &str = "validation_invalid_regex";
 pub const INVALID_PRIVATE_KEY: &str = "validation_invalid_private_key";
 pub const INVALID_PROVIDER: &str = "validation_invalid_provider";
 pub const INVALID_RULE: &str = "validation_invalid_rule";
@@ -110,6 +111,7 @@ pub const ALL: &[&str] = &[
     INVALID_PASSWORD,
     INVALID_PATTERN,
     INVALID_PII,
+    INVALID_REGEX,
     INVALID_PRIVATE_KEY,
     INVALID_PROVIDER,
     INVALID_RULE,

@@ -288,7 +288,9 @@ pub fn validate_value(f: &Field, v: &Json) -> std::result::Result<(), FieldError
                 )
                 .with_params(len_params("max", max as i64)));
             }
-            if !f.pattern.is_empty() && !simple_pattern_match(&f.pattern, s) {
+            // Empty text returned above: `required` is what refuses it, as in PocketBase. A pattern
+            // that does not compile cannot be saved; one stored before that check is not enforced.
+            if !f.pattern.is_empty() && text_pattern(&f.pattern).is_ok_and(|re| !re.is_match(s)) {
                 return Err(FieldError::new(
                     crate::codes::INVALID_FORMAT,
                     "Invalid value format.",
@@ -491,35 +493,45 @@ pub fn is_email(s: &str) -> bool {
             .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"' || c == ',')
 }
 
-/// The subset of regex the protocol's default patterns use: `^[classes]+$`, `^[classes]{n,m}$`.
-/// Anything else is accepted (unknown patterns are not enforced rather than mis-enforced).
-fn simple_pattern_match(pattern: &str, s: &str) -> bool {
-    let Some(body) = pattern.strip_prefix("^[").and_then(|p| p.split_once(']')) else {
-        return true;
-    };
-    let (class, rest) = body;
-    if !(rest == "+$" || rest == "*$" || (rest.starts_with('{') && rest.ends_with("}$"))) {
-        return true;
+/// A text field's `pattern`, compiled once per distinct pattern. The syntax is RE2's, as PocketBase's
+/// Go `regexp` has it: unanchored unless the pattern anchors itself, and `\d`, `\w`, `\s`, `\b` match
+/// ASCII only. A pattern whose `.` or negated class would need Unicode mode (`regex` refuses to let those
+/// match single bytes of a `str`) is compiled in Unicode mode, where those classes also match non-ASCII
+/// letters and digits. `Err` is the parse error, for `validation_invalid_regex`.
+pub fn text_pattern(pattern: &str) -> Result<std::sync::Arc<regex::Regex>, String> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Compiled = Result<Arc<regex::Regex>, String>;
+    static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
+        return hit;
     }
-    let allowed = |c: char| {
-        let cs: Vec<char> = class.chars().collect();
-        let mut i = 0;
-        while i < cs.len() {
-            if i + 2 < cs.len() && cs[i + 1] == '-' {
-                if c >= cs[i] && c <= cs[i + 2] {
-                    return true;
-                }
-                i += 3;
-            } else {
-                if c == cs[i] {
-                    return true;
-                }
-                i += 1;
-            }
-        }
-        false
+    let build = |unicode: bool| {
+        regex::RegexBuilder::new(pattern)
+            .unicode(unicode)
+            .size_limit(1 << 20)
+            .build()
     };
-    s.chars().all(allowed)
+    let compiled = build(false)
+        .or_else(|_| build(true))
+        .map(Arc::new)
+        .map_err(|e| match e {
+            regex::Error::Syntax(m) => m
+                .lines()
+                .rfind(|l| l.starts_with("error: "))
+                .map(|l| l.trim_start_matches("error: ").to_string())
+                .unwrap_or(m),
+            other => other.to_string(),
+        });
+    if let Ok(mut c) = cache.lock() {
+        // Patterns come from collection schemas, so there are few; a bound all the same.
+        if c.len() >= 1024 {
+            c.clear();
+        }
+        c.insert(pattern.to_string(), compiled.clone());
+    }
+    compiled
 }
 
 /// What a write does to one record. Built by [`prepare`].
@@ -961,8 +973,18 @@ mod tests {
     }
 
     #[test]
-    fn patterns() {
-        assert!(simple_pattern_match("^[a-z0-9]+$", "abc123"));
-        assert!(!simple_pattern_match("^[a-z0-9]+$", "abc-123"));
+    fn text_patterns_are_re2_with_ascii_classes() {
+        let m = |p: &str, s: &str| text_pattern(p).unwrap().is_match(s);
+        assert!(m("^[a-z0-9]+$", "abc123"));
+        assert!(!m("^[a-z0-9]+$", "abc-123"));
+        assert!(m(r"^\d{3}-\d{2}$", "123-45"));
+        assert!(!m(r"^\d{3}-\d{2}$", "\u{661}\u{662}\u{663}-\u{664}\u{665}"));
+        assert!(m(r"\w+ \w+", "xx hello world yy"), "unanchored");
+        assert!(!m(r"^\w+$", "héllo"));
+        // `.` needs Unicode mode: it matches one character, not one byte.
+        assert!(m("^.{5}$", "héllo"));
+        let e = text_pattern("[").unwrap_err();
+        assert_eq!(e, "unclosed character class");
+        assert!(text_pattern("(?<").is_err());
     }
 }

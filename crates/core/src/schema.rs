@@ -1052,6 +1052,16 @@ impl Collection {
                     format!("fields.{i}.pattern"),
                     FieldError::new(crate::codes::INVALID_PATTERN, "Pattern too long."),
                 );
+            } else if !f.pattern.is_empty() {
+                if let Err(e) = crate::record::text_pattern(&f.pattern) {
+                    errs.insert(
+                        format!("fields.{i}.pattern"),
+                        FieldError::new(
+                            crate::codes::INVALID_REGEX,
+                            format!("Error parsing regexp: {e}."),
+                        ),
+                    );
+                }
             }
         }
         if self.field("id").is_none() {
