@@ -580,6 +580,43 @@ test('text pattern: any RE2 regexp is enforced; an invalid one cannot be saved',
   assert.equal(e.response.data.words.code, 'validation_invalid_format');
 });
 
+// Observed on PocketBase 0.40.6: a text field's autogeneratePattern fills it on create when it is
+// empty, `field:autogenerate` appends a generated value to the one sent (create and update), an update
+// keeps "", and the id field's own pattern is used for new ids.
+test('text autogeneratePattern: create, the :autogenerate modifier, the id field, validation', async () => {
+  const bad = await expectError(() => su.collections.create({
+    name: uniq('r_badgen'), fields: [{ name: 'code', type: 'text', autogeneratePattern: '[' }],
+  }));
+  assert.equal(bad.response.data.fields['1'].autogeneratePattern.code, 'validation_invalid_regex');
+  const bad2 = await expectError(() => su.collections.create({
+    name: uniq('r_badgen'), fields: [{ name: 'code', type: 'text', autogeneratePattern: '[a-z]{3}', pattern: '^[0-9]+$' }],
+  }));
+  assert.equal(bad2.response.data.fields['1'].autogeneratePattern.code, 'validation_invalid_autogenerate_pattern_value');
+  assert.match(bad2.response.data.fields['1'].autogeneratePattern.message, /^The provided autogenerate pattern could produce invalid field values, ex\.: "[a-z]{3}"\.$/);
+
+  const c = await su.collections.create({
+    name: uniq('r_gen'), createRule: '', updateRule: '', viewRule: '',
+    fields: [{ name: 'code', type: 'text', autogeneratePattern: '[A-Z]{6}' }, { name: 'n', type: 'text' }],
+  });
+  const col = guest().collection(c.name);
+  const code = /^[A-Z]{6}$/;
+  const a = await col.create({});
+  assert.match(a.code, code);
+  const b = await col.create({ code: '' });
+  assert.match(b.code, code);
+  assert.notEqual(a.code, b.code);
+  assert.equal((await col.create({ code: 'mine' })).code, 'mine');
+  const d = await col.create({ code: 'mine', 'code:autogenerate': '' });
+  assert.match(d.code, code);
+  assert.equal((await col.update(d.id, { n: 'x' })).code, d.code);
+  assert.match((await col.update(d.id, { 'code:autogenerate': 'zzz' })).code, /^zzz[A-Z]{6}$/);
+  assert.equal((await col.update(d.id, { code: '' })).code, '');
+
+  const fields = c.fields.map((f) => (f.name === 'id' ? { ...f, autogeneratePattern: '[a-z]{20}', min: 20, max: 20 } : f));
+  await su.collections.update(c.id, { fields });
+  assert.match((await col.create({})).id, /^[a-z]{20}$/);
+});
+
 test('malformed JSON body gives 400', async () => {
   const res = await fetch(`${su.baseURL}/api/collections/${W.name}/records`, {
     method: 'POST',

@@ -22,6 +22,8 @@ pub const INVALID_FIELDS: &str = "validation_invalid_fields";
 pub const INVALID_FILE: &str = "validation_invalid_file";
 pub const INVALID_FILE_NAME: &str = "validation_invalid_file_name";
 pub const INVALID_FORMAT: &str = "validation_invalid_format";
+pub const INVALID_AUTOGENERATE_PATTERN_VALUE: &str =
+    "validation_invalid_autogenerate_pattern_value";
 pub const INVALID_ID: &str = "validation_invalid_id";
 pub const INVALID_INDEX_EXPRESSION: &str = "validation_invalid_index_expression";
 pub const INVALID_INDEXES: &str = "validation_invalid_indexes";
@@ -99,6 +101,7 @@ pub const ALL: &[&str] = &[
     INVALID_FILE,
     INVALID_FILE_NAME,
     INVALID_FORMAT,
+    INVALID_AUTOGENERATE_PATTERN_VALUE,
     INVALID_ID,
     INVALID_INDEX_EXPRESSION,
     INVALID_INDEXES,

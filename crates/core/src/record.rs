@@ -534,6 +534,85 @@ pub fn text_pattern(pattern: &str) -> Result<std::sync::Arc<regex::Regex>, Strin
     compiled
 }
 
+/// A new record id: the time-ordered default ([`id::new_record_id`]) while the id field keeps
+/// PocketBase's default `autogeneratePattern`, else one made from the field's own pattern.
+fn new_id(f: &Field) -> String {
+    match f.autogenerate_pattern.as_str() {
+        "" | crate::schema::DEFAULT_ID_PATTERN => id::new_record_id(),
+        p => autogenerate(p).unwrap_or_else(|_| id::new_record_id()),
+    }
+}
+
+/// A value made from a text field's `autogeneratePattern`, as PocketBase makes them: the same RE2
+/// syntax (ASCII classes where the pattern allows, as in [`text_pattern`]); anchors and word
+/// boundaries are ignored; `*`, `+` and `{n,}` repeat at most 8 more times. The generator is
+/// compiled once per distinct pattern. `Err` is why the pattern cannot generate.
+pub fn autogenerate(pattern: &str) -> Result<String, String> {
+    use rand::Rng;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Compiled = Result<Arc<rand_regex::Regex>, String>;
+    static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let hit = cache.lock().ok().and_then(|c| c.get(pattern).cloned());
+    let gen = match hit {
+        Some(g) => g,
+        None => {
+            let parse = |unicode: bool| {
+                regex_syntax::ParserBuilder::new()
+                    .unicode(unicode)
+                    .build()
+                    .parse(pattern)
+                    .map_err(|e| match e {
+                        regex_syntax::Error::Parse(e) => e.kind().to_string(),
+                        regex_syntax::Error::Translate(e) => e.kind().to_string(),
+                        other => other.to_string(),
+                    })
+            };
+            let g = parse(false)
+                .or_else(|_| parse(true))
+                .and_then(|hir| {
+                    rand_regex::Regex::with_hir(without_assertions(hir), 8)
+                        .map_err(|e| e.to_string())
+                })
+                .map(Arc::new);
+            if let Ok(mut c) = cache.lock() {
+                if c.len() >= 1024 {
+                    c.clear();
+                }
+                c.insert(pattern.to_string(), g.clone());
+            }
+            g
+        }
+    }?;
+    rand::thread_rng()
+        .sample::<Result<String, _>, _>(&*gen)
+        .map_err(|e| e.to_string())
+}
+
+/// `hir` with its anchors and word-boundary assertions removed (they constrain where a match is,
+/// not what a generated value holds).
+fn without_assertions(hir: regex_syntax::hir::Hir) -> regex_syntax::hir::Hir {
+    use regex_syntax::hir::{Capture, Hir, HirKind, Repetition};
+    match hir.into_kind() {
+        HirKind::Empty | HirKind::Look(_) => Hir::empty(),
+        HirKind::Literal(l) => Hir::literal(l.0),
+        HirKind::Class(c) => Hir::class(c),
+        HirKind::Capture(c) => Hir::capture(Capture {
+            sub: Box::new(without_assertions(*c.sub)),
+            ..c
+        }),
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            sub: Box::new(without_assertions(*r.sub)),
+            ..r
+        }),
+        HirKind::Concat(v) => Hir::concat(v.into_iter().map(without_assertions).collect()),
+        HirKind::Alternation(v) => {
+            Hir::alternation(v.into_iter().map(without_assertions).collect())
+        }
+    }
+}
+
 /// What a write does to one record. Built by [`prepare`].
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -556,7 +635,7 @@ pub struct WriteCtx<'a> {
 
 /// Whether `k` is a modifier key (`name+`, `+name`, `name-`).
 pub fn is_modifier(k: &str) -> bool {
-    k.starts_with('+') || k.ends_with('+') || k.ends_with('-')
+    k.starts_with('+') || k.ends_with('+') || k.ends_with('-') || k.ends_with(":autogenerate")
 }
 
 /// Folds a body's modifiers (`name+` and `+name` append/prepend or add, `name-` removes or
@@ -581,6 +660,25 @@ pub fn resolve_modifiers(
     for f in &coll.fields {
         let name = f.name.as_str();
         let ty = f.ty();
+        if ty == FieldType::Text {
+            // `name:autogenerate`: the value sent (usually "") followed by one generated from the
+            // field's autogeneratePattern (PocketBase 0.40.6: "zzz" gives "zzzYTXLQO").
+            let key = format!("{name}:autogenerate");
+            if let Some(v) = out.remove(&key) {
+                if let (false, Ok(g)) = (
+                    f.autogenerate_pattern.is_empty(),
+                    autogenerate(&f.autogenerate_pattern),
+                ) {
+                    let prefix = match v {
+                        Json::String(s) => s,
+                        Json::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    out.insert(name.into(), Json::String(prefix + &g));
+                }
+            }
+            continue;
+        }
         if !matches!(
             ty,
             FieldType::Number | FieldType::Select | FieldType::Relation | FieldType::File
@@ -730,7 +828,7 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                         data.insert("id".into(), Json::String(s.clone()));
                     }
                     Some(Json::String(_)) | None | Some(Json::Null) => {
-                        data.insert("id".into(), Json::String(id::new_record_id()));
+                        data.insert("id".into(), Json::String(new_id(f)));
                     }
                     Some(_) => {
                         errs.insert(
@@ -835,6 +933,26 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
                 }
                 Err(e) => {
                     errs.insert(name.into(), e);
+                }
+            }
+        }
+    }
+    // Text fields with an autogeneratePattern and no value get a generated one on create (an update
+    // keeps what it is given, "" included, as PocketBase does).
+    if creating {
+        for f in &coll.fields {
+            let empty = data
+                .get(&f.name)
+                .and_then(Json::as_str)
+                .is_none_or(str::is_empty);
+            if f.ty() == FieldType::Text
+                && f.name != "id"
+                && !f.autogenerate_pattern.is_empty()
+                && empty
+                && !errs.contains_key(&f.name)
+            {
+                if let Ok(v) = autogenerate(&f.autogenerate_pattern) {
+                    data.insert(f.name.clone(), Json::String(v));
                 }
             }
         }
@@ -970,6 +1088,26 @@ mod tests {
         let p = prepare(&ctx, &body).unwrap();
         assert_eq!(p.data["n"], serde_json::json!(7));
         assert_eq!(p.data["tags"], serde_json::json!(["b", "c"]));
+    }
+
+    #[test]
+    fn autogenerate_follows_the_pattern() {
+        for _ in 0..50 {
+            let v = autogenerate("[A-Z]{6}").unwrap();
+            assert!(
+                v.len() == 6 && v.bytes().all(|b| b.is_ascii_uppercase()),
+                "{v}"
+            );
+            let v = autogenerate(r"^inv-\d{4}$").unwrap();
+            assert!(text_pattern(r"^inv-\d{4}$").unwrap().is_match(&v), "{v}");
+            let v = autogenerate(r"(ab|cd)\w+").unwrap();
+            assert!((3..=11).contains(&v.len()) && v.is_ascii(), "{v}");
+        }
+        assert_ne!(
+            autogenerate("[a-z]{20}").unwrap(),
+            autogenerate("[a-z]{20}").unwrap()
+        );
+        assert_eq!(autogenerate("[").unwrap_err(), "unclosed character class");
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub enum ColumnKind {
     Json,
 }
 
+/// The system id field's `autogeneratePattern` in PocketBase's collections.
+pub const DEFAULT_ID_PATTERN: &str = "[a-z0-9]{15}";
+
 /// A field definition. Type-specific options live side by side; [`Field::to_json`] writes only those
 /// that belong to the type, as the protocol does.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -478,7 +481,7 @@ impl Collection {
         f.min = json!(15);
         f.max = json!(15);
         f.pattern = "^[a-z0-9]+$".into();
-        f.autogenerate_pattern = "[a-z0-9]{15}".into();
+        f.autogenerate_pattern = DEFAULT_ID_PATTERN.into();
         f
     }
 
@@ -1061,6 +1064,33 @@ impl Collection {
                             format!("Error parsing regexp: {e}."),
                         ),
                     );
+                }
+            }
+            if f.ty() == FieldType::Text && !f.autogenerate_pattern.is_empty() {
+                // As PocketBase: the pattern must parse, and a value made from it must be valid.
+                let key = format!("fields.{i}.autogeneratePattern");
+                match crate::record::autogenerate(&f.autogenerate_pattern) {
+                    Err(e) => {
+                        errs.insert(
+                            key,
+                            FieldError::new(
+                                crate::codes::INVALID_REGEX,
+                                format!("Error parsing regexp: {e}."),
+                            ),
+                        );
+                    }
+                    Ok(sample) => {
+                        if crate::record::validate_value(f, &Json::String(sample.clone())).is_err()
+                        {
+                            errs.insert(
+                                key,
+                                FieldError::new(
+                                    crate::codes::INVALID_AUTOGENERATE_PATTERN_VALUE,
+                                    format!("The provided autogenerate pattern could produce invalid field values, ex.: {sample:?}."),
+                                ),
+                            );
+                        }
+                    }
                 }
             }
         }
