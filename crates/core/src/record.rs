@@ -558,6 +558,9 @@ pub fn autogenerate(pattern: &str) -> Result<String, String> {
     let gen = match hit {
         Some(g) => g,
         None => {
+            // The compiled size limit of `text_pattern` bounds what one value can hold: without it,
+            // `((a{1000}){1000}){1000}` would try to make a 10^9-character value.
+            let bounded = text_pattern(pattern).map(|_| ());
             let parse = |unicode: bool| {
                 regex_syntax::ParserBuilder::new()
                     .unicode(unicode)
@@ -569,8 +572,8 @@ pub fn autogenerate(pattern: &str) -> Result<String, String> {
                         other => other.to_string(),
                     })
             };
-            let g = parse(false)
-                .or_else(|_| parse(true))
+            let g = bounded
+                .and_then(|_| parse(false).or_else(|_| parse(true)))
                 .and_then(|hir| {
                     rand_regex::Regex::with_hir(without_assertions(hir), 8)
                         .map_err(|e| e.to_string())
@@ -1108,6 +1111,9 @@ mod tests {
             autogenerate("[a-z]{20}").unwrap()
         );
         assert_eq!(autogenerate("[").unwrap_err(), "unclosed character class");
+        let huge = autogenerate("((a{1000}){1000}){1000}").unwrap_err();
+        assert!(huge.contains("size limit"), "{huge}");
+        assert_eq!(autogenerate("x{2000}").unwrap().len(), 2000);
     }
 
     #[test]

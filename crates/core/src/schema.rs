@@ -1061,7 +1061,7 @@ impl Collection {
                         format!("fields.{i}.pattern"),
                         FieldError::new(
                             crate::codes::INVALID_REGEX,
-                            format!("Error parsing regexp: {e}."),
+                            format!("Error parsing regexp: {}.", e.trim_end_matches('.')),
                         ),
                     );
                 }
@@ -1075,7 +1075,7 @@ impl Collection {
                             key,
                             FieldError::new(
                                 crate::codes::INVALID_REGEX,
-                                format!("Error parsing regexp: {e}."),
+                                format!("Error parsing regexp: {}.", e.trim_end_matches('.')),
                             ),
                         );
                     }
