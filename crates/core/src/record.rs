@@ -6,6 +6,8 @@ use crate::error::{Error, FieldError, FieldErrors, Result};
 use crate::schema::{Collection, ColumnKind, Field, FieldType};
 use crate::sql::Value;
 use crate::{id, time};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A record's values keyed by field name, already in their JSON output types.
 pub type Data = Map<String, Json>;
@@ -498,40 +500,48 @@ pub fn is_email(s: &str) -> bool {
 /// ASCII only. A pattern whose `.` or negated class would need Unicode mode (`regex` refuses to let those
 /// match single bytes of a `str`) is compiled in Unicode mode, where those classes also match non-ASCII
 /// letters and digits. `Err` is the parse error, for `validation_invalid_regex`.
-pub fn text_pattern(pattern: &str) -> Result<std::sync::Arc<regex::Regex>, String> {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex, OnceLock};
-    type Compiled = Result<Arc<regex::Regex>, String>;
-    static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
-        return hit;
-    }
-    let build = |unicode: bool| {
-        regex::RegexBuilder::new(pattern)
-            .unicode(unicode)
-            .size_limit(1 << 20)
-            .build()
-    };
-    let compiled = build(false)
-        .or_else(|_| build(true))
-        .map(Arc::new)
-        .map_err(|e| match e {
+pub fn text_pattern(pattern: &str) -> Result<Arc<regex::Regex>, String> {
+    static CACHE: PatternCache<regex::Regex> = OnceLock::new();
+    cached(&CACHE, pattern, || {
+        let build = |unicode: bool| {
+            regex::RegexBuilder::new(pattern)
+                .unicode(unicode)
+                .size_limit(1 << 20)
+                .build()
+        };
+        build(false).or_else(|_| build(true)).map_err(|e| match e {
             regex::Error::Syntax(m) => m
                 .lines()
                 .rfind(|l| l.starts_with("error: "))
                 .map(|l| l.trim_start_matches("error: ").to_string())
                 .unwrap_or(m),
             other => other.to_string(),
-        });
+        })
+    })
+}
+
+/// What a pattern compiled to (or why it did not), by pattern text.
+type PatternCache<T> = OnceLock<Mutex<HashMap<String, Result<Arc<T>, String>>>>;
+
+/// `cache`'s entry for `pattern`, made by `build` on a miss. Patterns come from collection schemas,
+/// so there are few; the cache is emptied at 1,024 all the same.
+fn cached<T>(
+    cache: &PatternCache<T>,
+    pattern: &str,
+    build: impl FnOnce() -> Result<T, String>,
+) -> Result<Arc<T>, String> {
+    let cache = cache.get_or_init(Default::default);
+    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
+        return hit;
+    }
+    let made = build().map(Arc::new);
     if let Ok(mut c) = cache.lock() {
-        // Patterns come from collection schemas, so there are few; a bound all the same.
         if c.len() >= 1024 {
             c.clear();
         }
-        c.insert(pattern.to_string(), compiled.clone());
+        c.insert(pattern.to_string(), made.clone());
     }
-    compiled
+    made
 }
 
 /// A new record id: the time-ordered default ([`id::new_record_id`]) while the id field keeps
@@ -549,45 +559,25 @@ fn new_id(f: &Field) -> String {
 /// compiled once per distinct pattern. `Err` is why the pattern cannot generate.
 pub fn autogenerate(pattern: &str) -> Result<String, String> {
     use rand::Rng;
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex, OnceLock};
-    type Compiled = Result<Arc<rand_regex::Regex>, String>;
-    static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let hit = cache.lock().ok().and_then(|c| c.get(pattern).cloned());
-    let gen = match hit {
-        Some(g) => g,
-        None => {
-            // The compiled size limit of `text_pattern` bounds what one value can hold: without it,
-            // `((a{1000}){1000}){1000}` would try to make a 10^9-character value.
-            let bounded = text_pattern(pattern).map(|_| ());
-            let parse = |unicode: bool| {
-                regex_syntax::ParserBuilder::new()
-                    .unicode(unicode)
-                    .build()
-                    .parse(pattern)
-                    .map_err(|e| match e {
-                        regex_syntax::Error::Parse(e) => e.kind().to_string(),
-                        regex_syntax::Error::Translate(e) => e.kind().to_string(),
-                        other => other.to_string(),
-                    })
-            };
-            let g = bounded
-                .and_then(|_| parse(false).or_else(|_| parse(true)))
-                .and_then(|hir| {
-                    rand_regex::Regex::with_hir(without_assertions(hir), 8)
-                        .map_err(|e| e.to_string())
+    static CACHE: PatternCache<rand_regex::Regex> = OnceLock::new();
+    let gen = cached(&CACHE, pattern, || {
+        // The compiled size limit of `text_pattern` bounds what one value can hold: without it,
+        // `((a{1000}){1000}){1000}` would try to make a 10^9-character value.
+        text_pattern(pattern)?;
+        let parse = |unicode: bool| {
+            regex_syntax::ParserBuilder::new()
+                .unicode(unicode)
+                .build()
+                .parse(pattern)
+                .map_err(|e| match e {
+                    regex_syntax::Error::Parse(e) => e.kind().to_string(),
+                    regex_syntax::Error::Translate(e) => e.kind().to_string(),
+                    other => other.to_string(),
                 })
-                .map(Arc::new);
-            if let Ok(mut c) = cache.lock() {
-                if c.len() >= 1024 {
-                    c.clear();
-                }
-                c.insert(pattern.to_string(), g.clone());
-            }
-            g
-        }
-    }?;
+        };
+        let hir = parse(false).or_else(|_| parse(true))?;
+        rand_regex::Regex::with_hir(without_assertions(hir), 8).map_err(|e| e.to_string())
+    })?;
     rand::thread_rng()
         .sample::<Result<String, _>, _>(&*gen)
         .map_err(|e| e.to_string())
