@@ -561,8 +561,6 @@ pub fn autogenerate(pattern: &str) -> Result<String, String> {
     use rand::Rng;
     static CACHE: PatternCache<rand_regex::Regex> = OnceLock::new();
     let gen = cached(&CACHE, pattern, || {
-        // The compiled size limit of `text_pattern` bounds what one value can hold: without it,
-        // `((a{1000}){1000}){1000}` would try to make a 10^9-character value.
         text_pattern(pattern)?;
         let parse = |unicode: bool| {
             regex_syntax::ParserBuilder::new()
@@ -576,11 +574,38 @@ pub fn autogenerate(pattern: &str) -> Result<String, String> {
                 })
         };
         let hir = parse(false).or_else(|_| parse(true))?;
+        // Bounded before `rand_regex` sees it: `((a{1000}){1000}){1000}` would ask for a
+        // 10^9-character value, and stacked repetitions (`x****…`) overflow its counters.
+        if generated_size(&hir) > MAX_GENERATED {
+            return Err(format!(
+                "the pattern can make values longer than {MAX_GENERATED} characters"
+            ));
+        }
         rand_regex::Regex::with_hir(without_assertions(hir), 8).map_err(|e| e.to_string())
     })?;
     rand::thread_rng()
         .sample::<Result<String, _>, _>(&*gen)
         .map_err(|e| e.to_string())
+}
+
+/// The longest value an `autogeneratePattern` may make.
+const MAX_GENERATED: u64 = 10_000;
+
+/// An upper bound of the characters a value generated from `hir` holds, where every repetition
+/// counts its body as at least one (so repetitions of nothing are bounded too).
+fn generated_size(hir: &regex_syntax::hir::Hir) -> u64 {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) | HirKind::Class(_) => 1,
+        HirKind::Literal(l) => l.0.len() as u64,
+        HirKind::Capture(c) => generated_size(&c.sub),
+        HirKind::Repetition(r) => {
+            let upper = r.max.unwrap_or(r.min.saturating_add(8)) as u64;
+            generated_size(&r.sub).max(1).saturating_mul(upper)
+        }
+        HirKind::Concat(v) => v.iter().map(generated_size).fold(0, u64::saturating_add),
+        HirKind::Alternation(v) => v.iter().map(generated_size).max().unwrap_or(0),
+    }
 }
 
 /// `hir` with its anchors and word-boundary assertions removed (they constrain where a match is,
@@ -1101,8 +1126,16 @@ mod tests {
             autogenerate("[a-z]{20}").unwrap()
         );
         assert_eq!(autogenerate("[").unwrap_err(), "unclosed character class");
-        let huge = autogenerate("((a{1000}){1000}){1000}").unwrap_err();
-        assert!(huge.contains("size limit"), "{huge}");
+        for huge in [
+            "((a{1000}){1000}){1000}",
+            &format!("[a-z]{}{{50}}", "*".repeat(90)),
+        ] {
+            let e = autogenerate(huge).unwrap_err();
+            assert!(
+                e.contains("size limit") || e.contains("longer than 10000"),
+                "{huge}: {e}"
+            );
+        }
         assert_eq!(autogenerate("x{2000}").unwrap().len(), 2000);
     }
 
