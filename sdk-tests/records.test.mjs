@@ -615,6 +615,41 @@ test('text autogeneratePattern: create, the :autogenerate modifier, the id field
   const fields = c.fields.map((f) => (f.name === 'id' ? { ...f, autogeneratePattern: '[a-z]{20}', min: 20, max: 20 } : f));
   await su.collections.update(c.id, { fields });
   assert.match((await col.create({})).id, /^[a-z]{20}$/);
+  // an id sent by the client is held to the id field's own limits
+  assert.equal((await col.create({ id: 'abcdefghijklmnopqrst' })).id, 'abcdefghijklmnopqrst');
+  const short = await expectError(() => col.create({ id: 'abcdefghijklmno' }));
+  assert.equal(short.response.data.id.code, 'validation_min_text_constraint');
+});
+
+// A rule reading a field given `field:autogenerate` sees the value that is then stored (one value is
+// generated per write): with "a" or "b" drawn at random and a rule asking for "a", every record that
+// passes holds "a".
+test('text autogeneratePattern: rules see the generated value that is stored', async () => {
+  const c = await su.collections.create({
+    name: uniq('r_genrule'), createRule: '@request.body.code = "a"', updateRule: '@request.body.code = "a"', viewRule: '',
+    fields: [{ name: 'code', type: 'text', autogeneratePattern: '[ab]' }],
+  });
+  const col = guest().collection(c.name);
+  const stored = [];
+  let refused = 0;
+  for (let i = 0; i < 24; i++) {
+    try {
+      stored.push((await col.create({ 'code:autogenerate': '' })).code);
+    } catch (e) {
+      assert.equal(e.status, 400);
+      refused++;
+    }
+  }
+  assert.ok(stored.length > 0 && refused > 0, `${stored.length} stored, ${refused} refused`);
+  assert.deepEqual([...new Set(stored)], ['a']);
+  const rec = (await su.collection(c.name).getFullList())[0];
+  for (let i = 0; i < 8; i++) {
+    try {
+      assert.equal((await col.update(rec.id, { 'code:autogenerate': '' })).code, 'a');
+    } catch (e) {
+      assert.equal(e.status, 404);
+    }
+  }
 });
 
 test('malformed JSON body gives 400', async () => {

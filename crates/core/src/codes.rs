@@ -72,6 +72,7 @@ pub const ONLY_INT_CONSTRAINT: &str = "validation_only_int_constraint";
 pub const OUT_OF_RANGE: &str = "validation_out_of_range";
 pub const PII_FILTER: &str = "validation_pii_filter";
 pub const REQUIRED: &str = "validation_required";
+pub const RESERVED_PK: &str = "validation_reserved_pk";
 pub const SYSTEM_FIELD_CHANGE: &str = "validation_system_field_change";
 pub const TOKEN_COLLECTION_MISMATCH: &str = "validation_token_collection_mismatch";
 pub const TOO_EXPENSIVE: &str = "validation_too_expensive";
@@ -150,6 +151,7 @@ pub const ALL: &[&str] = &[
     OUT_OF_RANGE,
     PII_FILTER,
     REQUIRED,
+    RESERVED_PK,
     SYSTEM_FIELD_CHANGE,
     TOKEN_COLLECTION_MISMATCH,
     TOO_EXPENSIVE,

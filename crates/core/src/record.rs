@@ -656,8 +656,39 @@ pub fn is_modifier(k: &str) -> bool {
     k.starts_with('+') || k.ends_with('+') || k.ends_with('-') || k.ends_with(":autogenerate")
 }
 
+/// `body` with its `name:autogenerate` keys folded into `name`: the value sent (usually "") followed
+/// by one generated from the text field's autogeneratePattern (PocketBase 0.40.6: "zzz" gives
+/// "zzzYTXLQO"); a key of a field without a pattern is dropped. `None` when there is none. Each call
+/// generates anew, so a write resolves these once and gives the result to its rules and its
+/// record alike.
+pub fn resolve_autogenerate(coll: &Collection, body: &Data) -> Option<Data> {
+    const SUFFIX: &str = ":autogenerate";
+    if !body.keys().any(|k| k.ends_with(SUFFIX)) {
+        return None;
+    }
+    let mut out = body.clone();
+    for f in coll.fields.iter().filter(|f| f.ty() == FieldType::Text) {
+        let Some(v) = out.remove(&format!("{}{SUFFIX}", f.name)) else {
+            continue;
+        };
+        if let (false, Ok(g)) = (
+            f.autogenerate_pattern.is_empty(),
+            autogenerate(&f.autogenerate_pattern),
+        ) {
+            let prefix = match v {
+                Json::String(s) => s,
+                Json::Null => String::new(),
+                other => other.to_string(),
+            };
+            out.insert(f.name.clone(), Json::String(prefix + &g));
+        }
+    }
+    Some(out)
+}
+
 /// Folds a body's modifiers (`name+` and `+name` append/prepend or add, `name-` removes or
-/// subtracts, on number, select, relation and file fields) into plain `name` keys holding the value
+/// subtracts, on number, select, relation and file fields; `name:autogenerate` on text fields, see
+/// [`resolve_autogenerate`]) into plain `name` keys holding the value
 /// the write will store, computed from the body's own `name` if it has one, else the stored record
 /// (`existing`, on update) or the field's zero value (on create). The modifier keys are removed.
 ///
@@ -674,29 +705,10 @@ pub fn resolve_modifiers(
     if !body.keys().any(|k| is_modifier(k)) {
         return (body.clone(), errs);
     }
-    let mut out = body.clone();
+    let mut out = resolve_autogenerate(coll, body).unwrap_or_else(|| body.clone());
     for f in &coll.fields {
         let name = f.name.as_str();
         let ty = f.ty();
-        if ty == FieldType::Text {
-            // `name:autogenerate`: the value sent (usually "") followed by one generated from the
-            // field's autogeneratePattern (PocketBase 0.40.6: "zzz" gives "zzzYTXLQO").
-            let key = format!("{name}:autogenerate");
-            if let Some(v) = out.remove(&key) {
-                if let (false, Ok(g)) = (
-                    f.autogenerate_pattern.is_empty(),
-                    autogenerate(&f.autogenerate_pattern),
-                ) {
-                    let prefix = match v {
-                        Json::String(s) => s,
-                        Json::Null => String::new(),
-                        other => other.to_string(),
-                    };
-                    out.insert(name.into(), Json::String(prefix + &g));
-                }
-            }
-            continue;
-        }
         if !matches!(
             ty,
             FieldType::Number | FieldType::Select | FieldType::Relation | FieldType::File
@@ -768,6 +780,35 @@ pub fn resolve_modifiers(
     (out, errs)
 }
 
+/// Checks an id a client sent on create against the id field's own `min`, `max` and `pattern` (as
+/// PocketBase does; by default 15 characters of `[a-z0-9]`). Whatever the pattern allows, an id also
+/// stays within [`id::is_valid_record_id`]'s characters, since it names the record's file folder
+/// and is matched in URLs, and with a pattern other than the default it may not be one of the names
+/// Windows reserves (PocketBase's rule).
+fn client_id(f: &Field, s: &str) -> std::result::Result<(), FieldError> {
+    validate_value(f, &Json::String(s.to_string()))?;
+    if !id::is_valid_record_id(s) {
+        return Err(FieldError::new(
+            crate::codes::INVALID_FORMAT,
+            "Invalid value format.",
+        ));
+    }
+    const RESERVED: [&str; 22] = [
+        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+        "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    ];
+    if f.pattern != "^[a-z0-9]+$" {
+        if let Some(r) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(s)) {
+            return Err(FieldError::new(
+                crate::codes::RESERVED_PK,
+                format!("The primary key '{r}' is reserved and cannot be used."),
+            )
+            .with_params(serde_json::json!({ "reserved": r })));
+        }
+    }
+    Ok(())
+}
+
 /// Applies a request body to a record (defaults for create, stored values for update), honouring
 /// modifiers, and validates the result.
 pub fn prepare(ctx: &WriteCtx, body: &Data) -> Result<Prepared> {
@@ -811,37 +852,8 @@ pub fn prepare_partial(ctx: &WriteCtx, body: &Data) -> (Prepared, FieldErrors) {
             if creating {
                 match body.get("id") {
                     Some(Json::String(s)) if !s.is_empty() => {
-                        let n = s.chars().count();
-                        if n < 15 {
-                            errs.insert(
-                                "id".into(),
-                                FieldError::new(
-                                    crate::codes::MIN_TEXT_CONSTRAINT,
-                                    "Must be at least 15 character(s).",
-                                )
-                                .with_params(len_params("min", 15)),
-                            );
-                        } else if n > 15 {
-                            errs.insert(
-                                "id".into(),
-                                FieldError::new(
-                                    crate::codes::MAX_TEXT_CONSTRAINT,
-                                    "Must be no more than 15 character(s).",
-                                )
-                                .with_params(len_params("max", 15)),
-                            );
-                        } else if !s
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                            || !id::is_valid_record_id(s)
-                        {
-                            errs.insert(
-                                "id".into(),
-                                FieldError::new(
-                                    crate::codes::INVALID_FORMAT,
-                                    "Invalid value format.",
-                                ),
-                            );
+                        if let Err(e) = client_id(f, s) {
+                            errs.insert("id".into(), e);
                         }
                         data.insert("id".into(), Json::String(s.clone()));
                     }
@@ -1087,6 +1099,51 @@ mod tests {
         };
         assert_eq!(fields["title"].code, crate::codes::REQUIRED);
         assert_eq!(fields["tags"].code, crate::codes::INVALID_VALUE);
+    }
+
+    #[test]
+    fn client_ids_follow_the_id_field() {
+        let mut c = posts();
+        let code = |c: &Collection, id: &str| {
+            let ctx = WriteCtx {
+                coll: c,
+                existing: None,
+                is_manager: false,
+                is_superuser: false,
+            };
+            let body: Data =
+                serde_json::from_value(serde_json::json!({"title": "t", "id": id})).unwrap();
+            match prepare(&ctx, &body) {
+                Ok(p) => {
+                    assert_eq!(p.data["id"], serde_json::json!(id));
+                    "ok".to_string()
+                }
+                Err(Error::Validation { fields, .. }) => fields["id"].code.clone(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        // the default id field: 15 characters of [a-z0-9]
+        assert_eq!(code(&c, "abcdefghij12345"), "ok");
+        assert_eq!(code(&c, "abc"), crate::codes::MIN_TEXT_CONSTRAINT);
+        assert_eq!(
+            code(&c, "abcdefghij123456"),
+            crate::codes::MAX_TEXT_CONSTRAINT
+        );
+        assert_eq!(code(&c, "ABCDEFGHIJ12345"), crate::codes::INVALID_FORMAT);
+        assert_eq!(code(&c, "con"), crate::codes::MIN_TEXT_CONSTRAINT);
+        // an id field of its own: its limits and pattern, then the folder-name rules
+        let id = c.fields.iter_mut().find(|f| f.name == "id").unwrap();
+        id.min = serde_json::json!(3);
+        id.max = serde_json::json!(40);
+        id.pattern = "^[A-Za-z0-9_-]+$".into();
+        assert_eq!(code(&c, "Order-2026_0001"), "ok");
+        assert_eq!(code(&c, "ab"), crate::codes::MIN_TEXT_CONSTRAINT);
+        assert_eq!(code(&c, "has space"), crate::codes::INVALID_FORMAT);
+        assert_eq!(code(&c, "Com1"), crate::codes::RESERVED_PK);
+        let id = c.fields.iter_mut().find(|f| f.name == "id").unwrap();
+        id.pattern = "^.+$".into();
+        assert_eq!(code(&c, "a/b/c"), crate::codes::INVALID_FORMAT);
+        assert_eq!(code(&c, "a.b"), crate::codes::INVALID_FORMAT);
     }
 
     #[test]

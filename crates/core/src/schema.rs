@@ -76,6 +76,10 @@ pub enum ColumnKind {
     Json,
 }
 
+/// The longest `pattern` or `autogeneratePattern` a text field may have (Basalt's bound; PocketBase
+/// has none).
+pub const MAX_PATTERN_LEN: usize = 1000;
+
 /// The system id field's `autogeneratePattern` in PocketBase's collections.
 pub const DEFAULT_ID_PATTERN: &str = "[a-z0-9]{15}";
 
@@ -1050,7 +1054,7 @@ impl Collection {
                     );
                 }
             }
-            if !f.pattern.is_empty() && f.pattern.len() > 1000 {
+            if f.pattern.len() > MAX_PATTERN_LEN {
                 errs.insert(
                     format!("fields.{i}.pattern"),
                     FieldError::new(crate::codes::INVALID_PATTERN, "Pattern too long."),
@@ -1066,7 +1070,12 @@ impl Collection {
                     );
                 }
             }
-            if f.ty() == FieldType::Text && !f.autogenerate_pattern.is_empty() {
+            if f.ty() == FieldType::Text && f.autogenerate_pattern.len() > MAX_PATTERN_LEN {
+                errs.insert(
+                    format!("fields.{i}.autogeneratePattern"),
+                    FieldError::new(crate::codes::INVALID_PATTERN, "Pattern too long."),
+                );
+            } else if f.ty() == FieldType::Text && !f.autogenerate_pattern.is_empty() {
                 // As PocketBase: the pattern must parse, and a value made from it must be valid.
                 let key = format!("fields.{i}.autogeneratePattern");
                 match crate::record::autogenerate(&f.autogenerate_pattern) {
@@ -1343,5 +1352,22 @@ mod tests {
         assert_eq!(ix.desc, vec![true, false]);
         assert!(Index::parse("CREATE INDEX x ON t (a); DROP TABLE t").is_err());
         assert!(Index::parse("CREATE INDEX x ON t (lower(a))").is_err());
+    }
+
+    #[test]
+    fn text_patterns_are_bounded_in_length() {
+        let mut c = Collection::scaffold(CollectionType::Base, "things");
+        let mut f = Field::new("code", FieldType::Text);
+        f.pattern = "b".repeat(MAX_PATTERN_LEN);
+        f.autogenerate_pattern = "b".repeat(MAX_PATTERN_LEN);
+        c.fields.push(f);
+        assert!(c.validate(&[]).is_ok());
+        c.fields[1].pattern.push('b');
+        c.fields[1].autogenerate_pattern.push('b');
+        let errs = c.validate(&[]).unwrap_err();
+        for key in ["fields.1.pattern", "fields.1.autogeneratePattern"] {
+            assert_eq!(errs[key].code, crate::codes::INVALID_PATTERN, "{key}");
+            assert_eq!(errs[key].message, "Pattern too long.");
+        }
     }
 }
