@@ -25,7 +25,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # A private S3-compatible server (s3s-fs) for the storage legs.
 s3_root="$(mktemp -d)"; mkdir -p "$s3_root/basalt-sdk"
 s3_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
-"${BASALT_S3S_BIN:-$(scripts/s3s.sh path)}" --host 127.0.0.1 --port "$s3_port" --access-key AKSDK --secret-key SKSDK "$s3_root" >/dev/null 2>&1 &
+s3s_bin="${BASALT_S3S_BIN:-$(scripts/s3s.sh path)}" # built first (once) when missing, not behind the tests' back
+"$s3s_bin" --host 127.0.0.1 --port "$s3_port" --access-key AKSDK --secret-key SKSDK "$s3_root" >/dev/null 2>&1 &
 pids+=($!)
 S3_ENV=(S3_ENDPOINT="http://127.0.0.1:$s3_port" S3_BUCKET=basalt-sdk S3_ACCESS_KEY=AKSDK S3_SECRET=SKSDK S3_REGION=us-east-1)
 
