@@ -254,7 +254,7 @@ impl SqliteStore {
         sync: crate::Synchronous,
         page_size: Option<u32>,
     ) -> Result<Self> {
-        let writer = Connection::open(path)
+        let mut writer = Connection::open(path)
             .map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))?;
         if let Some(n) = page_size {
             writer
@@ -264,14 +264,14 @@ impl SqliteStore {
         configure(&writer, sync).map_err(db_err)?;
         // Replaces SQLite's autocheckpoint: the writer checkpoints after a group's callers are
         // answered (see `lead`), not inside their COMMIT.
-        writer.wal_hook(Some(wal_pages));
+        writer.wal_hook(Some(wal_pages)).map_err(db_err)?;
         let n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
             .clamp(2, 8);
         let mut readers = Vec::with_capacity(n);
         for _ in 0..n {
-            let r = Connection::open_with_flags(
+            let mut r = Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
@@ -403,7 +403,7 @@ impl ReadOnly {
 fn run_query(c: &Connection, sql: &Sql) -> Result<Rows> {
     crate::check_params(sql)?;
     let mut st = c.prepare_cached(&sql.text).map_err(db_err)?;
-    let columns: Vec<String> = st.column_names().iter().map(|s| s.to_string()).collect();
+    let columns: Vec<String> = st.column_names().map(str::to_string).collect();
     let n = columns.len();
     let params: Vec<P> = sql.params.iter().map(P).collect();
     let mut rows = st
@@ -724,7 +724,7 @@ thread_local! {
     static WAL_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
 }
 
-fn wal_pages(_: &rusqlite::hooks::Wal, pages: std::os::raw::c_int) -> rusqlite::Result<()> {
+fn wal_pages(_: &mut rusqlite::hooks::Wal, pages: std::os::raw::c_int) -> rusqlite::Result<()> {
     WAL_PAGES.set(pages);
     Ok(())
 }
