@@ -1092,11 +1092,13 @@ impl PrivateRabbit {
         }
     }
 
-    /// SIGKILL to the node's Erlang VM (the script's child) and the script.
+    /// SIGKILL to the node's Erlang VM (the script's child) and the script. The VM is found by its
+    /// node name and by its home folder (the name was not always on its command line: a node from
+    /// this test once outlived it).
     fn kill9(&mut self) {
-        let _ = Command::new("pkill")
-            .args(["-9", "-f", &self.node])
-            .status();
+        for pattern in [self.node.clone(), self.dir.display().to_string()] {
+            let _ = Command::new("pkill").args(["-9", "-f", &pattern]).status();
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
