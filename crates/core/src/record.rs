@@ -797,7 +797,7 @@ fn client_id(f: &Field, s: &str) -> std::result::Result<(), FieldError> {
         "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
         "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
     ];
-    if f.pattern != "^[a-z0-9]+$" {
+    if f.pattern != crate::schema::DEFAULT_ID_FORMAT {
         if let Some(r) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(s)) {
             return Err(FieldError::new(
                 crate::codes::RESERVED_PK,

@@ -83,6 +83,10 @@ pub const MAX_PATTERN_LEN: usize = 1000;
 /// The system id field's `autogeneratePattern` in PocketBase's collections.
 pub const DEFAULT_ID_PATTERN: &str = "[a-z0-9]{15}";
 
+/// The system id field's `pattern` in PocketBase's collections (PocketBase's
+/// `defaultLowercaseRecordIdPattern`: with any other, a client's id must also avoid reserved names).
+pub const DEFAULT_ID_FORMAT: &str = "^[a-z0-9]+$";
+
 /// A field definition. Type-specific options live side by side; [`Field::to_json`] writes only those
 /// that belong to the type, as the protocol does.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -484,7 +488,7 @@ impl Collection {
         f.required = true;
         f.min = json!(15);
         f.max = json!(15);
-        f.pattern = "^[a-z0-9]+$".into();
+        f.pattern = DEFAULT_ID_FORMAT.into();
         f.autogenerate_pattern = DEFAULT_ID_PATTERN.into();
         f
     }
