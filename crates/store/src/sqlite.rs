@@ -815,6 +815,28 @@ impl Drop for SqliteTx {
 mod tests {
     use super::*;
 
+    /// A folder of its own for a test's database files, removed when the test ends (even failing).
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            let dir = std::env::temp_dir()
+                .join(format!("basalt-store-{}", basalt_core::id::random_id(8)));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn join(&self, name: &str) -> std::path::PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     fn sql(text: &str, params: Vec<Value>) -> Sql {
         let mut s = Sql::new(Dialect::Sqlite);
         s.push(text);
@@ -824,9 +846,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn group_commit_keeps_each_transaction_atomic_and_visible_once_acknowledged() {
-        let dir =
-            std::env::temp_dir().join(format!("basalt-store-{}", basalt_core::id::random_id(8)));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new();
         let store = Arc::new(SqliteStore::open(&dir.join("t.db")).unwrap());
         let mut tx = store.begin().await.unwrap();
         tx.execute(&sql(
@@ -918,16 +938,13 @@ mod tests {
             Err(StoreError::Unique { .. })
         ));
         drop(tx);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A reader whose statement was left stepping (its snapshot pinned) is put right by its next
     /// read, so the read after that sees the newest commits.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_reader_left_in_a_transaction_is_reset_after_its_next_read() {
-        let dir =
-            std::env::temp_dir().join(format!("basalt-store-{}", basalt_core::id::random_id(8)));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new();
         let store = SqliteStore::open(&dir.join("t.db")).unwrap();
         let write = |v: i64| {
             let store = &store;
@@ -962,7 +979,6 @@ mod tests {
         let fresh = reader.query(&count, 1000).unwrap();
         assert_eq!(fresh.rows[0][0], Value::Int(3));
         drop(reader);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Every reader sees every acknowledged commit, whatever it did before: quick reads, reads
@@ -970,9 +986,7 @@ mod tests {
     /// (the request-log store's shape: 64 KiB pages, `normal`, one blob per batch).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_reader_sees_each_acknowledged_commit() {
-        let dir =
-            std::env::temp_dir().join(format!("basalt-store-{}", basalt_core::id::random_id(8)));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new();
         let path = dir.join("logs.db");
         {
             // Made by another store first, as `basalt superuser upsert` does before `serve`.
@@ -996,7 +1010,8 @@ mod tests {
         let (mut rows, mut sum) = (0i64, 0i64);
         for round in 0..300i64 {
             let mut tx = store.begin().await.unwrap();
-            let big = round % 50 == 0;
+            // ~38 blobs of 48 pages and ~260 of one or two: the WAL passes CHECKPOINT_PAGES twice.
+            let big = round % 8 == 0;
             let body = vec![(round % 251) as u8; if big { 3 << 20 } else { 4096 }];
             tx.execute(&sql(
                 "INSERT INTO b (n, body) VALUES (?, ?)",
@@ -1029,6 +1044,5 @@ mod tests {
         }
         assert!(rows > 0 && sum > 0);
         drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
