@@ -1058,52 +1058,43 @@ impl Collection {
                     );
                 }
             }
-            if f.pattern.len() > MAX_PATTERN_LEN {
-                errs.insert(
-                    format!("fields.{i}.pattern"),
-                    FieldError::new(crate::codes::INVALID_PATTERN, "Pattern too long."),
-                );
-            } else if !f.pattern.is_empty() {
-                if let Err(e) = crate::record::text_pattern(&f.pattern) {
-                    errs.insert(
-                        format!("fields.{i}.pattern"),
-                        FieldError::new(
-                            crate::codes::INVALID_REGEX,
-                            format!("Error parsing regexp: {}.", e.trim_end_matches('.')),
-                        ),
-                    );
-                }
+            let too_long = || FieldError::new(crate::codes::INVALID_PATTERN, "Pattern too long.");
+            let unparsable = |e: String| {
+                FieldError::new(
+                    crate::codes::INVALID_REGEX,
+                    format!("Error parsing regexp: {}.", e.trim_end_matches('.')),
+                )
+            };
+            let pattern_error = if f.pattern.len() > MAX_PATTERN_LEN {
+                Some(too_long())
+            } else if f.pattern.is_empty() {
+                None
+            } else {
+                crate::record::text_pattern(&f.pattern)
+                    .err()
+                    .map(unparsable)
+            };
+            if let Some(e) = pattern_error {
+                errs.insert(format!("fields.{i}.pattern"), e);
             }
-            if f.ty() == FieldType::Text && f.autogenerate_pattern.len() > MAX_PATTERN_LEN {
-                errs.insert(
-                    format!("fields.{i}.autogeneratePattern"),
-                    FieldError::new(crate::codes::INVALID_PATTERN, "Pattern too long."),
-                );
-            } else if f.ty() == FieldType::Text && !f.autogenerate_pattern.is_empty() {
-                // As PocketBase: the pattern must parse, and a value made from it must be valid.
-                let key = format!("fields.{i}.autogeneratePattern");
-                match crate::record::autogenerate(&f.autogenerate_pattern) {
-                    Err(e) => {
-                        errs.insert(
-                            key,
-                            FieldError::new(
-                                crate::codes::INVALID_REGEX,
-                                format!("Error parsing regexp: {}.", e.trim_end_matches('.')),
-                            ),
-                        );
-                    }
-                    Ok(sample) => {
-                        if crate::record::validate_value(f, &Json::String(sample.clone())).is_err()
-                        {
-                            errs.insert(
-                                key,
-                                FieldError::new(
-                                    crate::codes::INVALID_AUTOGENERATE_PATTERN_VALUE,
-                                    format!("The provided autogenerate pattern could produce invalid field values, ex.: {sample:?}."),
-                                ),
-                            );
-                        }
-                    }
+            if f.ty() == FieldType::Text && !f.autogenerate_pattern.is_empty() {
+                // As PocketBase: the pattern must parse, and ten values made from it must be valid.
+                let p = &f.autogenerate_pattern;
+                let e = if p.len() > MAX_PATTERN_LEN {
+                    Some(too_long())
+                } else {
+                    (0..10).find_map(|_| match crate::record::autogenerate(p) {
+                        Err(e) => Some(unparsable(e)),
+                        Ok(sample) => crate::record::validate_value(f, &Json::String(sample.clone()))
+                            .is_err()
+                            .then(|| FieldError::new(
+                                crate::codes::INVALID_AUTOGENERATE_PATTERN_VALUE,
+                                format!("The provided autogenerate pattern could produce invalid field values, ex.: {sample:?}."),
+                            )),
+                    })
+                };
+                if let Some(e) = e {
+                    errs.insert(format!("fields.{i}.autogeneratePattern"), e);
                 }
             }
         }
